@@ -1,0 +1,211 @@
+//! `ferrostack`: the one binary. The only place that picks concrete
+//! implementations (database URL, drivers) from configuration.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use ferro_config::Config;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "ferrostack", version, about = "OpenStack IaaS in one binary")]
+struct Cli {
+    /// TOML configuration file (every key can also be set with FERROSTACK__SECTION__KEY).
+    #[arg(long, global = true, env = "FERROSTACK_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory (database, keys, clouds.yaml, openrc).
+    #[arg(long, global = true, env = "FERROSTACK_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// sqlite://PATH, postgres://... or mysql://...
+    #[arg(long, global = true, env = "FERROSTACK_DATABASE_URL")]
+    database_url: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run everything in one process (all-in-one).
+    Serve {
+        /// Listen address, e.g. 127.0.0.1:8000.
+        #[arg(long)]
+        listen: Option<String>,
+        /// Admin password for bootstrap (else generated once and stored).
+        #[arg(long, env = "FERROSTACK_ADMIN_PASSWORD", hide_env_values = true)]
+        admin_password: Option<String>,
+    },
+    /// Database schema management.
+    Db {
+        #[command(subcommand)]
+        command: DbCommand,
+    },
+    /// Create or repair the default domain, roles, admin, region and catalog (idempotent).
+    Bootstrap {
+        #[arg(long, env = "FERROSTACK_ADMIN_PASSWORD", hide_env_values = true)]
+        admin_password: Option<String>,
+    },
+    /// Fernet key repository management.
+    Fernet {
+        #[command(subcommand)]
+        command: FernetCommand,
+    },
+    /// Diagnostics.
+    #[command(hide = true)]
+    Debug {
+        #[command(subcommand)]
+        command: DebugCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DbCommand {
+    /// Apply all pending migrations.
+    Upgrade,
+}
+
+#[derive(Subcommand)]
+enum FernetCommand {
+    /// Create the key repository if it holds no keys.
+    Setup,
+    /// Promote the staged key to primary and add a new staged key.
+    Rotate,
+}
+
+#[derive(Subcommand)]
+enum DebugCommand {
+    /// Time bcrypt at the configured cost (the password-auth bound).
+    BcryptBench {
+        #[arg(long, default_value_t = 5)]
+        rounds: u32,
+    },
+}
+
+fn load_config(cli: &Cli) -> anyhow::Result<Config> {
+    let mut cfg =
+        Config::load(cli.config.as_deref(), std::env::vars()).context("loading configuration")?;
+    if let Some(d) = &cli.data_dir {
+        cfg.data_dir = Some(d.clone());
+    }
+    if let Some(u) = &cli.database_url {
+        cfg.database.url = Some(u.clone());
+    }
+    Ok(cfg)
+}
+
+fn init_logging(cfg: &Config) {
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cfg.log.level));
+    if cfg.log.format == "json" {
+        tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+    } else {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let mut cfg = load_config(&cli)?;
+    init_logging(&cfg);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        match cli.command {
+            Command::Serve {
+                listen,
+                admin_password,
+            } => {
+                if let Some(l) = listen {
+                    cfg.api.listen = l;
+                }
+                if admin_password.is_some() {
+                    cfg.identity.admin_password = admin_password;
+                }
+                serve(cfg).await
+            }
+            Command::Db {
+                command: DbCommand::Upgrade,
+            } => {
+                std::fs::create_dir_all(cfg.data_dir())?;
+                let db = ferro_db::Db::connect(&cfg.database_url(), 1).await?;
+                db.upgrade().await?;
+                for m in db.applied_migrations().await? {
+                    println!("applied: {m}");
+                }
+                Ok(())
+            }
+            Command::Bootstrap { admin_password } => {
+                if admin_password.is_some() {
+                    cfg.identity.admin_password = admin_password;
+                }
+                let app = ferro_api_server::App::start(cfg).await?;
+                println!("bootstrap complete");
+                print_report(&app);
+                Ok(())
+            }
+            Command::Fernet { command } => {
+                let repo = cfg.key_repository();
+                match command {
+                    FernetCommand::Setup => ferro_auth::fernet_keys::setup(&repo)?,
+                    FernetCommand::Rotate => {
+                        ferro_auth::fernet_keys::setup(&repo)?;
+                        ferro_auth::fernet_keys::rotate(&repo, cfg.fernet_tokens.max_active_keys)?;
+                    }
+                }
+                let keys = ferro_auth::fernet_keys::load(&repo)?;
+                println!("{}: {} keys", repo.display(), keys.len());
+                Ok(())
+            }
+            Command::Debug {
+                command: DebugCommand::BcryptBench { rounds },
+            } => {
+                let cost = cfg.identity.password_hash_rounds;
+                let hash = bcrypt::hash("warmup", cost)?;
+                let t = std::time::Instant::now();
+                for _ in 0..rounds {
+                    let _ = bcrypt::verify("warmup", &hash)?;
+                }
+                let per = t.elapsed().as_secs_f64() / f64::from(rounds.max(1));
+                println!("bcrypt cost {cost}: {:.1} ms per verify", per * 1000.0);
+                Ok(())
+            }
+        }
+    })
+}
+
+fn print_report(app: &ferro_api_server::App) {
+    println!("data directory: {}", app.cfg.data_dir().display());
+    println!(
+        "clouds.yaml:    {} (cloud: ferrostack)",
+        app.report.clouds_yaml.display()
+    );
+    println!("openrc:         {}", app.report.openrc.display());
+    println!(
+        "admin password: {}",
+        app.report.admin_password_file.display()
+    );
+}
+
+async fn serve(cfg: Config) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(&cfg.api.listen)
+        .await
+        .with_context(|| format!("binding {}", cfg.api.listen))?;
+    let app = ferro_api_server::App::start(cfg).await?;
+    print_report(&app);
+    println!("identity:       {}/v3", app.identity.base_url);
+    println!(
+        "try:            OS_CLIENT_CONFIG_FILE={} OS_CLOUD=ferrostack openstack token issue",
+        app.report.clouds_yaml.display()
+    );
+    tracing::info!(listen = %app.cfg.api.listen, "ferrostack serving");
+    let router = app.router();
+    ferro_api_server::serve(listener, router, ferro_api_server::shutdown_signal()).await?;
+    Ok(())
+}

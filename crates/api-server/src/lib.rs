@@ -1,0 +1,186 @@
+//! Composes every service's router under its DevStack-style prefix on one
+//! listener, with the middleware every response shares: `x-openstack-request-id`,
+//! a structured access log, panic safety and body limits. Also the start-up
+//! sequence (`App::start`) shared by `ferrostack serve` and the TestCloud.
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use ferro_common::Error;
+use ferro_config::Config;
+use ferro_db::Db;
+use ferro_identity::IdentityService;
+use ferro_identity::bootstrap::{BootstrapReport, CatalogEntry};
+use ferro_identity::error::KsError;
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::net::TcpListener;
+
+/// Every service this binary serves, as the catalog advertises it.
+pub const CATALOG: &[CatalogEntry] = &[("identity", "keystone", "/identity")];
+
+pub struct App {
+    pub cfg: Config,
+    pub identity: Arc<IdentityService>,
+    pub report: BootstrapReport,
+    pub admin_password: String,
+}
+
+impl App {
+    /// Data dir, database + migrations, keys, identity bootstrap, client files.
+    pub async fn start(cfg: Config) -> Result<App, Error> {
+        let data = cfg.data_dir();
+        std::fs::create_dir_all(&data)
+            .map_err(|e| Error::internal(format!("{}: {e}", data.display())))?;
+        let db = Db::connect(&cfg.database_url(), cfg.database.max_connections).await?;
+        db.upgrade().await?;
+        let mut policy = ferro_identity::policy_defaults::policy().map_err(Error::internal)?;
+        if let Some(f) = &cfg.policy.file {
+            policy.load_overrides(f).map_err(Error::internal)?;
+        }
+        let identity = IdentityService::new(db, cfg.clone(), policy).await?;
+        let (password, explicit) = ferro_identity::bootstrap::admin_password(
+            &data,
+            cfg.identity.admin_password.as_deref(),
+        )?;
+        identity.bootstrap(&password, explicit, CATALOG).await?;
+        let report = identity.write_client_files(&data, &password)?;
+        Ok(App {
+            cfg,
+            identity,
+            report,
+            admin_password: password,
+        })
+    }
+
+    pub fn router(&self) -> Router {
+        router(self.identity.clone(), self.cfg.api.max_request_body_size)
+    }
+}
+
+fn versions_doc(base: &str) -> serde_json::Value {
+    json!({"versions": {"values": [ferro_identity::http::auth::version_doc(base)]}})
+}
+
+pub fn router(identity: Arc<IdentityService>, body_limit: usize) -> Router {
+    let base = identity.base_url.clone();
+    let base2 = base.clone();
+    let discovery = move || {
+        let b = base.clone();
+        async move { (StatusCode::MULTIPLE_CHOICES, axum::Json(versions_doc(&b))) }
+    };
+    let discovery2 = move || {
+        let b = base2.clone();
+        async move { (StatusCode::MULTIPLE_CHOICES, axum::Json(versions_doc(&b))) }
+    };
+    let identity_router = ferro_identity::http::router().with_state(identity);
+    Router::new()
+        .route("/", axum::routing::get(discovery))
+        .route("/identity", axum::routing::get(discovery2.clone()))
+        .route("/identity/", axum::routing::get(discovery2))
+        .nest("/identity", identity_router)
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn(normalize_path))
+        .layer(axum::middleware::from_fn(request_context))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            panic_response,
+        ))
+}
+
+async fn not_found() -> Response {
+    KsError(Error::not_found_msg("The resource could not be found.")).into_response()
+}
+
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response<Body> {
+    tracing::error!("request handler panicked");
+    KsError(Error::internal("handler panicked")).into_response()
+}
+
+/// Clients build URLs by joining; collapse `//` and drop a trailing `/`
+/// (except on prefix roots) so `/v3/OS-TRUST/trusts/` routes like Keystone's.
+async fn normalize_path(mut req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    let needs = path.contains("//")
+        || (path.len() > 1 && path.ends_with('/') && path.matches('/').count() > 2);
+    if needs {
+        let mut p = path.to_string();
+        while p.contains("//") {
+            p = p.replace("//", "/");
+        }
+        if p.len() > 1 && p.ends_with('/') && p.matches('/').count() > 2 {
+            p.pop();
+        }
+        let pq = match req.uri().query() {
+            Some(q) => format!("{p}?{q}"),
+            None => p,
+        };
+        if let Ok(uri) = pq.parse() {
+            *req.uri_mut() = uri;
+        }
+    }
+    next.run(req).await
+}
+
+/// Request id (taken from a trusted caller's header or made here), response
+/// header, and one access-log line per request.
+async fn request_context(req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let rid = req
+        .headers()
+        .get("x-openstack-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| v.starts_with("req-") && v.len() <= 64)
+        .map(str::to_string)
+        .unwrap_or_else(ferro_common::new_request_id);
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let span = tracing::info_span!("request", request_id = %rid);
+    let mut resp = {
+        let _g = span.enter();
+        drop(_g);
+        tracing::Instrument::instrument(next.run(req), span.clone()).await
+    };
+    if let Ok(v) = HeaderValue::from_str(&rid) {
+        resp.headers_mut().insert("x-openstack-request-id", v);
+    }
+    let status = resp.status().as_u16();
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    tracing::info!(target: "ferrostack::access", request_id = %rid, %method, %path, status, ms = format!("{ms:.2}"), "request");
+    resp
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then drains.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,156 @@
+//! Who is calling: the validated token, turned into a [`RequestContext`] that
+//! every service's handlers receive and policy checks read.
+
+use crate::policy::Policy;
+use crate::token::TokenPayload;
+use ferro_common::Error;
+use serde::Serialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct DomainRef {
+    pub id: String,
+    pub name: String,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct UserRef {
+    pub id: String,
+    pub name: String,
+    pub domain: DomainRef,
+    #[serde(skip)]
+    pub password_expires_at: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct ProjectRef {
+    pub id: String,
+    pub name: String,
+    pub domain: DomainRef,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct RoleRef {
+    pub id: String,
+    pub name: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct TrustRef {
+    pub id: String,
+    pub trustor_user_id: String,
+    pub trustee_user_id: String,
+    pub impersonation: bool,
+}
+
+/// A token that decrypted, is unexpired and unrevoked, and whose user, scope
+/// and roles were resolved against identity data.
+#[derive(Clone, Debug)]
+pub struct ValidatedToken {
+    pub payload: TokenPayload,
+    pub user: UserRef,
+    pub project: Option<ProjectRef>,
+    pub domain: Option<DomainRef>,
+    pub system: bool,
+    pub roles: Vec<RoleRef>,
+    pub is_admin_project: bool,
+    pub app_cred_id: Option<String>,
+    pub trust: Option<TrustRef>,
+}
+
+impl ValidatedToken {
+    pub fn has_role(&self, name: &str) -> bool {
+        self.roles.iter().any(|r| r.name.eq_ignore_ascii_case(name))
+    }
+
+    /// The credentials dict oslo.policy checks read (keystone's
+    /// `_build_policy_check_credentials` + token attributes).
+    pub fn policy_creds(&self) -> Value {
+        let roles: Vec<&str> = self.roles.iter().map(|r| r.name.as_str()).collect();
+        let mut c = json!({
+            "user_id": self.user.id,
+            "user_domain_id": self.user.domain.id,
+            "roles": roles,
+            "is_admin": false,
+            "is_admin_project": self.is_admin_project,
+            "system_scope": if self.system { Value::from("all") } else { Value::Null },
+            "project_id": self.project.as_ref().map(|p| p.id.clone()),
+            "project_domain_id": self.project.as_ref().map(|p| p.domain.id.clone()),
+            "domain_id": self.domain.as_ref().map(|d| d.id.clone()),
+            "token": {
+                "user_id": self.user.id,
+                "is_admin_project": self.is_admin_project,
+                "user": {"id": self.user.id, "domain": {"id": self.user.domain.id}},
+                "domain": {"id": self.domain.as_ref().map(|d| d.id.clone())},
+                "project": {
+                    "id": self.project.as_ref().map(|p| p.id.clone()),
+                    "domain": {"id": self.project.as_ref().map(|p| p.domain.id.clone())},
+                },
+                "system": {"all": self.system},
+            },
+        });
+        if let Some(t) = &self.trust {
+            c["trust_id"] = json!(t.id);
+            c["trustor_id"] = json!(t.trustor_user_id);
+            c["trustee_id"] = json!(t.trustee_user_id);
+        }
+        if let Some(a) = &self.app_cred_id {
+            c["application_credential_id"] = json!(a);
+        }
+        c
+    }
+}
+
+/// Validates tokens for any service; implemented by the identity service
+/// (in-process Fernet + revocation cache, no database on the hot path).
+#[async_trait::async_trait]
+pub trait TokenValidator: Send + Sync {
+    async fn validate(
+        &self,
+        token: &str,
+        allow_expired: bool,
+    ) -> Result<Arc<ValidatedToken>, Error>;
+}
+
+/// What a request handler knows about its caller.
+#[derive(Clone, Debug)]
+pub struct RequestContext {
+    pub token: Arc<ValidatedToken>,
+    pub auth_token: String,
+    pub creds: Arc<Value>,
+}
+
+impl RequestContext {
+    pub fn new(token: Arc<ValidatedToken>, auth_token: String) -> Self {
+        let creds = Arc::new(token.policy_creds());
+        RequestContext {
+            token,
+            auth_token,
+            creds,
+        }
+    }
+    pub fn user_id(&self) -> &str {
+        &self.token.user.id
+    }
+    pub fn project_id(&self) -> Option<&str> {
+        self.token.project.as_ref().map(|p| p.id.as_str())
+    }
+    pub fn is_admin(&self) -> bool {
+        self.token.has_role("admin")
+    }
+    pub fn is_system(&self) -> bool {
+        self.token.system
+    }
+
+    /// Enforces `rule` against `target`; 403 with oslo's message when denied.
+    pub fn authorize(&self, policy: &Policy, rule: &str, target: &Value) -> Result<(), Error> {
+        if policy.enforce(rule, target, &self.creds) {
+            Ok(())
+        } else {
+            Err(Error::forbidden(format!(
+                "You are not authorized to perform the requested action: {rule}."
+            )))
+        }
+    }
+}

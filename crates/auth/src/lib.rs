@@ -1,0 +1,14 @@
+//! Authentication and authorization shared by every service: Keystone-format
+//! Fernet tokens, the validated [`RequestContext`], and an oslo.policy-style
+//! rule engine.
+
+pub mod context;
+pub mod fernet_keys;
+pub mod policy;
+pub mod token;
+
+pub use context::{
+    DomainRef, ProjectRef, RequestContext, RoleRef, TokenValidator, UserRef, ValidatedToken,
+};
+pub use policy::Policy;
+pub use token::{TokenPayload, TokenScope};

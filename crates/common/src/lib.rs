@@ -1,0 +1,23 @@
+//! Types every ferrostack crate shares: the one domain [`Error`], id and time
+//! helpers. Services render [`Error`] into their own wire shape at the edge
+//! (Keystone's `{"error": {...}}`, Nova's `{"itemNotFound": {...}}`, ...).
+
+pub mod error;
+pub mod time;
+
+pub use error::{Error, Result};
+
+/// Keystone-style id: `uuid4().hex` (32 lowercase hex chars, no dashes).
+pub fn new_hex_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// Nova/Neutron/Cinder/Glance-style id: hyphenated UUID.
+pub fn new_uuid() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// `req-<uuid>`, the `x-openstack-request-id` format.
+pub fn new_request_id() -> String {
+    format!("req-{}", uuid::Uuid::new_v4())
+}

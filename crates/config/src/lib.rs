@@ -1,0 +1,310 @@
+//! ferrostack configuration: one TOML file, every key overridable by an
+//! environment variable `FERROSTACK__<SECTION>__<KEY>` (top-level keys:
+//! `FERROSTACK__<KEY>`). Values in the environment are read as TOML when they
+//! parse (numbers, booleans, arrays) and as strings otherwise.
+//! Every key is documented in `docs/configuration.md`.
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+pub const ENV_PREFIX: &str = "FERROSTACK__";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Directory holding the SQLite database, Fernet keys, clouds.yaml, openrc.
+    pub data_dir: Option<PathBuf>,
+    pub api: ApiConfig,
+    pub database: DatabaseConfig,
+    pub identity: IdentityConfig,
+    pub token: TokenConfig,
+    pub fernet_tokens: FernetConfig,
+    pub policy: PolicyConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Address of the one HTTP listener.
+    pub listen: String,
+    /// Base URL advertised in the catalog and version documents; default
+    /// `http://<listen>` (with 127.0.0.1 when listening on 0.0.0.0).
+    pub public_url: Option<String>,
+    /// Largest request body accepted by non-upload APIs, in bytes.
+    pub max_request_body_size: usize,
+}
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            listen: "127.0.0.1:8000".into(),
+            public_url: None,
+            max_request_body_size: 114_688,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `sqlite://PATH`, `postgres://...` or `mysql://...`; default the SQLite
+    /// file `<data_dir>/ferrostack.db`.
+    pub url: Option<String>,
+    pub max_connections: u32,
+}
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: None,
+            max_connections: 16,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IdentityConfig {
+    /// Admin password used by bootstrap; if unset one is generated once and
+    /// stored in `<data_dir>/admin-password` (mode 0600).
+    pub admin_password: Option<String>,
+    pub region: String,
+    /// bcrypt cost, as Keystone's `[identity] password_hash_rounds` (default 12).
+    pub password_hash_rounds: u32,
+    /// Largest password accepted (Keystone's `max_password_length`).
+    pub max_password_length: usize,
+    /// Page size cap for list calls (Keystone's `list_limit`); none by default.
+    pub list_limit: Option<usize>,
+    /// Also write the `ferrostack` cloud into ~/.config/openstack/clouds.yaml
+    /// when that file is absent or was written by ferrostack.
+    pub write_user_clouds_yaml: bool,
+}
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        IdentityConfig {
+            admin_password: None,
+            region: "RegionOne".into(),
+            password_hash_rounds: 12,
+            max_password_length: 4096,
+            list_limit: None,
+            write_user_clouds_yaml: false,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Token lifetime in seconds (Keystone's `[token] expiration`).
+    pub expiration: u64,
+    /// How long validated-token data is trusted before identity data is read
+    /// again, in seconds, when the write happened in another process.
+    pub cache_time: u64,
+    /// Seconds after expiry during which `allow_expired=1` still validates.
+    pub allow_expired_window: u64,
+}
+impl Default for TokenConfig {
+    fn default() -> Self {
+        TokenConfig {
+            expiration: 3600,
+            cache_time: 5,
+            allow_expired_window: 172_800,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FernetConfig {
+    /// Key repository; default `<data_dir>/fernet-keys`.
+    pub key_repository: Option<PathBuf>,
+    /// Keys kept by `ferrostack fernet rotate` (Keystone's default 3).
+    pub max_active_keys: usize,
+}
+impl Default for FernetConfig {
+    fn default() -> Self {
+        FernetConfig {
+            key_repository: None,
+            max_active_keys: 3,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// A policy.yaml/json overriding upstream's default rules.
+    pub file: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// tracing filter, e.g. `info` or `ferro_identity=debug,info`.
+    pub level: String,
+    /// `text` or `json`.
+    pub format: String,
+}
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+            format: "text".into(),
+        }
+    }
+}
+
+impl Config {
+    /// Loads `file` (if given) and applies `FERROSTACK__*` variables from `env`.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut table = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                text.parse::<toml::Table>()
+                    .map_err(|e| ConfigError::Invalid(format!("{}: {e}", path.display())))?
+            }
+            None => toml::Table::new(),
+        };
+        for (key, value) in env {
+            let Some(rest) = key.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
+            if path.iter().any(|p| p.is_empty()) {
+                return Err(ConfigError::Invalid(format!("bad variable name {key}")));
+            }
+            set_path(&mut table, &path, parse_env_value(&value))
+                .map_err(|e| ConfigError::Invalid(format!("{key}: {e}")))?;
+        }
+        Config::deserialize(toml::Value::Table(table))
+            .map_err(|e| ConfigError::Invalid(e.to_string()))
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_dir.clone().unwrap_or_else(default_data_dir)
+    }
+
+    pub fn database_url(&self) -> String {
+        self.database.url.clone().unwrap_or_else(|| {
+            format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir().join("ferrostack.db").display()
+            )
+        })
+    }
+
+    pub fn key_repository(&self) -> PathBuf {
+        self.fernet_tokens
+            .key_repository
+            .clone()
+            .unwrap_or_else(|| self.data_dir().join("fernet-keys"))
+    }
+
+    /// Base URL clients reach the listener at.
+    pub fn public_url(&self) -> String {
+        if let Some(u) = &self.api.public_url {
+            return u.trim_end_matches('/').to_string();
+        }
+        let listen = self
+            .api
+            .listen
+            .replace("0.0.0.0", "127.0.0.1")
+            .replace("[::]", "[::1]");
+        format!("http://{listen}")
+    }
+}
+
+/// `$XDG_DATA_HOME/ferrostack`, else `~/.local/share/ferrostack`, else `./ferrostack-data`.
+pub fn default_data_dir() -> PathBuf {
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(x).join("ferrostack");
+    }
+    if let Some(h) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(h).join(".local/share/ferrostack");
+    }
+    PathBuf::from("ferrostack-data")
+}
+
+fn parse_env_value(v: &str) -> toml::Value {
+    // A bare TOML value: 12, true, ["a", "b"]; anything else is a string.
+    match format!("v = {v}").parse::<toml::Table>() {
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or_else(|| toml::Value::String(v.to_string())),
+        Err(_) => toml::Value::String(v.to_string()),
+    }
+}
+
+fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), String> {
+    match path {
+        [] => Err("empty key".into()),
+        [last] => {
+            table.insert(last.clone(), value);
+            Ok(())
+        }
+        [head, rest @ ..] => {
+            let entry = table
+                .entry(head.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            match entry {
+                toml::Value::Table(t) => set_path(t, rest, value),
+                _ => Err(format!("{head} is not a section")),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_overrides_file_and_types() {
+        let dir = std::env::temp_dir().join(format!("ferro-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("c.toml");
+        std::fs::write(
+            &f,
+            "[token]\nexpiration = 100\n[api]\nlisten = \"0.0.0.0:9000\"\n",
+        )
+        .unwrap();
+        let env = vec![
+            (
+                "FERROSTACK__TOKEN__EXPIRATION".to_string(),
+                "600".to_string(),
+            ),
+            (
+                "FERROSTACK__IDENTITY__ADMIN_PASSWORD".to_string(),
+                "s3cret pw".to_string(),
+            ),
+            ("FERROSTACK_BIN".to_string(), "ignored".to_string()),
+        ];
+        let c = Config::load(Some(&f), env).unwrap();
+        assert_eq!(c.token.expiration, 600);
+        assert_eq!(c.identity.admin_password.as_deref(), Some("s3cret pw"));
+        assert_eq!(c.public_url(), "http://127.0.0.1:9000");
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let env = vec![("FERROSTACK__TOKEN__EXPIRY".to_string(), "1".to_string())];
+        assert!(Config::load(None, env).is_err());
+    }
+}

@@ -1,0 +1,96 @@
+//! Embedded migrations, run by `ferrostack db upgrade` and at start-up.
+use crate::entity::identity as id;
+use sea_orm::{ConnectionTrait, EntityTrait, Schema};
+use sea_orm_migration::prelude::*;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(M0001Identity)]
+    }
+}
+
+/// Creates `entity`'s table and its indexes (composite unique keys included).
+async fn create<E: EntityTrait>(manager: &SchemaManager<'_>, entity: E) -> Result<(), DbErr> {
+    let schema = Schema::new(manager.get_database_backend());
+    manager
+        .create_table(
+            schema
+                .create_table_from_entity(entity)
+                .if_not_exists()
+                .to_owned(),
+        )
+        .await?;
+    for idx in schema.create_index_from_entity(entity) {
+        manager.get_connection().execute(&idx).await?;
+    }
+    Ok(())
+}
+
+pub struct M0001Identity;
+
+impl MigrationName for M0001Identity {
+    fn name(&self) -> &str {
+        "m20261123_000001_identity"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0001Identity {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        create(m, id::project::Entity).await?;
+        create(m, id::project_tag::Entity).await?;
+        create(m, id::user::Entity).await?;
+        create(m, id::group::Entity).await?;
+        create(m, id::user_group::Entity).await?;
+        create(m, id::role::Entity).await?;
+        create(m, id::implied_role::Entity).await?;
+        create(m, id::assignment::Entity).await?;
+        create(m, id::service::Entity).await?;
+        create(m, id::endpoint::Entity).await?;
+        create(m, id::region::Entity).await?;
+        create(m, id::credential::Entity).await?;
+        create(m, id::app_cred::Entity).await?;
+        create(m, id::registered_limit::Entity).await?;
+        create(m, id::limit::Entity).await?;
+        create(m, id::revocation_event::Entity).await?;
+        create(m, id::trust::Entity).await?;
+        create(m, id::policy::Entity).await?;
+        create(m, id::password_history::Entity).await?;
+        create(m, id::access_rule::Entity).await?;
+        create(m, id::document::Entity).await?;
+        Ok(())
+    }
+
+    async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        macro_rules! drop {
+            ($($e:path),*) => { $( m.drop_table(Table::drop().table($e).if_exists().to_owned()).await?; )* };
+        }
+        drop!(
+            id::project::Entity,
+            id::project_tag::Entity,
+            id::user::Entity,
+            id::group::Entity,
+            id::user_group::Entity,
+            id::role::Entity,
+            id::implied_role::Entity,
+            id::assignment::Entity,
+            id::service::Entity,
+            id::endpoint::Entity,
+            id::region::Entity,
+            id::credential::Entity,
+            id::app_cred::Entity,
+            id::registered_limit::Entity,
+            id::limit::Entity,
+            id::revocation_event::Entity,
+            id::trust::Entity,
+            id::policy::Entity,
+            id::password_history::Entity,
+            id::access_rule::Entity,
+            id::document::Entity
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,52 @@
+# Shared helpers for the project's scripts: build the binary, start a private
+# ferrostack on a free loopback port with a temporary data dir, stop exactly
+# the PID we started. Source it:  source "$(dirname "$0")/lib.sh"
+set -euo pipefail
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+FERRO_PROFILE="${FERRO_PROFILE:-release}"
+
+# ferro_bin: path of the ferrostack binary (builds it unless FERROSTACK_BIN is set)
+ferro_bin() {
+  if [ -n "${FERROSTACK_BIN:-}" ]; then echo "$FERROSTACK_BIN"; return; fi
+  if [ "$FERRO_PROFILE" = release ]; then
+    (cd "$REPO" && cargo build -q --release -p ferrostack >&2)
+    echo "$REPO/target/release/ferrostack"
+  else
+    (cd "$REPO" && cargo build -q -p ferrostack >&2)
+    echo "$REPO/target/debug/ferrostack"
+  fi
+}
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# ferro_start DATA_DIR [extra serve args...]: starts ferrostack in the background,
+# waits for GET /identity/v3 to answer 200. Sets FERRO_PID, FERRO_PORT, FERRO_URL.
+ferro_start() {
+  local data="$1"; shift
+  local bin; bin="$(ferro_bin)"
+  FERRO_PORT="${FERRO_PORT:-$(free_port)}"
+  FERRO_URL="http://127.0.0.1:$FERRO_PORT"
+  mkdir -p "$data"
+  "$bin" serve --data-dir "$data" --listen "127.0.0.1:$FERRO_PORT" "$@" \
+      > "$data/ferrostack.log" 2>&1 < /dev/null &
+  FERRO_PID=$!
+  local i
+  for i in $(seq 1 300); do
+    if curl -fsS -o /dev/null "$FERRO_URL/identity/v3" 2>/dev/null; then return 0; fi
+    kill -0 "$FERRO_PID" 2>/dev/null || { echo "ferrostack exited; log:" >&2; tail -50 "$data/ferrostack.log" >&2; return 1; }
+    sleep 0.1
+  done
+  echo "ferrostack did not answer within 30 s" >&2; return 1
+}
+
+# ferro_stop: SIGTERM the PID we started, wait for it.
+ferro_stop() {
+  if [ -n "${FERRO_PID:-}" ] && kill -0 "$FERRO_PID" 2>/dev/null; then
+    kill -TERM "$FERRO_PID" 2>/dev/null || true
+    wait "$FERRO_PID" 2>/dev/null || true
+  fi
+  FERRO_PID=
+}
+
+# venv with the real clients (openstack CLI, openstacksdk, tempest)
+ferro_venv() { bash "$REPO/scripts/venv.sh"; }

@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Run Tempest against a private ferrostack started for this run.
+#
+#   scripts/tempest.sh [GROUP_OR_REGEX]        (default: identity)
+#
+# GROUP_OR_REGEX:
+#   identity, image, compute, network, volume   ^tempest\.api\.<group>\.
+#   scenario                                    ^tempest\.scenario\.
+#   interop-<group>                             exactly the interop-required tests of that
+#                                               group: ../shared/reference/interop-required.txt
+#                                               if present, else scripts/interop-<group>.txt
+#   anything else                               used as the tempest --regex
+#
+# Environment:
+#   TEMPEST_CONCURRENCY  workers (default 2)
+#   KEEP=1               keep the temp dir (server data, tempest workspace, logs)
+#   FERRO_EXTRA_ARGS     extra arguments for `ferrostack serve` (word-split)
+#   FERROSTACK_BIN       use this binary instead of building (see lib.sh)
+#   TEMPEST_CONF_ARGS    extra arguments for tempest_conf.py (word-split)
+#
+# Prints the names of failed tests and a final line
+#   tempest <group>: N passed, N failed, N skipped
+# Exit status: 0 if nothing failed, 1 if a test failed, 2 if no test ran or setup failed.
+# Tempest's own exit status is not used: the counts decide.
+source "$(dirname "$0")/lib.sh"
+
+group="${1:-identity}"
+concurrency="${TEMPEST_CONCURRENCY:-2}"
+read -r -a serve_args <<< "${FERRO_EXTRA_ARGS:-}"
+read -r -a conf_args <<< "${TEMPEST_CONF_ARGS:-}"
+
+work="$(mktemp -d "${TMPDIR:-/tmp}/ferro-tempest.XXXXXX")"
+cleanup() {
+  local rc=$?
+  ferro_stop
+  if [ "${KEEP:-0}" = 1 ]; then
+    echo "tempest.sh: kept $work (server log: $work/data/ferrostack.log," \
+         "tempest log: $work/workspace/logs/tempest.log)" >&2
+  else
+    rm -rf "$work"
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ---------------------------------------------------------------- test selection
+select_args=()
+case "$group" in
+  identity|image|compute|network|volume)
+    select_args=(--regex "^tempest\\.api\\.${group}\\.") ;;
+  scenario)
+    select_args=(--regex '^tempest\.scenario\.') ;;
+  interop-*)
+    svc="${group#interop-}"
+    shared="$REPO/../shared/reference/interop-required.txt"
+    expect="$work/interop-expected.txt"
+    if [ -f "$shared" ]; then
+      grep -E "^tempest\\.api\\.${svc}\\." "$shared" > "$expect" || true
+    elif [ -f "$REPO/scripts/interop-${svc}.txt" ]; then
+      grep -vE '^[[:space:]]*(#|$)' "$REPO/scripts/interop-${svc}.txt" > "$expect" || true
+    fi
+    if [ ! -s "$expect" ]; then
+      echo "tempest.sh: no interop test list for '$svc'" >&2; exit 2
+    fi
+    # One anchored regex per test: a bare id would also match longer test names.
+    sed -e 's/\./\\./g' -e 's/^/^/' -e 's/$/(\\[|$)/' "$expect" > "$work/include-list.txt"
+    select_args=(--include-list "$work/include-list.txt") ;;
+  *)
+    select_args=(--regex "$group") ;;
+esac
+
+# ---------------------------------------------------------------- server and config
+venv="$(ferro_venv)"
+data="$work/data"
+ferro_start "$data" "${serve_args[@]}"
+echo "tempest.sh: ferrostack pid $FERRO_PID at $FERRO_URL (data $data)" >&2
+
+# The clients get a private HOME: nothing may read or write the user's ~/.config,
+# ~/.tempest or ~/.cache, and no OS_* variables from the caller leak in.
+mkdir -p "$work/home" "$work/tmp"
+export HOME="$work/home" TMPDIR="$work/tmp" XDG_CONFIG_HOME="$work/home/.config" \
+       XDG_CACHE_HOME="$work/home/.cache"
+for v in $(compgen -e); do case "$v" in OS_*) unset "$v" ;; esac; done
+export no_proxy="127.0.0.1,localhost${no_proxy:+,$no_proxy}" NO_PROXY="127.0.0.1,localhost"
+
+ws="$work/workspace"
+mkdir -p "$work/empty-etc"
+"$venv/bin/tempest" init --config-dir "$work/empty-etc" \
+    --workspace-path "$work/workspace.yaml" "$ws" >/dev/null
+"$venv/bin/python" "$REPO/scripts/tempest_conf.py" --cloud-file "$data/clouds.yaml" \
+    --out "$ws/etc/tempest.conf" --log-dir "$ws/logs" --lock-path "$ws/tempest_lock" \
+    "${conf_args[@]}"
+
+# ---------------------------------------------------------------- run
+echo "tempest.sh: tempest run ${select_args[*]} --concurrency $concurrency" >&2
+tempest_rc=0
+(cd "$ws" && "$venv/bin/tempest" run --config-file "$ws/etc/tempest.conf" \
+    "${select_args[@]}" --concurrency "$concurrency") || tempest_rc=$?
+echo "tempest.sh: tempest run exited $tempest_rc" >&2
+
+# ---------------------------------------------------------------- summary
+summary_args=(--group "$group")
+[ -n "${expect:-}" ] && summary_args+=(--expect "$expect")
+if ! (cd "$ws" && "$venv/bin/stestr" last --subunit > "$work/results.subunit"); then
+  echo "tempest.sh: no stestr results (tempest could not run; see $ws/logs/tempest.log)" >&2
+  echo "tempest $group: 0 passed, 0 failed, 0 skipped"
+  exit 2
+fi
+"$venv/bin/python" "$REPO/scripts/tempest_summary.py" "$work/results.subunit" "${summary_args[@]}"

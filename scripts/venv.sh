@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs the real OpenStack clients used as judges (openstack CLI, openstacksdk,
+# Tempest) from PyPI into a venv outside the repo. Idempotent; prints the venv path.
+#   FERRO_VENV (default /opt/ferrostack-venv)
+set -euo pipefail
+VENV="${FERRO_VENV:-/opt/ferrostack-venv}"
+HERE="$(cd "$(dirname "$0")" && pwd)"
+REQ="$HERE/requirements-clients.txt"
+PY="${PYTHON:-python3}"
+stamp="$VENV/.ferrostack-installed"
+want="$(md5sum < "$REQ" | cut -c1-32)"
+if [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then echo "$VENV"; exit 0; fi
+if [ ! -x "$VENV/bin/python" ]; then
+  mkdir -p "$(dirname "$VENV")"
+  "$PY" -m venv "$VENV" >&2
+  "$VENV/bin/pip" install -q -U pip wheel setuptools >&2
+fi
+"$VENV/bin/pip" install -q -r "$REQ" >&2
+echo "$want" > "$stamp"
+echo "$VENV"

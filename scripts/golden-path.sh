@@ -131,18 +131,24 @@ elif cmd == "clouds":
 '
 js() { "$PY" -c "$JSON_HELPER" "$@"; }
 
-# run CMD...: echo the command, run it, keep its stdout in OUT (and show it).
-OUT=''
+# run CMD...: echo the command, run it, keep its stdout in OUT and stderr in ERR (and
+# show both).
+OUT='' ERR=''
 run() {
   echo "\$ $*"
   local rc=0
-  OUT="$("$@" < /dev/null)" || rc=$?
-  [ -n "$OUT" ] && printf '%s\n' "$OUT"
+  OUT="$("$@" < /dev/null 2> "$work/stderr")" || rc=$?
+  ERR="$(cat "$work/stderr")"
+  [ -z "$OUT" ] || printf '%s\n' "$OUT"
+  [ -z "$ERR" ] || printf '%s\n' "$ERR"
   [ "$rc" = 0 ] || echo "(exit status $rc)"
   return "$rc"
 }
-# fails CMD...: succeeds when CMD fails.
-fails() { if run "$@"; then echo "(expected a failure)"; return 1; fi; return 0; }
+# fails_401 CMD...: succeeds when CMD fails with an HTTP 401 from the server.
+fails_401() {
+  if run "$@"; then echo "(expected a failure)"; return 1; fi
+  [[ "$OUT$ERR" == *"HTTP 401"* ]] || { echo "(expected HTTP 401)"; return 1; }
+}
 
 admin() { OS_CLOUD=ferrostack "$OSC" "$@"; }
 as_user() { OS_CLOUD=gp-user "$OSC" "$@"; }
@@ -337,7 +343,7 @@ s_password_self() {
   write_clouds
   sleep 1  # tokens carry whole seconds: log in again in a later second than the change
   expect_token 404 "$OLD_TOKEN" || return 1
-  fails as_user --os-password "$OLD_PW" token issue || return 1
+  fails_401 as_user --os-password "$OLD_PW" token issue || return 1
   run as_user token issue -f value -c id
 }
 s_password_admin() {
@@ -350,7 +356,7 @@ s_password_admin() {
   write_clouds
   sleep 1
   expect_token 404 "$OLD_TOKEN" || return 1
-  fails as_user --os-password "$OLD_PW" token issue || return 1
+  fails_401 as_user --os-password "$OLD_PW" token issue || return 1
   run as_user token issue -f value -c id
 }
 s_appcred_after_password() {
@@ -362,7 +368,7 @@ s_appcred_delete() {
   run as_user application credential delete "$AC_ID" || return 1
   run as_user application credential list -f json || return 1
   if js has-id "$AC_ID" <<< "$OUT"; then echo "still listed"; return 1; fi
-  fails as_appcred token issue
+  fails_401 as_appcred token issue
 }
 s_role_remove() {
   need USER_ID GROUP_ID PROJ_ID ROLE_ID || return 1

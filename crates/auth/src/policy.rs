@@ -272,10 +272,11 @@ impl Policy {
                 if let Some(lit) = literal(kind) {
                     return lit == m;
                 }
+                // An absent (or null) credential never matches (oslo: KeyError → False).
                 match lookup(creds, kind) {
                     Some(Value::Array(items)) => items.iter().any(|i| py_str(i) == m),
+                    Some(Value::Null) | None => false,
                     Some(v) => py_str(v) == m,
-                    None => false,
                 }
             }
             Check::And(items) => items.iter().all(|c| self.eval(c, target, creds, depth + 1)),

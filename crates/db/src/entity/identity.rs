@@ -174,13 +174,32 @@ pub mod assignment {
     #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
     #[sea_orm(table_name = "identity_assignment")]
     pub struct Model {
-        #[sea_orm(primary_key, auto_increment = false)]
+        #[sea_orm(
+            primary_key,
+            auto_increment = false,
+            column_type = "String(StringLen::N(16))"
+        )]
         pub kind: String,
-        #[sea_orm(primary_key, auto_increment = false, indexed)]
+        #[sea_orm(
+            primary_key,
+            auto_increment = false,
+            indexed,
+            column_type = "String(StringLen::N(64))"
+        )]
         pub actor_id: String,
-        #[sea_orm(primary_key, auto_increment = false, indexed)]
+        #[sea_orm(
+            primary_key,
+            auto_increment = false,
+            indexed,
+            column_type = "String(StringLen::N(64))"
+        )]
         pub target_id: String,
-        #[sea_orm(primary_key, auto_increment = false, indexed)]
+        #[sea_orm(
+            primary_key,
+            auto_increment = false,
+            indexed,
+            column_type = "String(StringLen::N(64))"
+        )]
         pub role_id: String,
         #[sea_orm(primary_key, auto_increment = false)]
         pub inherited: bool,

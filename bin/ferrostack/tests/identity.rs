@@ -1,0 +1,761 @@
+//! Identity integration suite: the real server in-process on an ephemeral
+//! port, driven over HTTP. Runs on SQLite always, and on PostgreSQL and
+//! MariaDB when they are reachable (skipped with a message otherwise).
+#![allow(clippy::unwrap_used)]
+
+use ferro_test_utils::{ADMIN_PASSWORD, Backend, TestCloud};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+async fn create(c: &TestCloud, tok: &str, path: &str, key: &str, body: Value) -> Value {
+    let r = c.ks(Method::POST, path, tok, json!({ key: body })).await;
+    assert_eq!(r.status, 201, "POST {path}: {}", r.body);
+    r.body[key].clone()
+}
+
+fn ids(v: &Value, key: &str) -> Vec<String> {
+    v[key]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Discovery, token issue/validate/check, catalog, request ids.
+async fn tokens_and_discovery(c: &TestCloud) {
+    let r = c.request(Method::GET, "/", None, Value::Null).await;
+    assert_eq!(r.status, 300);
+    assert!(
+        r.header("x-openstack-request-id")
+            .unwrap()
+            .starts_with("req-")
+    );
+    let r = c
+        .request(Method::GET, "/identity/", None, Value::Null)
+        .await;
+    assert_eq!(r.status, 300);
+    assert_eq!(r.body["versions"]["values"][0]["id"], "v3.14");
+    let r = c
+        .request(Method::GET, "/identity/v3", None, Value::Null)
+        .await;
+    assert_eq!(r.status, 200);
+
+    let admin = c.admin_token().await;
+    let issued = c
+        .password_token(
+            json!({"name": "admin", "domain": {"name": "Default"}}),
+            ADMIN_PASSWORD,
+            Some(json!({"project": {"name": "admin", "domain": {"name": "Default"}}})),
+        )
+        .await;
+    assert_eq!(issued.status, 201);
+    let t = &issued.body["token"];
+    assert_eq!(t["project"]["name"], "admin");
+    assert_eq!(t["user"]["domain"]["id"], "default");
+    let roles: Vec<&str> = t["roles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    for want in ["admin", "member", "reader"] {
+        assert!(roles.contains(&want), "implied roles missing: {roles:?}");
+    }
+    let cat = t["catalog"].as_array().unwrap();
+    let ident = cat.iter().find(|s| s["type"] == "identity").unwrap();
+    assert_eq!(ident["endpoints"].as_array().unwrap().len(), 3);
+    assert!(t["expires_at"].as_str().unwrap().ends_with("Z"));
+
+    // validate returns the same body; HEAD checks; nocatalog drops the catalog
+    let subject = issued.header("x-subject-token").unwrap();
+    let v = c
+        .request_h(
+            Method::GET,
+            "/identity/v3/auth/tokens",
+            Some(&admin),
+            Value::Null,
+            &[("X-Subject-Token", &subject)],
+        )
+        .await;
+    assert_eq!(v.status, 200);
+    assert_eq!(v.body, issued.body);
+    let h = c
+        .request_h(
+            Method::HEAD,
+            "/identity/v3/auth/tokens",
+            Some(&admin),
+            Value::Null,
+            &[("X-Subject-Token", &subject)],
+        )
+        .await;
+    assert_eq!(h.status, 200);
+    let v = c
+        .request_h(
+            Method::GET,
+            "/identity/v3/auth/tokens?nocatalog",
+            Some(&admin),
+            Value::Null,
+            &[("X-Subject-Token", &subject)],
+        )
+        .await;
+    assert!(v.body["token"].get("catalog").is_none());
+
+    // system and domain scope
+    let sys = c
+        .password_token(
+            json!({"name": "admin", "domain": {"id": "default"}}),
+            ADMIN_PASSWORD,
+            Some(json!({"system": {"all": true}})),
+        )
+        .await;
+    assert_eq!(sys.status, 201, "{}", sys.body);
+    assert_eq!(sys.body["token"]["system"]["all"], true);
+    let dom = c
+        .password_token(
+            json!({"name": "admin", "domain": {"id": "default"}}),
+            ADMIN_PASSWORD,
+            Some(json!({"domain": {"id": "default"}})),
+        )
+        .await;
+    assert_eq!(dom.status, 201);
+    assert_eq!(dom.body["token"]["domain"]["name"], "Default");
+
+    // rescope an unscoped token with the token method: expiry is kept
+    let uns = c
+        .password_token(
+            json!({"name": "admin", "domain": {"id": "default"}}),
+            ADMIN_PASSWORD,
+            Some(json!("unscoped")),
+        )
+        .await;
+    assert_eq!(uns.status, 201);
+    assert!(uns.body["token"].get("roles").is_none() && uns.body["token"].get("catalog").is_none());
+    let ut = uns.header("x-subject-token").unwrap();
+    let re = c
+        .request(
+            Method::POST,
+            "/identity/v3/auth/tokens",
+            None,
+            json!({"auth": {
+        "identity": {"methods": ["token"], "token": {"id": ut}},
+        "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}}),
+        )
+        .await;
+    assert_eq!(re.status, 201, "{}", re.body);
+    assert_eq!(
+        re.body["token"]["expires_at"],
+        uns.body["token"]["expires_at"]
+    );
+    let mut methods: Vec<String> =
+        serde_json::from_value(re.body["token"]["methods"].clone()).unwrap();
+    methods.sort();
+    assert_eq!(methods, ["password", "token"]);
+
+    let cat = c
+        .ks(Method::GET, "/auth/catalog", &admin, Value::Null)
+        .await;
+    assert_eq!(cat.status, 200);
+    let projects = c
+        .ks(Method::GET, "/auth/projects", &admin, Value::Null)
+        .await;
+    assert!(
+        projects.body["projects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "admin")
+    );
+}
+
+/// Resources, grants, effective assignments, app creds, revocation, policy.
+async fn resources_grants_revocation(c: &TestCloud) {
+    let admin = c.admin_token().await;
+    let dom = create(
+        c,
+        &admin,
+        "/domains",
+        "domain",
+        json!({"name": "d1", "description": "x"}),
+    )
+    .await;
+    let did = dom["id"].as_str().unwrap().to_string();
+    let r = c
+        .ks(
+            Method::POST,
+            "/domains",
+            &admin,
+            json!({"domain": {"name": "d1"}}),
+        )
+        .await;
+    assert_eq!(r.status, 409);
+    assert_eq!(r.body["error"]["code"], 409);
+    let proj = create(
+        c,
+        &admin,
+        "/projects",
+        "project",
+        json!({"name": "p1", "domain_id": did, "tags": ["a", "b"]}),
+    )
+    .await;
+    let pid = proj["id"].as_str().unwrap().to_string();
+    assert_eq!(proj["parent_id"], did.as_str());
+    let child = create(
+        c,
+        &admin,
+        "/projects",
+        "project",
+        json!({"name": "p1-child", "parent_id": pid}),
+    )
+    .await;
+    assert_eq!(child["domain_id"], did.as_str());
+    let user = create(
+        c,
+        &admin,
+        "/users",
+        "user",
+        json!({"name": "u1", "domain_id": did, "password": "pw-one", "email": "u1@example.com"}),
+    )
+    .await;
+    let uid = user["id"].as_str().unwrap().to_string();
+    assert_eq!(user["email"], "u1@example.com");
+    assert!(user.get("password").is_none());
+    let group = create(
+        c,
+        &admin,
+        "/groups",
+        "group",
+        json!({"name": "g1", "domain_id": did}),
+    )
+    .await;
+    let gid = group["id"].as_str().unwrap().to_string();
+    let role = create(c, &admin, "/roles", "role", json!({"name": "custom"})).await;
+    let rid = role["id"].as_str().unwrap().to_string();
+
+    // filters
+    let l = c
+        .ks(
+            Method::GET,
+            &format!("/projects?domain_id={did}&tags=a"),
+            &admin,
+            Value::Null,
+        )
+        .await;
+    assert_eq!(ids(&l.body, "projects"), vec![pid.clone()]);
+    let l = c
+        .ks(Method::GET, "/users?name=u1", &admin, Value::Null)
+        .await;
+    assert_eq!(ids(&l.body, "users"), vec![uid.clone()]);
+
+    // grants: user gets member on p1; group gets custom on p1, user joins the group
+    let member = c
+        .ks(Method::GET, "/roles?name=member", &admin, Value::Null)
+        .await
+        .body["roles"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for path in [
+        format!("/projects/{pid}/users/{uid}/roles/{member}"),
+        format!("/projects/{pid}/groups/{gid}/roles/{rid}"),
+        format!("/groups/{gid}/users/{uid}"),
+    ] {
+        let r = c.ks(Method::PUT, &path, &admin, Value::Null).await;
+        assert_eq!(r.status, 204, "PUT {path}: {}", r.body);
+    }
+    let r = c
+        .ks(
+            Method::HEAD,
+            &format!("/projects/{pid}/users/{uid}/roles/{member}"),
+            &admin,
+            Value::Null,
+        )
+        .await;
+    assert_eq!(r.status, 204);
+    let eff = c
+        .ks(
+            Method::GET,
+            &format!("/role_assignments?user.id={uid}&effective&include_names=true"),
+            &admin,
+            Value::Null,
+        )
+        .await;
+    assert_eq!(eff.status, 200);
+    let names: Vec<&str> = eff.body["role_assignments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["role"]["name"].as_str().unwrap())
+        .collect();
+    for want in ["member", "reader", "custom"] {
+        assert!(names.contains(&want), "effective assignments {names:?}");
+    }
+
+    // the user logs in by name through domain name; roles come via group and implication
+    let login = c
+        .password_token(
+            json!({"name": "u1", "domain": {"name": "d1"}}),
+            "pw-one",
+            Some(json!({"project": {"name": "p1", "domain": {"name": "d1"}}})),
+        )
+        .await;
+    assert_eq!(login.status, 201, "{}", login.body);
+    let utok = login.header("x-subject-token").unwrap();
+    let roles: Vec<&str> = login.body["token"]["roles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        roles.contains(&"custom") && roles.contains(&"reader"),
+        "{roles:?}"
+    );
+
+    // policy: a member cannot manage identity nor see other projects
+    let r = c
+        .ks(
+            Method::POST,
+            "/users",
+            &utok,
+            json!({"user": {"name": "evil"}}),
+        )
+        .await;
+    assert_eq!(r.status, 403);
+    assert_eq!(r.body["error"]["title"], "Forbidden");
+    let admin_proj = c
+        .ks(Method::GET, "/projects?name=admin", &admin, Value::Null)
+        .await
+        .body["projects"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = c
+        .ks(
+            Method::GET,
+            &format!("/projects/{admin_proj}"),
+            &utok,
+            Value::Null,
+        )
+        .await;
+    assert_eq!(
+        r.status, 403,
+        "member saw another project: {} (token roles {roles:?})",
+        r.body
+    );
+    assert_eq!(
+        c.ks(Method::GET, &format!("/projects/{pid}"), &utok, Value::Null)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        c.ks(Method::GET, "/users", &utok, Value::Null).await.status,
+        403
+    );
+    assert_eq!(
+        c.ks(Method::GET, &format!("/users/{uid}"), &utok, Value::Null)
+            .await
+            .status,
+        200
+    );
+
+    // application credential: create as the user, authenticate with it
+    let ac = create(
+        c,
+        &utok,
+        &format!("/users/{uid}/application_credentials"),
+        "application_credential",
+        json!({"name": "ci", "roles": [{"name": "member"}]}),
+    )
+    .await;
+    let acr = c.request(Method::POST, "/identity/v3/auth/tokens", None, json!({"auth": {"identity": {
+        "methods": ["application_credential"], "application_credential": {"id": ac["id"], "secret": ac["secret"]}}}})).await;
+    assert_eq!(acr.status, 201, "{}", acr.body);
+    assert_eq!(acr.body["token"]["project"]["id"], pid.as_str());
+    assert_eq!(
+        acr.body["token"]["application_credential"]["restricted"],
+        true
+    );
+    let actok = acr.header("x-subject-token").unwrap();
+    let bad = c.request(Method::POST, "/identity/v3/auth/tokens", None, json!({"auth": {"identity": {
+        "methods": ["application_credential"], "application_credential": {"id": ac["id"], "secret": "wrong"}}}})).await;
+    assert_eq!(bad.status, 401);
+    let del = c
+        .ks(
+            Method::DELETE,
+            &format!(
+                "/users/{uid}/application_credentials/{}",
+                ac["id"].as_str().unwrap()
+            ),
+            &utok,
+            Value::Null,
+        )
+        .await;
+    assert_eq!(del.status, 204);
+    let v = c
+        .request_h(
+            Method::GET,
+            "/identity/v3/auth/tokens",
+            Some(&admin),
+            Value::Null,
+            &[("X-Subject-Token", &actok)],
+        )
+        .await;
+    assert_eq!(
+        v.status, 404,
+        "a deleted app cred's token must not validate"
+    );
+
+    // token revoke → 404 on validate; the caller's own revoked token → 401
+    let t2 = c
+        .password_token(
+            json!({"id": uid}),
+            "pw-one",
+            Some(json!({"project": {"id": pid}})),
+        )
+        .await
+        .header("x-subject-token")
+        .unwrap();
+    let r = c
+        .request_h(
+            Method::DELETE,
+            "/identity/v3/auth/tokens",
+            Some(&admin),
+            Value::Null,
+            &[("X-Subject-Token", &t2)],
+        )
+        .await;
+    assert_eq!(r.status, 204);
+    let v = c
+        .request_h(
+            Method::GET,
+            "/identity/v3/auth/tokens",
+            Some(&admin),
+            Value::Null,
+            &[("X-Subject-Token", &t2)],
+        )
+        .await;
+    assert_eq!(v.status, 404);
+    let own = c.ks(Method::GET, "/auth/catalog", &t2, Value::Null).await;
+    assert_eq!(own.status, 401);
+    assert!(
+        own.header("www-authenticate")
+            .unwrap()
+            .contains("/identity")
+    );
+
+    // self-service password change invalidates the user's earlier tokens
+    let r = c
+        .ks(
+            Method::POST,
+            &format!("/users/{uid}/password"),
+            &utok,
+            json!({"user": {"original_password": "wrong", "password": "pw-two"}}),
+        )
+        .await;
+    assert_eq!(r.status, 401);
+    let r = c
+        .ks(
+            Method::POST,
+            &format!("/users/{uid}/password"),
+            &utok,
+            json!({"user": {"original_password": "pw-one", "password": "pw-two"}}),
+        )
+        .await;
+    assert_eq!(r.status, 204);
+    let v = c
+        .request_h(
+            Method::GET,
+            "/identity/v3/auth/tokens",
+            Some(&admin),
+            Value::Null,
+            &[("X-Subject-Token", &utok)],
+        )
+        .await;
+    assert_eq!(v.status, 404);
+    assert_eq!(
+        c.password_token(json!({"id": uid}), "pw-one", None)
+            .await
+            .status,
+        401
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await; // Fernet timestamps have 1 s resolution
+    let fresh = c
+        .password_token(
+            json!({"id": uid}),
+            "pw-two",
+            Some(json!({"project": {"id": pid}})),
+        )
+        .await;
+    assert_eq!(fresh.status, 201);
+    let ftok = fresh.header("x-subject-token").unwrap();
+
+    // disabling the project invalidates tokens scoped to it
+    let r = c
+        .ks(
+            Method::PATCH,
+            &format!("/projects/{pid}"),
+            &admin,
+            json!({"project": {"enabled": false}}),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let v = c
+        .request_h(
+            Method::GET,
+            "/identity/v3/auth/tokens",
+            Some(&admin),
+            Value::Null,
+            &[("X-Subject-Token", &ftok)],
+        )
+        .await;
+    assert_eq!(v.status, 404);
+
+    // clean-up: domain must be disabled before delete; delete cascades
+    assert_eq!(
+        c.ks(
+            Method::DELETE,
+            &format!("/domains/{did}"),
+            &admin,
+            Value::Null
+        )
+        .await
+        .status,
+        403
+    );
+    assert_eq!(
+        c.ks(
+            Method::PATCH,
+            &format!("/domains/{did}"),
+            &admin,
+            json!({"domain": {"enabled": false}})
+        )
+        .await
+        .status,
+        200
+    );
+    assert_eq!(
+        c.ks(
+            Method::DELETE,
+            &format!("/domains/{did}"),
+            &admin,
+            Value::Null
+        )
+        .await
+        .status,
+        204
+    );
+    assert_eq!(
+        c.ks(Method::GET, &format!("/users/{uid}"), &admin, Value::Null)
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        c.ks(
+            Method::DELETE,
+            &format!("/roles/{rid}"),
+            &admin,
+            Value::Null
+        )
+        .await
+        .status,
+        204
+    );
+}
+
+/// Bad input: the right 4xx with Keystone's body, never a 500 or a panic.
+async fn bad_input(c: &TestCloud) {
+    let admin = c.admin_token().await;
+    let cases: Vec<(Method, &str, Value, u16)> = vec![
+        (Method::POST, "/projects", json!("not an object"), 400),
+        (
+            Method::POST,
+            "/projects",
+            json!({"project": {"name": 5}}),
+            400,
+        ),
+        (
+            Method::POST,
+            "/projects",
+            json!({"project": {"name": "x".repeat(65)}}),
+            400,
+        ),
+        (
+            Method::POST,
+            "/projects",
+            json!({"project": {"name": "   "}}),
+            400,
+        ),
+        (
+            Method::POST,
+            "/projects",
+            json!({"project": {"name": "ok", "enabled": "yes"}}),
+            400,
+        ),
+        (
+            Method::POST,
+            "/domains",
+            json!({"domain": {"name": "d", "tags": ["bad/tag"]}}),
+            400,
+        ),
+        (
+            Method::POST,
+            "/users",
+            json!({"user": {"name": "u", "domain_id": "nope"}}),
+            400,
+        ),
+        (
+            Method::POST,
+            "/endpoints",
+            json!({"endpoint": {"interface": "public", "url": "http://x", "service_id": "nope", "enabled": "False"}}),
+            400,
+        ),
+        (Method::GET, "/projects/does-not-exist", Value::Null, 404),
+        (
+            Method::PATCH,
+            "/users/does-not-exist",
+            json!({"user": {"name": "a"}}),
+            404,
+        ),
+        (Method::GET, "/no/such/path", Value::Null, 404),
+    ];
+    for (m, path, body, want) in cases {
+        let r = c.ks(m.clone(), path, &admin, body.clone()).await;
+        assert_eq!(r.status.as_u16(), want, "{m} {path} {body}: {}", r.body);
+        assert_eq!(
+            r.body["error"]["code"], want,
+            "Keystone error body for {m} {path}"
+        );
+    }
+    // malformed JSON
+    let r = c
+        .client
+        .post(format!("{}/projects", c.identity()))
+        .header("X-Auth-Token", &admin)
+        .header("Content-Type", "application/json")
+        .body("{\"project\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    // auth: unknown method, unknown scope, garbled and absent tokens
+    let r = c
+        .request(
+            Method::POST,
+            "/identity/v3/auth/tokens",
+            None,
+            json!({"auth": {"identity": {"methods": ["kerberos"], "kerberos": {}}}}),
+        )
+        .await;
+    assert_eq!(r.status, 401);
+    assert_eq!(r.body["error"]["title"], "Unauthorized");
+    let r = c
+        .password_token(
+            json!({"name": "admin", "domain": {"id": "default"}}),
+            ADMIN_PASSWORD,
+            Some(json!({"project": {"id": "nope"}})),
+        )
+        .await;
+    assert_eq!(r.status, 401);
+    let r = c
+        .password_token(
+            json!({"name": "admin", "domain": {"id": "default"}}),
+            ADMIN_PASSWORD,
+            Some(json!({"galaxy": {}})),
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    let r = c
+        .password_token(
+            json!({"name": "admin", "domain": {"id": "default"}}),
+            "wrong",
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 401);
+    for garbled in ["garbage", "gAAAAAB", &"A".repeat(3000)] {
+        let r = c.ks(Method::GET, "/projects", garbled, Value::Null).await;
+        assert_eq!(r.status, 401, "garbled token {garbled:.20}");
+        let v = c
+            .request_h(
+                Method::GET,
+                "/identity/v3/auth/tokens",
+                Some(&admin),
+                Value::Null,
+                &[("X-Subject-Token", garbled)],
+            )
+            .await;
+        assert_eq!(v.status, 404);
+    }
+    assert_eq!(
+        c.request(Method::GET, "/identity/v3/projects", None, Value::Null)
+            .await
+            .status,
+        401
+    );
+    // a failed create left nothing behind
+    let l = c
+        .ks(Method::GET, "/projects?name=ok", &admin, Value::Null)
+        .await;
+    assert!(l.body["projects"].as_array().unwrap().is_empty());
+}
+
+async fn suite(backend: Backend) {
+    let Some(c) = TestCloud::start_on(backend).await.unwrap() else {
+        return;
+    };
+    tokens_and_discovery(&c).await;
+    resources_grants_revocation(&c).await;
+    bad_input(&c).await;
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_suite_sqlite() {
+    suite(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_suite_postgres() {
+    suite(Backend::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_suite_mariadb() {
+    suite(Backend::MariaDb).await;
+}
+
+/// Restarting on the same data directory is idempotent and keeps tokens valid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_keeps_data_and_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = ferro_config::Config {
+        data_dir: Some(dir.path().to_path_buf()),
+        ..Default::default()
+    };
+    cfg.identity.password_hash_rounds = 4;
+    cfg.api.listen = "127.0.0.1:0".into();
+    let app = ferro_api_server::App::start(cfg.clone()).await.unwrap();
+    let pw = app.admin_password.clone();
+    let stored = std::fs::read_to_string(dir.path().join("admin-password")).unwrap();
+    assert_eq!(stored, pw);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("admin-password"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let clouds = std::fs::read_to_string(dir.path().join("clouds.yaml")).unwrap();
+    assert!(clouds.contains("ferrostack:") && clouds.contains(&pw));
+    drop(app);
+    let again = ferro_api_server::App::start(cfg).await.unwrap();
+    assert_eq!(
+        again.admin_password, pw,
+        "the generated password is generated once"
+    );
+}

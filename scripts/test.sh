@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The project's one test command (README): unit + integration tests on every
+# reachable database, then the real-client checks (openstack CLI golden path,
+# Tempest identity interop subset) against a freshly started ferrostack.
+#
+#   scripts/test.sh            everything
+#   QUICK=1 scripts/test.sh    cargo tests only
+# Env: TEMPEST_GROUP (default interop-identity; e.g. identity for the full group)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== cargo test (workspace)"
+cargo test --workspace --no-fail-fast 2>&1 | tee /tmp/ferro-cargo-test.log | grep -E '^(test result|running|error|failures|---- )' || true
+if grep -qE '^test result: FAILED|^error(\[|:)' /tmp/ferro-cargo-test.log; then
+  echo "cargo tests failed" >&2
+  exit 1
+fi
+passed=$(grep -E '^test result:' /tmp/ferro-cargo-test.log | sed -E 's/.* ([0-9]+) passed.*/\1/' | paste -sd+ | bc)
+echo "cargo: ${passed} passed, 0 failed"
+
+[ "${QUICK:-0}" = 1 ] && exit 0
+
+# Real-client checks use the debug binary the tests just built.
+export FERRO_PROFILE="${FERRO_PROFILE:-debug}"
+cargo build -q -p ferrostack
+echo "== real clients: venv"
+bash scripts/venv.sh >/dev/null
+echo "== openstack CLI golden path"
+bash scripts/golden-path.sh
+echo "== tempest ${TEMPEST_GROUP:-interop-identity}"
+bash scripts/tempest.sh "${TEMPEST_GROUP:-interop-identity}"

@@ -41,7 +41,7 @@ def reason(test):
         detail = test["details"].get(name)
         if detail is None:
             continue
-        text = "".join(chunk.decode("utf-8", "replace") for chunk in detail.iter_bytes())
+        text = b"".join(bytes(chunk) for chunk in detail.iter_bytes()).decode("utf-8", "replace")
         lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
         if lines:
             return lines[-1][:300]

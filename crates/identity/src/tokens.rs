@@ -440,10 +440,26 @@ impl IdentityService {
             audit_ids,
             issued_at: now,
         };
-        let token = payload.seal(&self.keys());
-        let vt = self.validate_token(&token, false).await.map_err(|_| {
-            Error::unauthorized("The request you have made requires authentication.")
-        })?;
+        let mut payload = payload;
+        let mut token = payload.seal(&self.keys());
+        let vt = match self.validate_token(&token, false).await {
+            Ok(vt) => vt,
+            Err(Error::Internal { internal }) => return Err(Error::Internal { internal }),
+            Err(_) => {
+                // Revocation works in whole seconds (Fernet timestamps): a
+                // token minted in the same second as a revocation that matches
+                // it (a password change, a revoked grant) is revoked too. Mint
+                // again once that second is over, as a later request would.
+                let ms = 1000 - u64::from(chrono::Utc::now().timestamp_subsec_millis()).min(999);
+                tokio::time::sleep(std::time::Duration::from_millis(ms + 5)).await;
+                payload.issued_at = chrono::Utc::now();
+                token = payload.seal(&self.keys());
+                self.validate_token(&token, false).await.map_err(|e| match e {
+                    Error::Internal { .. } => e,
+                    _ => auth_failed(),
+                })?
+            }
+        };
         Ok((token, vt))
     }
 

@@ -192,11 +192,16 @@ pub async fn remove(st: State, caller: Caller, Path(id): Path<String>) -> KsResu
         "identity:delete_domain",
         &json!({"target": {"domain": {"id": id}}}),
     )?;
+    delete_domain(svc, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Deletes a disabled domain and everything it owns.
+pub async fn delete_domain(svc: &crate::IdentityService, id: &str) -> Result<(), Error> {
+    let id = id.to_string();
     let d = svc.domain_get(&id).await?;
     if d.enabled {
-        return Err(KsError(Error::forbidden(
-            "Cannot delete a domain that is enabled, please disable it first.",
-        )));
+        return Err(Error::forbidden("Cannot delete a domain that is enabled, please disable it first."));
     }
     // Everything owned by the domain goes with it, as in Keystone.
     let projects = project::Entity::find()
@@ -236,5 +241,5 @@ pub async fn remove(st: State, caller: Caller, Path(id): Path<String>) -> KsResu
         ..Default::default()
     })
     .await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
 }

@@ -374,7 +374,7 @@ pub async fn update(
     let svc = &st.0;
     let body = parse_body(&body)?;
     let m = wrapped(&body, "project")?;
-    let p = svc.project_get(&id).await;
+    let p = svc.project_row(&id).await?.ok_or_else(|| Error::not_found("project", &id));
     let target = json!({"target": {"project": {"id": id, "domain_id": p.as_ref().ok().map(|p| p.domain_id.clone())}}});
     caller.authorize(svc, "identity:update_project", &target)?;
     let p = p?;
@@ -465,10 +465,14 @@ pub async fn update(
 
 pub async fn remove(st: State, caller: Caller, Path(id): Path<String>) -> KsResult<StatusCode> {
     let svc = &st.0;
-    let p = svc.project_get(&id).await;
+    let p = svc.project_row(&id).await?.ok_or_else(|| Error::not_found("project", &id));
     let target = json!({"target": {"project": {"id": id, "domain_id": p.as_ref().ok().map(|p| p.domain_id.clone())}}});
     caller.authorize(svc, "identity:delete_project", &target)?;
-    p?;
+    if p?.is_domain {
+        // A project acting as a domain is deleted as a domain.
+        super::domains::delete_domain(svc, &id).await?;
+        return Ok(StatusCode::NO_CONTENT);
+    }
     let children = project::Entity::find()
         .filter(project::Column::ParentId.eq(id.as_str()))
         .one(svc.conn())

@@ -129,9 +129,7 @@ pub async fn create(st: State, caller: Caller, body: Bytes) -> KsResult<(StatusC
         "identity:create_user",
         &json!({"target": {"user": {"domain_id": domain_id}}}),
     )?;
-    svc.domain_get(&domain_id)
-        .await
-        .map_err(|_| Error::validation(format!("Could not find domain: {domain_id}.")))?;
+    svc.domain_get(&domain_id).await?;
     let default_project_id = opt_id(m, "default_project_id")?.flatten();
     if let Some(p) = &default_project_id {
         let proj = svc.project_row(p).await?;

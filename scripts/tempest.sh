@@ -74,7 +74,10 @@ esac
 # ---------------------------------------------------------------- server and config
 venv="$(ferro_venv)"
 data="$work/data"
-ferro_start "$data" "${serve_args[@]}"
+if ! ferro_start "$data" "${serve_args[@]}"; then
+  echo "tempest.sh: ferrostack did not start" >&2
+  exit 2
+fi
 echo "tempest.sh: ferrostack pid $FERRO_PID at $FERRO_URL (data $data)" >&2
 
 # The clients get a private HOME: nothing may read or write the user's ~/.config,

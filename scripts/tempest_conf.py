@@ -84,7 +84,9 @@ class Conf:
         sect[key] = (value, comment)
 
     def note(self, section, text):
-        self.sections.setdefault(section, {})[f"#{len(self.sections[section])}"] = (None, text)
+        """A comment line of its own in section."""
+        sect = self.sections.setdefault(section, {})
+        sect[f"#{len(sect)}"] = (None, text)
 
     @staticmethod
     def render_value(value):
@@ -508,13 +510,18 @@ def image_sections(cloud, conf, url):
                 conf.set("image", option, values, f"from GET /v2/schemas/image {key}")
     except ProbeError as exc:
         log(f"image schema: {exc}")
-    resp = cloud.get(url + "/v2/info/import")
-    methods = []
+    try:
+        resp = cloud.get(url + "/v2/info/import")
+    except ProbeError as exc:
+        log(f"image import info: {exc}")
+        return
     if resp.status_code == 200:
         methods = resp.json().get("import-methods", {}).get("value", [])
-    conf.set("image-feature-enabled", "import_image",
-             resp.status_code not in ABSENT and bool(methods),
-             f"GET /v2/info/import -> {resp.status_code}, methods {methods}")
+        conf.set("image-feature-enabled", "import_image", bool(methods),
+                 f"GET /v2/info/import -> 200, import methods {methods}")
+    else:
+        conf.set("image-feature-enabled", "import_image", resp.status_code not in ABSENT,
+                 f"GET /v2/info/import -> {resp.status_code}")
 
 
 def network_sections(cloud, conf, url):

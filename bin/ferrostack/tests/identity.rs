@@ -604,7 +604,7 @@ async fn bad_input(c: &TestCloud) {
             Method::POST,
             "/users",
             json!({"user": {"name": "u", "domain_id": "nope"}}),
-            400,
+            404,
         ),
         (
             Method::POST,

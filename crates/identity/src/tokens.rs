@@ -70,7 +70,8 @@ impl RevocationList {
 
 /// What authenticated, before scoping.
 pub struct AuthResult {
-    pub user: user::Model,
+    pub user_id: String,
+    pub default_project_id: Option<String>,
     pub methods: Vec<String>,
     pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
     pub audit_parent: Option<String>,
@@ -288,13 +289,36 @@ impl IdentityService {
                 )
             }
         };
-        let u = self.user_get(&payload.user_id).await.map_err(invalid)?;
-        let user_domain = self.domain_get(&u.domain_id).await.map_err(invalid)?;
-        if !u.enabled || !user_domain.enabled {
-            return Err(not_found_token());
-        }
+        let scope = match &key {
+            Some(k) => Some(self.resolve_scope(k).await.map_err(|e| match e {
+                Error::Internal { .. } => e,
+                _ => not_found_token(),
+            })?),
+            None => None,
+        };
+        // The resolved scope already carries the user (cached); trust tokens
+        // resolve the trustor's roles, so their user (the trustee) is read here.
+        let user = match (&scope, &key) {
+            (
+                Some(s),
+                Some(ScopeKey::Project(u, _) | ScopeKey::Domain(u, _) | ScopeKey::System(u)),
+            ) if *u == payload.user_id => {
+                if !s.user_enabled {
+                    return Err(not_found_token());
+                }
+                s.user.clone()
+            }
+            _ => {
+                let u = self.user_get(&payload.user_id).await.map_err(invalid)?;
+                let user_domain = self.domain_get(&u.domain_id).await.map_err(invalid)?;
+                if !u.enabled || !user_domain.enabled {
+                    return Err(not_found_token());
+                }
+                self.user_ref(&u).await?
+            }
+        };
         let mut vt = ValidatedToken {
-            user: self.user_ref(&u).await?,
+            user,
             payload,
             project: None,
             domain: None,
@@ -304,14 +328,7 @@ impl IdentityService {
             app_cred_id,
             trust: trust_ref,
         };
-        if let Some(key) = key {
-            let scope = self.resolve_scope(&key).await.map_err(|e| match e {
-                Error::Internal { .. } => e,
-                _ => not_found_token(),
-            })?;
-            if !scope.user_enabled {
-                return Err(not_found_token());
-            }
+        if let (Some(key), Some(scope)) = (key, scope) {
             let mut roles = scope.roles.clone();
             if let Some(allowed) = roles_filter {
                 // Only the delegated roles (plus what they imply) that are still held.
@@ -339,7 +356,7 @@ impl IdentityService {
         auth: AuthResult,
         scope: RequestedScope,
     ) -> Result<(String, Arc<ValidatedToken>), Error> {
-        let user_id = auth.user.id.clone();
+        let user_id = auth.user_id.clone();
         let mut payload_scope = match scope {
             RequestedScope::Unscoped => TokenScope::Unscoped,
             RequestedScope::Project(p) => TokenScope::Project(p),
@@ -360,7 +377,7 @@ impl IdentityService {
                     trust_id: trust.id,
                 }
             }
-            RequestedScope::None => match &auth.user.default_project_id {
+            RequestedScope::None => match &auth.default_project_id {
                 Some(p) => {
                     let key = ScopeKey::Project(user_id.clone(), p.clone());
                     match self.resolve_scope(&key).await {
@@ -454,10 +471,12 @@ impl IdentityService {
                 tokio::time::sleep(std::time::Duration::from_millis(ms + 5)).await;
                 payload.issued_at = chrono::Utc::now();
                 token = payload.seal(&self.keys());
-                self.validate_token(&token, false).await.map_err(|e| match e {
-                    Error::Internal { .. } => e,
-                    _ => auth_failed(),
-                })?
+                self.validate_token(&token, false)
+                    .await
+                    .map_err(|e| match e {
+                        Error::Internal { .. } => e,
+                        _ => auth_failed(),
+                    })?
             }
         };
         Ok((token, vt))

@@ -103,7 +103,11 @@ pub async fn create(
     let current = svc
         .resolve_scope(&ScopeKey::Project(uid.clone(), project.id.clone()))
         .await?;
-    let roles: Vec<Value> = match m.get("roles") {
+    // No roles (absent, null or []): the caller's current roles, as Keystone.
+    let roles: Vec<Value> = match m
+        .get("roles")
+        .filter(|r| r.as_array().is_none_or(|a| !a.is_empty()))
+    {
         None | Some(Value::Null) => current
             .roles
             .iter()

@@ -154,7 +154,8 @@ async fn authenticate(
             )));
         }
         return Ok(AuthResult {
-            user,
+            user_id: user.id.clone(),
+            default_project_id: user.default_project_id.clone(),
             methods,
             expires_at: None,
             audit_parent: None,
@@ -202,7 +203,8 @@ async fn authenticate(
             .map_err(|_| auth_failed())?;
         check_user_enabled(svc, &user).await?;
         return Ok(AuthResult {
-            user,
+            user_id: user.id.clone(),
+            default_project_id: user.default_project_id.clone(),
             methods,
             expires_at: None,
             audit_parent: None,
@@ -223,7 +225,6 @@ async fn authenticate(
             "Tokens from application credentials or trusts cannot be rescoped.",
         ));
     }
-    let user = svc.user_get(&vt.user.id).await.map_err(|_| auth_failed())?;
     let mut all = vt.payload.methods.clone();
     for m in methods {
         if !all.contains(&m) {
@@ -231,7 +232,8 @@ async fn authenticate(
         }
     }
     Ok(AuthResult {
-        user,
+        user_id: vt.user.id.clone(),
+        default_project_id: None,
         methods: all,
         expires_at: Some(vt.payload.expires_at),
         audit_parent: vt.payload.audit_ids.last().cloned(),

@@ -201,7 +201,9 @@ pub async fn delete_domain(svc: &crate::IdentityService, id: &str) -> Result<(),
     let id = id.to_string();
     let d = svc.domain_get(&id).await?;
     if d.enabled {
-        return Err(Error::forbidden("Cannot delete a domain that is enabled, please disable it first."));
+        return Err(Error::forbidden(
+            "Cannot delete a domain that is enabled, please disable it first.",
+        ));
     }
     // Everything owned by the domain goes with it, as in Keystone.
     let projects = project::Entity::find()

@@ -374,7 +374,10 @@ pub async fn update(
     let svc = &st.0;
     let body = parse_body(&body)?;
     let m = wrapped(&body, "project")?;
-    let p = svc.project_row(&id).await?.ok_or_else(|| Error::not_found("project", &id));
+    let p = svc
+        .project_row(&id)
+        .await?
+        .ok_or_else(|| Error::not_found("project", &id));
     let target = json!({"target": {"project": {"id": id, "domain_id": p.as_ref().ok().map(|p| p.domain_id.clone())}}});
     caller.authorize(svc, "identity:update_project", &target)?;
     let p = p?;
@@ -465,7 +468,10 @@ pub async fn update(
 
 pub async fn remove(st: State, caller: Caller, Path(id): Path<String>) -> KsResult<StatusCode> {
     let svc = &st.0;
-    let p = svc.project_row(&id).await?.ok_or_else(|| Error::not_found("project", &id));
+    let p = svc
+        .project_row(&id)
+        .await?
+        .ok_or_else(|| Error::not_found("project", &id));
     let target = json!({"target": {"project": {"id": id, "domain_id": p.as_ref().ok().map(|p| p.domain_id.clone())}}});
     caller.authorize(svc, "identity:delete_project", &target)?;
     if p?.is_domain {

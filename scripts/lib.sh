@@ -32,7 +32,7 @@ ferro_start() {
   FERRO_PID=$!
   local i
   for i in $(seq 1 300); do
-    if curl -fsS -o /dev/null "$FERRO_URL/identity/v3" 2>/dev/null; then return 0; fi
+    if curl -fsS -m 2 -o /dev/null "$FERRO_URL/identity/v3" 2>/dev/null; then return 0; fi
     kill -0 "$FERRO_PID" 2>/dev/null || { echo "ferrostack exited; log:" >&2; tail -50 "$data/ferrostack.log" >&2; return 1; }
     sleep 0.1
   done

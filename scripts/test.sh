@@ -6,7 +6,7 @@
 #   scripts/test.sh            everything
 #   QUICK=1 scripts/test.sh    cargo tests only
 # Env: TEMPEST_GROUPS (default "identity interop-identity")
-set -euo pipefail
+set -uo pipefail
 cd "$(dirname "$0")/.."
 
 echo "== cargo test (workspace)"
@@ -25,13 +25,25 @@ export FERRO_PROFILE="${FERRO_PROFILE:-debug}"
 cargo build -q -p ferrostack
 echo "== real clients: venv"
 bash scripts/venv.sh >/dev/null
+total_pass=$passed; total_fail=0; total_skip=0
+# count "N passed, N failed[, N skipped]" from a script's last summary line
+tally() {
+  local line; line=$(grep -E '[0-9]+ passed, [0-9]+ failed' "$1" | tail -1)
+  local p f k
+  p=$(sed -nE 's/.* ([0-9]+) passed.*/\1/p' <<<"$line"); f=$(sed -nE 's/.* ([0-9]+) failed.*/\1/p' <<<"$line")
+  k=$(sed -nE 's/.* ([0-9]+) skipped.*/\1/p' <<<"$line")
+  total_pass=$((total_pass + ${p:-0})); total_fail=$((total_fail + ${f:-1})); total_skip=$((total_skip + ${k:-0}))
+}
+status=0
 echo "== openstack CLI golden path"
-bash scripts/golden-path.sh
+bash scripts/golden-path.sh 2>&1 | tee /tmp/ferro-golden.log || status=1
+tally /tmp/ferro-golden.log
 # The full identity group (138 tests, about a minute), then the interop list,
 # which also checks that every one of its 17 tests ran.
-status=0
 for group in ${TEMPEST_GROUPS:-identity interop-identity}; do
   echo "== tempest $group"
-  bash scripts/tempest.sh "$group" || status=1
+  bash scripts/tempest.sh "$group" 2>&1 | tee "/tmp/ferro-tempest-$group.log" || status=1
+  tally "/tmp/ferro-tempest-$group.log"
 done
+echo "summary: ${total_pass} passed, ${total_fail} failed, ${total_skip} skipped"
 exit $status

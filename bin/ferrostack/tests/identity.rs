@@ -759,3 +759,96 @@ async fn restart_keeps_data_and_tokens() {
         "the generated password is generated once"
     );
 }
+
+/// Expired tokens: 404 as a subject, 401 as a caller; `allow_expired` within the window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_tokens_are_rejected() {
+    let c = TestCloud::start_with(Backend::Sqlite, |cfg| cfg.token.expiration = 2)
+        .await
+        .unwrap()
+        .unwrap();
+    let admin = c.admin_token().await;
+    let short = c
+        .password_token(
+            json!({"name": "admin", "domain": {"id": "default"}}),
+            ADMIN_PASSWORD,
+            Some(json!({"project": {"name": "admin", "domain": {"id": "default"}}})),
+        )
+        .await
+        .header("x-subject-token")
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(2300)).await;
+    let fresh = c.admin_token().await;
+    let v = c
+        .request_h(
+            Method::GET,
+            "/identity/v3/auth/tokens",
+            Some(&fresh),
+            Value::Null,
+            &[("X-Subject-Token", &short)],
+        )
+        .await;
+    assert_eq!(v.status, 404);
+    let v = c
+        .request_h(
+            Method::GET,
+            "/identity/v3/auth/tokens?allow_expired=1",
+            Some(&fresh),
+            Value::Null,
+            &[("X-Subject-Token", &short)],
+        )
+        .await;
+    assert_eq!(v.status, 200);
+    let r = c.ks(Method::GET, "/projects", &admin, Value::Null).await;
+    assert_eq!(r.status, 401);
+    assert_eq!(r.body["error"]["code"], 401);
+    // revocation events are listed for services
+    let ev = c
+        .ks(Method::GET, "/OS-REVOKE/events", &fresh, Value::Null)
+        .await;
+    assert_eq!(ev.status, 200);
+    assert!(ev.body["events"].is_array());
+    c.stop().await;
+}
+
+/// `ferrostack fernet rotate`: after one rotation tokens from the previous
+/// primary still validate; once their key leaves the repository they do not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_follow_key_rotation() {
+    let c = TestCloud::start().await;
+    let old = c.admin_token().await;
+    let repo = c.data_dir().join("fernet-keys");
+    let validate = |t: String| {
+        let c = &c;
+        async move {
+            c.identity.invalidate(); // drop cached validations: decrypt again
+            let fresh = c.admin_token().await;
+            c.request_h(
+                Method::GET,
+                "/identity/v3/auth/tokens",
+                Some(&fresh),
+                Value::Null,
+                &[("X-Subject-Token", &t)],
+            )
+            .await
+            .status
+        }
+    };
+    ferro_auth::fernet_keys::rotate(&repo, 3).unwrap();
+    c.identity.reload_keys().unwrap();
+    assert_eq!(
+        validate(old.clone()).await,
+        200,
+        "secondary key still decrypts"
+    );
+    let new = c.admin_token().await;
+    ferro_auth::fernet_keys::rotate(&repo, 3).unwrap();
+    c.identity.reload_keys().unwrap();
+    assert_eq!(
+        validate(old).await,
+        404,
+        "a token whose key was rotated out is invalid"
+    );
+    assert_eq!(validate(new).await, 200);
+    c.stop().await;
+}

@@ -84,8 +84,6 @@ pub struct IdentityConfig {
     pub password_hash_rounds: u32,
     /// Largest password accepted (Keystone's `max_password_length`).
     pub max_password_length: usize,
-    /// Page size cap for list calls (Keystone's `list_limit`); none by default.
-    pub list_limit: Option<usize>,
     /// Also write the `ferrostack` cloud into ~/.config/openstack/clouds.yaml
     /// when that file is absent or was written by ferrostack.
     pub write_user_clouds_yaml: bool,
@@ -97,7 +95,6 @@ impl Default for IdentityConfig {
             region: "RegionOne".into(),
             password_hash_rounds: 12,
             max_password_length: 4096,
-            list_limit: None,
             write_user_clouds_yaml: false,
         }
     }

@@ -28,6 +28,9 @@ use std::time::Instant;
 
 pub use tokens::RevocationList;
 
+/// How often the Fernet key repository is re-read.
+pub const KEY_RELOAD: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// A validated token kept for reuse until identity data changes.
 pub(crate) struct CachedToken {
     pub generation: u64,
@@ -42,7 +45,7 @@ pub struct IdentityService {
     /// `<public_url>/identity`: the identity endpoint and links base.
     pub base_url: String,
     pub key_repo: PathBuf,
-    keys: RwLock<Arc<FernetKeys>>,
+    keys: RwLock<(Instant, Arc<FernetKeys>)>,
     cred_keys: Arc<FernetKeys>,
     /// Bumped by every identity write; cached tokens and scopes from an
     /// older generation are recomputed.
@@ -70,7 +73,7 @@ impl IdentityService {
             policy,
             base_url,
             key_repo,
-            keys: RwLock::new(Arc::new(keys)),
+            keys: RwLock::new((Instant::now(), Arc::new(keys))),
             cred_keys: Arc::new(cred_keys),
             generation: AtomicU64::new(1),
             token_cache: Mutex::new(HashMap::new()),
@@ -90,18 +93,34 @@ impl IdentityService {
         format!("{}/v3", self.base_url)
     }
 
+    /// The key set; re-read from the repository at most every `KEY_RELOAD`
+    /// so `ferrostack fernet rotate` (or a tool copying keys between
+    /// controllers) takes effect without a restart.
     pub fn keys(&self) -> Arc<FernetKeys> {
-        self.keys
-            .read()
-            .map(|k| k.clone())
-            .unwrap_or_else(|p| p.into_inner().clone())
+        let (at, keys) = match self.keys.read() {
+            Ok(k) => (k.0, k.1.clone()),
+            Err(p) => {
+                let k = p.into_inner();
+                (k.0, k.1.clone())
+            }
+        };
+        if at.elapsed() > KEY_RELOAD {
+            if let Err(e) = self.reload_keys() {
+                tracing::warn!(error = %e.log_message(), "keeping the loaded Fernet keys");
+                if let Ok(mut k) = self.keys.write() {
+                    k.0 = Instant::now();
+                }
+            }
+            return self.keys.read().map(|k| k.1.clone()).unwrap_or(keys);
+        }
+        keys
     }
 
-    /// Re-reads the key repository (after `ferrostack fernet rotate`).
+    /// Re-reads the key repository.
     pub fn reload_keys(&self) -> Result<(), Error> {
         let keys = fernet_keys::load(&self.key_repo).map_err(Error::internal)?;
         if let Ok(mut k) = self.keys.write() {
-            *k = Arc::new(keys);
+            *k = (Instant::now(), Arc::new(keys));
         }
         Ok(())
     }

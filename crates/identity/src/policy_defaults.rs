@@ -21,6 +21,7 @@ pub fn defaults() -> Vec<(&'static str, String)> {
         ("identity:validate_token", format!("rule:service_admin_or_token_subject or ({asr})")),
         ("identity:check_token", format!("rule:admin_or_token_subject or ({asr})")),
         ("identity:revoke_token", "rule:admin_or_token_subject".into()),
+        ("identity:list_revoke_events", "rule:service_or_admin".into()),
         // domains
         (
             "identity:get_domain",

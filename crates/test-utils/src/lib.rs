@@ -21,6 +21,8 @@ pub enum Backend {
 
 pub struct TestCloud {
     pub url: String,
+    /// The identity service inside the server, for tests that reach below HTTP.
+    pub identity: std::sync::Arc<ferro_identity::IdentityService>,
     pub backend: Backend,
     pub client: reqwest::Client,
     _dir: tempfile::TempDir,
@@ -59,6 +61,14 @@ impl TestCloud {
     /// Boots on `backend`; `Ok(None)` (with a message) when that database
     /// server is not reachable on this machine.
     pub async fn start_on(backend: Backend) -> anyhow::Result<Option<TestCloud>> {
+        Self::start_with(backend, |_| {}).await
+    }
+
+    /// Like `start_on`, with a chance to change the configuration first.
+    pub async fn start_with(
+        backend: Backend,
+        tweak: impl FnOnce(&mut Config),
+    ) -> anyhow::Result<Option<TestCloud>> {
         let dir = tempfile::tempdir()?;
         let mut cfg = Config {
             data_dir: Some(dir.path().to_path_buf()),
@@ -99,6 +109,7 @@ impl TestCloud {
                 drop_db = Some((admin, format!("DROP DATABASE IF EXISTS {dbname}")));
             }
         }
+        tweak(&mut cfg);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         cfg.api.listen = addr.to_string();
@@ -106,6 +117,7 @@ impl TestCloud {
             .await
             .map_err(|e| anyhow::anyhow!(e.log_message()))?;
         let router = app.router();
+        let identity = app.identity.clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let _ = ferro_api_server::serve(listener, router, async move {
@@ -115,6 +127,7 @@ impl TestCloud {
         });
         Ok(Some(TestCloud {
             url: format!("http://{addr}"),
+            identity,
             backend,
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(60))
@@ -124,6 +137,10 @@ impl TestCloud {
             task: Some(task),
             drop_db,
         }))
+    }
+
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        self._dir.path().to_path_buf()
     }
 
     pub fn identity(&self) -> String {

@@ -474,3 +474,48 @@ pub async fn auth_system(st: State, caller: Caller) -> KsResult<Json<Value>> {
         json!({"system": system, "links": {"self": format!("{}/auth/system", svc.v3_url()), "previous": null, "next": null}}),
     ))
 }
+
+/// `GET /v3/OS-REVOKE/events[?since=...]`: the revocation events in force.
+pub async fn revoke_events(st: State, caller: Caller, q: Query) -> KsResult<Json<Value>> {
+    let svc = &st.0;
+    caller.authorize(svc, "identity:list_revoke_events", &json!({}))?;
+    let since = match q.0.get("since") {
+        Some(s) => Some(
+            ferro_common::time::parse_time(s)
+                .ok_or_else(|| {
+                    Error::validation("Invalid since: it must be an ISO 8601 timestamp.")
+                })?
+                .timestamp_micros(),
+        ),
+        None => None,
+    };
+    let mut sel = revocation_event::Entity::find();
+    if let Some(t) = since {
+        sel = sel.filter(revocation_event::Column::RevokedAt.gte(t));
+    }
+    let rows = sel.all(svc.conn()).await.map_err(db_err)?;
+    let t = |us: i64| ferro_common::time::keystone_token_time(&ferro_db::micros_to_time(us));
+    let events: Vec<Value> = rows
+        .iter()
+        .map(|e| {
+            let mut v = json!({"issued_before": t(e.issued_before), "revoked_at": t(e.revoked_at)});
+            for (k, val) in [
+                ("user_id", &e.user_id),
+                ("project_id", &e.project_id),
+                ("domain_id", &e.domain_id),
+                ("role_id", &e.role_id),
+                ("OS-TRUST:trust_id", &e.trust_id),
+                ("audit_id", &e.audit_id),
+                ("audit_chain_id", &e.audit_chain_id),
+            ] {
+                if let Some(x) = val {
+                    v[k] = json!(x);
+                }
+            }
+            v
+        })
+        .collect();
+    Ok(Json(
+        json!({"events": events, "links": {"self": format!("{}/OS-REVOKE/events", svc.v3_url()), "previous": null, "next": null}}),
+    ))
+}

@@ -144,6 +144,7 @@ pub fn router() -> Router<Arc<IdentityService>> {
                 .delete(roles::implies_delete),
         )
         .route("/v3/role_inferences", get(roles::inferences))
+        .route("/v3/OS-REVOKE/events", get(auth::revoke_events))
         .route("/v3/role_assignments", get(assignments::list))
         .route(
             "/v3/system/{actor}/{aid}/roles",

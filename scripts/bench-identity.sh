@@ -32,7 +32,8 @@
 #   NOISY_CORES=0.15  foreign load above which a wrk run is retried/flagged
 #   BENCH_PASSWORD=secret  admin password for both systems
 #   FERROSTACK_BIN    binary to measure (default: lib.sh ferro_bin, i.e. a release
-#                     build; a binary under target/debug is flagged in the header)
+#                     build; a binary under target/debug is flagged in the header).
+#                     It is copied at the start, so a rebuild during the run is harmless.
 #   FERRO_EXTRA_ARGS  extra `ferrostack serve` arguments
 #   RESULTS_DIR=target/bench   where the results table + raw outputs go
 #   KEEP=1            keep the temporary directory (data dirs, peer data)
@@ -217,9 +218,13 @@ if [ -z "$peer_reason" ]; then
 fi
 command -v wrk >/dev/null || { echo "wrk not found (apt-get install wrk)" >&2; exit 1; }
 
-BIN="$(ferro_bin)" || { echo "could not build/find ferrostack" >&2; exit 1; }
+SRC_BIN="$(ferro_bin)" || { echo "could not build/find ferrostack" >&2; exit 1; }
+[ -x "$SRC_BIN" ] || { echo "ferrostack binary $SRC_BIN not found" >&2; exit 1; }
+# Measure a snapshot: a rebuild of target/ during the run must not mix two binaries.
+BIN="$work/ferrostack"
+cp "$SRC_BIN" "$BIN"
 export FERROSTACK_BIN="$BIN"
-case "$BIN" in
+case "$SRC_BIN" in
   */target/debug/*) profile="DEBUG BUILD (target/debug) -- NOT REPRESENTATIVE, numbers are far below a release build" ;;
   */target/release/*) profile="release" ;;
   *) profile="unknown profile" ;;
@@ -227,8 +232,8 @@ esac
 NPROC=$(nproc)
 {
   echo "ferrostack identity benchmark, $(date -u '+%Y-%m-%d %H:%M:%SZ')"
-  echo "binary : $BIN ($profile), built $(date -u -r "$BIN" '+%Y-%m-%d %H:%M:%SZ'), $("$BIN" --version 2>/dev/null)"
-  echo "source : $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null)$(git -C "$REPO" diff --quiet HEAD -- crates bin 2>/dev/null || echo ' + uncommitted changes in crates/ or bin/')"
+  echo "binary : $SRC_BIN ($profile), built $(date -u -r "$SRC_BIN" '+%Y-%m-%d %H:%M:%SZ'), sha256 $(sha256sum "$BIN" | cut -c1-12), $("$BIN" --version 2>/dev/null)"
+  echo "tree   : HEAD $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null)$(git -C "$REPO" diff --quiet HEAD -- crates bin 2>/dev/null || echo ' + uncommitted changes in crates/ or bin/') at run time (compare with the binary build time)"
   echo "machine: $NPROC cpus ($(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)), $(free -g | awk '/Mem/{print $2}') GiB, kernel $(uname -r)"
   echo "load   : $(wrk -v 2>&1 | head -1 | awk '{print $1, $2}'), DURATION=$DURATION, c=1: wrk -t1 -c1, c=16: wrk -t2 -c16, --timeout 30s --latency"
   if [ -z "$peer_reason" ]; then

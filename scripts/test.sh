@@ -22,9 +22,9 @@ echo "cargo: ${passed} passed, 0 failed"
 
 # Real-client checks use the debug binary the tests just built.
 export FERRO_PROFILE="${FERRO_PROFILE:-debug}"
-cargo build -q -p ferrostack
+cargo build -q -p ferrostack || exit 1
 echo "== real clients: venv"
-bash scripts/venv.sh >/dev/null
+bash scripts/venv.sh >/dev/null || exit 1
 total_pass=$passed; total_fail=0; total_skip=0
 # count "N passed, N failed[, N skipped]" from a script's last summary line
 tally() {

@@ -91,28 +91,35 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
     Ok(cfg)
 }
 
-fn init_logging(cfg: &Config) {
+/// Logs go to stderr through a background writer thread, so a request never
+/// waits on the log's I/O (lines are not dropped: the writer applies
+/// back-pressure if it falls far behind).
+fn init_logging(cfg: &Config) -> tracing_appender::non_blocking::WorkerGuard {
     use tracing_subscriber::EnvFilter;
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cfg.log.level));
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::stderr());
     if cfg.log.format == "json" {
         tracing_subscriber::fmt()
             .json()
             .with_env_filter(filter)
-            .with_writer(std::io::stderr)
+            .with_writer(writer)
             .init();
     } else {
         tracing_subscriber::fmt()
             .with_env_filter(filter)
-            .with_writer(std::io::stderr)
+            .with_writer(writer)
             .init();
     }
+    guard
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let mut cfg = load_config(&cli)?;
-    init_logging(&cfg);
+    let _log_guard = init_logging(&cfg);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

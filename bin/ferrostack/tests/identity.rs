@@ -852,3 +852,82 @@ async fn tokens_follow_key_rotation() {
     assert_eq!(validate(new).await, 200);
     c.stop().await;
 }
+
+/// `[security_compliance]`: lockout after failed logins, password history on
+/// self-service changes (not on admin resets), change upon first use.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn security_compliance() {
+    let c = TestCloud::start_with(Backend::Sqlite, |cfg| {
+        cfg.security_compliance.lockout_failure_attempts = 2;
+        cfg.security_compliance.lockout_duration = 2;
+        cfg.security_compliance.unique_last_password_count = 2;
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let admin = c.admin_token().await;
+    let u = create(
+        &c,
+        &admin,
+        "/users",
+        "user",
+        json!({"name": "sc", "password": "first-pw"}),
+    )
+    .await;
+    let uid = u["id"].as_str().unwrap().to_string();
+    let login = |pw: &'static str| {
+        let c = &c;
+        let uid = uid.clone();
+        async move {
+            c.password_token(json!({"id": uid}), pw, None)
+                .await
+                .status
+                .as_u16()
+        }
+    };
+    assert_eq!(login("first-pw").await, 201);
+    assert_eq!(login("wrong").await, 401);
+    assert_eq!(login("wrong").await, 401);
+    assert_eq!(login("first-pw").await, 401, "locked after 2 failures");
+    tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
+    assert_eq!(
+        login("first-pw").await,
+        201,
+        "unlocked after lockout_duration"
+    );
+
+    let change = |orig: &'static str, new: &'static str| {
+        let c = &c;
+        let path = format!("/users/{uid}/password");
+        async move {
+            c.request(
+                Method::POST,
+                &format!("/identity/v3{path}"),
+                None,
+                json!({"user": {"original_password": orig, "password": new}}),
+            )
+            .await
+            .status
+            .as_u16()
+        }
+    };
+    assert_eq!(change("first-pw", "second-pw").await, 204);
+    assert_eq!(
+        change("second-pw", "second-pw").await,
+        400,
+        "same as current"
+    );
+    assert_eq!(change("second-pw", "first-pw").await, 400, "in the last 2");
+    assert_eq!(change("second-pw", "third-pw").await, 204);
+    // an admin reset is not checked against the history
+    let r = c
+        .ks(
+            Method::PATCH,
+            &format!("/users/{uid}"),
+            &admin,
+            json!({"user": {"password": "third-pw"}}),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    c.stop().await;
+}

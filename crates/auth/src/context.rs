@@ -57,6 +57,11 @@ pub struct ValidatedToken {
     pub is_admin_project: bool,
     pub app_cred_id: Option<String>,
     pub trust: Option<TrustRef>,
+    /// `policy_creds()`, computed once per validated token.
+    pub creds_cache: std::sync::OnceLock<Arc<Value>>,
+    /// The rendered token body (with, without catalog), computed once: a
+    /// validated token is immutable for the identity generation it was built in.
+    pub body_cache: [std::sync::OnceLock<bytes::Bytes>; 2],
 }
 
 impl ValidatedToken {
@@ -123,7 +128,10 @@ pub struct RequestContext {
 
 impl RequestContext {
     pub fn new(token: Arc<ValidatedToken>, auth_token: String) -> Self {
-        let creds = Arc::new(token.policy_creds());
+        let creds = token
+            .creds_cache
+            .get_or_init(|| Arc::new(token.policy_creds()))
+            .clone();
         RequestContext {
             token,
             auth_token,

@@ -265,6 +265,17 @@ impl TokenPayload {
     }
 }
 
+/// The Fernet timestamp of a token (what `open` reports as `issued_at`),
+/// read without decrypting: the first 9 bytes are version and timestamp.
+pub fn issued_at_of(token: &str) -> Option<DateTime<Utc>> {
+    let head = token.get(..12)?;
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(head)
+        .ok()?;
+    let ts = u64::from_be_bytes(raw.get(1..9)?.try_into().ok()?);
+    DateTime::from_timestamp(i64::try_from(ts).ok()?, 0)
+}
+
 fn restore_padding(token: &str) -> String {
     let rem = token.len() % 4;
     if rem == 0 {
@@ -310,6 +321,10 @@ mod tests {
             };
             let t = p.seal(&k);
             assert!(!t.ends_with('='));
+            assert_eq!(
+                issued_at_of(&t),
+                Some(TokenPayload::open(&t, &k).unwrap().issued_at)
+            );
             let back = TokenPayload::open(&t, &k).unwrap();
             assert_eq!(back.user_id, p.user_id);
             assert_eq!(back.scope, scope);

@@ -9,15 +9,20 @@ pub use error::{Error, Result};
 
 /// Keystone-style id: `uuid4().hex` (32 lowercase hex chars, no dashes).
 pub fn new_hex_id() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
+    random_uuid().simple().to_string()
+}
+
+/// A v4 UUID from the thread-local CSPRNG (no syscall per id).
+pub fn random_uuid() -> uuid::Uuid {
+    uuid::Builder::from_random_bytes(rand::random()).into_uuid()
 }
 
 /// Nova/Neutron/Cinder/Glance-style id: hyphenated UUID.
 pub fn new_uuid() -> String {
-    uuid::Uuid::new_v4().to_string()
+    random_uuid().to_string()
 }
 
 /// `req-<uuid>`, the `x-openstack-request-id` format.
 pub fn new_request_id() -> String {
-    format!("req-{}", uuid::Uuid::new_v4())
+    format!("req-{}", random_uuid())
 }

@@ -32,6 +32,7 @@ pub struct Config {
     pub token: TokenConfig,
     pub fernet_tokens: FernetConfig,
     pub policy: PolicyConfig,
+    pub security_compliance: SecurityComplianceConfig,
     pub log: LogConfig,
 }
 
@@ -134,6 +135,36 @@ impl Default for FernetConfig {
         FernetConfig {
             key_repository: None,
             max_active_keys: 3,
+        }
+    }
+}
+
+/// Keystone's `[security_compliance]`; every feature is off by default, as upstream.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SecurityComplianceConfig {
+    /// Failed password logins before the account locks; 0 disables lockout.
+    pub lockout_failure_attempts: u32,
+    /// Seconds an account stays locked.
+    pub lockout_duration: u64,
+    /// A new password must differ from this many most recent ones (0 disables).
+    pub unique_last_password_count: u32,
+    /// Days a password must be kept before its owner may change it again.
+    pub minimum_password_age: u32,
+    /// Days until a newly set password expires; 0 means never.
+    pub password_expires_days: u32,
+    /// Passwords set by an administrator must be changed by the user first.
+    pub change_password_upon_first_use: bool,
+}
+impl Default for SecurityComplianceConfig {
+    fn default() -> Self {
+        SecurityComplianceConfig {
+            lockout_failure_attempts: 0,
+            lockout_duration: 1800,
+            unique_last_password_count: 0,
+            minimum_password_age: 0,
+            password_expires_days: 0,
+            change_password_upon_first_use: false,
         }
     }
 }

@@ -8,7 +8,7 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(M0001Identity)]
+        vec![Box::new(M0001Identity), Box::new(M0002UserLockout)]
     }
 }
 
@@ -91,6 +91,56 @@ impl MigrationTrait for M0001Identity {
             id::access_rule::Entity,
             id::document::Entity
         );
+        Ok(())
+    }
+}
+
+/// Lockout bookkeeping on users. M0001 builds tables from the current
+/// entities, so a database created by it already has these columns: add
+/// them only where missing.
+pub struct M0002UserLockout;
+
+impl MigrationName for M0002UserLockout {
+    fn name(&self) -> &str {
+        "m20261123_000002_user_lockout"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0002UserLockout {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        let table = "identity_user";
+        if !m.has_column(table, "failed_auth_count").await? {
+            m.alter_table(
+                Table::alter()
+                    .table(Alias::new(table))
+                    .add_column(
+                        ColumnDef::new(Alias::new("failed_auth_count"))
+                            .big_integer()
+                            .not_null()
+                            .default(0),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        }
+        if !m.has_column(table, "failed_auth_at").await? {
+            m.alter_table(
+                Table::alter()
+                    .table(Alias::new(table))
+                    .add_column(
+                        ColumnDef::new(Alias::new("failed_auth_at"))
+                            .big_integer()
+                            .null(),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn down(&self, _m: &SchemaManager) -> Result<(), DbErr> {
         Ok(())
     }
 }

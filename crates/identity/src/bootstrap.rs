@@ -311,6 +311,8 @@ impl IdentityService {
                     options: "{}".into(),
                     created_at: now_micros(),
                     last_active_at: None,
+                    failed_auth_count: 0,
+                    failed_auth_at: None,
                 }
                 .into_active_model()
                 .insert(self.conn())

@@ -6,6 +6,7 @@
 //! sea-orm entities in `ferro-db` persist.
 
 pub mod bootstrap;
+pub mod compliance;
 pub mod error;
 pub mod http;
 pub mod policy_defaults;
@@ -52,6 +53,16 @@ pub struct IdentityService {
     generation: AtomicU64,
     token_cache: Mutex<HashMap<String, CachedToken>>,
     scope_cache: Mutex<HashMap<resolve::ScopeKey, (u64, Instant, Arc<resolve::ResolvedScope>)>>,
+    project_cache: Mutex<
+        HashMap<
+            resolve::ProjectKey,
+            (
+                u64,
+                Instant,
+                Option<ferro_db::entity::identity::project::Model>,
+            ),
+        >,
+    >,
     pub(crate) revocations: RwLock<Arc<RevocationList>>,
     catalog_cache: RwLock<Option<(u64, Instant, Arc<serde_json::Value>)>>,
 }
@@ -78,6 +89,7 @@ impl IdentityService {
             generation: AtomicU64::new(1),
             token_cache: Mutex::new(HashMap::new()),
             scope_cache: Mutex::new(HashMap::new()),
+            project_cache: Mutex::new(HashMap::new()),
             revocations: RwLock::new(Arc::new(RevocationList::default())),
             catalog_cache: RwLock::new(None),
         });
@@ -134,7 +146,7 @@ impl IdentityService {
         self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
-    fn cache_ttl(&self) -> std::time::Duration {
+    pub(crate) fn cache_ttl(&self) -> std::time::Duration {
         std::time::Duration::from_secs(self.cfg.token.cache_time)
     }
 }

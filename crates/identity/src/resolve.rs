@@ -13,6 +13,13 @@ use std::sync::Arc;
 
 pub const SYSTEM_TARGET: &str = "system";
 
+/// How a project row was looked up.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum ProjectKey {
+    Id(String),
+    Name(String, String),
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum ScopeKey {
     Project(String, String),
@@ -42,11 +49,55 @@ pub fn kind_of(actor_is_group: bool, target: &str) -> &'static str {
 }
 
 impl IdentityService {
+    /// A project or domain row by id (cached per identity generation).
     pub async fn project_row(&self, id: &str) -> Result<Option<project::Model>, Error> {
-        project::Entity::find_by_id(id.to_string())
+        let key = ProjectKey::Id(id.to_string());
+        if let Some(hit) = self.project_cached(&key) {
+            return Ok(hit);
+        }
+        let generation = self.generation();
+        let row = project::Entity::find_by_id(id.to_string())
             .one(self.conn())
             .await
-            .map_err(db_err)
+            .map_err(db_err)?;
+        self.project_remember(key, generation, row.clone());
+        Ok(row)
+    }
+
+    fn project_cached(&self, key: &ProjectKey) -> Option<Option<project::Model>> {
+        let generation = self.generation();
+        let cache = self.project_cache.lock().ok()?;
+        let (g, at, row) = cache.get(key)?;
+        (*g == generation && at.elapsed() < self.cache_ttl()).then(|| row.clone())
+    }
+
+    fn project_remember(&self, key: ProjectKey, generation: u64, row: Option<project::Model>) {
+        if let Ok(mut cache) = self.project_cache.lock() {
+            if cache.len() > 10_000 {
+                cache.clear();
+            }
+            cache.insert(key, (generation, std::time::Instant::now(), row));
+        }
+    }
+
+    async fn project_by_name_any(
+        &self,
+        domain_id: &str,
+        name: &str,
+    ) -> Result<Option<project::Model>, Error> {
+        let key = ProjectKey::Name(domain_id.to_string(), name.to_string());
+        if let Some(hit) = self.project_cached(&key) {
+            return Ok(hit);
+        }
+        let generation = self.generation();
+        let row = project::Entity::find()
+            .filter(project::Column::DomainId.eq(domain_id))
+            .filter(project::Column::Name.eq(name))
+            .one(self.conn())
+            .await
+            .map_err(db_err)?;
+        self.project_remember(key, generation, row.clone());
+        Ok(row)
     }
 
     /// A domain (a project row with `is_domain`), 404 when absent.
@@ -66,12 +117,8 @@ impl IdentityService {
     }
 
     pub async fn domain_by_name(&self, name: &str) -> Result<project::Model, Error> {
-        project::Entity::find()
-            .filter(project::Column::DomainId.eq(ROOT_DOMAIN))
-            .filter(project::Column::Name.eq(name))
-            .one(self.conn())
-            .await
-            .map_err(db_err)?
+        self.project_by_name_any(ROOT_DOMAIN, name)
+            .await?
             .ok_or_else(|| Error::not_found("domain", name))
     }
 
@@ -80,14 +127,10 @@ impl IdentityService {
         domain_id: &str,
         name: &str,
     ) -> Result<project::Model, Error> {
-        project::Entity::find()
-            .filter(project::Column::DomainId.eq(domain_id))
-            .filter(project::Column::Name.eq(name))
-            .filter(project::Column::IsDomain.eq(false))
-            .one(self.conn())
-            .await
-            .map_err(db_err)?
-            .ok_or_else(|| Error::not_found("project", name))
+        match self.project_by_name_any(domain_id, name).await? {
+            Some(p) if !p.is_domain => Ok(p),
+            _ => Err(Error::not_found("project", name)),
+        }
     }
 
     pub async fn user_get(&self, id: &str) -> Result<user::Model, Error> {
@@ -293,7 +336,7 @@ impl IdentityService {
         }
         let resolved = Arc::new(self.resolve_scope_uncached(key).await?);
         if let Ok(mut cache) = self.scope_cache.lock() {
-            if cache.len() > 50_000 {
+            if cache.len() > 10_000 {
                 cache.clear();
             }
             cache.insert(

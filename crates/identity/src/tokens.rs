@@ -200,7 +200,7 @@ impl IdentityService {
                     TokenPayload::open(token, &self.keys()).ok_or_else(not_found_token)?;
                 let vt = Arc::new(self.build_validated(payload).await?);
                 if let Ok(mut c) = self.token_cache.lock() {
-                    if c.len() > 100_000 {
+                    if c.len() > 10_000 {
                         c.clear();
                     }
                     c.insert(
@@ -327,6 +327,8 @@ impl IdentityService {
             is_admin_project: false,
             app_cred_id,
             trust: trust_ref,
+            creds_cache: Default::default(),
+            body_cache: Default::default(),
         };
         if let (Some(key), Some(scope)) = (key, scope) {
             let mut roles = scope.roles.clone();
@@ -457,28 +459,46 @@ impl IdentityService {
             audit_ids,
             issued_at: now,
         };
-        let mut payload = payload;
+        let generation = self.generation();
         let mut token = payload.seal(&self.keys());
-        let vt = match self.validate_token(&token, false).await {
-            Ok(vt) => vt,
-            Err(Error::Internal { internal }) => return Err(Error::Internal { internal }),
-            Err(_) => {
-                // Revocation works in whole seconds (Fernet timestamps): a
-                // token minted in the same second as a revocation that matches
-                // it (a password change, a revoked grant) is revoked too. Mint
-                // again once that second is over, as a later request would.
-                let ms = 1000 - u64::from(chrono::Utc::now().timestamp_subsec_millis()).min(999);
-                tokio::time::sleep(std::time::Duration::from_millis(ms + 5)).await;
-                payload.issued_at = chrono::Utc::now();
-                token = payload.seal(&self.keys());
-                self.validate_token(&token, false)
-                    .await
-                    .map_err(|e| match e {
-                        Error::Internal { .. } => e,
-                        _ => auth_failed(),
-                    })?
+        // The payload is at hand: build the validated token without decrypting
+        // it again (issued_at exactly as validation reads it back: the Fernet
+        // timestamp), and cache it for the validations that follow.
+        let mut built = self.build_validated(payload).await.map_err(|e| match e {
+            Error::Internal { .. } => e,
+            _ => auth_failed(),
+        })?;
+        built.payload.issued_at =
+            ferro_auth::token::issued_at_of(&token).unwrap_or(built.payload.issued_at);
+        if self.revocations().is_revoked(&built) {
+            // Revocation works in whole seconds (Fernet timestamps): a token
+            // minted in the same second as a matching revocation (a password
+            // change, a revoked grant) is revoked too. Mint again once that
+            // second is over, as a later request would.
+            let ms = 1000 - u64::from(chrono::Utc::now().timestamp_subsec_millis()).min(999);
+            tokio::time::sleep(std::time::Duration::from_millis(ms + 5)).await;
+            built.payload.issued_at = chrono::Utc::now();
+            token = built.payload.seal(&self.keys());
+            built.payload.issued_at =
+                ferro_auth::token::issued_at_of(&token).unwrap_or(built.payload.issued_at);
+            if self.revocations().is_revoked(&built) {
+                return Err(auth_failed());
             }
-        };
+        }
+        let vt = Arc::new(built);
+        if let Ok(mut c) = self.token_cache.lock() {
+            if c.len() > 10_000 {
+                c.clear();
+            }
+            c.insert(
+                token.clone(),
+                crate::CachedToken {
+                    generation,
+                    at: Instant::now(),
+                    token: vt.clone(),
+                },
+            );
+        }
         Ok((token, vt))
     }
 
@@ -521,6 +541,21 @@ impl IdentityService {
             *c = Some((generation, Instant::now(), v.clone()));
         }
         Ok(v)
+    }
+
+    /// The serialized token body, rendered once per validated token.
+    pub async fn render_token_bytes(
+        &self,
+        vt: &ValidatedToken,
+        with_catalog: bool,
+    ) -> Result<bytes::Bytes, Error> {
+        let slot = &vt.body_cache[usize::from(with_catalog)];
+        if let Some(b) = slot.get() {
+            return Ok(b.clone());
+        }
+        let body = self.render_token(vt, with_catalog).await?;
+        let bytes = bytes::Bytes::from(serde_json::to_vec(&body).map_err(Error::internal)?);
+        Ok(slot.get_or_init(|| bytes).clone())
     }
 
     /// Keystone's token body for a validated token.

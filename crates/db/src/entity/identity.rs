@@ -81,6 +81,11 @@ pub mod user {
         pub created_at: i64,
         #[sea_orm(nullable)]
         pub last_active_at: Option<i64>,
+        /// Consecutive failed password authentications (lockout), since M0002.
+        #[sea_orm(default_value = 0)]
+        pub failed_auth_count: i64,
+        #[sea_orm(nullable)]
+        pub failed_auth_at: Option<i64>,
     }
     entity_boilerplate!();
 }

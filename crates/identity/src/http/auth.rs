@@ -138,12 +138,15 @@ async fn authenticate(
             Some(_) => return Err(crate::util::invalid_type("password", "string")),
         };
         let user = user_of(svc, u).await?;
+        svc.check_lockout(&user)?;
         let hash = user.password_hash.clone().ok_or_else(auth_failed)?;
         if secret.len() > svc.cfg.identity.max_password_length || !verify_secret(secret, hash).await
         {
+            svc.record_auth_failure(&user).await?;
             return Err(auth_failed());
         }
         check_user_enabled(svc, &user).await?;
+        svc.record_auth_success(&user).await?;
         if user
             .password_expires_at
             .is_some_and(|t| t <= ferro_db::now_micros())
@@ -299,9 +302,14 @@ async fn requested_scope(
     Err(Error::validation("Invalid scope."))
 }
 
-fn subject_response(token: &str, status: StatusCode, body: Option<Value>) -> Response {
+fn subject_response(token: &str, status: StatusCode, body: Option<bytes::Bytes>) -> Response {
     let mut resp = match body {
-        Some(b) => (status, Json(b)).into_response(),
+        Some(b) => (
+            status,
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            b,
+        )
+            .into_response(),
         None => status.into_response(),
     };
     if let Ok(v) = HeaderValue::from_str(token) {
@@ -332,7 +340,7 @@ pub async fn token_issue(st: State, q: Query, body: Bytes) -> KsResult<Response>
     };
     let (token, vt) = svc.issue_token(result, scope).await?;
     let nocatalog = q.0.contains_key("nocatalog");
-    let body = svc.render_token(&vt, !nocatalog).await?;
+    let body = svc.render_token_bytes(&vt, !nocatalog).await?;
     Ok(subject_response(&token, StatusCode::CREATED, Some(body)))
 }
 
@@ -368,7 +376,7 @@ pub async fn token_validate(
 ) -> KsResult<Response> {
     let (subject, vt) = validate_subject(&st.0, &caller, &headers, &q).await?;
     let body =
-        st.0.render_token(&vt, !q.0.contains_key("nocatalog"))
+        st.0.render_token_bytes(&vt, !q.0.contains_key("nocatalog"))
             .await?;
     Ok(subject_response(&subject, StatusCode::OK, Some(body)))
 }

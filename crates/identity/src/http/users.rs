@@ -1,7 +1,8 @@
 //! `/v3/users`: CRUD, self password change, a user's groups and projects.
 use super::{Caller, Query, State};
+use crate::compliance::PasswordSetter;
 use crate::error::{KsError, KsResult};
-use crate::tokens::{RevEvent, auth_failed, hash_secret, verify_secret};
+use crate::tokens::{RevEvent, auth_failed, verify_secret};
 use crate::util::*;
 use crate::views;
 use axum::Json;
@@ -143,23 +144,30 @@ pub async fn create(st: State, caller: Caller, body: Bytes) -> KsResult<(StatusC
     let enabled = opt_bool(m, "enabled")?.unwrap_or(true);
     let password = password_field(svc, m, "password")?.flatten();
     let now = now_micros();
-    let hash = match &password {
-        Some(p) => Some(hash_secret(p.clone(), svc.cfg.identity.password_hash_rounds).await?),
-        None => None,
+    let (hash, pw_created, pw_expires) = match &password {
+        Some(p) => {
+            let (h, at, exp) = svc
+                .new_password(None, p.clone(), PasswordSetter::Admin)
+                .await?;
+            (Some(h), Some(at), exp)
+        }
+        None => (None, None, None),
     };
     let row = user::Model {
         id: ferro_common::new_hex_id(),
         domain_id,
         name: name.clone(),
         enabled,
-        password_hash: hash,
-        password_created_at: password.as_ref().map(|_| now),
-        password_expires_at: None,
+        password_hash: hash.clone(),
+        password_created_at: pw_created,
+        password_expires_at: pw_expires,
         default_project_id,
         extra: json_string(&extra_of(m, KNOWN)),
         options: json_string(&options),
         created_at: now,
         last_active_at: None,
+        failed_auth_count: 0,
+        failed_auth_at: None,
     };
     row.clone().into_active_model().insert(svc.conn()).await.map_err(|e| {
         if ferro_db::is_unique_violation(&e) {
@@ -168,6 +176,9 @@ pub async fn create(st: State, caller: Caller, body: Bytes) -> KsResult<(StatusC
             db_err(e)
         }
     })?;
+    if let (Some(h), Some(at)) = (&hash, pw_created) {
+        svc.remember_password(&row.id, h, at).await?;
+    }
     svc.invalidate();
     Ok((
         StatusCode::CREATED,
@@ -223,10 +234,13 @@ pub async fn update(
     if let Some(p) = password_field(svc, m, "password")? {
         match p {
             Some(p) => {
-                am.password_hash = Set(Some(
-                    hash_secret(p, svc.cfg.identity.password_hash_rounds).await?,
-                ));
-                am.password_created_at = Set(Some(now_micros()));
+                let (h, at, exp) = svc.new_password(Some(&u), p, PasswordSetter::Admin).await?;
+                svc.remember_password(&u.id, &h, at).await?;
+                am.password_hash = Set(Some(h));
+                am.password_created_at = Set(Some(at));
+                am.password_expires_at = Set(exp);
+                am.failed_auth_count = Set(0);
+                am.failed_auth_at = Set(None);
             }
             None => am.password_hash = Set(None),
         }
@@ -302,21 +316,26 @@ pub async fn change_password(
         .flatten()
         .ok_or_else(|| Error::validation("'password' is a required property"))?;
     let u = svc.user_get(&id).await.map_err(|_| auth_failed())?;
+    svc.check_lockout(&u)?;
     let ok = match &u.password_hash {
         Some(h) => verify_secret(original, h.clone()).await,
         None => false,
     };
     if !ok {
+        svc.record_auth_failure(&u).await?;
         return Err(KsError(auth_failed()));
     }
     if !u.enabled {
         return Err(KsError(auth_failed()));
     }
-    let hash = hash_secret(new, svc.cfg.identity.password_hash_rounds).await?;
+    let (hash, at, expires) = svc
+        .new_password(Some(&u), new, PasswordSetter::SelfService)
+        .await?;
+    svc.remember_password(&u.id, &hash, at).await?;
     let mut am = u.into_active_model();
     am.password_hash = Set(Some(hash));
-    am.password_created_at = Set(Some(now_micros()));
-    am.password_expires_at = Set(None);
+    am.password_created_at = Set(Some(at));
+    am.password_expires_at = Set(expires);
     am.update(svc.conn()).await.map_err(db_err)?;
     svc.revoke(RevEvent {
         user_id: Some(id),

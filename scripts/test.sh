@@ -35,6 +35,12 @@ tally() {
   total_pass=$((total_pass + ${p:-0})); total_fail=$((total_fail + ${f:-1})); total_skip=$((total_skip + ${k:-0}))
 }
 status=0
+# Tempest's identity defaults assume Keystone's security compliance features
+# are on (lockout after 2 failures for 5 s, last 2 passwords unique); the
+# server under test gets the same settings through the environment.
+export FERROSTACK__SECURITY_COMPLIANCE__LOCKOUT_FAILURE_ATTEMPTS="${FERROSTACK__SECURITY_COMPLIANCE__LOCKOUT_FAILURE_ATTEMPTS:-2}"
+export FERROSTACK__SECURITY_COMPLIANCE__LOCKOUT_DURATION="${FERROSTACK__SECURITY_COMPLIANCE__LOCKOUT_DURATION:-5}"
+export FERROSTACK__SECURITY_COMPLIANCE__UNIQUE_LAST_PASSWORD_COUNT="${FERROSTACK__SECURITY_COMPLIANCE__UNIQUE_LAST_PASSWORD_COUNT:-2}"
 echo "== openstack CLI golden path"
 bash scripts/golden-path.sh 2>&1 | tee /tmp/ferro-golden.log || status=1
 tally /tmp/ferro-golden.log

@@ -2,6 +2,7 @@
 //! listener, with the middleware every response shares: `x-openstack-request-id`,
 //! a structured access log, panic safety and body limits. Also the start-up
 //! sequence (`App::start`) shared by `ferrostack serve` and the TestCloud.
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 use axum::Router;
 use axum::body::Body;

@@ -1,6 +1,7 @@
 //! Authentication and authorization shared by every service: Keystone-format
 //! Fernet tokens, the validated [`RequestContext`], and an oslo.policy-style
 //! rule engine.
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod context;
 pub mod fernet_keys;

@@ -1,6 +1,7 @@
 //! Types every ferrostack crate shares: the one domain [`Error`], id and time
 //! helpers. Services render [`Error`] into their own wire shape at the edge
 //! (Keystone's `{"error": {...}}`, Nova's `{"itemNotFound": {...}}`, ...).
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod error;
 pub mod time;

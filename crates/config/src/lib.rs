@@ -3,6 +3,7 @@
 //! `FERROSTACK__<KEY>`). Values in the environment are read as TOML when they
 //! parse (numbers, booleans, arrays) and as strings otherwise.
 //! Every key is documented in `docs/configuration.md`.
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};

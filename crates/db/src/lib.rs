@@ -4,6 +4,7 @@
 //! JSON and enums are strings, timestamps are i64 microseconds since the epoch
 //! (so MySQL's second-precision DATETIME never truncates revocation times), no
 //! RETURNING, no SELECT ... FOR UPDATE.
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod entity;
 pub mod migration;

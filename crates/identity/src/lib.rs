@@ -4,6 +4,7 @@
 //! Layering: `http/*` parses requests and renders Keystone's JSON; the
 //! `IdentityService` methods decide (policy, validation, revocation); the
 //! sea-orm entities in `ferro-db` persist.
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod bootstrap;
 pub mod compliance;
@@ -32,6 +33,9 @@ pub use tokens::RevocationList;
 /// How often the Fernet key repository is re-read.
 pub const KEY_RELOAD: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// A cached value: the identity generation and time it was computed at.
+pub(crate) type Cached<T> = (u64, Instant, T);
+
 /// A validated token kept for reuse until identity data changes.
 pub(crate) struct CachedToken {
     pub generation: u64,
@@ -52,16 +56,9 @@ pub struct IdentityService {
     /// older generation are recomputed.
     generation: AtomicU64,
     token_cache: Mutex<HashMap<String, CachedToken>>,
-    scope_cache: Mutex<HashMap<resolve::ScopeKey, (u64, Instant, Arc<resolve::ResolvedScope>)>>,
+    scope_cache: Mutex<HashMap<resolve::ScopeKey, Cached<Arc<resolve::ResolvedScope>>>>,
     project_cache: Mutex<
-        HashMap<
-            resolve::ProjectKey,
-            (
-                u64,
-                Instant,
-                Option<ferro_db::entity::identity::project::Model>,
-            ),
-        >,
+        HashMap<resolve::ProjectKey, Cached<Option<ferro_db::entity::identity::project::Model>>>,
     >,
     pub(crate) revocations: RwLock<Arc<RevocationList>>,
     catalog_cache: RwLock<Option<(u64, Instant, Arc<serde_json::Value>)>>,

@@ -58,6 +58,15 @@ PY="$(command -v python3)"
 read -r -a serve_args <<< "${FERRO_EXTRA_ARGS:-}"
 export no_proxy="127.0.0.1,localhost${no_proxy:+,$no_proxy}" NO_PROXY="127.0.0.1,localhost"
 
+# One benchmark at a time on this machine: two runs would load each other's
+# servers and fight over Keystone's fixed ports (5000, 9292, 8778, 11211).
+LOCK="${TMPDIR:-/tmp}/ferrostack-bench-identity.lock"
+exec 9>>"$LOCK"
+if ! flock -n 9; then
+  echo "bench-identity.sh: another run holds $LOCK; waiting for it to finish" >&2
+  flock 9
+fi
+
 stamp="$(date +%Y%m%d-%H%M%S)"
 RES="$RESULTS_DIR/identity-$stamp"
 TABLE="$RESULTS_DIR/identity-$stamp.txt"

@@ -510,6 +510,7 @@ def image_sections(cloud, conf, url):
                 conf.set("image", option, values, f"from GET /v2/schemas/image {key}")
     except ProbeError as exc:
         log(f"image schema: {exc}")
+    probe_image_format_enforcement(cloud, conf, url)
     try:
         resp = cloud.get(url + "/v2/info/import")
     except ProbeError as exc:
@@ -522,6 +523,39 @@ def image_sections(cloud, conf, url):
     else:
         conf.set("image-feature-enabled", "import_image", resp.status_code not in ABSENT,
                  f"GET /v2/info/import -> {resp.status_code}")
+
+
+def probe_image_format_enforcement(cloud, conf, url):
+    """Does the cloud refuse data that is not the declared disk_format?
+
+    Uploads 1 KiB of random bytes declared qcow2 to a throw-away image:
+    204 means the content is accepted as is (enforcement off), 400 means it
+    is inspected. Also records the hash algorithm the cloud reports.
+    """
+    try:
+        resp = cloud.request("POST", url + "/v2/images",
+                             json={"name": "tempest-conf-format-probe", "disk_format": "qcow2",
+                                   "container_format": "bare", "visibility": "private"})
+        if resp.status_code != 201:
+            log(f"image format probe: create -> {resp.status_code}")
+            return
+        image_id = resp.json()["id"]
+        try:
+            up = cloud.request("PUT", f"{url}/v2/images/{image_id}/file", data=os.urandom(1024),
+                               headers={"Content-Type": "application/octet-stream"})
+            if up.status_code == 204:
+                conf.set("image-feature-enabled", "image_format_enforcement", False,
+                         "random bytes declared qcow2 were accepted (PUT /file -> 204)")
+                algo = cloud.get_json(f"{url}/v2/images/{image_id}").get("os_hash_algo")
+                if algo:
+                    conf.set("image", "hashing_algorithm", algo, "os_hash_algo of the probe image")
+            else:
+                conf.set("image-feature-enabled", "image_format_enforcement", True,
+                         f"random bytes declared qcow2 were refused (PUT /file -> {up.status_code})")
+        finally:
+            cloud.request("DELETE", f"{url}/v2/images/{image_id}")
+    except ProbeError as exc:
+        log(f"image format probe: {exc}")
 
 
 def network_sections(cloud, conf, url):

@@ -5,7 +5,7 @@
 #
 #   scripts/test.sh            everything
 #   QUICK=1 scripts/test.sh    cargo tests only
-# Env: TEMPEST_GROUPS (default "identity interop-identity")
+# Env: TEMPEST_GROUPS (default "identity interop-identity image interop-image")
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -46,9 +46,15 @@ bash scripts/golden-path.sh 2>&1 | tee /tmp/ferro-golden.log || status=1
 tally /tmp/ferro-golden.log
 # The full identity group (138 tests, about a minute), then the interop list,
 # which also checks that every one of its 17 tests ran.
-for group in ${TEMPEST_GROUPS:-identity interop-identity}; do
+for group in ${TEMPEST_GROUPS:-identity interop-identity image interop-image}; do
   echo "== tempest $group"
-  bash scripts/tempest.sh "$group" 2>&1 | tee "/tmp/ferro-tempest-$group.log" || status=1
+  extra=()
+  # Tempest's ListUserImagesTest uploads random bytes as every disk format,
+  # so those runs use an image service that does not compare content with
+  # the declared format (Glance's require_image_format_match=false; unsafe
+  # images are still refused). The safety checks have their own tests.
+  case "$group" in *image*) extra=(env FERROSTACK__IMAGE__REQUIRE_IMAGE_FORMAT_MATCH=false) ;; esac
+  "${extra[@]}" bash scripts/tempest.sh "$group" 2>&1 | tee "/tmp/ferro-tempest-$group.log" || status=1
   tally "/tmp/ferro-tempest-$group.log"
 done
 echo "summary: ${total_pass} passed, ${total_fail} failed, ${total_skip} skipped"

@@ -14,6 +14,7 @@ the process group id is CMD's pid and only that group is signalled.
 import http.client
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -72,6 +73,12 @@ def main():
     cmd = sys.argv[sys.argv.index('--') + 1:]
     u = urlsplit(url)
     path = u.path or '/'
+    try:  # someone else answering on the port would fake the measurement
+        socket.create_connection((u.hostname, u.port), timeout=1).close()
+        print(f'FAILED port {u.port} is already in use by another process')
+        return 1
+    except OSError:
+        pass
     with open(logfile, 'ab') as log:
         t0 = time.monotonic()
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,

@@ -22,11 +22,15 @@ use std::time::Instant;
 use tokio::net::TcpListener;
 
 /// Every service this binary serves, as the catalog advertises it.
-pub const CATALOG: &[CatalogEntry] = &[("identity", "keystone", "/identity")];
+pub const CATALOG: &[CatalogEntry] = &[
+    ("identity", "keystone", "/identity"),
+    ("image", "glance", "/image"),
+];
 
 pub struct App {
     pub cfg: Config,
     pub identity: Arc<IdentityService>,
+    pub image: Arc<ferro_image::ImageService>,
     pub report: BootstrapReport,
     pub admin_password: String,
 }
@@ -50,16 +54,26 @@ impl App {
         )?;
         identity.bootstrap(&password, explicit, CATALOG).await?;
         let report = identity.write_client_files(&data, &password)?;
+        let store = ferro_image::ImageService::store_from_config(&cfg)?;
+        let validator: Arc<dyn ferro_auth::TokenValidator> = identity.clone();
+        let image =
+            ferro_image::ImageService::new(identity.db.clone(), cfg.clone(), store, validator)?;
+        ferro_image::http::recover(image.clone()).await?;
         Ok(App {
             cfg,
             identity,
+            image,
             report,
             admin_password: password,
         })
     }
 
     pub fn router(&self) -> Router {
-        router(self.identity.clone(), self.cfg.api.max_request_body_size)
+        router(
+            self.identity.clone(),
+            self.image.clone(),
+            self.cfg.api.max_request_body_size,
+        )
     }
 }
 
@@ -67,7 +81,22 @@ fn versions_doc(base: &str) -> serde_json::Value {
     json!({"versions": {"values": [ferro_identity::http::auth::version_doc(base)]}})
 }
 
-pub fn router(identity: Arc<IdentityService>, body_limit: usize) -> Router {
+/// Glance's version list (what its version-negotiation middleware answers).
+fn image_versions(base: &str) -> serde_json::Value {
+    let href = format!("{base}/v2/");
+    let v = |id: &str, status: &str| json!({"id": id, "status": status, "links": [{"rel": "self", "href": href}]});
+    json!({"versions": [
+        v("v2.9", "SUPPORTED"), v("v2.7", "SUPPORTED"), v("v2.6", "SUPPORTED"), v("v2.5", "SUPPORTED"),
+        v("v2.4", "SUPPORTED"), v("v2.3", "SUPPORTED"), v("v2.2", "SUPPORTED"), v("v2.1", "SUPPORTED"),
+        v("v2.0", "SUPPORTED"), v("v2.15", "CURRENT"),
+    ]})
+}
+
+pub fn router(
+    identity: Arc<IdentityService>,
+    image: Arc<ferro_image::ImageService>,
+    body_limit: usize,
+) -> Router {
     let base = identity.base_url.clone();
     let base2 = base.clone();
     let discovery = move || {
@@ -79,7 +108,23 @@ pub fn router(identity: Arc<IdentityService>, body_limit: usize) -> Router {
         async move { (StatusCode::MULTIPLE_CHOICES, axum::Json(versions_doc(&b))) }
     };
     let identity_router = ferro_identity::http::router().with_state(identity);
+    let image_base = image.base_url.clone();
+    let image_base2 = image_base.clone();
+    let image_discovery = move || {
+        let b = image_base.clone();
+        async move { (StatusCode::MULTIPLE_CHOICES, axum::Json(image_versions(&b))) }
+    };
+    let image_versions_ok = move || {
+        let b = image_base2.clone();
+        async move { axum::Json(image_versions(&b)) }
+    };
+    // Uploads stream without a body limit; every other image call keeps it.
+    let image_router = ferro_image::http::router().with_state(image);
     Router::new()
+        .route("/image", axum::routing::get(image_discovery.clone()))
+        .route("/image/", axum::routing::get(image_discovery))
+        .route("/image/versions", axum::routing::get(image_versions_ok))
+        .nest("/image", image_router)
         .route("/", axum::routing::get(discovery))
         .route("/identity", axum::routing::get(discovery2.clone()))
         .route("/identity/", axum::routing::get(discovery2))
@@ -102,18 +147,21 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response<Body> 
     KsError(Error::internal("handler panicked")).into_response()
 }
 
-/// Clients build URLs by joining; collapse `//` and drop a trailing `/`
-/// (except on prefix roots) so `/v3/OS-TRUST/trusts/` routes like Keystone's.
+/// Clients build URLs by joining; collapse `//`, and under `/identity` drop
+/// a trailing `/` so `/v3/OS-TRUST/trusts/` routes like Keystone's. (Glance
+/// treats `/v2/images/` as an image with an empty id: 404, so image paths keep it.)
 async fn normalize_path(mut req: Request, next: Next) -> Response {
     let path = req.uri().path();
-    let needs = path.contains("//")
-        || (path.len() > 1 && path.ends_with('/') && path.matches('/').count() > 2);
-    if needs {
+    let strip = path.starts_with("/identity/")
+        && path.len() > 1
+        && path.ends_with('/')
+        && path.matches('/').count() > 2;
+    if path.contains("//") || strip {
         let mut p = path.to_string();
         while p.contains("//") {
             p = p.replace("//", "/");
         }
-        if p.len() > 1 && p.ends_with('/') && p.matches('/').count() > 2 {
+        if strip && p.ends_with('/') {
             p.pop();
         }
         let pq = match req.uri().query() {

@@ -34,6 +34,7 @@ pub struct Config {
     pub fernet_tokens: FernetConfig,
     pub policy: PolicyConfig,
     pub security_compliance: SecurityComplianceConfig,
+    pub image: ImageConfig,
     pub log: LogConfig,
 }
 
@@ -136,6 +137,41 @@ impl Default for FernetConfig {
         FernetConfig {
             key_repository: None,
             max_active_keys: 3,
+        }
+    }
+}
+
+/// The Image service (Glance's option names where they exist).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ImageConfig {
+    /// `file` (default) or `memory`.
+    pub store: String,
+    /// Directory of the `file` store; default `<data_dir>/images`.
+    pub filesystem_store_datadir: Option<PathBuf>,
+    /// Refuse data whose format does not match the declared `disk_format`
+    /// (Glance's `[image_format] require_image_format_match`). Unsafe images
+    /// (qcow2 backing/data files, VMDK external extents) are refused regardless.
+    pub require_image_format_match: bool,
+    /// Interoperable import methods offered (`glance-direct`, `copy-image`).
+    pub import_methods: Vec<String>,
+    /// Largest image accepted, bytes (Glance's `image_size_cap`, 1 TiB).
+    pub image_size_cap: u64,
+    /// Images per project; -1 = unlimited.
+    pub image_count_quota: i64,
+    /// Total image bytes per project; -1 = unlimited.
+    pub image_size_quota: i64,
+}
+impl Default for ImageConfig {
+    fn default() -> Self {
+        ImageConfig {
+            store: "file".into(),
+            filesystem_store_datadir: None,
+            require_image_format_match: true,
+            import_methods: vec!["glance-direct".into()],
+            image_size_cap: 1 << 40,
+            image_count_quota: -1,
+            image_size_quota: -1,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Embedded migrations, run by `ferrostack db upgrade` and at start-up.
 use crate::entity::identity as id;
+use crate::entity::image as img;
 use sea_orm::{ConnectionTrait, EntityTrait, Schema};
 use sea_orm_migration::prelude::*;
 
@@ -8,7 +9,11 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(M0001Identity), Box::new(M0002UserLockout)]
+        vec![
+            Box::new(M0001Identity),
+            Box::new(M0002UserLockout),
+            Box::new(M0003Image),
+        ]
     }
 }
 
@@ -141,6 +146,42 @@ impl MigrationTrait for M0002UserLockout {
     }
 
     async fn down(&self, _m: &SchemaManager) -> Result<(), DbErr> {
+        Ok(())
+    }
+}
+
+/// Image service tables.
+pub struct M0003Image;
+
+impl MigrationName for M0003Image {
+    fn name(&self) -> &str {
+        "m20261123_000003_image"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0003Image {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        create(m, img::image::Entity).await?;
+        create(m, img::member::Entity).await?;
+        Ok(())
+    }
+
+    async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.drop_table(
+            Table::drop()
+                .table(img::member::Entity)
+                .if_exists()
+                .to_owned(),
+        )
+        .await?;
+        m.drop_table(
+            Table::drop()
+                .table(img::image::Entity)
+                .if_exists()
+                .to_owned(),
+        )
+        .await?;
         Ok(())
     }
 }

@@ -1,0 +1,778 @@
+//! Image service integration tests: the real server in-process, driven over
+//! HTTP like openstackclient/Tempest do.
+#![allow(clippy::unwrap_used)]
+
+use ferro_test_utils::TestCloud;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+async fn img(
+    c: &TestCloud,
+    m: Method,
+    path: &str,
+    tok: &str,
+    body: Value,
+) -> ferro_test_utils::Resp {
+    c.request(m, &format!("/image{path}"), Some(tok), body)
+        .await
+}
+
+async fn put_data(
+    c: &TestCloud,
+    tok: &str,
+    id: &str,
+    data: Vec<u8>,
+    what: &str,
+) -> reqwest::Response {
+    c.client
+        .put(format!("{}/image/v2/images/{id}/{what}", c.url))
+        .header("X-Auth-Token", tok)
+        .header("Content-Type", "application/octet-stream")
+        .body(data)
+        .send()
+        .await
+        .unwrap()
+}
+
+fn store_files(c: &TestCloud) -> Vec<String> {
+    std::fs::read_dir(c.data_dir().join("images"))
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A member user in a fresh project; returns (project id, token).
+async fn member_user(c: &TestCloud, admin: &str, name: &str) -> (String, String) {
+    let p = c
+        .ks(
+            Method::POST,
+            "/projects",
+            admin,
+            json!({"project": {"name": name}}),
+        )
+        .await
+        .body["project"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let u = c
+        .ks(
+            Method::POST,
+            "/users",
+            admin,
+            json!({"user": {"name": name, "password": "pw"}}),
+        )
+        .await
+        .body["user"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let member = c
+        .ks(Method::GET, "/roles?name=member", admin, Value::Null)
+        .await
+        .body["roles"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        c.ks(
+            Method::PUT,
+            &format!("/projects/{p}/users/{u}/roles/{member}"),
+            admin,
+            Value::Null
+        )
+        .await
+        .status,
+        204
+    );
+    let t = c
+        .password_token(json!({"id": u}), "pw", Some(json!({"project": {"id": p}})))
+        .await
+        .header("x-subject-token")
+        .unwrap();
+    (p, t)
+}
+
+fn qcow2_header(backing: bool) -> Vec<u8> {
+    let mut h = vec![0u8; 4096];
+    h[..4].copy_from_slice(b"QFI\xfb");
+    h[4..8].copy_from_slice(&3u32.to_be_bytes());
+    if backing {
+        h[8..16].copy_from_slice(&1024u64.to_be_bytes());
+        h[16..20].copy_from_slice(&10u32.to_be_bytes());
+        h[1024..1034].copy_from_slice(b"/etc/shado");
+    }
+    h[24..32].copy_from_slice(&(1u64 << 30).to_be_bytes());
+    h[100..104].copy_from_slice(&104u32.to_be_bytes());
+    h
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn image_lifecycle_members_and_safety() {
+    let c = TestCloud::start().await;
+    let admin = c.admin_token().await;
+    let (pa, ta) = member_user(&c, &admin, "alice").await;
+    let (pb, tb) = member_user(&c, &admin, "bob").await;
+
+    // discovery and catalog
+    assert_eq!(
+        c.request(Method::GET, "/image/", None, Value::Null)
+            .await
+            .status,
+        300
+    );
+    let tok = c
+        .password_token(
+            json!({"name": "alice", "domain": {"id": "default"}}),
+            "pw",
+            Some(json!({"project": {"id": pa}})),
+        )
+        .await;
+    assert!(
+        tok.body["token"]["catalog"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["type"] == "image")
+    );
+
+    // create: defaults, extra properties, read-only and reserved attributes
+    let r = img(&c, Method::POST, "/v2/images", &ta, json!({"name": "cirros", "disk_format": "raw", "container_format": "bare", "ramdisk_id": "r1", "tags": ["a", "a", "b"]})).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let id = r.body["id"].as_str().unwrap().to_string();
+    assert_eq!(r.body["status"], "queued");
+    assert_eq!(r.body["visibility"], "shared");
+    assert_eq!(r.body["owner"], pa.as_str());
+    assert_eq!(r.body["ramdisk_id"], "r1");
+    assert_eq!(r.body["tags"], json!(["a", "b"]));
+    assert_eq!(r.body["size"], Value::Null);
+    for (body, want) in [
+        (json!({"name": "x", "status": "active"}), 403),
+        (json!({"name": "x", "os_glance_foo": "bar"}), 403),
+        (json!({"name": "x", "disk_format": "wrong"}), 400),
+        (json!({"name": "x", "visibility": "public"}), 403),
+        (json!({"name": "x", "min_ram": -1}), 400),
+    ] {
+        assert_eq!(
+            img(&c, Method::POST, "/v2/images", &ta, body.clone())
+                .await
+                .status
+                .as_u16(),
+            want,
+            "{body}"
+        );
+    }
+
+    // upload, then everything is known before the 204 returns
+    assert_eq!(
+        img(
+            &c,
+            Method::GET,
+            &format!("/v2/images/{id}/file"),
+            &ta,
+            Value::Null
+        )
+        .await
+        .status,
+        204
+    );
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    assert_eq!(
+        put_data(&c, &ta, &id, data.clone(), "file").await.status(),
+        204
+    );
+    let r = img(
+        &c,
+        Method::GET,
+        &format!("/v2/images/{id}"),
+        &ta,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(r.body["status"], "active");
+    assert_eq!(r.body["size"], 300_000);
+    assert_eq!(r.body["virtual_size"], 300_000);
+    assert_eq!(r.body["os_hash_algo"], "sha512");
+    let md5 = r.body["checksum"].as_str().unwrap().to_string();
+    assert_eq!(md5.len(), 32);
+    assert_eq!(r.body["os_hash_value"].as_str().unwrap().len(), 128);
+    // a second upload is refused
+    assert_eq!(
+        put_data(&c, &ta, &id, vec![1, 2, 3], "file").await.status(),
+        409
+    );
+    // download: same bytes, Content-MD5, ranges
+    let d = c
+        .client
+        .get(format!("{}/image/v2/images/{id}/file", c.url))
+        .header("X-Auth-Token", &ta)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(d.status(), 200);
+    assert_eq!(d.headers()["content-md5"].to_str().unwrap(), md5);
+    assert_eq!(d.bytes().await.unwrap().to_vec(), data);
+    let d = c
+        .client
+        .get(format!("{}/image/v2/images/{id}/file", c.url))
+        .header("X-Auth-Token", &ta)
+        .header("Range", "bytes=10-19")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(d.status(), 206);
+    assert_eq!(
+        d.headers()["content-range"].to_str().unwrap(),
+        "bytes 10-19/300000"
+    );
+    assert_eq!(d.bytes().await.unwrap().to_vec(), data[10..20].to_vec());
+
+    // patch (v2.1 and v2.0 media types), tags
+    let patch = |ct: &'static str, body: Value| {
+        let c = &c;
+        let ta = ta.clone();
+        let id = id.clone();
+        async move {
+            c.client
+                .patch(format!("{}/image/v2/images/{id}", c.url))
+                .header("X-Auth-Token", ta)
+                .header("Content-Type", ct)
+                .body(body.to_string())
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let r = patch("application/openstack-images-v2.1-json-patch", json!([{"op": "replace", "path": "/name", "value": "renamed"}, {"op": "add", "path": "/os_distro", "value": "cirros"}])).await;
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["name"], "renamed");
+    assert_eq!(body["os_distro"], "cirros");
+    assert_eq!(
+        patch(
+            "application/openstack-images-v2.0-json-patch",
+            json!([{"add": "/os_distro", "value": "x"}])
+        )
+        .await
+        .status(),
+        409
+    );
+    assert_eq!(
+        patch(
+            "application/openstack-images-v2.0-json-patch",
+            json!([{"remove": "/os_distro"}])
+        )
+        .await
+        .status(),
+        200
+    );
+    assert_eq!(patch("application/json", json!([])).await.status(), 415);
+    assert_eq!(
+        patch(
+            "application/openstack-images-v2.1-json-patch",
+            json!([{"op": "replace", "path": "/owner", "value": pb}])
+        )
+        .await
+        .status(),
+        403
+    );
+    assert_eq!(
+        img(
+            &c,
+            Method::PUT,
+            &format!("/v2/images/{id}/tags/t1"),
+            &ta,
+            Value::Null
+        )
+        .await
+        .status,
+        204
+    );
+    assert_eq!(
+        img(
+            &c,
+            Method::DELETE,
+            &format!("/v2/images/{id}/tags/nope"),
+            &ta,
+            Value::Null
+        )
+        .await
+        .status,
+        404
+    );
+
+    // sharing: bob cannot see it, sees it pending once added, lists it once accepted
+    assert_eq!(
+        img(
+            &c,
+            Method::GET,
+            &format!("/v2/images/{id}"),
+            &tb,
+            Value::Null
+        )
+        .await
+        .status,
+        404
+    );
+    let r = img(
+        &c,
+        Method::POST,
+        &format!("/v2/images/{id}/members"),
+        &ta,
+        json!({"member": pb}),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["status"], "pending");
+    assert_eq!(
+        img(
+            &c,
+            Method::GET,
+            &format!("/v2/images/{id}"),
+            &tb,
+            Value::Null
+        )
+        .await
+        .status,
+        200
+    );
+    let ids = |v: &Value| {
+        v["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["id"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        !ids(&img(&c, Method::GET, "/v2/images", &tb, Value::Null)
+            .await
+            .body)
+        .contains(&id)
+    );
+    assert_eq!(
+        ids(&img(
+            &c,
+            Method::GET,
+            "/v2/images?member_status=pending&visibility=shared",
+            &tb,
+            Value::Null
+        )
+        .await
+        .body),
+        vec![id.clone()]
+    );
+    assert_eq!(
+        img(
+            &c,
+            Method::PUT,
+            &format!("/v2/images/{id}/members/{pb}"),
+            &ta,
+            json!({"status": "accepted"})
+        )
+        .await
+        .status,
+        403,
+        "the owner cannot accept"
+    );
+    assert_eq!(
+        img(
+            &c,
+            Method::PUT,
+            &format!("/v2/images/{id}/members/{pb}"),
+            &tb,
+            json!({"status": "bogus"})
+        )
+        .await
+        .status,
+        400
+    );
+    assert_eq!(
+        img(
+            &c,
+            Method::PUT,
+            &format!("/v2/images/{id}/members/{pb}"),
+            &tb,
+            json!({"status": "accepted"})
+        )
+        .await
+        .status,
+        200
+    );
+    assert!(
+        ids(&img(&c, Method::GET, "/v2/images", &tb, Value::Null)
+            .await
+            .body)
+        .contains(&id)
+    );
+    // bob may not change or delete it
+    assert_eq!(
+        img(
+            &c,
+            Method::DELETE,
+            &format!("/v2/images/{id}"),
+            &tb,
+            Value::Null
+        )
+        .await
+        .status,
+        403
+    );
+
+    // list filters, sorting and pagination with next links
+    for i in 0..5 {
+        let r = img(&c, Method::POST, "/v2/images", &ta, json!({"name": format!("page-{i}"), "disk_format": "qcow2", "container_format": "bare", "visibility": "private"})).await;
+        assert_eq!(r.status, 201);
+    }
+    let l = img(
+        &c,
+        Method::GET,
+        "/v2/images?limit=2&visibility=private&sort=name:asc",
+        &ta,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(l.status, 200);
+    let names: Vec<&str> = l.body["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["page-0", "page-1"]);
+    let next = l.body["next"].as_str().unwrap().to_string();
+    let l2 = img(&c, Method::GET, &next, &ta, Value::Null).await;
+    assert_eq!(l2.body["images"][0]["name"], "page-2");
+    let l = img(
+        &c,
+        Method::GET,
+        "/v2/images?disk_format=raw&size_min=1&size_max=400000",
+        &ta,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(ids(&l.body), vec![id.clone()]);
+    assert_eq!(
+        img(
+            &c,
+            Method::GET,
+            "/v2/images?sort_dir=sideways",
+            &ta,
+            Value::Null
+        )
+        .await
+        .status,
+        400
+    );
+    assert_eq!(
+        img(&c, Method::GET, "/v2/images?limit=-1", &ta, Value::Null)
+            .await
+            .status,
+        400
+    );
+    assert_eq!(
+        img(&c, Method::GET, "/v2/images/", &ta, Value::Null)
+            .await
+            .status,
+        404
+    );
+
+    // deactivate: owner can no longer download, admin can
+    assert_eq!(
+        img(
+            &c,
+            Method::POST,
+            &format!("/v2/images/{id}/actions/deactivate"),
+            &ta,
+            Value::Null
+        )
+        .await
+        .status,
+        204
+    );
+    assert_eq!(
+        img(
+            &c,
+            Method::GET,
+            &format!("/v2/images/{id}/file"),
+            &ta,
+            Value::Null
+        )
+        .await
+        .status,
+        403
+    );
+    assert_eq!(
+        img(
+            &c,
+            Method::POST,
+            &format!("/v2/images/{id}/actions/reactivate"),
+            &ta,
+            Value::Null
+        )
+        .await
+        .status,
+        204
+    );
+
+    // protected images refuse deletion
+    assert_eq!(
+        patch(
+            "application/openstack-images-v2.1-json-patch",
+            json!([{"op": "replace", "path": "/protected", "value": true}])
+        )
+        .await
+        .status(),
+        200
+    );
+    assert_eq!(
+        img(
+            &c,
+            Method::DELETE,
+            &format!("/v2/images/{id}"),
+            &ta,
+            Value::Null
+        )
+        .await
+        .status,
+        403
+    );
+    assert_eq!(
+        patch(
+            "application/openstack-images-v2.1-json-patch",
+            json!([{"op": "replace", "path": "/protected", "value": false}])
+        )
+        .await
+        .status(),
+        200
+    );
+    assert_eq!(
+        img(
+            &c,
+            Method::DELETE,
+            &format!("/v2/images/{id}"),
+            &ta,
+            Value::Null
+        )
+        .await
+        .status,
+        204
+    );
+    assert_eq!(
+        img(
+            &c,
+            Method::GET,
+            &format!("/v2/images/{id}"),
+            &ta,
+            Value::Null
+        )
+        .await
+        .status,
+        404
+    );
+    assert!(
+        store_files(&c).is_empty(),
+        "deleted image data remains: {:?}",
+        store_files(&c)
+    );
+
+    // format safety: a qcow2 with a backing file, a non-image posing as qcow2
+    for (data, what) in [
+        (qcow2_header(true), "backing file"),
+        (b"definitely not a disk image".repeat(100), "does not match"),
+    ] {
+        let r = img(
+            &c,
+            Method::POST,
+            "/v2/images",
+            &ta,
+            json!({"name": "evil", "disk_format": "qcow2", "container_format": "bare"}),
+        )
+        .await;
+        let eid = r.body["id"].as_str().unwrap().to_string();
+        let up = put_data(&c, &ta, &eid, data, "file").await;
+        assert_eq!(up.status(), 400);
+        assert!(up.text().await.unwrap().contains(what));
+        let r = img(
+            &c,
+            Method::GET,
+            &format!("/v2/images/{eid}"),
+            &ta,
+            Value::Null,
+        )
+        .await;
+        assert_eq!(
+            r.body["status"], "queued",
+            "a refused upload leaves the image queued"
+        );
+        assert!(
+            store_files(&c).is_empty(),
+            "refused data left in the store: {:?}",
+            store_files(&c)
+        );
+    }
+    // a valid qcow2 is accepted and its virtual size read from the header
+    let r = img(
+        &c,
+        Method::POST,
+        "/v2/images",
+        &ta,
+        json!({"name": "good", "disk_format": "qcow2", "container_format": "bare"}),
+    )
+    .await;
+    let gid = r.body["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        put_data(&c, &ta, &gid, qcow2_header(false), "file")
+            .await
+            .status(),
+        204
+    );
+    assert_eq!(
+        img(
+            &c,
+            Method::GET,
+            &format!("/v2/images/{gid}"),
+            &ta,
+            Value::Null
+        )
+        .await
+        .body["virtual_size"],
+        1u64 << 30
+    );
+
+    // interrupted upload (client gone mid-stream): nothing kept, image still queued
+    let r = img(
+        &c,
+        Method::POST,
+        "/v2/images",
+        &ta,
+        json!({"name": "cut", "disk_format": "raw", "container_format": "bare"}),
+    )
+    .await;
+    let cid = r.body["id"].as_str().unwrap().to_string();
+    {
+        use tokio::io::AsyncWriteExt;
+        let addr = c.url.trim_start_matches("http://").to_string();
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let req = format!(
+            "PUT /image/v2/images/{cid}/file HTTP/1.1\r\nHost: {addr}\r\nX-Auth-Token: {ta}\r\nContent-Type: application/octet-stream\r\nContent-Length: 1000000\r\n\r\n"
+        );
+        s.write_all(req.as_bytes()).await.unwrap();
+        s.write_all(&[7u8; 5000]).await.unwrap();
+        s.shutdown().await.unwrap();
+        drop(s);
+    }
+    let mut status = String::new();
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        status = img(
+            &c,
+            Method::GET,
+            &format!("/v2/images/{cid}"),
+            &ta,
+            Value::Null,
+        )
+        .await
+        .body["status"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        if status == "queued" && store_files(&c).len() == 1 {
+            break;
+        }
+    }
+    assert_eq!(status, "queued");
+    assert_eq!(
+        store_files(&c).len(),
+        1,
+        "only the good qcow2 is stored: {:?}",
+        store_files(&c)
+    );
+
+    // interoperable import: stage then glance-direct
+    let info = img(&c, Method::GET, "/v2/info/import", &ta, Value::Null).await;
+    assert!(
+        info.body["import-methods"]["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m == "glance-direct")
+    );
+    let r = img(
+        &c,
+        Method::POST,
+        "/v2/images",
+        &ta,
+        json!({"name": "imported", "disk_format": "raw", "container_format": "bare"}),
+    )
+    .await;
+    let iid = r.body["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        put_data(&c, &ta, &iid, vec![9u8; 4096], "stage")
+            .await
+            .status(),
+        204
+    );
+    assert_eq!(
+        img(
+            &c,
+            Method::GET,
+            &format!("/v2/images/{iid}"),
+            &ta,
+            Value::Null
+        )
+        .await
+        .body["status"],
+        "uploading"
+    );
+    assert_eq!(
+        img(
+            &c,
+            Method::POST,
+            &format!("/v2/images/{iid}/import"),
+            &ta,
+            json!({"method": {"name": "glance-direct"}})
+        )
+        .await
+        .status,
+        202
+    );
+    let mut st = String::new();
+    for _ in 0..50 {
+        st = img(
+            &c,
+            Method::GET,
+            &format!("/v2/images/{iid}"),
+            &ta,
+            Value::Null,
+        )
+        .await
+        .body["status"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        if st == "active" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(st, "active");
+
+    // schemas and unauthenticated access
+    assert_eq!(
+        img(&c, Method::GET, "/v2/schemas/image", &ta, Value::Null)
+            .await
+            .body["name"],
+        "image"
+    );
+    assert_eq!(
+        c.request(Method::GET, "/image/v2/images", None, Value::Null)
+            .await
+            .status,
+        401
+    );
+    c.stop().await;
+}

@@ -164,6 +164,7 @@ impl MigrationTrait for M0003Image {
     async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
         create(m, img::image::Entity).await?;
         create(m, img::member::Entity).await?;
+        create(m, img::metadef::Entity).await?;
         Ok(())
     }
 

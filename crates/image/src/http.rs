@@ -62,14 +62,19 @@ impl FromRequestParts<Arc<ImageService>> for Caller {
 }
 
 impl Caller {
-    fn project(&self) -> String {
+    pub(crate) fn project(&self) -> String {
         self.0.project_id().unwrap_or_default().to_string()
     }
-    fn admin(&self, svc: &ImageService) -> bool {
+    pub(crate) fn admin(&self, svc: &ImageService) -> bool {
         svc.policy
             .enforce("context_is_admin", &json!({}), &self.0.creds)
     }
-    fn check(&self, svc: &ImageService, rule: &str, target: &Value) -> Result<(), Error> {
+    pub(crate) fn check(
+        &self,
+        svc: &ImageService,
+        rule: &str,
+        target: &Value,
+    ) -> Result<(), Error> {
         if svc.policy.enforce(rule, target, &self.0.creds) {
             Ok(())
         } else {
@@ -135,6 +140,7 @@ pub fn router() -> Router<Arc<ImageService>> {
         .route("/v2/info/import", get(info_import))
         .route("/v2/info/usage", get(info_usage))
         .route("/v2/tasks", get(tasks_list).post(task_create))
+        .merge(crate::metadefs::router())
 }
 
 async fn not_found() -> GlanceError {

@@ -7,6 +7,7 @@
 pub mod error;
 pub mod http;
 pub mod inspect;
+pub mod metadefs;
 pub mod model;
 pub mod schemas;
 pub mod store;

@@ -89,3 +89,28 @@ pub mod member {
     pub enum Relation {}
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+/// A metadata-definition namespace with its resource-type associations,
+/// properties, objects and tags, kept as one JSON document.
+pub mod metadef {
+    use sea_orm::entity::prelude::*;
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "image_metadef_namespace")]
+    pub struct Model {
+        #[sea_orm(
+            primary_key,
+            auto_increment = false,
+            column_type = "String(StringLen::N(80))"
+        )]
+        pub namespace: String,
+        #[sea_orm(nullable)]
+        pub owner: Option<String>,
+        pub visibility: String,
+        pub created_at: i64,
+        #[sea_orm(column_type = "Text")]
+        pub body: String,
+    }
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+    impl ActiveModelBehavior for ActiveModel {}
+}

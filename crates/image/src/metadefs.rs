@@ -1,0 +1,738 @@
+//! Metadata definitions (`/v2/metadefs`): namespaces with resource-type
+//! associations, properties, objects and tags. Each namespace is one JSON
+//! document; the resource types are Glance's built-in set.
+use crate::ImageService;
+use crate::error::{GResult, GlanceError};
+use crate::http::Caller;
+use crate::model::{bad, ts};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use ferro_common::Error;
+use ferro_db::entity::image::metadef;
+use ferro_db::{db_err, now_micros};
+use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel, QueryOrder, Set};
+use serde_json::{Map, Value, json};
+use std::sync::Arc;
+
+type St = State<Arc<ImageService>>;
+type J = axum::Json<Value>;
+
+pub const RESOURCE_TYPES: &[&str] = &[
+    "OS::Glance::Image",
+    "OS::Cinder::Volume",
+    "OS::Nova::Flavor",
+    "OS::Nova::Aggregate",
+    "OS::Nova::Server",
+    "OS::Trove::Instance",
+];
+
+pub fn router() -> Router<Arc<ImageService>> {
+    Router::new()
+        .route("/v2/metadefs/resource_types", get(resource_types))
+        .route("/v2/metadefs/namespaces", get(ns_list).post(ns_create))
+        .route(
+            "/v2/metadefs/namespaces/{ns}",
+            get(ns_show).put(ns_update).delete(ns_delete),
+        )
+        .route(
+            "/v2/metadefs/namespaces/{ns}/resource_types",
+            get(rt_list).post(rt_add),
+        )
+        .route(
+            "/v2/metadefs/namespaces/{ns}/resource_types/{rt}",
+            axum::routing::delete(rt_remove),
+        )
+        .route(
+            "/v2/metadefs/namespaces/{ns}/properties",
+            get(prop_list).post(prop_create).delete(prop_clear),
+        )
+        .route(
+            "/v2/metadefs/namespaces/{ns}/properties/{name}",
+            get(prop_show).put(prop_update).delete(prop_delete),
+        )
+        .route(
+            "/v2/metadefs/namespaces/{ns}/objects",
+            get(obj_list).post(obj_create).delete(obj_clear),
+        )
+        .route(
+            "/v2/metadefs/namespaces/{ns}/objects/{name}",
+            get(obj_show).put(obj_update).delete(obj_delete),
+        )
+        .route(
+            "/v2/metadefs/namespaces/{ns}/tags",
+            get(tag_list).post(tags_create).delete(tag_clear),
+        )
+        .route(
+            "/v2/metadefs/namespaces/{ns}/tags/{name}",
+            get(tag_show)
+                .post(tag_create)
+                .put(tag_update)
+                .delete(tag_delete),
+        )
+}
+
+async fn resource_types(st: St, caller: Caller) -> GResult<J> {
+    caller.check(&st.0, "get_metadefs", &json!({}))?;
+    let now = ts(0);
+    Ok(axum::Json(
+        json!({"resource_types": RESOURCE_TYPES.iter().map(|n| json!({"name": n, "created_at": now, "updated_at": now})).collect::<Vec<_>>()}),
+    ))
+}
+
+fn parse(body: &[u8]) -> Result<Map<String, Value>, Error> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(m)) => Ok(m),
+        _ => Err(bad("Body must be a JSON object.")),
+    }
+}
+
+fn name_of(m: &Map<String, Value>, key: &str) -> Result<String, Error> {
+    m.get(key)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty() && s.chars().count() <= 80)
+        .map(str::to_string)
+        .ok_or_else(|| bad(format!("'{key}' is required (at most 80 characters).")))
+}
+
+struct Ns {
+    row: metadef::Model,
+    doc: Map<String, Value>,
+}
+
+impl Ns {
+    fn arr(&mut self, k: &str) -> &mut Vec<Value> {
+        let e = self.doc.entry(k.to_string()).or_insert_with(|| json!([]));
+        if !e.is_array() {
+            *e = json!([]);
+        }
+        // just made an array above
+        e.as_array_mut().expect("an array")
+    }
+    fn props(&mut self) -> &mut Map<String, Value> {
+        let e = self
+            .doc
+            .entry("properties".to_string())
+            .or_insert_with(|| json!({}));
+        if !e.is_object() {
+            *e = json!({});
+        }
+        // just made an object above
+        e.as_object_mut().expect("an object")
+    }
+    fn view(&self) -> Value {
+        let mut v = Value::Object(self.doc.clone());
+        v["namespace"] = json!(self.row.namespace);
+        v["visibility"] = json!(self.row.visibility);
+        v["owner"] = json!(self.row.owner);
+        v["self"] = json!(format!("/v2/metadefs/namespaces/{}", self.row.namespace));
+        v["schema"] = json!("/v2/schemas/metadefs/namespace");
+        if let Value::Object(o) = &mut v {
+            for k in ["resource_type_associations", "objects", "tags"] {
+                if o.get(k)
+                    .and_then(Value::as_array)
+                    .is_some_and(|a| a.is_empty())
+                {
+                    o.remove(k);
+                }
+            }
+            if o.get("properties")
+                .and_then(Value::as_object)
+                .is_some_and(|m| m.is_empty())
+            {
+                o.remove("properties");
+            }
+        }
+        v
+    }
+}
+
+async fn load(svc: &ImageService, caller: &Caller, ns: &str) -> Result<Ns, Error> {
+    let row = metadef::Entity::find_by_id(ns.to_string())
+        .one(&svc.db.conn)
+        .await
+        .map_err(db_err)?;
+    let row = row
+        .filter(|r| {
+            r.visibility == "public"
+                || caller.admin(svc)
+                || r.owner.as_deref() == caller.0.project_id()
+        })
+        .ok_or_else(|| {
+            Error::not_found_msg(format!("Metadata definition namespace={ns} was not found."))
+        })?;
+    let doc = serde_json::from_str::<Value>(&row.body)
+        .ok()
+        .and_then(|v| v.as_object().cloned())
+        .unwrap_or_default();
+    Ok(Ns { row, doc })
+}
+
+async fn store(svc: &ImageService, ns: &mut Ns) -> Result<(), Error> {
+    ns.doc.insert("updated_at".into(), json!(ts(now_micros())));
+    let mut am = ns.row.clone().into_active_model();
+    am.body = Set(Value::Object(ns.doc.clone()).to_string());
+    am.visibility = Set(ns.row.visibility.clone());
+    am.update(&svc.db.conn).await.map_err(db_err)?;
+    Ok(())
+}
+
+fn stamp(mut v: Map<String, Value>) -> Value {
+    let now = ts(now_micros());
+    v.entry("created_at").or_insert(json!(now));
+    v.insert("updated_at".into(), json!(now));
+    Value::Object(v)
+}
+
+fn admin(svc: &ImageService, caller: &Caller) -> Result<(), Error> {
+    caller.check(svc, "manage_metadefs", &json!({}))
+}
+
+async fn ns_list(st: St, caller: Caller) -> GResult<J> {
+    let svc = &st.0;
+    caller.check(svc, "get_metadefs", &json!({}))?;
+    let rows = metadef::Entity::find()
+        .order_by_desc(metadef::Column::CreatedAt)
+        .all(&svc.db.conn)
+        .await
+        .map_err(db_err)?;
+    let mut out = Vec::new();
+    for r in rows {
+        if r.visibility == "public"
+            || caller.admin(svc)
+            || r.owner.as_deref() == caller.0.project_id()
+        {
+            let doc = serde_json::from_str::<Value>(&r.body)
+                .ok()
+                .and_then(|v| v.as_object().cloned())
+                .unwrap_or_default();
+            out.push(Ns { row: r, doc }.view());
+        }
+    }
+    Ok(axum::Json(
+        json!({"namespaces": out, "first": "/v2/metadefs/namespaces", "schema": "/v2/schemas/metadefs/namespaces"}),
+    ))
+}
+
+async fn ns_create(st: St, caller: Caller, body: Bytes) -> GResult<(StatusCode, J)> {
+    let svc = &st.0;
+    admin(svc, &caller)?;
+    let m = parse(&body)?;
+    let name = name_of(&m, "namespace")?;
+    let visibility = m
+        .get("visibility")
+        .and_then(Value::as_str)
+        .unwrap_or("private")
+        .to_string();
+    if !matches!(visibility.as_str(), "public" | "private") {
+        return Err(GlanceError(bad("visibility must be public or private.")));
+    }
+    let mut doc = Map::new();
+    for k in ["display_name", "description"] {
+        if let Some(v) = m.get(k) {
+            doc.insert(k.into(), v.clone());
+        }
+    }
+    doc.insert(
+        "protected".into(),
+        json!(m.get("protected").and_then(Value::as_bool).unwrap_or(false)),
+    );
+    let now = ts(now_micros());
+    doc.insert("created_at".into(), json!(now));
+    doc.insert("updated_at".into(), json!(now));
+    let rts: Vec<Value> = m
+        .get("resource_type_associations")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_object().cloned())
+                .map(stamp)
+                .collect()
+        })
+        .unwrap_or_default();
+    doc.insert("resource_type_associations".into(), json!(rts));
+    doc.insert(
+        "properties".into(),
+        m.get("properties")
+            .cloned()
+            .filter(Value::is_object)
+            .unwrap_or(json!({})),
+    );
+    doc.insert(
+        "objects".into(),
+        m.get("objects")
+            .cloned()
+            .filter(Value::is_array)
+            .unwrap_or(json!([])),
+    );
+    doc.insert(
+        "tags".into(),
+        m.get("tags")
+            .cloned()
+            .filter(Value::is_array)
+            .unwrap_or(json!([])),
+    );
+    let row = metadef::Model {
+        namespace: name.clone(),
+        owner: caller.0.project_id().map(str::to_string),
+        visibility,
+        created_at: now_micros(),
+        body: Value::Object(doc.clone()).to_string(),
+    };
+    row.clone()
+        .into_active_model()
+        .insert(&svc.db.conn)
+        .await
+        .map_err(|e| {
+            if ferro_db::is_unique_violation(&e) {
+                Error::conflict(format!("Namespace {name} already exists."))
+            } else {
+                db_err(e)
+            }
+        })?;
+    Ok((StatusCode::CREATED, axum::Json(Ns { row, doc }.view())))
+}
+
+async fn ns_show(st: St, caller: Caller, Path(ns): Path<String>) -> GResult<J> {
+    Ok(axum::Json(load(&st.0, &caller, &ns).await?.view()))
+}
+
+async fn ns_update(st: St, caller: Caller, Path(ns): Path<String>, body: Bytes) -> GResult<J> {
+    let svc = &st.0;
+    admin(svc, &caller)?;
+    let mut n = load(svc, &caller, &ns).await?;
+    let m = parse(&body)?;
+    if let Some(new) = m.get("namespace").and_then(Value::as_str)
+        && new != ns
+    {
+        return Err(GlanceError(Error::forbidden(
+            "Renaming a namespace is not supported.",
+        )));
+    }
+    for k in ["display_name", "description"] {
+        if let Some(v) = m.get(k) {
+            n.doc.insert(k.into(), v.clone());
+        }
+    }
+    if let Some(p) = m.get("protected").and_then(Value::as_bool) {
+        n.doc.insert("protected".into(), json!(p));
+    }
+    if let Some(v) = m.get("visibility").and_then(Value::as_str) {
+        if !matches!(v, "public" | "private") {
+            return Err(GlanceError(bad("visibility must be public or private.")));
+        }
+        n.row.visibility = v.to_string();
+    }
+    store(svc, &mut n).await?;
+    Ok(axum::Json(n.view()))
+}
+
+async fn ns_delete(st: St, caller: Caller, Path(ns): Path<String>) -> GResult<StatusCode> {
+    let svc = &st.0;
+    admin(svc, &caller)?;
+    let n = load(svc, &caller, &ns).await?;
+    if n.doc
+        .get("protected")
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+    {
+        return Err(GlanceError(Error::forbidden(format!(
+            "Namespace {ns} is protected and cannot be deleted."
+        ))));
+    }
+    metadef::Entity::delete_by_id(ns)
+        .exec(&svc.db.conn)
+        .await
+        .map_err(db_err)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn rt_list(st: St, caller: Caller, Path(ns): Path<String>) -> GResult<J> {
+    let mut n = load(&st.0, &caller, &ns).await?;
+    Ok(axum::Json(
+        json!({"resource_type_associations": n.arr("resource_type_associations").clone()}),
+    ))
+}
+
+async fn rt_add(
+    st: St,
+    caller: Caller,
+    Path(ns): Path<String>,
+    body: Bytes,
+) -> GResult<(StatusCode, J)> {
+    let svc = &st.0;
+    admin(svc, &caller)?;
+    let mut n = load(svc, &caller, &ns).await?;
+    let m = parse(&body)?;
+    let name = name_of(&m, "name")?;
+    if n.arr("resource_type_associations")
+        .iter()
+        .any(|r| r["name"] == name.as_str())
+    {
+        return Err(GlanceError(Error::conflict(format!(
+            "Resource type {name} is already associated."
+        ))));
+    }
+    let item = stamp(m);
+    n.arr("resource_type_associations").push(item.clone());
+    store(svc, &mut n).await?;
+    Ok((StatusCode::CREATED, axum::Json(item)))
+}
+
+async fn rt_remove(
+    st: St,
+    caller: Caller,
+    Path((ns, rt)): Path<(String, String)>,
+) -> GResult<StatusCode> {
+    let svc = &st.0;
+    admin(svc, &caller)?;
+    let mut n = load(svc, &caller, &ns).await?;
+    let before = n.arr("resource_type_associations").len();
+    n.arr("resource_type_associations")
+        .retain(|r| r["name"] != rt.as_str());
+    if n.arr("resource_type_associations").len() == before {
+        return Err(GlanceError(Error::not_found_msg(format!(
+            "Resource type {rt} is not associated."
+        ))));
+    }
+    store(svc, &mut n).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn prop_list(st: St, caller: Caller, Path(ns): Path<String>) -> GResult<J> {
+    let mut n = load(&st.0, &caller, &ns).await?;
+    Ok(axum::Json(json!({"properties": n.props().clone()})))
+}
+
+fn prop_body(m: Map<String, Value>) -> Result<(String, Value), Error> {
+    let name = name_of(&m, "name")?;
+    if m.get("title").and_then(Value::as_str).is_none()
+        || m.get("type").and_then(Value::as_str).is_none()
+    {
+        return Err(bad("Properties need a 'title' and a 'type'."));
+    }
+    Ok((name, Value::Object(m)))
+}
+
+async fn prop_create(
+    st: St,
+    caller: Caller,
+    Path(ns): Path<String>,
+    body: Bytes,
+) -> GResult<(StatusCode, J)> {
+    let svc = &st.0;
+    admin(svc, &caller)?;
+    let mut n = load(svc, &caller, &ns).await?;
+    let (name, v) = prop_body(parse(&body)?)?;
+    if n.props().contains_key(&name) {
+        return Err(GlanceError(Error::conflict(format!(
+            "Property {name} already exists."
+        ))));
+    }
+    n.props().insert(name, v.clone());
+    store(svc, &mut n).await?;
+    Ok((StatusCode::CREATED, axum::Json(v)))
+}
+
+async fn prop_show(st: St, caller: Caller, Path((ns, name)): Path<(String, String)>) -> GResult<J> {
+    let mut n = load(&st.0, &caller, &ns).await?;
+    n.props()
+        .get(&name)
+        .cloned()
+        .map(axum::Json)
+        .ok_or_else(|| GlanceError(Error::not_found_msg(format!("Property {name} not found."))))
+}
+
+async fn prop_update(
+    st: St,
+    caller: Caller,
+    Path((ns, name)): Path<(String, String)>,
+    body: Bytes,
+) -> GResult<J> {
+    let svc = &st.0;
+    admin(svc, &caller)?;
+    let mut n = load(svc, &caller, &ns).await?;
+    if !n.props().contains_key(&name) {
+        return Err(GlanceError(Error::not_found_msg(format!(
+            "Property {name} not found."
+        ))));
+    }
+    let (new_name, v) = prop_body(parse(&body)?)?;
+    n.props().remove(&name);
+    n.props().insert(new_name, v.clone());
+    store(svc, &mut n).await?;
+    Ok(axum::Json(v))
+}
+
+async fn prop_delete(
+    st: St,
+    caller: Caller,
+    Path((ns, name)): Path<(String, String)>,
+) -> GResult<StatusCode> {
+    let svc = &st.0;
+    admin(svc, &caller)?;
+    let mut n = load(svc, &caller, &ns).await?;
+    if n.props().remove(&name).is_none() {
+        return Err(GlanceError(Error::not_found_msg(format!(
+            "Property {name} not found."
+        ))));
+    }
+    store(svc, &mut n).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn prop_clear(st: St, caller: Caller, Path(ns): Path<String>) -> GResult<StatusCode> {
+    let svc = &st.0;
+    admin(svc, &caller)?;
+    let mut n = load(svc, &caller, &ns).await?;
+    n.props().clear();
+    store(svc, &mut n).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn obj_view(ns: &str, mut v: Value) -> Value {
+    let name = v["name"].as_str().unwrap_or_default().to_string();
+    v["self"] = json!(format!("/v2/metadefs/namespaces/{ns}/objects/{name}"));
+    v["schema"] = json!("/v2/schemas/metadefs/object");
+    v
+}
+
+async fn obj_list(st: St, caller: Caller, Path(ns): Path<String>) -> GResult<J> {
+    let mut n = load(&st.0, &caller, &ns).await?;
+    let objs: Vec<Value> = n
+        .arr("objects")
+        .iter()
+        .cloned()
+        .map(|o| obj_view(&ns, o))
+        .collect();
+    Ok(axum::Json(
+        json!({"objects": objs, "schema": "v2/schemas/metadefs/objects"}),
+    ))
+}
+
+fn obj_body(m: Map<String, Value>) -> Result<(String, Value), Error> {
+    let name = name_of(&m, "name")?;
+    let mut m = m;
+    m.entry("required").or_insert(json!([]));
+    m.entry("properties").or_insert(json!({}));
+    Ok((name, stamp(m)))
+}
+
+async fn obj_create(
+    st: St,
+    caller: Caller,
+    Path(ns): Path<String>,
+    body: Bytes,
+) -> GResult<(StatusCode, J)> {
+    let svc = &st.0;
+    admin(svc, &caller)?;
+    let mut n = load(svc, &caller, &ns).await?;
+    let (name, v) = obj_body(parse(&body)?)?;
+    if n.arr("objects").iter().any(|o| o["name"] == name.as_str()) {
+        return Err(GlanceError(Error::conflict(format!(
+            "Object {name} already exists."
+        ))));
+    }
+    n.arr("objects").push(v.clone());
+    store(svc, &mut n).await?;
+    Ok((StatusCode::CREATED, axum::Json(obj_view(&ns, v))))
+}
+
+async fn obj_show(st: St, caller: Caller, Path((ns, name)): Path<(String, String)>) -> GResult<J> {
+    let mut n = load(&st.0, &caller, &ns).await?;
+    let o = n
+        .arr("objects")
+        .iter()
+        .find(|o| o["name"] == name.as_str())
+        .cloned();
+    o.map(|o| axum::Json(obj_view(&ns, o)))
+        .ok_or_else(|| GlanceError(Error::not_found_msg(format!("Object {name} not found."))))
+}
+
+async fn obj_update(
+    st: St,
+    caller: Caller,
+    Path((ns, name)): Path<(String, String)>,
+    body: Bytes,
+) -> GResult<J> {
+    let svc = &st.0;
+    admin(svc, &caller)?;
+    let mut n = load(svc, &caller, &ns).await?;
+    let Some(pos) = n
+        .arr("objects")
+        .iter()
+        .position(|o| o["name"] == name.as_str())
+    else {
+        return Err(GlanceError(Error::not_found_msg(format!(
+            "Object {name} not found."
+        ))));
+    };
+    let (_, mut v) = obj_body(parse(&body)?)?;
+    v["created_at"] = n.arr("objects")[pos]["created_at"].clone();
+    n.arr("objects")[pos] = v.clone();
+    store(svc, &mut n).await?;
+    Ok(axum::Json(obj_view(&ns, v)))
+}
+
+async fn obj_delete(
+    st: St,
+    caller: Caller,
+    Path((ns, name)): Path<(String, String)>,
+) -> GResult<StatusCode> {
+    let svc = &st.0;
+    admin(svc, &caller)?;
+    let mut n = load(svc, &caller, &ns).await?;
+    let before = n.arr("objects").len();
+    n.arr("objects").retain(|o| o["name"] != name.as_str());
+    if n.arr("objects").len() == before {
+        return Err(GlanceError(Error::not_found_msg(format!(
+            "Object {name} not found."
+        ))));
+    }
+    store(svc, &mut n).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn obj_clear(st: St, caller: Caller, Path(ns): Path<String>) -> GResult<StatusCode> {
+    let svc = &st.0;
+    admin(svc, &caller)?;
+    let mut n = load(svc, &caller, &ns).await?;
+    n.arr("objects").clear();
+    store(svc, &mut n).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn tag_list(st: St, caller: Caller, Path(ns): Path<String>) -> GResult<J> {
+    let mut n = load(&st.0, &caller, &ns).await?;
+    Ok(axum::Json(json!({"tags": n.arr("tags").clone()})))
+}
+
+/// `POST .../tags {"tags": [...]}` replaces the namespace's tags.
+async fn tags_create(
+    st: St,
+    caller: Caller,
+    Path(ns): Path<String>,
+    body: Bytes,
+) -> GResult<(StatusCode, J)> {
+    let svc = &st.0;
+    admin(svc, &caller)?;
+    let mut n = load(svc, &caller, &ns).await?;
+    let m = parse(&body)?;
+    let items = m
+        .get("tags")
+        .and_then(Value::as_array)
+        .ok_or_else(|| bad("'tags' must be an array."))?;
+    let mut out: Vec<Value> = Vec::new();
+    for t in items {
+        let name = t
+            .get("name")
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad("Each tag needs a name."))?;
+        if out.iter().any(|x| x["name"] == name) {
+            return Err(GlanceError(Error::conflict(format!(
+                "Duplicate tag {name}."
+            ))));
+        }
+        out.push(stamp(
+            json!({"name": name})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+        ));
+    }
+    *n.arr("tags") = out.clone();
+    store(svc, &mut n).await?;
+    Ok((StatusCode::CREATED, axum::Json(json!({"tags": out}))))
+}
+
+async fn tag_clear(st: St, caller: Caller, Path(ns): Path<String>) -> GResult<StatusCode> {
+    let svc = &st.0;
+    admin(svc, &caller)?;
+    let mut n = load(svc, &caller, &ns).await?;
+    n.arr("tags").clear();
+    store(svc, &mut n).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn tag_show(st: St, caller: Caller, Path((ns, name)): Path<(String, String)>) -> GResult<J> {
+    let mut n = load(&st.0, &caller, &ns).await?;
+    let t = n
+        .arr("tags")
+        .iter()
+        .find(|t| t["name"] == name.as_str())
+        .cloned();
+    t.map(axum::Json)
+        .ok_or_else(|| GlanceError(Error::not_found_msg(format!("Tag {name} not found."))))
+}
+
+async fn tag_create(
+    st: St,
+    caller: Caller,
+    Path((ns, name)): Path<(String, String)>,
+) -> GResult<(StatusCode, J)> {
+    let svc = &st.0;
+    admin(svc, &caller)?;
+    let mut n = load(svc, &caller, &ns).await?;
+    if n.arr("tags").iter().any(|t| t["name"] == name.as_str()) {
+        return Err(GlanceError(Error::conflict(format!(
+            "Tag {name} already exists."
+        ))));
+    }
+    let t = stamp(
+        json!({"name": name})
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+    );
+    n.arr("tags").push(t.clone());
+    store(svc, &mut n).await?;
+    Ok((StatusCode::CREATED, axum::Json(t)))
+}
+
+async fn tag_update(
+    st: St,
+    caller: Caller,
+    Path((ns, name)): Path<(String, String)>,
+    body: Bytes,
+) -> GResult<J> {
+    let svc = &st.0;
+    admin(svc, &caller)?;
+    let mut n = load(svc, &caller, &ns).await?;
+    let new = name_of(&parse(&body)?, "name")?;
+    let Some(pos) = n
+        .arr("tags")
+        .iter()
+        .position(|t| t["name"] == name.as_str())
+    else {
+        return Err(GlanceError(Error::not_found_msg(format!(
+            "Tag {name} not found."
+        ))));
+    };
+    let mut t = n.arr("tags")[pos].clone();
+    t["name"] = json!(new);
+    t["updated_at"] = json!(ts(now_micros()));
+    n.arr("tags")[pos] = t.clone();
+    store(svc, &mut n).await?;
+    Ok(axum::Json(t))
+}
+
+async fn tag_delete(
+    st: St,
+    caller: Caller,
+    Path((ns, name)): Path<(String, String)>,
+) -> GResult<StatusCode> {
+    let svc = &st.0;
+    admin(svc, &caller)?;
+    let mut n = load(svc, &caller, &ns).await?;
+    let before = n.arr("tags").len();
+    n.arr("tags").retain(|t| t["name"] != name.as_str());
+    if n.arr("tags").len() == before {
+        return Err(GlanceError(Error::not_found_msg(format!(
+            "Tag {name} not found."
+        ))));
+    }
+    store(svc, &mut n).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

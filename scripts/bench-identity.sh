@@ -256,8 +256,15 @@ cat "$RES/header.txt" >&2
 
 # ====================================================================== bcrypt bound
 say "bcrypt bound"
-quiet
-"$BIN" debug bcrypt-bench --rounds 5 > "$RES/bcrypt.txt" 2>&1
+for try in 1 2 3; do  # retried while other load on the machine distorts the timing
+  quiet
+  rm -f "$RES/bcrypt.cpu"
+  "$PY" "$BENCH/cpu_watch.py" --target "" "$RES/bcrypt.cpu" -- "$BIN" debug bcrypt-bench --rounds 5 > "$RES/bcrypt.txt" 2>&1
+  read -r _wall _tc _wc bfc _served < "$RES/bcrypt.cpu"
+  awk -v f="${bfc:-0}" -v m="$NOISY_CORES" 'BEGIN{exit !(f > m)}' || break
+  say "bcrypt-bench try $try NOISY (foreign ${bfc} cores); retrying"
+done
+awk -v f="${bfc:-0}" -v m="$NOISY_CORES" 'BEGIN{exit !(f > m)}' && echo "bcrypt-bench NOISY after 3 tries (foreign $bfc cores): the bound may be low" >> "$RES/problems.txt"
 BCRYPT_MS=$(sed -n 's/.*: *\([0-9.]*\) ms per verify.*/\1/p' "$RES/bcrypt.txt" | tail -1)
 if [ -n "$BCRYPT_MS" ]; then
   BOUND=$(awk -v n="$NPROC" -v t="$BCRYPT_MS" 'BEGIN{printf "%.2f", n*1000/t}')

@@ -2,7 +2,7 @@
 //! HTTP like openstackclient/Tempest do.
 #![allow(clippy::unwrap_used)]
 
-use ferro_test_utils::TestCloud;
+use ferro_test_utils::{Backend, TestCloud};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -110,9 +110,10 @@ fn qcow2_header(backing: bool) -> Vec<u8> {
     h
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn image_lifecycle_members_and_safety() {
-    let c = TestCloud::start().await;
+async fn image_suite(backend: Backend) {
+    let Some(c) = TestCloud::start_on(backend).await.unwrap() else {
+        return;
+    };
     let admin = c.admin_token().await;
     let (pa, ta) = member_user(&c, &admin, "alice").await;
     let (pb, tb) = member_user(&c, &admin, "bob").await;
@@ -775,4 +776,19 @@ async fn image_lifecycle_members_and_safety() {
         401
     );
     c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn image_suite_sqlite() {
+    image_suite(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn image_suite_postgres() {
+    image_suite(Backend::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn image_suite_mariadb() {
+    image_suite(Backend::MariaDb).await;
 }

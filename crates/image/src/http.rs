@@ -523,13 +523,13 @@ fn parse_sort(q: &ListQuery) -> Result<Vec<(String, bool)>, Error> {
             };
             out.push((k.to_string(), desc));
         }
-        if keys.is_empty() {
-            if let Some(d) = dirs.first() {
-                if !matches!(*d, "asc" | "desc") {
-                    return Err(bad(format!("Invalid sort direction: {d}")));
-                }
-                out.push(("created_at".into(), *d == "desc"));
+        if keys.is_empty()
+            && let Some(d) = dirs.first()
+        {
+            if !matches!(*d, "asc" | "desc") {
+                return Err(bad(format!("Invalid sort direction: {d}")));
             }
+            out.push(("created_at".into(), *d == "desc"));
         }
     }
     if out.is_empty() {
@@ -774,12 +774,14 @@ async fn list(st: St, caller: Caller, RawQuery(raw): RawQuery) -> GResult<axum::
     } else {
         format!("/v2/images?{}", base_q.join("&"))
     });
-    if page.len() == limit && limit > 0 && start + limit < out.len() {
-        if let Some(last) = page.last() {
-            let mut nq = base_q.clone();
-            nq.push(format!("marker={}", last.id));
-            body["next"] = json!(format!("/v2/images?{}", nq.join("&")));
-        }
+    if page.len() == limit
+        && limit > 0
+        && start + limit < out.len()
+        && let Some(last) = page.last()
+    {
+        let mut nq = base_q.clone();
+        nq.push(format!("marker={}", last.id));
+        body["next"] = json!(format!("/v2/images?{}", nq.join("&")));
     }
     Ok(axum::Json(body))
 }

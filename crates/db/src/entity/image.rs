@@ -1,4 +1,5 @@
 //! Image (Glance) tables.
+#![allow(clippy::module_inception)]
 #![allow(clippy::derive_partial_eq_without_eq)]
 
 pub mod image {

@@ -44,6 +44,9 @@ export FERROSTACK__SECURITY_COMPLIANCE__UNIQUE_LAST_PASSWORD_COUNT="${FERROSTACK
 echo "== openstack CLI golden path"
 bash scripts/golden-path.sh 2>&1 | tee /tmp/ferro-golden.log || status=1
 tally /tmp/ferro-golden.log
+echo "== openstack CLI image golden path"
+bash scripts/golden-path-image.sh 2>&1 | tee /tmp/ferro-golden-image.log || status=1
+tally /tmp/ferro-golden-image.log
 # The full identity group (138 tests, about a minute), then the interop list,
 # which also checks that every one of its 17 tests ran.
 for group in ${TEMPEST_GROUPS:-identity interop-identity image interop-image}; do

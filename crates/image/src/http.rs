@@ -923,7 +923,7 @@ async fn update(
                 if o == "add"
                     && v20
                     && exists
-                    && !(BASE.contains(&key.as_str()) && !is_set(&img, &key))
+                    && (!BASE.contains(&key.as_str()) || is_set(&img, &key))
                 {
                     return Err(GlanceError(Error::conflict(format!(
                         "Property {key} already present."

@@ -157,3 +157,17 @@ pub fn validate_options(
     }
     Ok(Some(opts.clone()))
 }
+
+/// Applies `patch` to the JSON object stored in `current`: keys set to null
+/// are removed, others replaced. Returns the new JSON text.
+pub fn merge_json(current: &str, patch: Map<String, Value>) -> String {
+    let mut cur = json_map(current);
+    for (k, v) in patch {
+        if v.is_null() {
+            cur.remove(&k);
+        } else {
+            cur.insert(k, v);
+        }
+    }
+    json_string(&cur)
+}

@@ -148,15 +148,7 @@ pub async fn update(
         am.enabled = Set(e);
     }
     if let Some(opts) = validate_options(m, PROJECT_OPTIONS)? {
-        let mut cur = json_map(&d.options);
-        for (k, v) in opts {
-            if v.is_null() {
-                cur.remove(&k);
-            } else {
-                cur.insert(k, v);
-            }
-        }
-        am.options = Set(json_string(&cur));
+        am.options = Set(merge_json(&d.options, opts));
     }
     let mut extra = json_map(&d.extra);
     extra.extend(extra_of(m, KNOWN));

@@ -423,15 +423,7 @@ pub async fn update(
         am.enabled = Set(e);
     }
     if let Some(opts) = validate_options(m, super::domains::PROJECT_OPTIONS)? {
-        let mut cur = json_map(&p.options);
-        for (k, v) in opts {
-            if v.is_null() {
-                cur.remove(&k);
-            } else {
-                cur.insert(k, v);
-            }
-        }
-        am.options = Set(json_string(&cur));
+        am.options = Set(merge_json(&p.options, opts));
     }
     let mut extra = json_map(&p.extra);
     extra.extend(extra_of(m, KNOWN));

@@ -158,15 +158,7 @@ pub async fn update(
         am.description = Set(d);
     }
     if let Some(o) = opts {
-        let mut cur = json_map(&r.options);
-        for (k, v) in o {
-            if v.is_null() {
-                cur.remove(&k);
-            } else {
-                cur.insert(k, v);
-            }
-        }
-        am.options = Set(json_string(&cur));
+        am.options = Set(merge_json(&r.options, o));
     }
     let mut extra = json_map(&r.extra);
     extra.extend(extra_of(m, KNOWN));

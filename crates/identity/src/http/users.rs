@@ -247,15 +247,7 @@ pub async fn update(
         revoke = true;
     }
     if let Some(opts) = validate_options(m, USER_OPTIONS)? {
-        let mut cur = json_map(&u.options);
-        for (k, v) in opts {
-            if v.is_null() {
-                cur.remove(&k);
-            } else {
-                cur.insert(k, v);
-            }
-        }
-        am.options = Set(json_string(&cur));
+        am.options = Set(merge_json(&u.options, opts));
     }
     let mut extra = json_map(&u.extra);
     for (k, v) in extra_of(m, KNOWN) {

@@ -931,3 +931,81 @@ async fn security_compliance() {
     assert_eq!(r.status, 200);
     c.stop().await;
 }
+
+/// Unified limits: a project limit needs a registered default; duplicates 409.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registered_limits_and_limits() {
+    let c = TestCloud::start().await;
+    let admin = c.admin_token().await;
+    let svc = create(
+        &c,
+        &admin,
+        "/services",
+        "service",
+        json!({"type": "compute", "name": "nova"}),
+    )
+    .await;
+    let sid = svc["id"].as_str().unwrap().to_string();
+    let proj = create(&c, &admin, "/projects", "project", json!({"name": "lim"})).await;
+    let pid = proj["id"].as_str().unwrap().to_string();
+    let lim = json!({"limits": [{"project_id": pid, "service_id": sid, "region_id": "RegionOne", "resource_name": "cores", "resource_limit": 20}]});
+    assert_eq!(
+        c.ks(Method::POST, "/limits", &admin, lim.clone())
+            .await
+            .status,
+        403,
+        "no registered limit yet"
+    );
+    let reg = json!({"registered_limits": [{"service_id": sid, "region_id": "RegionOne", "resource_name": "cores", "default_limit": 10}]});
+    let r = c
+        .ks(Method::POST, "/registered_limits", &admin, reg.clone())
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.body["registered_limits"][0]["default_limit"], 10);
+    assert_eq!(
+        c.ks(Method::POST, "/registered_limits", &admin, reg)
+            .await
+            .status,
+        409
+    );
+    let r = c.ks(Method::POST, "/limits", &admin, lim.clone()).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let lid = r.body["limits"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(c.ks(Method::POST, "/limits", &admin, lim).await.status, 409);
+    let l = c
+        .ks(
+            Method::GET,
+            &format!("/limits?project_id={pid}"),
+            &admin,
+            Value::Null,
+        )
+        .await;
+    assert_eq!(l.body["limits"].as_array().unwrap().len(), 1);
+    let r = c
+        .ks(
+            Method::PATCH,
+            &format!("/limits/{lid}"),
+            &admin,
+            json!({"limit": {"resource_limit": 30}}),
+        )
+        .await;
+    assert_eq!(r.body["limit"]["resource_limit"], 30);
+    assert_eq!(
+        c.ks(Method::GET, "/limits/model", &admin, Value::Null)
+            .await
+            .body["model"]["name"],
+        "flat"
+    );
+    assert_eq!(
+        c.ks(
+            Method::DELETE,
+            &format!("/limits/{lid}"),
+            &admin,
+            Value::Null
+        )
+        .await
+        .status,
+        204
+    );
+    c.stop().await;
+}

@@ -360,6 +360,14 @@ row() {  # SYS MODE TEST C FIELD(5=rps 6=p50 7=p99 8=non2 12=foreign 13=flag)
   awk -F'\t' -v s="$1" -v m="$2" -v t="$3" -v c="$4" -v f="$5" '$1==s && $2==m && $3==t && $4==c {print $f; exit}' "$ROWS"
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (a+0>0 && b+0>0) printf "%.1f", a/b; else print "n/a" }'; }
+# noisy SYS MODE TEST C...: true if that wrk row stayed NOISY after its retries
+noisy() {
+  local s=$1 m=$2 t=$3; shift 3
+  local c; for c in "$@"; do row "$s" "$m" "$t" "$c" 13 | grep -q NOISY && return 0; done; return 1
+}
+judge() {  # NOISY(1|empty) VALUE OP LIMIT
+  if [ "$1" = 1 ]; then echo 'NOISY (not judged)'; else shift; verdict "$@"; fi
+}
 verdict() {  # VALUE OP LIMIT
   awk -v v="$1" -v op="$2" -v l="$3" 'BEGIN{ if (v=="n/a"||v=="") {print "n/a"; exit}
     ok = (op==">=") ? (v+0 >= l+0) : (v+0 < l+0); print ok ? "PASS" : "MISS" }'
@@ -409,7 +417,7 @@ ks_measured=0; [ -s "$RES/mem-keystone.txt" ] && grep -q '^keystone' "$ROWS" && 
   printf '  %-52s %10s %10s  %s\n' target value goal result
   for m in keepalive close; do
     v=$(awk -v r="$(row ferrostack "$m" issue_password 16 5)" -v b="$BOUND" 'BEGIN{ if (r+0>0 && b+0>0) printf "%.1f", 100*r/b; else print "n/a" }')
-    printf '  %-52s %10s %10s  %s\n' "password issue c=16 / bcrypt bound ($m)" "${v}%" ">= 90%" "$(verdict "$v" '>=' 90)"
+    printf '  %-52s %10s %10s  %s\n' "password issue c=16 / bcrypt bound ($m)" "${v}%" ">= 90%" "$(judge "$(noisy ferrostack "$m" issue_password 16 && echo 1)" "$v" '>=' 90)"
   done
   for test in issue_rescope validate; do
     goal=30; [ "$test" = validate ] && goal=50
@@ -418,7 +426,7 @@ ks_measured=0; [ -s "$RES/mem-keystone.txt" ] && grep -q '^keystone' "$ROWS" && 
         if [ "$ks_measured" = 1 ]; then
           v=$(ratio "$(row ferrostack "$m" "$test" "$c" 5)" "$(row keystone server-close "$test" "$c" 5)")
         else v="n/a"; fi
-        printf '  %-52s %10s %10s  %s\n' "$test c=$c ferrostack/keystone ($m)" "${v}x" ">= ${goal}x" "$(verdict "$v" '>=' "$goal")"
+        printf '  %-52s %10s %10s  %s\n' "$test c=$c ferrostack/keystone ($m)" "${v}x" ">= ${goal}x" "$(judge "$({ noisy ferrostack "$m" "$test" "$c" || noisy keystone server-close "$test" "$c"; } && echo 1)" "$v" '>=' "$goal")"
       done
     done
   done
@@ -437,14 +445,18 @@ ks_measured=0; [ -s "$RES/mem-keystone.txt" ] && grep -q '^keystone' "$ROWS" && 
   echo "    limits ferrostack's figure, so ferrostack's numbers are lower bounds."
   echo "  * ferrostack as shipped writes one INFO access-log line per request to its log file ($(head -1 "$RES/ferrostack-log-digest.txt" 2>/dev/null | cut -d';' -f1)"
   echo "    in this run); Keystone runs with debug=false and uwsgi disable-logging=true (no per-request log)."
-  echo "  * wrk counts completed requests only: at c=16 the password runs have ~2 s latency, so the hashes in flight"
-  echo "    when a run ends are lost work (a few % at 10 s); a longer DURATION makes the bound ratio more exact."
+  echo "  * wrk counts completed requests only. At c=16 the password runs have ~1.7-1.9 s latency; the hashes in"
+  echo "    flight when a run ends are lost work. ferrostack verifies all 16 hashes at once (completions come in"
+  echo "    bursts of up to 16), Keystone's 2 workers one after another (evenly spaced), so at DURATION=10s"
+  echo "    ferrostack's figure can move by up to 16 requests (~1.6 req/s, ~16% of the bound) from run to run;"
+  echo "    use DURATION=30s or more to judge the bound target."
   echo "  * flags: NOISY = other load on the machine > $NOISY_CORES cores during the run (retried up to 3x);"
   echo "    EXTERNAL = Keystone served more requests than wrk sent; tries=N = run was repeated."
   [ "$ks_measured" = 1 ] || echo "  * Keystone was NOT measured in this run ($peer_reason); ratios are n/a. For reference only:"\
     "shared/peers/BASELINE.md (other run) has Keystone at 210.9/351.9 req/s (rescope c=1/16), 213.8/370.8 (validate), cold start 1660 ms."
   case "$profile" in DEBUG*) echo "  * THE FERROSTACK BINARY IS A DEBUG BUILD: its numbers are NOT representative." ;; esac
   echo
+  awk -F'\t' '$13 ~ /NOISY/ {printf "%s %s %s c=%s stayed NOISY after 3 tries (foreign load %s cores): rerun on a quiet machine\n", $1, $2, $3, $4, $12}' "$ROWS" >> "$RES/problems.txt"
   if [ -s "$RES/problems.txt" ]; then echo "Problems seen"; sed 's/^/  * /' "$RES/problems.txt"; else echo "Problems seen: none"; fi
   echo
   echo "Raw outputs: $RES"

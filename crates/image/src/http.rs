@@ -16,8 +16,7 @@ use ferro_db::{db_err, now_micros};
 use futures_util::StreamExt;
 use md5::Digest as _;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, EntityTrait, IntoActiveModel, QueryFilter,
-    QueryOrder, Set,
+    ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, Set,
 };
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -247,6 +246,7 @@ async fn save(
         .await
         .map_err(db_err)?;
     if res.rows_affected == 1 {
+        svc.bump();
         Ok(new)
     } else {
         Err(Error::conflict(format!(
@@ -353,6 +353,7 @@ async fn create(st: St, caller: Caller, headers: HeaderMap, body: Bytes) -> GRes
                 db_err(e)
             }
         })?;
+    svc.bump();
     let mut resp = (StatusCode::CREATED, axum::Json(view(&img))).into_response();
     let host = headers
         .get(header::HOST)
@@ -633,60 +634,40 @@ async fn list(st: St, caller: Caller, RawQuery(raw): RawQuery) -> GResult<axum::
     };
     let p = caller.project();
     let admin = caller.admin(svc);
-    let mut cond = Condition::all()
-        .add(image::Column::Status.is_not_in(["deleted", "killed"]))
-        .add(image::Column::OsHidden.eq(os_hidden));
-    let shared_ids: Vec<String> = member::Entity::find()
-        .filter(member::Column::MemberId.eq(p.as_str()))
-        .all(svc.db.conn_ref())
-        .await
-        .map_err(db_err)?
-        .into_iter()
-        .filter(|m| member_status == "all" || m.status == member_status)
-        .map(|m| m.image_id)
+    // Visibility, from the in-memory snapshot (no query per list call).
+    let snap = svc.snapshot().await?;
+    let shared_ids: std::collections::HashSet<&str> = snap
+        .members
+        .iter()
+        .filter(|m| m.member_id == p && (member_status == "all" || m.status == member_status))
+        .map(|m| m.image_id.as_str())
         .collect();
-    if !admin {
-        cond = cond.add(
-            Condition::any()
-                .add(image::Column::Owner.eq(p.as_str()))
-                .add(image::Column::Visibility.is_in(["public", "community"]))
-                .add(
-                    Condition::all()
-                        .add(image::Column::Visibility.eq("shared"))
-                        .add(image::Column::Id.is_in(shared_ids.clone())),
-                ),
-        );
-    }
-    match visibility {
-        Some("all") => {}
-        Some("shared") => {
-            cond = cond.add(image::Column::Visibility.eq("shared"));
-            if q.get("member_status").is_some() || !admin {
-                // the caller's shared-with-me images (and, without member_status, its own)
-                let mut any = Condition::any().add(image::Column::Id.is_in(shared_ids.clone()));
-                if q.get("member_status").is_none() {
-                    any = any.add(image::Column::Owner.eq(p.as_str()));
-                }
-                cond = cond.add(any);
+    let member_filter = q.get("member_status").is_some();
+    let rows = snap.images.iter().filter(|img| {
+        let own = img.owner.as_deref() == Some(p.as_str());
+        let shared_with_me = img.visibility == "shared" && shared_ids.contains(img.id.as_str());
+        let can_see = admin
+            || own
+            || img.visibility == "public"
+            || img.visibility == "community"
+            || shared_with_me;
+        let wanted = match visibility {
+            Some("all") => true,
+            Some("shared") => {
+                img.visibility == "shared"
+                    && (if member_filter || !admin {
+                        shared_with_me || (own && !member_filter)
+                    } else {
+                        true
+                    })
             }
-        }
-        Some(v) => cond = cond.add(image::Column::Visibility.eq(v)),
-        None => {
-            cond = cond.add(
-                Condition::any()
-                    .add(image::Column::Visibility.ne("community"))
-                    .add(image::Column::Owner.eq(p.as_str())),
-            );
-        }
-    }
-    let rows = image::Entity::find()
-        .filter(cond)
-        .order_by_desc(image::Column::CreatedAt)
-        .all(svc.db.conn_ref())
-        .await
-        .map_err(db_err)?;
+            Some(v) => img.visibility == v,
+            None => img.visibility != "community" || own,
+        };
+        img.os_hidden == os_hidden && can_see && wanted
+    });
     let tags_wanted = q.all("tag");
-    let mut out = Vec::with_capacity(rows.len());
+    let mut out = Vec::with_capacity(snap.images.len());
     'rows: for img in rows {
         for (k, v) in &q.pairs {
             let ok = match k.as_str() {
@@ -729,14 +710,16 @@ async fn list(st: St, caller: Caller, RawQuery(raw): RawQuery) -> GResult<axum::
                         None => false,
                     }
                 }
-                other => props(&img).get(other).and_then(Value::as_str) == Some(v.as_str()),
+                other => props(img).get(other).and_then(Value::as_str) == Some(v.as_str()),
             };
             if !ok {
                 continue 'rows;
             }
         }
-        let t = tags(&img);
-        if tags_wanted.iter().all(|w| t.iter().any(|x| x == w)) {
+        if tags_wanted.is_empty() || {
+            let t = tags(img);
+            tags_wanted.iter().all(|w| t.iter().any(|x| x == w))
+        } {
             out.push(img);
         }
     }
@@ -758,7 +741,7 @@ async fn list(st: St, caller: Caller, RawQuery(raw): RawQuery) -> GResult<axum::
             .ok_or_else(|| bad(format!("marker {m} could not be found.")))?,
         None => 0,
     };
-    let page: Vec<&image::Model> = out.iter().skip(start).take(limit).collect();
+    let page: Vec<&image::Model> = out.iter().skip(start).take(limit).copied().collect();
     let mut body = json!({
         "images": page.iter().map(|i| view(i)).collect::<Vec<_>>(),
         "schema": "/v2/schemas/images",
@@ -983,6 +966,7 @@ async fn remove(st: St, caller: Caller, Path(id): Path<String>) -> GResult<Statu
         .exec(svc.db.conn_ref())
         .await
         .map_err(db_err)?;
+    svc.bump();
     for key in [img.location.as_deref(), img.staged.as_deref()]
         .into_iter()
         .flatten()
@@ -1649,6 +1633,7 @@ async fn member_add(
         .insert(svc.db.conn_ref())
         .await
         .map_err(db_err)?;
+    svc.bump();
     Ok(axum::Json(member_view(&m)))
 }
 
@@ -1696,6 +1681,7 @@ async fn member_update(
     am.status = Set(status.to_string());
     am.updated_at = Set(now_micros());
     let saved = am.update(svc.db.conn_ref()).await.map_err(db_err)?;
+    svc.bump();
     Ok(axum::Json(member_view(&saved)))
 }
 
@@ -1714,5 +1700,6 @@ async fn member_remove(
         .exec(svc.db.conn_ref())
         .await
         .map_err(db_err)?;
+    svc.bump();
     Ok(StatusCode::NO_CONTENT)
 }

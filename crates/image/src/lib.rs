@@ -56,8 +56,19 @@ pub fn default_policy() -> Result<Policy, ferro_auth::policy::ParseError> {
     ])
 }
 
+/// Every listed image and membership, read once per image-write generation
+/// (and at least every `SNAPSHOT_TTL`, for writes by other processes).
+pub struct Snapshot {
+    pub images: Vec<ferro_db::entity::image::image::Model>,
+    pub members: Vec<ferro_db::entity::image::member::Model>,
+}
+
+pub const SNAPSHOT_TTL: std::time::Duration = std::time::Duration::from_secs(2);
+
 pub struct ImageService {
     pub db: Db,
+    generation: std::sync::atomic::AtomicU64,
+    snapshot: std::sync::RwLock<Option<(u64, std::time::Instant, Arc<Snapshot>)>>,
     pub cfg: Config,
     pub policy: Policy,
     pub store: Arc<dyn ImageStore>,
@@ -81,12 +92,49 @@ impl ImageService {
         let base_url = format!("{}/image", cfg.public_url());
         Ok(Arc::new(ImageService {
             db,
+            generation: std::sync::atomic::AtomicU64::new(1),
+            snapshot: std::sync::RwLock::new(None),
             cfg,
             policy,
             store,
             validator,
             base_url,
         }))
+    }
+
+    /// Call after every image or member write.
+    pub fn bump(&self) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// The listing snapshot, re-read when stale.
+    pub async fn snapshot(&self) -> Result<Arc<Snapshot>, Error> {
+        use ferro_db::entity::image::{image, member};
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+        let generation = self.generation.load(std::sync::atomic::Ordering::Acquire);
+        if let Ok(s) = self.snapshot.read()
+            && let Some((g, at, snap)) = s.as_ref()
+            && *g == generation
+            && at.elapsed() < SNAPSHOT_TTL
+        {
+            return Ok(snap.clone());
+        }
+        let images = image::Entity::find()
+            .filter(image::Column::Status.is_not_in(["deleted", "killed"]))
+            .order_by_desc(image::Column::CreatedAt)
+            .all(&self.db.conn)
+            .await
+            .map_err(ferro_db::db_err)?;
+        let members = member::Entity::find()
+            .all(&self.db.conn)
+            .await
+            .map_err(ferro_db::db_err)?;
+        let snap = Arc::new(Snapshot { images, members });
+        if let Ok(mut s) = self.snapshot.write() {
+            *s = Some((generation, std::time::Instant::now(), snap.clone()));
+        }
+        Ok(snap)
     }
 
     /// The store configured by `[image] store` (`file` under the data dir by default).

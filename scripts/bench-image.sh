@@ -236,6 +236,7 @@ io_row() {
   local run=$1 step=$2 bytes=$3 secs=$4 w=${5:-}
   local _wall b p a _n sc cc fc hwm
   if [ -n "$w" ]; then read -r _wall b p a _n sc cc fc hwm <<< "$w"; fi
+  secs=$(awk -v s="$secs" 'BEGIN{ if (s+0>0) printf "%.3f", s; else print "n/a" }')
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$run" "$step" "$(mibs "$bytes" "$secs")" "${secs:-n/a}" \
     "${sc:--}" "${cc:--}" "${fc:--}" "${b:--}" "${p:--}" "${a:--}" "${hwm:--}" >> "$IOROWS"
   say "io run $run $step: $(mibs "$bytes" "$secs") MiB/s (${secs:-n/a} s)${w:+ server=${sc}c curl=${cc}c foreign=${fc}c rss $(kib_mib "$b") -> peak $(kib_mib "$p") -> $(kib_mib "$a") MiB, VmHWM $(kib_mib "$hwm") MiB}"
@@ -501,8 +502,8 @@ io_med() { io_col "$1" "$2" | grep -E '^[0-9.]+$' | median; }
 io_all() { io_col "$1" "$2" | paste -sd' ' | sed 's/ /, /g'; }
 # growth of RSS above the idle value just before the transfer, MiB (max over runs)
 rss_delta() { awk -F'\t' -v s="$1" '$2==s && $8 ~ /^[0-9]+$/ && $9 ~ /^[0-9]+$/ {d=($9-$8)/1024; if (!n || d>m) m=d; n++} END{ if (n) printf "%.1f", m; else print "n/a" }' "$IOROWS"; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (a+0>0 && b+0>0) printf "%.1f", a/b; else print "n/a" }'; }
-pct() { awk -v a="$1" -v b="$2" 'BEGIN{ if (a+0>0 && b+0>0) printf "%.0f", 100*a/b; else print "n/a" }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (a+0>0 && b+0>0) printf "%.1fx", a/b; else print "n/a" }'; }
+pct() { awk -v a="$1" -v b="$2" 'BEGIN{ if (a+0>0 && b+0>0) printf "%.0f%%", 100*a/b; else print "n/a" }'; }
 verdict() {  # VALUE OP LIMIT
   awk -v v="$1" -v op="$2" -v l="$3" 'BEGIN{ if (v=="n/a"||v=="") {print "n/a"; exit}
     ok = (op==">=") ? (v+0 >= l+0) : (v+0 < l+0); print ok ? "PASS" : "MISS" }'
@@ -514,7 +515,7 @@ gl_measured=0; grep -q '^glance' "$ROWS" && gl_measured=1
   cat "$RES/header.txt"
   echo
   echo "Image data path ($IMAGE_MIB MiB random data; MiB/s = MiB / elapsed (curl time_total for HTTP); median of $IO_RUNS run(s), every run in brackets)"
-  printf '  %-44s %9s %9s  %-18s %s\n' step "MiB/s" seconds "cores srv/curl/fgn" "ferrostack RSS MiB: idle -> peak (+delta), VmHWM"
+  printf '  %-48s %9s %9s  %-18s %s\n' step "MiB/s" seconds "cores srv/curl/fgn" "ferrostack RSS MiB: idle -> peak (+delta), VmHWM"
   for sl in "disk_write:raw disk write, dd bs=4M oflag=direct" "disk_read:raw disk read, dd bs=4M iflag=direct" \
             "cp_fdatasync:buffered cp + fdatasync (reference)" "cp_buffered_only:  (the cp part alone, page cache only)" \
             "upload:ferrostack upload, curl -T" "download_cold:ferrostack download, cold cache, curl -o file" \
@@ -527,7 +528,7 @@ gl_measured=0; grep -q '^glance' "$ROWS" && gl_measured=1
       rss="$(kib_mib "$(io_col "$s" 8 | tail -1)") -> $(kib_mib "$(io_col "$s" 9 | tail -1)") (+$(rss_delta "$s")), $(kib_mib "$(io_col "$s" 11 | tail -1)")"
     fi
     runs=""; [ "$IO_RUNS" -gt 1 ] && runs="  [$(io_all "$s" 3)]"
-    printf '  %-44s %9s %9s  %-18s %s%s\n' "$label" "$(io_med "$s" 3)" "$(io_med "$s" 4)" "$cores" "$rss" "$runs"
+    printf '  %-48s %9s %9s  %-18s %s%s\n' "$label" "$(io_med "$s" 3)" "$(io_med "$s" 4)" "$cores" "$rss" "$runs"
   done
   ok_hash=$(grep -c 'hash ok' "$RES/integrity.txt" 2>/dev/null); ok_cmp=$(grep -c 'cmp ok' "$RES/integrity.txt" 2>/dev/null)
   echo "  integrity: os_hash_value == sha512sum in ${ok_hash:-0}/$IO_RUNS run(s); downloaded file == original (cmp) in ${ok_cmp:-0}/$IO_RUNS run(s)"
@@ -563,10 +564,10 @@ gl_measured=0; grep -q '^glance' "$ROWS" && gl_measured=1
   echo "Targets"
   printf '  %-56s %10s %10s  %s\n' target value goal result
   up=$(io_med upload 3); dw=$(io_med disk_write 3); dc=$(io_med download_cold 3); dr=$(io_med disk_read 3); cf=$(io_med cp_fdatasync 3)
-  v=$(pct "$up" "$dw"); printf '  %-56s %10s %10s  %s\n' "upload / raw disk write (dd oflag=direct)" "${v}%" ">= 80%" "$(verdict "$v" '>=' 80)"
-  v=$(pct "$dc" "$dr"); printf '  %-56s %10s %10s  %s\n' "download (cold cache) / raw disk read (dd iflag=direct)" "${v}%" ">= 80%" "$(verdict "$v" '>=' 80)"
-  v=$(pct "$up" "$cf"); printf '  %-56s %10s %10s  %s\n' "  (info) upload / buffered cp + fdatasync" "${v}%" "-" "-"
-  v=$(rss_delta upload); printf '  %-56s %10s %10s  %s\n' "RSS peak - idle during upload" "${v} MiB" "< 100 MiB" "$(verdict "$v" '<' 100)"
+  v=$(pct "$up" "$dw"); printf '  %-56s %10s %10s  %s\n' "upload / raw disk write (dd oflag=direct)" "$v" ">= 80%" "$(verdict "${v%\%}" '>=' 80)"
+  v=$(pct "$dc" "$dr"); printf '  %-56s %10s %10s  %s\n' "download (cold cache) / raw disk read (dd iflag=direct)" "$v" ">= 80%" "$(verdict "${v%\%}" '>=' 80)"
+  v=$(pct "$up" "$cf"); printf '  %-56s %10s %10s  %s\n' "  (info) upload / buffered cp + fdatasync" "$v" "-" "-"
+  v=$(rss_delta upload); printf '  %-56s %10s %10s  %s\n' "RSS peak - idle during upload" "$v MiB" "< 100 MiB" "$(verdict "$v" '<' 100)"
   v=$(awk -v a="$(rss_delta download_cold)" -v b="$(rss_delta download_warm)" 'BEGIN{ if (a=="n/a" && b=="n/a") print "n/a"; else if (b=="n/a" || (a!="n/a" && a+0>b+0)) print a; else print b }')
   printf '  %-56s %10s %10s  %s\n' "RSS peak - idle during download (cold and warm, max)" "${v} MiB" "< 100 MiB" "$(verdict "$v" '<' 100)"
   bad_int=$(grep -c 'BAD' "$RES/integrity.txt" 2>/dev/null); n_int=$(grep -c -E 'hash|cmp' "$RES/integrity.txt" 2>/dev/null)
@@ -576,7 +577,7 @@ gl_measured=0; grep -q '^glance' "$ROWS" && gl_measured=1
     for c in 1 16; do
       for m in keepalive close; do
         if [ "$gl_measured" = 1 ]; then v=$(ratio "$(row ferrostack "$m" "$test" "$c" 5)" "$(row glance server-close "$test" "$c" 5)"); else v="n/a"; fi
-        printf '  %-56s %10s %10s  %s\n' "GET /v2/images ${test#list_} c=$c ferrostack/glance ($m)" "${v}x" ">= 20x" "$(verdict "$v" '>=' 20)"
+        printf '  %-56s %10s %10s  %s\n' "GET /v2/images ${test#list_} c=$c ferrostack/glance ($m)" "$v" ">= 20x" "$(verdict "${v%x}" '>=' 20)"
       done
     done
   done
@@ -590,8 +591,8 @@ gl_measured=0; grep -q '^glance' "$ROWS" && gl_measured=1
   echo "    'Connection: close' from wrk so ferrostack pays the same per-request connection cost. Glance's server"
   echo "    cores include keystone + memcached (token validation; keystonemiddleware caches the token in-process)."
   echo "  * Both systems get the same images from bench/load_images.py (public, raw/bare, every 2nd active with 1 KiB);"
-  echo "    the response sizes above show what each returns. Glance runs $(grep -q '^glance' "$ROWS" && echo "2 uwsgi processes x 1 thread" || echo "(not measured)");"
-  echo "    wrk runs on the same $NPROC cores as the server, so at high request rates wrk's own CPU limits ferrostack."
+  echo "    the response sizes above show what each returns. wrk runs on the same $NPROC cores as the server, so at"
+  echo "    high request rates wrk's own CPU (see the cores column) limits ferrostack: its numbers are lower bounds."
   echo "  * Upload time includes the server's fdatasync before it answers 204 (as the cp + fdatasync reference does);"
   echo "    curl reads the source from the page cache. dd oflag=direct bypasses the page cache, so the server (page cache"
   echo "    + final flush) can exceed 100% of it; the cp + fdatasync row is the like-for-like reference."

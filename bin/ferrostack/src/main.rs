@@ -194,6 +194,12 @@ fn print_report(app: &ferro_api_server::App) {
         app.report.clouds_yaml.display()
     );
     println!("openrc:         {}", app.report.openrc.display());
+    if let Some(u) = &app.report.user_clouds_yaml {
+        println!(
+            "also written:   {} (so OS_CLOUD=ferrostack works from anywhere)",
+            u.display()
+        );
+    }
     println!(
         "admin password: {}",
         app.report.admin_password_file.display()

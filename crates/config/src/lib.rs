@@ -88,8 +88,9 @@ pub struct IdentityConfig {
     /// Largest password accepted (Keystone's `max_password_length`).
     pub max_password_length: usize,
     /// Also write the `ferrostack` cloud into ~/.config/openstack/clouds.yaml
-    /// when that file is absent or was written by ferrostack.
-    pub write_user_clouds_yaml: bool,
+    /// (only when that file is absent or was written by ferrostack). Unset:
+    /// yes with the default data directory, no with an explicit one.
+    pub write_user_clouds_yaml: Option<bool>,
 }
 impl Default for IdentityConfig {
     fn default() -> Self {
@@ -98,7 +99,7 @@ impl Default for IdentityConfig {
             region: "RegionOne".into(),
             password_hash_rounds: 12,
             max_password_length: 4096,
-            write_user_clouds_yaml: false,
+            write_user_clouds_yaml: None,
         }
     }
 }
@@ -260,6 +261,13 @@ impl Config {
         }
         Config::deserialize(toml::Value::Table(table))
             .map_err(|e| ConfigError::Invalid(e.to_string()))
+    }
+
+    /// Whether bootstrap also writes ~/.config/openstack/clouds.yaml.
+    pub fn writes_user_clouds_yaml(&self) -> bool {
+        self.identity
+            .write_user_clouds_yaml
+            .unwrap_or(self.data_dir.is_none())
     }
 
     pub fn data_dir(&self) -> PathBuf {

@@ -17,6 +17,8 @@ use std::path::{Path, PathBuf};
 pub type CatalogEntry = (&'static str, &'static str, &'static str);
 
 pub struct BootstrapReport {
+    /// `~/.config/openstack/clouds.yaml` when it was written too.
+    pub user_clouds_yaml: Option<PathBuf>,
     pub admin_password_file: PathBuf,
     pub clouds_yaml: PathBuf,
     pub openrc: PathBuf,
@@ -372,7 +374,8 @@ impl IdentityService {
         let openrc_path = data_dir.join("openrc");
         write_private(&clouds_yaml, &clouds)?;
         write_private(&openrc_path, &openrc)?;
-        if self.cfg.identity.write_user_clouds_yaml
+        let mut user_clouds_yaml = None;
+        if self.cfg.writes_user_clouds_yaml()
             && let Some(home) = std::env::var_os("HOME")
         {
             let dir = PathBuf::from(home).join(".config/openstack");
@@ -380,12 +383,15 @@ impl IdentityService {
             let ours = std::fs::read_to_string(&user_file)
                 .map(|t| t.starts_with("# Written by ferrostack"))
                 .unwrap_or(true);
-            if ours {
-                let _ = std::fs::create_dir_all(&dir);
-                write_private(&user_file, &clouds)?;
+            if ours
+                && std::fs::create_dir_all(&dir).is_ok()
+                && write_private(&user_file, &clouds).is_ok()
+            {
+                user_clouds_yaml = Some(user_file);
             }
         }
         Ok(BootstrapReport {
+            user_clouds_yaml,
             admin_password_file: data_dir.join("admin-password"),
             clouds_yaml,
             openrc: openrc_path,

@@ -13,6 +13,7 @@ impl MigratorTrait for Migrator {
             Box::new(M0001Identity),
             Box::new(M0002UserLockout),
             Box::new(M0003Image),
+            Box::new(M0004Saga),
         ]
     }
 }
@@ -184,5 +185,31 @@ impl MigrationTrait for M0003Image {
         )
         .await?;
         Ok(())
+    }
+}
+
+/// The saga log.
+pub struct M0004Saga;
+
+impl MigrationName for M0004Saga {
+    fn name(&self) -> &str {
+        "m20261123_000004_saga"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0004Saga {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        create(m, crate::entity::saga::saga::Entity).await
+    }
+
+    async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.drop_table(
+            Table::drop()
+                .table(crate::entity::saga::saga::Entity)
+                .if_exists()
+                .to_owned(),
+        )
+        .await
     }
 }

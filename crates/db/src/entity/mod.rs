@@ -1,2 +1,3 @@
 pub mod identity;
 pub mod image;
+pub mod saga;

@@ -14,7 +14,6 @@ use ferro_common::Error;
 use ferro_db::entity::image::{image, member};
 use ferro_db::{db_err, now_micros};
 use futures_util::StreamExt;
-use md5::Digest as _;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, Set,
 };
@@ -999,8 +998,10 @@ async fn receive(
     disk_format: Option<&str>,
 ) -> Result<Received, Error> {
     let mut writer = svc.store.writer(key).await.map_err(Error::internal)?;
-    let mut md5 = md5::Md5::new();
-    let mut sha = sha2::Sha512::new();
+    // The two digests run on their own threads, fed the same (refcounted)
+    // chunks, so hashing uses both cores while this task reads and writes.
+    let (md5_tx, md5_done) = digest_thread::<md5::Md5>();
+    let (sha_tx, sha_done) = digest_thread::<sha2::Sha512>();
     let mut size: u64 = 0;
     let mut head: Vec<u8> = Vec::new();
     let mut inspected: Option<crate::inspect::Inspection> = None;
@@ -1022,8 +1023,9 @@ async fn receive(
                 message: format!("Image exceeds the storage limit of {cap} bytes."),
             });
         }
-        md5.update(&chunk);
-        sha2::Digest::update(&mut sha, &chunk);
+        let hashing = |_| Error::internal("image hashing stopped");
+        md5_tx.send(chunk.clone()).await.map_err(hashing)?;
+        sha_tx.send(chunk.clone()).await.map_err(hashing)?;
         if inspected.is_none() {
             let want = crate::inspect::HEADER_BYTES - head.len();
             head.extend_from_slice(&chunk[..chunk.len().min(want)]);
@@ -1044,6 +1046,10 @@ async fn receive(
             "Received {size} bytes, but the request declared {n}."
         )));
     }
+    drop(md5_tx);
+    drop(sha_tx);
+    let md5 = md5_done.await.map_err(Error::internal)?;
+    let sha512 = sha_done.await.map_err(Error::internal)?;
     writer.commit().await.map_err(Error::internal)?;
     let virtual_size = match ins.format {
         crate::inspect::Detected::Raw | crate::inspect::Detected::Iso => Some(size),
@@ -1052,10 +1058,26 @@ async fn receive(
     Ok(Received {
         key: key.to_string(),
         size,
-        md5: hex::encode(md5.finalize()),
-        sha512: hex::encode(sha2::Digest::finalize(sha)),
+        md5,
+        sha512,
         virtual_size,
     })
+}
+
+/// A digest computed on a blocking thread from chunks sent to it.
+fn digest_thread<D: sha2::Digest + Send + 'static>() -> (
+    tokio::sync::mpsc::Sender<Bytes>,
+    tokio::task::JoinHandle<String>,
+) {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(32);
+    let done = tokio::task::spawn_blocking(move || {
+        let mut d = D::new();
+        while let Some(c) = rx.blocking_recv() {
+            d.update(&c);
+        }
+        hex::encode(d.finalize())
+    });
+    (tx, done)
 }
 
 fn body_stream(body: Body) -> impl futures_util::Stream<Item = Result<Bytes, Error>> + Unpin {

@@ -60,11 +60,12 @@ export no_proxy="127.0.0.1,localhost${no_proxy:+,$no_proxy}" NO_PROXY="127.0.0.1
 
 # One benchmark at a time on this machine: two runs would load each other's
 # servers and fight over Keystone's fixed ports (5000, 9292, 8778, 11211).
-LOCK="${TMPDIR:-/tmp}/ferrostack-bench-identity.lock"
+# Other benchmark scripts should take the same lock.
+LOCK="${TMPDIR:-/tmp}/ferrostack-bench.lock"
 exec 9>>"$LOCK"
 if ! flock -n 9; then
-  echo "bench-identity.sh: another run holds $LOCK; waiting for it to finish" >&2
-  flock 9
+  echo "bench-identity.sh: another benchmark holds $LOCK; waiting for it (max 2 h)" >&2
+  flock -w 7200 9 || { echo "bench-identity.sh: $LOCK still held after 2 h; giving up" >&2; exit 1; }
 fi
 
 stamp="$(date +%Y%m%d-%H%M%S)"
@@ -359,6 +360,7 @@ fi
 row() {  # SYS MODE TEST C FIELD(5=rps 6=p50 7=p99 8=non2 12=foreign 13=flag)
   awk -F'\t' -v s="$1" -v m="$2" -v t="$3" -v c="$4" -v f="$5" '$1==s && $2==m && $3==t && $4==c {print $f; exit}' "$ROWS"
 }
+unit() { case "$1" in ""|n/a) echo "n/a" ;; *) echo "$1$2" ;; esac; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (a+0>0 && b+0>0) printf "%.1f", a/b; else print "n/a" }'; }
 # noisy SYS MODE TEST C...: true if that wrk row stayed NOISY after its retries
 noisy() {
@@ -417,7 +419,7 @@ ks_measured=0; [ -s "$RES/mem-keystone.txt" ] && grep -q '^keystone' "$ROWS" && 
   printf '  %-52s %10s %10s  %s\n' target value goal result
   for m in keepalive close; do
     v=$(awk -v r="$(row ferrostack "$m" issue_password 16 5)" -v b="$BOUND" 'BEGIN{ if (r+0>0 && b+0>0) printf "%.1f", 100*r/b; else print "n/a" }')
-    printf '  %-52s %10s %10s  %s\n' "password issue c=16 / bcrypt bound ($m)" "${v}%" ">= 90%" "$(judge "$(noisy ferrostack "$m" issue_password 16 && echo 1)" "$v" '>=' 90)"
+    printf '  %-52s %10s %10s  %s\n' "password issue c=16 / bcrypt bound ($m)" "$(unit "$v" %)" ">= 90%" "$(judge "$(noisy ferrostack "$m" issue_password 16 && echo 1)" "$v" '>=' 90)"
   done
   for test in issue_rescope validate; do
     goal=30; [ "$test" = validate ] && goal=50
@@ -426,13 +428,13 @@ ks_measured=0; [ -s "$RES/mem-keystone.txt" ] && grep -q '^keystone' "$ROWS" && 
         if [ "$ks_measured" = 1 ]; then
           v=$(ratio "$(row ferrostack "$m" "$test" "$c" 5)" "$(row keystone server-close "$test" "$c" 5)")
         else v="n/a"; fi
-        printf '  %-52s %10s %10s  %s\n' "$test c=$c ferrostack/keystone ($m)" "${v}x" ">= ${goal}x" "$(judge "$({ noisy ferrostack "$m" "$test" "$c" || noisy keystone server-close "$test" "$c"; } && echo 1)" "$v" '>=' "$goal")"
+        printf '  %-52s %10s %10s  %s\n' "$test c=$c ferrostack/keystone ($m)" "$(unit "$v" x)" ">= ${goal}x" "$(judge "$({ noisy ferrostack "$m" "$test" "$c" || noisy keystone server-close "$test" "$c"; } && echo 1)" "$v" '>=' "$goal")"
       done
     done
   done
   for k in first restart; do
     v=$(cold_med "$RES/cold-ferrostack.txt" "$k")
-    printf '  %-52s %10s %10s  %s\n' "cold start, ferrostack $k (median)" "${v} ms" "< 1000 ms" "$(verdict "$v" '<' 1000)"
+    printf '  %-52s %10s %10s  %s\n' "cold start, ferrostack $k (median)" "$(unit "$v" " ms")" "< 1000 ms" "$(verdict "$v" '<' 1000)"
   done
   bad=$(awk -F'\t' '$1=="ferrostack" && ($8!="0" || $9!="-") {n++} END{print n+0}' "$ROWS")
   printf '  %-52s %10s %10s  %s\n' "ferrostack wrk runs with non-2xx or socket errors" "$bad" "0" "$( [ "$bad" = 0 ] && echo PASS || echo MISS)"
@@ -450,6 +452,8 @@ ks_measured=0; [ -s "$RES/mem-keystone.txt" ] && grep -q '^keystone' "$ROWS" && 
   echo "    bursts of up to 16), Keystone's 2 workers one after another (evenly spaced), so at DURATION=10s"
   echo "    ferrostack's figure can move by up to 16 requests (~1.6 req/s, ~16% of the bound) from run to run;"
   echo "    use DURATION=30s or more to judge the bound target."
+  echo "  * wrk 4 corrects its latency histogram for coordinated omission: one stall of S ms adds synthetic samples"
+  echo "    up to S ms, so a few long stalls per run show up as a high p99 even when 99.9% of requests were fast."
   echo "  * flags: NOISY = other load on the machine > $NOISY_CORES cores during the run (retried up to 3x);"
   echo "    EXTERNAL = Keystone served more requests than wrk sent; tries=N = run was repeated."
   [ "$ks_measured" = 1 ] || echo "  * Keystone was NOT measured in this run ($peer_reason); ratios are n/a. For reference only:"\

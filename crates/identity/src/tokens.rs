@@ -172,6 +172,15 @@ impl IdentityService {
         Ok(())
     }
 
+    /// Keeps the token cache bounded without stalling a request: a full map is
+    /// swapped for an empty one and dropped on a blocking thread.
+    fn make_room(&self, c: &mut std::collections::HashMap<String, crate::CachedToken>) {
+        if c.len() >= 10_000 {
+            let old = std::mem::take(c);
+            tokio::task::spawn_blocking(move || drop(old));
+        }
+    }
+
     /// Validates a token. `Err(NotFound)` for anything invalid; callers turn
     /// it into 401 when it was the caller's own token.
     pub async fn validate_token(
@@ -200,9 +209,7 @@ impl IdentityService {
                     TokenPayload::open(token, &self.keys()).ok_or_else(not_found_token)?;
                 let vt = Arc::new(self.build_validated(payload).await?);
                 if let Ok(mut c) = self.token_cache.lock() {
-                    if c.len() > 10_000 {
-                        c.clear();
-                    }
+                    self.make_room(&mut c);
                     c.insert(
                         token.to_string(),
                         crate::CachedToken {
@@ -487,9 +494,7 @@ impl IdentityService {
         }
         let vt = Arc::new(built);
         if let Ok(mut c) = self.token_cache.lock() {
-            if c.len() > 10_000 {
-                c.clear();
-            }
+            self.make_room(&mut c);
             c.insert(
                 token.clone(),
                 crate::CachedToken {
@@ -637,8 +642,22 @@ impl TokenValidator for IdentityService {
     }
 }
 
+/// At most one bcrypt per core: more only queue inside the kernel, finish in
+/// bursts and tie up blocking threads under overload.
+fn bcrypt_slots() -> &'static tokio::sync::Semaphore {
+    static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    SLOTS.get_or_init(|| {
+        tokio::sync::Semaphore::new(
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+        )
+    })
+}
+
 /// bcrypt with Keystone's parameters, off the async workers.
 pub async fn hash_secret(secret: String, rounds: u32) -> Result<String, Error> {
+    let _slot = bcrypt_slots().acquire().await.map_err(Error::internal)?;
     tokio::task::spawn_blocking(move || bcrypt::hash(secret.as_bytes(), rounds))
         .await
         .map_err(Error::internal)?
@@ -646,6 +665,9 @@ pub async fn hash_secret(secret: String, rounds: u32) -> Result<String, Error> {
 }
 
 pub async fn verify_secret(secret: String, hash: String) -> bool {
+    let Ok(_slot) = bcrypt_slots().acquire().await else {
+        return false;
+    };
     tokio::task::spawn_blocking(move || bcrypt::verify(secret.as_bytes(), &hash).unwrap_or(false))
         .await
         .unwrap_or(false)

@@ -15,19 +15,7 @@ impl From<Error> for KsError {
 pub type KsResult<T> = Result<T, KsError>;
 
 pub fn title(code: u16) -> &'static str {
-    match code {
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        409 => "Conflict",
-        413 => "Request Entity Too Large",
-        415 => "Unsupported Media Type",
-        501 => "Not Implemented",
-        503 => "Service Unavailable",
-        _ => "Internal Server Error",
-    }
+    ferro_common::error::reason_phrase(code)
 }
 
 /// Where a 401's `WWW-Authenticate` points; set once at start-up.

@@ -15,21 +15,7 @@ impl From<Error> for GlanceError {
 pub type GResult<T> = Result<T, GlanceError>;
 
 fn reason(code: u16) -> &'static str {
-    match code {
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        409 => "Conflict",
-        410 => "Gone",
-        413 => "Request Entity Too Large",
-        415 => "Unsupported Media Type",
-        416 => "Requested Range Not Satisfiable",
-        501 => "Not Implemented",
-        503 => "Service Unavailable",
-        _ => "Internal Server Error",
-    }
+    ferro_common::error::reason_phrase(code)
 }
 
 impl IntoResponse for GlanceError {

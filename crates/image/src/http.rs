@@ -1501,39 +1501,37 @@ async fn task_create(st: St, caller: Caller, body: Bytes) -> GResult<axum::Json<
 // ---- actions, tags, members -------------------------------------------------
 
 async fn deactivate(st: St, caller: Caller, Path(id): Path<String>) -> GResult<StatusCode> {
-    let svc = &st.0;
-    let img = visible(svc, &caller, &id).await?;
-    caller.check(svc, "deactivate", &target(&img))?;
-    match img.status.as_str() {
-        "deactivated" => Ok(StatusCode::NO_CONTENT),
-        "active" => {
-            let mut d = img.clone();
-            d.status = "deactivated".into();
-            save(svc, &img, d).await?;
-            Ok(StatusCode::NO_CONTENT)
-        }
-        s => Err(GlanceError(Error::forbidden(format!(
-            "Not allowed to deactivate image in status '{s}'"
-        )))),
-    }
+    toggle_active(&st.0, &caller, &id, "deactivate", "active", "deactivated").await
 }
 
 async fn reactivate(st: St, caller: Caller, Path(id): Path<String>) -> GResult<StatusCode> {
-    let svc = &st.0;
-    let img = visible(svc, &caller, &id).await?;
-    caller.check(svc, "reactivate", &target(&img))?;
-    match img.status.as_str() {
-        "active" => Ok(StatusCode::NO_CONTENT),
-        "deactivated" => {
-            let mut d = img.clone();
-            d.status = "active".into();
-            save(svc, &img, d).await?;
-            Ok(StatusCode::NO_CONTENT)
-        }
-        s => Err(GlanceError(Error::forbidden(format!(
-            "Not allowed to reactivate image in status '{s}'"
-        )))),
+    toggle_active(&st.0, &caller, &id, "reactivate", "deactivated", "active").await
+}
+
+/// `from → to`; already `to` is a no-op; any other status is 403, as Glance.
+async fn toggle_active(
+    svc: &ImageService,
+    caller: &Caller,
+    id: &str,
+    action: &str,
+    from: &str,
+    to: &str,
+) -> GResult<StatusCode> {
+    let img = visible(svc, caller, id).await?;
+    caller.check(svc, action, &target(&img))?;
+    if img.status == to {
+        return Ok(StatusCode::NO_CONTENT);
     }
+    if img.status != from {
+        return Err(GlanceError(Error::forbidden(format!(
+            "Not allowed to {action} image in status '{}'",
+            img.status
+        ))));
+    }
+    let mut next = img.clone();
+    next.status = to.into();
+    save(svc, &img, next).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn tag_add(

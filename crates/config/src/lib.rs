@@ -373,6 +373,7 @@ mod tests {
         assert_eq!(c.token.expiration, 600);
         assert_eq!(c.identity.admin_password.as_deref(), Some("s3cret pw"));
         assert_eq!(c.public_url(), "http://127.0.0.1:9000");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

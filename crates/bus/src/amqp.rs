@@ -23,6 +23,23 @@ fn transport(e: lapin::Error) -> BusError {
     BusError::Transport(Box::new(e))
 }
 
+/// A server-named queue only this connection uses, gone when it closes.
+async fn private_queue(ch: &Channel) -> Result<String, BusError> {
+    let q = ch
+        .queue_declare(
+            "".into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .map_err(transport)?;
+    Ok(q.name().as_str().to_string())
+}
+
 type Pending = Arc<Mutex<HashMap<String, oneshot::Sender<Vec<u8>>>>>;
 
 pub struct AmqpBus {
@@ -48,19 +65,7 @@ impl AmqpBus {
             )
             .await
             .map_err(transport)?;
-        let q = publish
-            .queue_declare(
-                "".into(),
-                QueueDeclareOptions {
-                    exclusive: true,
-                    auto_delete: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .map_err(transport)?;
-        let reply_queue = q.name().as_str().to_string();
+        let reply_queue = private_queue(&publish).await?;
         let mut replies = publish
             .basic_consume(
                 reply_queue.as_str().into(),
@@ -276,19 +281,7 @@ impl Bus for AmqpBus {
             .map_err(transport)?;
             queues.push(name);
         }
-        let fq = ch
-            .queue_declare(
-                "".into(),
-                QueueDeclareOptions {
-                    exclusive: true,
-                    auto_delete: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .map_err(transport)?;
-        let fq = fq.name().as_str().to_string();
+        let fq = private_queue(&ch).await?;
         ch.queue_bind(
             fq.as_str().into(),
             fan.as_str().into(),

@@ -110,30 +110,7 @@ pub fn router() -> Router<Arc<ImageService>> {
             get(member_show).put(member_update).delete(member_remove),
         )
         .route("/v2/images/{id}/tasks", get(image_tasks))
-        .route(
-            "/v2/schemas/image",
-            get(|| async { axum::Json(crate::schemas::image()) }),
-        )
-        .route(
-            "/v2/schemas/images",
-            get(|| async { axum::Json(crate::schemas::images()) }),
-        )
-        .route(
-            "/v2/schemas/member",
-            get(|| async { axum::Json(crate::schemas::member()) }),
-        )
-        .route(
-            "/v2/schemas/members",
-            get(|| async { axum::Json(crate::schemas::members()) }),
-        )
-        .route(
-            "/v2/schemas/task",
-            get(|| async { axum::Json(crate::schemas::task()) }),
-        )
-        .route(
-            "/v2/schemas/tasks",
-            get(|| async { axum::Json(crate::schemas::tasks()) }),
-        )
+        .route("/v2/schemas/{kind}", get(schema))
         .route("/v2/schemas/metadefs/{kind}", get(metadef_schema))
         .route("/v2/info/import", get(info_import))
         .route("/v2/info/usage", get(info_usage))
@@ -143,6 +120,19 @@ pub fn router() -> Router<Arc<ImageService>> {
 
 async fn not_found() -> GlanceError {
     GlanceError(Error::not_found_msg("The resource could not be found."))
+}
+
+async fn schema(Path(kind): Path<String>) -> GResult<axum::Json<Value>> {
+    let doc = match kind.as_str() {
+        "image" => crate::schemas::image(),
+        "images" => crate::schemas::images(),
+        "member" => crate::schemas::member(),
+        "members" => crate::schemas::members(),
+        "task" => crate::schemas::task(),
+        "tasks" => crate::schemas::tasks(),
+        _ => return Err(GlanceError(Error::not_found_msg("No such schema."))),
+    };
+    Ok(axum::Json(doc))
 }
 
 async fn metadef_schema(Path(kind): Path<String>) -> GResult<axum::Json<Value>> {

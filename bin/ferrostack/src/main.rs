@@ -32,6 +32,11 @@ enum Command {
         /// Admin password for bootstrap (else generated once and stored).
         #[arg(long, env = "FERROSTACK_ADMIN_PASSWORD", hide_env_values = true)]
         admin_password: Option<String>,
+        /// Roles of this process: `controller` (APIs, database, conductor,
+        /// scheduler), `compute` (this host's agents), comma-separated; default all.
+        /// Separate processes need a shared bus (`[bus] url`).
+        #[arg(long, default_value = "all")]
+        roles: String,
     },
     /// Database schema management.
     Db {
@@ -128,14 +133,19 @@ fn main() -> anyhow::Result<()> {
             Command::Serve {
                 listen,
                 admin_password,
+                roles,
             } => {
+                let roles = ferro_api_server::Roles::parse(&roles).map_err(anyhow::Error::msg)?;
                 if let Some(l) = listen {
                     cfg.api.listen = l;
                 }
                 if admin_password.is_some() {
                     cfg.identity.admin_password = admin_password;
                 }
-                serve(cfg).await
+                if !roles.controller {
+                    return serve_compute(cfg).await;
+                }
+                serve(cfg, roles).await
             }
             Command::Db {
                 command: DbCommand::Upgrade,
@@ -206,11 +216,28 @@ fn print_report(app: &ferro_api_server::App) {
     );
 }
 
-async fn serve(cfg: Config) -> anyhow::Result<()> {
+/// `serve --roles compute`: this host's agents only, on the shared bus.
+async fn serve_compute(cfg: Config) -> anyhow::Result<()> {
+    if cfg.bus.url.as_deref().is_none_or(str::is_empty) {
+        anyhow::bail!(
+            "--roles compute without a controller in this process needs a shared bus: set [bus] url (FERROSTACK__BUS__URL)"
+        );
+    }
+    let bus = ferro_api_server::wiring::bus(&cfg).await?;
+    let agents = ferro_api_server::wiring::start_agents(&cfg, bus).await?;
+    for a in &agents {
+        println!("compute agent: {} (driver {})", a.host, a.driver.name());
+    }
+    tracing::info!(hosts = agents.len(), "ferrostack compute agents running");
+    ferro_api_server::shutdown_signal().await;
+    Ok(())
+}
+
+async fn serve(cfg: Config, roles: ferro_api_server::Roles) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&cfg.api.listen)
         .await
         .with_context(|| format!("binding {}", cfg.api.listen))?;
-    let app = ferro_api_server::App::start(cfg).await?;
+    let app = ferro_api_server::App::start_roles(cfg, roles).await?;
     print_report(&app);
     println!("identity:       {}/v3", app.identity.base_url);
     println!(

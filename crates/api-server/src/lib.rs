@@ -25,12 +25,55 @@ use tokio::net::TcpListener;
 pub const CATALOG: &[CatalogEntry] = &[
     ("identity", "keystone", "/identity"),
     ("image", "glance", "/image"),
+    ("placement", "placement", "/placement"),
+    ("compute", "nova", "/compute/v2.1"),
 ];
+
+pub mod wiring;
+
+/// Which parts of ferrostack this process runs (`serve --roles`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Roles {
+    /// APIs, database, conductor and scheduler.
+    pub controller: bool,
+    /// This host's compute agents.
+    pub compute: bool,
+}
+
+impl Roles {
+    pub const ALL: Roles = Roles {
+        controller: true,
+        compute: true,
+    };
+    /// Parses `controller,compute` (also `all`, `api`).
+    pub fn parse(s: &str) -> Result<Roles, String> {
+        let mut r = Roles {
+            controller: false,
+            compute: false,
+        };
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            match part {
+                "all" => r = Roles::ALL,
+                "controller" | "api" => r.controller = true,
+                "compute" => r.compute = true,
+                other => return Err(format!("unknown role {other} (controller, compute, all)")),
+            }
+        }
+        if !r.controller && !r.compute {
+            return Err("no role given".into());
+        }
+        Ok(r)
+    }
+}
 
 pub struct App {
     pub cfg: Config,
     pub identity: Arc<IdentityService>,
     pub image: Arc<ferro_image::ImageService>,
+    pub placement: Arc<ferro_placement::PlacementService>,
+    pub compute: Arc<ferro_compute::ComputeService>,
+    pub bus: Arc<dyn ferro_bus::Bus>,
+    pub agents: Vec<Arc<ferro_compute_agent::ComputeAgent>>,
     pub report: BootstrapReport,
     pub admin_password: String,
 }
@@ -38,6 +81,11 @@ pub struct App {
 impl App {
     /// Data dir, database + migrations, keys, identity bootstrap, client files.
     pub async fn start(cfg: Config) -> Result<App, Error> {
+        Self::start_roles(cfg, Roles::ALL).await
+    }
+
+    /// Starts the controller; with `roles.compute`, this host's agents too.
+    pub async fn start_roles(cfg: Config, roles: Roles) -> Result<App, Error> {
         let data = cfg.data_dir();
         std::fs::create_dir_all(&data)
             .map_err(|e| Error::internal(format!("{}: {e}", data.display())))?;
@@ -59,10 +107,47 @@ impl App {
         let image =
             ferro_image::ImageService::new(identity.db.clone(), cfg.clone(), store, validator)?;
         ferro_image::http::recover(image.clone()).await?;
+        let placement = ferro_placement::PlacementService::new(
+            identity.db.clone(),
+            cfg.clone(),
+            identity.clone(),
+        )
+        .await?;
+        let bus = wiring::bus(&cfg).await?;
+        let images = Arc::new(wiring::InProcImages {
+            router: ferro_image::http::router().with_state(image.clone()),
+        });
+        let compute = ferro_compute::ComputeService::start(
+            identity.db.clone(),
+            cfg.clone(),
+            identity.clone(),
+            placement.clone(),
+            images,
+            Arc::new(ferro_compute::NoNetwork),
+            bus.clone(),
+        )
+        .await?;
+        let agents = if roles.compute {
+            wiring::start_agents(&cfg, bus.clone()).await?
+        } else {
+            Vec::new()
+        };
+        // Unfinished builds resume once agents have had a moment to report in.
+        let c2 = compute.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            if let Err(e) = c2.recover().await {
+                tracing::error!("compute recovery: {}", e.log_message());
+            }
+        });
         Ok(App {
             cfg,
             identity,
             image,
+            placement,
+            compute,
+            bus,
+            agents,
             report,
             admin_password: password,
         })
@@ -72,6 +157,8 @@ impl App {
         router(
             self.identity.clone(),
             self.image.clone(),
+            self.placement.clone(),
+            self.compute.clone(),
             self.cfg.api.max_request_body_size,
         )
     }
@@ -95,6 +182,8 @@ fn image_versions(base: &str) -> serde_json::Value {
 pub fn router(
     identity: Arc<IdentityService>,
     image: Arc<ferro_image::ImageService>,
+    placement: Arc<ferro_placement::PlacementService>,
+    compute: Arc<ferro_compute::ComputeService>,
     body_limit: usize,
 ) -> Router {
     let base = identity.base_url.clone();
@@ -121,6 +210,14 @@ pub fn router(
     // Uploads stream without a body limit; every other image call keeps it.
     let image_router = ferro_image::http::router().with_state(image);
     Router::new()
+        .nest(
+            "/compute",
+            ferro_compute::http::router().with_state(compute),
+        )
+        .nest(
+            "/placement",
+            ferro_placement::http::router().with_state(placement),
+        )
         .route("/image", axum::routing::get(image_discovery.clone()))
         .route("/image/", axum::routing::get(image_discovery))
         .route("/image/versions", axum::routing::get(image_versions_ok))
@@ -147,15 +244,16 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response<Body> 
     KsError(Error::internal("handler panicked")).into_response()
 }
 
-/// Clients build URLs by joining; collapse `//`, and under `/identity` drop
-/// a trailing `/` so `/v3/OS-TRUST/trusts/` routes like Keystone's. (Glance
+/// Clients build URLs by joining; collapse `//`, and under `/identity`,
+/// `/compute` and `/placement` drop a trailing `/` so `/v3/OS-TRUST/trusts/` routes like Keystone's. (Glance
 /// treats `/v2/images/` as an image with an empty id: 404, so image paths keep it.)
 async fn normalize_path(mut req: Request, next: Next) -> Response {
     let path = req.uri().path();
-    let strip = path.starts_with("/identity/")
-        && path.len() > 1
+    let strip = path.len() > 1
         && path.ends_with('/')
-        && path.matches('/').count() > 2;
+        && ((path.starts_with("/identity/") && path.matches('/').count() > 2)
+            || path.starts_with("/compute/")
+            || path.starts_with("/placement/"));
     if path.contains("//") || strip {
         let mut p = path.to_string();
         while p.contains("//") {

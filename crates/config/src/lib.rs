@@ -35,6 +35,9 @@ pub struct Config {
     pub policy: PolicyConfig,
     pub security_compliance: SecurityComplianceConfig,
     pub image: ImageConfig,
+    pub compute: ComputeConfig,
+    pub filter_scheduler: FilterSchedulerConfig,
+    pub bus: BusConfig,
     pub log: LogConfig,
 }
 
@@ -173,6 +176,160 @@ impl Default for ImageConfig {
             image_size_cap: 1 << 40,
             image_count_quota: -1,
             image_size_quota: -1,
+        }
+    }
+}
+
+/// The message bus (DESIGN.md §3).
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BusConfig {
+    /// Empty: the in-process bus (all-in-one). `amqp://user:pass@host:5672/%2f`:
+    /// RabbitMQ, for roles on separate processes or hosts (oslo's `transport_url`).
+    pub url: Option<String>,
+}
+
+/// The Compute service and its agents (Nova's option names where they exist).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ComputeConfig {
+    /// Hypervisor driver of this host's agent: `fake` (QEMU arrives later).
+    pub compute_driver: String,
+    /// This host's name (Nova's `host`); default: the machine's hostname.
+    pub host: Option<String>,
+    /// How many fake hypervisor hosts this process runs (`host`, `host-2`, ...),
+    /// so scheduling across hosts can be exercised on one machine.
+    pub fake_hosts: u32,
+    /// What each fake host reports (below the default project quota, so a
+    /// flavor too big for every host is refused by scheduling, not by quota).
+    pub fake_vcpus: u32,
+    pub fake_memory_mb: u64,
+    pub fake_disk_gb: u64,
+    /// Allocation ratios reported to Placement (Nova's `initial_*_allocation_ratio`).
+    pub cpu_allocation_ratio: f64,
+    pub ram_allocation_ratio: f64,
+    pub disk_allocation_ratio: f64,
+    pub reserved_host_memory_mb: u64,
+    pub reserved_host_disk_mb: u64,
+    /// Build attempts before a server goes to ERROR (Nova's `[scheduler] max_attempts`).
+    pub max_attempts: u32,
+    /// Seconds between agent heartbeats (`report_interval`).
+    pub report_interval: u64,
+    /// A host not heard from for this long is `down` (`service_down_time`).
+    pub service_down_time: u64,
+    /// Availability zone of hosts in no zoned aggregate.
+    pub default_availability_zone: String,
+    /// Seconds a controller waits for an agent call (`rpc_response_timeout`).
+    pub rpc_response_timeout: u64,
+    /// Flavors created at first start (m1.tiny ... m1.xlarge).
+    pub bootstrap_flavors: bool,
+    /// Test hook: `<saga step>:fail` or `<saga step>:hang`, comma-separated
+    /// (steps: schedule, network, block_devices, spawn, finish). Never set in production.
+    pub fault_injection: Option<String>,
+}
+impl Default for ComputeConfig {
+    fn default() -> Self {
+        ComputeConfig {
+            compute_driver: "fake".into(),
+            host: None,
+            fake_hosts: 2,
+            fake_vcpus: 4,
+            fake_memory_mb: 32768,
+            fake_disk_gb: 500,
+            cpu_allocation_ratio: 4.0,
+            ram_allocation_ratio: 1.0,
+            disk_allocation_ratio: 1.0,
+            reserved_host_memory_mb: 512,
+            reserved_host_disk_mb: 0,
+            max_attempts: 3,
+            report_interval: 10,
+            service_down_time: 60,
+            default_availability_zone: "nova".into(),
+            rpc_response_timeout: 60,
+            bootstrap_flavors: true,
+            fault_injection: None,
+        }
+    }
+}
+
+impl ComputeConfig {
+    /// This host's name.
+    pub fn host_name(&self) -> String {
+        self.host.clone().unwrap_or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "localhost".into())
+        })
+    }
+    /// Names of the fake hosts this process runs.
+    pub fn fake_host_names(&self) -> Vec<String> {
+        let h = self.host_name();
+        (1..=self.fake_hosts.max(1))
+            .map(|i| {
+                if i == 1 {
+                    h.clone()
+                } else {
+                    format!("{h}-{i}")
+                }
+            })
+            .collect()
+    }
+}
+
+/// Nova's `[filter_scheduler]` options.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FilterSchedulerConfig {
+    pub enabled_filters: Vec<String>,
+    pub ram_weight_multiplier: f64,
+    pub cpu_weight_multiplier: f64,
+    pub disk_weight_multiplier: f64,
+    pub io_ops_weight_multiplier: f64,
+    pub num_instances_weight_multiplier: f64,
+    pub soft_affinity_weight_multiplier: f64,
+    pub soft_anti_affinity_weight_multiplier: f64,
+    pub build_failure_weight_multiplier: f64,
+    pub max_instances_per_host: u32,
+    pub max_io_ops_per_host: u32,
+    pub isolated_images: Vec<String>,
+    pub isolated_hosts: Vec<String>,
+    pub restrict_isolated_hosts_to_isolated_images: bool,
+    /// Candidates returned by Placement per request (`[scheduler] max_placement_results`).
+    pub max_placement_results: usize,
+}
+
+impl Default for FilterSchedulerConfig {
+    fn default() -> Self {
+        FilterSchedulerConfig {
+            enabled_filters: [
+                "ComputeFilter",
+                "AvailabilityZoneFilter",
+                "ComputeCapabilitiesFilter",
+                "ImagePropertiesFilter",
+                "ServerGroupAntiAffinityFilter",
+                "ServerGroupAffinityFilter",
+                "SameHostFilter",
+                "DifferentHostFilter",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+            ram_weight_multiplier: 1.0,
+            cpu_weight_multiplier: 1.0,
+            disk_weight_multiplier: 1.0,
+            io_ops_weight_multiplier: -1.0,
+            num_instances_weight_multiplier: 0.0,
+            soft_affinity_weight_multiplier: 1.0,
+            soft_anti_affinity_weight_multiplier: 1.0,
+            build_failure_weight_multiplier: 1000000.0,
+            max_instances_per_host: 50,
+            max_io_ops_per_host: 8,
+            isolated_images: vec![],
+            isolated_hosts: vec![],
+            restrict_isolated_hosts_to_isolated_images: true,
+            max_placement_results: 1000,
         }
     }
 }

@@ -6,6 +6,7 @@
 //! RETURNING, no SELECT ... FOR UPDATE.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod docs;
 pub mod entity;
 pub mod migration;
 

@@ -14,6 +14,7 @@ impl MigratorTrait for Migrator {
             Box::new(M0002UserLockout),
             Box::new(M0003Image),
             Box::new(M0004Saga),
+            Box::new(M0005Docs),
         ]
     }
 }
@@ -207,6 +208,32 @@ impl MigrationTrait for M0004Saga {
         m.drop_table(
             Table::drop()
                 .table(crate::entity::saga::saga::Entity)
+                .if_exists()
+                .to_owned(),
+        )
+        .await
+    }
+}
+
+/// The document store (Placement, Compute).
+pub struct M0005Docs;
+
+impl MigrationName for M0005Docs {
+    fn name(&self) -> &str {
+        "m20261123_000005_docs"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0005Docs {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        create(m, crate::entity::doc::doc::Entity).await
+    }
+
+    async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.drop_table(
+            Table::drop()
+                .table(crate::entity::doc::doc::Entity)
                 .if_exists()
                 .to_owned(),
         )

@@ -1,3 +1,4 @@
+pub mod doc;
 pub mod identity;
 pub mod image;
 pub mod saga;

@@ -1,0 +1,180 @@
+//! The seams chosen at start-up (DESIGN.md §1): the bus, the compute
+//! agents and their drivers, and the narrow service traits compute uses.
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use ferro_bus::Bus;
+use ferro_common::Error;
+use ferro_config::Config;
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::Duration;
+use tower::ServiceExt;
+
+/// The bus of `cfg`: RabbitMQ when `[bus] url` is set, else in-process.
+pub async fn bus(cfg: &Config) -> Result<Arc<dyn Bus>, Error> {
+    match cfg.bus.url.as_deref().filter(|u| !u.is_empty()) {
+        Some(url) => {
+            let b = ferro_bus::AmqpBus::connect(url)
+                .await
+                .map_err(|e| Error::internal(format!("connecting to the message bus: {e}")))?;
+            Ok(Arc::new(b))
+        }
+        None => Ok(Arc::new(ferro_bus::InProcBus::new())),
+    }
+}
+
+/// Starts this host's compute agents: `fake_hosts` of them with the fake driver.
+pub async fn start_agents(
+    cfg: &Config,
+    bus: Arc<dyn Bus>,
+) -> Result<Vec<Arc<ferro_compute_agent::ComputeAgent>>, Error> {
+    let c = &cfg.compute;
+    if c.compute_driver != "fake" {
+        return Err(Error::internal(format!(
+            "compute_driver {} is not available in this build (only `fake`)",
+            c.compute_driver
+        )));
+    }
+    let mut agents = Vec::new();
+    for host in c.fake_host_names() {
+        let driver = Arc::new(ferro_virt::FakeDriver::new(
+            c.fake_vcpus,
+            c.fake_memory_mb,
+            c.fake_disk_gb,
+        ));
+        let agent = ferro_compute_agent::ComputeAgent::new(
+            bus.clone(),
+            host,
+            driver,
+            Duration::from_secs(c.report_interval.max(1)),
+        );
+        agent
+            .clone()
+            .start()
+            .await
+            .map_err(|e| Error::internal(format!("starting compute agent: {e}")))?;
+        agents.push(agent);
+    }
+    Ok(agents)
+}
+
+/// Compute's view of the Image service: the Glance routes called in
+/// process with the user's token, so visibility and policy are Glance's.
+pub struct InProcImages {
+    pub router: Router,
+}
+
+impl InProcImages {
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        ctype: &str,
+        body: Vec<u8>,
+    ) -> Result<(StatusCode, Value), Error> {
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("x-auth-token", token)
+            .header("content-type", ctype)
+            .body(Body::from(body))
+            .map_err(Error::internal)?;
+        let resp = self
+            .router
+            .clone()
+            .oneshot(req)
+            .await
+            .map_err(|e| Error::internal(format!("image call: {e}")))?;
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), 16 << 20)
+            .await
+            .map_err(Error::internal)?;
+        let v = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Ok((status, v))
+    }
+}
+
+fn image_error(status: StatusCode, v: &Value) -> Error {
+    let msg = v["message"]
+        .as_str()
+        .unwrap_or("image service error")
+        .to_string();
+    match status.as_u16() {
+        400 => Error::validation(msg),
+        403 => Error::forbidden(msg),
+        404 => Error::not_found_msg(msg),
+        409 => Error::conflict(msg),
+        413 => Error::TooLarge { message: msg },
+        _ => Error::internal(format!("image service answered {status}: {msg}")),
+    }
+}
+
+#[async_trait::async_trait]
+impl ferro_compute::ImageApi for InProcImages {
+    async fn get(&self, token: &str, id: &str) -> Result<Option<Value>, Error> {
+        let (s, v) = self
+            .call(
+                Method::GET,
+                &format!("/v2/images/{id}"),
+                token,
+                "application/json",
+                vec![],
+            )
+            .await?;
+        match s.as_u16() {
+            200 => Ok(Some(v)),
+            404 | 403 => Ok(None),
+            _ => Err(image_error(s, &v)),
+        }
+    }
+    async fn create(&self, token: &str, body: Value) -> Result<Value, Error> {
+        let (s, v) = self
+            .call(
+                Method::POST,
+                "/v2/images",
+                token,
+                "application/json",
+                body.to_string().into_bytes(),
+            )
+            .await?;
+        if s == StatusCode::CREATED {
+            Ok(v)
+        } else {
+            Err(image_error(s, &v))
+        }
+    }
+    async fn upload(&self, token: &str, id: &str, data: Vec<u8>) -> Result<(), Error> {
+        let (s, v) = self
+            .call(
+                Method::PUT,
+                &format!("/v2/images/{id}/file"),
+                token,
+                "application/octet-stream",
+                data,
+            )
+            .await?;
+        if s.is_success() {
+            Ok(())
+        } else {
+            Err(image_error(s, &v))
+        }
+    }
+    async fn delete(&self, token: &str, id: &str) -> Result<(), Error> {
+        let (s, v) = self
+            .call(
+                Method::DELETE,
+                &format!("/v2/images/{id}"),
+                token,
+                "application/json",
+                vec![],
+            )
+            .await?;
+        if s.is_success() || s == StatusCode::NOT_FOUND {
+            Ok(())
+        } else {
+            Err(image_error(s, &v))
+        }
+    }
+}

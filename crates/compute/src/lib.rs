@@ -1,0 +1,252 @@
+//! The Compute service (Nova v2.1): the API at `/compute/v2.1`, the
+//! conductor (agents' heartbeats, the build and delete sagas) and the
+//! scheduler glue over Placement. State is held in memory behind one writer
+//! and written through to the document store (docs/adr/0007); agents are
+//! reached only over the bus.
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod build;
+pub mod error;
+pub mod http;
+pub mod keys;
+pub mod model;
+pub mod ops;
+pub mod state;
+
+use ferro_auth::{Policy, TokenValidator};
+use ferro_bus::Bus;
+use ferro_common::Error;
+use ferro_config::Config;
+use ferro_db::Db;
+use ferro_placement::PlacementService;
+use serde_json::Value;
+use std::sync::Arc;
+
+pub use state::{Rec, State};
+
+/// What compute needs of the Image service (Nova calls Glance with the
+/// user's token; so does this).
+#[async_trait::async_trait]
+pub trait ImageApi: Send + Sync {
+    /// The image as Glance shows it, or None when the caller cannot see it.
+    async fn get(&self, token: &str, id: &str) -> Result<Option<Value>, Error>;
+    /// Creates an image record; returns Glance's view.
+    async fn create(&self, token: &str, body: Value) -> Result<Value, Error>;
+    async fn upload(&self, token: &str, id: &str, data: Vec<u8>) -> Result<(), Error>;
+    async fn delete(&self, token: &str, id: &str) -> Result<(), Error>;
+}
+
+/// What compute needs of the Networking service (implemented by the
+/// network crate; until then `NoNetwork`).
+#[async_trait::async_trait]
+pub trait NetworkApi: Send + Sync {
+    /// Checks a create request's `networks` before anything is recorded.
+    async fn validate(&self, token: &str, project: &str, requested: &Value) -> Result<(), Error>;
+    /// Creates/binds ports; returns Nova's `addresses` map.
+    async fn allocate(
+        &self,
+        instance: &str,
+        project: &str,
+        host: &str,
+        requested: &Value,
+    ) -> Result<serde_json::Map<String, Value>, String>;
+    /// Unbinds/deletes the instance's ports (idempotent).
+    async fn deallocate(&self, instance: &str) -> Result<(), String>;
+}
+
+/// No Networking service: `networks: none` and `auto` boot without ports;
+/// naming a network or port is a 400, as Nova says when it cannot find it.
+pub struct NoNetwork;
+
+#[async_trait::async_trait]
+impl NetworkApi for NoNetwork {
+    async fn validate(&self, _: &str, _: &str, requested: &Value) -> Result<(), Error> {
+        if let Some(list) = requested.as_array() {
+            for n in list {
+                if let Some(p) = n.get("port").and_then(Value::as_str) {
+                    return Err(Error::validation(format!("Port {p} could not be found.")));
+                }
+                if let Some(u) = n.get("uuid").and_then(Value::as_str) {
+                    return Err(Error::validation(format!(
+                        "Network {u} could not be found."
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+    async fn allocate(
+        &self,
+        _: &str,
+        _: &str,
+        _: &str,
+        _: &Value,
+    ) -> Result<serde_json::Map<String, Value>, String> {
+        Ok(serde_json::Map::new())
+    }
+    async fn deallocate(&self, _: &str) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// Nova's default rules (secure RBAC, simplified to the personas).
+pub fn default_policy() -> Result<Policy, ferro_auth::policy::ParseError> {
+    Policy::from_defaults([
+        ("context_is_admin", "role:admin"),
+        ("admin_api", "role:admin"),
+        (
+            "project_member_api",
+            "role:member and project_id:%(project_id)s",
+        ),
+        (
+            "project_reader_api",
+            "role:reader and project_id:%(project_id)s",
+        ),
+        (
+            "project_member_or_admin",
+            "rule:project_member_api or rule:context_is_admin",
+        ),
+        (
+            "project_reader_or_admin",
+            "rule:project_reader_api or rule:context_is_admin",
+        ),
+    ])
+}
+
+pub struct ComputeService {
+    pub db: Db,
+    pub cfg: Config,
+    pub policy: Policy,
+    pub validator: Arc<dyn TokenValidator>,
+    pub placement: Arc<PlacementService>,
+    pub image: Arc<dyn ImageApi>,
+    pub network: Arc<dyn NetworkApi>,
+    pub bus: Arc<dyn Bus>,
+    pub state: state::Store,
+    pub scheduler: ferro_scheduler::Scheduler,
+    pub sagas: std::sync::OnceLock<ferro_saga::Executor<build::Ctx>>,
+    /// `<public_url>/compute`
+    pub base_url: String,
+}
+
+impl ComputeService {
+    /// Loads the state, seeds flavors on first start, starts the conductor
+    /// (heartbeats) and recovers unfinished sagas in the background.
+    pub async fn start(
+        db: Db,
+        cfg: Config,
+        validator: Arc<dyn TokenValidator>,
+        placement: Arc<PlacementService>,
+        image: Arc<dyn ImageApi>,
+        network: Arc<dyn NetworkApi>,
+        bus: Arc<dyn Bus>,
+    ) -> Result<Arc<Self>, Error> {
+        let mut policy = default_policy().map_err(Error::internal)?;
+        if let Some(f) = &cfg.policy.file {
+            let _ = policy.load_overrides(f);
+        }
+        let scheduler =
+            ferro_scheduler::Scheduler::new(&cfg.filter_scheduler).map_err(Error::internal)?;
+        let store = state::Store::load(&db).await?;
+        let base_url = format!("{}/compute", cfg.public_url());
+        let svc = Arc::new(ComputeService {
+            db,
+            cfg,
+            policy,
+            validator,
+            placement,
+            image,
+            network,
+            bus,
+            state: store,
+            scheduler,
+            sagas: std::sync::OnceLock::new(),
+            base_url,
+        });
+        svc.seed().await?;
+        let exec = build::executor(svc.clone());
+        let _ = svc.sagas.set(exec);
+        ops::start_conductor(svc.clone()).await?;
+        Ok(svc)
+    }
+
+    /// Resumes or unwinds every saga a previous process left unfinished,
+    /// and clears task states no saga owns (Nova's init_host).
+    pub async fn recover(self: &Arc<Self>) -> Result<(), Error> {
+        build::recover_builds(self).await;
+        ops::clear_stale_tasks(self).await
+    }
+
+    pub(crate) fn exec(&self) -> Result<&ferro_saga::Executor<build::Ctx>, Error> {
+        self.sagas
+            .get()
+            .ok_or_else(|| Error::internal("saga executor not ready"))
+    }
+
+    /// m1.* flavors and the controller's service records, once.
+    async fn seed(&self) -> Result<(), Error> {
+        let host = self.cfg.compute.host_name();
+        let seed_flavors = self.cfg.compute.bootstrap_flavors;
+        self.state
+            .write(|st| {
+                let mut recs = Vec::new();
+                if seed_flavors && st.flavors.is_empty() && !st.flavors_seeded {
+                    let now = state::now();
+                    for (i, (name, ram, disk, vcpus)) in [
+                        ("m1.tiny", 512, 1, 1),
+                        ("m1.small", 2048, 20, 1),
+                        ("m1.medium", 4096, 40, 2),
+                        ("m1.large", 8192, 80, 4),
+                        ("m1.xlarge", 16384, 160, 8),
+                    ]
+                    .into_iter()
+                    .enumerate()
+                    {
+                        recs.push(Rec::Flavor(model::Flavor {
+                            id: (i + 1).to_string(),
+                            name: name.into(),
+                            vcpus,
+                            ram,
+                            disk,
+                            ephemeral: 0,
+                            swap: 0,
+                            rxtx_factor: 1.0,
+                            is_public: true,
+                            disabled: false,
+                            description: None,
+                            extra_specs: Default::default(),
+                            access: vec![],
+                            created_at: now.clone(),
+                            seq: i as u64 + 1,
+                        }));
+                    }
+                    recs.push(Rec::Marker("flavors_seeded".into()));
+                }
+                for binary in ["nova-scheduler", "nova-conductor"] {
+                    if !st
+                        .services
+                        .values()
+                        .any(|s| s.binary == binary && s.host == host)
+                    {
+                        let id = st.next_service_id(&recs);
+                        recs.push(Rec::Service(model::ServiceRec {
+                            id,
+                            uuid: ferro_common::new_uuid(),
+                            host: host.clone(),
+                            binary: binary.into(),
+                            disabled: false,
+                            disabled_reason: None,
+                            forced_down: false,
+                            created_at: state::now(),
+                            updated_at: Some(state::now()),
+                            node_uuid: None,
+                            node_id: 0,
+                            resources: None,
+                        }));
+                    }
+                }
+                Ok(((), recs))
+            })
+            .await
+    }
+}

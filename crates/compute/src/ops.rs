@@ -1,0 +1,630 @@
+//! The conductor's side of compute: agents' heartbeats and registration
+//! in Placement, calls to agents, instance actions and their events,
+//! quotas, and the host view the scheduler filters.
+use crate::ComputeService;
+use crate::model::*;
+use crate::state::{Rec, State, now};
+use ferro_bus::{Envelope, Target};
+use ferro_common::Error;
+use ferro_compute_agent::{CONDUCTOR_TOPIC, TOPIC};
+use ferro_placement::Inventory;
+use ferro_scheduler::HostState;
+use ferro_virt::GuestSpec;
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub const DEFAULT_QUOTAS: &[(&str, i64)] = &[
+    ("instances", 10),
+    ("cores", 20),
+    ("ram", 51200),
+    ("metadata_items", 128),
+    ("key_pairs", 100),
+    ("server_groups", 10),
+    ("server_group_members", 10),
+    ("injected_files", 5),
+    ("injected_file_content_bytes", 10240),
+    ("injected_file_path_bytes", 255),
+    ("floating_ips", -1),
+    ("fixed_ips", -1),
+    ("security_groups", -1),
+    ("security_group_rules", -1),
+];
+
+/// Subscribes to agents' heartbeats.
+pub async fn start_conductor(svc: Arc<ComputeService>) -> Result<(), Error> {
+    let host = svc.cfg.compute.host_name();
+    let mut sub = svc
+        .bus
+        .serve(CONDUCTOR_TOPIC, &host)
+        .await
+        .map_err(|e| Error::internal(format!("conductor subscribe: {e}")))?;
+    tokio::spawn(async move {
+        let registered = tokio::sync::Mutex::new(HashSet::<String>::new());
+        while let Some(msg) = sub.next().await {
+            if msg.envelope.method == "report" {
+                let args = msg.envelope.args.clone();
+                if let Err(e) = handle_report(&svc, &args, &registered).await {
+                    tracing::warn!(
+                        "heartbeat from {} not recorded: {}",
+                        args["host"],
+                        e.log_message()
+                    );
+                }
+            }
+            msg.reply(Ok(Value::Null)).await;
+        }
+    });
+    Ok(())
+}
+
+fn inventories(svc: &ComputeService, r: &ferro_virt::HostResources) -> BTreeMap<String, Inventory> {
+    let c = &svc.cfg.compute;
+    let inv = |total: u64, reserved: u64, ratio: f64| Inventory {
+        total,
+        reserved: reserved.min(total),
+        min_unit: 1,
+        max_unit: total.max(1),
+        step_size: 1,
+        allocation_ratio: ratio,
+    };
+    BTreeMap::from([
+        (
+            "VCPU".to_string(),
+            inv(u64::from(r.vcpus), 0, c.cpu_allocation_ratio),
+        ),
+        (
+            "MEMORY_MB".to_string(),
+            inv(
+                r.memory_mb,
+                c.reserved_host_memory_mb,
+                c.ram_allocation_ratio,
+            ),
+        ),
+        (
+            "DISK_GB".to_string(),
+            inv(
+                r.local_gb,
+                c.reserved_host_disk_mb / 1024,
+                c.disk_allocation_ratio,
+            ),
+        ),
+    ])
+}
+
+/// Schedulable capacity of one resource class on a host.
+pub fn capacity(svc: &ComputeService, r: &ferro_virt::HostResources, rc: &str) -> u64 {
+    inventories(svc, r)
+        .get(rc)
+        .map(|i| ((i.total - i.reserved) as f64 * i.allocation_ratio) as u64)
+        .unwrap_or(0)
+}
+
+async fn handle_report(
+    svc: &Arc<ComputeService>,
+    args: &Value,
+    registered: &tokio::sync::Mutex<HashSet<String>>,
+) -> Result<(), Error> {
+    let host = args["host"].as_str().unwrap_or_default().to_string();
+    if host.is_empty() {
+        return Ok(());
+    }
+    let resources: Option<ferro_virt::HostResources> =
+        serde_json::from_value(args["resources"].clone()).ok();
+    if let Ok(mut hb) = svc.state.heartbeats.lock() {
+        hb.insert(host.clone(), Instant::now());
+    }
+    let mut reg = registered.lock().await;
+    let rec = svc
+        .state
+        .write(|st| {
+            let existing = st
+                .services
+                .values()
+                .find(|s| s.binary == "nova-compute" && s.host == host)
+                .cloned();
+            let mut s = match existing {
+                Some(s) if s.resources == resources && s.node_uuid.is_some() => {
+                    return Ok((s, vec![]));
+                }
+                Some(s) => s,
+                None => {
+                    let id = st.next_service_id(&[]);
+                    ServiceRec {
+                        id,
+                        uuid: ferro_common::new_uuid(),
+                        host: host.clone(),
+                        binary: "nova-compute".into(),
+                        disabled: false,
+                        disabled_reason: None,
+                        forced_down: false,
+                        created_at: now(),
+                        updated_at: None,
+                        node_uuid: None,
+                        node_id: id,
+                        resources: None,
+                    }
+                }
+            };
+            if s.node_uuid.is_none() {
+                s.node_uuid = Some(ferro_common::new_uuid());
+            }
+            s.resources = resources.clone();
+            s.updated_at = Some(now());
+            Ok((s.clone(), vec![Rec::Service(s)]))
+        })
+        .await?;
+    if !reg.contains(&host) {
+        if let (Some(node), Some(r)) = (&rec.node_uuid, &rec.resources) {
+            svc.placement
+                .ensure_provider(
+                    node,
+                    &host,
+                    inventories(svc, r),
+                    vec!["COMPUTE_NODE".into()],
+                )
+                .await?;
+            let aggs: Vec<String> = svc
+                .state
+                .read()
+                .aggregates
+                .values()
+                .filter(|a| a.hosts.contains(&host))
+                .map(|a| a.uuid.clone())
+                .collect();
+            if !aggs.is_empty() {
+                svc.placement.set_provider_aggregates(node, aggs).await?;
+            }
+        }
+        reg.insert(host.clone());
+        drop(reg);
+        // A restarted agent forgot its guests (the fake driver keeps none
+        // on disk): hand back the ones the database says run there.
+        let known: HashSet<String> = args["instances"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let st = svc.state.read();
+        for i in st
+            .live()
+            .filter(|i| i.host.as_deref() == Some(host.as_str()))
+        {
+            if known.contains(&i.uuid)
+                || i.vm_state == "building"
+                || i.vm_state.starts_with("shelved_offloaded")
+            {
+                continue;
+            }
+            let ps = match i.power_state {
+                1 => "Running",
+                3 => "Paused",
+                7 => "Suspended",
+                _ => "Shutdown",
+            };
+            let _ = call_agent(
+                svc,
+                &host,
+                "adopt",
+                json!({"uuid": i.uuid, "spec": guest_spec(i), "power_state": ps}),
+                None,
+            )
+            .await;
+        }
+    }
+    Ok(())
+}
+
+/// Is a host's nova-compute up (heard from recently and not forced down)?
+pub fn service_up(svc: &ComputeService, s: &ServiceRec) -> bool {
+    if s.forced_down {
+        return false;
+    }
+    if s.binary != "nova-compute" {
+        return true;
+    }
+    let limit = Duration::from_secs(svc.cfg.compute.service_down_time.max(1));
+    svc.state
+        .heartbeats
+        .lock()
+        .ok()
+        .and_then(|hb| hb.get(&s.host).map(|t| t.elapsed() < limit))
+        .unwrap_or(false)
+}
+
+pub fn guest_spec(i: &Instance) -> GuestSpec {
+    GuestSpec {
+        uuid: i.uuid.clone(),
+        name: i.name.clone(),
+        vcpus: i.flavor.vcpus,
+        memory_mb: i.flavor.ram,
+        root_gb: i.flavor.disk,
+        ephemeral_gb: i.flavor.ephemeral,
+        swap_mb: i.flavor.swap,
+        image_id: (!i.image_ref.is_empty()).then(|| i.image_ref.clone()),
+        user_data: i.user_data.clone(),
+        key_data: i.key_data.clone(),
+        vifs: vec![],
+        block_devices: i
+            .bdms
+            .iter()
+            .map(|b| serde_json::to_value(b).unwrap_or(Value::Null))
+            .collect(),
+    }
+}
+
+/// Calls `method` on `host`'s agent.
+pub async fn call_agent(
+    svc: &ComputeService,
+    host: &str,
+    method: &str,
+    args: Value,
+    request_id: Option<&str>,
+) -> Result<Value, String> {
+    let mut env = Envelope::new(method, args);
+    env.request_id = request_id.map(str::to_string);
+    svc.bus
+        .call(
+            &Target::server(TOPIC, host),
+            env,
+            Duration::from_secs(svc.cfg.compute.rpc_response_timeout.max(1)),
+        )
+        .await
+        .map_err(|e| match e {
+            ferro_bus::BusError::Remote(m) => m,
+            other => other.to_string(),
+        })
+}
+
+/// A new instance action (what `os-instance-actions` lists).
+pub fn new_action(
+    st: &State,
+    pending: &[Rec],
+    i: &Instance,
+    action: &str,
+    request_id: &str,
+    user: &str,
+    project: &str,
+) -> InstanceAction {
+    let t = now();
+    InstanceAction {
+        instance_uuid: i.uuid.clone(),
+        request_id: request_id.to_string(),
+        action: action.to_string(),
+        user_id: user.to_string(),
+        project_id: project.to_string(),
+        start_time: t.clone(),
+        message: None,
+        events: vec![],
+        updated_at: t,
+        seq: st.next_seq(pending),
+    }
+}
+
+/// Records an event start (`compute_<action>`) on an action.
+pub async fn event(
+    svc: &ComputeService,
+    uuid: &str,
+    request_id: &str,
+    name: &str,
+    host: Option<&str>,
+    result: Option<Result<(), String>>,
+) {
+    let r = svc
+        .state
+        .write(|st| {
+            let Some(mut a) = st
+                .actions
+                .get(uuid)
+                .and_then(|l| l.iter().find(|a| a.request_id == request_id))
+                .cloned()
+            else {
+                return Ok(((), vec![]));
+            };
+            let t = now();
+            match result {
+                None => a.events.push(ActionEvent {
+                    event: name.to_string(),
+                    start_time: t.clone(),
+                    finish_time: None,
+                    result: None,
+                    traceback: None,
+                    host: host.map(str::to_string),
+                }),
+                Some(res) => {
+                    let ev = match a.events.iter_mut().rev().find(|e| e.event == name) {
+                        Some(e) => e,
+                        None => {
+                            a.events.push(ActionEvent {
+                                event: name.to_string(),
+                                start_time: t.clone(),
+                                finish_time: None,
+                                result: None,
+                                traceback: None,
+                                host: host.map(str::to_string),
+                            });
+                            let n = a.events.len() - 1;
+                            &mut a.events[n]
+                        }
+                    };
+                    ev.finish_time = Some(t.clone());
+                    match res {
+                        Ok(()) => ev.result = Some("Success".into()),
+                        Err(m) => {
+                            ev.result = Some("Error".into());
+                            ev.traceback = Some(m.clone());
+                            a.message = Some("Error".into());
+                        }
+                    }
+                }
+            }
+            a.updated_at = t;
+            Ok(((), vec![Rec::Action(a)]))
+        })
+        .await;
+    if let Err(e) = r {
+        tracing::warn!(
+            instance = uuid,
+            "action event not recorded: {}",
+            e.log_message()
+        );
+    }
+}
+
+/// What a driver call does to the instance when it succeeds.
+pub type Outcome = Box<dyn FnOnce(&mut Instance, &Value) + Send>;
+
+/// Runs `method` on the instance's host in the background, then applies
+/// `on_ok` (and clears the task state) or, on failure, restores the
+/// previous state and records the error on the action.
+pub fn run_on_host(
+    svc: &Arc<ComputeService>,
+    inst: &Instance,
+    request_id: &str,
+    event_name: &'static str,
+    method: &'static str,
+    args: Value,
+    on_ok: Outcome,
+) {
+    let svc = svc.clone();
+    let uuid = inst.uuid.clone();
+    let host = inst.host.clone().unwrap_or_default();
+    let rid = request_id.to_string();
+    tokio::spawn(async move {
+        event(&svc, &uuid, &rid, event_name, Some(&host), None).await;
+        let mut a = args;
+        a["uuid"] = json!(uuid);
+        let r = call_agent(&svc, &host, method, a, Some(&rid)).await;
+        let res = match &r {
+            Ok(v) => {
+                let v = v.clone();
+                svc.state
+                    .update_instance(&uuid, move |i| {
+                        if let Some(ps) = v.get("power_state").and_then(Value::as_i64) {
+                            i.power_state = ps;
+                        }
+                        on_ok(i, &v);
+                        i.task_state = None;
+                        Ok(())
+                    })
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }
+            Err(m) => {
+                tracing::warn!(instance = %uuid, %method, "driver call failed: {m}");
+                let _ = svc
+                    .state
+                    .update_instance(&uuid, |i| {
+                        i.task_state = None;
+                        Ok(())
+                    })
+                    .await;
+                Err(m.clone())
+            }
+        };
+        event(&svc, &uuid, &rid, event_name, Some(&host), Some(res)).await;
+    });
+}
+
+/// After sagas are recovered: nothing may stay in a transient state that
+/// no worker owns any more.
+pub async fn clear_stale_tasks(svc: &Arc<ComputeService>) -> Result<(), Error> {
+    let st = svc.state.read();
+    let stale: Vec<String> = st
+        .instances
+        .values()
+        .filter(|i| !i.deleted && (i.task_state.is_some() || i.vm_state == "building"))
+        .map(|i| i.uuid.clone())
+        .collect();
+    drop(st);
+    for uuid in stale {
+        let deleting = svc
+            .state
+            .read()
+            .instances
+            .get(&uuid)
+            .is_some_and(|i| i.task_state.as_deref() == Some("deleting"));
+        if deleting {
+            // Finish the delete the previous process started.
+            if let Err(e) = crate::build::delete_now(svc, &uuid, "req-recovery").await {
+                tracing::warn!(instance = %uuid, "delete on recovery failed: {}", e.log_message());
+            }
+            continue;
+        }
+        svc.state
+            .update_instance(&uuid, |i| {
+                if i.vm_state == "building" {
+                    i.vm_state = "error".into();
+                    i.fault = Some(Fault {
+                        code: 500,
+                        message: "The build was interrupted by a restart of the service.".into(),
+                        details: String::new(),
+                        created: now(),
+                    });
+                }
+                tracing::info!(instance = %i.uuid, task = ?i.task_state, "clearing task state left by a previous process");
+                i.task_state = None;
+                Ok(())
+            })
+            .await?;
+    }
+    Ok(())
+}
+
+/// The quota limits of a project (and user), defaults filled in.
+pub fn quota_limits(st: &State, project: &str, user: Option<&str>) -> BTreeMap<String, i64> {
+    let mut m: BTreeMap<String, i64> = DEFAULT_QUOTAS
+        .iter()
+        .map(|(k, v)| (k.to_string(), *v))
+        .collect();
+    if let Some(q) = st.quotas.get("__defaults__") {
+        m.extend(q.limits.clone());
+    }
+    if let Some(q) = st.quotas.get(project) {
+        m.extend(q.limits.clone());
+        if let Some(u) = user.and_then(|u| q.users.get(u)) {
+            m.extend(u.clone());
+        }
+    }
+    m
+}
+
+/// Counted usage (Nova counts resources, it does not track a ledger).
+pub fn quota_usage(st: &State, project: &str, user: Option<&str>) -> BTreeMap<String, i64> {
+    let mut instances = 0i64;
+    let mut cores = 0i64;
+    let mut ram = 0i64;
+    for i in st.live().filter(|i| i.project_id == project) {
+        if user.is_some_and(|u| u != i.user_id) {
+            continue;
+        }
+        instances += 1;
+        cores += i64::from(i.flavor.vcpus);
+        ram += i.flavor.ram as i64;
+    }
+    let groups = st
+        .groups
+        .values()
+        .filter(|g| g.project_id == project && user.is_none_or(|u| u == g.user_id))
+        .count() as i64;
+    let keypairs = user
+        .map(|u| st.keypairs.keys().filter(|(ku, _)| ku == u).count() as i64)
+        .unwrap_or(0);
+    BTreeMap::from([
+        ("instances".to_string(), instances),
+        ("cores".to_string(), cores),
+        ("ram".to_string(), ram),
+        ("server_groups".to_string(), groups),
+        ("key_pairs".to_string(), keypairs),
+    ])
+}
+
+/// Checks that adding `delta` stays within the limits; Nova's 403 message.
+pub fn quota_check(
+    st: &State,
+    project: &str,
+    user: &str,
+    delta: &[(&str, i64)],
+) -> Result<(), crate::error::NovaError> {
+    let limits = quota_limits(st, project, Some(user));
+    let usage = quota_usage(st, project, None);
+    let mut over = Vec::new();
+    for (k, d) in delta {
+        let lim = limits.get(*k).copied().unwrap_or(-1);
+        if lim < 0 {
+            continue;
+        }
+        let used = usage.get(*k).copied().unwrap_or(0);
+        if used + d > lim {
+            over.push((k.to_string(), lim, used, *d));
+        }
+    }
+    if over.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<&str> = over.iter().map(|o| o.0.as_str()).collect();
+    let detail: Vec<String> = over
+        .iter()
+        .map(|(k, lim, used, d)| {
+            format!("{k}: requested {d}, but already used {used} of {lim} {k}")
+        })
+        .collect();
+    Err(crate::error::NovaError::forbidden(format!(
+        "Quota exceeded for {}: Requested {}",
+        names.join(", "),
+        detail.join("; ")
+    )))
+}
+
+/// Scheduler host states for the given candidate providers.
+pub fn host_states(
+    svc: &ComputeService,
+    st: &State,
+    cands: &[ferro_placement::Candidate],
+) -> Vec<HostState> {
+    let mut out = Vec::new();
+    for c in cands {
+        let Some(s) = st.services.values().find(|s| {
+            s.binary == "nova-compute" && s.node_uuid.as_deref() == Some(c.provider.as_str())
+        }) else {
+            continue;
+        };
+        let sum = |rc: &str| c.summary.get(rc).copied().unwrap_or((0, 0));
+        let (vt, vu) = sum("VCPU");
+        let (rt, ru) = sum("MEMORY_MB");
+        let (dt, du) = sum("DISK_GB");
+        let aggregates: BTreeMap<String, BTreeMap<String, String>> = st
+            .aggregates
+            .values()
+            .filter(|a| a.hosts.contains(&s.host))
+            .map(|a| (a.id.to_string(), a.metadata.clone()))
+            .collect();
+        let res = s.resources.clone();
+        out.push(HostState {
+            host: s.host.clone(),
+            node: c.provider.clone(),
+            availability_zone: host_az(svc, st, &s.host),
+            enabled: !s.disabled,
+            up: service_up(svc, s),
+            disabled_reason: s.disabled_reason.clone(),
+            vcpus_total: vt as f64,
+            vcpus_used: vu as f64,
+            ram_total_mb: rt as f64,
+            ram_used_mb: ru as f64,
+            disk_total_gb: dt as f64,
+            disk_used_gb: du as f64,
+            hypervisor_type: res
+                .as_ref()
+                .map(|r| r.hypervisor_type.clone())
+                .unwrap_or_default(),
+            hypervisor_version: res.as_ref().map(|r| r.hypervisor_version).unwrap_or(0),
+            arch: "x86_64".into(),
+            aggregates,
+            instances: st
+                .live()
+                .filter(|i| i.host.as_deref() == Some(s.host.as_str()))
+                .map(|i| i.uuid.clone())
+                .collect(),
+            num_io_ops: st
+                .live()
+                .filter(|i| i.host.as_deref() == Some(s.host.as_str()) && i.task_state.is_some())
+                .count() as u32,
+            failed_builds: 0,
+        });
+    }
+    out
+}
+
+/// A host's availability zone: from its aggregates, else the default.
+pub fn host_az(svc: &ComputeService, st: &State, host: &str) -> String {
+    st.aggregates
+        .values()
+        .filter(|a| a.hosts.iter().any(|h| h == host))
+        .find_map(|a| a.availability_zone.clone())
+        .unwrap_or_else(|| svc.cfg.compute.default_availability_zone.clone())
+}

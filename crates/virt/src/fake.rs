@@ -1,0 +1,296 @@
+//! An in-memory hypervisor. `fail_on("spawn")` makes the next (or every)
+//! named operation fail, for fault-injection tests.
+use crate::{GuestSpec, HostResources, PowerState, VirtDriver, VirtError};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+struct Guest {
+    spec: GuestSpec,
+    state: PowerState,
+    rescued: bool,
+    console: Vec<String>,
+}
+
+pub struct FakeDriver {
+    resources: HostResources,
+    guests: Mutex<HashMap<String, Guest>>,
+    /// operation -> remaining failures (u32::MAX = always)
+    failures: Mutex<HashMap<String, u32>>,
+    delay: std::time::Duration,
+}
+
+impl FakeDriver {
+    pub fn new(vcpus: u32, memory_mb: u64, local_gb: u64) -> FakeDriver {
+        FakeDriver {
+            resources: HostResources {
+                vcpus,
+                memory_mb,
+                local_gb,
+                hypervisor_type: "fake".into(),
+                hypervisor_version: 1000,
+                cpu_info: "{\"arch\": \"x86_64\", \"model\": \"fake\", \"vendor\": \"ferrostack\", \"topology\": {\"cores\": 1, \"threads\": 1, \"sockets\": 1}, \"features\": []}".into(),
+            },
+            guests: Mutex::new(HashMap::new()),
+            failures: Mutex::new(HashMap::new()),
+            delay: std::time::Duration::ZERO,
+        }
+    }
+
+    /// Every operation sleeps this long first (simulates a slow hypervisor).
+    pub fn with_delay(mut self, delay: std::time::Duration) -> FakeDriver {
+        self.delay = delay;
+        self
+    }
+
+    /// The next `times` calls of `op` fail (`u32::MAX`: every call).
+    pub fn fail_on(&self, op: &str, times: u32) {
+        if let Ok(mut f) = self.failures.lock() {
+            f.insert(op.to_string(), times);
+        }
+    }
+
+    fn check(&self, op: &str) -> Result<(), VirtError> {
+        let Ok(mut f) = self.failures.lock() else {
+            return Ok(());
+        };
+        if let Some(n) = f.get_mut(op) {
+            if *n == 0 {
+                return Ok(());
+            }
+            if *n != u32::MAX {
+                *n -= 1;
+            }
+            return Err(VirtError::Failed(format!("injected failure of {op}")));
+        }
+        Ok(())
+    }
+
+    async fn enter(&self, op: &str) -> Result<(), VirtError> {
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
+        self.check(op)
+    }
+
+    fn with<T>(
+        &self,
+        uuid: &str,
+        f: impl FnOnce(&mut Guest) -> Result<T, VirtError>,
+    ) -> Result<T, VirtError> {
+        let mut g = self
+            .guests
+            .lock()
+            .map_err(|_| VirtError::Failed("fake driver state poisoned".into()))?;
+        let guest = g
+            .get_mut(uuid)
+            .ok_or_else(|| VirtError::NotFound(uuid.to_string()))?;
+        f(guest)
+    }
+
+    fn transition(
+        &self,
+        uuid: &str,
+        from: &[PowerState],
+        to: PowerState,
+        what: &str,
+    ) -> Result<(), VirtError> {
+        self.with(uuid, |g| {
+            if g.state == to {
+                return Ok(());
+            }
+            if !from.is_empty() && !from.contains(&g.state) {
+                return Err(VirtError::Failed(format!(
+                    "cannot {what} a guest in power state {:?}",
+                    g.state
+                )));
+            }
+            g.state = to;
+            g.console.push(format!("[fake] {what}"));
+            Ok(())
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl VirtDriver for FakeDriver {
+    fn name(&self) -> &'static str {
+        "fake"
+    }
+    fn host_resources(&self) -> HostResources {
+        self.resources.clone()
+    }
+    async fn spawn(&self, spec: &GuestSpec) -> Result<(), VirtError> {
+        self.enter("spawn").await?;
+        let mut g = self
+            .guests
+            .lock()
+            .map_err(|_| VirtError::Failed("fake driver state poisoned".into()))?;
+        g.entry(spec.uuid.clone()).or_insert_with(|| Guest {
+            spec: spec.clone(),
+            state: PowerState::Running,
+            rescued: false,
+            console: vec![
+                format!("[fake] booting {} ({})", spec.name, spec.uuid),
+                "[fake] login: ".into(),
+            ],
+        });
+        Ok(())
+    }
+    async fn destroy(&self, uuid: &str) -> Result<(), VirtError> {
+        self.enter("destroy").await?;
+        if let Ok(mut g) = self.guests.lock() {
+            g.remove(uuid);
+        }
+        Ok(())
+    }
+    async fn power_off(&self, uuid: &str) -> Result<(), VirtError> {
+        self.enter("power_off").await?;
+        self.transition(uuid, &[], PowerState::Shutdown, "power off")
+    }
+    async fn power_on(&self, uuid: &str) -> Result<(), VirtError> {
+        self.enter("power_on").await?;
+        self.transition(uuid, &[], PowerState::Running, "power on")
+    }
+    async fn reboot(&self, uuid: &str, hard: bool) -> Result<(), VirtError> {
+        self.enter("reboot").await?;
+        self.with(uuid, |g| {
+            g.state = PowerState::Running;
+            g.console.push(format!(
+                "[fake] {} reboot",
+                if hard { "hard" } else { "soft" }
+            ));
+            Ok(())
+        })
+    }
+    async fn pause(&self, uuid: &str) -> Result<(), VirtError> {
+        self.enter("pause").await?;
+        self.transition(uuid, &[PowerState::Running], PowerState::Paused, "pause")
+    }
+    async fn unpause(&self, uuid: &str) -> Result<(), VirtError> {
+        self.enter("unpause").await?;
+        self.transition(uuid, &[PowerState::Paused], PowerState::Running, "unpause")
+    }
+    async fn suspend(&self, uuid: &str) -> Result<(), VirtError> {
+        self.enter("suspend").await?;
+        self.transition(
+            uuid,
+            &[PowerState::Running],
+            PowerState::Suspended,
+            "suspend",
+        )
+    }
+    async fn resume(&self, uuid: &str) -> Result<(), VirtError> {
+        self.enter("resume").await?;
+        self.transition(
+            uuid,
+            &[PowerState::Suspended],
+            PowerState::Running,
+            "resume",
+        )
+    }
+    async fn rescue(&self, uuid: &str, _image_id: Option<&str>) -> Result<(), VirtError> {
+        self.enter("rescue").await?;
+        self.with(uuid, |g| {
+            g.rescued = true;
+            g.state = PowerState::Running;
+            Ok(())
+        })
+    }
+    async fn unrescue(&self, uuid: &str) -> Result<(), VirtError> {
+        self.enter("unrescue").await?;
+        self.with(uuid, |g| {
+            g.rescued = false;
+            g.state = PowerState::Running;
+            Ok(())
+        })
+    }
+    async fn resize(&self, spec: &GuestSpec) -> Result<(), VirtError> {
+        self.enter("resize").await?;
+        let mut g = self
+            .guests
+            .lock()
+            .map_err(|_| VirtError::Failed("fake driver state poisoned".into()))?;
+        let guest = g.entry(spec.uuid.clone()).or_insert_with(|| Guest {
+            spec: spec.clone(),
+            state: PowerState::Running,
+            rescued: false,
+            console: Vec::new(),
+        });
+        guest.spec = spec.clone();
+        guest.state = PowerState::Running;
+        Ok(())
+    }
+    async fn snapshot(&self, uuid: &str) -> Result<Vec<u8>, VirtError> {
+        self.enter("snapshot").await?;
+        self.with(uuid, |g| {
+            Ok(format!("fake disk of {} ({})\n", g.spec.name, g.spec.uuid).into_bytes())
+        })
+    }
+    async fn console_output(&self, uuid: &str) -> Result<String, VirtError> {
+        self.enter("console_output").await?;
+        self.with(uuid, |g| Ok(g.console.join("\n") + "\n"))
+    }
+    async fn power_state(&self, uuid: &str) -> Result<PowerState, VirtError> {
+        self.with(uuid, |g| Ok(g.state))
+    }
+    async fn list(&self) -> Vec<String> {
+        self.guests
+            .lock()
+            .map(|g| g.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+    async fn adopt(&self, spec: &GuestSpec, state: PowerState) -> Result<(), VirtError> {
+        let mut g = self
+            .guests
+            .lock()
+            .map_err(|_| VirtError::Failed("fake driver state poisoned".into()))?;
+        g.entry(spec.uuid.clone()).or_insert_with(|| Guest {
+            spec: spec.clone(),
+            state,
+            rescued: false,
+            console: vec!["[fake] adopted after restart".into()],
+        });
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(id: &str) -> GuestSpec {
+        GuestSpec {
+            uuid: id.into(),
+            name: "vm".into(),
+            vcpus: 1,
+            memory_mb: 512,
+            root_gb: 1,
+            ephemeral_gb: 0,
+            swap_mb: 0,
+            image_id: None,
+            user_data: None,
+            key_data: None,
+            vifs: vec![],
+            block_devices: vec![],
+        }
+    }
+
+    #[tokio::test]
+    async fn lifecycle_and_injected_failure() {
+        let d = FakeDriver::new(4, 4096, 40);
+        d.spawn(&spec("a")).await.unwrap();
+        d.spawn(&spec("a")).await.unwrap(); // idempotent
+        assert_eq!(d.power_state("a").await.unwrap(), PowerState::Running);
+        d.pause("a").await.unwrap();
+        assert!(d.suspend("a").await.is_err());
+        d.unpause("a").await.unwrap();
+        d.power_off("a").await.unwrap();
+        assert_eq!(d.power_state("a").await.unwrap(), PowerState::Shutdown);
+        d.fail_on("spawn", 1);
+        assert!(d.spawn(&spec("b")).await.is_err());
+        d.spawn(&spec("b")).await.unwrap();
+        d.destroy("a").await.unwrap();
+        d.destroy("a").await.unwrap();
+        assert_eq!(d.list().await, vec!["b".to_string()]);
+    }
+}

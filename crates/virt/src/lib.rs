@@ -1,0 +1,100 @@
+//! The hypervisor seam (DESIGN.md §6): the `VirtDriver` trait the compute
+//! agent drives, and `FakeDriver`, which keeps instances in memory and can be
+//! told to fail at a chosen operation (how API tests and scale simulations
+//! run). The QEMU driver arrives with the data-plane work.
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod fake;
+
+pub use fake::FakeDriver;
+
+use serde::{Deserialize, Serialize};
+
+/// Nova's power states (`nova/compute/power_state.py`), as numbers on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PowerState {
+    NoState = 0,
+    Running = 1,
+    Paused = 3,
+    Shutdown = 4,
+    Crashed = 6,
+    Suspended = 7,
+}
+
+impl PowerState {
+    pub fn code(self) -> i64 {
+        self as i64
+    }
+}
+
+/// Everything a driver needs to create a guest.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct GuestSpec {
+    pub uuid: String,
+    pub name: String,
+    pub vcpus: u32,
+    pub memory_mb: u64,
+    pub root_gb: u64,
+    pub ephemeral_gb: u64,
+    pub swap_mb: u64,
+    pub image_id: Option<String>,
+    #[serde(default)]
+    pub user_data: Option<String>,
+    #[serde(default)]
+    pub key_data: Option<String>,
+    #[serde(default)]
+    pub vifs: Vec<serde_json::Value>,
+    #[serde(default)]
+    pub block_devices: Vec<serde_json::Value>,
+}
+
+/// What a host offers, reported to Placement and `os-hypervisors`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct HostResources {
+    pub vcpus: u32,
+    pub memory_mb: u64,
+    pub local_gb: u64,
+    pub hypervisor_type: String,
+    pub hypervisor_version: u64,
+    pub cpu_info: String,
+}
+
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum VirtError {
+    #[error("instance {0} not found on this host")]
+    NotFound(String),
+    #[error("{0}")]
+    Failed(String),
+    #[error("operation not supported by this driver: {0}")]
+    Unsupported(&'static str),
+}
+
+/// One hypervisor on one host. Every method is idempotent where upstream's
+/// state machine can repeat it (spawn of an existing guest, destroy of a gone one).
+#[async_trait::async_trait]
+pub trait VirtDriver: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn host_resources(&self) -> HostResources;
+    async fn spawn(&self, spec: &GuestSpec) -> Result<(), VirtError>;
+    async fn destroy(&self, uuid: &str) -> Result<(), VirtError>;
+    async fn power_off(&self, uuid: &str) -> Result<(), VirtError>;
+    async fn power_on(&self, uuid: &str) -> Result<(), VirtError>;
+    async fn reboot(&self, uuid: &str, hard: bool) -> Result<(), VirtError>;
+    async fn pause(&self, uuid: &str) -> Result<(), VirtError>;
+    async fn unpause(&self, uuid: &str) -> Result<(), VirtError>;
+    async fn suspend(&self, uuid: &str) -> Result<(), VirtError>;
+    async fn resume(&self, uuid: &str) -> Result<(), VirtError>;
+    async fn rescue(&self, uuid: &str, image_id: Option<&str>) -> Result<(), VirtError>;
+    async fn unrescue(&self, uuid: &str) -> Result<(), VirtError>;
+    /// Resizes the guest in place (the fake and single-host case of a resize/migrate).
+    async fn resize(&self, spec: &GuestSpec) -> Result<(), VirtError>;
+    /// A disk image of the guest, for `createImage`/shelve.
+    async fn snapshot(&self, uuid: &str) -> Result<Vec<u8>, VirtError>;
+    async fn console_output(&self, uuid: &str) -> Result<String, VirtError>;
+    async fn power_state(&self, uuid: &str) -> Result<PowerState, VirtError>;
+    /// Guests this driver knows of (for power-state sync and clean-up).
+    async fn list(&self) -> Vec<String>;
+    /// Adopts a guest that existed before a restart (the fake forgets
+    /// everything when the process ends).
+    async fn adopt(&self, spec: &GuestSpec, state: PowerState) -> Result<(), VirtError>;
+}

@@ -209,7 +209,7 @@ pub fn router(
     };
     // Uploads stream without a body limit; every other image call keeps it.
     let image_router = ferro_image::http::router().with_state(image);
-    Router::new()
+    let routed = Router::new()
         .nest(
             "/compute",
             ferro_compute::http::router().with_state(compute),
@@ -227,7 +227,11 @@ pub fn router(
         .route("/identity/", axum::routing::get(discovery2))
         .nest("/identity", identity_router)
         .fallback(not_found)
-        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(DefaultBodyLimit::max(body_limit));
+    // Path normalisation must see the request before routing does: it
+    // wraps the routed app as a fallback service.
+    Router::new()
+        .fallback_service(routed)
         .layer(axum::middleware::from_fn(normalize_path))
         .layer(axum::middleware::from_fn(request_context))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(

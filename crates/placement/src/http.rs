@@ -653,7 +653,7 @@ async fn method_not_allowed() -> PErr {
     )
 }
 
-async fn root() -> Response {
+pub async fn root() -> Response {
     json_resp(
         200,
         json!({"versions": [{

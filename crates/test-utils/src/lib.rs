@@ -23,6 +23,8 @@ pub struct TestCloud {
     pub url: String,
     /// The identity service inside the server, for tests that reach below HTTP.
     pub identity: std::sync::Arc<ferro_identity::IdentityService>,
+    pub compute: std::sync::Arc<ferro_compute::ComputeService>,
+    pub agents: Vec<std::sync::Arc<ferro_compute_agent::ComputeAgent>>,
     pub backend: Backend,
     pub client: reqwest::Client,
     _dir: tempfile::TempDir,
@@ -118,6 +120,8 @@ impl TestCloud {
             .map_err(|e| anyhow::anyhow!(e.log_message()))?;
         let router = app.router();
         let identity = app.identity.clone();
+        let compute = app.compute.clone();
+        let agents = app.agents.clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let _ = ferro_api_server::serve(listener, router, async move {
@@ -128,6 +132,8 @@ impl TestCloud {
         Ok(Some(TestCloud {
             url: format!("http://{addr}"),
             identity,
+            compute,
+            agents,
             backend,
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(60))

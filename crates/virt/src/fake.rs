@@ -239,6 +239,10 @@ impl VirtDriver for FakeDriver {
             .map(|g| g.keys().cloned().collect())
             .unwrap_or_default()
     }
+    fn inject_failure(&self, op: &str, times: u32) -> bool {
+        self.fail_on(op, times);
+        true
+    }
     async fn adopt(&self, spec: &GuestSpec, state: PowerState) -> Result<(), VirtError> {
         let mut g = self
             .guests

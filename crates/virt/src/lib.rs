@@ -97,4 +97,9 @@ pub trait VirtDriver: Send + Sync {
     /// Adopts a guest that existed before a restart (the fake forgets
     /// everything when the process ends).
     async fn adopt(&self, spec: &GuestSpec, state: PowerState) -> Result<(), VirtError>;
+    /// Test hook: make the next `times` calls of `op` fail. Only the fake
+    /// driver honours it (returns false elsewhere).
+    fn inject_failure(&self, _op: &str, _times: u32) -> bool {
+        false
+    }
 }

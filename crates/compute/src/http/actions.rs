@@ -1040,6 +1040,21 @@ async fn rebuild(
         .await;
     });
     let mut v = view(svc, c, &i, true);
+    if !c.mv.at_least(75)
+        && let Some(o) = v.as_object_mut()
+    {
+        // Before 2.75 the rebuild answer is the basic server view.
+        o.retain(|k, _| {
+            !(k.starts_with("OS-EXT-") || k.starts_with("OS-SRV-USG:"))
+                && !matches!(k.as_str(), "config_drive" | "key_name" | "os-extended-volumes:volumes_attached" | "security_groups" | "host_status" | "fault")
+        });
+        if c.mv.at_least(54) {
+            o.insert("key_name".into(), json!(i.key_name));
+        }
+        if c.mv.at_least(57) {
+            o.insert("user_data".into(), json!(i.user_data));
+        }
+    }
     v["adminPass"] = json!(pass);
     Ok(json_resp(StatusCode::ACCEPTED, json!({"server": v})))
 }

@@ -282,7 +282,8 @@ fn version_v20(base: &str) -> Value {
     })
 }
 
-async fn versions(State(svc): St) -> Response {
+/// `GET /compute`: the version list.
+pub async fn versions(State(svc): St) -> Response {
     json_resp(
         StatusCode::OK,
         json!({"versions": [version_v20(&svc.base_url), version_entry(&svc.base_url)]}),

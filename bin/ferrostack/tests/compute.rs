@@ -11,8 +11,14 @@ use std::time::{Duration, Instant};
 const MV: &str = "compute 2.79";
 
 async fn nova(c: &TestCloud, m: Method, path: &str, tok: &str, body: Value) -> Resp {
-    c.request_h(m, &format!("/compute/v2.1{path}"), Some(tok), body, &[("OpenStack-API-Version", MV)])
-        .await
+    c.request_h(
+        m,
+        &format!("/compute/v2.1{path}"),
+        Some(tok),
+        body,
+        &[("OpenStack-API-Version", MV)],
+    )
+    .await
 }
 
 /// A public raw image with bytes, as a boot source.
@@ -42,11 +48,18 @@ async fn wait_status(c: &TestCloud, tok: &str, id: &str, want: &[&str]) -> Value
         if r.status == 404 && want.contains(&"DELETED") {
             return Value::Null;
         }
-        let st = r.body["server"]["status"].as_str().unwrap_or("").to_string();
+        let st = r.body["server"]["status"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
         if want.contains(&st.as_str()) {
             return r.body["server"].clone();
         }
-        assert!(t.elapsed() < Duration::from_secs(20), "server {id} stuck in {st}: {}", r.body);
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "server {id} stuck in {st}: {}",
+            r.body
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -55,10 +68,18 @@ async fn wait_hosts(c: &TestCloud, tok: &str, n: usize) {
     let t = Instant::now();
     loop {
         let r = nova(c, Method::GET, "/os-hypervisors", tok, Value::Null).await;
-        if r.body["hypervisors"].as_array().map(|a| a.iter().filter(|h| h["state"] == "up").count()) == Some(n) {
+        if r.body["hypervisors"]
+            .as_array()
+            .map(|a| a.iter().filter(|h| h["state"] == "up").count())
+            == Some(n)
+        {
             return;
         }
-        assert!(t.elapsed() < Duration::from_secs(10), "hosts not up: {}", r.body);
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "hosts not up: {}",
+            r.body
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -66,13 +87,28 @@ async fn wait_hosts(c: &TestCloud, tok: &str, n: usize) {
 /// Sum of all allocations Placement holds, per resource class.
 async fn placement_used(c: &TestCloud, tok: &str) -> (u64, u64) {
     let r = c
-        .request_h(Method::GET, "/placement/resource_providers", Some(tok), Value::Null, &[("OpenStack-API-Version", "placement 1.39")])
+        .request_h(
+            Method::GET,
+            "/placement/resource_providers",
+            Some(tok),
+            Value::Null,
+            &[("OpenStack-API-Version", "placement 1.39")],
+        )
         .await;
     let mut vcpu = 0;
     let mut mem = 0;
     for rp in r.body["resource_providers"].as_array().unwrap() {
         let u = c
-            .request_h(Method::GET, &format!("/placement/resource_providers/{}/usages", rp["uuid"].as_str().unwrap()), Some(tok), Value::Null, &[("OpenStack-API-Version", "placement 1.39")])
+            .request_h(
+                Method::GET,
+                &format!(
+                    "/placement/resource_providers/{}/usages",
+                    rp["uuid"].as_str().unwrap()
+                ),
+                Some(tok),
+                Value::Null,
+                &[("OpenStack-API-Version", "placement 1.39")],
+            )
             .await;
         vcpu += u.body["usages"]["VCPU"].as_u64().unwrap_or(0);
         mem += u.body["usages"]["MEMORY_MB"].as_u64().unwrap_or(0);
@@ -82,7 +118,9 @@ async fn placement_used(c: &TestCloud, tok: &str) -> (u64, u64) {
 
 async fn instances_used(c: &TestCloud, tok: &str) -> i64 {
     let r = nova(c, Method::GET, "/limits", tok, Value::Null).await;
-    r.body["limits"]["absolute"]["totalInstancesUsed"].as_i64().unwrap()
+    r.body["limits"]["absolute"]["totalInstancesUsed"]
+        .as_i64()
+        .unwrap()
 }
 
 fn server_body(image: &str, flavor: &str, name: &str) -> Value {
@@ -91,7 +129,10 @@ fn server_body(image: &str, flavor: &str, name: &str) -> Value {
 
 #[tokio::test]
 async fn server_lifecycle_and_placement() {
-    let c = TestCloud::start_with(Backend::Sqlite, |cfg| cfg.compute.fake_hosts = 2).await.unwrap().unwrap();
+    let c = TestCloud::start_with(Backend::Sqlite, |cfg| cfg.compute.fake_hosts = 2)
+        .await
+        .unwrap()
+        .unwrap();
     let tok = c.admin_token().await;
     wait_hosts(&c, &tok, 2).await;
     // Version discovery and microversion negotiation.
@@ -99,24 +140,70 @@ async fn server_lifecycle_and_placement() {
     assert_eq!(v.status, 200);
     assert_eq!(v.body["versions"][1]["version"], "2.79");
     let r = nova(&c, Method::GET, "/flavors", &tok, Value::Null).await;
-    assert_eq!(r.header("openstack-api-version").as_deref(), Some("compute 2.79"));
-    let r = c.request_h(Method::GET, "/compute/v2.1/flavors", Some(&tok), Value::Null, &[("OpenStack-API-Version", "compute 2.999")]).await;
+    assert_eq!(
+        r.header("openstack-api-version").as_deref(),
+        Some("compute 2.79")
+    );
+    let r = c
+        .request_h(
+            Method::GET,
+            "/compute/v2.1/flavors",
+            Some(&tok),
+            Value::Null,
+            &[("OpenStack-API-Version", "compute 2.999")],
+        )
+        .await;
     assert_eq!(r.status, 406);
-    let r = c.request_h(Method::GET, "/compute/v2.1/flavors", Some(&tok), Value::Null, &[("X-OpenStack-Nova-API-Version", "2.x")]).await;
+    let r = c
+        .request_h(
+            Method::GET,
+            "/compute/v2.1/flavors",
+            Some(&tok),
+            Value::Null,
+            &[("X-OpenStack-Nova-API-Version", "2.x")],
+        )
+        .await;
     assert_eq!(r.status, 400);
     assert!(r.body["badRequest"]["message"].is_string());
-    let r = c.request(Method::GET, "/compute/v2.1/servers", None, Value::Null).await;
+    let r = c
+        .request(Method::GET, "/compute/v2.1/servers", None, Value::Null)
+        .await;
     assert_eq!(r.status, 401);
 
     let img = image(&c, &tok).await;
     // A create naming no networks at >= 2.37 is a 400 with Nova's fault body.
-    let r = nova(&c, Method::POST, "/servers", &tok, json!({"server": {"name": "x", "imageRef": img, "flavorRef": "1"}})).await;
+    let r = nova(
+        &c,
+        Method::POST,
+        "/servers",
+        &tok,
+        json!({"server": {"name": "x", "imageRef": img, "flavorRef": "1"}}),
+    )
+    .await;
     assert_eq!(r.status, 400, "{}", r.body);
-    let r = nova(&c, Method::POST, "/servers", &tok, server_body(&img, "nope", "x")).await;
+    let r = nova(
+        &c,
+        Method::POST,
+        "/servers",
+        &tok,
+        server_body(&img, "nope", "x"),
+    )
+    .await;
     assert_eq!(r.status, 400);
-    assert_eq!(instances_used(&c, &tok).await, 0, "a refused create records nothing");
+    assert_eq!(
+        instances_used(&c, &tok).await,
+        0,
+        "a refused create records nothing"
+    );
 
-    let r = nova(&c, Method::POST, "/servers", &tok, server_body(&img, "1", "s1")).await;
+    let r = nova(
+        &c,
+        Method::POST,
+        "/servers",
+        &tok,
+        server_body(&img, "1", "s1"),
+    )
+    .await;
     assert_eq!(r.status, 202, "{}", r.body);
     let id = r.body["server"]["id"].as_str().unwrap().to_string();
     let s = wait_status(&c, &tok, &id, &["ACTIVE"]).await;
@@ -137,29 +224,72 @@ async fn server_lifecycle_and_placement() {
         (json!({"shelve": null}), "SHELVED_OFFLOADED"),
         (json!({"unshelve": null}), "ACTIVE"),
     ] {
-        let r = nova(&c, Method::POST, &format!("/servers/{id}/action"), &tok, action.clone()).await;
+        let r = nova(
+            &c,
+            Method::POST,
+            &format!("/servers/{id}/action"),
+            &tok,
+            action.clone(),
+        )
+        .await;
         assert!(r.status.is_success(), "{action}: {} {}", r.status, r.body);
         let s = wait_status(&c, &tok, &id, &[want]).await;
-        assert!(s["OS-EXT-STS:task_state"].is_null() || want == "VERIFY_RESIZE", "{action}: {s}");
+        assert!(
+            s["OS-EXT-STS:task_state"].is_null() || want == "VERIFY_RESIZE",
+            "{action}: {s}"
+        );
         // A state that forbids the action is a 409.
         if want == "SHUTOFF" {
-            let r = nova(&c, Method::POST, &format!("/servers/{id}/action"), &tok, json!({"pause": null})).await;
+            let r = nova(
+                &c,
+                Method::POST,
+                &format!("/servers/{id}/action"),
+                &tok,
+                json!({"pause": null}),
+            )
+            .await;
             assert_eq!(r.status, 409, "{}", r.body);
-            assert!(r.body["conflictingRequest"]["message"].as_str().unwrap().contains("vm_state stopped"));
+            assert!(
+                r.body["conflictingRequest"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("vm_state stopped")
+            );
         }
     }
     // After resize to m1.small and confirm, Placement holds exactly the new flavor.
     assert_eq!(placement_used(&c, &tok).await, (1, 2048));
-    let r = nova(&c, Method::GET, &format!("/servers/{id}/os-instance-actions"), &tok, Value::Null).await;
+    let r = nova(
+        &c,
+        Method::GET,
+        &format!("/servers/{id}/os-instance-actions"),
+        &tok,
+        Value::Null,
+    )
+    .await;
     assert_eq!(r.body["instanceActions"].as_array().unwrap().len(), 12);
 
     // Snapshot to the image service.
-    let r = nova(&c, Method::POST, &format!("/servers/{id}/action"), &tok, json!({"createImage": {"name": "snap"}})).await;
+    let r = nova(
+        &c,
+        Method::POST,
+        &format!("/servers/{id}/action"),
+        &tok,
+        json!({"createImage": {"name": "snap"}}),
+    )
+    .await;
     assert_eq!(r.status, 202, "{}", r.body);
     let snap = r.body["image_id"].as_str().unwrap().to_string();
     let t = Instant::now();
     loop {
-        let g = c.request(Method::GET, &format!("/image/v2/images/{snap}"), Some(&tok), Value::Null).await;
+        let g = c
+            .request(
+                Method::GET,
+                &format!("/image/v2/images/{snap}"),
+                Some(&tok),
+                Value::Null,
+            )
+            .await;
         if g.body["status"] == "active" {
             assert_eq!(g.body["instance_uuid"], id.as_str());
             break;
@@ -168,7 +298,14 @@ async fn server_lifecycle_and_placement() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    let r = nova(&c, Method::DELETE, &format!("/servers/{id}"), &tok, Value::Null).await;
+    let r = nova(
+        &c,
+        Method::DELETE,
+        &format!("/servers/{id}"),
+        &tok,
+        Value::Null,
+    )
+    .await;
     assert_eq!(r.status, 204);
     wait_status(&c, &tok, &id, &["DELETED"]).await;
     assert_eq!(placement_used(&c, &tok).await, (0, 0));
@@ -182,23 +319,53 @@ async fn server_lifecycle_and_placement() {
     let r = nova(&c, Method::POST, "/servers", &tok, b).await;
     assert_eq!(r.status, 202, "{}", r.body);
     let list = nova(&c, Method::GET, "/servers?name=many", &tok, Value::Null).await;
-    let ids: Vec<String> = list.body["servers"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap().to_string()).collect();
+    let ids: Vec<String> = list.body["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(ids.len(), 4);
     let mut hosts = std::collections::BTreeMap::<String, usize>::new();
     for i in &ids {
         let s = wait_status(&c, &tok, i, &["ACTIVE"]).await;
-        *hosts.entry(s["OS-EXT-SRV-ATTR:host"].as_str().unwrap().to_string()).or_default() += 1;
+        *hosts
+            .entry(s["OS-EXT-SRV-ATTR:host"].as_str().unwrap().to_string())
+            .or_default() += 1;
     }
-    assert_eq!(hosts.values().copied().collect::<Vec<_>>(), vec![2, 2], "{hosts:?}");
+    assert_eq!(
+        hosts.values().copied().collect::<Vec<_>>(),
+        vec![2, 2],
+        "{hosts:?}"
+    );
 
     // Too big for every host: ERROR, with a fault that names the filters.
-    let f = nova(&c, Method::POST, "/flavors", &tok, json!({"flavor": {"name": "huge", "ram": 512, "vcpus": 1, "disk": 100000}})).await;
+    let f = nova(
+        &c,
+        Method::POST,
+        "/flavors",
+        &tok,
+        json!({"flavor": {"name": "huge", "ram": 512, "vcpus": 1, "disk": 100000}}),
+    )
+    .await;
     assert_eq!(f.status, 200, "{}", f.body);
-    let r = nova(&c, Method::POST, "/servers", &tok, server_body(&img, f.body["flavor"]["id"].as_str().unwrap(), "big")).await;
+    let r = nova(
+        &c,
+        Method::POST,
+        "/servers",
+        &tok,
+        server_body(&img, f.body["flavor"]["id"].as_str().unwrap(), "big"),
+    )
+    .await;
     let big = r.body["server"]["id"].as_str().unwrap().to_string();
     let s = wait_status(&c, &tok, &big, &["ERROR"]).await;
     let msg = s["fault"]["message"].as_str().unwrap();
-    assert!(msg.starts_with("No valid host was found.") && msg.contains("DiskFilter") && msg.contains("removed"), "{msg}");
+    assert!(
+        msg.starts_with("No valid host was found.")
+            && msg.contains("DiskFilter")
+            && msg.contains("removed"),
+        "{msg}"
+    );
     c.stop().await;
 }
 
@@ -216,7 +383,14 @@ async fn spawn_failure_reschedules_then_errors() {
     let img = image(&c, &tok).await;
     // One host fails its next spawn: the build lands on the other.
     assert!(c.agents[0].driver.inject_failure("spawn", 1));
-    let r = nova(&c, Method::POST, "/servers", &tok, server_body(&img, "1", "r1")).await;
+    let r = nova(
+        &c,
+        Method::POST,
+        "/servers",
+        &tok,
+        server_body(&img, "1", "r1"),
+    )
+    .await;
     let id = r.body["server"]["id"].as_str().unwrap().to_string();
     let s = wait_status(&c, &tok, &id, &["ACTIVE", "ERROR"]).await;
     assert_eq!(s["status"], "ACTIVE", "{s}");
@@ -224,15 +398,50 @@ async fn spawn_failure_reschedules_then_errors() {
     for a in &c.agents {
         a.driver.inject_failure("spawn", u32::MAX);
     }
-    let r = nova(&c, Method::POST, "/servers", &tok, server_body(&img, "1", "r2")).await;
+    let r = nova(
+        &c,
+        Method::POST,
+        "/servers",
+        &tok,
+        server_body(&img, "1", "r2"),
+    )
+    .await;
     let id2 = r.body["server"]["id"].as_str().unwrap().to_string();
     let s = wait_status(&c, &tok, &id2, &["ERROR"]).await;
-    assert!(s["fault"]["message"].as_str().unwrap().contains("Exceeded maximum number of retries"), "{s}");
+    assert!(
+        s["fault"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Exceeded maximum number of retries"),
+        "{s}"
+    );
     assert_eq!(placement_used(&c, &tok).await, (1, 512));
-    let events = nova(&c, Method::GET, &format!("/servers/{id2}/os-instance-actions"), &tok, Value::Null).await;
-    let rid = events.body["instanceActions"][0]["request_id"].as_str().unwrap().to_string();
-    let a = nova(&c, Method::GET, &format!("/servers/{id2}/os-instance-actions/{rid}"), &tok, Value::Null).await;
-    let failed = a.body["instanceAction"]["events"].as_array().unwrap().iter().filter(|e| e["result"] == "Error").count();
+    let events = nova(
+        &c,
+        Method::GET,
+        &format!("/servers/{id2}/os-instance-actions"),
+        &tok,
+        Value::Null,
+    )
+    .await;
+    let rid = events.body["instanceActions"][0]["request_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let a = nova(
+        &c,
+        Method::GET,
+        &format!("/servers/{id2}/os-instance-actions/{rid}"),
+        &tok,
+        Value::Null,
+    )
+    .await;
+    let failed = a.body["instanceAction"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["result"] == "Error")
+        .count();
     assert_eq!(failed, 2, "{}", a.body);
     c.stop().await;
 }
@@ -252,15 +461,46 @@ async fn build_step_failures_unwind() {
         let tok = c.admin_token().await;
         wait_hosts(&c, &tok, 1).await;
         let img = image(&c, &tok).await;
-        let r = nova(&c, Method::POST, "/servers", &tok, server_body(&img, "1", "f")).await;
+        let r = nova(
+            &c,
+            Method::POST,
+            "/servers",
+            &tok,
+            server_body(&img, "1", "f"),
+        )
+        .await;
         let id = r.body["server"]["id"].as_str().unwrap().to_string();
         let s = wait_status(&c, &tok, &id, &["ERROR"]).await;
-        assert!(s["fault"]["message"].as_str().unwrap().contains(&format!("injected failure at {step}")), "{step}: {s}");
+        assert!(
+            s["fault"]["message"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("injected failure at {step}")),
+            "{step}: {s}"
+        );
         assert!(s["OS-EXT-STS:task_state"].is_null(), "{step}: {s}");
-        assert_eq!(placement_used(&c, &tok).await, (0, 0), "{step}: allocation leaked");
-        assert_eq!(instances_used(&c, &tok).await, 1, "{step}: an ERROR server counts, as in Nova");
-        assert!(c.agents[0].driver.list().await.is_empty(), "{step}: guest left on the host");
-        let r = nova(&c, Method::DELETE, &format!("/servers/{id}"), &tok, Value::Null).await;
+        assert_eq!(
+            placement_used(&c, &tok).await,
+            (0, 0),
+            "{step}: allocation leaked"
+        );
+        assert_eq!(
+            instances_used(&c, &tok).await,
+            1,
+            "{step}: an ERROR server counts, as in Nova"
+        );
+        assert!(
+            c.agents[0].driver.list().await.is_empty(),
+            "{step}: guest left on the host"
+        );
+        let r = nova(
+            &c,
+            Method::DELETE,
+            &format!("/servers/{id}"),
+            &tok,
+            Value::Null,
+        )
+        .await;
         assert_eq!(r.status, 204);
         wait_status(&c, &tok, &id, &["DELETED"]).await;
         assert_eq!(instances_used(&c, &tok).await, 0, "{step}");

@@ -1046,7 +1046,15 @@ async fn rebuild(
         // Before 2.75 the rebuild answer is the basic server view.
         o.retain(|k, _| {
             !(k.starts_with("OS-EXT-") || k.starts_with("OS-SRV-USG:"))
-                && !matches!(k.as_str(), "config_drive" | "key_name" | "os-extended-volumes:volumes_attached" | "security_groups" | "host_status" | "fault")
+                && !matches!(
+                    k.as_str(),
+                    "config_drive"
+                        | "key_name"
+                        | "os-extended-volumes:volumes_attached"
+                        | "security_groups"
+                        | "host_status"
+                        | "fault"
+                )
         });
         if c.mv.at_least(54) {
             o.insert("key_name".into(), json!(i.key_name));

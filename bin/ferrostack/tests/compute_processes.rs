@@ -1,0 +1,412 @@
+//! Real `ferrostack serve` processes: kill -9 while a server build is at
+//! each saga step (the next start must resume or unwind it: no server left
+//! in BUILD, Placement holding exactly what the servers use); and the
+//! controller and compute roles as two processes over RabbitMQ.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use serde_json::{Value, json};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const PW: &str = "crash-test-password";
+
+struct Server {
+    child: Child,
+    url: String,
+    log: std::path::PathBuf,
+}
+
+/// A failing assertion must not leave the server running.
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(dir: &std::path::Path, port: u16, inject: Option<&str>) -> Server {
+    start_with(dir, port, inject, &[], &[])
+}
+
+fn start_with(
+    dir: &std::path::Path,
+    port: u16,
+    inject: Option<&str>,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Server {
+    let log = dir.join(format!(
+        "serve-{}{}.log",
+        inject.unwrap_or("clean").replace(':', "-"),
+        args.join("").replace(['-', ','], "")
+    ));
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferrostack"));
+    cmd.arg("--data-dir")
+        .arg(dir)
+        .arg("serve")
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, *v)))
+        .env("FERROSTACK_ADMIN_PASSWORD", PW)
+        .env("FERROSTACK__IDENTITY__PASSWORD_HASH_ROUNDS", "4")
+        .env("FERROSTACK__IDENTITY__WRITE_USER_CLOUDS_YAML", "false")
+        .env("FERROSTACK__COMPUTE__FAKE_HOSTS", "1")
+        .env("FERROSTACK__LOG__LEVEL", "warn")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
+    match inject {
+        Some(i) => cmd.env("FERROSTACK__COMPUTE__FAULT_INJECTION", i),
+        None => cmd.env_remove("FERROSTACK__COMPUTE__FAULT_INJECTION"),
+    };
+    let child = cmd.spawn().unwrap();
+    Server {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+        log,
+    }
+}
+
+async fn req(
+    c: &reqwest::Client,
+    m: reqwest::Method,
+    url: &str,
+    tok: Option<&str>,
+    body: Value,
+) -> (u16, Value, reqwest::header::HeaderMap) {
+    let mut rb = c
+        .request(m, url)
+        .header("OpenStack-API-Version", "compute 2.79, placement 1.39");
+    if let Some(t) = tok {
+        rb = rb.header("X-Auth-Token", t);
+    }
+    if !body.is_null() {
+        rb = rb
+            .header("Content-Type", "application/json")
+            .body(body.to_string());
+    }
+    let r = rb.send().await.unwrap();
+    let s = r.status().as_u16();
+    let h = r.headers().clone();
+    let v = serde_json::from_str(&r.text().await.unwrap_or_default()).unwrap_or(Value::Null);
+    (s, v, h)
+}
+
+async fn token(c: &reqwest::Client, url: &str) -> String {
+    let t = Instant::now();
+    loop {
+        let body = json!({"auth": {"identity": {"methods": ["password"], "password": {"user": {"name": "admin", "domain": {"id": "default"}, "password": PW}}},
+            "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}});
+        if let Ok(r) = c
+            .post(format!("{url}/identity/v3/auth/tokens"))
+            .header("Content-Type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            && r.status() == 201
+        {
+            return r.headers()["x-subject-token"].to_str().unwrap().to_string();
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "server did not come up"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn used(c: &reqwest::Client, url: &str, tok: &str) -> u64 {
+    let (_, rps, _) = req(
+        c,
+        reqwest::Method::GET,
+        &format!("{url}/placement/resource_providers"),
+        Some(tok),
+        Value::Null,
+    )
+    .await;
+    let mut n = 0;
+    for rp in rps["resource_providers"].as_array().unwrap() {
+        let (_, u, _) = req(
+            c,
+            reqwest::Method::GET,
+            &format!(
+                "{url}/placement/resource_providers/{}/usages",
+                rp["uuid"].as_str().unwrap()
+            ),
+            Some(tok),
+            Value::Null,
+        )
+        .await;
+        n += u["usages"]["MEMORY_MB"].as_u64().unwrap_or(0);
+    }
+    n
+}
+
+async fn status(c: &reqwest::Client, url: &str, tok: &str, id: &str) -> Value {
+    req(
+        c,
+        reqwest::Method::GET,
+        &format!("{url}/compute/v2.1/servers/{id}"),
+        Some(tok),
+        Value::Null,
+    )
+    .await
+    .1["server"]
+        .clone()
+}
+
+#[tokio::test]
+async fn kill_mid_build_then_restart_recovers() {
+    let c = reqwest::Client::new();
+    for step in ["schedule", "network", "block_devices", "spawn", "finish"] {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let inject = format!("{step}:hang");
+        let mut s = start(dir.path(), port, Some(&inject));
+        let tok = token(&c, &s.url).await;
+        let (st, img, _) = req(
+            &c,
+            reqwest::Method::POST,
+            &format!("{}/image/v2/images", s.url),
+            Some(&tok),
+            json!({"name": "img", "disk_format": "raw", "container_format": "bare"}),
+        )
+        .await;
+        assert_eq!(st, 201);
+        let img = img["id"].as_str().unwrap().to_string();
+        let up = c
+            .put(format!("{}/image/v2/images/{img}/file", s.url))
+            .header("X-Auth-Token", &tok)
+            .header("Content-Type", "application/octet-stream")
+            .body(vec![1u8; 1024])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(up.status(), 204);
+        // Wait for the host to register before building.
+        let t = Instant::now();
+        while used(&c, &s.url, &tok).await == 0 {
+            let (_, h, _) = req(
+                &c,
+                reqwest::Method::GET,
+                &format!("{}/compute/v2.1/os-hypervisors", s.url),
+                Some(&tok),
+                Value::Null,
+            )
+            .await;
+            if h["hypervisors"].as_array().is_some_and(|a| !a.is_empty()) {
+                break;
+            }
+            assert!(t.elapsed() < Duration::from_secs(10));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let (st, b, _) = req(
+            &c,
+            reqwest::Method::POST,
+            &format!("{}/compute/v2.1/servers", s.url),
+            Some(&tok),
+            json!({"server": {"name": "k", "imageRef": img, "flavorRef": "1", "networks": "none"}}),
+        )
+        .await;
+        assert_eq!(st, 202, "{b}");
+        let id = b["server"]["id"].as_str().unwrap().to_string();
+        // The build reaches the step and hangs there; then the process dies.
+        let t = Instant::now();
+        while !std::fs::read_to_string(&s.log)
+            .unwrap_or_default()
+            .contains("fault injection: hanging")
+        {
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "{step}: never reached"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(status(&c, &s.url, &tok, &id).await["status"], "BUILD");
+        s.child.kill().unwrap(); // SIGKILL
+        s.child.wait().unwrap();
+        drop(s);
+
+        let s = start(dir.path(), port, None);
+        let tok = token(&c, &s.url).await;
+        let t = Instant::now();
+        let sv = loop {
+            let sv = status(&c, &s.url, &tok, &id).await;
+            if sv["status"] != "BUILD" {
+                break sv;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "{step}: still BUILD after restart: {sv}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(sv["status"], "ACTIVE", "{step}: the build resumes: {sv}");
+        assert_eq!(
+            used(&c, &s.url, &tok).await,
+            512,
+            "{step}: exactly one claim"
+        );
+        let (_, l, _) = req(
+            &c,
+            reqwest::Method::GET,
+            &format!("{}/compute/v2.1/limits", s.url),
+            Some(&tok),
+            Value::Null,
+        )
+        .await;
+        assert_eq!(l["limits"]["absolute"]["totalInstancesUsed"], 1);
+        let (st, _, _) = req(
+            &c,
+            reqwest::Method::DELETE,
+            &format!("{}/compute/v2.1/servers/{id}", s.url),
+            Some(&tok),
+            Value::Null,
+        )
+        .await;
+        assert_eq!(st, 204);
+        let t = Instant::now();
+        while req(
+            &c,
+            reqwest::Method::GET,
+            &format!("{}/compute/v2.1/servers/{id}", s.url),
+            Some(&tok),
+            Value::Null,
+        )
+        .await
+        .0 != 404
+        {
+            assert!(t.elapsed() < Duration::from_secs(10));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(used(&c, &s.url, &tok).await, 0, "{step}: allocation leaked");
+        drop(s);
+    }
+}
+
+#[tokio::test]
+async fn controller_and_compute_roles_over_rabbitmq() {
+    if std::net::TcpStream::connect_timeout(
+        &"127.0.0.1:5672".parse().unwrap(),
+        Duration::from_secs(1),
+    )
+    .is_err()
+    {
+        eprintln!("skipping: RabbitMQ is not reachable at 127.0.0.1:5672");
+        return;
+    }
+    let bus = "amqp://guest:guest@127.0.0.1:5672/%2f";
+    let c = reqwest::Client::new();
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let suffix = format!("{:08x}", std::process::id() ^ port as u32);
+    let ctl_host = format!("ctl-{suffix}");
+    let cpu_host = format!("cpu-{suffix}");
+    let s = start_with(
+        dir.path(),
+        port,
+        None,
+        &["--roles", "controller"],
+        &[
+            ("FERROSTACK__BUS__URL", bus),
+            ("FERROSTACK__COMPUTE__HOST", &ctl_host),
+        ],
+    );
+    let cdir = tempfile::tempdir().unwrap();
+    let _agent = start_with(
+        cdir.path(),
+        9,
+        None,
+        &["--roles", "compute"],
+        &[
+            ("FERROSTACK__BUS__URL", bus),
+            ("FERROSTACK__COMPUTE__HOST", &cpu_host),
+        ],
+    );
+    let tok = token(&c, &s.url).await;
+    // The agent's host registers through the bus, and only it.
+    let t = Instant::now();
+    loop {
+        let (_, h, _) = req(
+            &c,
+            reqwest::Method::GET,
+            &format!("{}/compute/v2.1/os-hypervisors", s.url),
+            Some(&tok),
+            Value::Null,
+        )
+        .await;
+        let names: Vec<&str> = h["hypervisors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|x| x["state"] == "up")
+            .filter_map(|x| x["hypervisor_hostname"].as_str())
+            .collect();
+        if names.contains(&cpu_host.as_str()) {
+            assert!(
+                !names.contains(&ctl_host.as_str()),
+                "the controller runs no agent"
+            );
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "compute host never registered: {h}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, img, _) = req(
+        &c,
+        reqwest::Method::POST,
+        &format!("{}/image/v2/images", s.url),
+        Some(&tok),
+        json!({"name": "img", "disk_format": "raw", "container_format": "bare"}),
+    )
+    .await;
+    let img = img["id"].as_str().unwrap().to_string();
+    c.put(format!("{}/image/v2/images/{img}/file", s.url))
+        .header("X-Auth-Token", &tok)
+        .header("Content-Type", "application/octet-stream")
+        .body(vec![1u8; 1024])
+        .send()
+        .await
+        .unwrap();
+    let (st, b, _) = req(&c, reqwest::Method::POST, &format!("{}/compute/v2.1/servers", s.url), Some(&tok),
+        json!({"server": {"name": "remote", "imageRef": img, "flavorRef": "1", "networks": "none"}})).await;
+    assert_eq!(st, 202, "{b}");
+    let id = b["server"]["id"].as_str().unwrap().to_string();
+    let t = Instant::now();
+    let sv = loop {
+        let sv = status(&c, &s.url, &tok, &id).await;
+        if sv["status"] != "BUILD" {
+            break sv;
+        }
+        assert!(t.elapsed() < Duration::from_secs(20), "{sv}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(sv["status"], "ACTIVE", "{sv}");
+    assert_eq!(sv["OS-EXT-SRV-ATTR:host"], cpu_host.as_str());
+    // A driver call crosses the bus too.
+    let (st, _, _) = req(
+        &c,
+        reqwest::Method::POST,
+        &format!("{}/compute/v2.1/servers/{id}/action", s.url),
+        Some(&tok),
+        json!({"os-stop": null}),
+    )
+    .await;
+    assert_eq!(st, 202);
+    let t = Instant::now();
+    while status(&c, &s.url, &tok, &id).await["status"] != "SHUTOFF" {
+        assert!(t.elapsed() < Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

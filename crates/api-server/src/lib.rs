@@ -256,8 +256,10 @@ async fn normalize_path(mut req: Request, next: Next) -> Response {
     let strip = path.len() > 1
         && path.ends_with('/')
         && ((path.starts_with("/identity/") && path.matches('/').count() > 2)
-            || path.starts_with("/compute/")
-            || path.starts_with("/placement/"));
+            || matches!(
+                path,
+                "/compute/" | "/compute/v2.1/" | "/compute/v2/" | "/placement/"
+            ));
     if path.contains("//") || strip {
         let mut p = path.to_string();
         while p.contains("//") {

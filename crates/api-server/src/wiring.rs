@@ -161,6 +161,42 @@ impl ferro_compute::ImageApi for InProcImages {
             Err(image_error(s, &v))
         }
     }
+    async fn list(&self, token: &str, query: &str) -> Result<Vec<Value>, Error> {
+        let mut out = Vec::new();
+        let mut next = format!(
+            "/v2/images?limit=1000{}{query}",
+            if query.is_empty() { "" } else { "&" }
+        );
+        loop {
+            let (s, v) = self
+                .call(Method::GET, &next, token, "application/json", vec![])
+                .await?;
+            if !s.is_success() {
+                return Err(image_error(s, &v));
+            }
+            out.extend(v["images"].as_array().cloned().unwrap_or_default());
+            match v["next"].as_str() {
+                Some(n) if !n.is_empty() => next = n.to_string(),
+                _ => return Ok(out),
+            }
+        }
+    }
+    async fn patch(&self, token: &str, id: &str, ops: Value) -> Result<Value, Error> {
+        let (s, v) = self
+            .call(
+                Method::PATCH,
+                &format!("/v2/images/{id}"),
+                token,
+                "application/openstack-images-v2.1-json-patch",
+                ops.to_string().into_bytes(),
+            )
+            .await?;
+        if s.is_success() {
+            Ok(v)
+        } else {
+            Err(image_error(s, &v))
+        }
+    }
     async fn delete(&self, token: &str, id: &str) -> Result<(), Error> {
         let (s, v) = self
             .call(

@@ -34,6 +34,10 @@ pub trait ImageApi: Send + Sync {
     async fn create(&self, token: &str, body: Value) -> Result<Value, Error>;
     async fn upload(&self, token: &str, id: &str, data: Vec<u8>) -> Result<(), Error>;
     async fn delete(&self, token: &str, id: &str) -> Result<(), Error>;
+    /// `GET /v2/images?{query}`: the images the caller can see.
+    async fn list(&self, token: &str, query: &str) -> Result<Vec<Value>, Error>;
+    /// Applies a JSON-patch document (`application/openstack-images-v2.1-json-patch`).
+    async fn patch(&self, token: &str, id: &str, ops: Value) -> Result<Value, Error>;
 }
 
 /// What compute needs of the Networking service (implemented by the

@@ -260,7 +260,12 @@ impl IdentityService {
         let admin_role = self.ensure_role("admin").await?;
         let member = self.ensure_role("member").await?;
         let reader = self.ensure_role("reader").await?;
+        // Keystone 2024.2+ bootstraps `manager` between admin and member
+        // (project managers: Nova's migration and host policies use it).
+        let manager = self.ensure_role("manager").await?;
         self.ensure_role("service").await?;
+        self.ensure_implied(&admin_role, &manager).await?;
+        self.ensure_implied(&manager, &member).await?;
         self.ensure_implied(&admin_role, &member).await?;
         self.ensure_implied(&member, &reader).await?;
         let admin_project = self

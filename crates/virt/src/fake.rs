@@ -19,6 +19,40 @@ pub struct FakeDriver {
     delay: std::time::Duration,
 }
 
+/// What a cirros-like guest prints while booting (the fake's console log).
+fn boot_log(spec: &GuestSpec) -> Vec<String> {
+    let mut v = vec![
+        format!(
+            "[    0.000000] Linux version 6.1.0-fake (ferrostack fake driver) guest {}",
+            spec.uuid
+        ),
+        format!(
+            "[    0.000000] Command line: root=/dev/vda console=ttyS0 hostname={}",
+            spec.name
+        ),
+        format!(
+            "[    0.010000] Memory: {}K available",
+            spec.memory_mb * 1024
+        ),
+        format!("[    0.020000] smpboot: Allowing {} CPUs", spec.vcpus),
+    ];
+    for (n, line) in [
+        "virtio_blk virtio2: [vda] disk attached",
+        "EXT4-fs (vda1): mounted filesystem",
+        "Starting network...",
+        "udhcpc: no lease, failing",
+        "checking http://169.254.169.254/2009-04-04/instance-id",
+        "=== system information ===",
+    ]
+    .iter()
+    .enumerate()
+    {
+        v.push(format!("[    {}.{:06}] {line}", 1 + n, n * 1000));
+    }
+    v.push(format!("{} login: ", spec.name));
+    v
+}
+
 impl FakeDriver {
     pub fn new(vcpus: u32, memory_mb: u64, local_gb: u64) -> FakeDriver {
         FakeDriver {
@@ -129,10 +163,7 @@ impl VirtDriver for FakeDriver {
             spec: spec.clone(),
             state: PowerState::Running,
             rescued: false,
-            console: vec![
-                format!("[fake] booting {} ({})", spec.name, spec.uuid),
-                "[fake] login: ".into(),
-            ],
+            console: boot_log(spec),
         });
         Ok(())
     }

@@ -613,18 +613,49 @@ async fn action(
                 true,
             )
             .await?;
-            let (svc2, rid) = (svc.clone(), c.request_id.clone());
+            let (svc2, rid, tok) = (svc.clone(), c.request_id.clone(), c.token().to_string());
             tokio::spawn(async move {
-                unshelve(&svc2, i, &rid, az).await;
+                unshelve(&svc2, i, &rid, az, &tok).await;
             });
             Ok(accepted())
         }
         "addSecurityGroup" | "removeSecurityGroup" => {
-            let sg = arg.get("name").and_then(Value::as_str).unwrap_or("");
-            let _ = get_instance(svc, c, &id)?;
-            Err(NovaError::not_found(format!(
-                "Security group {sg} not found (this cloud runs no Networking service yet)."
-            )))
+            let sg = arg
+                .get("name")
+                .and_then(Value::as_str)
+                .filter(|n| !n.is_empty())
+                .ok_or_else(|| NovaError::bad("Invalid input for field/attribute name."))?
+                .to_string();
+            let i = get_instance(svc, c, &id)?;
+            c.require_member(svc, &i.project_id, "os_compute_api:os-security-groups:add")?;
+            let add = name == "addSecurityGroup";
+            if add && i.security_groups.contains(&sg) {
+                return Err(NovaError::bad(format!(
+                    "Security group {sg} is already associated with the instance {id}"
+                )));
+            }
+            // Without a Networking service the only group that exists is `default`.
+            if add && sg != "default" {
+                return Err(NovaError::not_found(format!(
+                    "Security group {sg} not found."
+                )));
+            }
+            if !add && !i.security_groups.contains(&sg) {
+                return Err(NovaError::not_found(format!(
+                    "Security group {sg} not found for instance {id}."
+                )));
+            }
+            svc.state
+                .update_instance(&id, move |x| {
+                    if add {
+                        x.security_groups.push(sg);
+                    } else {
+                        x.security_groups.retain(|g| g != &sg);
+                    }
+                    Ok(())
+                })
+                .await?;
+            Ok(accepted())
         }
         "os-migrateLive" | "evacuate" => {
             c.require_admin(svc, "os_compute_api:os-migrate-server:migrate_live")?;
@@ -667,6 +698,7 @@ async fn create_image(
         Some(m) => super::servers::check_metadata(m)?,
         None => BTreeMap::new(),
     };
+    let mut backup: Option<(String, usize)> = None;
     if action == "createBackup" {
         c.require_member(svc, &c.project(), "os_compute_api:os-create-backup")?;
         let bt = arg.get("backup_type").and_then(Value::as_str);
@@ -674,10 +706,13 @@ async fn create_image(
             v.as_i64()
                 .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
         });
-        if bt.is_none() || rot.is_none_or(|r| r < 0) {
-            return Err(NovaError::bad(
-                "Invalid input for field/attribute backup_type/rotation.",
-            ));
+        match (bt, rot) {
+            (Some(b), Some(r)) if r >= 0 => backup = Some((b.to_string(), r as usize)),
+            _ => {
+                return Err(NovaError::bad(
+                    "Invalid input for field/attribute backup_type/rotation.",
+                ));
+            }
         }
     }
     let i0 = get_instance(svc, c, id)?;
@@ -717,6 +752,9 @@ async fn create_image(
     }
     for (k, v) in &meta {
         props[k] = json!(v);
+    }
+    if let Some((bt, _)) = &backup {
+        props["backup_type"] = json!(bt);
     }
     let created = match svc.image.create(c.token(), props).await {
         Ok(v) => v,
@@ -779,6 +817,20 @@ async fn create_image(
         if let Err(e) = &r {
             tracing::warn!(instance = %i.uuid, "snapshot failed: {e}");
             let _ = svc2.image.delete(&tok, &iid).await;
+        } else if let Some((bt, rotation)) = &backup {
+            // Keep the newest `rotation` backups of this type (Nova's rotate).
+            let q = format!(
+                "instance_uuid={}&image_type=backup&backup_type={bt}",
+                i.uuid
+            );
+            if let Ok(mut list) = svc2.image.list(&tok, &q).await {
+                list.sort_by(|a, b| b["created_at"].as_str().cmp(&a["created_at"].as_str()));
+                for old in list.iter().skip(*rotation) {
+                    if let Some(oid) = old["id"].as_str() {
+                        let _ = svc2.image.delete(&tok, oid).await;
+                    }
+                }
+            }
         }
         let _ = svc2
             .state
@@ -1062,6 +1114,9 @@ async fn rebuild(
         if c.mv.at_least(57) {
             o.insert("user_data".into(), json!(i.user_data));
         }
+    }
+    if c.mv.at_least(71) {
+        v["server_groups"] = json!(i.server_group.iter().collect::<Vec<_>>());
     }
     v["adminPass"] = json!(pass);
     Ok(json_resp(StatusCode::ACCEPTED, json!({"server": v})))
@@ -1725,7 +1780,13 @@ async fn offload(svc: &Arc<ComputeService>, uuid: &str, rid: &str) {
     .await;
 }
 
-async fn unshelve(svc: &Arc<ComputeService>, i: Instance, rid: &str, az: Option<String>) {
+async fn unshelve(
+    svc: &Arc<ComputeService>,
+    i: Instance,
+    rid: &str,
+    az: Option<String>,
+    token: &str,
+) {
     let uuid = i.uuid.clone();
     if i.vm_state == "shelved" {
         offload(svc, &uuid, rid).await;
@@ -1788,9 +1849,11 @@ async fn unshelve(svc: &Arc<ComputeService>, i: Instance, rid: &str, az: Option<
             Ok(())
         })
         .await;
-    if ok && let Some(_img) = shelved {
-        // The shelve snapshot is the user's image; Nova deletes it here, with
-        // the user's token, which the background task no longer holds.
+    if ok && let Some(img) = shelved {
+        // The shelve snapshot has served its purpose (Nova deletes it too).
+        if let Err(e) = svc.image.delete(token, &img).await {
+            tracing::warn!(instance = %uuid, image = %img, "shelve snapshot not deleted: {}", e.log_message());
+        }
     }
     ops::event(svc, &uuid, rid, "compute_unshelve_instance", None, Some(r)).await;
 }

@@ -303,7 +303,6 @@ async fn create(AxState(svc): St, c: Caller, raw: Bytes) -> NResult<Response> {
         Some(Value::Number(n)) => n.to_string(),
         Some(_) => return Err(NovaError::bad("Invalid input for field/attribute id.")),
     };
-    let project = c.project();
     let f = svc
         .state
         .write(|st| {
@@ -330,11 +329,7 @@ async fn create(AxState(svc): St, c: Caller, raw: Bytes) -> NResult<Response> {
                 disabled: false,
                 description,
                 extra_specs: Default::default(),
-                access: if is_public {
-                    vec![]
-                } else {
-                    vec![project.clone()]
-                },
+                access: vec![],
                 created_at: now(),
                 seq: st.next_seq(&[]),
             };
@@ -543,7 +538,7 @@ async fn spec_delete(
         })
     })
     .await?;
-    Ok(StatusCode::ACCEPTED.into_response())
+    Ok(StatusCode::OK.into_response())
 }
 
 fn access_body(f: &Flavor) -> Value {

@@ -50,7 +50,13 @@ pub fn routes() -> Router<Arc<ComputeService>> {
             put(service_update).delete(service_delete),
         )
         .route("/os-hosts", get(hosts_list))
-        .route("/os-hosts/{host}", get(host_show))
+        .route("/os-hosts/{host}", get(host_show).put(host_update))
+        .route("/os-hosts/{host}/{action}", get(host_power))
+        .route("/os-instance-usage-audit-log", get(audit_log_index))
+        .route("/os-instance-usage-audit-log/{before}", get(audit_log_show))
+        .route("/os-networks", get(networks_list))
+        .route("/os-networks/{id}", get(network_show))
+        .route("/os-server-external-events", post(external_events))
         .route("/os-aggregates", get(aggs_list).post(agg_create))
         .route(
             "/os-aggregates/{id}",
@@ -66,6 +72,7 @@ pub fn routes() -> Router<Arc<ComputeService>> {
         .route("/os-simple-tenant-usage/{project}", get(usage_one))
         .route("/os-migrations", get(migrations_list))
         .route("/extensions", get(extensions))
+        .route("/extensions/{alias}", get(extension_show))
 }
 
 fn bad(m: impl Into<String>) -> NovaError {
@@ -1089,7 +1096,7 @@ async fn hosts_list(AxState(svc): St, c: Caller, RawQuery(raw): RawQuery) -> NRe
             let zone = if s.binary == "nova-compute" { ops::host_az(&svc, &st, &s.host) } else { "internal".into() };
             json!({"host_name": s.host, "service": s.binary.trim_start_matches("nova-"), "zone": zone})
         })
-        .filter(|v| first(&q, "zone").is_none_or(|z| v["zone"] == z))
+        .filter(|v| first(&q, "zone").filter(|z| !z.is_empty()).is_none_or(|z| v["zone"] == z))
         .collect();
     Ok(json_resp(StatusCode::OK, json!({"hosts": list})))
 }
@@ -1746,6 +1753,311 @@ async fn migrations_list(
     Ok(json_resp(StatusCode::OK, json!({"migrations": list})))
 }
 
+/// The v2.1 extension list (frozen upstream; kept for old clients).
+const EXTENSIONS: &[(&str, &str)] = &[
+    ("os-access-ips", "AccessIPs"),
+    ("os-admin-actions", "AdminActions"),
+    ("os-admin-password", "AdminPassword"),
+    ("os-aggregates", "Aggregates"),
+    ("os-assisted-volume-snapshots", "AssistedVolumeSnapshots"),
+    ("os-attach-interfaces", "AttachInterfaces"),
+    ("os-availability-zone", "AvailabilityZone"),
+    ("os-block-device-mapping", "BlockDeviceMapping"),
+    ("os-cells", "Cells"),
+    ("os-certificates", "Certificates"),
+    ("os-cloudpipe", "Cloudpipe"),
+    ("os-config-drive", "ConfigDrive"),
+    ("os-console-auth-tokens", "ConsoleAuthTokens"),
+    ("os-console-output", "ConsoleOutput"),
+    ("os-consoles", "Consoles"),
+    ("os-create-backup", "CreateBackup"),
+    ("os-deferred-delete", "DeferredDelete"),
+    ("os-evacuate", "Evacuate"),
+    ("os-extended-availability-zone", "ExtendedAvailabilityZone"),
+    ("os-extended-server-attributes", "ExtendedServerAttributes"),
+    ("os-extended-status", "ExtendedStatus"),
+    ("os-extended-volumes", "ExtendedVolumes"),
+    ("os-fixed-ips", "FixedIPs"),
+    ("os-flavor-access", "FlavorAccess"),
+    ("os-flavor-extra-specs", "FlavorExtraSpecs"),
+    ("os-flavor-manage", "FlavorManage"),
+    ("os-flavor-rxtx", "FlavorRxtx"),
+    ("flavors", "Flavors"),
+    ("os-floating-ip-dns", "FloatingIpDns"),
+    ("os-floating-ip-pools", "FloatingIpPools"),
+    ("os-floating-ips", "FloatingIps"),
+    ("os-floating-ips-bulk", "FloatingIpsBulk"),
+    ("os-fping", "Fping"),
+    ("os-hide-server-addresses", "HideServerAddresses"),
+    ("os-hosts", "Hosts"),
+    ("os-hypervisors", "Hypervisors"),
+    ("images", "Images"),
+    ("os-image-metadata", "ImageMetadata"),
+    ("os-instance-actions", "InstanceActions"),
+    ("os-instance-usage-audit-log", "OSInstanceUsageAuditLog"),
+    ("ips", "Ips"),
+    ("os-keypairs", "Keypairs"),
+    ("os-lock-server", "LockServer"),
+    ("os-migrate-server", "MigrateServer"),
+    ("os-migrations", "Migrations"),
+    ("os-multinic", "Multinic"),
+    ("os-multiple-create", "MultipleCreate"),
+    ("os-networks", "Networks"),
+    ("os-networks-associate", "NetworkAssociationSupport"),
+    ("os-pause-server", "PauseServer"),
+    ("os-personality", "Personality"),
+    (
+        "os-preserve-ephemeral-rebuild",
+        "PreserveEphemeralOnRebuild",
+    ),
+    ("os-quota-class-sets", "QuotaClasses"),
+    ("os-quota-sets", "Quotas"),
+    ("os-remote-consoles", "RemoteConsoles"),
+    ("os-rescue", "Rescue"),
+    ("os-scheduler-hints", "SchedulerHints"),
+    (
+        "os-security-group-default-rules",
+        "SecurityGroupDefaultRules",
+    ),
+    ("os-security-groups", "SecurityGroups"),
+    ("os-server-diagnostics", "ServerDiagnostics"),
+    ("os-server-external-events", "ServerExternalEvents"),
+    ("os-server-groups", "ServerGroups"),
+    ("os-server-password", "ServerPassword"),
+    ("os-server-usage", "ServerUsage"),
+    ("servers", "Servers"),
+    ("os-services", "Services"),
+    ("os-shelve", "Shelve"),
+    ("os-simple-tenant-usage", "SimpleTenantUsage"),
+    ("os-suspend-server", "SuspendServer"),
+    ("os-tenant-networks", "OSTenantNetworks"),
+    ("os-used-limits", "UsedLimits"),
+    ("os-user-data", "UserData"),
+    ("os-virtual-interfaces", "VirtualInterfaces"),
+    ("os-volumes", "Volumes"),
+    ("os-server-start-stop", "ServerStartStop"),
+    ("os-server-tags", "ServerTags"),
+    ("os-limits", "Limits"),
+];
+
+fn extension_view(alias: &str, name: &str) -> Value {
+    json!({"alias": alias, "name": name, "description": name, "links": [],
+        "namespace": "http://docs.openstack.org/compute/ext/fake_xml", "updated": "2014-12-03T00:00:00Z"})
+}
+
 async fn extensions(_c: Caller) -> NResult<Response> {
-    Ok(json_resp(StatusCode::OK, json!({"extensions": []})))
+    Ok(json_resp(
+        StatusCode::OK,
+        json!({"extensions": EXTENSIONS.iter().map(|(a, n)| extension_view(a, n)).collect::<Vec<_>>()}),
+    ))
+}
+
+async fn extension_show(_c: Caller, Path(alias): Path<String>) -> NResult<Response> {
+    let (a, n) = EXTENSIONS
+        .iter()
+        .find(|(a, _)| *a == alias)
+        .ok_or_else(|| NovaError::not_found(format!("Extension {alias} not found")))?;
+    Ok(json_resp(
+        StatusCode::OK,
+        json!({"extension": extension_view(a, n)}),
+    ))
+}
+
+async fn host_update(
+    AxState(svc): St,
+    c: Caller,
+    Path(host): Path<String>,
+    bytes: Bytes,
+) -> NResult<Response> {
+    c.require_admin(&svc, "os_compute_api:os-hosts:update")?;
+    if c.mv.at_least(43) {
+        return Err(NovaError::not_found("The resource could not be found."));
+    }
+    let b = body(&bytes)?;
+    let o = b.as_object().cloned().unwrap_or_default();
+    let status = o.get("status").and_then(Value::as_str).map(str::to_string);
+    let maint = o
+        .get("maintenance_mode")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    for (k, v) in &o {
+        let ok = match k.as_str() {
+            "status" | "maintenance_mode" => matches!(v.as_str(), Some("enable" | "disable")),
+            _ => false,
+        };
+        if !ok {
+            return Err(bad(format!(
+                "Invalid input for field/attribute {k}. Value: {v}."
+            )));
+        }
+    }
+    if status.is_none() && maint.is_none() {
+        return Err(bad("'status' or 'maintenance_mode' needed for host update"));
+    }
+    if !computes(&svc.state.read()).iter().any(|s| s.host == host) {
+        return Err(NovaError::not_found(format!(
+            "Compute host {host} could not be found."
+        )));
+    }
+    if maint.is_some() {
+        return Err(NovaError::new(
+            501,
+            "Virt driver does not implement host maintenance mode.",
+        ));
+    }
+    let disable = status.as_deref() == Some("disable");
+    svc.state
+        .write(|st| {
+            let mut s = computes(st)
+                .into_iter()
+                .find(|s| s.host == host)
+                .cloned()
+                .ok_or_else(|| {
+                    Error::not_found_msg(format!("Compute host {host} could not be found."))
+                })?;
+            s.disabled = disable;
+            s.updated_at = Some(now());
+            Ok(((), vec![Rec::Service(s)]))
+        })
+        .await?;
+    Ok(json_resp(
+        StatusCode::OK,
+        json!({"host": host, "status": if disable { "disabled" } else { "enabled" }}),
+    ))
+}
+
+async fn host_power(
+    AxState(svc): St,
+    c: Caller,
+    Path((host, action)): Path<(String, String)>,
+) -> NResult<Response> {
+    c.require_admin(&svc, "os_compute_api:os-hosts:start")?;
+    if c.mv.at_least(43) || !matches!(action.as_str(), "reboot" | "shutdown" | "startup") {
+        return Err(NovaError::not_found("The resource could not be found."));
+    }
+    if !computes(&svc.state.read()).iter().any(|s| s.host == host) {
+        return Err(NovaError::not_found(format!(
+            "Compute host {host} could not be found."
+        )));
+    }
+    Err(NovaError::new(
+        501,
+        "Virt driver does not implement host power management.",
+    ))
+}
+
+fn audit_log(st: &State, before: chrono::NaiveDateTime) -> Value {
+    let hosts: Vec<&ServiceRec> = computes(st);
+    let begin = before - chrono::Duration::days(30);
+    json!({
+        "hosts_not_run": hosts.iter().map(|s| s.host.clone()).collect::<Vec<_>>(),
+        "log": {},
+        "num_hosts": hosts.len(),
+        "num_hosts_done": 0,
+        "num_hosts_not_run": hosts.len(),
+        "num_hosts_running": 0,
+        "overall_status": format!("0 of {} hosts done. 0 errors.", hosts.len()),
+        "period_beginning": begin.format("%Y-%m-%d %H:%M:%S").to_string(),
+        "period_ending": before.format("%Y-%m-%d %H:%M:%S").to_string(),
+        "total_errors": 0,
+        "total_instances": st.live().count(),
+    })
+}
+
+async fn audit_log_index(AxState(svc): St, c: Caller) -> NResult<Response> {
+    c.require_admin(&svc, "os_compute_api:os-instance-usage-audit-log:list")?;
+    let st = svc.state.read();
+    Ok(json_resp(
+        StatusCode::OK,
+        json!({"instance_usage_audit_logs": audit_log(&st, chrono::Utc::now().naive_utc())}),
+    ))
+}
+
+async fn audit_log_show(
+    AxState(svc): St,
+    c: Caller,
+    Path(before): Path<String>,
+) -> NResult<Response> {
+    c.require_admin(&svc, "os_compute_api:os-instance-usage-audit-log:show")?;
+    let t = parse_ts(&before).ok_or_else(|| bad(format!("Invalid timestamp for date {before}")))?;
+    let st = svc.state.read();
+    Ok(json_resp(
+        StatusCode::OK,
+        json!({"instance_usage_audit_log": audit_log(&st, t)}),
+    ))
+}
+
+/// The nova-network proxy (removed at 2.36): no Networking service, no networks.
+async fn networks_list(c: Caller) -> NResult<Response> {
+    if c.mv.at_least(36) {
+        return Err(NovaError::not_found("The resource could not be found."));
+    }
+    Ok(json_resp(StatusCode::OK, json!({"networks": []})))
+}
+
+async fn network_show(_c: Caller, Path(id): Path<String>) -> NResult<Response> {
+    Err(NovaError::not_found(format!(
+        "Network {id} could not be found."
+    )))
+}
+
+/// Events from Neutron/Cinder about an instance (network-vif-plugged, volume-extended...).
+async fn external_events(AxState(svc): St, c: Caller, bytes: Bytes) -> NResult<Response> {
+    if !c.is_admin(&svc) && !c.ctx.token.has_role("service") {
+        return Err(NovaError::forbidden(
+            "Policy doesn't allow os_compute_api:os-server-external-events:create to be performed.",
+        ));
+    }
+    let b = body(&bytes)?;
+    let events = b
+        .get("events")
+        .and_then(Value::as_array)
+        .filter(|e| !e.is_empty())
+        .ok_or_else(|| bad("Invalid input for field/attribute events."))?;
+    const NAMES: &[&str] = &[
+        "network-changed",
+        "network-vif-plugged",
+        "network-vif-unplugged",
+        "network-vif-deleted",
+        "volume-extended",
+        "power-update",
+        "accelerator-request-bound",
+        "volume-reimaged",
+    ];
+    let st = svc.state.read();
+    let mut out = Vec::new();
+    let mut any_ok = false;
+    for e in events {
+        let name = e.get("name").and_then(Value::as_str).unwrap_or("");
+        if !NAMES.contains(&name) {
+            return Err(bad(format!(
+                "Invalid input for field/attribute name. Value: {name}."
+            )));
+        }
+        let uuid = e.get("server_uuid").and_then(Value::as_str).unwrap_or("");
+        let mut r = e.clone();
+        let status = e
+            .get("status")
+            .and_then(Value::as_str)
+            .unwrap_or("completed");
+        r["status"] = json!(status);
+        match st.instances.get(uuid).filter(|i| !i.deleted) {
+            Some(i) if i.host.is_some() => {
+                r["code"] = json!(200);
+                any_ok = true;
+            }
+            Some(_) => r["code"] = json!(422),
+            None => r["code"] = json!(404),
+        }
+        out.push(r);
+    }
+    if !any_ok {
+        return Err(NovaError::not_found("No instances found for any event"));
+    }
+    let code = if out.iter().all(|r| r["code"] == 200) {
+        StatusCode::OK
+    } else {
+        StatusCode::MULTI_STATUS
+    };
+    Ok(json_resp(code, json!({"events": out})))
 }

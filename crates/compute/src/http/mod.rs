@@ -2,6 +2,7 @@
 //! authenticated caller.
 pub mod actions;
 pub mod flavors;
+pub mod images;
 pub mod misc;
 pub mod servers;
 
@@ -290,14 +291,22 @@ pub async fn versions(State(svc): St) -> Response {
     )
 }
 
-async fn version_show(State(svc): St) -> Response {
-    let mut v = version_entry(&svc.base_url);
+async fn version_show(
+    State(svc): St,
+    axum::extract::OriginalUri(uri): axum::extract::OriginalUri,
+) -> Response {
+    let legacy = uri.path().trim_end_matches('/').ends_with("/v2");
+    let (mut v, path) = if legacy {
+        (version_v20(&svc.base_url), "v2")
+    } else {
+        (version_entry(&svc.base_url), "v2.1")
+    };
     v["links"] = json!([
-        {"rel": "self", "href": format!("{}/v2.1/", svc.base_url)},
+        {"rel": "self", "href": format!("{}/{path}/", svc.base_url)},
         {"rel": "describedby", "type": "text/html", "href": "http://docs.openstack.org/"},
     ]);
     v["media-types"] = json!([{"base": "application/json",
-        "type": "application/vnd.openstack.compute+json;version=2.1"}]);
+        "type": format!("application/vnd.openstack.compute+json;version={}", if legacy { "2" } else { "2.1" })}]);
     json_resp(StatusCode::OK, json!({"version": v}))
 }
 
@@ -308,6 +317,7 @@ pub fn router() -> Router<Arc<ComputeService>> {
         .merge(servers::routes())
         .merge(actions::routes())
         .merge(flavors::routes())
+        .merge(images::routes())
         .merge(misc::routes());
     Router::new()
         .route("/", get(versions))

@@ -148,7 +148,7 @@ pub fn view(svc: &ComputeService, c: &Caller, i: &Instance, detail: bool) -> Val
             x
         }).collect::<Vec<_>>(),
     });
-    if !i.security_groups.is_empty() && !i.addresses.is_empty() {
+    if !i.security_groups.is_empty() {
         v["security_groups"] = json!(
             i.security_groups
                 .iter()
@@ -411,6 +411,19 @@ async fn create(AxState(svc): St, c: Caller, raw: Bytes) -> NResult<Response> {
         Some(m) => check_metadata(m)?,
         None => BTreeMap::new(),
     };
+    {
+        let st = svc.state.read();
+        let lim = ops::quota_limits(&st, &c.project(), None)
+            .get("metadata_items")
+            .copied()
+            .unwrap_or(-1);
+        if lim >= 0 && metadata.len() as i64 > lim {
+            return Err(NovaError::forbidden(format!(
+                "Quota exceeded for metadata_items: Requested {}, but already used 0 of {lim} metadata_items",
+                metadata.len()
+            )));
+        }
+    }
     let description = match s.get("description") {
         None | Some(Value::Null) => None,
         Some(Value::String(d)) if d.len() <= 255 => Some(d.clone()),
@@ -858,38 +871,13 @@ fn parse_time(s: &str) -> NResult<String> {
     Ok(t.format("%Y-%m-%dT%H:%M:%S%.6f").to_string())
 }
 
+/// Nova filters names with a regular expression (Python `re.search`); an
+/// invalid expression matches as a plain substring.
 fn matches_regex_like(hay: &str, pat: &str) -> bool {
-    // Nova filters names with a regular expression; support the common
-    // forms (substring, ^anchor, anchor$, .* wildcards).
-    let starts = pat.starts_with('^');
-    let ends = pat.ends_with('$') && !pat.ends_with("\\$");
-    let core = pat.trim_start_matches('^').trim_end_matches('$');
-    let parts: Vec<&str> = core.split(".*").collect();
-    let mut pos = 0usize;
-    for (idx, p) in parts.iter().enumerate() {
-        let p = p.replace("\\.", ".");
-        if p.is_empty() {
-            continue;
-        }
-        if idx == 0 && starts {
-            if !hay.starts_with(&p) {
-                return false;
-            }
-            pos = p.len();
-            continue;
-        }
-        match hay[pos..].find(&p) {
-            Some(f) => pos += f + p.len(),
-            None => return false,
-        }
+    match regex_lite::Regex::new(pat) {
+        Ok(re) => re.is_match(hay),
+        Err(_) => hay.contains(pat),
     }
-    if ends
-        && let Some(last) = parts.last()
-        && !last.is_empty()
-    {
-        return hay.ends_with(&last.replace("\\.", "."));
-    }
-    true
 }
 
 const LIST_PARAMS: &[&str] = &[
@@ -1822,10 +1810,37 @@ async fn interfaces(AxState(svc): St, c: Caller, Path(id): Path<String>) -> NRes
 async fn diagnostics(AxState(svc): St, c: Caller, Path(id): Path<String>) -> NResult<Response> {
     c.require_admin(&svc, "os_compute_api:os-server-diagnostics")?;
     let i = get_instance(&svc, &c, &id)?;
-    let mut m = Map::new();
-    m.insert("cpu0_time".into(), json!(17300000000u64));
-    m.insert("memory".into(), json!(i.flavor.ram * 1024));
-    Ok(json_resp(StatusCode::OK, Value::Object(m)))
+    if i.host.is_none() || i.vm_state == "building" {
+        return Err(NovaError::conflict(format!(
+            "Cannot 'get_diagnostics' instance {id} while it is in vm_state {}",
+            i.vm_state
+        )));
+    }
+    let state = match i.power_state {
+        1 => "running",
+        3 => "paused",
+        4 => "shutdown",
+        7 => "suspended",
+        6 => "crashed",
+        _ => "pending",
+    };
+    let v = if c.mv.at_least(48) {
+        json!({
+            "state": state, "driver": "fake", "hypervisor": "fake", "hypervisor_os": "fake-os",
+            "uptime": 46664, "config_drive": i.config_drive, "num_cpus": i.flavor.vcpus,
+            "num_nics": i.addresses.len(), "num_disks": 1,
+            "cpu_details": (0..i.flavor.vcpus).map(|n| json!({"id": n, "time": 17300000000u64, "utilisation": 15})).collect::<Vec<_>>(),
+            "nic_details": [],
+            "disk_details": [{"read_bytes": 262144, "read_requests": 112, "write_bytes": 5778432, "write_requests": 488, "errors_count": 1}],
+            "memory_details": {"maximum": i.flavor.ram, "used": 0},
+        })
+    } else {
+        let mut m = Map::new();
+        m.insert("cpu0_time".into(), json!(17300000000u64));
+        m.insert("memory".into(), json!(i.flavor.ram * 1024));
+        Value::Object(m)
+    };
+    Ok(json_resp(StatusCode::OK, v))
 }
 
 async fn server_migrations(

@@ -507,3 +507,52 @@ async fn build_step_failures_unwind() {
         c.stop().await;
     }
 }
+
+/// A guest that stops behind the API's back (a crash, a shutdown from
+/// inside) is recorded SHUTOFF by the heartbeat's power-state sync.
+#[tokio::test]
+async fn power_state_sync_from_heartbeats() {
+    let c = TestCloud::start_with(Backend::Sqlite, |cfg| {
+        cfg.compute.fake_hosts = 1;
+        cfg.compute.report_interval = 1;
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let tok = c.admin_token().await;
+    wait_hosts(&c, &tok, 1).await;
+    let img = image(&c, &tok).await;
+    let r = nova(
+        &c,
+        Method::POST,
+        "/servers",
+        &tok,
+        server_body(&img, "1", "p"),
+    )
+    .await;
+    let id = r.body["server"]["id"].as_str().unwrap().to_string();
+    wait_status(&c, &tok, &id, &["ACTIVE"]).await;
+    c.agents[0].driver.power_off(&id).await.unwrap();
+    let t = Instant::now();
+    loop {
+        let s = nova(
+            &c,
+            Method::GET,
+            &format!("/servers/{id}"),
+            &tok,
+            Value::Null,
+        )
+        .await;
+        if s.body["server"]["status"] == "SHUTOFF" {
+            assert_eq!(s.body["server"]["OS-EXT-STS:power_state"], 4);
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(15),
+            "not synced: {}",
+            s.body
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    c.stop().await;
+}

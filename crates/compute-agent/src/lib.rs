@@ -174,8 +174,15 @@ impl ComputeAgent {
         Ok(json!({"power_state": ps.code()}))
     }
 
-    /// Heartbeat: the host, its resources and the guests it runs.
+    /// Heartbeat: the host, its resources, the guests it runs and their power states.
     pub async fn report(&self) {
+        let instances = self.driver.list().await;
+        let mut power = serde_json::Map::new();
+        for uuid in &instances {
+            if let Ok(ps) = self.driver.power_state(uuid).await {
+                power.insert(uuid.clone(), json!(ps.code()));
+            }
+        }
         let msg = Envelope::new(
             "report",
             json!({
@@ -183,7 +190,8 @@ impl ComputeAgent {
                 "binary": "nova-compute",
                 "resources": self.driver.host_resources(),
                 "driver": self.driver.name(),
-                "instances": self.driver.list().await,
+                "instances": instances,
+                "power_states": power,
             }),
         );
         if let Err(e) = self.bus.cast(&Target::topic(CONDUCTOR_TOPIC), msg).await {

@@ -155,7 +155,12 @@ async fn handle_report(
             Ok((s.clone(), vec![Rec::Service(s)]))
         })
         .await?;
-    if !reg.contains(&host) {
+    if reg.contains(&host) {
+        drop(reg);
+        sync_power_states(svc, &host, &args["power_states"]).await;
+        return Ok(());
+    }
+    {
         if let (Some(node), Some(r)) = (&rec.node_uuid, &rec.resources) {
             svc.placement
                 .ensure_provider(
@@ -217,6 +222,58 @@ async fn handle_report(
         }
     }
     Ok(())
+}
+
+/// Nova's `_sync_power_states`: the hypervisor is the truth for power; an
+/// instance with no task whose guest stopped (or vanished) is recorded as
+/// stopped; one found running while recorded stopped only gets its power
+/// state updated (upstream's default leaves such guests alone).
+async fn sync_power_states(svc: &Arc<ComputeService>, host: &str, reported: &Value) {
+    let Some(map) = reported.as_object() else {
+        return;
+    };
+    // A report may have been taken before an action that finished since:
+    // leave instances changed in the last two report intervals alone.
+    let settle = chrono::Duration::seconds(2 * svc.cfg.compute.report_interval.max(1) as i64 + 2);
+    let cutoff = (chrono::Utc::now() - settle)
+        .format("%Y-%m-%dT%H:%M:%S%.6f")
+        .to_string();
+    let st = svc.state.read();
+    let mut changes: Vec<(String, i64)> = Vec::new();
+    for i in st.live().filter(|i| {
+        i.host.as_deref() == Some(host) && i.task_state.is_none() && i.updated_at < cutoff
+    }) {
+        if matches!(
+            i.vm_state.as_str(),
+            "building" | "shelved_offloaded" | "error"
+        ) {
+            continue;
+        }
+        let ps = map.get(&i.uuid).and_then(Value::as_i64).unwrap_or(0);
+        if ps != i.power_state {
+            changes.push((i.uuid.clone(), ps));
+        }
+    }
+    drop(st);
+    for (uuid, ps) in changes {
+        let r = svc
+            .state
+            .update_instance(&uuid, move |i| {
+                if i.task_state.is_some() {
+                    return Ok(());
+                }
+                tracing::info!(instance = %i.uuid, from = i.power_state, to = ps, "power state sync");
+                i.power_state = ps;
+                if i.vm_state == "active" && matches!(ps, 0 | 4 | 6) {
+                    i.vm_state = "stopped".into();
+                }
+                Ok(())
+            })
+            .await;
+        if let Err(e) = r {
+            tracing::warn!(instance = %uuid, "power state sync failed: {}", e.log_message());
+        }
+    }
 }
 
 /// Is a host's nova-compute up (heard from recently and not forced down)?

@@ -119,10 +119,58 @@ async fn conformance(bus: Arc<dyn Bus>, topic: &str) {
     assert_eq!(hosts, ["host-a", "host-b"]);
 }
 
+/// A call nobody serves fails within its timeout instead of hanging: the
+/// in-process bus knows there is no consumer, RabbitMQ drops the unroutable
+/// request and the call times out.
+async fn call_without_consumer(bus: Arc<dyn Bus>, topic: &str) {
+    let timeout = Duration::from_secs(1);
+    let started = std::time::Instant::now();
+    let r = bus
+        .call(
+            &Target::server(topic, "nowhere"),
+            Envelope::new("echo", json!({})),
+            timeout,
+        )
+        .await;
+    assert!(
+        matches!(r, Err(BusError::Timeout(_) | BusError::NoConsumer(_))),
+        "expected a timeout or no-consumer error, got {r:?}"
+    );
+    assert!(
+        started.elapsed() < timeout + Duration::from_millis(500),
+        "the call took {:?}",
+        started.elapsed()
+    );
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Whether RabbitMQ answers at 127.0.0.1:5672; prints why a test is skipped.
+fn rabbit_reachable() -> bool {
+    let up = std::net::TcpStream::connect_timeout(
+        &([127, 0, 0, 1], 5672).into(),
+        Duration::from_millis(500),
+    )
+    .is_ok();
+    if !up {
+        eprintln!("skipping: RabbitMQ is not reachable at 127.0.0.1:5672");
+    }
+    up
+}
+
+const RABBIT_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inproc_conformance() {
     conformance(Arc::new(InProcBus::new()), "compute").await;
-    // no consumer: an error, not a hang
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inproc_call_without_consumer() {
+    call_without_consumer(Arc::new(InProcBus::new()), "compute").await;
+    // in process, the bus knows at once that nobody listens
     let bus = InProcBus::new();
     assert!(matches!(
         bus.call(
@@ -133,28 +181,273 @@ async fn inproc_conformance() {
         .await,
         Err(BusError::NoConsumer(_))
     ));
+    // a served topic, but not that server
+    let bus = Arc::new(InProcBus::new());
+    let _sub = bus.serve("compute", "host-a").await.unwrap();
+    call_without_consumer(bus, "compute").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn amqp_conformance() {
-    if std::net::TcpStream::connect_timeout(
-        &([127, 0, 0, 1], 5672).into(),
-        Duration::from_millis(500),
-    )
-    .is_err()
-    {
-        eprintln!("skipping: RabbitMQ is not reachable at 127.0.0.1:5672");
+    if !rabbit_reachable() {
         return;
     }
-    let bus = Arc::new(
-        AmqpBus::connect("amqp://guest:guest@127.0.0.1:5672/%2f")
-            .await
-            .unwrap(),
-    );
+    let bus = Arc::new(AmqpBus::connect(RABBIT_URL).await.unwrap());
     // a topic of its own so parallel runs never share queues
-    let topic = format!("conformance-{}", uuid::Uuid::new_v4().simple());
+    let topic = unique("conformance");
     conformance(bus.clone(), &topic).await;
     bus.delete_topic(&topic, &["host-a", "host-b"])
         .await
         .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amqp_call_without_consumer() {
+    if !rabbit_reachable() {
+        return;
+    }
+    let bus = Arc::new(AmqpBus::connect(RABBIT_URL).await.unwrap());
+    call_without_consumer(bus.clone(), &unique("nobody")).await;
+    // a served topic, but not that server
+    let topic = unique("nobody");
+    let _sub = bus.serve(&topic, "host-a").await.unwrap();
+    call_without_consumer(bus.clone(), &topic).await;
+    bus.delete_topic(&topic, &["host-a"]).await.unwrap();
+}
+
+/// A TCP proxy to RabbitMQ that can play a broker restart: `down()` cuts
+/// every proxied connection and refuses new ones, `up()` accepts again on
+/// the same port.
+struct FlakyProxy {
+    port: u16,
+    accept: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    conns: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl FlakyProxy {
+    async fn start() -> FlakyProxy {
+        let listener = Self::listen(0);
+        let port = listener.local_addr().unwrap().port();
+        let proxy = FlakyProxy {
+            port,
+            accept: std::sync::Mutex::new(None),
+            conns: Arc::default(),
+        };
+        proxy.serve(listener);
+        proxy
+    }
+
+    fn url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+    }
+
+    fn listen(port: u16) -> tokio::net::TcpListener {
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.set_reuseaddr(true).unwrap();
+        sock.bind(([127, 0, 0, 1], port).into()).unwrap();
+        sock.listen(64).unwrap()
+    }
+
+    fn serve(&self, listener: tokio::net::TcpListener) {
+        let conns = self.conns.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(upstream) = tokio::net::TcpStream::connect(("127.0.0.1", 5672)).await else {
+                    continue;
+                };
+                let pipe = tokio::spawn(async move {
+                    tokio::select! {
+                        _ = pump(&client, &upstream) => {}
+                        _ = pump(&upstream, &client) => {}
+                    }
+                });
+                conns.lock().unwrap().push(pipe);
+            }
+        });
+        *self.accept.lock().unwrap() = Some(task);
+    }
+
+    /// The "broker" goes away: live connections are cut, new ones refused.
+    async fn down(&self) {
+        if let Some(t) = self.accept.lock().unwrap().take() {
+            t.abort();
+        }
+        let conns: Vec<_> = self.conns.lock().unwrap().drain(..).collect();
+        for c in conns {
+            c.abort();
+            let _ = c.await; // the sockets are closed once the task is gone
+        }
+    }
+
+    /// The "broker" is back on the same port.
+    fn up(&self) {
+        self.serve(Self::listen(self.port));
+    }
+}
+
+/// Copies bytes one way until either side closes (no `io-util` needed).
+async fn pump(from: &tokio::net::TcpStream, to: &tokio::net::TcpStream) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        if from.readable().await.is_err() {
+            return;
+        }
+        let n = match from.try_read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(_) => return,
+        };
+        let mut done = 0;
+        while done < n {
+            if to.writable().await.is_err() {
+                return;
+            }
+            match to.try_write(&buf[done..n]) {
+                Ok(k) => done += k,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+/// Waits (a bounded time) until an agent reports `method`, skipping others.
+async fn wait_seen(
+    seen: &mut tokio::sync::mpsc::Receiver<(String, String)>,
+    method: &str,
+) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (host, m) = tokio::time::timeout_at(deadline, seen.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no {method} delivered"))
+            .unwrap();
+        if m == method {
+            return host;
+        }
+    }
+}
+
+async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The broker "restarts" (through the proxy) twice; the same `AmqpBus` and
+/// the same `Subscription` keep working: a call in flight fails fast, a
+/// cast made while the broker is away waits and is delivered, and call,
+/// cast and fanout work again, as does the whole suite on a fresh topic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amqp_survives_broker_restart() {
+    if !rabbit_reachable() {
+        return;
+    }
+    let proxy = FlakyProxy::start().await;
+    let bus = Arc::new(AmqpBus::connect(&proxy.url()).await.unwrap());
+    let topic = unique("restart");
+    let (seen_tx, mut seen) = tokio::sync::mpsc::channel(64);
+    spawn_agent(
+        bus.serve(&topic, "host-a").await.unwrap(),
+        "host-a",
+        seen_tx,
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let echo = |n: u32| {
+        let bus = bus.clone();
+        let to = Target::server(&topic, "host-a");
+        async move {
+            bus.call(
+                &to,
+                Envelope::new("echo", json!({"n": n})),
+                Duration::from_secs(2),
+            )
+            .await
+        }
+    };
+    assert_eq!(
+        echo(0).await.unwrap(),
+        json!({"host": "host-a", "args": {"n": 0}})
+    );
+
+    for round in 1..=2 {
+        // a call in flight when the connection drops fails fast, not after
+        // its 10 s timeout
+        let in_flight = {
+            let bus = bus.clone();
+            let to = Target::server(&topic, "host-a");
+            tokio::spawn(async move {
+                let started = std::time::Instant::now();
+                let r = bus
+                    .call(
+                        &to,
+                        Envelope::new("slow", json!({})),
+                        Duration::from_secs(10),
+                    )
+                    .await;
+                (r, started.elapsed())
+            })
+        };
+        wait_seen(&mut seen, "slow").await;
+        proxy.down().await;
+        let (r, took) = in_flight.await.unwrap();
+        assert!(
+            matches!(r, Err(BusError::Transport(_))),
+            "round {round}: expected a transport error, got {r:?}"
+        );
+        assert!(
+            took < Duration::from_secs(5),
+            "round {round}: took {took:?}"
+        );
+        wait_until("the bus notices the drop", || !bus.is_connected()).await;
+
+        // a cast while the broker is away waits for the reconnection
+        let to = Target::topic(&topic);
+        let (cast, ()) = tokio::join!(bus.cast(&to, Envelope::new("queued", json!({}))), async {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            proxy.up();
+        });
+        cast.unwrap();
+        assert_eq!(wait_seen(&mut seen, "queued").await, "host-a");
+        assert!(bus.is_connected());
+
+        // calls work again (bounded retry: the first may race the re-attach)
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let reply = loop {
+            match echo(round).await {
+                Ok(v) => break v,
+                Err(e) => {
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "round {round}: calls still fail after reconnecting: {e:?}"
+                    );
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        };
+        assert_eq!(reply, json!({"host": "host-a", "args": {"n": round}}));
+        // casts and fanouts reach the same subscription
+        bus.cast(&Target::topic(&topic), Envelope::new("work", json!({})))
+            .await
+            .unwrap();
+        assert_eq!(wait_seen(&mut seen, "work").await, "host-a");
+        bus.fanout(&topic, Envelope::new("refresh", json!({})))
+            .await
+            .unwrap();
+        assert_eq!(wait_seen(&mut seen, "refresh").await, "host-a");
+    }
+
+    // and new subscriptions on the reconnected bus pass the whole suite
+    let fresh = unique("restart-suite");
+    conformance(bus.clone(), &fresh).await;
+    bus.delete_topic(&fresh, &["host-a", "host-b"])
+        .await
+        .unwrap();
+    bus.delete_topic(&topic, &["host-a"]).await.unwrap();
 }

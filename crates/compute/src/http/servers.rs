@@ -1826,7 +1826,7 @@ async fn diagnostics(AxState(svc): St, c: Caller, Path(id): Path<String>) -> NRe
     };
     let v = if c.mv.at_least(48) {
         json!({
-            "state": state, "driver": "fake", "hypervisor": "fake", "hypervisor_os": "fake-os",
+            "state": state, "driver": "libvirt", "hypervisor": "qemu", "hypervisor_os": "linux",
             "uptime": 46664, "config_drive": i.config_drive, "num_cpus": i.flavor.vcpus,
             "num_nics": i.addresses.len(), "num_disks": 1,
             "cpu_details": (0..i.flavor.vcpus).map(|n| json!({"id": n, "time": 17300000000u64, "utilisation": 15})).collect::<Vec<_>>(),

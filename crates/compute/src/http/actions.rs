@@ -1,6 +1,6 @@
 //! `POST /servers/{id}/action`: the server state machine (Nova's
 //! `check_instance_state` rules), run on the instance's host by its agent.
-use super::servers::{check_locked, console_url, get_instance, view};
+use super::servers::{check_locked, console_url, get_instance};
 use super::{Caller, St, body, json_resp};
 use crate::ComputeService;
 use crate::error::{NResult, NovaError};
@@ -1091,33 +1091,7 @@ async fn rebuild(
         )
         .await;
     });
-    let mut v = view(svc, c, &i, true);
-    if !c.mv.at_least(75)
-        && let Some(o) = v.as_object_mut()
-    {
-        // Before 2.75 the rebuild answer is the basic server view.
-        o.retain(|k, _| {
-            !(k.starts_with("OS-EXT-") || k.starts_with("OS-SRV-USG:"))
-                && !matches!(
-                    k.as_str(),
-                    "config_drive"
-                        | "key_name"
-                        | "os-extended-volumes:volumes_attached"
-                        | "security_groups"
-                        | "host_status"
-                        | "fault"
-                )
-        });
-        if c.mv.at_least(54) {
-            o.insert("key_name".into(), json!(i.key_name));
-        }
-        if c.mv.at_least(57) {
-            o.insert("user_data".into(), json!(i.user_data));
-        }
-    }
-    if c.mv.at_least(71) {
-        v["server_groups"] = json!(i.server_group.iter().collect::<Vec<_>>());
-    }
+    let mut v = super::servers::update_view(svc, c, &i);
     v["adminPass"] = json!(pass);
     Ok(json_resp(StatusCode::ACCEPTED, json!({"server": v})))
 }

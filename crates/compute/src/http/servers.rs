@@ -200,6 +200,38 @@ pub fn view(svc: &ComputeService, c: &Caller, i: &Instance, detail: bool) -> Val
     v
 }
 
+/// Before 2.75, PUT and rebuild answer with the basic server view (no
+/// extended attributes); from 2.75 with everything `show` has.
+pub fn update_view(svc: &ComputeService, c: &Caller, i: &Instance) -> Value {
+    let mut v = view(svc, c, i, true);
+    if !c.mv.at_least(75)
+        && let Some(o) = v.as_object_mut()
+    {
+        o.retain(|k, _| {
+            !(k.starts_with("OS-EXT-") || k.starts_with("OS-SRV-USG:"))
+                && !matches!(
+                    k.as_str(),
+                    "config_drive"
+                        | "key_name"
+                        | "os-extended-volumes:volumes_attached"
+                        | "security_groups"
+                        | "host_status"
+                        | "fault"
+                )
+        });
+        if c.mv.at_least(54) {
+            o.insert("key_name".into(), json!(i.key_name));
+        }
+        if c.mv.at_least(57) {
+            o.insert("user_data".into(), json!(i.user_data));
+        }
+    }
+    if c.mv.at_least(71) {
+        v["server_groups"] = json!(i.server_group.iter().collect::<Vec<_>>());
+    }
+    v
+}
+
 // ---------------------------------------------------------------- create
 
 const CREATE_KEYS: &[&str] = &[
@@ -526,14 +558,13 @@ async fn create(AxState(svc): St, c: Caller, raw: Bytes) -> NResult<Response> {
     };
     let access_v6 = match s.get("accessIPv6") {
         None | Some(Value::Null) => String::new(),
-        Some(Value::String(x)) => {
-            if !x.is_empty() && x.parse::<std::net::Ipv6Addr>().is_err() {
-                return Err(bad(format!(
-                    "Invalid input for field/attribute accessIPv6. Value: {x}. '{x}' is not a 'ipv6'"
-                )));
-            }
-            x.clone()
-        }
+        Some(Value::String(x)) if x.is_empty() => String::new(),
+        // Stored and shown in canonical form, as Nova (netaddr) does.
+        Some(Value::String(x)) => x.parse::<std::net::Ipv6Addr>().map(|a| a.to_string()).map_err(|_| {
+            bad(format!(
+                "Invalid input for field/attribute accessIPv6. Value: {x}. '{x}' is not a 'ipv6'"
+            ))
+        })?,
         Some(_) => return Err(bad("Invalid input for field/attribute accessIPv6.")),
     };
     // Block devices: local image disks only until Block Storage exists.
@@ -1205,8 +1236,9 @@ async fn update(
     };
     let v6 = match s.get("accessIPv6") {
         None => None,
-        Some(Value::String(x)) if x.is_empty() || x.parse::<std::net::Ipv6Addr>().is_ok() => {
-            Some(x.clone())
+        Some(Value::String(x)) if x.is_empty() => Some(String::new()),
+        Some(Value::String(x)) if x.parse::<std::net::Ipv6Addr>().is_ok() => {
+            x.parse::<std::net::Ipv6Addr>().ok().map(|a| a.to_string())
         }
         Some(Value::Null) => Some(String::new()),
         Some(x) => {
@@ -1235,7 +1267,7 @@ async fn update(
         .await?;
     Ok(json_resp(
         StatusCode::OK,
-        json!({"server": view(&svc, &c, &i, true)}),
+        json!({"server": update_view(&svc, &c, &i)}),
     ))
 }
 

@@ -1092,6 +1092,13 @@ async fn rebuild(
         .await;
     });
     let mut v = super::servers::update_view(svc, c, &i);
+    if c.mv.at_least(57) {
+        // Rebuild answers with the user data it was given (2.57), at the top level.
+        if let Some(o) = v.as_object_mut() {
+            o.remove("OS-EXT-SRV-ATTR:user_data");
+        }
+        v["user_data"] = json!(i.user_data);
+    }
     v["adminPass"] = json!(pass);
     Ok(json_resp(StatusCode::ACCEPTED, json!({"server": v})))
 }

@@ -222,9 +222,6 @@ pub fn update_view(svc: &ComputeService, c: &Caller, i: &Instance) -> Value {
         if c.mv.at_least(54) {
             o.insert("key_name".into(), json!(i.key_name));
         }
-        if c.mv.at_least(57) {
-            o.insert("user_data".into(), json!(i.user_data));
-        }
     }
     if c.mv.at_least(71) {
         v["server_groups"] = json!(i.server_group.iter().collect::<Vec<_>>());

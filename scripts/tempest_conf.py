@@ -10,7 +10,10 @@ Run it with the python of the client venv (scripts/venv.sh):
 Everything in the file comes from the cloud: the admin credentials given, the service
 catalog of an admin token, the version-discovery documents, and probes of the APIs.
 A feature flag is only turned off when the cloud answers 404 or 501 for it; nothing is
-hand-tuned to make tests skip. What was probed and what it answered is written into the
+hand-tuned to make tests skip. The exception is [compute-feature-enabled]: most of its
+flags need a booted server to probe, so they state what the compute service does with
+its fake virt driver (COMPUTE_FEATURES, each with its reason); cold_migration (more than
+one hypervisor) and interface_attach (a network service) are derived from the cloud. What was probed and what it answered is written into the
 file as comments, so a reader can see why a flag has its value.
 
 The probes of [identity] security compliance (lockout, password history, minimum
@@ -485,6 +488,7 @@ def service_sections(cloud, conf, args):
         compute_sections(cloud, conf, present["nova"][1], present["glance"][1], args)
     _, placement = cloud.endpoint("placement")
     if placement:
+        conf.set("placement", "endpoint_type", cloud.interface)
         set_microversions(cloud, conf, "placement", placement)
 
 
@@ -591,29 +595,74 @@ def volume_sections(cloud, conf, stype, url):
         log(f"volume services: {exc}")
 
 
+# [compute-feature-enabled] flags that cannot be probed without booting and driving a
+# server: what ferrostack's compute service does with its fake virt driver (no guest,
+# no console, no metadata server, no network or volume service behind it).
+# option -> (value, why). The derived ones are set in compute_sections.
+COMPUTE_FEATURES = {
+    "resize": (True, "resize + confirm/revert (fake driver)"),
+    "console_output": (True, "os-getConsoleOutput (fake driver returns a fixed log)"),
+    "pause": (True, "pause/unpause (fake driver)"),
+    "suspend": (True, "suspend/resume (fake driver)"),
+    "shelve": (True, "shelve/unshelve (fake driver)"),
+    "rescue": (True, "rescue/unrescue (fake driver)"),
+    "snapshot": (True, "createImage uploads a snapshot to the image service"),
+    "live_migration": (False, "no live migration in the fake driver"),
+    "block_migration_for_live_migration": (False, "no live migration"),
+    "change_password": (False, "changePassword needs a guest agent"),
+    "personality": (False, "file injection (personality) was removed in microversion 2.57"),
+    "config_drive": (False, "no config drive in the fake driver"),
+    "metadata_service": (False, "no metadata service"),
+    "serial_console": (False, "no consoles in the fake driver"),
+    "vnc_console": (False, "no consoles in the fake driver"),
+    "spice_console": (False, "no consoles in the fake driver"),
+    "stable_rescue": (False, "no stable device rescue"),
+    "attach_encrypted_volume": (False, "no encrypted volumes"),
+    "swap_volume": (False, "no volume swap"),
+    "volume_multiattach": (False, "no multiattach volumes"),
+}
+
+
 def compute_sections(cloud, conf, url, image_url, args):
     conf.set("compute", "endpoint_type", cloud.interface)
     set_microversions(cloud, conf, "compute", url)
+    conf.set("compute", "build_timeout", 60, "the fake virt driver boots in well under 1 s")
+    conf.note("compute", "fixed_network_name is left unset: servers are created without a "
+                         "network (networks: none/auto)")
+    for option, (value, why) in COMPUTE_FEATURES.items():
+        conf.set("compute-feature-enabled", option, value, why)
+    nhyp = None
     try:
-        hosts = {s.get("host") for s in cloud.get_json(url + "/os-services").get("services", [])
-                 if s.get("binary") == "nova-compute"}
-        conf.set("compute", "min_compute_nodes", max(1, len(hosts)))
-        several = len(hosts) > 1
-        why = f"{len(hosts)} nova-compute host(s)"
-        conf.set("compute-feature-enabled", "cold_migration", several, why)
-        conf.set("compute-feature-enabled", "live_migration", several, why)
+        hyps = cloud.get_json(url + "/os-hypervisors").get("hypervisors", [])
+        nhyp = len(hyps)
+        why = f"GET /os-hypervisors lists {nhyp} hypervisor(s)"
     except ProbeError as exc:
-        log(f"compute services: {exc}")
+        log(f"compute hypervisors: {exc}")
+        try:
+            services = cloud.get_json(url + "/os-services").get("services", [])
+            nhyp = len({s.get("host") for s in services if s.get("binary") == "nova-compute"})
+            why = f"{nhyp} nova-compute host(s) in GET /os-services"
+        except ProbeError as exc2:
+            log(f"compute services: {exc2}")
+    if nhyp is not None:
+        conf.set("compute", "min_compute_nodes", max(1, nhyp), why)
+        conf.set("compute-feature-enabled", "cold_migration", nhyp > 1,
+                 f"{why}; cold migration needs a second host")
+    neutron = cloud.endpoint("network")[1] is not None
+    conf.set("compute-feature-enabled", "interface_attach", neutron,
+             "network service in the catalog" if neutron else
+             "no network service in the catalog: no ports to attach")
     try:
         flavors = ensure_flavors(cloud, url)
-        conf.set("compute", "flavor_ref", flavors[0], "small flavors for tests")
+        conf.set("compute", "flavor_ref", flavors[0], "small public flavors for tests "
+                 f"({TEST_FLAVORS[0][1]} and {TEST_FLAVORS[1][1]} MB, 1 vCPU, 1 GB disk)")
         conf.set("compute", "flavor_ref_alt", flavors[1])
     except ProbeError as exc:
         log(f"flavors: {exc}")
     if image_url:
         try:
             images = ensure_images(cloud, image_url, args.image_file)
-            conf.set("compute", "image_ref", images[0], "public images for tests")
+            conf.set("compute", "image_ref", images[0], "public raw images for tests")
             conf.set("compute", "image_ref_alt", images[1])
         except ProbeError as exc:
             log(f"images: {exc}")

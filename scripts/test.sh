@@ -5,7 +5,7 @@
 #
 #   scripts/test.sh            everything
 #   QUICK=1 scripts/test.sh    cargo tests only
-# Env: TEMPEST_GROUPS (default "identity interop-identity image interop-image")
+# Env: TEMPEST_GROUPS (default "identity interop-identity image interop-image interop-compute")
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -47,9 +47,14 @@ tally /tmp/ferro-golden.log
 echo "== openstack CLI image golden path"
 bash scripts/golden-path-image.sh 2>&1 | tee /tmp/ferro-golden-image.log || status=1
 tally /tmp/ferro-golden-image.log
+echo "== openstack CLI compute golden path"
+bash scripts/golden-path-compute.sh 2>&1 | tee /tmp/ferro-golden-compute.log || status=1
+tally /tmp/ferro-golden-compute.log
 # The full identity group (138 tests, about a minute), then the interop list,
 # which also checks that every one of its 17 tests ran.
-for group in ${TEMPEST_GROUPS:-identity interop-identity image interop-image}; do
+# The full compute group (588 tests, ~12 minutes) runs with
+# TEMPEST_GROUPS="... compute"; the default keeps the run well under 30 minutes.
+for group in ${TEMPEST_GROUPS:-identity interop-identity image interop-image interop-compute}; do
   echo "== tempest $group"
   extra=()
   # Tempest's ListUserImagesTest uploads random bytes as every disk format,

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs the real OpenStack clients used as judges (openstack CLI, openstacksdk,
-# Tempest) from PyPI into a venv outside the repo. Idempotent; prints the venv path.
+# Installs the real OpenStack clients used as judges (openstack CLI with the
+# osc-placement plugin, openstacksdk, Tempest; pins in requirements-clients.txt)
+# from PyPI into a venv outside the repo. Idempotent; prints the venv path.
 #   FERRO_VENV (default /opt/ferrostack-venv)
 set -euo pipefail
 VENV="${FERRO_VENV:-/opt/ferrostack-venv}"

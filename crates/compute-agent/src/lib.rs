@@ -87,11 +87,8 @@ impl ComputeAgent {
         uuid: String,
         mut rx: mpsc::UnboundedReceiver<Incoming>,
     ) {
-        loop {
-            match tokio::time::timeout(Duration::from_secs(60), rx.recv()).await {
-                Ok(Some(msg)) => self.handle(msg).await,
-                Ok(None) | Err(_) => break,
-            }
+        while let Ok(Some(msg)) = tokio::time::timeout(Duration::from_secs(60), rx.recv()).await {
+            self.handle(msg).await;
         }
         tracing::debug!(instance = %uuid, "instance task idle; ended");
     }

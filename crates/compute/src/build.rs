@@ -620,16 +620,11 @@ pub async fn build_finished(
         .get(uuid)
         .is_some_and(|i| i.task_state.as_deref() == Some("deleting"));
     if let Err(e) = &r {
-        let (code, msg) = match e {
-            SagaError::StepFailed { message, .. } => (
-                if message.starts_with("No valid host") || message.starts_with("Exceeded maximum") {
-                    500
-                } else {
-                    500
-                },
-                message.clone(),
-            ),
-            other => (500, other.to_string()),
+        // Nova records build faults (NoValidHost, reschedules exhausted) as 500.
+        let code = 500;
+        let msg = match e {
+            SagaError::StepFailed { message, .. } => message.clone(),
+            other => other.to_string(),
         };
         tracing::warn!(instance = %uuid, "build failed: {msg}");
         let _ = svc

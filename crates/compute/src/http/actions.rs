@@ -28,6 +28,7 @@ fn accepted() -> Response {
 }
 
 /// Checks the state, sets the task and records the action, in one write.
+#[allow(clippy::too_many_arguments)]
 async fn begin(
     svc: &ComputeService,
     c: &Caller,
@@ -1133,7 +1134,7 @@ async fn resize(
                 .get(f)
                 .cloned()
                 .filter(|x| x.is_public || x.access.contains(&c.project()) || c.is_admin(svc))
-                .ok_or_else(|| NovaError::bad(format!("Invalid flavorRef provided.")))?;
+                .ok_or_else(|| NovaError::bad("Invalid flavorRef provided.".to_string()))?;
             if nf.id == i0.flavor.id {
                 return Err(NovaError::bad(
                     "When resizing, instances must change flavor!",

@@ -213,7 +213,7 @@ async fn keypair_create(AxState(svc): St, c: Caller, raw: Bytes) -> NResult<Resp
             let (p, k, f) = if kind == "x509" {
                 crate::keys::generate_x509(&name)
             } else {
-                crate::keys::generate_ssh(&format!("Generated-by-Nova"))
+                crate::keys::generate_ssh("Generated-by-Nova")
             };
             (p, Some(k), f)
         }
@@ -1069,9 +1069,9 @@ async fn service_delete(AxState(svc): St, c: Caller, Path(id): Path<String>) -> 
                     .live()
                     .any(|i| i.host.as_deref() == Some(s.host.as_str()))
             {
-                return Err(Error::conflict(format!(
-                    "Unable to delete compute service that is hosting instances."
-                )));
+                return Err(Error::conflict(
+                    "Unable to delete compute service that is hosting instances.".to_string(),
+                ));
             }
             Ok((s.node_uuid.clone(), vec![Rec::DelService(s.id)]))
         })

@@ -133,7 +133,7 @@ pub fn view(svc: &ComputeService, c: &Caller, i: &Instance, detail: bool) -> Val
         "accessIPv6": i.access_ip_v6,
         "links": links,
         "OS-DCF:diskConfig": "MANUAL",
-        "progress": if status == "ACTIVE" || status == "BUILD" { 0 } else { 0 },
+        "progress": 0,
         "OS-EXT-AZ:availability_zone": i.availability_zone.clone().unwrap_or_default(),
         "config_drive": if i.config_drive { "True" } else { "" },
         "key_name": i.key_name,
@@ -208,7 +208,8 @@ pub fn update_view(svc: &ComputeService, c: &Caller, i: &Instance) -> Value {
         && let Some(o) = v.as_object_mut()
     {
         o.retain(|k, _| {
-            !(k.starts_with("OS-EXT-") || k.starts_with("OS-SRV-USG:"))
+            let extended = k.starts_with("OS-EXT-") || k.starts_with("OS-SRV-USG:");
+            !extended
                 && !matches!(
                     k.as_str(),
                     "config_drive"
@@ -366,13 +367,17 @@ async fn create(AxState(svc): St, c: Caller, raw: Bytes) -> NResult<Response> {
     c.require_member(&svc, &c.project(), "os_compute_api:servers:create")?;
     let mv = c.mv;
     for k in s.keys() {
+        // Keys that exist only from (or until) a microversion.
         let allowed = CREATE_KEYS.contains(&k.as_str())
-            && !(k == "description" && !mv.at_least(19))
-            && !(k == "tags" && !mv.at_least(52))
-            && !(k == "personality" && mv.at_least(57))
-            && !(k == "trusted_image_certificates" && !mv.at_least(63))
-            && !((k == "host" || k == "hypervisor_hostname") && !mv.at_least(74))
-            && k != "hostname";
+            && match k.as_str() {
+                "description" => mv.at_least(19),
+                "tags" => mv.at_least(52),
+                "personality" => !mv.at_least(57),
+                "trusted_image_certificates" => mv.at_least(63),
+                "host" | "hypervisor_hostname" => mv.at_least(74),
+                "hostname" => false,
+                _ => true,
+            };
         if !allowed {
             return Err(bad(format!(
                 "Invalid input for field/attribute server. Value: {}. Additional properties are not allowed ('{k}' was unexpected)",
@@ -527,9 +532,9 @@ async fn create(AxState(svc): St, c: Caller, raw: Bytes) -> NResult<Response> {
             .map(|x| ops::host_az(&svc, &st, &x.host))
             .collect();
         if !known.contains(a) {
-            return Err(bad(format!(
-                "The requested availability zone is not available"
-            )));
+            return Err(bad(
+                "The requested availability zone is not available".to_string()
+            ));
         }
     }
     let sgs: Vec<String> = match s.get("security_groups") {
@@ -986,9 +991,8 @@ fn listing(svc: &ComputeService, c: &Caller, raw: Option<String>, detail: bool) 
         .get("project_id")
         .or_else(|| q.get("tenant_id"))
         .and_then(|v| v.last().cloned());
-    let want_project: Option<String> = if all_tenants {
-        project_filter.clone()
-    } else if admin && project_filter.is_some() {
+    // An admin sees every project with all_tenants, or the one named.
+    let want_project: Option<String> = if all_tenants || (admin && project_filter.is_some()) {
         project_filter.clone()
     } else {
         Some(c.project())
@@ -1001,10 +1005,8 @@ fn listing(svc: &ComputeService, c: &Caller, raw: Option<String>, detail: bool) 
         .map(|s| s.to_uppercase())
         .collect();
     for s in &statuses {
-        if !STATUSES.contains(&s.as_str()) {
-            if mv.at_least(38) {
-                return Err(bad(format!("Invalid status value")));
-            }
+        if !STATUSES.contains(&s.as_str()) && mv.at_least(38) {
+            return Err(bad("Invalid status value".to_string()));
         }
     }
     let changes_since = first(&q, "changes-since").map(parse_time).transpose()?;

@@ -198,7 +198,7 @@ pub struct ComputeConfig {
     /// This host's name (Nova's `host`); default: the machine's hostname.
     pub host: Option<String>,
     /// How many fake hypervisor hosts this process runs (`host`, `host-2`, ...),
-    /// so scheduling across hosts can be exercised on one machine.
+    /// so scheduling across hosts can be exercised on one machine; 0: none.
     pub fake_hosts: u32,
     /// What each fake host reports (below the default project quota, so a
     /// flavor too big for every host is refused by scheduling, not by quota).
@@ -266,7 +266,7 @@ impl ComputeConfig {
     /// Names of the fake hosts this process runs.
     pub fn fake_host_names(&self) -> Vec<String> {
         let h = self.host_name();
-        (1..=self.fake_hosts.max(1))
+        (1..=self.fake_hosts)
             .map(|i| {
                 if i == 1 {
                     h.clone()

@@ -1921,41 +1921,47 @@ async fn candidates(AxState(svc): St, ctx: Ctx, RawQuery(q): RawQuery) -> R {
         Some(t) if !st.providers.contains_key(t) => Vec::new(),
         _ => st.candidates(&query),
     };
+    // Tree facts for the summaries, then render without holding the lock.
+    let trees: Vec<(Option<String>, Option<String>)> = cands
+        .iter()
+        .map(|c| {
+            let p = st.providers.get(&c.provider);
+            (p.and_then(|p| p.parent.clone()), p.map(|p| p.root.clone()))
+        })
+        .collect();
+    drop(st);
+    if mv.at_least(12) {
+        // The common case is rendered straight into the body: with 1,000
+        // providers it is ~half a megabyte, and building a Value tree first
+        // costs more than the candidate search itself.
+        let body = render_candidates(&cands, &trees, &suffixes, &requested_rcs, mv);
+        let mut r = (
+            StatusCode::OK,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            body,
+        )
+            .into_response();
+        r = cached(r, mv, None);
+        return Ok(r);
+    }
     let mut reqs = Vec::new();
     let mut summaries = Map::new();
-    for c in &cands {
-        if mv.at_least(12) {
-            let mut a = json!({"allocations": {c.provider.clone(): {"resources": c.allocations}}});
-            if mv.at_least(34) {
-                let maps: Map<String, Value> = suffixes
-                    .iter()
-                    .map(|s| (s.clone(), json!([c.provider])))
-                    .collect();
-                a["mappings"] = Value::Object(maps);
-            }
-            reqs.push(a);
-        } else {
-            reqs.push(json!({"allocations": [{
-                "resource_provider": {"uuid": c.provider},
-                "resources": c.allocations,
-            }]}));
-        }
+    for (c, (parent, root)) in cands.iter().zip(&trees) {
+        reqs.push(json!({"allocations": [{
+            "resource_provider": {"uuid": c.provider},
+            "resources": c.allocations,
+        }]}));
         let mut res = Map::new();
         for (rc, (cap, used)) in &c.summary {
             if mv.at_least(27) || requested_rcs.contains(rc) {
                 res.insert(rc.clone(), json!({"capacity": cap, "used": used}));
             }
         }
-        let mut s = json!({"resources": res});
-        if mv.at_least(17) {
-            s["traits"] = json!(c.traits);
-        }
-        if mv.at_least(29) {
-            let p = st.providers.get(&c.provider);
-            s["parent_provider_uuid"] = json!(p.and_then(|p| p.parent.clone()));
-            s["root_provider_uuid"] = json!(p.map(|p| p.root.clone()));
-        }
-        summaries.insert(c.provider.clone(), s);
+        let _ = (parent, root);
+        summaries.insert(c.provider.clone(), json!({"resources": res}));
     }
     Ok(cached(
         json_resp(
@@ -1965,6 +1971,103 @@ async fn candidates(AxState(svc): St, ctx: Ctx, RawQuery(q): RawQuery) -> R {
         mv,
         None,
     ))
+}
+
+/// A JSON string literal.
+fn js(out: &mut String, s: &str) {
+    match serde_json::to_string(s) {
+        Ok(q) => out.push_str(&q),
+        Err(_) => out.push_str("\"\""),
+    }
+}
+
+/// `{"allocation_requests": [...], "provider_summaries": {...}}` for 1.12+.
+fn render_candidates(
+    cands: &[crate::Candidate],
+    trees: &[(Option<String>, Option<String>)],
+    suffixes: &BTreeSet<String>,
+    requested_rcs: &BTreeSet<String>,
+    mv: Mv,
+) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(64 + cands.len() * 480);
+    out.push_str("{\"allocation_requests\": [");
+    for (n, c) in cands.iter().enumerate() {
+        if n > 0 {
+            out.push_str(", ");
+        }
+        out.push_str("{\"allocations\": {");
+        js(&mut out, &c.provider);
+        out.push_str(": {\"resources\": {");
+        for (k, (rc, amount)) in c.allocations.iter().enumerate() {
+            if k > 0 {
+                out.push_str(", ");
+            }
+            js(&mut out, rc);
+            let _ = write!(out, ": {amount}");
+        }
+        out.push_str("}}}");
+        if mv.at_least(34) {
+            out.push_str(", \"mappings\": {");
+            for (k, sfx) in suffixes.iter().enumerate() {
+                if k > 0 {
+                    out.push_str(", ");
+                }
+                js(&mut out, sfx);
+                out.push_str(": [");
+                js(&mut out, &c.provider);
+                out.push(']');
+            }
+            out.push('}');
+        }
+        out.push('}');
+    }
+    out.push_str("], \"provider_summaries\": {");
+    for (n, (c, (parent, root))) in cands.iter().zip(trees).enumerate() {
+        if n > 0 {
+            out.push_str(", ");
+        }
+        js(&mut out, &c.provider);
+        out.push_str(": {\"resources\": {");
+        let mut first = true;
+        for (rc, (cap, used)) in &c.summary {
+            if !(mv.at_least(27) || requested_rcs.contains(rc)) {
+                continue;
+            }
+            if !first {
+                out.push_str(", ");
+            }
+            first = false;
+            js(&mut out, rc);
+            let _ = write!(out, ": {{\"capacity\": {cap}, \"used\": {used}}}");
+        }
+        out.push('}');
+        if mv.at_least(17) {
+            out.push_str(", \"traits\": [");
+            for (k, t) in c.traits.iter().enumerate() {
+                if k > 0 {
+                    out.push_str(", ");
+                }
+                js(&mut out, t);
+            }
+            out.push(']');
+        }
+        if mv.at_least(29) {
+            out.push_str(", \"parent_provider_uuid\": ");
+            match parent {
+                Some(p) => js(&mut out, p),
+                None => out.push_str("null"),
+            }
+            out.push_str(", \"root_provider_uuid\": ");
+            match root {
+                Some(r) => js(&mut out, r),
+                None => out.push_str("null"),
+            }
+        }
+        out.push('}');
+    }
+    out.push_str("}}");
+    out
 }
 
 // ---- usages ---------------------------------------------------------------------------

@@ -45,7 +45,13 @@ fn code(r: &Resp) -> String {
 
 #[tokio::test]
 async fn placement_end_to_end() {
-    let tc = TestCloud::start().await;
+    // No compute hosts: their providers would mix with the ones under test.
+    let tc = TestCloud::start_with(ferro_test_utils::Backend::Sqlite, |c| {
+        c.compute.fake_hosts = 0
+    })
+    .await
+    .unwrap()
+    .unwrap();
     let p = P {
         tc: &tc,
         tok: tc.admin_token().await,
@@ -648,7 +654,13 @@ async fn placement_end_to_end() {
 
 #[tokio::test]
 async fn non_admin_is_forbidden() {
-    let tc = TestCloud::start().await;
+    // No compute hosts: their providers would mix with the ones under test.
+    let tc = TestCloud::start_with(ferro_test_utils::Backend::Sqlite, |c| {
+        c.compute.fake_hosts = 0
+    })
+    .await
+    .unwrap()
+    .unwrap();
     let admin = tc.admin_token().await;
     let r = tc
         .ks(
@@ -703,7 +715,13 @@ async fn non_admin_is_forbidden() {
 /// seeing the same state (write-through persistence).
 #[tokio::test]
 async fn rust_api_and_persistence() {
-    let tc = TestCloud::start().await;
+    // No compute hosts: their providers would mix with the ones under test.
+    let tc = TestCloud::start_with(ferro_test_utils::Backend::Sqlite, |c| {
+        c.compute.fake_hosts = 0
+    })
+    .await
+    .unwrap()
+    .unwrap();
     let cfg = ferro_config::Config {
         data_dir: Some(tc.data_dir()),
         ..ferro_config::Config::default()
@@ -813,7 +831,13 @@ async fn rust_api_and_persistence() {
 #[tokio::test]
 #[ignore]
 async fn serve_for_clients() {
-    let tc = TestCloud::start().await;
+    // No compute hosts: their providers would mix with the ones under test.
+    let tc = TestCloud::start_with(ferro_test_utils::Backend::Sqlite, |c| {
+        c.compute.fake_hosts = 0
+    })
+    .await
+    .unwrap()
+    .unwrap();
     let secs: u64 = std::env::var("PLACEMENT_SERVE_SECS")
         .ok()
         .and_then(|s| s.parse().ok())

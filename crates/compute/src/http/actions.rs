@@ -27,6 +27,75 @@ fn accepted() -> Response {
     StatusCode::ACCEPTED.into_response()
 }
 
+/// A power action: allowed states, the task while it runs, the agent
+/// method, and the state it ends in (Nova's check_instance_state rules).
+struct Simple {
+    body_key: &'static str,
+    action: &'static str,
+    from: &'static [&'static str],
+    task: &'static str,
+    event: &'static str,
+    method: &'static str,
+    to: &'static str,
+}
+
+const SIMPLE: &[Simple] = &[
+    Simple {
+        body_key: "os-stop",
+        action: "stop",
+        from: &["active", "error"],
+        task: "powering-off",
+        event: "compute_stop_instance",
+        method: "power_off",
+        to: "stopped",
+    },
+    Simple {
+        body_key: "os-start",
+        action: "start",
+        from: &["stopped"],
+        task: "powering-on",
+        event: "compute_start_instance",
+        method: "power_on",
+        to: "active",
+    },
+    Simple {
+        body_key: "pause",
+        action: "pause",
+        from: &["active"],
+        task: "pausing",
+        event: "compute_pause_instance",
+        method: "pause",
+        to: "paused",
+    },
+    Simple {
+        body_key: "unpause",
+        action: "unpause",
+        from: &["paused"],
+        task: "unpausing",
+        event: "compute_unpause_instance",
+        method: "unpause",
+        to: "active",
+    },
+    Simple {
+        body_key: "suspend",
+        action: "suspend",
+        from: &["active"],
+        task: "suspending",
+        event: "compute_suspend_instance",
+        method: "suspend",
+        to: "suspended",
+    },
+    Simple {
+        body_key: "resume",
+        action: "resume",
+        from: &["suspended"],
+        task: "resuming",
+        event: "compute_resume_instance",
+        method: "resume",
+        to: "active",
+    },
+];
+
 /// Checks the state, sets the task and records the action, in one write.
 #[allow(clippy::too_many_arguments)]
 async fn begin(
@@ -98,53 +167,21 @@ async fn action(
     let svc = &svc;
     let c = &c;
     match name.as_str() {
-        "os-stop" => {
-            let i = begin(
-                svc,
-                c,
-                &id,
-                "stop",
-                "stop",
-                &["active", "error"],
-                Some("powering-off"),
-                true,
-            )
-            .await?;
+        "os-stop" | "os-start" | "pause" | "unpause" | "suspend" | "resume" => {
+            let a = SIMPLE
+                .iter()
+                .find(|a| a.body_key == name)
+                .ok_or_else(|| NovaError::bad(format!("There is no such action: {name}")))?;
+            let i = begin(svc, c, &id, a.action, a.action, a.from, Some(a.task), true).await?;
+            let to = a.to;
             ops::run_on_host(
                 svc,
                 &i,
                 &c.request_id,
-                "compute_stop_instance",
-                "power_off",
+                a.event,
+                a.method,
                 json!({}),
-                Box::new(|i, _| {
-                    i.vm_state = "stopped".into();
-                }),
-            );
-            Ok(accepted())
-        }
-        "os-start" => {
-            let i = begin(
-                svc,
-                c,
-                &id,
-                "start",
-                "start",
-                &["stopped"],
-                Some("powering-on"),
-                true,
-            )
-            .await?;
-            ops::run_on_host(
-                svc,
-                &i,
-                &c.request_id,
-                "compute_start_instance",
-                "power_on",
-                json!({}),
-                Box::new(|i, _| {
-                    i.vm_state = "active".into();
-                }),
+                Box::new(move |i, _| i.vm_state = to.into()),
             );
             Ok(accepted())
         }
@@ -173,106 +210,6 @@ async fn action(
                 "compute_reboot_instance",
                 "reboot",
                 json!({"hard": hard}),
-                Box::new(|i, _| {
-                    i.vm_state = "active".into();
-                }),
-            );
-            Ok(accepted())
-        }
-        "pause" => {
-            let i = begin(
-                svc,
-                c,
-                &id,
-                "pause",
-                "pause",
-                &["active"],
-                Some("pausing"),
-                true,
-            )
-            .await?;
-            ops::run_on_host(
-                svc,
-                &i,
-                &c.request_id,
-                "compute_pause_instance",
-                "pause",
-                json!({}),
-                Box::new(|i, _| {
-                    i.vm_state = "paused".into();
-                }),
-            );
-            Ok(accepted())
-        }
-        "unpause" => {
-            let i = begin(
-                svc,
-                c,
-                &id,
-                "unpause",
-                "unpause",
-                &["paused"],
-                Some("unpausing"),
-                true,
-            )
-            .await?;
-            ops::run_on_host(
-                svc,
-                &i,
-                &c.request_id,
-                "compute_unpause_instance",
-                "unpause",
-                json!({}),
-                Box::new(|i, _| {
-                    i.vm_state = "active".into();
-                }),
-            );
-            Ok(accepted())
-        }
-        "suspend" => {
-            let i = begin(
-                svc,
-                c,
-                &id,
-                "suspend",
-                "suspend",
-                &["active"],
-                Some("suspending"),
-                true,
-            )
-            .await?;
-            ops::run_on_host(
-                svc,
-                &i,
-                &c.request_id,
-                "compute_suspend_instance",
-                "suspend",
-                json!({}),
-                Box::new(|i, _| {
-                    i.vm_state = "suspended".into();
-                }),
-            );
-            Ok(accepted())
-        }
-        "resume" => {
-            let i = begin(
-                svc,
-                c,
-                &id,
-                "resume",
-                "resume",
-                &["suspended"],
-                Some("resuming"),
-                true,
-            )
-            .await?;
-            ops::run_on_host(
-                svc,
-                &i,
-                &c.request_id,
-                "compute_resume_instance",
-                "resume",
-                json!({}),
                 Box::new(|i, _| {
                     i.vm_state = "active".into();
                 }),

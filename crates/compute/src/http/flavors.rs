@@ -353,10 +353,7 @@ async fn update(
     }
     c.require_admin(&svc, "os_compute_api:os-flavor-manage:update")?;
     let b = body(&raw)?;
-    let o = b
-        .get("flavor")
-        .and_then(Value::as_object)
-        .ok_or_else(|| NovaError::bad("Invalid input for field/attribute flavor."))?;
+    let o = super::member(&b, "flavor", "Invalid input for field/attribute flavor.")?;
     if o.len() != 1 || !o.contains_key("description") {
         return Err(NovaError::bad(
             "Invalid input for field/attribute flavor. Only 'description' can be updated.",

@@ -568,10 +568,11 @@ async fn quota_class_update(
 ) -> NResult<Response> {
     c.require_admin(&svc, "os_compute_api:os-quota-class-sets:update")?;
     let b = body(&bytes)?;
-    let o = b
-        .get("quota_class_set")
-        .and_then(Value::as_object)
-        .ok_or_else(|| bad("Invalid input for field/attribute quota_class_set."))?;
+    let o = super::member(
+        &b,
+        "quota_class_set",
+        "Invalid input for field/attribute quota_class_set.",
+    )?;
     let new = parse_quota_body(&c, o, false)?;
     let l = svc
         .state
@@ -1188,10 +1189,11 @@ fn agg_az(v: Option<&Value>) -> NResult<Option<String>> {
 async fn agg_create(AxState(svc): St, c: Caller, bytes: Bytes) -> NResult<Response> {
     c.require_admin(&svc, "os_compute_api:os-aggregates:create")?;
     let b = body(&bytes)?;
-    let o = b
-        .get("aggregate")
-        .and_then(Value::as_object)
-        .ok_or_else(|| bad("Invalid input for field/attribute aggregate."))?;
+    let o = super::member(
+        &b,
+        "aggregate",
+        "Invalid input for field/attribute aggregate.",
+    )?;
     let name = agg_name(o.get("name"))?;
     let az = agg_az(o.get("availability_zone"))?;
     let a = svc
@@ -1238,10 +1240,11 @@ async fn agg_update(
 ) -> NResult<Response> {
     c.require_admin(&svc, "os_compute_api:os-aggregates:update")?;
     let b = body(&bytes)?;
-    let o = b
-        .get("aggregate")
-        .and_then(Value::as_object)
-        .ok_or_else(|| bad("Invalid input for field/attribute aggregate."))?;
+    let o = super::member(
+        &b,
+        "aggregate",
+        "Invalid input for field/attribute aggregate.",
+    )?;
     if o.is_empty() {
         return Err(bad(
             "Invalid input for field/attribute aggregate. {} does not have enough properties",
@@ -1367,11 +1370,12 @@ async fn agg_action(
                 .await?
         }
         "set_metadata" => {
-            let meta = arg
-                .get("metadata")
-                .and_then(Value::as_object)
-                .ok_or_else(|| bad("Invalid input for field/attribute metadata."))?
-                .clone();
+            let meta = super::member(
+                &arg,
+                "metadata",
+                "Invalid input for field/attribute metadata.",
+            )?
+            .clone();
             svc.state
                 .write(|st| {
                     let mut a = find_agg(st, &id)?;
@@ -1463,10 +1467,11 @@ async fn groups_list(AxState(svc): St, c: Caller, RawQuery(raw): RawQuery) -> NR
 
 async fn group_create(AxState(svc): St, c: Caller, bytes: Bytes) -> NResult<Response> {
     let b = body(&bytes)?;
-    let o = b
-        .get("server_group")
-        .and_then(Value::as_object)
-        .ok_or_else(|| bad("Invalid input for field/attribute server_group."))?;
+    let o = super::member(
+        &b,
+        "server_group",
+        "Invalid input for field/attribute server_group.",
+    )?;
     let name = o
         .get("name")
         .and_then(Value::as_str)

@@ -265,6 +265,17 @@ pub fn body(bytes: &[u8]) -> NResult<Value> {
     serde_json::from_slice(bytes).map_err(|_| NovaError::bad("Malformed request body"))
 }
 
+/// The object under `key` of a request body, or a 400 saying `missing`.
+pub fn member<'a>(
+    b: &'a Value,
+    key: &str,
+    missing: &str,
+) -> NResult<&'a serde_json::Map<String, Value>> {
+    b.get(key)
+        .and_then(Value::as_object)
+        .ok_or_else(|| NovaError::bad(missing))
+}
+
 fn version_entry(base: &str) -> Value {
     json!({
         "id": "v2.1", "status": "CURRENT",

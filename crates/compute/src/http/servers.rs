@@ -1776,10 +1776,11 @@ async fn remote_console(
         return Err(NovaError::not_found("The resource could not be found."));
     }
     let b = body(&raw)?;
-    let rc = b
-        .get("remote_console")
-        .and_then(Value::as_object)
-        .ok_or_else(|| bad("Invalid input for field/attribute remote_console."))?;
+    let rc = super::member(
+        &b,
+        "remote_console",
+        "Invalid input for field/attribute remote_console.",
+    )?;
     let protocol = rc
         .get("protocol")
         .and_then(Value::as_str)

@@ -623,6 +623,14 @@ COMPUTE_FEATURES = {
 }
 
 
+# crates/config FilterSchedulerConfig::default().enabled_filters
+SCHEDULER_FILTERS = [
+    "ComputeFilter", "AvailabilityZoneFilter", "ComputeCapabilitiesFilter",
+    "ImagePropertiesFilter", "ServerGroupAntiAffinityFilter", "ServerGroupAffinityFilter",
+    "SameHostFilter", "DifferentHostFilter",
+]
+
+
 def compute_sections(cloud, conf, url, image_url, args):
     conf.set("compute", "endpoint_type", cloud.interface)
     set_microversions(cloud, conf, "compute", url)
@@ -631,6 +639,9 @@ def compute_sections(cloud, conf, url, image_url, args):
                          "network (networks: none/auto)")
     for option, (value, why) in COMPUTE_FEATURES.items():
         conf.set("compute-feature-enabled", option, value, why)
+    conf.set("compute-feature-enabled", "scheduler_enabled_filters",
+             ",".join(SCHEDULER_FILTERS),
+             "ferrostack's default [filter_scheduler] enabled_filters (not visible over the API)")
     nhyp = None
     try:
         hyps = cloud.get_json(url + "/os-hypervisors").get("hypervisors", [])

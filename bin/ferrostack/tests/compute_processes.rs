@@ -288,6 +288,119 @@ async fn kill_mid_build_then_restart_recovers() {
     }
 }
 
+/// kill -9 while a delete is under way: the next start finishes it (no
+/// server left `deleting`, its claim released).
+#[tokio::test]
+async fn kill_mid_delete_then_restart_finishes_it() {
+    let c = reqwest::Client::new();
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let s = start(dir.path(), port, Some("delete:hang"));
+    let tok = token(&c, &s.url).await;
+    let (_, img, _) = req(
+        &c,
+        reqwest::Method::POST,
+        &format!("{}/image/v2/images", s.url),
+        Some(&tok),
+        json!({"name": "img", "disk_format": "raw", "container_format": "bare"}),
+    )
+    .await;
+    let img = img["id"].as_str().unwrap().to_string();
+    c.put(format!("{}/image/v2/images/{img}/file", s.url))
+        .header("X-Auth-Token", &tok)
+        .header("Content-Type", "application/octet-stream")
+        .body(vec![1u8; 1024])
+        .send()
+        .await
+        .unwrap();
+    let t = Instant::now();
+    let id = loop {
+        let (st, b, _) = req(
+            &c,
+            reqwest::Method::POST,
+            &format!("{}/compute/v2.1/servers", s.url),
+            Some(&tok),
+            json!({"server": {"name": "d", "imageRef": img, "flavorRef": "1", "networks": "none"}}),
+        )
+        .await;
+        assert_eq!(st, 202, "{b}");
+        let id = b["server"]["id"].as_str().unwrap().to_string();
+        let t2 = Instant::now();
+        while status(&c, &s.url, &tok, &id).await["status"] == "BUILD" {
+            assert!(t2.elapsed() < Duration::from_secs(10));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if status(&c, &s.url, &tok, &id).await["status"] == "ACTIVE" {
+            break id;
+        }
+        // The host may not have registered yet: try again.
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "no server became ACTIVE"
+        );
+        req(
+            &c,
+            reqwest::Method::DELETE,
+            &format!("{}/compute/v2.1/servers/{id}", s.url),
+            Some(&tok),
+            Value::Null,
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(used(&c, &s.url, &tok).await, 512);
+    let (st, _, _) = req(
+        &c,
+        reqwest::Method::DELETE,
+        &format!("{}/compute/v2.1/servers/{id}", s.url),
+        Some(&tok),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(st, 204);
+    let t = Instant::now();
+    while !std::fs::read_to_string(&s.log)
+        .unwrap_or_default()
+        .contains("fault injection: hanging")
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "delete never reached the hook"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        status(&c, &s.url, &tok, &id).await["OS-EXT-STS:task_state"],
+        "deleting"
+    );
+    drop(s); // SIGKILL
+
+    let s = start(dir.path(), port, None);
+    let tok = token(&c, &s.url).await;
+    let t = Instant::now();
+    while req(
+        &c,
+        reqwest::Method::GET,
+        &format!("{}/compute/v2.1/servers/{id}", s.url),
+        Some(&tok),
+        Value::Null,
+    )
+    .await
+    .0 != 404
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "still deleting after restart"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(used(&c, &s.url, &tok).await, 0, "claim released");
+}
+
 #[tokio::test]
 async fn controller_and_compute_roles_over_rabbitmq() {
     if std::net::TcpStream::connect_timeout(

@@ -676,6 +676,7 @@ pub async fn delete_now(
     let Some(inst) = inst else {
         return Ok(());
     };
+    inject(svc, "delete").await.map_err(Error::internal)?;
     if let Some(host) = &inst.host {
         ops::event(
             svc,

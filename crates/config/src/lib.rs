@@ -224,7 +224,7 @@ pub struct ComputeConfig {
     /// Flavors created at first start (m1.tiny ... m1.xlarge).
     pub bootstrap_flavors: bool,
     /// Test hook: `<saga step>:fail` or `<saga step>:hang`, comma-separated
-    /// (steps: schedule, network, block_devices, spawn, finish). Never set in production.
+    /// (steps: schedule, network, block_devices, spawn, finish; and delete). Never set in production.
     pub fault_injection: Option<String>,
 }
 impl Default for ComputeConfig {

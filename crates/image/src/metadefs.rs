@@ -99,31 +99,59 @@ fn name_of(m: &Map<String, Value>, key: &str) -> Result<String, Error> {
 
 struct Ns {
     row: metadef::Model,
+    /// The namespace document without its collections.
     doc: Map<String, Value>,
+    rta: Vec<Value>,
+    objects: Vec<Value>,
+    tags: Vec<Value>,
+    props: Map<String, Value>,
 }
 
 impl Ns {
-    fn arr(&mut self, k: &str) -> &mut Vec<Value> {
-        let e = self.doc.entry(k.to_string()).or_insert_with(|| json!([]));
-        if !e.is_array() {
-            *e = json!([]);
+    /// Splits a stored body into the document and its typed collections
+    /// (a malformed collection reads as empty).
+    fn new(row: metadef::Model, mut doc: Map<String, Value>) -> Ns {
+        let mut list = |k: &str| match doc.remove(k) {
+            Some(Value::Array(a)) => a,
+            _ => Vec::new(),
+        };
+        let rta = list("resource_type_associations");
+        let objects = list("objects");
+        let tags = list("tags");
+        let props = match doc.remove("properties") {
+            Some(Value::Object(m)) => m,
+            _ => Map::new(),
+        };
+        Ns {
+            row,
+            doc,
+            rta,
+            objects,
+            tags,
+            props,
         }
-        // just made an array above
-        e.as_array_mut().expect("an array")
     }
-    fn props(&mut self) -> &mut Map<String, Value> {
-        let e = self
-            .doc
-            .entry("properties".to_string())
-            .or_insert_with(|| json!({}));
-        if !e.is_object() {
-            *e = json!({});
-        }
-        // just made an object above
-        e.as_object_mut().expect("an object")
+    fn from_body(row: metadef::Model) -> Ns {
+        let doc = serde_json::from_str::<Value>(&row.body)
+            .ok()
+            .and_then(|v| v.as_object().cloned())
+            .unwrap_or_default();
+        Ns::new(row, doc)
+    }
+    /// The whole document, as stored.
+    fn body(&self) -> Map<String, Value> {
+        let mut d = self.doc.clone();
+        d.insert(
+            "resource_type_associations".into(),
+            Value::Array(self.rta.clone()),
+        );
+        d.insert("objects".into(), Value::Array(self.objects.clone()));
+        d.insert("tags".into(), Value::Array(self.tags.clone()));
+        d.insert("properties".into(), Value::Object(self.props.clone()));
+        d
     }
     fn view(&self) -> Value {
-        let mut v = Value::Object(self.doc.clone());
+        let mut v = Value::Object(self.body());
         v["namespace"] = json!(self.row.namespace);
         v["visibility"] = json!(self.row.visibility);
         v["owner"] = json!(self.row.owner);
@@ -163,17 +191,13 @@ async fn load(svc: &ImageService, caller: &Caller, ns: &str) -> Result<Ns, Error
         .ok_or_else(|| {
             Error::not_found_msg(format!("Metadata definition namespace={ns} was not found."))
         })?;
-    let doc = serde_json::from_str::<Value>(&row.body)
-        .ok()
-        .and_then(|v| v.as_object().cloned())
-        .unwrap_or_default();
-    Ok(Ns { row, doc })
+    Ok(Ns::from_body(row))
 }
 
 async fn store(svc: &ImageService, ns: &mut Ns) -> Result<(), Error> {
     ns.doc.insert("updated_at".into(), json!(ts(now_micros())));
     let mut am = ns.row.clone().into_active_model();
-    am.body = Set(Value::Object(ns.doc.clone()).to_string());
+    am.body = Set(Value::Object(ns.body()).to_string());
     am.visibility = Set(ns.row.visibility.clone());
     am.update(&svc.db.conn).await.map_err(db_err)?;
     Ok(())
@@ -204,11 +228,7 @@ async fn ns_list(st: St, caller: Caller) -> GResult<J> {
             || caller.admin(svc)
             || r.owner.as_deref() == caller.0.project_id()
         {
-            let doc = serde_json::from_str::<Value>(&r.body)
-                .ok()
-                .and_then(|v| v.as_object().cloned())
-                .unwrap_or_default();
-            out.push(Ns { row: r, doc }.view());
+            out.push(Ns::from_body(r).view());
         }
     }
     Ok(axum::Json(
@@ -292,7 +312,7 @@ async fn ns_create(st: St, caller: Caller, body: Bytes) -> GResult<(StatusCode, 
                 db_err(e)
             }
         })?;
-    Ok((StatusCode::CREATED, axum::Json(Ns { row, doc }.view())))
+    Ok((StatusCode::CREATED, axum::Json(Ns::new(row, doc).view())))
 }
 
 async fn ns_show(st: St, caller: Caller, Path(ns): Path<String>) -> GResult<J> {
@@ -350,9 +370,9 @@ async fn ns_delete(st: St, caller: Caller, Path(ns): Path<String>) -> GResult<St
 }
 
 async fn rt_list(st: St, caller: Caller, Path(ns): Path<String>) -> GResult<J> {
-    let mut n = load(&st.0, &caller, &ns).await?;
+    let n = load(&st.0, &caller, &ns).await?;
     Ok(axum::Json(
-        json!({"resource_type_associations": n.arr("resource_type_associations").clone()}),
+        json!({"resource_type_associations": n.rta.clone()}),
     ))
 }
 
@@ -367,16 +387,13 @@ async fn rt_add(
     let mut n = load(svc, &caller, &ns).await?;
     let m = parse(&body)?;
     let name = name_of(&m, "name")?;
-    if n.arr("resource_type_associations")
-        .iter()
-        .any(|r| r["name"] == name.as_str())
-    {
+    if n.rta.iter().any(|r| r["name"] == name.as_str()) {
         return Err(GlanceError(Error::conflict(format!(
             "Resource type {name} is already associated."
         ))));
     }
     let item = stamp(m);
-    n.arr("resource_type_associations").push(item.clone());
+    n.rta.push(item.clone());
     store(svc, &mut n).await?;
     Ok((StatusCode::CREATED, axum::Json(item)))
 }
@@ -389,10 +406,9 @@ async fn rt_remove(
     let svc = &st.0;
     admin(svc, &caller)?;
     let mut n = load(svc, &caller, &ns).await?;
-    let before = n.arr("resource_type_associations").len();
-    n.arr("resource_type_associations")
-        .retain(|r| r["name"] != rt.as_str());
-    if n.arr("resource_type_associations").len() == before {
+    let before = n.rta.len();
+    n.rta.retain(|r| r["name"] != rt.as_str());
+    if n.rta.len() == before {
         return Err(GlanceError(Error::not_found_msg(format!(
             "Resource type {rt} is not associated."
         ))));
@@ -402,8 +418,8 @@ async fn rt_remove(
 }
 
 async fn prop_list(st: St, caller: Caller, Path(ns): Path<String>) -> GResult<J> {
-    let mut n = load(&st.0, &caller, &ns).await?;
-    Ok(axum::Json(json!({"properties": n.props().clone()})))
+    let n = load(&st.0, &caller, &ns).await?;
+    Ok(axum::Json(json!({"properties": n.props.clone()})))
 }
 
 fn prop_body(m: Map<String, Value>) -> Result<(String, Value), Error> {
@@ -426,19 +442,19 @@ async fn prop_create(
     admin(svc, &caller)?;
     let mut n = load(svc, &caller, &ns).await?;
     let (name, v) = prop_body(parse(&body)?)?;
-    if n.props().contains_key(&name) {
+    if n.props.contains_key(&name) {
         return Err(GlanceError(Error::conflict(format!(
             "Property {name} already exists."
         ))));
     }
-    n.props().insert(name, v.clone());
+    n.props.insert(name, v.clone());
     store(svc, &mut n).await?;
     Ok((StatusCode::CREATED, axum::Json(v)))
 }
 
 async fn prop_show(st: St, caller: Caller, Path((ns, name)): Path<(String, String)>) -> GResult<J> {
-    let mut n = load(&st.0, &caller, &ns).await?;
-    n.props()
+    let n = load(&st.0, &caller, &ns).await?;
+    n.props
         .get(&name)
         .cloned()
         .map(axum::Json)
@@ -454,14 +470,14 @@ async fn prop_update(
     let svc = &st.0;
     admin(svc, &caller)?;
     let mut n = load(svc, &caller, &ns).await?;
-    if !n.props().contains_key(&name) {
+    if !n.props.contains_key(&name) {
         return Err(GlanceError(Error::not_found_msg(format!(
             "Property {name} not found."
         ))));
     }
     let (new_name, v) = prop_body(parse(&body)?)?;
-    n.props().remove(&name);
-    n.props().insert(new_name, v.clone());
+    n.props.remove(&name);
+    n.props.insert(new_name, v.clone());
     store(svc, &mut n).await?;
     Ok(axum::Json(v))
 }
@@ -474,7 +490,7 @@ async fn prop_delete(
     let svc = &st.0;
     admin(svc, &caller)?;
     let mut n = load(svc, &caller, &ns).await?;
-    if n.props().remove(&name).is_none() {
+    if n.props.remove(&name).is_none() {
         return Err(GlanceError(Error::not_found_msg(format!(
             "Property {name} not found."
         ))));
@@ -487,7 +503,7 @@ async fn prop_clear(st: St, caller: Caller, Path(ns): Path<String>) -> GResult<S
     let svc = &st.0;
     admin(svc, &caller)?;
     let mut n = load(svc, &caller, &ns).await?;
-    n.props().clear();
+    n.props.clear();
     store(svc, &mut n).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -500,9 +516,9 @@ fn obj_view(ns: &str, mut v: Value) -> Value {
 }
 
 async fn obj_list(st: St, caller: Caller, Path(ns): Path<String>) -> GResult<J> {
-    let mut n = load(&st.0, &caller, &ns).await?;
+    let n = load(&st.0, &caller, &ns).await?;
     let objs: Vec<Value> = n
-        .arr("objects")
+        .objects
         .iter()
         .cloned()
         .map(|o| obj_view(&ns, o))
@@ -530,20 +546,20 @@ async fn obj_create(
     admin(svc, &caller)?;
     let mut n = load(svc, &caller, &ns).await?;
     let (name, v) = obj_body(parse(&body)?)?;
-    if n.arr("objects").iter().any(|o| o["name"] == name.as_str()) {
+    if n.objects.iter().any(|o| o["name"] == name.as_str()) {
         return Err(GlanceError(Error::conflict(format!(
             "Object {name} already exists."
         ))));
     }
-    n.arr("objects").push(v.clone());
+    n.objects.push(v.clone());
     store(svc, &mut n).await?;
     Ok((StatusCode::CREATED, axum::Json(obj_view(&ns, v))))
 }
 
 async fn obj_show(st: St, caller: Caller, Path((ns, name)): Path<(String, String)>) -> GResult<J> {
-    let mut n = load(&st.0, &caller, &ns).await?;
+    let n = load(&st.0, &caller, &ns).await?;
     let o = n
-        .arr("objects")
+        .objects
         .iter()
         .find(|o| o["name"] == name.as_str())
         .cloned();
@@ -560,18 +576,14 @@ async fn obj_update(
     let svc = &st.0;
     admin(svc, &caller)?;
     let mut n = load(svc, &caller, &ns).await?;
-    let Some(pos) = n
-        .arr("objects")
-        .iter()
-        .position(|o| o["name"] == name.as_str())
-    else {
+    let Some(pos) = n.objects.iter().position(|o| o["name"] == name.as_str()) else {
         return Err(GlanceError(Error::not_found_msg(format!(
             "Object {name} not found."
         ))));
     };
     let (_, mut v) = obj_body(parse(&body)?)?;
-    v["created_at"] = n.arr("objects")[pos]["created_at"].clone();
-    n.arr("objects")[pos] = v.clone();
+    v["created_at"] = n.objects[pos]["created_at"].clone();
+    n.objects[pos] = v.clone();
     store(svc, &mut n).await?;
     Ok(axum::Json(obj_view(&ns, v)))
 }
@@ -584,9 +596,9 @@ async fn obj_delete(
     let svc = &st.0;
     admin(svc, &caller)?;
     let mut n = load(svc, &caller, &ns).await?;
-    let before = n.arr("objects").len();
-    n.arr("objects").retain(|o| o["name"] != name.as_str());
-    if n.arr("objects").len() == before {
+    let before = n.objects.len();
+    n.objects.retain(|o| o["name"] != name.as_str());
+    if n.objects.len() == before {
         return Err(GlanceError(Error::not_found_msg(format!(
             "Object {name} not found."
         ))));
@@ -599,14 +611,14 @@ async fn obj_clear(st: St, caller: Caller, Path(ns): Path<String>) -> GResult<St
     let svc = &st.0;
     admin(svc, &caller)?;
     let mut n = load(svc, &caller, &ns).await?;
-    n.arr("objects").clear();
+    n.objects.clear();
     store(svc, &mut n).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn tag_list(st: St, caller: Caller, Path(ns): Path<String>) -> GResult<J> {
-    let mut n = load(&st.0, &caller, &ns).await?;
-    Ok(axum::Json(json!({"tags": n.arr("tags").clone()})))
+    let n = load(&st.0, &caller, &ns).await?;
+    Ok(axum::Json(json!({"tags": n.tags.clone()})))
 }
 
 /// `POST .../tags {"tags": [...]}` replaces the namespace's tags.
@@ -642,7 +654,7 @@ async fn tags_create(
                 .unwrap_or_default(),
         ));
     }
-    *n.arr("tags") = out.clone();
+    n.tags = out.clone();
     store(svc, &mut n).await?;
     Ok((StatusCode::CREATED, axum::Json(json!({"tags": out}))))
 }
@@ -651,18 +663,14 @@ async fn tag_clear(st: St, caller: Caller, Path(ns): Path<String>) -> GResult<St
     let svc = &st.0;
     admin(svc, &caller)?;
     let mut n = load(svc, &caller, &ns).await?;
-    n.arr("tags").clear();
+    n.tags.clear();
     store(svc, &mut n).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn tag_show(st: St, caller: Caller, Path((ns, name)): Path<(String, String)>) -> GResult<J> {
-    let mut n = load(&st.0, &caller, &ns).await?;
-    let t = n
-        .arr("tags")
-        .iter()
-        .find(|t| t["name"] == name.as_str())
-        .cloned();
+    let n = load(&st.0, &caller, &ns).await?;
+    let t = n.tags.iter().find(|t| t["name"] == name.as_str()).cloned();
     t.map(axum::Json)
         .ok_or_else(|| GlanceError(Error::not_found_msg(format!("Tag {name} not found."))))
 }
@@ -675,7 +683,7 @@ async fn tag_create(
     let svc = &st.0;
     admin(svc, &caller)?;
     let mut n = load(svc, &caller, &ns).await?;
-    if n.arr("tags").iter().any(|t| t["name"] == name.as_str()) {
+    if n.tags.iter().any(|t| t["name"] == name.as_str()) {
         return Err(GlanceError(Error::conflict(format!(
             "Tag {name} already exists."
         ))));
@@ -686,7 +694,7 @@ async fn tag_create(
             .cloned()
             .unwrap_or_default(),
     );
-    n.arr("tags").push(t.clone());
+    n.tags.push(t.clone());
     store(svc, &mut n).await?;
     Ok((StatusCode::CREATED, axum::Json(t)))
 }
@@ -701,19 +709,15 @@ async fn tag_update(
     admin(svc, &caller)?;
     let mut n = load(svc, &caller, &ns).await?;
     let new = name_of(&parse(&body)?, "name")?;
-    let Some(pos) = n
-        .arr("tags")
-        .iter()
-        .position(|t| t["name"] == name.as_str())
-    else {
+    let Some(pos) = n.tags.iter().position(|t| t["name"] == name.as_str()) else {
         return Err(GlanceError(Error::not_found_msg(format!(
             "Tag {name} not found."
         ))));
     };
-    let mut t = n.arr("tags")[pos].clone();
+    let mut t = n.tags[pos].clone();
     t["name"] = json!(new);
     t["updated_at"] = json!(ts(now_micros()));
-    n.arr("tags")[pos] = t.clone();
+    n.tags[pos] = t.clone();
     store(svc, &mut n).await?;
     Ok(axum::Json(t))
 }
@@ -726,9 +730,9 @@ async fn tag_delete(
     let svc = &st.0;
     admin(svc, &caller)?;
     let mut n = load(svc, &caller, &ns).await?;
-    let before = n.arr("tags").len();
-    n.arr("tags").retain(|t| t["name"] != name.as_str());
-    if n.arr("tags").len() == before {
+    let before = n.tags.len();
+    n.tags.retain(|t| t["name"] != name.as_str());
+    if n.tags.len() == before {
         return Err(GlanceError(Error::not_found_msg(format!(
             "Tag {name} not found."
         ))));

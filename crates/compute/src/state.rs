@@ -29,12 +29,14 @@ pub struct State {
     pub flavors: BTreeMap<String, Flavor>,
     /// (user_id, name) -> keypair
     pub keypairs: BTreeMap<(String, String), Keypair>,
-    pub instances: HashMap<String, Instance>,
+    /// Persistent maps: cloning the state for a write shares every
+    /// unchanged instance instead of copying it.
+    pub instances: imbl::HashMap<String, Instance>,
     pub groups: BTreeMap<String, ServerGroup>,
     pub aggregates: BTreeMap<u64, Aggregate>,
     pub services: BTreeMap<u64, ServiceRec>,
     /// instance uuid -> its actions, oldest first
-    pub actions: HashMap<String, Vec<InstanceAction>>,
+    pub actions: imbl::HashMap<String, Vec<InstanceAction>>,
     pub migrations: BTreeMap<u64, Migration>,
     pub quotas: BTreeMap<String, ProjectQuota>,
     pub flavors_seeded: bool,
@@ -239,7 +241,7 @@ impl Store {
                 .or_default()
                 .push(a);
         }
-        for list in st.actions.values_mut() {
+        for (_, list) in st.actions.iter_mut() {
             list.sort_by_key(|a| a.seq);
         }
         for m in load_kind::<Migration>(db, "nova_migration").await? {

@@ -27,6 +27,7 @@ pub const CATALOG: &[CatalogEntry] = &[
     ("image", "glance", "/image"),
     ("placement", "placement", "/placement"),
     ("compute", "nova", "/compute/v2.1"),
+    ("network", "neutron", "/networking"),
 ];
 
 pub mod wiring;
@@ -72,6 +73,7 @@ pub struct App {
     pub image: Arc<ferro_image::ImageService>,
     pub placement: Arc<ferro_placement::PlacementService>,
     pub compute: Arc<ferro_compute::ComputeService>,
+    pub network: Arc<ferro_network::NetworkService>,
     pub bus: Arc<dyn ferro_bus::Bus>,
     pub agents: Vec<Arc<ferro_compute_agent::ComputeAgent>>,
     pub report: BootstrapReport,
@@ -113,6 +115,15 @@ impl App {
             identity.clone(),
         )
         .await?;
+        let admin_project = identity.project_by_name("default", "admin").await?.id;
+        let network = ferro_network::NetworkService::start(
+            identity.db.clone(),
+            cfg.clone(),
+            identity.clone(),
+            &admin_project,
+            Arc::new(ferro_network::hostnet::FakeHostNet::default()),
+        )
+        .await?;
         let bus = wiring::bus(&cfg).await?;
         let images = Arc::new(wiring::InProcImages {
             router: ferro_image::http::router().with_state(image.clone()),
@@ -123,7 +134,9 @@ impl App {
             identity.clone(),
             placement.clone(),
             images,
-            Arc::new(ferro_compute::NoNetwork),
+            Arc::new(wiring::InProcNetwork {
+                svc: network.clone(),
+            }),
             bus.clone(),
         )
         .await?;
@@ -146,6 +159,7 @@ impl App {
             image,
             placement,
             compute,
+            network,
             bus,
             agents,
             report,
@@ -159,6 +173,7 @@ impl App {
             self.image.clone(),
             self.placement.clone(),
             self.compute.clone(),
+            self.network.clone(),
             self.cfg.api.max_request_body_size,
         )
     }
@@ -184,6 +199,7 @@ pub fn router(
     image: Arc<ferro_image::ImageService>,
     placement: Arc<ferro_placement::PlacementService>,
     compute: Arc<ferro_compute::ComputeService>,
+    network: Arc<ferro_network::NetworkService>,
     body_limit: usize,
 ) -> Router {
     let base = identity.base_url.clone();
@@ -213,6 +229,10 @@ pub fn router(
         .nest(
             "/compute",
             ferro_compute::http::router().with_state(compute),
+        )
+        .nest(
+            "/networking",
+            ferro_network::http::router().with_state(network),
         )
         .nest(
             "/placement",
@@ -256,6 +276,7 @@ async fn normalize_path(mut req: Request, next: Next) -> Response {
     let strip = path.len() > 1
         && path.ends_with('/')
         && ((path.starts_with("/identity/") && path.matches('/').count() > 2)
+            || (path.starts_with("/networking/") && path != "/networking/v2.0/")
             || matches!(
                 path,
                 "/compute/" | "/compute/v2.1/" | "/compute/v2/" | "/placement/"

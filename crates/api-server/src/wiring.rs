@@ -214,3 +214,57 @@ impl ferro_compute::ImageApi for InProcImages {
         }
     }
 }
+
+/// Compute's view of the Networking service: the network crate's Nova
+/// seam called in process.
+pub struct InProcNetwork {
+    pub svc: Arc<ferro_network::NetworkService>,
+}
+
+#[async_trait::async_trait]
+impl ferro_compute::NetworkApi for InProcNetwork {
+    async fn validate(
+        &self,
+        token: &str,
+        project: &str,
+        requested: &Value,
+        security_groups: &[String],
+    ) -> Result<(), Error> {
+        let admin = match self.svc.validator.validate(token, false).await {
+            Ok(t) => t.has_role("admin"),
+            Err(_) => false,
+        };
+        let r = ferro_network::nova::Requester { project, admin };
+        self.svc
+            .nova_validate(&r, requested, security_groups)
+            .map_err(|m| {
+                if m.starts_with("Multiple possible networks") {
+                    Error::conflict(m)
+                } else {
+                    Error::validation(m)
+                }
+            })
+    }
+    async fn allocate(
+        &self,
+        instance: &str,
+        project: &str,
+        host: &str,
+        requested: &Value,
+        security_groups: &[String],
+    ) -> Result<serde_json::Map<String, Value>, String> {
+        let r = ferro_network::nova::Requester {
+            project,
+            admin: false,
+        };
+        self.svc
+            .nova_allocate(instance, &r, host, requested, security_groups)
+            .await
+    }
+    async fn deallocate(&self, instance: &str) -> Result<(), String> {
+        self.svc.nova_deallocate(instance).await
+    }
+    fn addresses(&self, instance: &str) -> Option<serde_json::Map<String, Value>> {
+        Some(self.svc.nova_addresses(instance))
+    }
+}

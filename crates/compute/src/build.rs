@@ -403,15 +403,19 @@ impl Step<Ctx> for Network {
         let uuid = uuid_of(state);
         check_not_deleting(&svc, &uuid)?;
         inject(&svc, "network").await?;
-        let (project, requested) = {
+        let (project, requested, sgs) = {
             let st = svc.state.read();
             let i = st.instances.get(&uuid).ok_or("instance vanished")?;
-            (i.project_id.clone(), i.requested_networks.clone())
+            (
+                i.project_id.clone(),
+                i.requested_networks.clone(),
+                i.security_groups.clone(),
+            )
         };
         let host = state["host"].as_str().unwrap_or_default().to_string();
         let addrs = svc
             .network
-            .allocate(&uuid, &project, &host, &requested)
+            .allocate(&uuid, &project, &host, &requested, &sgs)
             .await?;
         svc.state
             .update_instance(&uuid, move |i| {
@@ -520,14 +524,18 @@ impl Step<Ctx> for Spawn {
                     schedule_and_claim(&svc, state)
                         .await
                         .map_err(|m| format!("{m} (after a build failure on {host}: {e})"))?;
-                    let (project, requested) = {
+                    let (project, requested, sgs) = {
                         let st = svc.state.read();
                         let i = st.instances.get(&uuid).ok_or("instance vanished")?;
-                        (i.project_id.clone(), i.requested_networks.clone())
+                        (
+                            i.project_id.clone(),
+                            i.requested_networks.clone(),
+                            i.security_groups.clone(),
+                        )
                     };
                     let new_host = state["host"].as_str().unwrap_or_default().to_string();
                     svc.network
-                        .allocate(&uuid, &project, &new_host, &requested)
+                        .allocate(&uuid, &project, &new_host, &requested, &sgs)
                         .await?;
                 }
             }

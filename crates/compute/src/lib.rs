@@ -45,7 +45,13 @@ pub trait ImageApi: Send + Sync {
 #[async_trait::async_trait]
 pub trait NetworkApi: Send + Sync {
     /// Checks a create request's `networks` before anything is recorded.
-    async fn validate(&self, token: &str, project: &str, requested: &Value) -> Result<(), Error>;
+    async fn validate(
+        &self,
+        token: &str,
+        project: &str,
+        requested: &Value,
+        security_groups: &[String],
+    ) -> Result<(), Error>;
     /// Creates/binds ports; returns Nova's `addresses` map.
     async fn allocate(
         &self,
@@ -53,9 +59,15 @@ pub trait NetworkApi: Send + Sync {
         project: &str,
         host: &str,
         requested: &Value,
+        security_groups: &[String],
     ) -> Result<serde_json::Map<String, Value>, String>;
     /// Unbinds/deletes the instance's ports (idempotent).
     async fn deallocate(&self, instance: &str) -> Result<(), String>;
+    /// The instance's current `addresses` (fixed and floating), when the
+    /// Networking service knows them; None: use what allocation returned.
+    fn addresses(&self, _instance: &str) -> Option<serde_json::Map<String, Value>> {
+        None
+    }
 }
 
 /// No Networking service: `networks: none` and `auto` boot without ports;
@@ -64,7 +76,13 @@ pub struct NoNetwork;
 
 #[async_trait::async_trait]
 impl NetworkApi for NoNetwork {
-    async fn validate(&self, _: &str, _: &str, requested: &Value) -> Result<(), Error> {
+    async fn validate(
+        &self,
+        _: &str,
+        _: &str,
+        requested: &Value,
+        _: &[String],
+    ) -> Result<(), Error> {
         if let Some(list) = requested.as_array() {
             for n in list {
                 if let Some(p) = n.get("port").and_then(Value::as_str) {
@@ -85,6 +103,7 @@ impl NetworkApi for NoNetwork {
         _: &str,
         _: &str,
         _: &Value,
+        _: &[String],
     ) -> Result<serde_json::Map<String, Value>, String> {
         Ok(serde_json::Map::new())
     }

@@ -37,6 +37,7 @@ pub struct Config {
     pub image: ImageConfig,
     pub compute: ComputeConfig,
     pub filter_scheduler: FilterSchedulerConfig,
+    pub network: NetworkConfig,
     pub bus: BusConfig,
     pub log: LogConfig,
 }
@@ -275,6 +276,79 @@ impl ComputeConfig {
                 }
             })
             .collect()
+    }
+}
+
+/// The Networking service (Neutron's and ML2's option names where they exist).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetworkConfig {
+    /// Host data-plane driver of the network agent: `fake` (Linux arrives later).
+    pub host_net_driver: String,
+    /// Type of project networks (ML2 `tenant_network_types`): `vxlan` or `vlan`.
+    pub tenant_network_types: Vec<String>,
+    /// VXLAN VNIs handed to project networks, `min:max` (ML2 `vni_ranges`).
+    pub vni_ranges: Vec<String>,
+    /// `physnet:min:max` VLAN ranges, or `physnet` for provider-only (ML2 `network_vlan_ranges`).
+    pub network_vlan_ranges: Vec<String>,
+    /// Physical networks that may carry flat networks (`*`: any).
+    pub flat_networks: Vec<String>,
+    /// MTU of the underlying fabric; vxlan networks get 50 bytes less.
+    pub global_physnet_mtu: u32,
+    /// Creates the external network `public` (flat on physnet `public`) at first start.
+    pub bootstrap_public_network: bool,
+    pub public_network_cidr: String,
+    /// First three bytes of generated MAC addresses.
+    pub base_mac: String,
+    pub max_dns_nameservers: usize,
+    pub max_subnet_host_routes: usize,
+    pub max_fixed_ips_per_port: usize,
+    pub max_routes: usize,
+    /// Default per-project quotas (-1: unlimited).
+    pub quota_network: i64,
+    pub quota_subnet: i64,
+    pub quota_port: i64,
+    pub quota_router: i64,
+    pub quota_floatingip: i64,
+    pub quota_security_group: i64,
+    pub quota_security_group_rule: i64,
+    pub quota_rbac_policy: i64,
+    pub quota_subnetpool: i64,
+    /// Seconds between network agent heartbeats and after which an agent is dead.
+    pub report_interval: u64,
+    pub agent_down_time: u64,
+    /// Availability zone of this host's network agents.
+    pub default_availability_zone: String,
+}
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        NetworkConfig {
+            host_net_driver: "fake".into(),
+            tenant_network_types: vec!["vxlan".into()],
+            vni_ranges: vec!["1:1000".into()],
+            network_vlan_ranges: vec!["physnet1:1000:2999".into()],
+            flat_networks: vec!["*".into()],
+            global_physnet_mtu: 1500,
+            bootstrap_public_network: true,
+            public_network_cidr: "172.24.4.0/24".into(),
+            base_mac: "fa:16:3e".into(),
+            max_dns_nameservers: 5,
+            max_subnet_host_routes: 20,
+            max_fixed_ips_per_port: 5,
+            max_routes: 30,
+            quota_network: 100,
+            quota_subnet: 100,
+            quota_port: 500,
+            quota_router: 10,
+            quota_floatingip: 50,
+            quota_security_group: 10,
+            quota_security_group_rule: 100,
+            quota_rbac_policy: 10,
+            quota_subnetpool: -1,
+            report_interval: 30,
+            agent_down_time: 75,
+            default_availability_zone: "nova".into(),
+        }
     }
 }
 

@@ -128,7 +128,7 @@ pub fn view(svc: &ComputeService, c: &Caller, i: &Instance, detail: bool) -> Val
         "flavor": flavor,
         "created": iso_z(&i.created_at),
         "updated": iso_z(&i.updated_at),
-        "addresses": i.addresses,
+        "addresses": svc.network.addresses(&i.uuid).map(Value::Object).unwrap_or_else(|| json!(i.addresses)),
         "accessIPv4": i.access_ip_v4,
         "accessIPv6": i.access_ip_v6,
         "links": links,
@@ -663,7 +663,7 @@ async fn create(AxState(svc): St, c: Caller, raw: Bytes) -> NResult<Response> {
         }
     }
     svc.network
-        .validate(c.token(), &c.project(), &networks)
+        .validate(c.token(), &c.project(), &networks, &sgs)
         .await?;
     let hints: BTreeMap<String, Value> = b
         .get("os:scheduler_hints")
@@ -1329,7 +1329,12 @@ async fn delete(AxState(svc): St, c: Caller, Path(id): Path<String>) -> NResult<
 
 async fn ips(AxState(svc): St, c: Caller, Path(id): Path<String>) -> NResult<Response> {
     let i = get_instance(&svc, &c, &id)?;
-    Ok(json_resp(StatusCode::OK, json!({"addresses": i.addresses})))
+    let addrs = svc
+        .network
+        .addresses(&i.uuid)
+        .map(Value::Object)
+        .unwrap_or_else(|| json!(i.addresses));
+    Ok(json_resp(StatusCode::OK, json!({ "addresses": addrs })))
 }
 
 async fn ips_net(
@@ -1338,9 +1343,14 @@ async fn ips_net(
     Path((id, net)): Path<(String, String)>,
 ) -> NResult<Response> {
     let i = get_instance(&svc, &c, &id)?;
-    let a = i.addresses.get(&net).ok_or_else(|| {
-        NovaError::not_found("Network could not be found in the instance's addresses.")
-    })?;
+    let live = svc.network.addresses(&i.uuid);
+    let a = live
+        .as_ref()
+        .map(|m| m.get(&net))
+        .unwrap_or_else(|| i.addresses.get(&net))
+        .ok_or_else(|| {
+            NovaError::not_found("Network could not be found in the instance's addresses.")
+        })?;
     Ok(json_resp(StatusCode::OK, json!({ net: a })))
 }
 

@@ -1,0 +1,622 @@
+//! Networking integration tests: the real server in-process, driven over
+//! HTTP as openstackclient and Tempest do.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use ferro_test_utils::{Backend, Resp, TestCloud};
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+async fn neutron(c: &TestCloud, m: Method, path: &str, tok: &str, body: Value) -> Resp {
+    c.request(m, &format!("/networking/v2.0{path}"), Some(tok), body)
+        .await
+}
+
+async fn net_with_subnet(c: &TestCloud, tok: &str, name: &str, cidr: &str) -> (String, String) {
+    let n = neutron(
+        c,
+        Method::POST,
+        "/networks",
+        tok,
+        json!({"network": {"name": name}}),
+    )
+    .await;
+    assert_eq!(n.status, 201, "{}", n.body);
+    let net = n.body["network"]["id"].as_str().unwrap().to_string();
+    let s = neutron(c, Method::POST, "/subnets", tok,
+        json!({"subnet": {"network_id": net, "cidr": cidr, "ip_version": 4, "name": format!("{name}-sub")}})).await;
+    assert_eq!(s.status, 201, "{}", s.body);
+    (net, s.body["subnet"]["id"].as_str().unwrap().to_string())
+}
+
+#[tokio::test]
+async fn networks_subnets_ports_ipam() {
+    let c = TestCloud::start_with(Backend::Sqlite, |cfg| cfg.compute.fake_hosts = 0)
+        .await
+        .unwrap()
+        .unwrap();
+    let tok = c.admin_token().await;
+    // Discovery, extensions, the bootstrapped public network.
+    let v = c
+        .request(Method::GET, "/networking/", None, Value::Null)
+        .await;
+    assert_eq!(v.status, 200);
+    assert_eq!(v.body["versions"][0]["id"], "v2.0");
+    let e = neutron(&c, Method::GET, "/extensions/router", &tok, Value::Null).await;
+    assert_eq!(e.body["extension"]["alias"], "router");
+    let p = neutron(
+        &c,
+        Method::GET,
+        "/networks?router:external=True",
+        &tok,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(p.body["networks"][0]["name"], "public");
+    assert_eq!(p.body["networks"][0]["provider:network_type"], "flat");
+
+    let (net, sub) = net_with_subnet(&c, &tok, "net1", "10.0.0.0/24").await;
+    let n = neutron(
+        &c,
+        Method::GET,
+        &format!("/networks/{net}"),
+        &tok,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(n.body["network"]["mtu"], 1450);
+    assert_eq!(n.body["network"]["provider:network_type"], "vxlan");
+    assert_eq!(n.body["network"]["subnets"], json!([sub]));
+    let s = neutron(
+        &c,
+        Method::GET,
+        &format!("/subnets/{sub}"),
+        &tok,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(s.body["subnet"]["gateway_ip"], "10.0.0.1");
+    assert_eq!(
+        s.body["subnet"]["allocation_pools"],
+        json!([{"start": "10.0.0.2", "end": "10.0.0.254"}])
+    );
+    // Overlap on the same network, bad cidr.
+    let o = neutron(
+        &c,
+        Method::POST,
+        "/subnets",
+        &tok,
+        json!({"subnet": {"network_id": net, "cidr": "10.0.0.128/25", "ip_version": 4}}),
+    )
+    .await;
+    assert_eq!(o.status, 400);
+    assert!(
+        o.body["NeutronError"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("overlaps with another subnet")
+    );
+    let o = neutron(
+        &c,
+        Method::POST,
+        "/subnets",
+        &tok,
+        json!({"subnet": {"network_id": net, "cidr": "10.9.0.5/24", "ip_version": 4}}),
+    )
+    .await;
+    assert_eq!(o.status, 400);
+
+    // A port: MAC, an address from the pool (the DHCP port holds one too).
+    let p = neutron(
+        &c,
+        Method::POST,
+        "/ports",
+        &tok,
+        json!({"port": {"network_id": net, "name": "p1"}}),
+    )
+    .await;
+    assert_eq!(p.status, 201, "{}", p.body);
+    let port = p.body["port"].clone();
+    assert!(
+        port["mac_address"]
+            .as_str()
+            .unwrap()
+            .starts_with("fa:16:3e:")
+    );
+    let ip = port["fixed_ips"][0]["ip_address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(ip.starts_with("10.0.0.") && ip != "10.0.0.1");
+    assert_eq!(port["security_groups"].as_array().unwrap().len(), 1);
+    // The same address again is a 409 with Neutron's type.
+    let d = neutron(
+        &c,
+        Method::POST,
+        "/ports",
+        &tok,
+        json!({"port": {"network_id": net, "fixed_ips": [{"ip_address": ip}]}}),
+    )
+    .await;
+    assert_eq!(d.status, 409);
+    assert_eq!(d.body["NeutronError"]["type"], "IpAddressAlreadyAllocated");
+    // Filters, fields, pagination.
+    let l = neutron(
+        &c,
+        Method::GET,
+        &format!("/ports?fixed_ips=ip_address%3D{ip}&fields=id&fields=name"),
+        &tok,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(l.body["ports"], json!([{"id": port["id"], "name": "p1"}]));
+    let l = neutron(
+        &c,
+        Method::GET,
+        &format!("/ports?network_id={net}&limit=1"),
+        &tok,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(l.body["ports"].as_array().unwrap().len(), 1);
+    assert_eq!(l.body["ports_links"][0]["rel"], "next");
+    let bad = neutron(&c, Method::GET, "/ports?bogus=1", &tok, Value::Null).await;
+    assert_eq!(bad.status, 400);
+    // If-Match compare-and-swap.
+    let pid = port["id"].as_str().unwrap();
+    let r = c
+        .request_h(
+            Method::PUT,
+            &format!("/networking/v2.0/ports/{pid}"),
+            Some(&tok),
+            json!({"port": {"name": "x"}}),
+            &[("If-Match", "revision_number=99")],
+        )
+        .await;
+    assert_eq!(r.status, 412);
+    // Tags.
+    let t = neutron(
+        &c,
+        Method::PUT,
+        &format!("/networks/{net}/tags"),
+        &tok,
+        json!({"tags": ["a", "b"]}),
+    )
+    .await;
+    assert_eq!(t.body["tags"], json!(["a", "b"]));
+    let l = neutron(&c, Method::GET, "/networks?tags-any=b", &tok, Value::Null).await;
+    assert_eq!(l.body["networks"].as_array().unwrap().len(), 1);
+    // In use: the network cannot go while the port is there; the subnet neither.
+    assert_eq!(
+        neutron(
+            &c,
+            Method::DELETE,
+            &format!("/networks/{net}"),
+            &tok,
+            Value::Null
+        )
+        .await
+        .status,
+        409
+    );
+    assert_eq!(
+        neutron(
+            &c,
+            Method::DELETE,
+            &format!("/subnets/{sub}"),
+            &tok,
+            Value::Null
+        )
+        .await
+        .status,
+        409
+    );
+    assert_eq!(
+        neutron(
+            &c,
+            Method::DELETE,
+            &format!("/ports/{pid}"),
+            &tok,
+            Value::Null
+        )
+        .await
+        .status,
+        204
+    );
+    assert_eq!(
+        neutron(
+            &c,
+            Method::DELETE,
+            &format!("/networks/{net}"),
+            &tok,
+            Value::Null
+        )
+        .await
+        .status,
+        204
+    );
+    let l = neutron(
+        &c,
+        Method::GET,
+        &format!("/ports?network_id={net}"),
+        &tok,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(
+        l.body["ports"],
+        json!([]),
+        "DHCP port removed with the network"
+    );
+
+    // Security groups: default rules, duplicates refused.
+    let g = neutron(
+        &c,
+        Method::GET,
+        "/security-groups?name=default",
+        &tok,
+        Value::Null,
+    )
+    .await;
+    let def = &g.body["security_groups"][0];
+    assert_eq!(def["security_group_rules"].as_array().unwrap().len(), 4);
+    let rule = json!({"security_group_rule": {"security_group_id": def["id"], "direction": "ingress", "protocol": "tcp", "port_range_min": 22, "port_range_max": 22}});
+    assert_eq!(
+        neutron(
+            &c,
+            Method::POST,
+            "/security-group-rules",
+            &tok,
+            rule.clone()
+        )
+        .await
+        .status,
+        201
+    );
+    let dup = neutron(&c, Method::POST, "/security-group-rules", &tok, rule).await;
+    assert_eq!(dup.status, 409);
+    assert_eq!(dup.body["NeutronError"]["type"], "SecurityGroupRuleExists");
+    c.stop().await;
+}
+
+/// Concurrent port creates on one small subnet until exhaustion: every
+/// address is handed out exactly once, then 409.
+#[tokio::test]
+async fn ipam_concurrency_no_duplicates() {
+    let c = TestCloud::start_with(Backend::Sqlite, |cfg| {
+        cfg.compute.fake_hosts = 0;
+        cfg.network.quota_port = -1;
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let tok = c.admin_token().await;
+    let (net, _) = net_with_subnet(&c, &tok, "small", "10.1.0.0/26").await;
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let client = c.client.clone();
+        let url = format!("{}/networking/v2.0/ports", c.url);
+        let tok = tok.clone();
+        let net = net.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            loop {
+                let r = client
+                    .post(&url)
+                    .header("X-Auth-Token", &tok)
+                    .json(&json!({"port": {"network_id": net}}))
+                    .send()
+                    .await
+                    .unwrap();
+                let st = r.status().as_u16();
+                let b: Value = r.json().await.unwrap();
+                if st == 409 {
+                    assert_eq!(b["NeutronError"]["type"], "IpAddressGenerationFailure");
+                    return got;
+                }
+                assert_eq!(st, 201, "{b}");
+                got.push(
+                    b["port"]["fixed_ips"][0]["ip_address"]
+                        .as_str()
+                        .unwrap()
+                        .to_string(),
+                );
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let uniq: HashSet<&String> = all.iter().collect();
+    assert_eq!(uniq.len(), all.len(), "duplicate addresses handed out");
+    // 62 usable minus gateway minus the DHCP port.
+    assert_eq!(all.len(), 60);
+    c.stop().await;
+}
+
+async fn wait_server(c: &TestCloud, tok: &str, id: &str, want: &str) -> Value {
+    let t = Instant::now();
+    loop {
+        let r = c
+            .request_h(
+                Method::GET,
+                &format!("/compute/v2.1/servers/{id}"),
+                Some(tok),
+                Value::Null,
+                &[("OpenStack-API-Version", "compute 2.79")],
+            )
+            .await;
+        if want == "DELETED" && r.status == 404 {
+            return Value::Null;
+        }
+        if r.body["server"]["status"] == want {
+            return r.body["server"].clone();
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "server stuck: {}",
+            r.body
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The CLI golden path in API calls: router with a gateway, interface,
+/// server on the network, floating IP, addresses in server show; then
+/// everything deleted in reverse with no ports left behind.
+#[tokio::test]
+async fn router_floating_ip_and_server_ports() {
+    let c = TestCloud::start_with(Backend::Sqlite, |cfg| cfg.compute.fake_hosts = 1)
+        .await
+        .unwrap()
+        .unwrap();
+    let tok = c.admin_token().await;
+    let ports_before = neutron(&c, Method::GET, "/ports", &tok, Value::Null)
+        .await
+        .body["ports"]
+        .as_array()
+        .unwrap()
+        .len();
+    let (net, sub) = net_with_subnet(&c, &tok, "net1", "10.0.0.0/24").await;
+    let public = neutron(&c, Method::GET, "/networks?name=public", &tok, Value::Null)
+        .await
+        .body["networks"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = neutron(
+        &c,
+        Method::POST,
+        "/routers",
+        &tok,
+        json!({"router": {"name": "r1", "external_gateway_info": {"network_id": public}}}),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let rid = r.body["router"]["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        r.body["router"]["external_gateway_info"]["enable_snat"],
+        true
+    );
+    let gw_ip = r.body["router"]["external_gateway_info"]["external_fixed_ips"][0]["ip_address"]
+        .as_str()
+        .unwrap();
+    assert!(gw_ip.starts_with("172.24.4."));
+    let i = neutron(
+        &c,
+        Method::PUT,
+        &format!("/routers/{rid}/add_router_interface"),
+        &tok,
+        json!({"subnet_id": sub}),
+    )
+    .await;
+    assert_eq!(i.status, 200, "{}", i.body);
+    // The subnet with a router interface cannot be deleted.
+    assert_eq!(
+        neutron(
+            &c,
+            Method::DELETE,
+            &format!("/subnets/{sub}"),
+            &tok,
+            Value::Null
+        )
+        .await
+        .status,
+        409
+    );
+
+    // A server on the network.
+    let img = c
+        .request(
+            Method::POST,
+            "/image/v2/images",
+            Some(&tok),
+            json!({"name": "img", "disk_format": "raw", "container_format": "bare"}),
+        )
+        .await;
+    let img = img.body["id"].as_str().unwrap().to_string();
+    let up = c
+        .client
+        .put(format!("{}/image/v2/images/{img}/file", c.url))
+        .header("X-Auth-Token", &tok)
+        .header("Content-Type", "application/octet-stream")
+        .body(vec![0u8; 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(up.status(), 204);
+    let s = c.request_h(Method::POST, "/compute/v2.1/servers", Some(&tok),
+        json!({"server": {"name": "s1", "imageRef": img, "flavorRef": "1", "networks": [{"uuid": net}]}}),
+        &[("OpenStack-API-Version", "compute 2.79")]).await;
+    assert_eq!(s.status, 202, "{}", s.body);
+    let sid = s.body["server"]["id"].as_str().unwrap().to_string();
+    let srv = wait_server(&c, &tok, &sid, "ACTIVE").await;
+    let fixed = srv["addresses"]["net1"][0]["addr"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(fixed.starts_with("10.0.0."));
+    let ports = neutron(
+        &c,
+        Method::GET,
+        &format!("/ports?device_id={sid}"),
+        &tok,
+        Value::Null,
+    )
+    .await;
+    let port = ports.body["ports"][0].clone();
+    assert_eq!(port["binding:host_id"].as_str().unwrap().is_empty(), false);
+    // The agent wires it: ACTIVE.
+    let t = Instant::now();
+    loop {
+        let p = neutron(
+            &c,
+            Method::GET,
+            &format!("/ports/{}", port["id"].as_str().unwrap()),
+            &tok,
+            Value::Null,
+        )
+        .await;
+        if p.body["port"]["status"] == "ACTIVE" {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "port not ACTIVE: {}",
+            p.body
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A floating IP associated with the server's port.
+    let f = neutron(
+        &c,
+        Method::POST,
+        "/floatingips",
+        &tok,
+        json!({"floatingip": {"floating_network_id": public, "port_id": port["id"]}}),
+    )
+    .await;
+    assert_eq!(f.status, 201, "{}", f.body);
+    assert_eq!(f.body["floatingip"]["router_id"], json!(rid));
+    assert_eq!(f.body["floatingip"]["fixed_ip_address"], json!(fixed));
+    let fid = f.body["floatingip"]["id"].as_str().unwrap().to_string();
+    let fip = f.body["floatingip"]["floating_ip_address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let srv = wait_server(&c, &tok, &sid, "ACTIVE").await;
+    let addrs: Vec<(String, String)> = srv["addresses"]["net1"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["addr"].as_str().unwrap().to_string(),
+                a["OS-EXT-IPS:type"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        addrs,
+        vec![
+            (fixed.clone(), "fixed".to_string()),
+            (fip.clone(), "floating".to_string())
+        ]
+    );
+    // The interface cannot go while the floating IP needs it.
+    let rm = neutron(
+        &c,
+        Method::PUT,
+        &format!("/routers/{rid}/remove_router_interface"),
+        &tok,
+        json!({"subnet_id": sub}),
+    )
+    .await;
+    assert_eq!(rm.status, 409);
+
+    // Reverse order: server (its port goes), floating IP, interface, router, subnet, network.
+    let d = c
+        .request_h(
+            Method::DELETE,
+            &format!("/compute/v2.1/servers/{sid}"),
+            Some(&tok),
+            Value::Null,
+            &[("OpenStack-API-Version", "compute 2.79")],
+        )
+        .await;
+    assert_eq!(d.status, 204);
+    wait_server(&c, &tok, &sid, "DELETED").await;
+    let ports = neutron(
+        &c,
+        Method::GET,
+        &format!("/ports?device_id={sid}"),
+        &tok,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(ports.body["ports"], json!([]));
+    let f = neutron(
+        &c,
+        Method::GET,
+        &format!("/floatingips/{fid}"),
+        &tok,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(f.body["floatingip"]["port_id"], Value::Null);
+    assert_eq!(
+        neutron(
+            &c,
+            Method::DELETE,
+            &format!("/floatingips/{fid}"),
+            &tok,
+            Value::Null
+        )
+        .await
+        .status,
+        204
+    );
+    let rm = neutron(
+        &c,
+        Method::PUT,
+        &format!("/routers/{rid}/remove_router_interface"),
+        &tok,
+        json!({"subnet_id": sub}),
+    )
+    .await;
+    assert_eq!(rm.status, 200, "{}", rm.body);
+    assert_eq!(
+        neutron(
+            &c,
+            Method::DELETE,
+            &format!("/routers/{rid}"),
+            &tok,
+            Value::Null
+        )
+        .await
+        .status,
+        204
+    );
+    assert_eq!(
+        neutron(
+            &c,
+            Method::DELETE,
+            &format!("/networks/{net}"),
+            &tok,
+            Value::Null
+        )
+        .await
+        .status,
+        204
+    );
+    let after = neutron(&c, Method::GET, "/ports", &tok, Value::Null)
+        .await
+        .body["ports"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(after, ports_before, "no orphan ports");
+    c.stop().await;
+}

@@ -1,0 +1,269 @@
+//! The network agent of this host: reports as DHCP, L3, Linux bridge and
+//! metadata agents (`/v2.0/agents`) with heartbeats, and converges the
+//! host's data plane to the API's desired state after every change, then
+//! marks the ports it wired ACTIVE (DOWN when administratively down).
+use crate::NetworkService;
+use crate::hostnet::{HostState, NetSpec, PortSpec, RouterSpec};
+use crate::ipam::Cidr;
+use crate::store::{Kind, Obj, State, arr, b, now, s};
+use ferro_common::Error;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const AGENT_TYPES: [(&str, &str, &str); 4] = [
+    ("DHCP agent", "neutron-dhcp-agent", "dhcp_agent"),
+    ("L3 agent", "neutron-l3-agent", "l3_agent"),
+    ("Linux bridge agent", "neutron-linuxbridge-agent", "N/A"),
+    ("Metadata agent", "neutron-metadata-agent", "N/A"),
+];
+
+/// Agent ids are stable per (host, type) so restarts keep them.
+pub fn agent_id(host: &str, binary: &str) -> String {
+    uuid::Uuid::new_v5(
+        &uuid::Uuid::NAMESPACE_OID,
+        format!("{host}/{binary}").as_bytes(),
+    )
+    .to_string()
+}
+
+pub async fn start(svc: Arc<NetworkService>) -> Result<(), Error> {
+    heartbeat(&svc, true)
+        .await
+        .map_err(|e| Error::internal(e.message))?;
+    let s2 = svc.clone();
+    tokio::spawn(async move {
+        let every = Duration::from_secs(s2.cfg.network.report_interval.max(1));
+        let mut last_beat = tokio::time::Instant::now();
+        loop {
+            if let Err(e) = converge(&s2).await {
+                tracing::warn!("network agent: {e}");
+            }
+            if last_beat.elapsed() >= every {
+                if let Err(e) = heartbeat(&s2, false).await {
+                    tracing::warn!("network agent heartbeat: {}", e.message);
+                }
+                last_beat = tokio::time::Instant::now();
+            }
+            let _ = tokio::time::timeout(every, s2.changed.notified()).await;
+        }
+    });
+    Ok(())
+}
+
+async fn heartbeat(svc: &NetworkService, starting: bool) -> crate::error::NResult<()> {
+    let host = svc.host.clone();
+    let az = svc.cfg.network.default_availability_zone.clone();
+    svc.store
+        .write(|tx| {
+            for (atype, binary, topic) in AGENT_TYPES {
+                let id = agent_id(&host, binary);
+                let t = now();
+                let mut a: Obj = match tx.get(Kind::Agent, &id) {
+                    Some(a) => (*a).clone(),
+                    None => {
+                        let mut a = Obj::new();
+                        a.insert("id".into(), json!(id));
+                        a.insert("agent_type".into(), json!(atype));
+                        a.insert("binary".into(), json!(binary));
+                        a.insert("topic".into(), json!(topic));
+                        a.insert("host".into(), json!(host));
+                        a.insert("admin_state_up".into(), json!(true));
+                        a.insert("created_at".into(), json!(t));
+                        a.insert("description".into(), Value::Null);
+                        a.insert("configurations".into(), json!({}));
+                        a.insert("resources_synced".into(), Value::Null);
+                        let zone = matches!(atype, "DHCP agent" | "L3 agent");
+                        a.insert(
+                            "availability_zone".into(),
+                            if zone { json!(az) } else { Value::Null },
+                        );
+                        a
+                    }
+                };
+                if starting {
+                    a.insert("started_at".into(), json!(t));
+                }
+                a.insert("heartbeat_timestamp".into(), json!(t));
+                tx.put(Kind::Agent, a);
+            }
+            Ok(())
+        })
+        .await
+}
+
+/// What this host must realise: everything (one host runs every agent).
+pub fn desired(st: &State) -> HostState {
+    let mut h = HostState::default();
+    for n in st.iter(Kind::Network) {
+        let dhcp = st
+            .subnets_of(s(n, "id"))
+            .filter(|x| b(x, "enable_dhcp"))
+            .map(|x| {
+                (
+                    s(x, "cidr").to_string(),
+                    x.get("gateway_ip")
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
+                )
+            })
+            .collect();
+        h.networks.insert(
+            s(n, "id").to_string(),
+            NetSpec {
+                id: s(n, "id").to_string(),
+                network_type: s(n, "provider:network_type").to_string(),
+                physical_network: n
+                    .get("provider:physical_network")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
+                segmentation_id: n.get("provider:segmentation_id").and_then(Value::as_i64),
+                mtu: n.get("mtu").and_then(Value::as_i64).unwrap_or(1500),
+                dhcp_subnets: dhcp,
+            },
+        );
+    }
+    for p in st.iter(Kind::Port) {
+        let owner = s(p, "device_owner");
+        let bound = !s(p, "binding:host_id").is_empty() || owner.starts_with("network:");
+        if !bound || owner == "network:floatingip" {
+            continue;
+        }
+        let mut rules = Vec::new();
+        for sg in arr(p, "security_groups").iter().filter_map(Value::as_str) {
+            for r in st.iter(Kind::SecurityGroupRule) {
+                if s(r, "security_group_id") == sg {
+                    rules.push(Value::Object((**r).clone()));
+                }
+            }
+        }
+        h.ports.insert(
+            s(p, "id").to_string(),
+            PortSpec {
+                id: s(p, "id").to_string(),
+                network_id: s(p, "network_id").to_string(),
+                mac: s(p, "mac_address").to_string(),
+                ips: arr(p, "fixed_ips")
+                    .iter()
+                    .filter_map(|f| f["ip_address"].as_str().map(str::to_string))
+                    .collect(),
+                device_owner: owner.to_string(),
+                admin_up: b(p, "admin_state_up"),
+                port_security: b(p, "port_security_enabled"),
+                rules,
+                allowed_address_pairs: arr(p, "allowed_address_pairs").to_vec(),
+            },
+        );
+    }
+    let with_prefix = |st: &State, f: &Value| -> Option<String> {
+        let sub = st.get(Kind::Subnet, f["subnet_id"].as_str()?)?;
+        let c = Cidr::parse_loose(s(sub, "cidr"))?;
+        Some(format!("{}/{}", f["ip_address"].as_str()?, c.len))
+    };
+    for r in st.iter(Kind::Router) {
+        let rid = s(r, "id");
+        let mut spec = RouterSpec {
+            id: rid.to_string(),
+            ..Default::default()
+        };
+        if let Some(g) = r.get("external_gateway_info").and_then(Value::as_object) {
+            let ips = g
+                .get("external_fixed_ips")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(|f| with_prefix(st, f)).collect())
+                .unwrap_or_default();
+            spec.gateway = Some((s(g, "network_id").to_string(), ips));
+            spec.enable_snat = g
+                .get("enable_snat")
+                .and_then(Value::as_bool)
+                .unwrap_or(true);
+        }
+        for p in st.iter(Kind::Port) {
+            if s(p, "device_id") == rid && s(p, "device_owner") == "network:router_interface" {
+                for f in arr(p, "fixed_ips") {
+                    if let Some(a) = with_prefix(st, f) {
+                        spec.interfaces.push((s(p, "network_id").to_string(), a));
+                    }
+                }
+            }
+        }
+        for rt in arr(r, "routes") {
+            spec.routes.push((
+                rt["destination"].as_str().unwrap_or("").to_string(),
+                rt["nexthop"].as_str().unwrap_or("").to_string(),
+            ));
+        }
+        for f in st.iter(Kind::FloatingIp) {
+            if s(f, "router_id") == rid && !s(f, "port_id").is_empty() {
+                spec.floating_ips.push((
+                    s(f, "floating_ip_address").to_string(),
+                    s(f, "fixed_ip_address").to_string(),
+                ));
+            }
+        }
+        h.routers.insert(rid.to_string(), spec);
+    }
+    h
+}
+
+/// Applies the desired state, then records port (and floating IP) status.
+pub async fn converge(svc: &NetworkService) -> Result<(), String> {
+    let st = svc.store.read();
+    let want = desired(&st);
+    let up = svc.hostnet.apply(&want).await?;
+    let up: std::collections::HashSet<String> = up.into_iter().collect();
+    let needs = |st: &State| -> bool {
+        st.iter(Kind::Port)
+            .any(|p| port_status(p, &want, &up) != s(p, "status"))
+            || st
+                .iter(Kind::FloatingIp)
+                .any(|f| fip_status(f) != s(f, "status"))
+    };
+    if !needs(&st) {
+        return Ok(());
+    }
+    svc.store
+        .write(|tx| {
+            let ports: Vec<Arc<Obj>> = tx.st.iter(Kind::Port).cloned().collect();
+            for p in ports {
+                let want_s = port_status(&p, &want, &up);
+                if want_s != s(&p, "status") {
+                    let mut o = (*p).clone();
+                    o.insert("status".into(), json!(want_s));
+                    tx.put(Kind::Port, o);
+                }
+            }
+            let fips: Vec<Arc<Obj>> = tx.st.iter(Kind::FloatingIp).cloned().collect();
+            for f in fips {
+                let want_s = fip_status(&f);
+                if want_s != s(&f, "status") {
+                    let mut o = (*f).clone();
+                    o.insert("status".into(), json!(want_s));
+                    tx.put(Kind::FloatingIp, o);
+                }
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| e.message)
+}
+
+fn port_status(p: &Obj, want: &HostState, up: &std::collections::HashSet<String>) -> &'static str {
+    if s(p, "device_owner") == "network:floatingip" {
+        return "N/A";
+    }
+    let id = s(p, "id");
+    if want.ports.contains_key(id) && up.contains(id) && b(p, "admin_state_up") {
+        "ACTIVE"
+    } else {
+        "DOWN"
+    }
+}
+
+fn fip_status(f: &Obj) -> &'static str {
+    if s(f, "port_id").is_empty() {
+        "DOWN"
+    } else {
+        "ACTIVE"
+    }
+}

@@ -565,6 +565,10 @@ def probe_image_format_enforcement(cloud, conf, url):
 def network_sections(cloud, conf, url):
     conf.set("auth", "create_isolated_networks", True)
     conf.set("network", "endpoint_type", cloud.interface)
+    conf.set("network-feature-enabled", "ipv6", True, "IPv6 subnets, SLAAC and DHCPv6 modes")
+    conf.set("network-feature-enabled", "ipv6_subnet_attributes", True,
+             "ipv6_ra_mode/ipv6_address_mode are honoured (EUI-64 for slaac/dhcpv6-stateless)")
+    conf.set("network-feature-enabled", "floating_ips", True, "floating IPs through routers")
     try:
         exts = cloud.get_json(url + "/v2.0/extensions").get("extensions", [])
         conf.set("network-feature-enabled", "api_extensions",
@@ -659,10 +663,8 @@ def compute_sections(cloud, conf, url, image_url, args):
         conf.set("compute", "min_compute_nodes", max(1, nhyp), why)
         conf.set("compute-feature-enabled", "cold_migration", nhyp > 1,
                  f"{why}; cold migration needs a second host")
-    neutron = cloud.endpoint("network")[1] is not None
-    conf.set("compute-feature-enabled", "interface_attach", neutron,
-             "network service in the catalog" if neutron else
-             "no network service in the catalog: no ports to attach")
+    conf.set("compute-feature-enabled", "interface_attach", False,
+             "os-interface attach/detach is not implemented yet")
     try:
         flavors = ensure_flavors(cloud, url)
         conf.set("compute", "flavor_ref", flavors[0], "small public flavors for tests "

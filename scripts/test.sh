@@ -50,6 +50,9 @@ tally /tmp/ferro-golden-image.log
 echo "== openstack CLI compute golden path"
 bash scripts/golden-path-compute.sh 2>&1 | tee /tmp/ferro-golden-compute.log || status=1
 tally /tmp/ferro-golden-compute.log
+echo "== openstack CLI network golden path"
+bash scripts/golden-path-network.sh 2>&1 | tee /tmp/ferro-golden-network.log || status=1
+tally /tmp/ferro-golden-network.log
 # The full identity group (138 tests, about a minute), then the interop list,
 # which also checks that every one of its 17 tests ran.
 # The full compute group (588 tests, ~12 minutes) runs with

@@ -1,0 +1,100 @@
+"""The networking golden path with the real `openstack` CLI (see golden-path-network.sh)."""
+import json
+import subprocess
+import sys
+import time
+
+OSC, WORK = sys.argv[1], sys.argv[2]
+passed = failed = 0
+
+
+def osc(*args, check=True):
+    cmd = [OSC, *args]
+    print("$ openstack " + " ".join(args), flush=True)
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    out = p.stdout.strip()
+    if out:
+        print(out)
+    if p.stderr.strip():
+        print(p.stderr.strip())
+    if check and p.returncode != 0:
+        raise RuntimeError(f"exit status {p.returncode}")
+    return json.loads(out) if out.startswith(("{", "[")) else out
+
+
+def step(name, fn):
+    global passed, failed
+    try:
+        r = fn()
+        print(f"ok - {name}", flush=True)
+        passed += 1
+        return r
+    except Exception as e:  # noqa: BLE001 - every failure is reported, not raised
+        print(f"not ok - {name}: {e}", flush=True)
+        failed += 1
+        return None
+
+
+def expect(cond, what):
+    if not cond:
+        raise AssertionError(what)
+
+
+def ports():
+    return {p["ID"] for p in osc("port", "list", "-f", "json")}
+
+
+before = step("port list before", ports) or set()
+step("network create net1", lambda: osc("network", "create", "net1", "-f", "json"))
+sub = step("subnet create --subnet-range 10.0.0.0/24",
+           lambda: osc("subnet", "create", "--network", "net1", "--subnet-range", "10.0.0.0/24",
+                       "sub1", "-f", "json"))
+step("subnet gateway and pool", lambda: expect(
+    sub and sub["gateway_ip"] == "10.0.0.1" and "10.0.0.2-10.0.0.254" in json.dumps(sub["allocation_pools"]),
+    f"subnet {sub}"))
+step("router create r1", lambda: osc("router", "create", "r1", "-f", "json"))
+step("router set --external-gateway public",
+     lambda: osc("router", "set", "--external-gateway", "public", "r1"))
+step("router add subnet r1 sub1", lambda: osc("router", "add", "subnet", "r1", "sub1"))
+r = step("router show: gateway on public with SNAT", lambda: osc("router", "show", "r1", "-f", "json"))
+step("router gateway fields", lambda: expect(
+    r and r["external_gateway_info"]["enable_snat"] is True
+    and r["external_gateway_info"]["external_fixed_ips"][0]["ip_address"].startswith("172.24.4."),
+    f"router {r and r['external_gateway_info']}"))
+rule = step("security group rule create --protocol tcp --dst-port 22",
+            lambda: osc("security", "group", "rule", "create", "--protocol", "tcp", "--dst-port", "22",
+                        "default", "-f", "json"))
+step("image create cirros", lambda: osc("image", "create", "--disk-format", "raw", "--container-format",
+                                         "bare", "--file", "/dev/null", "cirros", "-f", "json"))
+step("server create --network net1 --wait",
+     lambda: osc("server", "create", "--flavor", "m1.tiny", "--image", "cirros", "--network", "net1",
+                 "--wait", "s1", "-f", "json"))
+fip = step("floating ip create public", lambda: osc("floating", "ip", "create", "public", "-f", "json"))
+fip_addr = fip["floating_ip_address"] if fip else "?"
+step("server add floating ip", lambda: osc("server", "add", "floating", "ip", "s1", fip_addr))
+
+
+def both_addresses():
+    deadline = time.time() + 10
+    while True:
+        s = osc("server", "show", "s1", "-f", "json")
+        text = json.dumps(s["addresses"])
+        if fip_addr in text and "10.0.0." in text:
+            return s
+        if time.time() > deadline:
+            raise AssertionError(f"addresses {text}")
+        time.sleep(0.5)
+
+
+step("server show lists the fixed and the floating address", both_addresses)
+step("server delete --wait", lambda: osc("server", "delete", "--wait", "s1"))
+step("floating ip delete", lambda: osc("floating", "ip", "delete", fip_addr))
+step("security group rule delete", lambda: osc("security", "group", "rule", "delete", rule["id"]))
+step("router remove subnet", lambda: osc("router", "remove", "subnet", "r1", "sub1"))
+step("router unset --external-gateway", lambda: osc("router", "unset", "--external-gateway", "r1"))
+step("router delete", lambda: osc("router", "delete", "r1"))
+step("subnet delete", lambda: osc("subnet", "delete", "sub1"))
+step("network delete", lambda: osc("network", "delete", "net1"))
+step("no orphan ports", lambda: expect(ports() == before, f"ports left: {ports() - before}"))
+print(f"golden-path-network: {passed} passed, {failed} failed")
+sys.exit(1 if failed else 0)

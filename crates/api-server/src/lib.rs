@@ -302,7 +302,7 @@ async fn normalize_path(mut req: Request, next: Next) -> Response {
 
 /// Request id (taken from a trusted caller's header or made here), response
 /// header, and one access-log line per request.
-async fn request_context(req: Request, next: Next) -> Response {
+async fn request_context(mut req: Request, next: Next) -> Response {
     let started = Instant::now();
     let rid = req
         .headers()
@@ -311,6 +311,10 @@ async fn request_context(req: Request, next: Next) -> Response {
         .filter(|v| v.starts_with("req-") && v.len() <= 64)
         .map(str::to_string)
         .unwrap_or_else(ferro_common::new_request_id);
+    // Handlers (instance actions) record the id the response carries.
+    if let Ok(v) = HeaderValue::from_str(&rid) {
+        req.headers_mut().insert("x-openstack-request-id", v);
+    }
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let span = tracing::info_span!("request", request_id = %rid);
@@ -320,6 +324,10 @@ async fn request_context(req: Request, next: Next) -> Response {
         tracing::Instrument::instrument(next.run(req), span.clone()).await
     };
     if let Ok(v) = HeaderValue::from_str(&rid) {
+        if path.starts_with("/compute") {
+            // Nova answers with both names.
+            resp.headers_mut().insert("x-compute-request-id", v.clone());
+        }
         resp.headers_mut().insert("x-openstack-request-id", v);
     }
     let status = resp.status().as_u16();

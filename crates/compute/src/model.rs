@@ -86,6 +86,9 @@ pub struct Bdm {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Instance {
     pub uuid: String,
+    /// `OS-DCF:diskConfig` (AUTO or MANUAL); None shows MANUAL.
+    #[serde(default)]
+    pub disk_config: Option<String>,
     pub name: String,
     pub project_id: String,
     pub user_id: String,

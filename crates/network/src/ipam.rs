@@ -56,7 +56,7 @@ impl Cidr {
         if m.net != c.net {
             return Err(format!(
                 "'{s}' isn't a recommended CIDR, it should be '{}'",
-                m.to_string()
+                m
             ));
         }
         Ok(c)

@@ -400,6 +400,13 @@ async fn action(
                 json!({"console": {"type": kind, "url": console_url(svc, "vnc", &kind, &id)}}),
             ))
         }
+        "injectNetworkInfo" => {
+            c.require_admin(svc, "os_compute_api:os-admin-actions:inject_network_info")?;
+            // The fake driver has no guest to inject into; the ports are
+            // already current in Networking.
+            get_instance(svc, c, &id)?;
+            Ok(StatusCode::ACCEPTED.into_response())
+        }
         "os-resetState" => {
             c.require_admin(svc, "os_compute_api:os-admin-actions:reset_state")?;
             let state = arg.get("state").and_then(Value::as_str).unwrap_or("");
@@ -482,7 +489,8 @@ async fn action(
         "resize" => {
             let fref = arg.get("flavorRef").and_then(|v| v.as_str().map(str::to_string).or_else(|| v.as_u64().map(|n| n.to_string())))
                 .ok_or_else(|| NovaError::bad("Invalid input for field/attribute flavorRef. 'flavorRef' is a required property"))?;
-            resize(
+            let dc = super::servers::disk_config_of(arg.get("OS-DCF:diskConfig"))?;
+            let r = resize(
                 svc,
                 c,
                 &id,
@@ -490,7 +498,16 @@ async fn action(
                 None,
                 "resize",
             )
-            .await
+            .await?;
+            if dc.is_some() {
+                svc.state
+                    .update_instance(&id, |i| {
+                        i.disk_config = dc;
+                        Ok(())
+                    })
+                    .await?;
+            }
+            Ok(r)
         }
         "migrate" => {
             c.require_admin(svc, "os_compute_api:os-migrate-server:migrate")?;
@@ -823,6 +840,7 @@ async fn rebuild(
         .next()
         .unwrap_or(image_ref)
         .to_string();
+    let dc = super::servers::disk_config_of(o.get("OS-DCF:diskConfig"))?;
     let image = svc
         .image
         .get(c.token(), &image_ref)
@@ -926,6 +944,9 @@ async fn rebuild(
     let i = svc
         .state
         .update_instance(id, move |i| {
+            if dc.is_some() {
+                i.disk_config = dc;
+            }
             i.image_ref = image_ref;
             i.image_properties = props;
             if let Some(n) = name {

@@ -132,8 +132,7 @@ pub fn view(svc: &ComputeService, c: &Caller, i: &Instance, detail: bool) -> Val
         "accessIPv4": i.access_ip_v4,
         "accessIPv6": i.access_ip_v6,
         "links": links,
-        "OS-DCF:diskConfig": "MANUAL",
-        "progress": 0,
+        "OS-DCF:diskConfig": i.disk_config.as_deref().unwrap_or("MANUAL"),
         "OS-EXT-AZ:availability_zone": i.availability_zone.clone().unwrap_or_default(),
         "config_drive": if i.config_drive { "True" } else { "" },
         "key_name": i.key_name,
@@ -148,6 +147,10 @@ pub fn view(svc: &ComputeService, c: &Caller, i: &Instance, detail: bool) -> Val
             x
         }).collect::<Vec<_>>(),
     });
+    // Nova shows progress only while it means something.
+    if matches!(status, "ACTIVE" | "BUILD" | "REBUILD" | "RESIZE" | "VERIFY_RESIZE" | "MIGRATING") {
+        v["progress"] = json!(0);
+    }
     if !i.security_groups.is_empty() {
         v["security_groups"] = json!(
             i.security_groups
@@ -220,6 +223,16 @@ pub fn update_view(svc: &ComputeService, c: &Caller, i: &Instance) -> Value {
                         | "fault"
                 )
         });
+        // Before 2.75 the addresses carry only `version` and `addr` here.
+        if let Some(Value::Object(nets)) = o.get_mut("addresses") {
+            for list in nets.values_mut() {
+                if let Some(a) = list.as_array_mut() {
+                    for x in a.iter_mut().filter_map(Value::as_object_mut) {
+                        x.retain(|k, _| k == "version" || k == "addr");
+                    }
+                }
+            }
+        }
         if c.mv.at_least(54) {
             o.insert("key_name".into(), json!(i.key_name));
         }
@@ -400,6 +413,7 @@ async fn create(AxState(svc): St, c: Caller, raw: Bytes) -> NResult<Response> {
             ));
         }
     };
+    let disk_config = disk_config_of(s.get("OS-DCF:diskConfig"))?;
     let networks = match s.get("networks") {
         None if mv.at_least(37) => {
             return Err(bad(
@@ -754,6 +768,7 @@ async fn create(AxState(svc): St, c: Caller, raw: Bytes) -> NResult<Response> {
                     name.clone()
                 };
                 let inst = Instance {
+                    disk_config: disk_config.clone(),
                     uuid: uuid.clone(),
                     name: dname.clone(),
                     project_id: project.clone(),
@@ -855,7 +870,7 @@ async fn create(AxState(svc): St, c: Caller, raw: Bytes) -> NResult<Response> {
     let mut sv = json!({
         "id": first_i.uuid,
         "links": link(&svc.base_url, &format!("servers/{}", first_i.uuid)),
-        "OS-DCF:diskConfig": "MANUAL",
+        "OS-DCF:diskConfig": disk_config.as_deref().unwrap_or("MANUAL"),
         "security_groups": sgs.iter().map(|n| json!({"name": n})).collect::<Vec<_>>(),
     });
     sv["adminPass"] = json!(admin_pass);
@@ -991,8 +1006,9 @@ fn listing(svc: &ComputeService, c: &Caller, raw: Option<String>, detail: bool) 
         .get("project_id")
         .or_else(|| q.get("tenant_id"))
         .and_then(|v| v.last().cloned());
-    // An admin sees every project with all_tenants, or the one named.
-    let want_project: Option<String> = if all_tenants || (admin && project_filter.is_some()) {
+    // An admin sees every project (or the one named) only with all_tenants;
+    // without it Nova ignores tenant_id and lists the caller's project.
+    let want_project: Option<String> = if all_tenants {
         project_filter.clone()
     } else {
         Some(c.project())
@@ -1215,6 +1231,7 @@ async fn update(
         }
     }
     let name = s.get("name").map(|n| check_name(n, "name")).transpose()?;
+    let dc = disk_config_of(s.get("OS-DCF:diskConfig"))?;
     let desc = match s.get("description") {
         None => None,
         Some(Value::Null) => Some(None),
@@ -1251,6 +1268,9 @@ async fn update(
         .update_instance(&id, |i| {
             if let Some(n) = name {
                 i.name = n;
+            }
+            if dc.is_some() {
+                i.disk_config = dc;
             }
             if let Some(d) = desc {
                 i.description = d;
@@ -1676,7 +1696,8 @@ async fn actions_list(AxState(svc): St, c: Caller, Path(id): Path<String>) -> NR
     let st = svc.state.read();
     let i = match st.instances.get(&id) {
         Some(i) if i.project_id == c.project() || c.is_admin(&svc) => {
-            if i.deleted && !c.is_admin(&svc) {
+            // 2.21: actions of deleted servers stay readable by their project.
+            if i.deleted && !c.mv.at_least(21) && !c.is_admin(&svc) {
                 return Err(NovaError::not_found(format!(
                     "Instance {id} could not be found."
                 )));
@@ -1893,4 +1914,15 @@ async fn server_migrations(
     c.require_admin(&svc, "os_compute_api:servers:migrations:index")?;
     let _ = get_instance(&svc, &c, &id)?;
     Ok(json_resp(StatusCode::OK, json!({"migrations": []})))
+}
+
+/// `OS-DCF:diskConfig`: AUTO or MANUAL (400 otherwise).
+pub fn disk_config_of(v: Option<&Value>) -> NResult<Option<String>> {
+    match v {
+        None => Ok(None),
+        Some(Value::String(x)) if x == "AUTO" || x == "MANUAL" => Ok(Some(x.clone())),
+        Some(x) => Err(bad(format!(
+            "Invalid input for field/attribute OS-DCF:diskConfig. Value: {x}. '{x}' is not one of ['AUTO', 'MANUAL']"
+        ))),
+    }
 }

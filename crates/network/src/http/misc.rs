@@ -425,9 +425,10 @@ async fn ipa_list(State(svc): St, c: Caller, RawQuery(q): RawQuery) -> NResult<R
         .filter(|o| matches(o, &p, &["ip_version"]))
         .filter(|o| {
             ipv.as_ref().is_none_or(|vs| {
-                arr(o, "subnet_ip_availability")
-                    .iter()
-                    .any(|x| vs.iter().any(|v| x["ip_version"].to_string() == *v))
+                arr(o, "subnet_ip_availability").iter().any(|x| {
+                    vs.iter()
+                        .any(|v| x["ip_version"].as_i64().is_some_and(|n| v.parse() == Ok(n)))
+                })
             })
         })
         .collect();
@@ -761,7 +762,7 @@ async fn pool_create(State(svc): St, c: Caller, Body(body): Body) -> NResult<Res
             let prefixes = parse_prefixes(&o)?;
             let v = prefixes.first().map(|c| c.v).ok_or_else(|| NeutronError::bad("Failed to parse request. Required attribute 'prefixes' not specified"))?;
             if b(&o, "is_default") && tx.st.iter(Kind::SubnetPool).any(|p| b(p, "is_default") && p.get("ip_version").and_then(Value::as_u64) == Some(v as u64)) {
-                return Err(NeutronError::bad(format!("A default subnetpool for this IP family has already been set. Only one default may exist per IP family")));
+                return Err(NeutronError::bad("A default subnetpool for this IP family has already been set. Only one default may exist per IP family".to_string()));
             }
             pool_bounds(&mut o, v, None)?;
             svc.check_quota(&tx.st, &owner, Kind::SubnetPool, 1)?;

@@ -191,9 +191,7 @@ fn segment(svc: &NetworkService, st: &NState, o: &mut Obj, admin: bool) -> NResu
             let id = match seg {
                 Some(id) => {
                     if !(1..=4094).contains(&id) {
-                        return Err(NeutronError::invalid(format!(
-                            "segmentation_id out of range (1 through 4094)"
-                        )));
+                        return Err(NeutronError::invalid("segmentation_id out of range (1 through 4094)".to_string()));
                     }
                     if seg_used(st, "vlan", Some(&p), id) {
                         return Err(NeutronError::conflict(

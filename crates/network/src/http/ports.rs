@@ -337,12 +337,12 @@ pub fn create_tx(
     {
         return Err(NeutronError::forbidden("create_port:fixed_ips:ip_address"));
     }
-    if let Some(vt) = o.get("binding:vnic_type") {
-        if !vt.as_str().is_some_and(|v| VNIC_TYPES.contains(&v)) {
-            return Err(NeutronError::invalid(format!(
-                "Invalid input for binding:vnic_type. Reason: {vt} is not in {VNIC_TYPES:?}"
-            )));
-        }
+    if let Some(vt) = o.get("binding:vnic_type")
+        && !vt.as_str().is_some_and(|v| VNIC_TYPES.contains(&v))
+    {
+        return Err(NeutronError::invalid(format!(
+            "Invalid input for binding:vnic_type. Reason: {vt} is not in {VNIC_TYPES:?}"
+        )));
     }
     if let Some(p) = o.get("binding:profile")
         && !p.is_object()

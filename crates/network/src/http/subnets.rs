@@ -452,9 +452,9 @@ fn gateway(o: &Obj, c: &Cidr) -> NResult<Option<u128>> {
             let (v, n) = ipam::parse_ip(g)
                 .ok_or_else(|| NeutronError::invalid(format!("'{g}' is not a valid IP address")))?;
             if v != c.v {
-                return Err(NeutronError::invalid(format!(
-                    "Gateway IP version inconsistent with allocation pool version"
-                )));
+                return Err(NeutronError::invalid(
+                    "Gateway IP version inconsistent with allocation pool version".to_string(),
+                ));
             }
             if c.v == 4 && c.len < 31 && (n == c.first() || n == c.last()) {
                 return Err(NeutronError::invalid(format!(
@@ -685,7 +685,7 @@ pub fn create_tx(
             "Cidr {c} does not match ip_version {ipv}"
         )));
     }
-    if (c.v == 4 && c.len == 0) || (c.v == 6 && c.len == 0) {
+    if c.len == 0 {
         return Err(NeutronError::invalid(format!(
             "{c} is not a valid IP subnet"
         )));
@@ -714,9 +714,10 @@ pub fn create_tx(
                 )));
             }
             if ipv == 4 {
-                return Err(NeutronError::invalid(format!(
+                return Err(NeutronError::invalid(
                     "ipv6_ra_mode or ipv6_address_mode cannot be set when ip_version is 4"
-                )));
+                        .to_string(),
+                ));
             }
         }
     }

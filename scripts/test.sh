@@ -5,7 +5,7 @@
 #
 #   scripts/test.sh            everything
 #   QUICK=1 scripts/test.sh    cargo tests only
-# Env: TEMPEST_GROUPS (default "identity interop-identity image interop-image interop-compute")
+# Env: TEMPEST_GROUPS (default "identity interop-identity image interop-image interop-compute network interop-network")
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -57,7 +57,7 @@ tally /tmp/ferro-golden-network.log
 # which also checks that every one of its 17 tests ran.
 # The full compute group (588 tests, ~12 minutes) runs with
 # TEMPEST_GROUPS="... compute"; the default keeps the run well under 30 minutes.
-for group in ${TEMPEST_GROUPS:-identity interop-identity image interop-image interop-compute}; do
+for group in ${TEMPEST_GROUPS:-identity interop-identity image interop-image interop-compute network interop-network}; do
   echo "== tempest $group"
   extra=()
   # Tempest's ListUserImagesTest uploads random bytes as every disk format,

@@ -148,7 +148,10 @@ pub fn view(svc: &ComputeService, c: &Caller, i: &Instance, detail: bool) -> Val
         }).collect::<Vec<_>>(),
     });
     // Nova shows progress only while it means something.
-    if matches!(status, "ACTIVE" | "BUILD" | "REBUILD" | "RESIZE" | "VERIFY_RESIZE" | "MIGRATING") {
+    if matches!(
+        status,
+        "ACTIVE" | "BUILD" | "REBUILD" | "RESIZE" | "VERIFY_RESIZE" | "MIGRATING"
+    ) {
         v["progress"] = json!(0);
     }
     if !i.security_groups.is_empty() {

@@ -116,6 +116,7 @@ echo "tempest.sh: tempest run exited $tempest_rc" >&2
 # ---------------------------------------------------------------- summary
 summary_args=(--group "$group")
 [ -n "${expect:-}" ] && summary_args+=(--expect "$expect")
+[ -s "$work/exclude-list.txt" ] && summary_args+=(--exclude "$work/exclude-list.txt")
 if ! (cd "$ws" && "$venv/bin/stestr" last --subunit > "$work/results.subunit"); then
   echo "tempest.sh: no stestr results (tempest could not run; see $ws/logs/tempest.log)" >&2
   echo "tempest $group: 0 passed, 0 failed, 0 skipped"

@@ -71,6 +71,8 @@ def main(argv=None):
     p.add_argument("subunit")
     p.add_argument("--group", required=True)
     p.add_argument("--expect", help="file of test ids that must all have run")
+    p.add_argument("--exclude", help="the run's exclude list (regexes): expected tests it "
+                                     "names are reported as EXCLUDED, not as failed")
     args = p.parse_args(argv)
 
     results = read_results(args.subunit)
@@ -79,6 +81,11 @@ def main(argv=None):
     failed = [t for t in results.values() if t["status"] not in PASSED | SKIPPED]
 
     missing = []
+    excluded = []
+    patterns = []
+    if args.exclude:
+        with open(args.exclude, encoding="utf-8") as fh:
+            patterns = [re.compile(ln.strip()) for ln in fh if ln.strip() and not ln.startswith("#")]
     if args.expect:
         with open(args.expect, encoding="utf-8") as fh:
             expected = [ln.strip() for ln in fh if ln.strip() and not ln.startswith("#")]
@@ -88,15 +95,21 @@ def main(argv=None):
         for name in expected:
             if name in ran or class_of(name) in class_failed | class_skipped:
                 continue
+            if any(pat.search(name) for pat in patterns):
+                excluded.append(name)
+                continue
             missing.append(name)
 
     for test in sorted(failed, key=lambda t: t["id"]):
         print(f"FAILED {strip_attrs(test['id'])} ({test['status']}): {reason(test)}")
     for name in missing:
         print(f"FAILED {name} (not run: no such test, or not selected)")
+    for name in excluded:
+        print(f"EXCLUDED {name} (scripts/tempest-exclude.txt says why)")
     n_failed = len(failed) + len(missing)
+    tail = f", {len(excluded)} excluded" if excluded else ""
     print(f"tempest {args.group}: {len(passed)} passed, {n_failed} failed, "
-          f"{len(skipped)} skipped")
+          f"{len(skipped)} skipped{tail}")
     if not results:
         print(f"tempest {args.group}: no test results at all", file=sys.stderr)
         return 2

@@ -237,7 +237,7 @@ pub fn render(
     p: &ListParams,
     collection: &str,
     self_url: &str,
-) -> NResult<Value> {
+) -> NResult<Listing> {
     let mut sorts = p.sorts.clone();
     if !sorts.iter().any(|(k, _)| k == "id") {
         let dir = sorts.last().map(|x| x.1).unwrap_or(true);
@@ -314,11 +314,48 @@ pub fn render(
         }
         items = page;
     }
-    let list: Vec<Value> = items.iter().map(|o| project(o, &p.fields)).collect();
-    let mut out = serde_json::Map::new();
-    out.insert(collection.into(), Value::Array(list));
-    if !links.is_empty() {
-        out.insert(format!("{collection}_links"), Value::Array(links));
+    Ok(Listing {
+        collection: collection.to_string(),
+        items,
+        fields: p.fields.clone(),
+        links,
+    })
+}
+
+/// A rendered page, serialised straight from the stored documents (no
+/// copy of each object unless `fields` asks for a projection).
+pub struct Listing {
+    collection: String,
+    items: Vec<Arc<Obj>>,
+    fields: Vec<String>,
+    links: Vec<Value>,
+}
+
+struct Items<'a>(&'a [Arc<Obj>], &'a [String]);
+
+impl serde::Serialize for Items<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for o in self.0 {
+            if self.1.is_empty() {
+                seq.serialize_element(&**o)?;
+            } else {
+                seq.serialize_element(&project(o, self.1))?;
+            }
+        }
+        seq.end()
     }
-    Ok(Value::Object(out))
+}
+
+impl serde::Serialize for Listing {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry(&self.collection, &Items(&self.items, &self.fields))?;
+        if !self.links.is_empty() {
+            m.serialize_entry(&format!("{}_links", self.collection), &self.links)?;
+        }
+        m.end()
+    }
 }

@@ -356,16 +356,12 @@ async fn az_list(State(svc): St, _c: Caller, RawQuery(q): RawQuery) -> NResult<R
         })
         .filter(|o| matches(o, &p, &[]))
         .collect();
-    let mut v = render(
+    Ok(ok(render(
         items,
         &p,
         "availability_zones",
         &coll_url(&svc, "availability_zones"),
-    )?;
-    if let Some(list) = v.get_mut("availability_zones") {
-        *list = list.clone();
-    }
-    Ok(ok(v))
+    )?))
 }
 
 // ---- network IP availability ----

@@ -91,7 +91,7 @@ impl<S: Send + Sync> axum::extract::FromRequest<S> for Body {
     }
 }
 
-pub fn ok(v: Value) -> Response {
+pub fn ok(v: impl serde::Serialize) -> Response {
     (StatusCode::OK, axum::Json(v)).into_response()
 }
 pub fn created(v: Value) -> Response {

@@ -587,7 +587,13 @@ async fn list(State(svc): St, c: Caller, RawQuery(q): RawQuery) -> NResult<Respo
         .filter(|x| admin || port_visible(&st, &c, x))
         .filter(|x| matches(x, &p, &["fixed_ips"]))
         .filter(|x| fip.as_ref().is_none_or(|f| fixed_ip_match(x, f)))
-        .map(|x| Arc::new(view(&c, x)))
+        .map(|x| {
+            if admin && !x.contains_key("nova_preexisting") {
+                x.clone()
+            } else {
+                Arc::new(view(&c, x))
+            }
+        })
         .collect();
     Ok(ok(render(items, &p, "ports", &coll_url(&svc, "ports"))?))
 }

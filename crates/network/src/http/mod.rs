@@ -568,6 +568,70 @@ async fn tag_del(
     Ok(no_content())
 }
 
+/// A create request: one `{singular: {...}}` or a bulk `{plural: [...]}`.
+pub struct Creation {
+    pub items: Vec<crate::store::Obj>,
+    bulk: bool,
+    singular: &'static str,
+    plural: &'static str,
+}
+
+impl Creation {
+    pub fn parse(body: &Value, singular: &'static str, plural: &'static str) -> NResult<Creation> {
+        let (items, bulk) = match body.get(plural).and_then(Value::as_array) {
+            Some(list) => (
+                list.iter()
+                    .map(|v| {
+                        v.as_object().cloned().ok_or_else(|| {
+                            NeutronError::bad(format!("Invalid {singular} in {plural}"))
+                        })
+                    })
+                    .collect::<NResult<Vec<_>>>()?,
+                true,
+            ),
+            None => (vec![crate::body_obj(body, singular)?], false),
+        };
+        Ok(Creation {
+            items,
+            bulk,
+            singular,
+            plural,
+        })
+    }
+    /// 201 with the created resource(s) in the request's shape.
+    pub fn respond(&self, out: Vec<crate::store::Obj>) -> Response {
+        if self.bulk {
+            created(json!({ self.plural: out }))
+        } else {
+            created(json!({ self.singular: out.into_iter().next() }))
+        }
+    }
+}
+
+/// DELETE of one resource: visible (else 404), allowed (else 403),
+/// `If-Match` honoured, then `del` in the same transaction.
+pub async fn delete_one(
+    svc: &NetworkService,
+    im: Option<&str>,
+    rule: &str,
+    get: impl FnOnce(&crate::store::State) -> NResult<Arc<crate::store::Obj>>,
+    allowed: impl FnOnce(&crate::store::State, &crate::store::Obj) -> bool,
+    del: impl FnOnce(&mut crate::store::Tx) -> NResult<()>,
+) -> NResult<Response> {
+    svc.store
+        .write(|tx| {
+            let o = get(&tx.st)?;
+            if !allowed(&tx.st, &o) {
+                return Err(NeutronError::forbidden(rule));
+            }
+            crate::check_revision(im, &o)?;
+            del(tx)
+        })
+        .await?;
+    svc.notify();
+    Ok(no_content())
+}
+
 /// The self URL of a collection (for pagination links).
 pub fn coll_url(svc: &NetworkService, coll: &str) -> String {
     format!("{}/v2.0/{coll}", svc.base_url)

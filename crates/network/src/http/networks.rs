@@ -1,6 +1,6 @@
 //! Networks: ML2-style segments (flat, vlan, vxlan, local) with segmentation
 //! ids allocated from the configured ranges, MTU, sharing and `router:external`.
-use super::{Body, IfMatch, St, coll_url, created, no_content, ok};
+use super::{Body, IfMatch, St, coll_url, ok};
 use crate::error::{NResult, NeutronError};
 use crate::query::{ListParams, matches, render};
 use crate::store::{Kind, Obj, State as NState, Tx, arr, b, new_id, s, standard, touch};
@@ -334,23 +334,12 @@ async fn create(State(svc): St, c: Caller, Body(body): Body) -> NResult<Response
     if !c.writer() {
         return Err(NeutronError::forbidden("create_network"));
     }
-    let bulk = body.get("networks").and_then(Value::as_array).cloned();
+    let req = super::Creation::parse(&body, "network", "networks")?;
     let out = svc
         .store
         .write(|tx| {
-            let items = match &bulk {
-                Some(list) => list
-                    .iter()
-                    .map(|v| {
-                        v.as_object()
-                            .cloned()
-                            .ok_or_else(|| NeutronError::bad("Invalid network"))
-                    })
-                    .collect::<NResult<Vec<Obj>>>()?,
-                None => vec![body_obj(&body, "network")?],
-            };
             let mut out = Vec::new();
-            for mut o in items {
+            for mut o in req.items.clone() {
                 let owner = owner_of(&c, &mut o)?;
                 out.push(view(&c, &create_tx(&svc, tx, c.admin, &owner, o)?));
             }
@@ -358,10 +347,7 @@ async fn create(State(svc): St, c: Caller, Body(body): Body) -> NResult<Response
         })
         .await?;
     svc.notify();
-    Ok(match bulk {
-        Some(_) => created(json!({"networks": out})),
-        None => created(json!({"network": out.into_iter().next()})),
-    })
+    Ok(req.respond(out))
 }
 
 async fn list(State(svc): St, c: Caller, RawQuery(q): RawQuery) -> NResult<Response> {
@@ -569,18 +555,15 @@ async fn delete(
     IfMatch(im): IfMatch,
     Path(id): Path<String>,
 ) -> NResult<Response> {
-    svc.store
-        .write(|tx| {
-            let n = get_visible(&tx.st, &c, &id)?;
-            if !c.owns(&n) {
-                return Err(NeutronError::forbidden("delete_network"));
-            }
-            check_revision(im.as_deref(), &n)?;
-            delete_tx(tx, &id)
-        })
-        .await?;
-    svc.notify();
-    Ok(no_content())
+    super::delete_one(
+        &svc,
+        im.as_deref(),
+        "delete_network",
+        |st| get_visible(st, &c, &id),
+        |_, o| c.owns(o),
+        |tx| delete_tx(tx, &id),
+    )
+    .await
 }
 
 /// At first start: the external flat network `public` and its subnet.

@@ -1,7 +1,7 @@
 //! Ports: MAC and fixed IP allocation, security groups, port security,
 //! allowed address pairs, extra DHCP options, binding attributes.
 use super::subnets::assign_ips;
-use super::{Body, IfMatch, St, coll_url, created, no_content, ok};
+use super::{Body, IfMatch, St, coll_url, ok};
 use crate::error::{NResult, NeutronError};
 use crate::ipam::{self, Cidr};
 use crate::query::{ListParams, matches, render};
@@ -501,23 +501,12 @@ async fn create(State(svc): St, c: Caller, Body(body): Body) -> NResult<Response
     if !c.writer() {
         return Err(NeutronError::forbidden("create_port"));
     }
-    let bulk = body.get("ports").and_then(Value::as_array).cloned();
+    let req = super::Creation::parse(&body, "port", "ports")?;
     let out = svc
         .store
         .write(|tx| {
-            let items = match &bulk {
-                Some(list) => list
-                    .iter()
-                    .map(|v| {
-                        v.as_object()
-                            .cloned()
-                            .ok_or_else(|| NeutronError::bad("Invalid port"))
-                    })
-                    .collect::<NResult<Vec<Obj>>>()?,
-                None => vec![body_obj(&body, "port")?],
-            };
             let mut out = Vec::new();
-            for mut o in items {
+            for mut o in req.items.clone() {
                 let owner = owner_of(&c, &mut o)?;
                 out.push(view(
                     &c,
@@ -528,10 +517,7 @@ async fn create(State(svc): St, c: Caller, Body(body): Body) -> NResult<Response
         })
         .await?;
     svc.notify();
-    Ok(match bulk {
-        Some(_) => created(json!({"ports": out})),
-        None => created(json!({"port": out.into_iter().next()})),
-    })
+    Ok(req.respond(out))
 }
 
 /// `fixed_ips=ip_address=X`, `subnet_id=Y`, `ip_address_substr=Z`.
@@ -886,20 +872,18 @@ async fn delete(
     IfMatch(im): IfMatch,
     Path(id): Path<String>,
 ) -> NResult<Response> {
-    svc.store
-        .write(|tx| {
-            let p = get_visible(&tx.st, &c, &id)?;
-            let net_owner = tx
-                .st
-                .get(Kind::Network, s(&p, "network_id"))
-                .is_some_and(|n| c.owns(n));
-            if !c.owns(&p) && !net_owner {
-                return Err(NeutronError::forbidden("delete_port"));
-            }
-            check_revision(im.as_deref(), &p)?;
-            delete_tx(tx, &id, true)
-        })
-        .await?;
-    svc.notify();
-    Ok(no_content())
+    super::delete_one(
+        &svc,
+        im.as_deref(),
+        "delete_port",
+        |st| get_visible(st, &c, &id),
+        |st, p| {
+            c.owns(p)
+                || st
+                    .get(Kind::Network, s(p, "network_id"))
+                    .is_some_and(|n| c.owns(n))
+        },
+        |tx| delete_tx(tx, &id, true),
+    )
+    .await
 }

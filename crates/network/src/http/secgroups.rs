@@ -1,7 +1,7 @@
 //! Security groups and rules: the per-project `default` group with
 //! upstream's default rules, rule validation and duplicate detection, and
 //! stateful semantics recorded for the data plane.
-use super::{Body, IfMatch, St, coll_url, created, no_content, ok};
+use super::{Body, IfMatch, St, coll_url, no_content, ok};
 use crate::error::{NResult, NeutronError};
 use crate::ipam::Cidr;
 use crate::query::{ListParams, matches, render};
@@ -200,26 +200,12 @@ async fn create(State(svc): St, c: Caller, Body(body): Body) -> NResult<Response
     if !c.writer() {
         return Err(NeutronError::forbidden("create_security_group"));
     }
-    let bulk = body
-        .get("security_groups")
-        .and_then(Value::as_array)
-        .cloned();
+    let req = super::Creation::parse(&body, "security_group", "security_groups")?;
     let out = svc
         .store
         .write(|tx| {
-            let items = match &bulk {
-                Some(list) => list
-                    .iter()
-                    .map(|v| {
-                        v.as_object()
-                            .cloned()
-                            .ok_or_else(|| NeutronError::bad("Invalid security group"))
-                    })
-                    .collect::<NResult<Vec<Obj>>>()?,
-                None => vec![body_obj(&body, "security_group")?],
-            };
             let mut out = Vec::new();
-            for mut o in items {
+            for mut o in req.items.clone() {
                 only_known(
                     &o,
                     &[
@@ -250,10 +236,7 @@ async fn create(State(svc): St, c: Caller, Body(body): Body) -> NResult<Response
             Ok(out)
         })
         .await?;
-    Ok(match bulk {
-        Some(_) => created(json!({"security_groups": out})),
-        None => created(json!({"security_group": out.into_iter().next()})),
-    })
+    Ok(req.respond(out))
 }
 
 async fn list(State(svc): St, c: Caller, RawQuery(q): RawQuery) -> NResult<Response> {
@@ -688,35 +671,19 @@ async fn rule_create(State(svc): St, c: Caller, Body(body): Body) -> NResult<Res
     if !c.writer() {
         return Err(NeutronError::forbidden("create_security_group_rule"));
     }
-    let bulk = body
-        .get("security_group_rules")
-        .and_then(Value::as_array)
-        .cloned();
+    let req = super::Creation::parse(&body, "security_group_rule", "security_group_rules")?;
     let out = svc
         .store
         .write(|tx| {
-            let items = match &bulk {
-                Some(list) => list
-                    .iter()
-                    .map(|v| {
-                        v.as_object()
-                            .cloned()
-                            .ok_or_else(|| NeutronError::bad("Invalid rule"))
-                    })
-                    .collect::<NResult<Vec<Obj>>>()?,
-                None => vec![body_obj(&body, "security_group_rule")?],
-            };
-            items
+            req.items
+                .clone()
                 .into_iter()
                 .map(|o| create_rule_tx(&svc, tx, &c, o))
                 .collect::<NResult<Vec<Obj>>>()
         })
         .await?;
     svc.notify();
-    Ok(match bulk {
-        Some(_) => created(json!({"security_group_rules": out})),
-        None => created(json!({"security_group_rule": out.into_iter().next()})),
-    })
+    Ok(req.respond(out))
 }
 
 fn rule_visible(st: &NState, c: &Caller, r: &Obj) -> bool {

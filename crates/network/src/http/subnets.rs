@@ -1,6 +1,6 @@
 //! Subnets and the IPAM that hands out their addresses: pools, gateway,
 //! DHCP port, SLAAC (EUI-64) addresses, prefixes from subnet pools.
-use super::{Body, IfMatch, St, coll_url, created, no_content, ok};
+use super::{Body, IfMatch, St, coll_url, ok};
 use crate::error::{NResult, NeutronError};
 use crate::ipam::{self, Cidr, Range};
 use crate::query::{ListParams, matches, render};
@@ -804,23 +804,12 @@ async fn create(State(svc): St, c: Caller, Body(body): Body) -> NResult<Response
     if !c.writer() {
         return Err(NeutronError::forbidden("create_subnet"));
     }
-    let bulk = body.get("subnets").and_then(Value::as_array).cloned();
+    let req = super::Creation::parse(&body, "subnet", "subnets")?;
     let out = svc
         .store
         .write(|tx| {
-            let items = match &bulk {
-                Some(list) => list
-                    .iter()
-                    .map(|v| {
-                        v.as_object()
-                            .cloned()
-                            .ok_or_else(|| NeutronError::bad("Invalid subnet"))
-                    })
-                    .collect::<NResult<Vec<Obj>>>()?,
-                None => vec![body_obj(&body, "subnet")?],
-            };
             let mut out = Vec::new();
-            for mut o in items {
+            for mut o in req.items.clone() {
                 let owner = owner_of(&c, &mut o)?;
                 let x = create_tx(&svc, tx, c.admin, &owner, o)?;
                 out.push(view(&tx.st, &x));
@@ -829,10 +818,7 @@ async fn create(State(svc): St, c: Caller, Body(body): Body) -> NResult<Response
         })
         .await?;
     svc.notify();
-    Ok(match bulk {
-        Some(_) => created(json!({"subnets": out})),
-        None => created(json!({"subnet": out.into_iter().next()})),
-    })
+    Ok(req.respond(out))
 }
 
 async fn list(State(svc): St, c: Caller, RawQuery(q): RawQuery) -> NResult<Response> {
@@ -1065,16 +1051,13 @@ async fn delete(
     IfMatch(im): IfMatch,
     Path(id): Path<String>,
 ) -> NResult<Response> {
-    svc.store
-        .write(|tx| {
-            let x = get_visible(&tx.st, &c, &id)?;
-            if !c.owns(&x) {
-                return Err(NeutronError::forbidden("delete_subnet"));
-            }
-            check_revision(im.as_deref(), &x)?;
-            delete_tx(tx, &id)
-        })
-        .await?;
-    svc.notify();
-    Ok(no_content())
+    super::delete_one(
+        &svc,
+        im.as_deref(),
+        "delete_subnet",
+        |st| get_visible(st, &c, &id),
+        |_, o| c.owns(o),
+        |tx| delete_tx(tx, &id),
+    )
+    .await
 }

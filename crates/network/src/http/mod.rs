@@ -616,7 +616,7 @@ pub async fn delete_one(
     rule: &str,
     get: impl FnOnce(&crate::store::State) -> NResult<Arc<crate::store::Obj>>,
     allowed: impl FnOnce(&crate::store::State, &crate::store::Obj) -> bool,
-    del: impl FnOnce(&mut crate::store::Tx) -> NResult<()>,
+    del: impl FnOnce(&mut crate::store::Tx, &crate::store::Obj) -> NResult<()>,
 ) -> NResult<Response> {
     svc.store
         .write(|tx| {
@@ -625,7 +625,7 @@ pub async fn delete_one(
                 return Err(NeutronError::forbidden(rule));
             }
             crate::check_revision(im, &o)?;
-            del(tx)
+            del(tx, &o)
         })
         .await?;
     svc.notify();

@@ -561,7 +561,7 @@ async fn delete(
         "delete_network",
         |st| get_visible(st, &c, &id),
         |_, o| c.owns(o),
-        |tx| delete_tx(tx, &id),
+        |tx, _| delete_tx(tx, &id),
     )
     .await
 }

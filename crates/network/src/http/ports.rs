@@ -883,7 +883,7 @@ async fn delete(
                     .get(Kind::Network, s(p, "network_id"))
                     .is_some_and(|n| c.owns(n))
         },
-        |tx| delete_tx(tx, &id, true),
+        |tx, _| delete_tx(tx, &id, true),
     )
     .await
 }

@@ -444,10 +444,13 @@ async fn delete(
     IfMatch(im): IfMatch,
     Path(id): Path<String>,
 ) -> NResult<Response> {
-    svc.store
-        .write(|tx| {
-            let r = get_router(&tx.st, &c, &id)?;
-            check_revision(im.as_deref(), &r)?;
+    super::delete_one(
+        &svc,
+        im.as_deref(),
+        "delete_router",
+        |st| get_router(st, &c, &id),
+        |_, _| true,
+        |tx, _| {
             if !interfaces(&tx.st, &id).is_empty() {
                 return Err(NeutronError::conflict(
                     "RouterInUse",
@@ -477,10 +480,9 @@ async fn delete(
             }
             tx.del(Kind::Router, &id);
             Ok(())
-        })
-        .await?;
-    svc.notify();
-    Ok(no_content())
+        },
+    )
+    .await
 }
 
 fn iface_info(r: &Obj, port: &Obj, subnet: &str) -> Value {

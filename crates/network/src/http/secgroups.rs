@@ -344,14 +344,14 @@ async fn delete(
     IfMatch(im): IfMatch,
     Path(id): Path<String>,
 ) -> NResult<Response> {
-    svc.store
-        .write(|tx| {
-            let g = get_visible(&tx.st, &c, &id)?;
-            if !c.owns(&g) {
-                return Err(NeutronError::forbidden("delete_security_group"));
-            }
-            check_revision(im.as_deref(), &g)?;
-            if s(&g, "name") == "default" && !c.admin {
+    super::delete_one(
+        &svc,
+        im.as_deref(),
+        "delete_security_group",
+        |st| get_visible(st, &c, &id),
+        |_, g| c.owns(g),
+        |tx, g| {
+            if s(g, "name") == "default" && !c.admin {
                 return Err(NeutronError::conflict(
                     "SecurityGroupCannotRemoveDefault",
                     "Insufficient rights for removing default security group.",
@@ -378,10 +378,9 @@ async fn delete(
             }
             tx.del(Kind::SecurityGroup, &id);
             Ok(())
-        })
-        .await?;
-    svc.notify();
-    Ok(no_content())
+        },
+    )
+    .await
 }
 
 // ---- rules ----

@@ -1057,7 +1057,7 @@ async fn delete(
         "delete_subnet",
         |st| get_visible(st, &c, &id),
         |_, o| c.owns(o),
-        |tx| delete_tx(tx, &id),
+        |tx, _| delete_tx(tx, &id),
     )
     .await
 }

@@ -88,6 +88,26 @@ def both_addresses():
 
 
 step("server show lists the fixed and the floating address", both_addresses)
+step("security group create web", lambda: osc("security", "group", "create", "web", "-f", "json"))
+step("server add security group s1 web", lambda: osc("server", "add", "security", "group", "s1", "web"))
+step("server's port has web", lambda: expect(
+    any(g["name"] == "web" for g in osc("server", "show", "s1", "-f", "json")["security_groups"]),
+    "web not among the server's groups"))
+step("server remove security group s1 web",
+     lambda: osc("server", "remove", "security", "group", "s1", "web"))
+step("security group delete web", lambda: osc("security", "group", "delete", "web"))
+step("port create --network net1 p2", lambda: osc("port", "create", "--network", "net1", "p2", "-f", "json"))
+step("server add port s1 p2", lambda: osc("server", "add", "port", "s1", "p2"))
+step("p2 bound to s1", lambda: expect(
+    osc("port", "show", "p2", "-f", "json")["device_id"] == osc("server", "show", "s1", "-f", "json")["id"],
+    "p2 not on s1"))
+step("server remove port s1 p2", lambda: osc("server", "remove", "port", "s1", "p2"))
+step("p2 unbound, kept", lambda: expect(
+    osc("port", "show", "p2", "-f", "json")["device_id"] in ("", None), "p2 still bound"))
+step("port delete p2", lambda: osc("port", "delete", "p2"))
+step("server add network s1 net1", lambda: osc("server", "add", "network", "s1", "net1"))
+step("server has two ports", lambda: expect(
+    len(osc("port", "list", "--server", "s1", "-f", "json")) == 2, "expected two ports"))
 step("server delete --wait", lambda: osc("server", "delete", "--wait", "s1"))
 step("floating ip delete", lambda: osc("floating", "ip", "delete", fip_addr))
 step("security group rule delete", lambda: osc("security", "group", "rule", "delete", rule["id"]))

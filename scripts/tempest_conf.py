@@ -663,8 +663,10 @@ def compute_sections(cloud, conf, url, image_url, args):
         conf.set("compute", "min_compute_nodes", max(1, nhyp), why)
         conf.set("compute-feature-enabled", "cold_migration", nhyp > 1,
                  f"{why}; cold migration needs a second host")
-    conf.set("compute-feature-enabled", "interface_attach", False,
-             "os-interface attach/detach is not implemented yet")
+    has_network = cloud.endpoint("network")[1] is not None
+    conf.set("compute-feature-enabled", "interface_attach", has_network,
+             "os-interface attaches Networking ports" if has_network else
+             "no Networking service in the catalog to attach interfaces from")
     try:
         flavors = ensure_flavors(cloud, url)
         conf.set("compute", "flavor_ref", flavors[0], "small public flavors for tests "

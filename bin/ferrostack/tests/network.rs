@@ -467,7 +467,7 @@ async fn router_floating_ip_and_server_ports() {
     )
     .await;
     let port = ports.body["ports"][0].clone();
-    assert_eq!(port["binding:host_id"].as_str().unwrap().is_empty(), false);
+    assert!(!port["binding:host_id"].as_str().unwrap().is_empty());
     // The agent wires it: ACTIVE.
     let t = Instant::now();
     loop {
@@ -618,5 +618,589 @@ async fn router_floating_ip_and_server_ports() {
         .unwrap()
         .len();
     assert_eq!(after, ports_before, "no orphan ports");
+    c.stop().await;
+}
+
+async fn nova(c: &TestCloud, m: Method, path: &str, tok: &str, body: Value, mv: &str) -> Resp {
+    c.request_h(
+        m,
+        &format!("/compute/v2.1{path}"),
+        Some(tok),
+        body,
+        &[("OpenStack-API-Version", &format!("compute {mv}"))],
+    )
+    .await
+}
+
+/// Nova's legacy proxies (os-security-groups, os-security-group-rules,
+/// os-floating-ips, os-floating-ip-pools, os-tenant-networks) and the
+/// server security-group and floating-IP actions, translated into
+/// Networking calls: what they do shows up in the Networking API.
+#[tokio::test]
+async fn nova_network_proxies() {
+    let c = TestCloud::start_with(Backend::Sqlite, |cfg| cfg.compute.fake_hosts = 1)
+        .await
+        .unwrap()
+        .unwrap();
+    let tok = c.admin_token().await;
+    let (net, sub) = net_with_subnet(&c, &tok, "net1", "10.0.0.0/24").await;
+    let public = neutron(&c, Method::GET, "/networks?name=public", &tok, Value::Null)
+        .await
+        .body["networks"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = neutron(
+        &c,
+        Method::POST,
+        "/routers",
+        &tok,
+        json!({"router": {"name": "r1", "external_gateway_info": {"network_id": public}}}),
+    )
+    .await;
+    let rid = r.body["router"]["id"].as_str().unwrap().to_string();
+    let i = neutron(
+        &c,
+        Method::PUT,
+        &format!("/routers/{rid}/add_router_interface"),
+        &tok,
+        json!({"subnet_id": sub}),
+    )
+    .await;
+    assert_eq!(i.status, 200, "{}", i.body);
+
+    // Security groups and rules.
+    let g = nova(
+        &c,
+        Method::POST,
+        "/os-security-groups",
+        &tok,
+        json!({"security_group": {"name": " web ", "description": "d"}}),
+        "2.1",
+    )
+    .await;
+    assert_eq!(g.status, 200, "{}", g.body);
+    assert_eq!(g.body["security_group"]["name"], " web ");
+    assert_eq!(g.body["security_group"]["rules"], json!([]));
+    let sg = g.body["security_group"]["id"].as_str().unwrap().to_string();
+    let blank = nova(
+        &c,
+        Method::POST,
+        "/os-security-groups",
+        &tok,
+        json!({"security_group": {"name": " ", "description": "d"}}),
+        "2.1",
+    )
+    .await;
+    assert_eq!(blank.status, 400);
+    let rule = json!({"security_group_rule": {"parent_group_id": sg, "ip_protocol": "tcp", "from_port": 22, "to_port": 22}});
+    let r = nova(
+        &c,
+        Method::POST,
+        "/os-security-group-rules",
+        &tok,
+        rule.clone(),
+        "2.1",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let rv = &r.body["security_group_rule"];
+    assert_eq!(rv["ip_range"], json!({"cidr": "0.0.0.0/0"}));
+    assert_eq!(rv["group"], json!({}));
+    assert_eq!(rv["parent_group_id"], json!(sg));
+    let dup = nova(
+        &c,
+        Method::POST,
+        "/os-security-group-rules",
+        &tok,
+        rule,
+        "2.1",
+    )
+    .await;
+    assert_eq!(dup.status, 400, "{}", dup.body);
+    let bad_parent = nova(&c, Method::POST, "/os-security-group-rules", &tok,
+        json!({"security_group_rule": {"parent_group_id": "nope", "ip_protocol": "tcp", "from_port": 22, "to_port": 22}}), "2.1").await;
+    assert_eq!(bad_parent.status, 400);
+    let gone_parent = nova(&c, Method::POST, "/os-security-group-rules", &tok,
+        json!({"security_group_rule": {"parent_group_id": "6a0c7a2e-3c39-4c59-9f55-3d8d1c8e0b11", "ip_protocol": "tcp", "from_port": 22, "to_port": 22}}), "2.1").await;
+    assert_eq!(gone_parent.status, 404);
+    let icmp = nova(&c, Method::POST, "/os-security-group-rules", &tok,
+        json!({"security_group_rule": {"parent_group_id": sg, "ip_protocol": "icmp", "from_port": -1, "to_port": -1}}), "2.1").await;
+    assert_eq!(icmp.status, 200, "{}", icmp.body);
+    let icmp_id = icmp.body["security_group_rule"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The rule is a Neutron ingress rule with any ICMP type.
+    let nr = neutron(
+        &c,
+        Method::GET,
+        &format!("/security-group-rules/{icmp_id}"),
+        &tok,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(nr.body["security_group_rule"]["direction"], "ingress");
+    assert_eq!(
+        nr.body["security_group_rule"]["port_range_min"],
+        Value::Null
+    );
+    let shown = nova(
+        &c,
+        Method::GET,
+        &format!("/os-security-groups/{sg}"),
+        &tok,
+        Value::Null,
+        "2.1",
+    )
+    .await;
+    assert_eq!(
+        shown.body["security_group"]["rules"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    // The default group's rules name the group they admit.
+    let all = nova(
+        &c,
+        Method::GET,
+        "/os-security-groups",
+        &tok,
+        Value::Null,
+        "2.1",
+    )
+    .await;
+    let default = all.body["security_groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["name"] == "default")
+        .unwrap()
+        .clone();
+    assert_eq!(default["rules"][0]["group"]["name"], "default");
+    // Gone from 2.36 on.
+    let late = nova(
+        &c,
+        Method::GET,
+        "/os-security-groups",
+        &tok,
+        Value::Null,
+        "2.36",
+    )
+    .await;
+    assert_eq!(late.status, 404);
+
+    // A server; the group added to and removed from its port.
+    let img = c
+        .request(
+            Method::POST,
+            "/image/v2/images",
+            Some(&tok),
+            json!({"name": "img", "disk_format": "raw", "container_format": "bare"}),
+        )
+        .await;
+    let img = img.body["id"].as_str().unwrap().to_string();
+    let up = c
+        .client
+        .put(format!("{}/image/v2/images/{img}/file", c.url))
+        .header("X-Auth-Token", &tok)
+        .header("Content-Type", "application/octet-stream")
+        .body(vec![0u8; 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(up.status(), 204);
+    let s = nova(&c, Method::POST, "/servers", &tok,
+        json!({"server": {"name": "s1", "imageRef": img, "flavorRef": "1", "networks": [{"uuid": net}]}}), "2.79").await;
+    assert_eq!(s.status, 202, "{}", s.body);
+    let sid = s.body["server"]["id"].as_str().unwrap().to_string();
+    let srv = wait_server(&c, &tok, &sid, "ACTIVE").await;
+    let fixed = srv["addresses"]["net1"][0]["addr"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let action = |b: Value| {
+        let (c, tok, sid) = (&c, &tok, &sid);
+        async move {
+            nova(
+                c,
+                Method::POST,
+                &format!("/servers/{sid}/action"),
+                tok,
+                b,
+                "2.1",
+            )
+            .await
+        }
+    };
+    let a = action(json!({"addSecurityGroup": {"name": " web "}})).await;
+    assert_eq!(a.status, 202, "{}", a.body);
+    let port = neutron(
+        &c,
+        Method::GET,
+        &format!("/ports?device_id={sid}"),
+        &tok,
+        Value::Null,
+    )
+    .await;
+    let port_sgs = port.body["ports"][0]["security_groups"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert!(port_sgs.contains(&json!(sg)), "{port_sgs:?}");
+    let listed = nova(
+        &c,
+        Method::GET,
+        &format!("/servers/{sid}/os-security-groups"),
+        &tok,
+        Value::Null,
+        "2.1",
+    )
+    .await;
+    let ids: Vec<&str> = listed.body["security_groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["id"].as_str().unwrap())
+        .collect();
+    assert!(ids.contains(&sg.as_str()));
+    assert_eq!(
+        action(json!({"addSecurityGroup": {"name": " web "}}))
+            .await
+            .status,
+        400
+    );
+    assert_eq!(
+        action(json!({"addSecurityGroup": {"name": "missing"}}))
+            .await
+            .status,
+        404
+    );
+    let in_use = nova(
+        &c,
+        Method::DELETE,
+        &format!("/os-security-groups/{sg}"),
+        &tok,
+        Value::Null,
+        "2.1",
+    )
+    .await;
+    assert_eq!(in_use.status, 400, "{}", in_use.body);
+    assert_eq!(
+        action(json!({"removeSecurityGroup": {"name": " web "}}))
+            .await
+            .status,
+        202
+    );
+    assert_eq!(
+        action(json!({"removeSecurityGroup": {"name": " web "}}))
+            .await
+            .status,
+        400
+    );
+    let del = nova(
+        &c,
+        Method::DELETE,
+        &format!("/os-security-groups/{sg}"),
+        &tok,
+        Value::Null,
+        "2.1",
+    )
+    .await;
+    assert_eq!(del.status, 202);
+
+    // Floating IPs through Nova.
+    let pools = nova(
+        &c,
+        Method::GET,
+        "/os-floating-ip-pools",
+        &tok,
+        Value::Null,
+        "2.1",
+    )
+    .await;
+    assert_eq!(pools.body["floating_ip_pools"], json!([{"name": "public"}]));
+    let none = nova(
+        &c,
+        Method::POST,
+        "/os-floating-ips",
+        &tok,
+        json!({"pool": "nowhere"}),
+        "2.1",
+    )
+    .await;
+    assert_eq!(none.status, 404);
+    let f = nova(
+        &c,
+        Method::POST,
+        "/os-floating-ips",
+        &tok,
+        json!({"pool": "public"}),
+        "2.1",
+    )
+    .await;
+    assert_eq!(f.status, 200, "{}", f.body);
+    let fv = f.body["floating_ip"].clone();
+    assert_eq!(
+        (
+            fv["pool"].clone(),
+            fv["instance_id"].clone(),
+            fv["fixed_ip"].clone()
+        ),
+        (json!("public"), Value::Null, Value::Null)
+    );
+    let (fid, ip) = (
+        fv["id"].as_str().unwrap().to_string(),
+        fv["ip"].as_str().unwrap().to_string(),
+    );
+    assert_eq!(
+        action(json!({"addFloatingIp": {"address": ip}}))
+            .await
+            .status,
+        202
+    );
+    let shown = nova(
+        &c,
+        Method::GET,
+        &format!("/os-floating-ips/{fid}"),
+        &tok,
+        Value::Null,
+        "2.1",
+    )
+    .await;
+    assert_eq!(shown.body["floating_ip"]["instance_id"], json!(sid));
+    assert_eq!(shown.body["floating_ip"]["fixed_ip"], json!(fixed));
+    let listed = nova(
+        &c,
+        Method::GET,
+        "/os-floating-ips",
+        &tok,
+        Value::Null,
+        "2.1",
+    )
+    .await;
+    assert!(
+        listed.body["floating_ips"]
+            .as_array()
+            .unwrap()
+            .contains(&shown.body["floating_ip"])
+    );
+    assert_eq!(
+        action(json!({"addFloatingIp": {"address": "0.0.0.0"}}))
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        action(json!({"removeFloatingIp": {"address": ip}}))
+            .await
+            .status,
+        202
+    );
+    assert_eq!(
+        action(json!({"removeFloatingIp": {"address": ip}}))
+            .await
+            .status,
+        409
+    );
+    let late = nova(
+        &c,
+        Method::POST,
+        &format!("/servers/{sid}/action"),
+        &tok,
+        json!({"addFloatingIp": {"address": ip}}),
+        "2.44",
+    )
+    .await;
+    assert_eq!(late.status, 404);
+    assert_eq!(
+        nova(
+            &c,
+            Method::DELETE,
+            &format!("/os-floating-ips/{fid}"),
+            &tok,
+            Value::Null,
+            "2.1"
+        )
+        .await
+        .status,
+        202
+    );
+    assert_eq!(
+        nova(
+            &c,
+            Method::GET,
+            &format!("/os-floating-ips/{fid}"),
+            &tok,
+            Value::Null,
+            "2.1"
+        )
+        .await
+        .status,
+        404
+    );
+
+    // Networks as Nova shows them.
+    let tn = nova(
+        &c,
+        Method::GET,
+        "/os-tenant-networks",
+        &tok,
+        Value::Null,
+        "2.1",
+    )
+    .await;
+    assert!(
+        tn.body["networks"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"id": net, "cidr": "None", "label": "net1"}))
+    );
+    let on = nova(
+        &c,
+        Method::GET,
+        &format!("/os-networks/{net}"),
+        &tok,
+        Value::Null,
+        "2.1",
+    )
+    .await;
+    assert_eq!(on.body["network"]["label"], "net1");
+
+    // os-interface: attach by network with a fixed IP, by port; detach.
+    let list = nova(
+        &c,
+        Method::GET,
+        &format!("/servers/{sid}/os-interface"),
+        &tok,
+        Value::Null,
+        "2.1",
+    )
+    .await;
+    assert_eq!(
+        list.body["interfaceAttachments"].as_array().unwrap().len(),
+        1
+    );
+    let both = nova(
+        &c,
+        Method::POST,
+        &format!("/servers/{sid}/os-interface"),
+        &tok,
+        json!({"interfaceAttachment": {"net_id": net, "port_id": net}}),
+        "2.1",
+    )
+    .await;
+    assert_eq!(both.status, 400);
+    let a = nova(
+        &c,
+        Method::POST,
+        &format!("/servers/{sid}/os-interface"),
+        &tok,
+        json!({"interfaceAttachment": {"net_id": net, "fixed_ips": [{"ip_address": "10.0.0.77"}]}}),
+        "2.1",
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(
+        a.body["interfaceAttachment"]["fixed_ips"][0]["ip_address"],
+        "10.0.0.77"
+    );
+    let made = a.body["interfaceAttachment"]["port_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let taken = nova(
+        &c,
+        Method::POST,
+        &format!("/servers/{sid}/os-interface"),
+        &tok,
+        json!({"interfaceAttachment": {"net_id": net, "fixed_ips": [{"ip_address": "10.0.0.77"}]}}),
+        "2.1",
+    )
+    .await;
+    assert_eq!(taken.status, 409, "{}", taken.body);
+    let p = neutron(
+        &c,
+        Method::POST,
+        "/ports",
+        &tok,
+        json!({"port": {"network_id": net}}),
+    )
+    .await;
+    let given = p.body["port"]["id"].as_str().unwrap().to_string();
+    let b = nova(
+        &c,
+        Method::POST,
+        &format!("/servers/{sid}/os-interface"),
+        &tok,
+        json!({"interfaceAttachment": {"port_id": given}}),
+        "2.1",
+    )
+    .await;
+    assert_eq!(b.status, 200, "{}", b.body);
+    let srv = wait_server(&c, &tok, &sid, "ACTIVE").await;
+    let addrs: Vec<&str> = srv["addresses"]["net1"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["addr"].as_str().unwrap())
+        .collect();
+    assert_eq!(addrs.len(), 3, "{addrs:?}");
+    assert!(addrs.contains(&"10.0.0.77"));
+    let show = nova(
+        &c,
+        Method::GET,
+        &format!("/servers/{sid}/os-interface/{given}"),
+        &tok,
+        Value::Null,
+        "2.79",
+    )
+    .await;
+    assert_eq!(show.body["interfaceAttachment"]["tag"], Value::Null);
+    // Detach: the port Nova made is deleted, the given one only unbound.
+    for port in [&made, &given] {
+        let d = nova(
+            &c,
+            Method::DELETE,
+            &format!("/servers/{sid}/os-interface/{port}"),
+            &tok,
+            Value::Null,
+            "2.1",
+        )
+        .await;
+        assert_eq!(d.status, 202, "{}", d.body);
+    }
+    assert_eq!(
+        neutron(
+            &c,
+            Method::GET,
+            &format!("/ports/{made}"),
+            &tok,
+            Value::Null
+        )
+        .await
+        .status,
+        404
+    );
+    let g = neutron(
+        &c,
+        Method::GET,
+        &format!("/ports/{given}"),
+        &tok,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(g.body["port"]["device_id"], "");
+    let again = nova(
+        &c,
+        Method::DELETE,
+        &format!("/servers/{sid}/os-interface/{given}"),
+        &tok,
+        Value::Null,
+        "2.1",
+    )
+    .await;
+    assert_eq!(again.status, 404);
     c.stop().await;
 }

@@ -136,6 +136,7 @@ impl App {
             images,
             Arc::new(wiring::InProcNetwork {
                 svc: network.clone(),
+                router: ferro_network::http::router().with_state(network.clone()),
             }),
             bus.clone(),
         )

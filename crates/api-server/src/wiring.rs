@@ -219,6 +219,8 @@ impl ferro_compute::ImageApi for InProcImages {
 /// seam called in process.
 pub struct InProcNetwork {
     pub svc: Arc<ferro_network::NetworkService>,
+    /// The Networking API itself, for the calls Nova's proxies make.
+    pub router: Router,
 }
 
 #[async_trait::async_trait]
@@ -266,5 +268,70 @@ impl ferro_compute::NetworkApi for InProcNetwork {
     }
     fn addresses(&self, instance: &str) -> Option<serde_json::Map<String, Value>> {
         Some(self.svc.nova_addresses(instance))
+    }
+    fn present(&self) -> bool {
+        true
+    }
+    async fn attach_interface(
+        &self,
+        instance: &str,
+        project: &str,
+        host: &str,
+        nic: &Value,
+    ) -> Result<Value, Error> {
+        let r = ferro_network::nova::Requester {
+            project,
+            admin: false,
+        };
+        self.svc
+            .nova_attach(instance, &r, host, nic)
+            .await
+            .map_err(neutron_to_error)
+    }
+    async fn detach_interface(&self, instance: &str, port: &str) -> Result<(), Error> {
+        self.svc
+            .nova_detach(instance, port)
+            .await
+            .map_err(neutron_to_error)
+    }
+    fn interfaces(&self, instance: &str) -> Vec<Value> {
+        self.svc.nova_interfaces(instance)
+    }
+    async fn neutron(
+        &self,
+        token: &str,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> Option<(u16, Value)> {
+        let req = Request::builder()
+            .method(Method::from_bytes(method.as_bytes()).ok()?)
+            .uri(path)
+            .header("x-auth-token", token)
+            .header("content-type", "application/json")
+            .body(body.map(|b| Body::from(b.to_string())).unwrap_or_default())
+            .ok()?;
+        let resp = self.router.clone().oneshot(req).await.ok()?;
+        let code = resp.status().as_u16();
+        let bytes = axum::body::to_bytes(resp.into_body(), 256 << 20)
+            .await
+            .ok()?;
+        let v = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+        };
+        Some((code, v))
+    }
+}
+
+/// A Networking failure as Compute reports it: same status, its message.
+fn neutron_to_error(e: ferro_network::error::NeutronError) -> Error {
+    match e.code {
+        404 => Error::not_found_msg(e.message),
+        409 => Error::conflict(e.message),
+        400 => Error::validation(e.message),
+        403 => Error::forbidden(e.message),
+        _ => Error::internal(e.message),
     }
 }

@@ -68,6 +68,46 @@ pub trait NetworkApi: Send + Sync {
     fn addresses(&self, _instance: &str) -> Option<serde_json::Map<String, Value>> {
         None
     }
+    /// `os-interface` attach: one NIC (`{"port": id}`, `{"uuid": net,
+    /// "fixed_ip": ip}` or `"auto"`) added to the instance on `host`, in one
+    /// step that either happens whole or not at all. Returns Nova's
+    /// `interfaceAttachment`.
+    async fn attach_interface(
+        &self,
+        _instance: &str,
+        _project: &str,
+        _host: &str,
+        _nic: &Value,
+    ) -> Result<Value, Error> {
+        Err(Error::validation("There is no Networking service."))
+    }
+    /// `os-interface` detach: the port leaves the instance (deleted when
+    /// Compute made it, unbound when the user gave it).
+    async fn detach_interface(&self, _instance: &str, port: &str) -> Result<(), Error> {
+        Err(Error::not_found_msg(format!("Port {port} is not attached")))
+    }
+    /// The instance's `interfaceAttachments`.
+    fn interfaces(&self, _instance: &str) -> Vec<Value> {
+        Vec::new()
+    }
+    /// Whether a Networking service answers `neutron` calls.
+    fn present(&self) -> bool {
+        false
+    }
+    /// One Networking v2.0 request (`path` with its query) made with the
+    /// caller's token, so Neutron's own policy and validation apply: Nova's
+    /// proxy APIs and security-group actions are translated into these, as
+    /// upstream Nova's neutron client does. The status and JSON body
+    /// (`Null` when empty); `None` when there is no Networking service.
+    async fn neutron(
+        &self,
+        _token: &str,
+        _method: &str,
+        _path: &str,
+        _body: Option<Value>,
+    ) -> Option<(u16, Value)> {
+        None
+    }
 }
 
 /// No Networking service: `networks: none` and `auto` boot without ports;

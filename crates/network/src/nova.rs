@@ -3,7 +3,7 @@
 //! of an instance, unbind and delete them, and the `addresses` view
 //! (fixed and floating addresses per network name).
 use crate::error::NeutronError;
-use crate::store::{Kind, Obj, State, arr, s, touch};
+use crate::store::{Kind, Obj, State, Tx, arr, s, touch};
 use crate::{NetworkService, net_shared_with};
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
@@ -194,44 +194,7 @@ impl NetworkService {
                     v
                 };
                 for nic in nics {
-                    match nic {
-                        Nic::Port(pid) => {
-                            let mut u = Obj::new();
-                            u.insert("device_id".into(), json!(instance));
-                            u.insert(
-                                "device_owner".into(),
-                                json!(format!(
-                                    "compute:{}",
-                                    self.cfg.compute.default_availability_zone
-                                )),
-                            );
-                            u.insert("binding:host_id".into(), json!(host));
-                            let mut p =
-                                crate::http::ports::update_tx(self, tx, true, r.project, &pid, u)?;
-                            p.insert("nova_preexisting".into(), json!(true));
-                            tx.put(Kind::Port, p);
-                        }
-                        Nic::Net { id, fixed_ip } => {
-                            let mut o = Obj::new();
-                            o.insert("network_id".into(), json!(id));
-                            o.insert("device_id".into(), json!(instance));
-                            o.insert(
-                                "device_owner".into(),
-                                json!(format!(
-                                    "compute:{}",
-                                    self.cfg.compute.default_availability_zone
-                                )),
-                            );
-                            o.insert("binding:host_id".into(), json!(host));
-                            if let Some(ip) = fixed_ip {
-                                o.insert("fixed_ips".into(), json!([{"ip_address": ip}]));
-                            }
-                            if !sg_ids.is_empty() {
-                                o.insert("security_groups".into(), json!(sg_ids));
-                            }
-                            crate::http::ports::create_tx(self, tx, true, r.project, r.project, o)?;
-                        }
-                    }
+                    self.bind_nic(tx, instance, r, host, nic, &sg_ids)?;
                 }
                 Ok(())
             })
@@ -239,6 +202,116 @@ impl NetworkService {
         res.map_err(|e| e.message)?;
         self.notify();
         Ok(self.nova_addresses(instance))
+    }
+
+    /// Creates a port for `nic` (or binds the given one) on `host` for the
+    /// instance; returns the port's id. New ports get `sg_ids`, or the
+    /// project's default group when it is empty.
+    fn bind_nic(
+        &self,
+        tx: &mut Tx,
+        instance: &str,
+        r: &Requester<'_>,
+        host: &str,
+        nic: Nic,
+        sg_ids: &[String],
+    ) -> Result<String, NeutronError> {
+        let owner = format!("compute:{}", self.cfg.compute.default_availability_zone);
+        match nic {
+            Nic::Port(pid) => {
+                let mut u = Obj::new();
+                u.insert("device_id".into(), json!(instance));
+                u.insert("device_owner".into(), json!(owner));
+                u.insert("binding:host_id".into(), json!(host));
+                let mut p = crate::http::ports::update_tx(self, tx, true, r.project, &pid, u)?;
+                p.insert("nova_preexisting".into(), json!(true));
+                tx.put(Kind::Port, p);
+                Ok(pid)
+            }
+            Nic::Net { id, fixed_ip } => {
+                let mut o = Obj::new();
+                o.insert("network_id".into(), json!(id));
+                o.insert("device_id".into(), json!(instance));
+                o.insert("device_owner".into(), json!(owner));
+                o.insert("binding:host_id".into(), json!(host));
+                if let Some(ip) = fixed_ip {
+                    o.insert("fixed_ips".into(), json!([{"ip_address": ip}]));
+                }
+                if !sg_ids.is_empty() {
+                    o.insert("security_groups".into(), json!(sg_ids));
+                }
+                let p = crate::http::ports::create_tx(self, tx, true, r.project, r.project, o)?;
+                Ok(s(&p, "id").to_string())
+            }
+        }
+    }
+
+    /// Nova's `os-interface` attach: one NIC (`{"port": id}`, `{"uuid":
+    /// net, "fixed_ip": ip}`, or `"auto"`) added to the instance on `host`,
+    /// in one transaction. Returns the interface in Nova's shape.
+    pub async fn nova_attach(
+        &self,
+        instance: &str,
+        r: &Requester<'_>,
+        host: &str,
+        nic: &Value,
+    ) -> Result<Value, NeutronError> {
+        let pid = self
+            .store
+            .write(|tx| {
+                let requested = if nic.is_object() {
+                    json!([nic])
+                } else {
+                    nic.clone()
+                };
+                let mut nics = resolve(&tx.st, r, &requested).map_err(|m| {
+                    if m.contains("could not be found") {
+                        NeutronError::new(404, "NotFound", m)
+                    } else if m.contains("still in use") || m.starts_with("Multiple possible") {
+                        NeutronError::conflict("Conflict", m)
+                    } else {
+                        NeutronError::bad(m)
+                    }
+                })?;
+                if nics.len() != 1 {
+                    return Err(NeutronError::bad("No network is available to attach."));
+                }
+                let nic = nics.remove(0);
+                self.bind_nic(tx, instance, r, host, nic, &[])
+            })
+            .await?;
+        self.notify();
+        let st = self.store.read();
+        st.get(Kind::Port, &pid)
+            .map(|p| interface_view(p))
+            .ok_or_else(|| NeutronError::not_found("Port", &pid))
+    }
+
+    /// Nova's `os-interface` detach: the port leaves the instance (deleted
+    /// when Nova made it, unbound when it was given).
+    pub async fn nova_detach(&self, instance: &str, port: &str) -> Result<(), NeutronError> {
+        self.store
+            .write(|tx| {
+                let p = tx
+                    .get(Kind::Port, port)
+                    .filter(|p| s(p, "device_id") == instance)
+                    .ok_or_else(|| {
+                        NeutronError::new(404, "NotFound", format!("Port {port} is not attached"))
+                    })?;
+                release_port(tx, &p)
+            })
+            .await?;
+        self.notify();
+        Ok(())
+    }
+
+    /// The instance's interfaces in Nova's `interfaceAttachments` shape.
+    pub fn nova_interfaces(&self, instance: &str) -> Vec<Value> {
+        let st = self.store.read();
+        st.iter(Kind::Port)
+            .filter(|p| s(p, "device_id") == instance)
+            .map(|p| interface_view(p))
+            .collect()
     }
 
     /// Deletes the ports Nova created for the instance and unbinds the ones it was given.
@@ -252,19 +325,7 @@ impl NetworkService {
                     .cloned()
                     .collect();
                 for p in ports {
-                    if crate::store::b(&p, "nova_preexisting") {
-                        let mut o = (*p).clone();
-                        o.insert("device_id".into(), json!(""));
-                        o.insert("device_owner".into(), json!(""));
-                        o.insert("binding:host_id".into(), json!(""));
-                        o.insert("binding:vif_type".into(), json!("unbound"));
-                        o.insert("binding:vif_details".into(), json!({}));
-                        o.remove("nova_preexisting");
-                        touch(&mut o);
-                        tx.put(Kind::Port, o);
-                    } else {
-                        crate::http::ports::delete_tx(tx, s(&p, "id"), false)?;
-                    }
+                    release_port(tx, &p)?;
                 }
                 Ok(())
             })
@@ -310,4 +371,38 @@ impl NetworkService {
         }
         out
     }
+}
+
+/// A port leaving its instance: deleted when Nova made it, unbound when the
+/// user gave it.
+fn release_port(tx: &mut Tx, p: &Obj) -> Result<(), NeutronError> {
+    if crate::store::b(p, "nova_preexisting") {
+        let mut o = p.clone();
+        o.insert("device_id".into(), json!(""));
+        o.insert("device_owner".into(), json!(""));
+        o.insert("binding:host_id".into(), json!(""));
+        o.insert("binding:vif_type".into(), json!("unbound"));
+        o.insert("binding:vif_details".into(), json!({}));
+        o.remove("nova_preexisting");
+        touch(&mut o);
+        tx.put(Kind::Port, o);
+        Ok(())
+    } else {
+        crate::http::ports::delete_tx(tx, s(p, "id"), false)
+    }
+}
+
+/// One `interfaceAttachment` as Nova shows it.
+fn interface_view(p: &Obj) -> Value {
+    let fixed: Vec<Value> = arr(p, "fixed_ips")
+        .iter()
+        .map(|f| json!({"subnet_id": f.get("subnet_id"), "ip_address": f.get("ip_address")}))
+        .collect();
+    json!({
+        "port_state": s(p, "status"),
+        "fixed_ips": fixed,
+        "port_id": s(p, "id"),
+        "net_id": s(p, "network_id"),
+        "mac_addr": s(p, "mac_address"),
+    })
 }

@@ -584,12 +584,16 @@ async fn action(
             let i = get_instance(svc, c, &id)?;
             c.require_member(svc, &i.project_id, "os_compute_api:os-security-groups:add")?;
             let add = name == "addSecurityGroup";
+            if super::netproxy::server_security_group(svc, c, &id, &sg, add).await? {
+                return Ok(accepted());
+            }
             if add && i.security_groups.contains(&sg) {
                 return Err(NovaError::bad(format!(
                     "Security group {sg} is already associated with the instance {id}"
                 )));
             }
-            // Without a Networking service the only group that exists is `default`.
+            // Without a Networking service the only group that exists is `default`;
+            // the instance's own list is the record.
             if add && sg != "default" {
                 return Err(NovaError::not_found(format!(
                     "Security group {sg} not found."
@@ -612,6 +616,8 @@ async fn action(
                 .await?;
             Ok(accepted())
         }
+        "addFloatingIp" => super::netproxy::add_floating_ip(svc, c, &id, &arg).await,
+        "removeFloatingIp" => super::netproxy::remove_floating_ip(svc, c, &id, &arg).await,
         "os-migrateLive" | "evacuate" => {
             c.require_admin(svc, "os_compute_api:os-migrate-server:migrate_live")?;
             Err(NovaError::bad(format!(

@@ -54,8 +54,6 @@ pub fn routes() -> Router<Arc<ComputeService>> {
         .route("/os-hosts/{host}/{action}", get(host_power))
         .route("/os-instance_usage_audit_log", get(audit_log_index))
         .route("/os-instance_usage_audit_log/{before}", get(audit_log_show))
-        .route("/os-networks", get(networks_list))
-        .route("/os-networks/{id}", get(network_show))
         .route("/os-server-external-events", post(external_events))
         .route("/os-aggregates", get(aggs_list).post(agg_create))
         .route(
@@ -1993,19 +1991,6 @@ async fn audit_log_show(
 }
 
 /// The nova-network proxy (removed at 2.36): no Networking service, no networks.
-async fn networks_list(c: Caller) -> NResult<Response> {
-    if c.mv.at_least(36) {
-        return Err(NovaError::not_found("The resource could not be found."));
-    }
-    Ok(json_resp(StatusCode::OK, json!({"networks": []})))
-}
-
-async fn network_show(_c: Caller, Path(id): Path<String>) -> NResult<Response> {
-    Err(NovaError::not_found(format!(
-        "Network {id} could not be found."
-    )))
-}
-
 /// Events from Neutron/Cinder about an instance (network-vif-plugged, volume-extended...).
 async fn external_events(AxState(svc): St, c: Caller, bytes: Bytes) -> NResult<Response> {
     if !c.is_admin(&svc) && !c.ctx.token.has_role("service") {

@@ -4,6 +4,7 @@ pub mod actions;
 pub mod flavors;
 pub mod images;
 pub mod misc;
+pub mod netproxy;
 pub mod servers;
 
 use crate::ComputeService;
@@ -328,6 +329,7 @@ pub fn router() -> Router<Arc<ComputeService>> {
         .merge(servers::routes())
         .merge(actions::routes())
         .merge(flavors::routes())
+        .merge(netproxy::routes())
         .merge(images::routes())
         .merge(misc::routes());
     Router::new()

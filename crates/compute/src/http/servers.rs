@@ -52,12 +52,10 @@ pub fn routes() -> Router<Arc<ComputeService>> {
             "/servers/{id}/remote-consoles",
             axum::routing::post(remote_console),
         )
-        .route("/servers/{id}/os-security-groups", get(server_sgs))
         .route(
             "/servers/{id}/os-volume_attachments",
             get(volume_attachments),
         )
-        .route("/servers/{id}/os-interface", get(interfaces))
         .route("/servers/{id}/diagnostics", get(diagnostics))
         .route("/servers/{id}/migrations", get(server_migrations))
 }
@@ -357,7 +355,7 @@ pub fn check_tag(t: &str) -> NResult<()> {
     Ok(())
 }
 
-fn uuid_like(s: &str) -> bool {
+pub fn uuid_like(s: &str) -> bool {
     let h: String = s.chars().filter(|c| *c != '-').collect();
     h.len() == 32 && h.chars().all(|c| c.is_ascii_hexdigit())
 }
@@ -1847,14 +1845,6 @@ async fn remote_console(
     ))
 }
 
-async fn server_sgs(AxState(svc): St, c: Caller, Path(id): Path<String>) -> NResult<Response> {
-    let i = get_instance(&svc, &c, &id)?;
-    let sgs: Vec<Value> = i.security_groups.iter().map(|n| json!({"name": n, "description": "", "id": n, "tenant_id": i.project_id, "rules": []})).collect();
-    let _ = sgs;
-    // Security groups live in the Networking service; without it a server has none.
-    Ok(json_resp(StatusCode::OK, json!({"security_groups": []})))
-}
-
 async fn volume_attachments(
     AxState(svc): St,
     c: Caller,
@@ -1863,14 +1853,6 @@ async fn volume_attachments(
     let i = get_instance(&svc, &c, &id)?;
     let v: Vec<Value> = i.bdms.iter().filter(|b| b.destination_type == "volume").map(|b| json!({"id": b.volume_id, "volumeId": b.volume_id, "serverId": i.uuid, "device": b.device_name})).collect();
     Ok(json_resp(StatusCode::OK, json!({"volumeAttachments": v})))
-}
-
-async fn interfaces(AxState(svc): St, c: Caller, Path(id): Path<String>) -> NResult<Response> {
-    let _ = get_instance(&svc, &c, &id)?;
-    Ok(json_resp(
-        StatusCode::OK,
-        json!({"interfaceAttachments": []}),
-    ))
 }
 
 async fn diagnostics(AxState(svc): St, c: Caller, Path(id): Path<String>) -> NResult<Response> {

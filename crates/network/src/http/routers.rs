@@ -873,7 +873,7 @@ fn associate(
                 "External network {ext} is not reachable from subnet {sid}.  Therefore, cannot associate Port {pid} with a Floating IP."
             ))
         })?;
-    if let Some(other) = tx.st.iter(Kind::FloatingIp).find(|f| {
+    if tx.st.iter(Kind::FloatingIp).any(|f| {
         s(f, "id") != s(fip, "id")
             && s(f, "port_id") == pid
             && s(f, "fixed_ip_address") == ip
@@ -881,20 +881,18 @@ fn associate(
     }) {
         return Err(NeutronError::conflict(
             "FloatingIPPortAlreadyAssociated",
-            format!("Cannot associate floating IP {} ({}) with port {pid} using fixed IP {ip}, as that fixed IP already has a floating IP on external network {ext}.", s(fip, "floating_ip_address"), s(fip, "id")),
-        ).with_other(s(other, "id")));
+            format!(
+                "Cannot associate floating IP {} ({}) with port {pid} using fixed IP {ip}, as that fixed IP already has a floating IP on external network {ext}.",
+                s(fip, "floating_ip_address"),
+                s(fip, "id")
+            ),
+        ));
     }
     fip.insert("port_id".into(), json!(pid));
     fip.insert("fixed_ip_address".into(), json!(ip));
     fip.insert("router_id".into(), json!(s(&router, "id")));
     fip.insert("port_details".into(), port_details(&p));
     Ok(())
-}
-
-impl NeutronError {
-    fn with_other(self, _other: &str) -> Self {
-        self
-    }
 }
 
 pub fn fip_create_tx(svc: &NetworkService, tx: &mut Tx, c: &Caller, mut o: Obj) -> NResult<Obj> {

@@ -28,6 +28,8 @@ pub const CATALOG: &[CatalogEntry] = &[
     ("placement", "placement", "/placement"),
     ("compute", "nova", "/compute/v2.1"),
     ("network", "neutron", "/networking"),
+    ("block-storage", "cinder", "/volume/v3"),
+    ("volumev3", "cinderv3", "/volume/v3"),
 ];
 
 pub mod wiring;
@@ -74,6 +76,7 @@ pub struct App {
     pub placement: Arc<ferro_placement::PlacementService>,
     pub compute: Arc<ferro_compute::ComputeService>,
     pub network: Arc<ferro_network::NetworkService>,
+    pub volume: Arc<ferro_volume::VolumeService>,
     pub bus: Arc<dyn ferro_bus::Bus>,
     pub agents: Vec<Arc<ferro_compute_agent::ComputeAgent>>,
     pub report: BootstrapReport,
@@ -124,6 +127,17 @@ impl App {
             Arc::new(ferro_network::hostnet::FakeHostNet::default()),
         )
         .await?;
+        let volume = ferro_volume::VolumeService::start(
+            identity.db.clone(),
+            cfg.clone(),
+            identity.clone(),
+            wiring::volume_backend(&cfg)?,
+            Arc::new(wiring::InProcImages {
+                router: ferro_image::http::router().with_state(image.clone()),
+            }),
+        )
+        .await?;
+        volume.recover().await?;
         let bus = wiring::bus(&cfg).await?;
         let images = Arc::new(wiring::InProcImages {
             router: ferro_image::http::router().with_state(image.clone()),
@@ -161,6 +175,7 @@ impl App {
             placement,
             compute,
             network,
+            volume,
             bus,
             agents,
             report,
@@ -175,6 +190,7 @@ impl App {
             self.placement.clone(),
             self.compute.clone(),
             self.network.clone(),
+            self.volume.clone(),
             self.cfg.api.max_request_body_size,
         )
     }
@@ -201,6 +217,7 @@ pub fn router(
     placement: Arc<ferro_placement::PlacementService>,
     compute: Arc<ferro_compute::ComputeService>,
     network: Arc<ferro_network::NetworkService>,
+    volume: Arc<ferro_volume::VolumeService>,
     body_limit: usize,
 ) -> Router {
     let base = identity.base_url.clone();
@@ -226,6 +243,13 @@ pub fn router(
     };
     // Uploads stream without a body limit; every other image call keeps it.
     let image_router = ferro_image::http::router().with_state(image);
+    let volume_versions = {
+        let v = volume.clone();
+        move || {
+            let v = v.clone();
+            async move { ferro_volume::http::versions_response(&v) }
+        }
+    };
     let routed = Router::new()
         .nest(
             "/compute",
@@ -235,6 +259,9 @@ pub fn router(
             "/networking",
             ferro_network::http::router().with_state(network),
         )
+        .route("/volume", axum::routing::get(volume_versions.clone()))
+        .route("/volume/", axum::routing::get(volume_versions))
+        .nest("/volume", ferro_volume::http::router(volume))
         .nest(
             "/placement",
             ferro_placement::http::router().with_state(placement),

@@ -335,3 +335,83 @@ fn neutron_to_error(e: ferro_network::error::NeutronError) -> Error {
         _ => Error::internal(e.message),
     }
 }
+
+/// Block Storage's view of the Image service (create from image,
+/// upload to image), through the same in-process Glance routes.
+#[async_trait::async_trait]
+impl ferro_volume::ImageApi for InProcImages {
+    async fn get(&self, token: &str, id: &str) -> Result<Option<Value>, Error> {
+        ferro_compute::ImageApi::get(self, token, id).await
+    }
+    async fn download(&self, token: &str, id: &str, dst: &std::path::Path) -> Result<(), Error> {
+        use futures_util::StreamExt;
+        use tokio::io::AsyncWriteExt;
+        let req = Request::builder()
+            .method(Method::GET)
+            .uri(format!("/v2/images/{id}/file"))
+            .header("x-auth-token", token)
+            .body(Body::empty())
+            .map_err(Error::internal)?;
+        let resp = self
+            .router
+            .clone()
+            .oneshot(req)
+            .await
+            .map_err(|e| Error::internal(format!("image call: {e}")))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+                .await
+                .map_err(Error::internal)?;
+            let v = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            return Err(image_error(status, &v));
+        }
+        // Streamed to the file: images are never held in memory whole.
+        let mut f = tokio::fs::File::create(dst)
+            .await
+            .map_err(|e| Error::internal(format!("{}: {e}", dst.display())))?;
+        let mut stream = resp.into_body().into_data_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| Error::internal(format!("reading image {id}: {e}")))?;
+            f.write_all(&chunk)
+                .await
+                .map_err(|e| Error::internal(format!("{}: {e}", dst.display())))?;
+        }
+        f.flush().await.map_err(Error::internal)?;
+        Ok(())
+    }
+    async fn create(&self, token: &str, body: Value) -> Result<Value, Error> {
+        ferro_compute::ImageApi::create(self, token, body).await
+    }
+    async fn upload(&self, token: &str, id: &str, src: &std::path::Path) -> Result<(), Error> {
+        let data = tokio::fs::read(src)
+            .await
+            .map_err(|e| Error::internal(format!("{}: {e}", src.display())))?;
+        ferro_compute::ImageApi::upload(self, token, id, data).await
+    }
+    async fn delete(&self, token: &str, id: &str) -> Result<(), Error> {
+        ferro_compute::ImageApi::delete(self, token, id).await
+    }
+}
+
+/// The volume backend of `cfg` (`[volume] volume_driver`).
+pub fn volume_backend(cfg: &Config) -> Result<Arc<dyn ferro_volume::backend::VolumeBackend>, Error> {
+    let v = &cfg.volume;
+    match v.volume_driver.as_str() {
+        "fake" => Ok(Arc::new(ferro_volume::backend::FakeBackend::new(
+            if v.capacity_gb > 0 { v.capacity_gb } else { 1000 },
+        ))),
+        "file" => {
+            let dir = v
+                .volumes_dir
+                .clone()
+                .unwrap_or_else(|| cfg.data_dir().join("volumes"));
+            let b = ferro_volume::backend::FileBackend::new(dir, &v.volume_format, v.capacity_gb)
+                .map_err(Error::internal)?;
+            Ok(Arc::new(b))
+        }
+        other => Err(Error::internal(format!(
+            "volume_driver {other} is not available (file, fake)"
+        ))),
+    }
+}

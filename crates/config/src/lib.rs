@@ -38,6 +38,7 @@ pub struct Config {
     pub compute: ComputeConfig,
     pub filter_scheduler: FilterSchedulerConfig,
     pub network: NetworkConfig,
+    pub volume: VolumeConfig,
     pub bus: BusConfig,
     pub log: LogConfig,
 }
@@ -348,6 +349,53 @@ impl Default for NetworkConfig {
             report_interval: 30,
             agent_down_time: 75,
             default_availability_zone: "nova".into(),
+        }
+    }
+}
+
+/// The Block Storage service (Cinder's option names where they exist).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VolumeConfig {
+    /// `file` (a qcow2 or raw file per volume under `volumes_dir`) or `fake`.
+    pub volume_driver: String,
+    /// Where the file backend keeps volumes (default: `<data_dir>/volumes`).
+    pub volumes_dir: Option<PathBuf>,
+    /// File format of the file backend: `qcow2` (thin) or `raw`.
+    pub volume_format: String,
+    /// Capacity the backend reports, GiB (0: the filesystem's size).
+    pub capacity_gb: u64,
+    /// Name of the volume type used when a request names none.
+    pub default_volume_type: String,
+    pub default_availability_zone: String,
+    /// Default per-project quotas (-1: unlimited).
+    pub quota_volumes: i64,
+    pub quota_snapshots: i64,
+    pub quota_gigabytes: i64,
+    pub quota_backups: i64,
+    pub quota_backup_gigabytes: i64,
+    pub quota_groups: i64,
+    pub per_volume_size_limit: i64,
+    /// Test hook: `<saga step>:fail` or `<saga step>:hang`, comma-separated. Never set in production.
+    pub fault_injection: Option<String>,
+}
+impl Default for VolumeConfig {
+    fn default() -> Self {
+        VolumeConfig {
+            volume_driver: "file".into(),
+            volumes_dir: None,
+            volume_format: "qcow2".into(),
+            capacity_gb: 0,
+            default_volume_type: "__DEFAULT__".into(),
+            default_availability_zone: "nova".into(),
+            quota_volumes: 10,
+            quota_snapshots: 10,
+            quota_gigabytes: 1000,
+            quota_backups: 10,
+            quota_backup_gigabytes: 1000,
+            quota_groups: 10,
+            per_volume_size_limit: -1,
+            fault_injection: None,
         }
     }
 }

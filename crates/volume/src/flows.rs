@@ -1,0 +1,486 @@
+//! The volume manager's workflows as sagas (DESIGN.md §5). The API writes
+//! the record in its transitional status (`creating`, `deleting`,
+//! `extending`...), starts the saga and answers 202; the saga does the
+//! backend work step by step, each step with an undo, its progress in the
+//! saga log. A failed saga is unwound and the record lands in upstream's
+//! failure status (`error`, `error_deleting`, `error_extending`, or back
+//! to where it was for upload-to-image). At start-up `recover` resumes or
+//! unwinds what a crash interrupted.
+use crate::VolumeService;
+use crate::store::{Kind, Obj, s};
+use ferro_saga::{DbSagaLog, Executor, SagaDef, SagaError, Step};
+use serde_json::{Value, json};
+use std::sync::{Arc, Weak};
+
+pub struct Ctx {
+    svc: Weak<VolumeService>,
+}
+
+impl Ctx {
+    fn svc(&self) -> Result<Arc<VolumeService>, String> {
+        self.svc.upgrade().ok_or_else(|| "service stopped".to_string())
+    }
+}
+
+pub const CREATE: &str = "volume_create";
+pub const DELETE: &str = "volume_delete";
+pub const EXTEND: &str = "volume_extend";
+pub const REVERT: &str = "volume_revert";
+pub const UPLOAD: &str = "volume_upload";
+pub const SNAP_CREATE: &str = "snapshot_create";
+pub const SNAP_DELETE: &str = "snapshot_delete";
+
+/// One step, named `<saga>.<what>`; `run_step`/`undo_step` dispatch on it.
+struct S(&'static str);
+
+#[async_trait::async_trait]
+impl Step<Ctx> for S {
+    fn name(&self) -> &'static str {
+        self.0
+    }
+    async fn run(&self, ctx: &Ctx, state: &mut Value) -> Result<(), String> {
+        let svc = ctx.svc()?;
+        inject(&svc, self.0).await?;
+        run_step(&svc, self.0, state).await
+    }
+    async fn undo(&self, ctx: &Ctx, state: &Value) -> Result<(), String> {
+        undo_step(&ctx.svc()?, self.0, state).await
+    }
+}
+
+pub fn executor(svc: Arc<VolumeService>) -> Executor<Ctx> {
+    let log = Arc::new(DbSagaLog { db: svc.db.clone() });
+    let mut ex = Executor::new(
+        log,
+        Arc::new(Ctx {
+            svc: Arc::downgrade(&svc),
+        }),
+    );
+    let defs: [(&'static str, Vec<&'static str>); 7] = [
+        (
+            CREATE,
+            vec![
+                "create.schedule",
+                "create.fetch_image",
+                "create.backend",
+                "create.finish",
+            ],
+        ),
+        (DELETE, vec!["delete.backend", "delete.forget"]),
+        (EXTEND, vec!["extend.backend", "extend.finish"]),
+        (REVERT, vec!["revert.backend", "revert.finish"]),
+        (
+            UPLOAD,
+            vec!["upload.copy", "upload.send", "upload.finish"],
+        ),
+        (
+            SNAP_CREATE,
+            vec!["snapshot_create.backend", "snapshot_create.finish"],
+        ),
+        (
+            SNAP_DELETE,
+            vec!["snapshot_delete.backend", "snapshot_delete.forget"],
+        ),
+    ];
+    for (name, steps) in defs {
+        ex.register(SagaDef {
+            name,
+            steps: steps
+                .into_iter()
+                .map(|n| Box::new(S(n)) as Box<dyn Step<Ctx>>)
+                .collect(),
+        });
+    }
+    ex
+}
+
+/// The test hook (`volume.fault_injection`): fail or hang at a named step.
+async fn inject(svc: &VolumeService, step: &str) -> Result<(), String> {
+    let Some(spec) = svc.cfg.volume.fault_injection.as_deref() else {
+        return Ok(());
+    };
+    for item in spec.split(',') {
+        match item.trim().rsplit_once(':') {
+            Some((st, "fail")) if st == step => {
+                return Err(format!("injected failure at {step}"));
+            }
+            Some((st, "hang")) if st == step => {
+                tracing::warn!(step, "fault injection: hanging (kill the process now)");
+                std::future::pending::<()>().await;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn st<'a>(state: &'a Value, k: &str) -> &'a str {
+    state[k].as_str().unwrap_or_default()
+}
+
+fn size(state: &Value) -> u64 {
+    state["size"].as_u64().unwrap_or(1)
+}
+
+/// Sets fields of a record (if it still exists).
+async fn set(svc: &VolumeService, k: Kind, id: &str, fields: Value) -> Result<(), String> {
+    let r = svc
+        .store
+        .update(k, id, |o| {
+            if let Value::Object(f) = &fields {
+                for (a, b) in f {
+                    o.insert(a.clone(), b.clone());
+                }
+            }
+            Ok(())
+        })
+        .await;
+    match r {
+        Ok(_) => Ok(()),
+        Err(e) if e.code == 404 => Ok(()),
+        Err(e) => Err(e.message),
+    }
+}
+
+async fn run_step(svc: &Arc<VolumeService>, step: &str, state: &mut Value) -> Result<(), String> {
+    let b = &svc.backend;
+    let id = st(state, "id").to_string();
+    match step {
+        "create.schedule" => schedule(svc, state).await,
+        "create.fetch_image" => {
+            let Some(image) = state["image_id"].as_str().map(str::to_string) else {
+                return Ok(());
+            };
+            let tmp = svc.tmp_dir.join(format!("image-{id}"));
+            svc.images
+                .download(st(state, "token"), &image, &tmp)
+                .await
+                .map_err(|e| format!("downloading image {image}: {e}"))?;
+            state["tmp"] = json!(tmp.to_string_lossy());
+            Ok(())
+        }
+        "create.backend" => {
+            let n = size(state);
+            if let Some(tmp) = state["tmp"].as_str() {
+                b.create_from_file(&id, std::path::Path::new(tmp), n).await
+            } else if let Some(snap) = state["snapshot_id"].as_str() {
+                b.create_from_snapshot(snap, &id, n).await
+            } else if let Some(src) = state["source_volid"].as_str() {
+                b.clone_volume(src, &id, n).await
+            } else {
+                b.create(&id, n).await
+            }
+        }
+        "create.finish" => {
+            if let Some(tmp) = state["tmp"].as_str() {
+                let _ = tokio::fs::remove_file(tmp).await;
+            }
+            let mut f = json!({"status": "available"});
+            if state["image_id"].is_string() {
+                f["bootable"] = json!(true);
+            }
+            set(svc, Kind::Volume, &id, f).await
+        }
+        "delete.backend" => {
+            // With cascade, its snapshots go first.
+            for x in state["snapshots"].as_array().into_iter().flatten() {
+                b.delete_snapshot(x.as_str().unwrap_or_default()).await?;
+            }
+            b.delete(&id).await
+        }
+        "delete.forget" => svc
+            .store
+            .write(|tx| {
+                tx.del(Kind::Volume, &id);
+                let atts: Vec<String> = tx
+                    .st
+                    .attachments_of(&id)
+                    .map(|a| s(a, "id").to_string())
+                    .collect();
+                for a in atts {
+                    tx.del(Kind::Attachment, &a);
+                }
+                // With cascade, the snapshots went with it.
+                let snaps: Vec<String> = tx
+                    .st
+                    .snapshots_of(&id)
+                    .map(|x| s(x, "id").to_string())
+                    .collect();
+                for x in snaps {
+                    tx.del(Kind::Snapshot, &x);
+                }
+                Ok(())
+            })
+            .await
+            .map_err(|e| e.message),
+        "extend.backend" => b.extend(&id, size(state)).await,
+        "extend.finish" => {
+            set(
+                svc,
+                Kind::Volume,
+                &id,
+                json!({"status": st(state, "previous_status"), "size": size(state)}),
+            )
+            .await
+        }
+        "revert.backend" => b.revert_to_snapshot(&id, st(state, "snapshot_id")).await,
+        "revert.finish" => {
+            set(svc, Kind::Volume, &id, json!({"status": "available"})).await?;
+            set(
+                svc,
+                Kind::Snapshot,
+                st(state, "snapshot_id"),
+                json!({"status": "available"}),
+            )
+            .await
+        }
+        "upload.copy" => {
+            let tmp = svc.tmp_dir.join(format!("upload-{}", st(state, "image_id")));
+            b.copy_to_file(&id, &tmp, st(state, "disk_format")).await?;
+            state["tmp"] = json!(tmp.to_string_lossy());
+            Ok(())
+        }
+        "upload.send" => {
+            let tmp = st(state, "tmp").to_string();
+            svc.images
+                .upload(
+                    st(state, "token"),
+                    st(state, "image_id"),
+                    std::path::Path::new(&tmp),
+                )
+                .await
+                .map_err(|e| format!("uploading to image {}: {e}", st(state, "image_id")))
+        }
+        "upload.finish" => {
+            let _ = tokio::fs::remove_file(st(state, "tmp")).await;
+            set(
+                svc,
+                Kind::Volume,
+                &id,
+                json!({"status": st(state, "previous_status")}),
+            )
+            .await
+        }
+        "snapshot_create.backend" => b.create_snapshot(st(state, "volume_id"), &id).await,
+        "snapshot_create.finish" => {
+            set(
+                svc,
+                Kind::Snapshot,
+                &id,
+                json!({"status": "available", "progress": "100%"}),
+            )
+            .await
+        }
+        "snapshot_delete.backend" => b.delete_snapshot(&id).await,
+        "snapshot_delete.forget" => svc
+            .store
+            .write(|tx| {
+                tx.del(Kind::Snapshot, &id);
+                Ok(())
+            })
+            .await
+            .map_err(|e| e.message),
+        other => Err(format!("unknown step {other}")),
+    }
+}
+
+/// The volume scheduler: the backend must satisfy the type's extra specs
+/// (`volume_backend_name`, `storage_protocol`, `vendor_name`, also with a
+/// `capabilities:` prefix) and have room for the volume.
+async fn schedule(svc: &Arc<VolumeService>, state: &Value) -> Result<(), String> {
+    let id = st(state, "id");
+    let specs = {
+        let snap = svc.store.read();
+        let tid = snap
+            .get(Kind::Volume, id)
+            .map(|v| s(v, "volume_type_id").to_string())
+            .unwrap_or_default();
+        snap.get(Kind::VolumeType, &tid)
+            .and_then(|t| t.get("extra_specs").and_then(Value::as_object).cloned())
+            .unwrap_or_default()
+    };
+    let b = &svc.backend;
+    for (k, want) in &specs {
+        let key = k.strip_prefix("capabilities:").unwrap_or(k);
+        let have = match key {
+            "volume_backend_name" => b.name(),
+            "storage_protocol" => b.protocol(),
+            "vendor_name" => b.vendor(),
+            _ => continue,
+        };
+        let want = want.as_str().unwrap_or_default();
+        let want = want.strip_prefix("<is> ").unwrap_or(want);
+        if !have.eq_ignore_ascii_case(want) {
+            return Err(format!(
+                "No valid backend was found. The backend's {key} is {have}, the volume type asks for {want}."
+            ));
+        }
+    }
+    let cap = b.capacity().await;
+    if cap.free_gb < size(state) as f64 {
+        return Err(format!(
+            "No valid backend was found. Insufficient free space for volume creation (requested {} GB, free {} GB).",
+            size(state),
+            cap.free_gb
+        ));
+    }
+    Ok(())
+}
+
+async fn undo_step(svc: &Arc<VolumeService>, step: &str, state: &Value) -> Result<(), String> {
+    let id = st(state, "id");
+    match step {
+        "create.fetch_image" | "upload.copy" => {
+            if let Some(tmp) = state["tmp"].as_str() {
+                match tokio::fs::remove_file(tmp).await {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(e.to_string());
+                    }
+                    _ => {}
+                }
+            }
+            Ok(())
+        }
+        "create.backend" => svc.backend.delete(id).await,
+        "snapshot_create.backend" => svc.backend.delete_snapshot(id).await,
+        // Nothing to give back: the data was already written or removed.
+        _ => Ok(()),
+    }
+}
+
+/// What a failed saga leaves the record as.
+async fn on_failure(svc: &Arc<VolumeService>, name: &str, state: &Value, why: &str) {
+    let id = st(state, "id");
+    let r = match name {
+        CREATE => set(svc, Kind::Volume, id, json!({"status": "error"})).await,
+        DELETE => set(svc, Kind::Volume, id, json!({"status": "error_deleting"})).await,
+        EXTEND => set(svc, Kind::Volume, id, json!({"status": "error_extending"})).await,
+        REVERT => {
+            let _ = set(
+                svc,
+                Kind::Snapshot,
+                st(state, "snapshot_id"),
+                json!({"status": "available"}),
+            )
+            .await;
+            set(svc, Kind::Volume, id, json!({"status": "error"})).await
+        }
+        UPLOAD => {
+            let _ = svc
+                .images
+                .delete(st(state, "token"), st(state, "image_id"))
+                .await;
+            set(
+                svc,
+                Kind::Volume,
+                id,
+                json!({"status": st(state, "previous_status")}),
+            )
+            .await
+        }
+        SNAP_CREATE => set(svc, Kind::Snapshot, id, json!({"status": "error"})).await,
+        SNAP_DELETE => {
+            set(
+                svc,
+                Kind::Snapshot,
+                id,
+                json!({"status": "error_deleting"}),
+            )
+            .await
+        }
+        _ => Ok(()),
+    };
+    tracing::warn!(saga = name, id, %why, "block storage workflow failed");
+    if let Err(e) = r {
+        tracing::error!(saga = name, id, "recording the failure: {e}");
+    }
+}
+
+/// Runs saga `name` for `state["id"]` in the background.
+pub fn spawn(svc: &Arc<VolumeService>, name: &'static str, state: Value) {
+    let svc = svc.clone();
+    tokio::spawn(async move {
+        let Some(ex) = svc.sagas.get() else {
+            return;
+        };
+        let saga_id = format!("{name}:{}:{}", st(&state, "id"), crate::store::new_id());
+        if let Err(e) = ex.run(name, &saga_id, state.clone()).await {
+            on_failure(&svc, name, &state, &e.to_string()).await;
+        }
+    });
+}
+
+/// Start-up: finishes interrupted sagas, then fails records whose
+/// transitional status has no saga behind it any more.
+pub async fn recover(svc: &Arc<VolumeService>) -> Result<(), ferro_common::Error> {
+    if let Some(ex) = svc.sagas.get() {
+        let done = ex
+            .recover()
+            .await
+            .map_err(|e| ferro_common::Error::internal(e.to_string()))?;
+        for (saga_id, r) in done {
+            let mut parts = saga_id.splitn(3, ':');
+            let (Some(name), Some(id)) = (parts.next(), parts.next()) else {
+                continue;
+            };
+            if let Err(e) = r {
+                let why = match &e {
+                    SagaError::StepFailed { message, .. } => message.clone(),
+                    other => other.to_string(),
+                };
+                let name: &'static str = match name {
+                    CREATE => CREATE,
+                    DELETE => DELETE,
+                    EXTEND => EXTEND,
+                    REVERT => REVERT,
+                    UPLOAD => UPLOAD,
+                    SNAP_CREATE => SNAP_CREATE,
+                    SNAP_DELETE => SNAP_DELETE,
+                    _ => continue,
+                };
+                let mut state = json!({"id": id});
+                if let Some(v) = svc.store.read().get(Kind::Volume, id) {
+                    state["previous_status"] = json!(prev_or_available(v));
+                }
+                on_failure(svc, name, &state, &why).await;
+            }
+        }
+    }
+    // Whatever is still in flight had no saga: its request died with the process.
+    let stale = |o: &Obj, sts: &[&str]| sts.contains(&s(o, "status"));
+    let snap = svc.store.read();
+    for v in snap.iter(Kind::Volume) {
+        let fix = match s(v, "status") {
+            "creating" | "downloading" => Some("error"),
+            "deleting" => Some("error_deleting"),
+            "extending" => Some("error_extending"),
+            "reverting" => Some("error"),
+            "uploading" => Some(prev_or_available(v)),
+            _ => None,
+        };
+        if let Some(to) = fix {
+            let _ = set(svc, Kind::Volume, s(v, "id"), json!({"status": to})).await;
+        }
+    }
+    for x in snap.iter(Kind::Snapshot) {
+        if stale(x, &["creating"]) {
+            let _ = set(svc, Kind::Snapshot, s(x, "id"), json!({"status": "error"})).await;
+        } else if stale(x, &["deleting"]) {
+            let _ = set(
+                svc,
+                Kind::Snapshot,
+                s(x, "id"),
+                json!({"status": "error_deleting"}),
+            )
+            .await;
+        }
+    }
+    Ok(())
+}
+
+fn prev_or_available(v: &Obj) -> &str {
+    match s(v, "previous_status") {
+        "" => "available",
+        p => p,
+    }
+}

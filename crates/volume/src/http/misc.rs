@@ -1,0 +1,526 @@
+//! Availability zones, extensions, limits, quota sets and classes,
+//! services, hosts, pools and backend capabilities.
+use super::{Body, Query, St, body_obj, ok};
+use crate::error::{CResult, CinderError};
+use crate::store::{Kind, Obj, s};
+use crate::{Caller, VolumeService};
+use axum::extract::{Path, State as AxState};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use serde_json::{Map, Value, json};
+use std::sync::Arc;
+
+pub fn routes() -> axum::Router<Arc<VolumeService>> {
+    axum::Router::new()
+        .route("/v3/os-availability-zone", get(azs))
+        .route("/v3/extensions", get(extensions))
+        .route("/v3/limits", get(limits))
+        .route(
+            "/v3/os-quota-sets/{project}",
+            get(quota_show).put(quota_update).delete(quota_delete),
+        )
+        .route("/v3/os-quota-sets/{project}/defaults", get(quota_defaults))
+        .route(
+            "/v3/os-quota-class-sets/{class}",
+            get(class_show).put(class_update),
+        )
+        .route("/v3/os-services", get(services))
+        .route("/v3/os-services/{action}", put(service_action))
+        .route("/v3/os-hosts", get(hosts))
+        .route("/v3/os-hosts/{host}", get(host_show))
+        .route("/v3/scheduler-stats/get_pools", get(pools))
+        .route("/v3/capabilities/{host}", get(capabilities))
+}
+
+async fn azs(AxState(svc): St, _c: Caller) -> CResult<Response> {
+    Ok(ok(json!({"availabilityZoneInfo": [
+        {"zoneName": svc.cfg.volume.default_availability_zone, "zoneState": {"available": true}}
+    ]})))
+}
+
+/// What this service implements, as Cinder names its API extensions.
+const EXTENSIONS: [(&str, &str, &str); 16] = [
+    ("os-availability-zone", "AvailabilityZones", "Describe Availability Zones."),
+    ("os-extended-snapshot-attributes", "ExtendedSnapshotAttributes", "Extended SnapshotAttributes support."),
+    ("os-hosts", "Hosts", "Admin-only host administration."),
+    ("os-quota-sets", "Quotas", "Quota management support."),
+    ("os-quota-class-sets", "QuotaClasses", "Quota classes management support."),
+    ("os-services", "Services", "Services support."),
+    ("os-snapshot-actions", "SnapshotActions", "Enable snapshot manager actions."),
+    ("os-types-extra-specs", "TypesExtraSpecs", "Type extra specs support."),
+    ("os-types-manage", "TypesManage", "Types manage support."),
+    ("os-volume-actions", "VolumeActions", "Enable volume actions."),
+    ("os-vol-host-attr", "VolumeHostAttribute", "Expose host as an attribute of a volume."),
+    ("os-vol-image-meta", "VolumeImageMetadata", "Show image metadata associated with the volume."),
+    ("os-vol-tenant-attr", "VolumeTenantAttribute", "Expose the internal project_id as an attribute of a volume."),
+    ("os-volume-type-access", "VolumeTypeAccess", "Volume type access support."),
+    ("qos-specs", "Qos_specs_manage", "QoS specs support."),
+    ("os-admin-actions", "AdminActions", "Enable admin actions."),
+];
+
+async fn extensions(_c: Caller) -> CResult<Response> {
+    let list: Vec<Value> = EXTENSIONS
+        .iter()
+        .map(|(alias, name, d)| {
+            json!({"alias": alias, "name": name, "description": d,
+                   "updated": "2013-04-18T00:00:00+00:00", "links": []})
+        })
+        .collect();
+    Ok(ok(json!({"extensions": list})))
+}
+
+async fn limits(AxState(svc): St, c: Caller) -> CResult<Response> {
+    let st = svc.store.read();
+    let p = &c.project;
+    let u = svc.usage(&st, p);
+    let used = |k: &str| u.get(k).copied().unwrap_or(0);
+    let lim = |k: &str| svc.quota_limit(&st, p, k);
+    Ok(ok(json!({"limits": {"rate": [], "absolute": {
+        "totalSnapshotsUsed": used("snapshots"),
+        "maxTotalBackups": lim("backups"),
+        "maxTotalVolumeGigabytes": lim("gigabytes"),
+        "maxTotalSnapshots": lim("snapshots"),
+        "maxTotalBackupGigabytes": lim("backup_gigabytes"),
+        "totalBackupGigabytesUsed": used("backup_gigabytes"),
+        "maxTotalVolumes": lim("volumes"),
+        "totalVolumesUsed": used("volumes"),
+        "totalBackupsUsed": used("backups"),
+        "totalGigabytesUsed": used("gigabytes"),
+    }}})))
+}
+
+// ---------------------------------------------------------------- quotas
+
+const QUOTA_KEYS: [&str; 7] = [
+    "volumes",
+    "snapshots",
+    "gigabytes",
+    "backups",
+    "backup_gigabytes",
+    "per_volume_gigabytes",
+    "groups",
+];
+
+/// The id of the stored default quota class.
+const CLASS_DEFAULT: &str = "class:default";
+
+/// Every quota key: the fixed ones and the per-type ones of each type.
+fn quota_keys(svc: &VolumeService) -> Vec<String> {
+    let st = svc.store.read();
+    let mut keys: Vec<String> = QUOTA_KEYS.iter().map(|k| k.to_string()).collect();
+    for t in st.iter(Kind::VolumeType) {
+        let n = s(t, "name");
+        for p in ["volumes", "gigabytes", "snapshots"] {
+            keys.push(format!("{p}_{n}"));
+        }
+    }
+    keys
+}
+
+/// The default limit of `key`: the default class, else the config.
+fn default_limit(svc: &VolumeService, key: &str) -> i64 {
+    let st = svc.store.read();
+    st.get(Kind::Quota, CLASS_DEFAULT)
+        .and_then(|q| q.get(key))
+        .and_then(Value::as_i64)
+        .unwrap_or_else(|| svc.default_quota(key))
+}
+
+fn limit_of(svc: &VolumeService, project: &str, key: &str) -> i64 {
+    let st = svc.store.read();
+    st.get(Kind::Quota, project)
+        .and_then(|q| q.get(key))
+        .and_then(Value::as_i64)
+        .unwrap_or_else(|| default_limit(svc, key))
+}
+
+fn quota_set(svc: &VolumeService, project: &str, usage: bool, defaults: bool) -> Value {
+    let st = svc.store.read();
+    let u = svc.usage(&st, project);
+    let mut o = Map::new();
+    o.insert("id".into(), json!(project));
+    for k in quota_keys(svc) {
+        let limit = if defaults {
+            default_limit(svc, &k)
+        } else {
+            limit_of(svc, project, &k)
+        };
+        let v = if usage {
+            json!({"limit": limit, "in_use": u.get(&k).copied().unwrap_or(0), "reserved": 0, "allocated": 0})
+        } else {
+            json!(limit)
+        };
+        o.insert(k, v);
+    }
+    Value::Object(o)
+}
+
+fn may_see_quota(c: &Caller, project: &str) -> CResult<()> {
+    if c.admin || c.project == project {
+        Ok(())
+    } else {
+        Err(CinderError::forbidden("volume_extension:quotas:show"))
+    }
+}
+
+async fn quota_show(
+    AxState(svc): St,
+    c: Caller,
+    Path(project): Path<String>,
+    q: Query,
+) -> CResult<Response> {
+    may_see_quota(&c, &project)?;
+    let usage = q
+        .get("usage")
+        .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "1"));
+    Ok(ok(json!({"quota_set": quota_set(&svc, &project, usage, false)})))
+}
+
+async fn quota_defaults(
+    AxState(svc): St,
+    c: Caller,
+    Path(project): Path<String>,
+) -> CResult<Response> {
+    may_see_quota(&c, &project)?;
+    Ok(ok(json!({"quota_set": quota_set(&svc, &project, false, true)})))
+}
+
+/// Validates `{key: int}` limits against the known keys.
+fn parse_limits(svc: &VolumeService, req: &Map<String, Value>) -> CResult<Vec<(String, i64)>> {
+    let keys = quota_keys(svc);
+    let mut out = Vec::new();
+    for (k, v) in req {
+        if k == "id" || k == "tenant_id" {
+            continue;
+        }
+        if !keys.contains(k) {
+            return Err(CinderError::bad(format!("Bad key(s) in quota set: {k}")));
+        }
+        let n = match v {
+            Value::Number(n) => n.as_i64(),
+            Value::String(x) => x.trim().parse().ok(),
+            _ => None,
+        }
+        .filter(|n| *n >= -1)
+        .ok_or_else(|| {
+            CinderError::bad(format!(
+                "Invalid input received: Quota value for key '{k}' must be an integer of at least -1."
+            ))
+        })?;
+        out.push((k.clone(), n));
+    }
+    Ok(out)
+}
+
+async fn quota_update(
+    AxState(svc): St,
+    c: Caller,
+    Path(project): Path<String>,
+    Body(body): Body,
+) -> CResult<Response> {
+    c.require_admin("volume_extension:quotas:update")?;
+    let req = body_obj(&body, "quota_set")?;
+    let limits = parse_limits(&svc, req)?;
+    svc.store
+        .write(|tx| {
+            let mut q = tx.get(Kind::Quota, &project).unwrap_or_default();
+            for (k, n) in &limits {
+                q.insert(k.clone(), json!(n));
+            }
+            tx.put_id(Kind::Quota, &project, q);
+            Ok(())
+        })
+        .await?;
+    let mut view = quota_set(&svc, &project, false, false);
+    if let Some(o) = view.as_object_mut() {
+        o.remove("id");
+    }
+    Ok(ok(json!({"quota_set": view})))
+}
+
+async fn quota_delete(
+    AxState(svc): St,
+    c: Caller,
+    Path(project): Path<String>,
+) -> CResult<Response> {
+    c.require_admin("volume_extension:quotas:delete")?;
+    svc.store
+        .write(|tx| {
+            tx.del(Kind::Quota, &project);
+            Ok(())
+        })
+        .await?;
+    Ok(StatusCode::OK.into_response())
+}
+
+async fn class_show(
+    AxState(svc): St,
+    c: Caller,
+    Path(class): Path<String>,
+) -> CResult<Response> {
+    c.require_admin("volume_extension:quota_classes")?;
+    let mut o = Map::new();
+    o.insert("id".into(), json!(class));
+    for k in quota_keys(&svc) {
+        let v = default_limit(&svc, &k);
+        o.insert(k, json!(v));
+    }
+    Ok(ok(json!({"quota_class_set": o})))
+}
+
+async fn class_update(
+    AxState(svc): St,
+    c: Caller,
+    Path(class): Path<String>,
+    Body(body): Body,
+) -> CResult<Response> {
+    c.require_admin("volume_extension:quota_classes")?;
+    if class != "default" {
+        return Err(CinderError::bad("Only the default quota class is used."));
+    }
+    let req = body_obj(&body, "quota_class_set")?;
+    let limits = parse_limits(&svc, req)?;
+    svc.store
+        .write(|tx| {
+            let mut q = tx.get(Kind::Quota, CLASS_DEFAULT).unwrap_or_default();
+            for (k, n) in &limits {
+                q.insert(k.clone(), json!(n));
+            }
+            tx.put_id(Kind::Quota, CLASS_DEFAULT, q);
+            Ok(())
+        })
+        .await?;
+    let mut o = Map::new();
+    for k in quota_keys(&svc) {
+        let v = default_limit(&svc, &k);
+        o.insert(k, json!(v));
+    }
+    Ok(ok(json!({"quota_class_set": o})))
+}
+
+// ---------------------------------------------------------------- services
+
+/// (binary, host) of each service this process runs.
+fn service_list(svc: &VolumeService) -> Vec<(&'static str, String)> {
+    let plain = svc.host.split('@').next().unwrap_or_default().to_string();
+    vec![
+        ("cinder-scheduler", plain),
+        ("cinder-volume", svc.host.clone()),
+    ]
+}
+
+fn disabled(svc: &VolumeService, binary: &str, host: &str) -> Option<Obj> {
+    svc.store
+        .read()
+        .get(Kind::Quota, &format!("service:{binary}:{host}"))
+        .map(|o| (**o).clone())
+}
+
+fn started_at(svc: &VolumeService) -> String {
+    let t = chrono::Utc::now() - chrono::Duration::from_std(svc.uptime()).unwrap_or_default();
+    t.format("%Y-%m-%dT%H:%M:%S%.6f").to_string()
+}
+
+async fn services(AxState(svc): St, c: Caller, q: Query) -> CResult<Response> {
+    c.require_admin("volume_extension:services:index")?;
+    let now = crate::store::now();
+    let _ = started_at(&svc);
+    let list: Vec<Value> = service_list(&svc)
+        .into_iter()
+        .filter(|(b, h)| {
+            q.get("binary").is_none_or(|x| x == *b)
+                && q.get("host").is_none_or(|x| {
+                    h == x || h.split('@').next() == Some(x)
+                })
+        })
+        .map(|(b, h)| {
+            let d = disabled(&svc, b, &h);
+            json!({
+                "binary": b, "host": h, "zone": svc.cfg.volume.default_availability_zone,
+                "status": if d.is_some() { "disabled" } else { "enabled" },
+                "state": "up", "updated_at": now,
+                "disabled_reason": d.as_ref().and_then(|o| o.get("reason").cloned()).unwrap_or(Value::Null),
+                "frozen": false,
+            })
+        })
+        .collect();
+    Ok(ok(json!({"services": list})))
+}
+
+async fn service_action(
+    AxState(svc): St,
+    c: Caller,
+    Path(action): Path<String>,
+    Body(body): Body,
+) -> CResult<Response> {
+    c.require_admin("volume_extension:services:update")?;
+    let host = body
+        .get("host")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let known_host = service_list(&svc).iter().any(|(_, h)| *h == host);
+    match action.as_str() {
+        "freeze" | "thaw" => {
+            if !known_host {
+                return Err(CinderError::bad(format!(
+                    "Invalid input received: Host {host} is not a volume host."
+                )));
+            }
+            return Ok(StatusCode::OK.into_response());
+        }
+        "failover_host" | "failover" => {
+            return Err(CinderError::bad(
+                "Invalid input received: this backend does not replicate.",
+            ));
+        }
+        "enable" | "disable" | "disable-log-reason" => {}
+        _ => return Err(CinderError::not_found("Unknown action")),
+    }
+    let binary = body
+        .get("binary")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    if !service_list(&svc)
+        .iter()
+        .any(|(b, h)| *b == binary && *h == host)
+    {
+        return Err(CinderError::not_found(format!(
+            "Service {binary} on host {host} could not be found."
+        )));
+    }
+    let reason = match action.as_str() {
+        "disable-log-reason" => match body.get("disabled_reason") {
+            Some(Value::String(r)) if !r.trim().is_empty() && r.len() <= 255 => Some(r.clone()),
+            _ => return Err(CinderError::bad("Disabled reason contains invalid characters or is too long")),
+        },
+        _ => None,
+    };
+    let key = format!("service:{binary}:{host}");
+    let disable = action != "enable";
+    let r2 = reason.clone();
+    svc.store
+        .write(|tx| {
+            if disable {
+                let mut o = Obj::new();
+                o.insert("reason".into(), json!(r2));
+                tx.put_id(Kind::Quota, &key, o);
+            } else {
+                tx.del(Kind::Quota, &key);
+            }
+            Ok(())
+        })
+        .await?;
+    let mut out = json!({"disabled": disable, "status": if disable { "disabled" } else { "enabled" },
+        "host": host, "service": binary, "binary": binary});
+    if action != "disable" {
+        out["disabled_reason"] = json!(reason);
+    }
+    Ok(ok(out))
+}
+
+async fn hosts(AxState(svc): St, c: Caller) -> CResult<Response> {
+    c.require_admin("volume_extension:hosts")?;
+    let now = crate::store::now();
+    let list: Vec<Value> = service_list(&svc)
+        .into_iter()
+        .map(|(b, h)| {
+            let d = disabled(&svc, b, &h).is_some();
+            json!({"service-status": "available", "service": b,
+                   "zone": svc.cfg.volume.default_availability_zone,
+                   "service-state": if d { "disabled" } else { "enabled" },
+                   "host_name": h, "last-update": now})
+        })
+        .collect();
+    Ok(ok(json!({"hosts": list})))
+}
+
+async fn host_show(AxState(svc): St, c: Caller, Path(host): Path<String>) -> CResult<Response> {
+    c.require_admin("volume_extension:hosts")?;
+    if !service_list(&svc).iter().any(|(_, h)| *h == host) {
+        return Err(CinderError::not_found(format!("Host {host} could not be found.")));
+    }
+    let st = svc.store.read();
+    let mut per: std::collections::BTreeMap<String, (i64, i64, i64, i64)> = Default::default();
+    let mut total = (0, 0, 0, 0);
+    for v in st.iter(Kind::Volume) {
+        let e = per.entry(s(v, "project_id").to_string()).or_default();
+        e.0 += 1;
+        e.1 += crate::store::i(v, "size");
+        total.0 += 1;
+        total.1 += crate::store::i(v, "size");
+    }
+    for x in st.iter(Kind::Snapshot) {
+        let e = per.entry(s(x, "project_id").to_string()).or_default();
+        e.2 += 1;
+        e.3 += crate::store::i(x, "size");
+        total.2 += 1;
+        total.3 += crate::store::i(x, "size");
+    }
+    let res = |project: &str, t: (i64, i64, i64, i64)| {
+        json!({"resource": {"volume_count": t.0.to_string(), "total_volume_gb": t.1.to_string(),
+            "snapshot_count": t.2.to_string(), "total_snapshot_gb": t.3.to_string(),
+            "project": project, "host": host}})
+    };
+    let mut list = vec![res("(total)", total)];
+    for (p, t) in per {
+        list.push(res(&p, t));
+    }
+    Ok(ok(json!({"host": list})))
+}
+
+async fn caps(svc: &VolumeService) -> Value {
+    let cap = svc.backend.capacity().await;
+    json!({
+        "volume_backend_name": svc.backend.name(),
+        "vendor_name": svc.backend.vendor(),
+        "driver_version": "1.0.0",
+        "storage_protocol": svc.backend.protocol(),
+        "total_capacity_gb": cap.total_gb,
+        "free_capacity_gb": cap.free_gb,
+        "reserved_percentage": 0,
+        "QoS_support": false,
+        "thin_provisioning_support": true,
+        "multiattach": true,
+        "timestamp": crate::store::now(),
+    })
+}
+
+async fn pools(AxState(svc): St, c: Caller, q: Query) -> CResult<Response> {
+    c.require_admin("scheduler_extension:scheduler_stats:get_pools")?;
+    let detail = q
+        .get("detail")
+        .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "1"));
+    let mut pool = json!({"name": svc.pool_host()});
+    if detail {
+        pool["capabilities"] = caps(&svc).await;
+    }
+    Ok(ok(json!({"pools": [pool]})))
+}
+
+async fn capabilities(AxState(svc): St, c: Caller, Path(host): Path<String>) -> CResult<Response> {
+    c.require_admin("volume_extension:capabilities")?;
+    let host = host.split('#').next().unwrap_or_default();
+    if host != svc.host {
+        return Err(CinderError::not_found(format!(
+            "Service cinder-volume on host {host} could not be found."
+        )));
+    }
+    Ok(ok(json!({
+        "pool_name": Value::Null,
+        "description": Value::Null,
+        "volume_backend_name": svc.backend.name(),
+        "namespace": format!("OS::Storage::Capabilities::{host}"),
+        "visibility": Value::Null,
+        "driver_version": "1.0.0",
+        "vendor_name": svc.backend.vendor(),
+        "properties": {
+            "thin_provisioning": {"title": "Thin Provisioning", "description": "Sets thin provisioning.", "type": "boolean"},
+        },
+        "storage_protocol": svc.backend.protocol(),
+        "replication_targets": [],
+        "display_name": Value::Null,
+    })))
+}

@@ -1,0 +1,850 @@
+//! `/v3/volumes`: create (blank, from snapshot, clone, from image), list
+//! and detail with filters and paging, show, update, delete (cascade),
+//! metadata, and the `action` verbs.
+use super::{
+    Body, ListParams, Query, St, accepted, accepted_empty, body_obj, check_metadata, list_params,
+    ok, paginate, parse_metadata_filter, uuid_like,
+};
+use crate::error::{CResult, CinderError};
+use crate::flows;
+use crate::store::{Kind, Obj, State, b, i, new_id, now, s};
+use crate::views::{self, Mv};
+use crate::{Caller, VolumeService};
+use axum::extract::{Path, State as AxState};
+use axum::response::Response;
+use axum::routing::{get, post};
+use serde_json::{Map, Value, json};
+use std::sync::Arc;
+
+pub fn routes() -> axum::Router<Arc<VolumeService>> {
+    axum::Router::new()
+        .route(
+            "/v3/volumes",
+            get(list).post(create).delete(no_id).put(no_id),
+        )
+        .route("/v3/volumes/detail", get(detail))
+        .route("/v3/volumes/summary", get(summary))
+        .route("/v3/volumes/{id}", get(show).put(update).delete(delete))
+        .route(
+            "/v3/volumes/{id}/metadata",
+            get(meta_get).post(meta_merge).put(meta_replace),
+        )
+        .route(
+            "/v3/volumes/{id}/metadata/{key}",
+            get(meta_item_get).put(meta_item_put).delete(meta_item_del),
+        )
+        .route("/v3/volumes/{id}/action", post(super::attachments::action))
+}
+
+async fn no_id() -> CinderError {
+    CinderError::not_found("The resource could not be found.")
+}
+
+/// The volume if the caller may see it (404 otherwise).
+pub fn find(st: &State, c: &Caller, id: &str) -> CResult<Arc<Obj>> {
+    st.get(Kind::Volume, id)
+        .filter(|v| c.owns(v))
+        .cloned()
+        .ok_or_else(|| CinderError::volume_not_found(id))
+}
+
+const SORT_KEYS: [&str; 8] = [
+    "id",
+    "name",
+    "status",
+    "size",
+    "created_at",
+    "updated_at",
+    "availability_zone",
+    "bootable",
+];
+
+const VOLUME_FILTERS: [&str; 12] = [
+    "name",
+    "status",
+    "metadata",
+    "bootable",
+    "migration_status",
+    "availability_zone",
+    "group_id",
+    "size",
+    "created_at",
+    "updated_at",
+    "display_name",
+    "volume_type",
+];
+
+fn key_of(k: &str) -> &str {
+    k
+}
+
+/// Whether `v` passes one filter (`name~` is a substring match, 3.34).
+fn matches(v: &Obj, k: &str, want: &str) -> CResult<bool> {
+    let (field, like) = match k.strip_suffix('~') {
+        Some(f) => (f, true),
+        None => (k, false),
+    };
+    let field = if field == "display_name" {
+        "name"
+    } else {
+        field
+    };
+    Ok(match field {
+        "metadata" => {
+            let m = parse_metadata_filter(want)?;
+            let have = v.get("metadata").and_then(Value::as_object);
+            m.iter()
+                .all(|(mk, mv)| have.and_then(|h| h.get(mk)) == Some(mv))
+        }
+        "bootable" => {
+            let w = matches!(want.to_ascii_lowercase().as_str(), "true" | "1" | "yes");
+            b(v, "bootable") == w
+        }
+        "size" => want.parse::<i64>().is_ok_and(|n| n == i(v, "size")),
+        "project_id" | "tenant_id" => s(v, "project_id") == want,
+        "volume_type" => s(v, "volume_type") == want || s(v, "volume_type_id") == want,
+        f => {
+            let have = match v.get(f) {
+                Some(Value::String(x)) => x.clone(),
+                Some(Value::Null) | None => String::new(),
+                Some(o) => o.to_string(),
+            };
+            if like {
+                have.contains(want)
+            } else {
+                have == want
+            }
+        }
+    })
+}
+
+fn select(
+    st: &State,
+    c: &Caller,
+    p: &ListParams,
+    mv: Mv,
+) -> CResult<Vec<Arc<Obj>>> {
+    let mut filters: Vec<(String, String)> = Vec::new();
+    for (k, v) in &p.filters {
+        let base = k.trim_end_matches('~');
+        if !c.admin && !VOLUME_FILTERS.contains(&base) {
+            return Err(CinderError::bad(format!(
+                "Invalid input received: Invalid filters {k} are found in query options."
+            )));
+        }
+        if k.ends_with('~') && !mv.at_least(34) {
+            return Err(CinderError::bad(format!(
+                "Invalid input received: Invalid filters {k} are found in query options."
+            )));
+        }
+        filters.push((k.clone(), v.clone()));
+    }
+    let mut out = Vec::new();
+    for v in st.iter(Kind::Volume) {
+        let mine = s(v, "project_id") == c.project;
+        if !(mine || (c.admin && (p.all_tenants || filters.iter().any(|(k, _)| k == "project_id")))) {
+            continue;
+        }
+        let mut ok_ = true;
+        for (k, want) in &filters {
+            if !matches(v, k, want)? {
+                ok_ = false;
+                break;
+            }
+        }
+        if ok_ {
+            out.push(v.clone());
+        }
+    }
+    Ok(out)
+}
+
+async fn list_impl(
+    svc: &Arc<VolumeService>,
+    c: &Caller,
+    mv: Mv,
+    q: &Query,
+    detail: bool,
+) -> CResult<Response> {
+    let p = list_params(q, &SORT_KEYS)?;
+    let st = svc.store.read();
+    let all = select(&st, c, &p, mv)?;
+    let count = all.len();
+    let path = if detail { "volumes/detail" } else { "volumes" };
+    let (page, links) = paginate(svc, all, &p, "volumes", path, q, key_of)?;
+    let items: Vec<Value> = page
+        .iter()
+        .map(|v| {
+            if detail {
+                views::volume_detail(svc, &st, c, mv, v)
+            } else {
+                views::volume_summary(svc, v)
+            }
+        })
+        .collect();
+    let mut body = json!({ "volumes": items });
+    if let Some(l) = links {
+        body["volumes_links"] = l;
+    }
+    if p.with_count && mv.at_least(45) {
+        body["count"] = json!(count);
+    }
+    Ok(ok(body))
+}
+
+async fn list(AxState(svc): St, c: Caller, mv: Mv, q: Query) -> CResult<Response> {
+    list_impl(&svc, &c, mv, &q, false).await
+}
+
+async fn detail(AxState(svc): St, c: Caller, mv: Mv, q: Query) -> CResult<Response> {
+    list_impl(&svc, &c, mv, &q, true).await
+}
+
+async fn summary(AxState(svc): St, c: Caller, mv: Mv, q: Query) -> CResult<Response> {
+    if !mv.at_least(12) {
+        return Err(CinderError::not_found("The resource could not be found."));
+    }
+    let p = list_params(&q, &SORT_KEYS)?;
+    let st = svc.store.read();
+    let all = select(&st, &c, &p, mv)?;
+    let size: i64 = all.iter().map(|v| i(v, "size")).sum();
+    let mut body = json!({"volume-summary": {"total_size": size, "total_count": all.len()}});
+    if mv.at_least(36) {
+        let mut meta: Map<String, Value> = Map::new();
+        for v in &all {
+            if let Some(m) = v.get("metadata").and_then(Value::as_object) {
+                for (k, x) in m {
+                    let e = meta.entry(k.clone()).or_insert_with(|| json!([]));
+                    if let Some(a) = e.as_array_mut()
+                        && !a.contains(x)
+                    {
+                        a.push(x.clone());
+                    }
+                }
+            }
+        }
+        body["volume-summary"]["metadata"] = Value::Object(meta);
+    }
+    Ok(ok(body))
+}
+
+async fn show(AxState(svc): St, c: Caller, mv: Mv, Path(id): Path<String>) -> CResult<Response> {
+    let st = svc.store.read();
+    let v = find(&st, &c, &id)?;
+    Ok(ok(
+        json!({"volume": views::volume_detail(&svc, &st, &c, mv, &v)}),
+    ))
+}
+
+/// A size field: an integer (or a string of digits) of at least 1.
+fn parse_size(v: &Value) -> CResult<i64> {
+    let n = match v {
+        Value::Number(n) => n.as_i64(),
+        Value::String(x) => x.trim().parse::<i64>().ok(),
+        _ => None,
+    };
+    match n {
+        Some(n) if n >= 1 => Ok(n),
+        _ => Err(CinderError::bad(format!(
+            "Invalid input for field/attribute size. Value: {v}. size must be an integer and greater than 0"
+        ))),
+    }
+}
+
+fn opt_str(o: &Map<String, Value>, k: &str) -> CResult<Option<String>> {
+    match o.get(k) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(x)) => Ok(Some(x.clone())),
+        Some(other) => Err(CinderError::bad(format!(
+            "Invalid input for field/attribute {k}. Value: {other}. It is not a string"
+        ))),
+    }
+}
+
+fn check_len(name: &str, v: &Option<String>, max: usize) -> CResult<()> {
+    if let Some(x) = v
+        && x.chars().count() > max
+    {
+        return Err(CinderError::bad(format!(
+            "Invalid input for field/attribute {name}. {name} has more than {max} characters."
+        )));
+    }
+    Ok(())
+}
+
+async fn create(AxState(svc): St, c: Caller, mv: Mv, Body(body): Body) -> CResult<Response> {
+    c.require_writer("volume:create")?;
+    let req = body_obj(&body, "volume")?.clone();
+    let name = match opt_str(&req, "name")? {
+        Some(n) => Some(n),
+        None => opt_str(&req, "display_name")?,
+    };
+    let description = match opt_str(&req, "description")? {
+        Some(n) => Some(n),
+        None => opt_str(&req, "display_description")?,
+    };
+    check_len("name", &name, 255)?;
+    check_len("description", &description, 255)?;
+    let metadata = match req.get("metadata") {
+        None | Some(Value::Null) => Map::new(),
+        Some(m) => check_metadata(m)?,
+    };
+    let snapshot_id = opt_str(&req, "snapshot_id")?;
+    let source_volid = opt_str(&req, "source_volid")?;
+    let image_ref = match opt_str(&req, "imageRef")? {
+        Some(x) => Some(x),
+        None => opt_str(&req, "image_id")?,
+    };
+    if [&snapshot_id, &source_volid, &image_ref]
+        .iter()
+        .filter(|x| x.is_some())
+        .count()
+        > 1
+    {
+        return Err(CinderError::bad(
+            "Invalid input received: only one of snapshot_id, source_volid or imageRef may be given.",
+        ));
+    }
+    let multiattach = match req.get("multiattach") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(x)) => *x,
+        Some(Value::String(x)) => matches!(x.to_ascii_lowercase().as_str(), "true" | "1" | "yes"),
+        Some(_) => return Err(CinderError::bad("Invalid value for multiattach.")),
+    };
+    if let Some(x) = req.get("backup_id").filter(|x| !x.is_null()) {
+        return Err(CinderError::not_found(format!(
+            "Backup {} could not be found.",
+            x.as_str().unwrap_or_default()
+        )));
+    }
+    let size_given = match req.get("size") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(parse_size(v)?),
+    };
+    // Image (outside the store's write: it is another service).
+    let mut image: Option<Value> = None;
+    if let Some(img) = &image_ref {
+        let got = svc
+            .images
+            .get(c.token(), img)
+            .await
+            .map_err(CinderError::from)?;
+        let Some(doc) = got.filter(|d| d["status"] == "active") else {
+            return Err(CinderError::bad(format!(
+                "Invalid input received: Invalid image identifier or unable to access requested image. (image {img})"
+            )));
+        };
+        image = Some(doc);
+    }
+    let az_default = svc.cfg.volume.default_availability_zone.clone();
+    let az = match opt_str(&req, "availability_zone")? {
+        None => az_default.clone(),
+        Some(z) if z == az_default => z,
+        Some(z) => {
+            return Err(CinderError::bad(format!(
+                "Invalid input received: Availability zone '{z}' is invalid."
+            )));
+        }
+    };
+    let vtype_req = opt_str(&req, "volume_type")?;
+    let project = c.project.clone();
+    let user = c.user().to_string();
+    let svc2 = svc.clone();
+    let image2 = image.clone();
+    let c2 = c.clone();
+    let vol = svc
+        .store
+        .write(move |tx| {
+            let c = &c2;
+            let st = &tx.st;
+            // Sources.
+            let mut src_size = None;
+            let mut src_type = None;
+            if let Some(sid) = &snapshot_id {
+                let sn = st
+                    .get(Kind::Snapshot, sid)
+                    .filter(|x| c.owns(x))
+                    .ok_or_else(|| CinderError::snapshot_not_found(sid))?;
+                if s(sn, "status") != "available" {
+                    return Err(CinderError::bad(format!(
+                        "Invalid snapshot: Originating snapshot status must be one of 'available' values"
+                    )));
+                }
+                src_size = Some(i(sn, "size"));
+                src_type = st
+                    .get(Kind::Volume, s(sn, "volume_id"))
+                    .map(|v| s(v, "volume_type").to_string());
+            }
+            if let Some(vid) = &source_volid {
+                let sv = st
+                    .get(Kind::Volume, vid)
+                    .filter(|x| c.owns(x))
+                    .ok_or_else(|| CinderError::volume_not_found(vid))?;
+                if !matches!(s(sv, "status"), "available" | "in-use") {
+                    return Err(CinderError::invalid(
+                        "volume",
+                        format!(
+                            "Unable to create volume from source volume {vid} in status {}",
+                            s(sv, "status")
+                        ),
+                    ));
+                }
+                src_size = Some(i(sv, "size"));
+                src_type = Some(s(sv, "volume_type").to_string());
+            }
+            let size = match (size_given, src_size) {
+                (Some(n), Some(m)) if n < m => {
+                    return Err(CinderError::bad(format!(
+                        "Invalid input received: Volume size '{n}'GB cannot be smaller than the snapshot or source volume size '{m}'GB."
+                    )));
+                }
+                (Some(n), _) => n,
+                (None, Some(m)) => m,
+                (None, None) => {
+                    return Err(CinderError::bad(
+                        "Invalid input received: size must be an integer and greater than 0",
+                    ));
+                }
+            };
+            if let Some(img) = &image2 {
+                const GIB: f64 = (1u64 << 30) as f64;
+                let bytes = img["size"].as_f64().unwrap_or(0.0);
+                let vsize = img["virtual_size"].as_f64().unwrap_or(0.0);
+                let need = (bytes.max(vsize) / GIB).ceil() as i64;
+                let min_disk = img["min_disk"].as_i64().unwrap_or(0);
+                if need > size || min_disk > size {
+                    return Err(CinderError::bad(format!(
+                        "Invalid input received: Image {} is larger than the volume ({size} GB): it needs {} GB.",
+                        img["id"].as_str().unwrap_or_default(),
+                        need.max(min_disk)
+                    )));
+                }
+            }
+            // Type: asked for, else the source's, else the default.
+            let vtype = match vtype_req.as_deref().or(src_type.as_deref()) {
+                Some(t) if !t.is_empty() => st
+                    .volume_type(t)
+                    .filter(|x| type_usable(x, &c))
+                    .cloned()
+                    .ok_or_else(|| {
+                        if uuid_like(t) {
+                            CinderError::not_found(format!("Volume type {t} could not be found."))
+                        } else {
+                            CinderError::not_found(format!(
+                                "Volume type with name {t} could not be found."
+                            ))
+                        }
+                    })?,
+                _ => svc2
+                    .default_type(st)
+                    .ok_or_else(|| CinderError::internal("no default volume type"))?,
+            };
+            let tname = s(&vtype, "name").to_string();
+            svc2.check_quota(st, &project, &tname, 1, 0, size)?;
+            let id = new_id();
+            let t = now();
+            let mut v = Obj::new();
+            v.insert("id".into(), json!(id));
+            v.insert("name".into(), json!(name));
+            v.insert("description".into(), json!(description));
+            v.insert("size".into(), json!(size));
+            v.insert("status".into(), json!("creating"));
+            v.insert("availability_zone".into(), json!(az));
+            v.insert("project_id".into(), json!(project));
+            v.insert("user_id".into(), json!(user));
+            v.insert("metadata".into(), Value::Object(metadata));
+            v.insert("admin_metadata".into(), json!({}));
+            v.insert("bootable".into(), json!(false));
+            v.insert("multiattach".into(), json!(multiattach));
+            v.insert("snapshot_id".into(), json!(snapshot_id));
+            v.insert("source_volid".into(), json!(source_volid));
+            v.insert("volume_type".into(), json!(tname));
+            v.insert("volume_type_id".into(), json!(s(&vtype, "id")));
+            v.insert("created_at".into(), json!(t));
+            v.insert("updated_at".into(), Value::Null);
+            v.insert("replication_status".into(), json!("disabled"));
+            if let Some(img) = &image2 {
+                v.insert("bootable".into(), json!(false));
+                v.insert("volume_image_metadata".into(), image_metadata(img));
+            }
+            // Bootable sources make bootable volumes.
+            if let Some(sid) = &snapshot_id
+                && let Some(src) = st
+                    .get(Kind::Snapshot, sid)
+                    .and_then(|sn| st.get(Kind::Volume, s(sn, "volume_id")))
+            {
+                copy_boot_fields(src, &mut v);
+            }
+            if let Some(vid) = &source_volid
+                && let Some(src) = st.get(Kind::Volume, vid)
+            {
+                copy_boot_fields(src, &mut v);
+            }
+            tx.put(Kind::Volume, v.clone());
+            Ok(v)
+        })
+        .await?;
+    let id = s(&vol, "id").to_string();
+    let mut state = json!({"id": id, "size": i(&vol, "size")});
+    if let Some(x) = vol.get("snapshot_id").and_then(Value::as_str) {
+        state["snapshot_id"] = json!(x);
+    }
+    if let Some(x) = vol.get("source_volid").and_then(Value::as_str) {
+        state["source_volid"] = json!(x);
+    }
+    if let Some(img) = &image {
+        state["image_id"] = img["id"].clone();
+        state["token"] = json!(c.token());
+    }
+    flows::spawn(&svc, flows::CREATE, state);
+    let st = svc.store.read();
+    Ok(accepted(
+        json!({"volume": views::volume_view(&svc, &st, &c, mv, &vol, views::VolView::Create)}),
+    ))
+}
+
+fn copy_boot_fields(src: &Obj, v: &mut Obj) {
+    if b(src, "bootable") {
+        v.insert("bootable".into(), json!(true));
+    }
+    if let Some(m) = src.get("volume_image_metadata").filter(|m| m.is_object()) {
+        v.insert("volume_image_metadata".into(), m.clone());
+    }
+}
+
+/// `volume_image_metadata` as Cinder records it from the image.
+pub fn image_metadata(img: &Value) -> Value {
+    let mut m = Map::new();
+    let str_of = |v: &Value| match v {
+        Value::String(x) => x.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    };
+    m.insert("image_id".into(), json!(str_of(&img["id"])));
+    m.insert("image_name".into(), json!(str_of(&img["name"])));
+    for k in [
+        "checksum",
+        "container_format",
+        "disk_format",
+        "min_disk",
+        "min_ram",
+        "size",
+    ] {
+        if let Some(x) = img.get(k).filter(|x| !x.is_null()) {
+            m.insert(k.into(), json!(str_of(x)));
+        }
+    }
+    if let Some(o) = img.as_object() {
+        const CORE: [&str; 22] = [
+            "id", "name", "checksum", "container_format", "disk_format", "min_disk", "min_ram",
+            "size", "status", "visibility", "protected", "owner", "created_at", "updated_at",
+            "tags", "self", "file", "schema", "virtual_size", "os_hash_algo", "os_hash_value",
+            "locations",
+        ];
+        for (k, x) in o {
+            if !CORE.contains(&k.as_str()) && !k.starts_with("os_") && x.is_string() {
+                m.insert(k.clone(), x.clone());
+            }
+        }
+    }
+    Value::Object(m)
+}
+
+/// Public types, or private ones the caller's project was given.
+pub fn type_usable(t: &Obj, c: &Caller) -> bool {
+    c.admin
+        || b(t, "is_public")
+        || t.get("projects")
+            .and_then(Value::as_array)
+            .is_some_and(|a| a.iter().any(|p| p.as_str() == Some(c.project.as_str())))
+}
+
+async fn update(
+    AxState(svc): St,
+    c: Caller,
+    mv: Mv,
+    Path(id): Path<String>,
+    Body(body): Body,
+) -> CResult<Response> {
+    c.require_writer("volume:update")?;
+    let req = body_obj(&body, "volume")?.clone();
+    let name = match opt_str(&req, "name")? {
+        Some(n) => Some(n),
+        None => opt_str(&req, "display_name")?,
+    };
+    let description = match opt_str(&req, "description")? {
+        Some(n) => Some(n),
+        None => opt_str(&req, "display_description")?,
+    };
+    check_len("name", &name, 255)?;
+    check_len("description", &description, 255)?;
+    let metadata = match req.get("metadata") {
+        None | Some(Value::Null) => None,
+        Some(m) => Some(check_metadata(m)?),
+    };
+    let st0 = svc.store.read();
+    find(&st0, &c, &id)?;
+    let v = svc
+        .store
+        .update(Kind::Volume, &id, |v| {
+            if req.contains_key("name") || req.contains_key("display_name") {
+                v.insert("name".into(), json!(name));
+            }
+            if req.contains_key("description") || req.contains_key("display_description") {
+                v.insert("description".into(), json!(description));
+            }
+            if let Some(m) = metadata {
+                v.insert("metadata".into(), Value::Object(m));
+            }
+            Ok(())
+        })
+        .await?;
+    let st = svc.store.read();
+    Ok(ok(
+        json!({"volume": views::volume_view(&svc, &st, &c, mv, &v, views::VolView::Update)}),
+    ))
+}
+
+async fn delete(
+    AxState(svc): St,
+    c: Caller,
+    Path(id): Path<String>,
+    q: Query,
+) -> CResult<Response> {
+    c.require_writer("volume:delete")?;
+    let truthy = |k: &str| {
+        q.get(k)
+            .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "1" | "yes"))
+    };
+    let cascade = truthy("cascade");
+    let force = truthy("force");
+    if force {
+        c.require_admin("volume:force_delete")?;
+    }
+    start_delete(&svc, &c, &id, cascade, force).await?;
+    Ok(accepted_empty())
+}
+
+/// Checks a volume may be deleted, marks it (and with cascade its
+/// snapshots) `deleting`, and starts the delete saga.
+pub async fn start_delete(
+    svc: &Arc<VolumeService>,
+    c: &Caller,
+    id: &str,
+    cascade: bool,
+    force: bool,
+) -> CResult<()> {
+    let snaps = svc
+        .store
+        .write(|tx| {
+            let v = find(&tx.st, c, id)?;
+            let status = s(&v, "status");
+            let attached = tx
+                .st
+                .attachments_of(id)
+                .any(|a| s(a, "attach_status") != "detached");
+            let ok_status = [
+                "available",
+                "error",
+                "error_restoring",
+                "error_extending",
+                "error_managing",
+            ];
+            if !force && (!ok_status.contains(&status) || attached) {
+                return Err(CinderError::invalid(
+                    "volume",
+                    format!(
+                        "Volume status must be available or error or error_restoring or error_extending or error_managing and must not be migrating, attached, belong to a group, have snapshots, awaiting a transfer, or be disassociated from snapshots after volume transfer. (status: {status})"
+                    ),
+                ));
+            }
+            if force && status == "deleting" {
+                // Already on its way out.
+            }
+            let snaps: Vec<Obj> = tx.st.snapshots_of(id).map(|x| (**x).clone()).collect();
+            if !snaps.is_empty() && !cascade {
+                return Err(CinderError::invalid(
+                    "volume",
+                    "Volume still has 1 dependent snapshots.".replace(
+                        "1",
+                        &snaps.len().to_string(),
+                    ),
+                ));
+            }
+            if cascade
+                && let Some(bad) = snaps
+                    .iter()
+                    .find(|x| !matches!(s(x, "status"), "available" | "error"))
+            {
+                return Err(CinderError::invalid(
+                    "volume",
+                    format!("Snapshot {} is in status {}.", s(bad, "id"), s(bad, "status")),
+                ));
+            }
+            let mut v = (*v).clone();
+            v.insert("status".into(), json!("deleting"));
+            v.insert("updated_at".into(), json!(now()));
+            tx.put(Kind::Volume, v);
+            for mut x in snaps.clone() {
+                x.insert("status".into(), json!("deleting"));
+                tx.put(Kind::Snapshot, x);
+            }
+            Ok(snaps)
+        })
+        .await?;
+    let snap_ids: Vec<&str> = snaps.iter().map(|x| s(x, "id")).collect();
+    flows::spawn(svc, flows::DELETE, json!({"id": id, "snapshots": snap_ids}));
+    Ok(())
+}
+
+// ---------------------------------------------------------------- metadata
+
+async fn meta_get(AxState(svc): St, c: Caller, Path(id): Path<String>) -> CResult<Response> {
+    let st = svc.store.read();
+    let v = find(&st, &c, &id)?;
+    Ok(ok(
+        json!({"metadata": v.get("metadata").cloned().unwrap_or_else(|| json!({}))}),
+    ))
+}
+
+/// Changes a volume's or snapshot's `metadata` with `f`, returning the result.
+pub async fn change_meta(
+    svc: &VolumeService,
+    c: &Caller,
+    k: Kind,
+    id: &str,
+    f: impl FnOnce(&mut Map<String, Value>) -> CResult<()>,
+) -> CResult<Map<String, Value>> {
+    c.require_writer("volume:update_volume_metadata")?;
+    let st = svc.store.read();
+    let found = st.get(k, id).filter(|o| c.owns(o)).is_some();
+    if !found {
+        return Err(match k {
+            Kind::Snapshot => CinderError::snapshot_not_found(id),
+            _ => CinderError::volume_not_found(id),
+        });
+    }
+    let o = svc
+        .store
+        .update(k, id, |o| {
+            let mut m = o
+                .get("metadata")
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default();
+            f(&mut m)?;
+            o.insert("metadata".into(), Value::Object(m));
+            Ok(())
+        })
+        .await?;
+    Ok(o.get("metadata")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default())
+}
+
+pub fn meta_body(body: &Value) -> CResult<Map<String, Value>> {
+    let m = body
+        .get("metadata")
+        .ok_or_else(|| CinderError::bad("Malformed request body: no metadata"))?;
+    check_metadata(m)
+}
+
+/// `{"meta": {key: value}}` naming exactly `key`.
+pub fn meta_item_body(body: &Value, key: &str) -> CResult<Value> {
+    let m = body
+        .get("meta")
+        .and_then(Value::as_object)
+        .ok_or_else(|| CinderError::bad("Malformed request body"))?;
+    if m.len() > 1 {
+        return Err(CinderError::bad("Request body contains too many items"));
+    }
+    let Some(v) = m.get(key) else {
+        return Err(CinderError::bad("Request body and URI mismatch"));
+    };
+    check_metadata(&json!({key: v}))?;
+    Ok(v.clone())
+}
+
+async fn meta_merge(
+    AxState(svc): St,
+    c: Caller,
+    Path(id): Path<String>,
+    Body(body): Body,
+) -> CResult<Response> {
+    let new = meta_body(&body)?;
+    let m = change_meta(&svc, &c, Kind::Volume, &id, |m| {
+        m.extend(new);
+        Ok(())
+    })
+    .await?;
+    Ok(ok(json!({"metadata": m})))
+}
+
+async fn meta_replace(
+    AxState(svc): St,
+    c: Caller,
+    Path(id): Path<String>,
+    Body(body): Body,
+) -> CResult<Response> {
+    let new = meta_body(&body)?;
+    let m = change_meta(&svc, &c, Kind::Volume, &id, |m| {
+        *m = new;
+        Ok(())
+    })
+    .await?;
+    Ok(ok(json!({"metadata": m})))
+}
+
+async fn meta_item_get(
+    AxState(svc): St,
+    c: Caller,
+    Path((id, key)): Path<(String, String)>,
+) -> CResult<Response> {
+    let st = svc.store.read();
+    let v = find(&st, &c, &id)?;
+    let x = v
+        .get("metadata")
+        .and_then(|m| m.get(&key))
+        .ok_or_else(|| {
+            CinderError::not_found(format!(
+                "Volume {id} has no metadata with key {key}."
+            ))
+        })?;
+    Ok(ok(json!({"meta": {key: x}})))
+}
+
+async fn meta_item_put(
+    AxState(svc): St,
+    c: Caller,
+    Path((id, key)): Path<(String, String)>,
+    Body(body): Body,
+) -> CResult<Response> {
+    let x = meta_item_body(&body, &key)?;
+    let k2 = key.clone();
+    let x2 = x.clone();
+    change_meta(&svc, &c, Kind::Volume, &id, move |m| {
+        m.insert(k2, x2);
+        Ok(())
+    })
+    .await?;
+    Ok(ok(json!({"meta": {key: x}})))
+}
+
+async fn meta_item_del(
+    AxState(svc): St,
+    c: Caller,
+    Path((id, key)): Path<(String, String)>,
+) -> CResult<Response> {
+    let k2 = key.clone();
+    let id2 = id.clone();
+    change_meta(&svc, &c, Kind::Volume, &id, move |m| {
+        m.remove(&k2).map(|_| ()).ok_or_else(|| {
+            CinderError::not_found(format!(
+                "Volume {id2} has no metadata with key {k2}."
+            ))
+        })
+    })
+    .await?;
+    Ok(super::ok_empty())
+}

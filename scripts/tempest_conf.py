@@ -597,6 +597,19 @@ def volume_sections(cloud, conf, stype, url):
                  f"{len(backups)} cinder-backup service(s) in /os-services")
     except ProbeError as exc:
         log(f"volume services: {exc}")
+    # What the backend reports: tests put these in volume types' extra specs
+    # and expect the scheduler to honour them (DevStack sets its LVM's).
+    try:
+        pools = cloud.get_json(url + "/scheduler-stats/get_pools?detail=True").get("pools", [])
+        caps = (pools[0].get("capabilities") or {}) if pools else {}
+        for key, option in (("vendor_name", "vendor_name"), ("storage_protocol", "storage_protocol")):
+            if caps.get(key):
+                conf.set("volume", option, caps[key], f"from GET /scheduler-stats/get_pools {key}")
+        if caps.get("volume_backend_name"):
+            conf.set("volume", "backend_names", [caps["volume_backend_name"]],
+                     "from GET /scheduler-stats/get_pools volume_backend_name")
+    except ProbeError as exc:
+        log(f"volume pools: {exc}")
 
 
 # [compute-feature-enabled] flags that cannot be probed without booting and driving a

@@ -54,7 +54,14 @@ async fn create_volume(c: &TestCloud, tok: &str, body: Value) -> String {
     assert_eq!(r.status, 202, "{}", r.body);
     assert_eq!(r.body["volume"]["status"], "creating");
     let id = r.body["volume"]["id"].as_str().unwrap().to_string();
-    wait(c, tok, &format!("/volumes/{id}"), "volume", Some("available")).await;
+    wait(
+        c,
+        tok,
+        &format!("/volumes/{id}"),
+        "volume",
+        Some("available"),
+    )
+    .await;
     id
 }
 
@@ -77,11 +84,24 @@ async fn volumes_snapshots_attachments_file_backend() {
     assert_eq!(v.status, 200, "{}", v.body);
     // Validation and 404s.
     for size in [json!(0), json!(-1), json!("abc"), Value::Null] {
-        let r = cinder(&c, Method::POST, "/volumes", &tok, json!({"volume": {"size": size}})).await;
+        let r = cinder(
+            &c,
+            Method::POST,
+            "/volumes",
+            &tok,
+            json!({"volume": {"size": size}}),
+        )
+        .await;
         assert_eq!(r.status, 400, "size {size}: {}", r.body);
     }
-    let r = cinder(&c, Method::POST, "/volumes", &tok,
-        json!({"volume": {"size": 1, "volume_type": "5f3b1fa6-0d5b-4e7c-8d7e-3f5a0c1b2a99"}})).await;
+    let r = cinder(
+        &c,
+        Method::POST,
+        "/volumes",
+        &tok,
+        json!({"volume": {"size": 1, "volume_type": "5f3b1fa6-0d5b-4e7c-8d7e-3f5a0c1b2a99"}}),
+    )
+    .await;
     assert_eq!(r.status, 404, "{}", r.body);
     assert!(r.body["itemNotFound"]["message"].is_string());
     let r = cinder(&c, Method::GET, "/volumes/", &tok, Value::Null).await;
@@ -90,53 +110,175 @@ async fn volumes_snapshots_attachments_file_backend() {
     assert_eq!(r.status, 404);
 
     // Create, with the project id in the path as older clients send it.
-    let v1 = create_volume(&c, &tok, json!({"size": 1, "name": "v1", "metadata": {"a": "b"}})).await;
-    let show = cinder(&c, Method::GET, &format!("/volumes/{v1}"), &tok, Value::Null).await;
+    let v1 = create_volume(
+        &c,
+        &tok,
+        json!({"size": 1, "name": "v1", "metadata": {"a": "b"}}),
+    )
+    .await;
+    let show = cinder(
+        &c,
+        Method::GET,
+        &format!("/volumes/{v1}"),
+        &tok,
+        Value::Null,
+    )
+    .await;
     assert_eq!(show.body["volume"]["bootable"], "false");
     assert_eq!(show.body["volume"]["volume_type"], "__DEFAULT__");
-    assert!(show.body["volume"]["os-vol-host-attr:host"].as_str().unwrap().contains('#'));
-    let project = show.body["volume"]["os-vol-tenant-attr:tenant_id"].as_str().unwrap().to_string();
-    let r = c.request(Method::GET, &format!("/volume/v3/{project}/volumes/detail?name=v1"), Some(&tok), Value::Null).await;
+    assert!(
+        show.body["volume"]["os-vol-host-attr:host"]
+            .as_str()
+            .unwrap()
+            .contains('#')
+    );
+    let project = show.body["volume"]["os-vol-tenant-attr:tenant_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = c
+        .request(
+            Method::GET,
+            &format!("/volume/v3/{project}/volumes/detail?name=v1"),
+            Some(&tok),
+            Value::Null,
+        )
+        .await;
     assert_eq!(r.body["volumes"].as_array().unwrap().len(), 1, "{}", r.body);
     assert_eq!(r.body["volumes"][0], show.body["volume"]);
-    let r = cinder(&c, Method::GET, "/volumes?metadata=%7B%27a%27%3A+%27b%27%7D", &tok, Value::Null).await;
+    let r = cinder(
+        &c,
+        Method::GET,
+        "/volumes?metadata=%7B%27a%27%3A+%27b%27%7D",
+        &tok,
+        Value::Null,
+    )
+    .await;
     assert_eq!(r.body["volumes"].as_array().unwrap().len(), 1, "{}", r.body);
     assert!(backend_files(&c).contains(&format!("volume-{v1}")));
 
     // Metadata: POST merges, PUT replaces, items.
-    let r = cinder(&c, Method::POST, &format!("/volumes/{v1}/metadata"), &tok, json!({"metadata": {"c": "d"}})).await;
+    let r = cinder(
+        &c,
+        Method::POST,
+        &format!("/volumes/{v1}/metadata"),
+        &tok,
+        json!({"metadata": {"c": "d"}}),
+    )
+    .await;
     assert_eq!(r.body["metadata"], json!({"a": "b", "c": "d"}));
-    let r = cinder(&c, Method::PUT, &format!("/volumes/{v1}/metadata"), &tok, json!({"metadata": {"x": "y"}})).await;
+    let r = cinder(
+        &c,
+        Method::PUT,
+        &format!("/volumes/{v1}/metadata"),
+        &tok,
+        json!({"metadata": {"x": "y"}}),
+    )
+    .await;
     assert_eq!(r.body["metadata"], json!({"x": "y"}));
-    let r = cinder(&c, Method::PUT, &format!("/volumes/{v1}/metadata/k"), &tok, json!({"meta": {"k": "v"}})).await;
+    let r = cinder(
+        &c,
+        Method::PUT,
+        &format!("/volumes/{v1}/metadata/k"),
+        &tok,
+        json!({"meta": {"k": "v"}}),
+    )
+    .await;
     assert_eq!(r.body, json!({"meta": {"k": "v"}}));
-    let r = cinder(&c, Method::PUT, &format!("/volumes/{v1}/metadata/k"), &tok, json!({"meta": {"j": "v"}})).await;
+    let r = cinder(
+        &c,
+        Method::PUT,
+        &format!("/volumes/{v1}/metadata/k"),
+        &tok,
+        json!({"meta": {"j": "v"}}),
+    )
+    .await;
     assert_eq!(r.status, 400);
-    let r = cinder(&c, Method::DELETE, &format!("/volumes/{v1}/metadata/k"), &tok, Value::Null).await;
+    let r = cinder(
+        &c,
+        Method::DELETE,
+        &format!("/volumes/{v1}/metadata/k"),
+        &tok,
+        Value::Null,
+    )
+    .await;
     assert_eq!(r.status, 200);
 
     // Snapshot, volume from snapshot (bigger), clone.
-    let s = cinder(&c, Method::POST, "/snapshots", &tok, json!({"snapshot": {"volume_id": v1, "name": "s1"}})).await;
+    let s = cinder(
+        &c,
+        Method::POST,
+        "/snapshots",
+        &tok,
+        json!({"snapshot": {"volume_id": v1, "name": "s1"}}),
+    )
+    .await;
     assert_eq!(s.status, 202, "{}", s.body);
-    assert!(s.body["snapshot"].get("os-extended-snapshot-attributes:progress").is_none());
+    assert!(
+        s.body["snapshot"]
+            .get("os-extended-snapshot-attributes:progress")
+            .is_none()
+    );
     let s1 = s.body["snapshot"]["id"].as_str().unwrap().to_string();
-    let snap = wait(&c, &tok, &format!("/snapshots/{s1}"), "snapshot", Some("available")).await;
+    let snap = wait(
+        &c,
+        &tok,
+        &format!("/snapshots/{s1}"),
+        "snapshot",
+        Some("available"),
+    )
+    .await;
     assert_eq!(snap["os-extended-snapshot-attributes:progress"], "100%");
-    let r = cinder(&c, Method::POST, "/volumes", &tok, json!({"volume": {"snapshot_id": s1, "size": 0}})).await;
+    let r = cinder(
+        &c,
+        Method::POST,
+        "/volumes",
+        &tok,
+        json!({"volume": {"snapshot_id": s1, "size": 0}}),
+    )
+    .await;
     assert_eq!(r.status, 400);
     let v2 = create_volume(&c, &tok, json!({"snapshot_id": s1, "size": 2})).await;
     let v3 = create_volume(&c, &tok, json!({"source_volid": v2})).await;
-    let show = cinder(&c, Method::GET, &format!("/volumes/{v3}"), &tok, Value::Null).await;
+    let show = cinder(
+        &c,
+        Method::GET,
+        &format!("/volumes/{v3}"),
+        &tok,
+        Value::Null,
+    )
+    .await;
     assert_eq!(show.body["volume"]["size"], 2);
     assert_eq!(show.body["volume"]["source_volid"], v2.as_str());
 
     // Extend.
-    let r = cinder(&c, Method::POST, &format!("/volumes/{v3}/action"), &tok, json!({"os-extend": {"new_size": 1}})).await;
+    let r = cinder(
+        &c,
+        Method::POST,
+        &format!("/volumes/{v3}/action"),
+        &tok,
+        json!({"os-extend": {"new_size": 1}}),
+    )
+    .await;
     assert_eq!(r.status, 400);
-    let r = cinder(&c, Method::POST, &format!("/volumes/{v3}/action"), &tok, json!({"os-extend": {"new_size": 3}})).await;
+    let r = cinder(
+        &c,
+        Method::POST,
+        &format!("/volumes/{v3}/action"),
+        &tok,
+        json!({"os-extend": {"new_size": 3}}),
+    )
+    .await;
     assert_eq!(r.status, 202, "{}", r.body);
     assert!(r.body.is_null(), "actions answer with no body");
-    let v = wait(&c, &tok, &format!("/volumes/{v3}"), "volume", Some("available")).await;
+    let v = wait(
+        &c,
+        &tok,
+        &format!("/volumes/{v3}"),
+        "volume",
+        Some("available"),
+    )
+    .await;
     assert_eq!(v["size"], 3);
 
     // Legacy attach flow and its guards.
@@ -146,35 +288,104 @@ async fn volumes_snapshots_attachments_file_backend() {
     assert_eq!(r.status, 202, "{}", r.body);
     let r = cinder(&c, Method::POST, &path, &tok, act("os-reserve", json!({}))).await;
     assert_eq!(r.status, 400, "reserving twice");
-    let r = cinder(&c, Method::POST, &path, &tok, act("os-unreserve", json!({}))).await;
+    let r = cinder(
+        &c,
+        Method::POST,
+        &path,
+        &tok,
+        act("os-unreserve", json!({})),
+    )
+    .await;
     assert_eq!(r.status, 202);
     let server = "0b7b6f5e-8a4c-4d0e-9c3b-2f1e0d9c8b7a";
-    let r = cinder(&c, Method::POST, &path, &tok,
-        act("os-attach", json!({"instance_uuid": server, "mountpoint": "/dev/vdb"}))).await;
+    let r = cinder(
+        &c,
+        Method::POST,
+        &path,
+        &tok,
+        act(
+            "os-attach",
+            json!({"instance_uuid": server, "mountpoint": "/dev/vdb"}),
+        ),
+    )
+    .await;
     assert_eq!(r.status, 202, "{}", r.body);
-    let v = wait(&c, &tok, &format!("/volumes/{v2}"), "volume", Some("in-use")).await;
+    let v = wait(
+        &c,
+        &tok,
+        &format!("/volumes/{v2}"),
+        "volume",
+        Some("in-use"),
+    )
+    .await;
     assert_eq!(v["attachments"][0]["server_id"], server);
     assert_eq!(v["attachments"][0]["device"], "/dev/vdb");
     assert_eq!(v["attachments"][0]["id"], v2.as_str());
-    let r = cinder(&c, Method::DELETE, &format!("/volumes/{v2}"), &tok, Value::Null).await;
+    let r = cinder(
+        &c,
+        Method::DELETE,
+        &format!("/volumes/{v2}"),
+        &tok,
+        Value::Null,
+    )
+    .await;
     assert_eq!(r.status, 400, "an attached volume is not deleted");
     let r = cinder(&c, Method::POST, &path, &tok, act("os-detach", json!({}))).await;
     assert_eq!(r.status, 202);
-    wait(&c, &tok, &format!("/volumes/{v2}"), "volume", Some("available")).await;
+    wait(
+        &c,
+        &tok,
+        &format!("/volumes/{v2}"),
+        "volume",
+        Some("available"),
+    )
+    .await;
 
     // The attachments API (3.27+), as Nova drives it.
     let mv = [("OpenStack-API-Version", "volume 3.2")];
-    let r = c.request_h(Method::GET, "/volume/v3/attachments", Some(&tok), Value::Null, &mv).await;
+    let r = c
+        .request_h(
+            Method::GET,
+            "/volume/v3/attachments",
+            Some(&tok),
+            Value::Null,
+            &mv,
+        )
+        .await;
     assert_eq!(r.status, 404, "attachments need 3.27, we serve up to 3.2");
-    assert_eq!(r.header("openstack-api-version").as_deref(), Some("volume 3.2"));
-    let r = c.request_h(Method::GET, "/volume/v3/volumes", Some(&tok), Value::Null,
-        &[("OpenStack-API-Version", "volume 3.99")]).await;
+    assert_eq!(
+        r.header("openstack-api-version").as_deref(),
+        Some("volume 3.2")
+    );
+    let r = c
+        .request_h(
+            Method::GET,
+            "/volume/v3/volumes",
+            Some(&tok),
+            Value::Null,
+            &[("OpenStack-API-Version", "volume 3.99")],
+        )
+        .await;
     assert_eq!(r.status, 406);
 
     // Delete: refused with snapshots unless cascade; files follow the records.
-    let r = cinder(&c, Method::DELETE, &format!("/volumes/{v1}"), &tok, Value::Null).await;
+    let r = cinder(
+        &c,
+        Method::DELETE,
+        &format!("/volumes/{v1}"),
+        &tok,
+        Value::Null,
+    )
+    .await;
     assert_eq!(r.status, 400, "{}", r.body);
-    let r = cinder(&c, Method::DELETE, &format!("/volumes/{v1}?cascade=true"), &tok, Value::Null).await;
+    let r = cinder(
+        &c,
+        Method::DELETE,
+        &format!("/volumes/{v1}?cascade=true"),
+        &tok,
+        Value::Null,
+    )
+    .await;
     assert_eq!(r.status, 202, "{}", r.body);
     wait(&c, &tok, &format!("/volumes/{v1}"), "volume", None).await;
     wait(&c, &tok, &format!("/snapshots/{s1}"), "snapshot", None).await;
@@ -182,19 +393,46 @@ async fn volumes_snapshots_attachments_file_backend() {
     assert_eq!(backend_files(&c), want);
 
     // Quotas: 413 past the limit; usage counts volumes and snapshots.
-    let r = cinder(&c, Method::PUT, &format!("/os-quota-sets/{project}"), &tok,
-        json!({"quota_set": {"volumes": 2}})).await;
+    let r = cinder(
+        &c,
+        Method::PUT,
+        &format!("/os-quota-sets/{project}"),
+        &tok,
+        json!({"quota_set": {"volumes": 2}}),
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.body);
-    let r = cinder(&c, Method::POST, "/volumes", &tok, json!({"volume": {"size": 1}})).await;
+    let r = cinder(
+        &c,
+        Method::POST,
+        "/volumes",
+        &tok,
+        json!({"volume": {"size": 1}}),
+    )
+    .await;
     assert_eq!(r.status, 413, "{}", r.body);
-    let r = cinder(&c, Method::GET, &format!("/os-quota-sets/{project}?usage=True"), &tok, Value::Null).await;
+    let r = cinder(
+        &c,
+        Method::GET,
+        &format!("/os-quota-sets/{project}?usage=True"),
+        &tok,
+        Value::Null,
+    )
+    .await;
     assert_eq!(r.body["quota_set"]["volumes"]["in_use"], 2);
     assert_eq!(r.body["quota_set"]["gigabytes"]["in_use"], 5);
     let r = cinder(&c, Method::GET, "/limits", &tok, Value::Null).await;
     assert_eq!(r.body["limits"]["absolute"]["totalVolumesUsed"], 2);
 
     for id in [&v2, &v3] {
-        let r = cinder(&c, Method::DELETE, &format!("/volumes/{id}"), &tok, Value::Null).await;
+        let r = cinder(
+            &c,
+            Method::DELETE,
+            &format!("/volumes/{id}"),
+            &tok,
+            Value::Null,
+        )
+        .await;
         assert_eq!(r.status, 202);
         wait(&c, &tok, &format!("/volumes/{id}"), "volume", None).await;
     }
@@ -220,15 +458,346 @@ async fn create_failures_leave_error_and_no_file() {
         .unwrap()
         .unwrap();
         let tok = c.admin_token().await;
-        let r = cinder(&c, Method::POST, "/volumes", &tok, json!({"volume": {"size": 1}})).await;
+        let r = cinder(
+            &c,
+            Method::POST,
+            "/volumes",
+            &tok,
+            json!({"volume": {"size": 1}}),
+        )
+        .await;
         assert_eq!(r.status, 202);
         let id = r.body["volume"]["id"].as_str().unwrap().to_string();
         wait(&c, &tok, &format!("/volumes/{id}"), "volume", Some("error")).await;
-        assert!(backend_files(&c).is_empty(), "{step}: {:?}", backend_files(&c));
+        assert!(
+            backend_files(&c).is_empty(),
+            "{step}: {:?}",
+            backend_files(&c)
+        );
         // An errored volume deletes cleanly.
-        let r = cinder(&c, Method::DELETE, &format!("/volumes/{id}"), &tok, Value::Null).await;
+        let r = cinder(
+            &c,
+            Method::DELETE,
+            &format!("/volumes/{id}"),
+            &tok,
+            Value::Null,
+        )
+        .await;
         assert_eq!(r.status, 202, "{}", r.body);
         wait(&c, &tok, &format!("/volumes/{id}"), "volume", None).await;
+        c.stop().await;
+    }
+}
+
+async fn nova(c: &TestCloud, m: Method, path: &str, tok: &str, body: Value) -> Resp {
+    c.request_h(
+        m,
+        &format!("/compute/v2.1{path}"),
+        Some(tok),
+        body,
+        &[("OpenStack-API-Version", "compute 2.79")],
+    )
+    .await
+}
+
+/// A public raw image with bytes, as a boot source.
+async fn image(c: &TestCloud, tok: &str) -> String {
+    let r = c
+        .request(Method::POST, "/image/v2/images", Some(tok),
+            json!({"name": "cirros", "disk_format": "raw", "container_format": "bare", "visibility": "public"}))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let id = r.body["id"].as_str().unwrap().to_string();
+    let up = c
+        .client
+        .put(format!("{}/image/v2/images/{id}/file", c.url))
+        .header("X-Auth-Token", tok)
+        .header("Content-Type", "application/octet-stream")
+        .body(vec![0u8; 65536])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(up.status(), 204);
+    id
+}
+
+async fn server_status(c: &TestCloud, tok: &str, id: &str, want: &str) -> Value {
+    let t0 = Instant::now();
+    loop {
+        let r = nova(c, Method::GET, &format!("/servers/{id}"), tok, Value::Null).await;
+        if want == "DELETED" && r.status == 404 {
+            return Value::Null;
+        }
+        if r.body["server"]["status"] == want {
+            return r.body["server"].clone();
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "server {id}: {}",
+            r.body
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn boot(c: &TestCloud, tok: &str, server: Value) -> String {
+    let t0 = Instant::now();
+    loop {
+        let r = nova(
+            c,
+            Method::POST,
+            "/servers",
+            tok,
+            json!({"server": server.clone()}),
+        )
+        .await;
+        if r.status == 202 {
+            let id = r.body["server"]["id"].as_str().unwrap().to_string();
+            let s = server_status(c, tok, &id, "ACTIVE").await;
+            assert_eq!(s["status"], "ACTIVE");
+            return id;
+        }
+        // Hosts report in a moment after start.
+        assert!(t0.elapsed() < Duration::from_secs(10), "{}", r.body);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Nova's os-volume_attachments drives the attach and detach workflows;
+/// boot from volume creates, attaches and (delete_on_termination) deletes
+/// the root volume; an injected failure at each attach step leaves the
+/// volume available with no attachment.
+#[tokio::test]
+async fn nova_attach_detach_and_boot_from_volume() {
+    if !have_qemu_img() {
+        eprintln!("skipped: qemu-img is not installed");
+        return;
+    }
+    let c = TestCloud::start_with(Backend::Sqlite, |cfg| cfg.compute.fake_hosts = 1)
+        .await
+        .unwrap()
+        .unwrap();
+    let tok = c.admin_token().await;
+    let img = image(&c, &tok).await;
+    let srv = boot(
+        &c,
+        &tok,
+        json!({"name": "s1", "imageRef": img, "flavorRef": "1", "networks": "none"}),
+    )
+    .await;
+    let v1 = create_volume(&c, &tok, json!({"size": 1, "name": "data"})).await;
+
+    let r = nova(
+        &c,
+        Method::POST,
+        &format!("/servers/{srv}/os-volume_attachments"),
+        &tok,
+        json!({"volumeAttachment": {"volumeId": v1}}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["volumeAttachment"]["device"], "/dev/vdb");
+    assert_eq!(r.body["volumeAttachment"]["delete_on_termination"], false);
+    let v = wait(
+        &c,
+        &tok,
+        &format!("/volumes/{v1}"),
+        "volume",
+        Some("in-use"),
+    )
+    .await;
+    assert_eq!(v["attachments"][0]["server_id"], srv.as_str());
+    assert_eq!(v["attachments"][0]["device"], "/dev/vdb");
+    let r = nova(
+        &c,
+        Method::GET,
+        &format!("/servers/{srv}/os-volume_attachments"),
+        &tok,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(r.body["volumeAttachments"].as_array().unwrap().len(), 1);
+    let s = nova(
+        &c,
+        Method::GET,
+        &format!("/servers/{srv}"),
+        &tok,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(
+        s.body["server"]["os-extended-volumes:volumes_attached"][0]["id"],
+        v1.as_str()
+    );
+    // Attaching twice is refused; so is a volume in use elsewhere.
+    let r = nova(
+        &c,
+        Method::POST,
+        &format!("/servers/{srv}/os-volume_attachments"),
+        &tok,
+        json!({"volumeAttachment": {"volumeId": v1}}),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = nova(
+        &c,
+        Method::DELETE,
+        &format!("/servers/{srv}/os-volume_attachments/{v1}"),
+        &tok,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    wait(
+        &c,
+        &tok,
+        &format!("/volumes/{v1}"),
+        "volume",
+        Some("available"),
+    )
+    .await;
+    let r = nova(
+        &c,
+        Method::GET,
+        &format!("/servers/{srv}/os-volume_attachments/{v1}"),
+        &tok,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(r.status, 404);
+
+    // Boot from volume: the root volume is made from the image and goes with the server.
+    let bfv = boot(
+        &c,
+        &tok,
+        json!({"name": "bfv", "flavorRef": "1", "networks": "none",
+        "block_device_mapping_v2": [{"boot_index": 0, "uuid": img, "source_type": "image",
+            "destination_type": "volume", "volume_size": 1, "delete_on_termination": true}]}),
+    )
+    .await;
+    let s = nova(
+        &c,
+        Method::GET,
+        &format!("/servers/{bfv}"),
+        &tok,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(s.body["server"]["image"], "");
+    let root = s.body["server"]["os-extended-volumes:volumes_attached"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let v = wait(
+        &c,
+        &tok,
+        &format!("/volumes/{root}"),
+        "volume",
+        Some("in-use"),
+    )
+    .await;
+    assert_eq!(v["bootable"], "true");
+    assert_eq!(v["attachments"][0]["device"], "/dev/vda");
+    // Boot from an existing volume, kept after the server.
+    let r = nova(
+        &c,
+        Method::DELETE,
+        &format!("/servers/{bfv}"),
+        &tok,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(r.status, 204);
+    server_status(&c, &tok, &bfv, "DELETED").await;
+    wait(&c, &tok, &format!("/volumes/{root}"), "volume", None).await;
+    let kept = boot(
+        &c,
+        &tok,
+        json!({"name": "bfv2", "flavorRef": "1", "networks": "none",
+        "block_device_mapping_v2": [{"boot_index": 0, "uuid": v1, "source_type": "volume",
+            "destination_type": "volume"}]}),
+    )
+    .await;
+    wait(
+        &c,
+        &tok,
+        &format!("/volumes/{v1}"),
+        "volume",
+        Some("in-use"),
+    )
+    .await;
+    let r = nova(
+        &c,
+        Method::DELETE,
+        &format!("/servers/{kept}"),
+        &tok,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(r.status, 204);
+    server_status(&c, &tok, &kept, "DELETED").await;
+    wait(
+        &c,
+        &tok,
+        &format!("/volumes/{v1}"),
+        "volume",
+        Some("available"),
+    )
+    .await;
+    let want: BTreeSet<String> = [format!("volume-{v1}")].into();
+    assert_eq!(backend_files(&c), want);
+    c.stop().await;
+
+    // A failure at each attach step: the volume ends available, unattached.
+    for step in [
+        "attach_reserve",
+        "attach_connect",
+        "attach_plug",
+        "attach_complete",
+    ] {
+        let spec = format!("{step}:fail");
+        let c = TestCloud::start_with(Backend::Sqlite, move |cfg| {
+            cfg.compute.fake_hosts = 1;
+            cfg.compute.fault_injection = Some(spec.clone());
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        let tok = c.admin_token().await;
+        let img = image(&c, &tok).await;
+        let srv = boot(
+            &c,
+            &tok,
+            json!({"name": "s", "imageRef": img, "flavorRef": "1", "networks": "none"}),
+        )
+        .await;
+        let v = create_volume(&c, &tok, json!({"size": 1})).await;
+        let r = nova(
+            &c,
+            Method::POST,
+            &format!("/servers/{srv}/os-volume_attachments"),
+            &tok,
+            json!({"volumeAttachment": {"volumeId": v}}),
+        )
+        .await;
+        assert!(
+            r.status.is_server_error(),
+            "{step}: {} {}",
+            r.status,
+            r.body
+        );
+        let show = cinder(&c, Method::GET, &format!("/volumes/{v}"), &tok, Value::Null).await;
+        assert_eq!(show.body["volume"]["status"], "available", "{step}");
+        assert_eq!(show.body["volume"]["attachments"], json!([]), "{step}");
+        let a = nova(
+            &c,
+            Method::GET,
+            &format!("/servers/{srv}/os-volume_attachments"),
+            &tok,
+            Value::Null,
+        )
+        .await;
+        assert_eq!(a.body["volumeAttachments"], json!([]), "{step}");
         c.stop().await;
     }
 }

@@ -152,6 +152,10 @@ impl App {
                 svc: network.clone(),
                 router: ferro_network::http::router().with_state(network.clone()),
             }),
+            Arc::new(wiring::InProcVolumes {
+                svc: volume.clone(),
+                router: ferro_volume::http::router(volume.clone()),
+            }),
             bus.clone(),
         )
         .await?;

@@ -304,25 +304,37 @@ impl ferro_compute::NetworkApi for InProcNetwork {
         path: &str,
         body: Option<Value>,
     ) -> Option<(u16, Value)> {
-        let req = Request::builder()
-            .method(Method::from_bytes(method.as_bytes()).ok()?)
-            .uri(path)
-            .header("x-auth-token", token)
-            .header("content-type", "application/json")
-            .body(body.map(|b| Body::from(b.to_string())).unwrap_or_default())
-            .ok()?;
-        let resp = self.router.clone().oneshot(req).await.ok()?;
-        let code = resp.status().as_u16();
-        let bytes = axum::body::to_bytes(resp.into_body(), 256 << 20)
-            .await
-            .ok()?;
-        let v = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null)
-        };
-        Some((code, v))
+        call_json(&self.router, token, method, path, body).await
     }
+}
+
+/// One JSON request to an in-process service router with `token`: the
+/// status and the body (`Null` when empty). None if it cannot be made.
+async fn call_json(
+    router: &Router,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> Option<(u16, Value)> {
+    let req = Request::builder()
+        .method(Method::from_bytes(method.as_bytes()).ok()?)
+        .uri(path)
+        .header("x-auth-token", token)
+        .header("content-type", "application/json")
+        .body(body.map(|b| Body::from(b.to_string())).unwrap_or_default())
+        .ok()?;
+    let resp = router.clone().oneshot(req).await.ok()?;
+    let code = resp.status().as_u16();
+    let bytes = axum::body::to_bytes(resp.into_body(), 256 << 20)
+        .await
+        .ok()?;
+    let v = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+    };
+    Some((code, v))
 }
 
 /// A Networking failure as Compute reports it: same status, its message.
@@ -395,11 +407,17 @@ impl ferro_volume::ImageApi for InProcImages {
 }
 
 /// The volume backend of `cfg` (`[volume] volume_driver`).
-pub fn volume_backend(cfg: &Config) -> Result<Arc<dyn ferro_volume::backend::VolumeBackend>, Error> {
+pub fn volume_backend(
+    cfg: &Config,
+) -> Result<Arc<dyn ferro_volume::backend::VolumeBackend>, Error> {
     let v = &cfg.volume;
     match v.volume_driver.as_str() {
         "fake" => Ok(Arc::new(ferro_volume::backend::FakeBackend::new(
-            if v.capacity_gb > 0 { v.capacity_gb } else { 1000 },
+            if v.capacity_gb > 0 {
+                v.capacity_gb
+            } else {
+                1000
+            },
         ))),
         "file" => {
             let dir = v
@@ -413,5 +431,113 @@ pub fn volume_backend(cfg: &Config) -> Result<Arc<dyn ferro_volume::backend::Vol
         other => Err(Error::internal(format!(
             "volume_driver {other} is not available (file, fake)"
         ))),
+    }
+}
+
+/// Compute's view of the Block Storage service: the attachment steps
+/// called directly, volume creation through the Cinder routes with the
+/// user's token (so Cinder's validation, quotas and policy apply).
+pub struct InProcVolumes {
+    pub svc: Arc<ferro_volume::VolumeService>,
+    pub router: Router,
+}
+
+fn cinder_to_error(e: ferro_volume::error::CinderError) -> Error {
+    match e.code {
+        400 => Error::validation(e.message),
+        403 => Error::forbidden(e.message),
+        404 => Error::not_found_msg(e.message),
+        409 => Error::conflict(e.message),
+        413 => Error::TooLarge { message: e.message },
+        _ => Error::internal(e.message),
+    }
+}
+
+#[async_trait::async_trait]
+impl ferro_compute::VolumeApi for InProcVolumes {
+    fn get(&self, project: &str, admin: bool, id: &str) -> Option<Value> {
+        self.svc.nova_volume(project, admin, id)
+    }
+    async fn reserve(
+        &self,
+        project: &str,
+        admin: bool,
+        volume: &str,
+        instance: &str,
+    ) -> Result<String, Error> {
+        self.svc
+            .nova_reserve(project, admin, volume, instance)
+            .await
+            .map_err(cinder_to_error)
+    }
+    async fn connect(&self, attachment: &str, host: &str, device: &str) -> Result<Value, Error> {
+        self.svc
+            .nova_connect(attachment, host, device)
+            .await
+            .map_err(cinder_to_error)
+    }
+    async fn complete(&self, attachment: &str, device: &str, host: &str) -> Result<(), Error> {
+        self.svc
+            .nova_complete(attachment, device, host)
+            .await
+            .map_err(cinder_to_error)
+    }
+    async fn release(&self, attachment: &str) -> Result<(), Error> {
+        self.svc
+            .nova_release(attachment)
+            .await
+            .map_err(cinder_to_error)
+    }
+    async fn begin_detaching(&self, volume: &str) -> Result<(), Error> {
+        self.svc
+            .nova_begin_detaching(volume)
+            .await
+            .map_err(cinder_to_error)
+    }
+    async fn roll_detaching(&self, volume: &str) -> Result<(), Error> {
+        self.svc
+            .nova_roll_detaching(volume)
+            .await
+            .map_err(cinder_to_error)
+    }
+    async fn create(&self, token: &str, body: Value) -> Result<String, Error> {
+        let (status, v) = call_json(
+            &self.router,
+            token,
+            "POST",
+            "/v3/volumes",
+            Some(serde_json::json!({"volume": body})),
+        )
+        .await
+        .ok_or_else(|| Error::internal("volume call failed"))?;
+        if status != 202 {
+            let msg = v
+                .as_object()
+                .and_then(|o| o.values().next())
+                .and_then(|x| x["message"].as_str())
+                .unwrap_or("volume create failed")
+                .to_string();
+            return Err(cinder_to_error(ferro_volume::error::CinderError::new(
+                status, msg,
+            )));
+        }
+        let id = v["volume"]["id"].as_str().unwrap_or_default().to_string();
+        self.svc
+            .nova_wait_available(&id, Duration::from_secs(600))
+            .await
+            .map_err(cinder_to_error)?;
+        Ok(id)
+    }
+    async fn delete(&self, id: &str) -> Result<(), Error> {
+        self.svc.nova_delete(id).await.map_err(cinder_to_error)
+    }
+    async fn cinder(
+        &self,
+        token: &str,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> Option<(u16, Value)> {
+        call_json(&self.router, token, method, path, body).await
     }
 }

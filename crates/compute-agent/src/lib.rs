@@ -160,6 +160,35 @@ impl ComputeAgent {
                 let out = d.console_output(uuid).await.map_err(|e| e.to_string())?;
                 return Ok(json!({"output": out}));
             }
+            "attach_volume" => {
+                let dev = a.get("device").and_then(Value::as_str).unwrap_or_default();
+                let info = a.get("connection_info").cloned().unwrap_or(Value::Null);
+                d.attach_volume(uuid, dev, &info).await
+            }
+            "detach_volume" => {
+                let dev = a.get("device").and_then(Value::as_str).unwrap_or_default();
+                d.detach_volume(uuid, dev).await
+            }
+            "volumes" => return Ok(json!({"volumes": d.volumes(uuid).await})),
+            "volume_snapshot_create" => {
+                let vol = a
+                    .get("volume_id")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                let info = a.get("create_info").cloned().unwrap_or(Value::Null);
+                d.volume_snapshot_create(uuid, vol, &info).await
+            }
+            "volume_snapshot_delete" => {
+                let vol = a
+                    .get("volume_id")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                let snap = a
+                    .get("snapshot_id")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                d.volume_snapshot_delete(uuid, vol, snap).await
+            }
             "power_state" => Ok(()),
             other => return Err(format!("unknown compute method {other}")),
         };

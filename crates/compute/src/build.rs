@@ -23,7 +23,7 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    fn svc(&self) -> Result<Arc<ComputeService>, String> {
+    pub(crate) fn svc(&self) -> Result<Arc<ComputeService>, String> {
         self.svc
             .upgrade()
             .ok_or_else(|| "compute service stopped".to_string())
@@ -48,11 +48,12 @@ pub fn executor(svc: Arc<ComputeService>) -> Executor<Ctx> {
             Box::new(Finish),
         ],
     });
+    crate::volumes::register(&mut ex);
     ex
 }
 
 /// The test hook: fail or hang at a named step.
-async fn inject(svc: &ComputeService, step: &str) -> Result<(), String> {
+pub(crate) async fn inject(svc: &ComputeService, step: &str) -> Result<(), String> {
     let Some(spec) = svc.cfg.compute.fault_injection.as_deref() else {
         return Ok(());
     };
@@ -446,12 +447,12 @@ impl Step<Ctx> for BlockDevices {
         let uuid = uuid_of(state);
         check_not_deleting(&svc, &uuid)?;
         inject(&svc, "block_devices").await?;
-        // Local disks only until the Block Storage service exists (the API
-        // refuses volume mappings meanwhile).
+        crate::volumes::prepare_block_devices(&svc, state).await?;
         set_task(&svc, &uuid, Some("spawning")).await
     }
-    async fn undo(&self, _ctx: &Ctx, _state: &Value) -> Result<(), String> {
-        Ok(())
+    async fn undo(&self, ctx: &Ctx, state: &Value) -> Result<(), String> {
+        let svc = ctx.svc()?;
+        crate::volumes::unprepare_block_devices(&svc, &uuid_of(state)).await
     }
 }
 
@@ -589,7 +590,12 @@ impl Step<Ctx> for Finish {
 }
 
 /// Starts the build saga of one instance in the background.
-pub fn spawn_build(svc: &Arc<ComputeService>, uuid: String, request_id: String) {
+pub fn spawn_build(
+    svc: &Arc<ComputeService>,
+    uuid: String,
+    request_id: String,
+    token: Option<String>,
+) {
     let svc = svc.clone();
     tokio::spawn(async move {
         if let Ok(mut b) = svc.state.active_builds.lock() {
@@ -600,7 +606,7 @@ pub fn spawn_build(svc: &Arc<ComputeService>, uuid: String, request_id: String) 
                 ex.run(
                     CREATE,
                     &format!("build-{uuid}"),
-                    json!({"uuid": uuid, "request_id": request_id, "tried": []}),
+                    json!({"uuid": uuid, "request_id": request_id, "tried": [], "token": token}),
                 )
                 .await
             }
@@ -717,6 +723,9 @@ pub async fn delete_now(
         )
         .await;
     }
+    crate::volumes::release_all(svc, uuid, request_id)
+        .await
+        .map_err(Error::internal)?;
     svc.network
         .deallocate(uuid)
         .await
@@ -753,6 +762,12 @@ pub async fn recover_builds(svc: &Arc<ComputeService>) {
     match ex.recover().await {
         Ok(done) => {
             for (id, r) in done {
+                if id.starts_with(crate::volumes::ATTACH) || id.starts_with(crate::volumes::DETACH)
+                {
+                    // Unwound or finished by the executor itself.
+                    tracing::info!(saga = %id, ok = r.is_ok(), "volume saga recovered");
+                    continue;
+                }
                 let uuid = id.strip_prefix("build-").unwrap_or(&id).to_string();
                 tracing::info!(saga = %id, ok = r.is_ok(), "build saga recovered");
                 build_finished(svc, &uuid, "req-recovery", r).await;

@@ -12,6 +12,7 @@ pub mod keys;
 pub mod model;
 pub mod ops;
 pub mod state;
+pub mod volumes;
 
 use ferro_auth::{Policy, TokenValidator};
 use ferro_bus::Bus;
@@ -110,6 +111,91 @@ pub trait NetworkApi: Send + Sync {
     }
 }
 
+/// What compute needs of the Block Storage service: the steps of Nova's
+/// attach and detach workflows (each one atomic; `release` idempotent),
+/// and the volumes block device mappings create. Implemented by the
+/// volume crate; `NoVolumes` when it is absent.
+#[async_trait::async_trait]
+pub trait VolumeApi: Send + Sync {
+    fn present(&self) -> bool {
+        true
+    }
+    /// The volume (Cinder's record) if `project` may use it.
+    fn get(&self, project: &str, admin: bool, id: &str) -> Option<Value>;
+    /// A new attachment for `instance`: the volume is reserved.
+    async fn reserve(
+        &self,
+        project: &str,
+        admin: bool,
+        volume: &str,
+        instance: &str,
+    ) -> Result<String, Error>;
+    /// The host's connector: returns the connection info.
+    async fn connect(&self, attachment: &str, host: &str, device: &str) -> Result<Value, Error>;
+    /// The attachment is in use.
+    async fn complete(&self, attachment: &str, device: &str, host: &str) -> Result<(), Error>;
+    /// Deletes the attachment (gone already is fine).
+    async fn release(&self, attachment: &str) -> Result<(), Error>;
+    async fn begin_detaching(&self, volume: &str) -> Result<(), Error>;
+    async fn roll_detaching(&self, volume: &str) -> Result<(), Error>;
+    /// Creates a volume (Cinder's create body) as the caller and waits for
+    /// it to become available; returns its id.
+    async fn create(&self, token: &str, body: Value) -> Result<String, Error>;
+    /// Deletes a volume compute created (gone already is fine).
+    async fn delete(&self, id: &str) -> Result<(), Error>;
+    /// One Block Storage v3 request (`path` under `/v3`, with its query)
+    /// with the caller's token, for Nova's `os-volumes`/`os-snapshots`
+    /// proxies: status and JSON body; None without Block Storage.
+    async fn cinder(
+        &self,
+        _token: &str,
+        _method: &str,
+        _path: &str,
+        _body: Option<Value>,
+    ) -> Option<(u16, Value)> {
+        None
+    }
+}
+
+/// No Block Storage service: volume mappings and attachments are refused.
+pub struct NoVolumes;
+
+#[async_trait::async_trait]
+impl VolumeApi for NoVolumes {
+    fn present(&self) -> bool {
+        false
+    }
+    fn get(&self, _: &str, _: bool, _: &str) -> Option<Value> {
+        None
+    }
+    async fn reserve(&self, _: &str, _: bool, v: &str, _: &str) -> Result<String, Error> {
+        Err(Error::not_found_msg(format!(
+            "Volume {v} could not be found."
+        )))
+    }
+    async fn connect(&self, _: &str, _: &str, _: &str) -> Result<Value, Error> {
+        Err(Error::validation("There is no Block Storage service."))
+    }
+    async fn complete(&self, _: &str, _: &str, _: &str) -> Result<(), Error> {
+        Err(Error::validation("There is no Block Storage service."))
+    }
+    async fn release(&self, _: &str) -> Result<(), Error> {
+        Ok(())
+    }
+    async fn begin_detaching(&self, _: &str) -> Result<(), Error> {
+        Ok(())
+    }
+    async fn roll_detaching(&self, _: &str) -> Result<(), Error> {
+        Ok(())
+    }
+    async fn create(&self, _: &str, _: Value) -> Result<String, Error> {
+        Err(Error::validation("There is no Block Storage service."))
+    }
+    async fn delete(&self, _: &str) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
 /// No Networking service: `networks: none` and `auto` boot without ports;
 /// naming a network or port is a 400, as Nova says when it cannot find it.
 pub struct NoNetwork;
@@ -184,6 +270,7 @@ pub struct ComputeService {
     pub placement: Arc<PlacementService>,
     pub image: Arc<dyn ImageApi>,
     pub network: Arc<dyn NetworkApi>,
+    pub volumes: Arc<dyn VolumeApi>,
     pub bus: Arc<dyn Bus>,
     pub state: state::Store,
     pub scheduler: ferro_scheduler::Scheduler,
@@ -202,6 +289,7 @@ impl ComputeService {
         placement: Arc<PlacementService>,
         image: Arc<dyn ImageApi>,
         network: Arc<dyn NetworkApi>,
+        volumes: Arc<dyn VolumeApi>,
         bus: Arc<dyn Bus>,
     ) -> Result<Arc<Self>, Error> {
         let mut policy = default_policy().map_err(Error::internal)?;
@@ -220,6 +308,7 @@ impl ComputeService {
             placement,
             image,
             network,
+            volumes,
             bus,
             state: store,
             scheduler,

@@ -81,6 +81,12 @@ pub struct Bdm {
     pub tag: Option<String>,
     #[serde(default)]
     pub volume_id: Option<String>,
+    /// The Block Storage attachment of a volume mapping.
+    #[serde(default)]
+    pub attachment_id: Option<String>,
+    /// Compute created the volume (from an image, a snapshot or blank).
+    #[serde(default)]
+    pub created_volume: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

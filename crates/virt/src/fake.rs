@@ -9,6 +9,10 @@ struct Guest {
     state: PowerState,
     rescued: bool,
     console: Vec<String>,
+    /// device -> connection info of hot-plugged volumes
+    volumes: std::collections::BTreeMap<String, serde_json::Value>,
+    /// (volume, snapshot) of assisted volume snapshots
+    volume_snapshots: std::collections::BTreeSet<(String, String)>,
 }
 
 pub struct FakeDriver {
@@ -164,6 +168,8 @@ impl VirtDriver for FakeDriver {
             state: PowerState::Running,
             rescued: false,
             console: boot_log(spec),
+            volumes: Default::default(),
+            volume_snapshots: Default::default(),
         });
         Ok(())
     }
@@ -246,6 +252,8 @@ impl VirtDriver for FakeDriver {
             state: PowerState::Running,
             rescued: false,
             console: Vec::new(),
+            volumes: Default::default(),
+            volume_snapshots: Default::default(),
         });
         guest.spec = spec.clone();
         guest.state = PowerState::Running;
@@ -270,6 +278,59 @@ impl VirtDriver for FakeDriver {
             .map(|g| g.keys().cloned().collect())
             .unwrap_or_default()
     }
+    async fn attach_volume(
+        &self,
+        uuid: &str,
+        device: &str,
+        connection_info: &serde_json::Value,
+    ) -> Result<(), VirtError> {
+        self.enter("attach_volume").await?;
+        self.with(uuid, |g| {
+            g.volumes
+                .insert(device.to_string(), connection_info.clone());
+            Ok(())
+        })
+    }
+    async fn detach_volume(&self, uuid: &str, device: &str) -> Result<(), VirtError> {
+        self.enter("detach_volume").await?;
+        self.with(uuid, |g| {
+            g.volumes.remove(device);
+            Ok(())
+        })
+    }
+    async fn volume_snapshot_create(
+        &self,
+        uuid: &str,
+        volume_id: &str,
+        create_info: &serde_json::Value,
+    ) -> Result<(), VirtError> {
+        self.enter("volume_snapshot_create").await?;
+        let snap = create_info["snapshot_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        self.with(uuid, |g| {
+            g.volume_snapshots.insert((volume_id.to_string(), snap));
+            Ok(())
+        })
+    }
+    async fn volume_snapshot_delete(
+        &self,
+        uuid: &str,
+        volume_id: &str,
+        snapshot_id: &str,
+    ) -> Result<(), VirtError> {
+        self.enter("volume_snapshot_delete").await?;
+        self.with(uuid, |g| {
+            g.volume_snapshots
+                .remove(&(volume_id.to_string(), snapshot_id.to_string()));
+            Ok(())
+        })
+    }
+    async fn volumes(&self, uuid: &str) -> Vec<String> {
+        self.with(uuid, |g| Ok(g.volumes.keys().cloned().collect()))
+            .unwrap_or_default()
+    }
     fn inject_failure(&self, op: &str, times: u32) -> bool {
         self.fail_on(op, times);
         true
@@ -284,6 +345,8 @@ impl VirtDriver for FakeDriver {
             state,
             rescued: false,
             console: vec!["[fake] adopted after restart".into()],
+            volumes: Default::default(),
+            volume_snapshots: Default::default(),
         });
         Ok(())
     }

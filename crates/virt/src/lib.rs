@@ -97,6 +97,42 @@ pub trait VirtDriver: Send + Sync {
     /// Adopts a guest that existed before a restart (the fake forgets
     /// everything when the process ends).
     async fn adopt(&self, spec: &GuestSpec, state: PowerState) -> Result<(), VirtError>;
+    /// Hot-plugs a volume at `device` (`connection_info` as Block Storage
+    /// exported it). Attaching what is already there succeeds.
+    async fn attach_volume(
+        &self,
+        _uuid: &str,
+        _device: &str,
+        _connection_info: &serde_json::Value,
+    ) -> Result<(), VirtError> {
+        Err(VirtError::Unsupported("attach_volume"))
+    }
+    /// Unplugs the volume at `device` (gone already succeeds).
+    async fn detach_volume(&self, _uuid: &str, _device: &str) -> Result<(), VirtError> {
+        Err(VirtError::Unsupported("detach_volume"))
+    }
+    /// Snapshots an attached file-based volume for Block Storage (Nova's
+    /// assisted volume snapshots: `create_info` names the new file).
+    async fn volume_snapshot_create(
+        &self,
+        _uuid: &str,
+        _volume_id: &str,
+        _create_info: &serde_json::Value,
+    ) -> Result<(), VirtError> {
+        Err(VirtError::Unsupported("volume_snapshot_create"))
+    }
+    async fn volume_snapshot_delete(
+        &self,
+        _uuid: &str,
+        _volume_id: &str,
+        _snapshot_id: &str,
+    ) -> Result<(), VirtError> {
+        Err(VirtError::Unsupported("volume_snapshot_delete"))
+    }
+    /// The devices of the guest's attached volumes.
+    async fn volumes(&self, _uuid: &str) -> Vec<String> {
+        Vec::new()
+    }
     /// Test hook: make the next `times` calls of `op` fail. Only the fake
     /// driver honours it (returns false elsewhere).
     fn inject_failure(&self, _op: &str, _times: u32) -> bool {

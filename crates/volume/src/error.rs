@@ -38,7 +38,10 @@ impl CinderError {
         Self::new(409, message)
     }
     pub fn forbidden(action: &str) -> Self {
-        Self::new(403, format!("Policy doesn't allow {action} to be performed."))
+        Self::new(
+            403,
+            format!("Policy doesn't allow {action} to be performed."),
+        )
     }
     pub fn over_quota(message: impl Into<String>) -> Self {
         Self::new(413, message)
@@ -95,7 +98,8 @@ impl IntoResponse for CinderError {
             );
             return r;
         }
-        let body = serde_json::json!({ key(self.code): {"code": self.code, "message": self.message} });
+        let body =
+            serde_json::json!({ key(self.code): {"code": self.code, "message": self.message} });
         (status, axum::Json(body)).into_response()
     }
 }

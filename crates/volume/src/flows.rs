@@ -18,7 +18,9 @@ pub struct Ctx {
 
 impl Ctx {
     fn svc(&self) -> Result<Arc<VolumeService>, String> {
-        self.svc.upgrade().ok_or_else(|| "service stopped".to_string())
+        self.svc
+            .upgrade()
+            .ok_or_else(|| "service stopped".to_string())
     }
 }
 
@@ -69,10 +71,7 @@ pub fn executor(svc: Arc<VolumeService>) -> Executor<Ctx> {
         (DELETE, vec!["delete.backend", "delete.forget"]),
         (EXTEND, vec!["extend.backend", "extend.finish"]),
         (REVERT, vec!["revert.backend", "revert.finish"]),
-        (
-            UPLOAD,
-            vec!["upload.copy", "upload.send", "upload.finish"],
-        ),
+        (UPLOAD, vec!["upload.copy", "upload.send", "upload.finish"]),
         (
             SNAP_CREATE,
             vec!["snapshot_create.backend", "snapshot_create.finish"],
@@ -235,7 +234,9 @@ async fn run_step(svc: &Arc<VolumeService>, step: &str, state: &mut Value) -> Re
             .await
         }
         "upload.copy" => {
-            let tmp = svc.tmp_dir.join(format!("upload-{}", st(state, "image_id")));
+            let tmp = svc
+                .tmp_dir
+                .join(format!("upload-{}", st(state, "image_id")));
             b.copy_to_file(&id, &tmp, st(state, "disk_format")).await?;
             state["tmp"] = json!(tmp.to_string_lossy());
             Ok(())
@@ -379,15 +380,7 @@ async fn on_failure(svc: &Arc<VolumeService>, name: &str, state: &Value, why: &s
             .await
         }
         SNAP_CREATE => set(svc, Kind::Snapshot, id, json!({"status": "error"})).await,
-        SNAP_DELETE => {
-            set(
-                svc,
-                Kind::Snapshot,
-                id,
-                json!({"status": "error_deleting"}),
-            )
-            .await
-        }
+        SNAP_DELETE => set(svc, Kind::Snapshot, id, json!({"status": "error_deleting"})).await,
         _ => Ok(()),
     };
     tracing::warn!(saga = name, id, %why, "block storage workflow failed");

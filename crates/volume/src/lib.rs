@@ -10,6 +10,7 @@ pub mod backend;
 pub mod error;
 pub mod flows;
 pub mod http;
+pub mod nova;
 pub mod store;
 pub mod views;
 
@@ -149,7 +150,8 @@ impl VolumeService {
 
     /// The default volume type's document.
     pub fn default_type(&self, st: &State) -> Option<Arc<Obj>> {
-        st.volume_type(&self.cfg.volume.default_volume_type).cloned()
+        st.volume_type(&self.cfg.volume.default_volume_type)
+            .cloned()
     }
 
     /// The configured default quota of `resource` (`volumes`, `gigabytes_<type>`...).
@@ -183,11 +185,21 @@ impl VolumeService {
     /// snapshots, and the same per volume type (`volumes_<type>`...).
     pub fn usage(&self, st: &State, project: &str) -> std::collections::BTreeMap<String, i64> {
         let mut u = std::collections::BTreeMap::new();
-        for k in ["volumes", "gigabytes", "snapshots", "backups", "backup_gigabytes", "groups"] {
+        for k in [
+            "volumes",
+            "gigabytes",
+            "snapshots",
+            "backups",
+            "backup_gigabytes",
+            "groups",
+        ] {
             u.insert(k.to_string(), 0);
         }
         let mut add = |k: String, n: i64| *u.entry(k).or_insert(0) += n;
-        for v in st.iter(Kind::Volume).filter(|v| s(v, "project_id") == project) {
+        for v in st
+            .iter(Kind::Volume)
+            .filter(|v| s(v, "project_id") == project)
+        {
             let t = s(v, "volume_type");
             let size = store::i(v, "size");
             add("volumes".into(), 1);

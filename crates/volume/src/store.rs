@@ -20,15 +20,17 @@ pub enum Kind {
     Qos,
     Attachment,
     Quota,
+    Transfer,
 }
 
-const KINDS: [Kind; 6] = [
+const KINDS: [Kind; 7] = [
     Kind::Volume,
     Kind::Snapshot,
     Kind::VolumeType,
     Kind::Qos,
     Kind::Attachment,
     Kind::Quota,
+    Kind::Transfer,
 ];
 
 impl Kind {
@@ -40,6 +42,7 @@ impl Kind {
             Kind::Qos => "cinder_qos_specs",
             Kind::Attachment => "cinder_attachment",
             Kind::Quota => "cinder_quota",
+            Kind::Transfer => "cinder_transfer",
         }
     }
 }
@@ -58,7 +61,7 @@ type Table = imbl::OrdMap<String, Arc<Obj>>;
 
 #[derive(Clone, Default)]
 pub struct State {
-    tables: [Table; 6],
+    tables: [Table; 7],
 }
 
 impl State {

@@ -246,7 +246,11 @@ pub fn volume_type_view(c: &Caller, mv: Mv, t: &Obj, view: TypeView) -> Value {
 }
 
 /// Extra specs Cinder shows to non-admins (`volume_extension:types_extra_specs:read_sensitive`).
-const USER_VISIBLE_SPECS: [&str; 3] = ["multiattach", "RESKEY:availability_zones", "replication_enabled"];
+const USER_VISIBLE_SPECS: [&str; 3] = [
+    "multiattach",
+    "RESKEY:availability_zones",
+    "replication_enabled",
+];
 
 pub fn attachment(a: &Obj, detail: bool) -> Value {
     let mut o = json!({
@@ -280,5 +284,6 @@ pub fn kind_label(k: Kind) -> &'static str {
         Kind::Qos => "QoS Specs",
         Kind::Attachment => "Volume attachment",
         Kind::Quota => "Quota",
+        Kind::Transfer => "Transfer",
     }
 }

@@ -629,7 +629,12 @@ async fn action(
 }
 
 /// Records an action that completes at once (lock, unlock, resetState...).
-async fn record(svc: &ComputeService, c: &Caller, i: &Instance, action: &str) -> NResult<()> {
+pub(crate) async fn record(
+    svc: &ComputeService,
+    c: &Caller,
+    i: &Instance,
+    action: &str,
+) -> NResult<()> {
     let (rid, user, project) = (c.request_id.clone(), c.user(), c.project());
     let i = i.clone();
     let action = action.to_string();

@@ -6,6 +6,7 @@ pub mod images;
 pub mod misc;
 pub mod netproxy;
 pub mod servers;
+pub mod volproxy;
 
 use crate::ComputeService;
 use crate::error::{NResult, NovaError};
@@ -330,6 +331,9 @@ pub fn router() -> Router<Arc<ComputeService>> {
         .merge(actions::routes())
         .merge(flavors::routes())
         .merge(netproxy::routes())
+        .merge(crate::volumes::routes())
+        .merge(volproxy::routes())
+        .merge(crate::volumes::assisted_routes())
         .merge(images::routes())
         .merge(misc::routes());
     Router::new()

@@ -52,10 +52,6 @@ pub fn routes() -> Router<Arc<ComputeService>> {
             "/servers/{id}/remote-consoles",
             axum::routing::post(remote_console),
         )
-        .route(
-            "/servers/{id}/os-volume_attachments",
-            get(volume_attachments),
-        )
         .route("/servers/{id}/diagnostics", get(diagnostics))
         .route("/servers/{id}/migrations", get(server_migrations))
 }
@@ -584,7 +580,7 @@ async fn create(AxState(svc): St, c: Caller, raw: Bytes) -> NResult<Response> {
         })?,
         Some(_) => return Err(bad("Invalid input for field/attribute accessIPv6.")),
     };
-    // Block devices: local image disks only until Block Storage exists.
+    // Block devices: local image disks, and volumes when Block Storage is there.
     let mut bdms: Vec<Bdm> = Vec::new();
     if let Some(list) = s.get("block_device_mapping_v2") {
         let arr = list
@@ -596,24 +592,103 @@ async fn create(AxState(svc): St, c: Caller, raw: Bytes) -> NResult<Response> {
                     "Invalid input for field/attribute block_device_mapping_v2: {e}"
                 ))
             })?;
-            if bdm.destination_type == "volume"
-                || bdm.source_type == "volume"
-                || bdm.source_type == "snapshot"
-            {
-                return Err(bad(
-                    "Block Device Mapping is Invalid: volumes need the Block Storage service, which this cloud does not run yet.",
-                ));
-            }
             bdms.push(bdm);
         }
     }
-    if s.contains_key("block_device_mapping") {
-        return Err(bad(
-            "Block Device Mapping is Invalid: legacy block_device_mapping needs the Block Storage service.",
-        ));
+    if let Some(list) = s.get("block_device_mapping") {
+        // The legacy (v1) form: volumes or snapshots by device name.
+        let arr = list
+            .as_array()
+            .ok_or_else(|| bad("Invalid input for field/attribute block_device_mapping."))?;
+        for m in arr {
+            let dev = m["device_name"].as_str().map(str::to_string);
+            let root = dev
+                .as_deref()
+                .is_some_and(|d| d.trim_start_matches("/dev/") == "vda");
+            let (source, uuid) = match (m["volume_id"].as_str(), m["snapshot_id"].as_str()) {
+                (Some(v), _) => ("volume", v),
+                (None, Some(sn)) => ("snapshot", sn),
+                _ => {
+                    return Err(bad(
+                        "Block Device Mapping is Invalid: a volume_id or snapshot_id is required.",
+                    ));
+                }
+            };
+            bdms.push(Bdm {
+                source_type: source.into(),
+                destination_type: "volume".into(),
+                uuid: Some(uuid.to_string()),
+                boot_index: root.then_some(0),
+                volume_size: m["volume_size"].as_u64(),
+                delete_on_termination: m["delete_on_termination"].as_bool().unwrap_or(false),
+                device_name: dev,
+                tag: None,
+                volume_id: None,
+                attachment_id: None,
+                created_volume: false,
+            });
+        }
     }
+    for bdm in &bdms {
+        let wants_volume = bdm.destination_type == "volume"
+            || matches!(bdm.source_type.as_str(), "volume" | "snapshot");
+        if !wants_volume {
+            continue;
+        }
+        if !svc.volumes.present() {
+            return Err(bad(
+                "Block Device Mapping is Invalid: volumes need the Block Storage service, which this cloud does not run.",
+            ));
+        }
+        if bdm.destination_type != "volume" {
+            return Err(bad(format!(
+                "Block Device Mapping is Invalid: a {} source needs destination_type volume.",
+                bdm.source_type
+            )));
+        }
+        match bdm.source_type.as_str() {
+            "volume" => {
+                let id = bdm.uuid.clone().unwrap_or_default();
+                let vol = svc
+                    .volumes
+                    .get(&c.project(), c.is_admin(&svc), &id)
+                    .ok_or_else(|| {
+                        bad(format!(
+                            "Block Device Mapping is Invalid: failed to get volume {id}."
+                        ))
+                    })?;
+                let status = vol["status"].as_str().unwrap_or_default();
+                if status != "available" {
+                    return Err(bad(format!(
+                        "Invalid volume: volume '{id}' status must be 'available'. Currently in '{status}'"
+                    )));
+                }
+            }
+            "image" | "blank" | "snapshot" => {
+                if bdm.source_type != "snapshot" && bdm.volume_size.unwrap_or(0) == 0 {
+                    return Err(bad(format!(
+                        "Block Device Mapping is Invalid: {}s with destination_type 'volume' need to have a non-zero size specified",
+                        bdm.source_type
+                    )));
+                }
+                if bdm.source_type != "blank" && bdm.uuid.as_deref().is_none_or(|u| !uuid_like(u)) {
+                    return Err(bad("Block Device Mapping is Invalid: a uuid is required."));
+                }
+            }
+            other => {
+                return Err(bad(format!(
+                    "Block Device Mapping is Invalid: unknown source_type {other}."
+                )));
+            }
+        }
+    }
+    let boot_volume = bdms
+        .iter()
+        .find(|b| b.boot_index == Some(0) && b.destination_type == "volume")
+        .cloned();
     let image_ref = match s.get("imageRef") {
         Some(Value::String(i)) if !i.is_empty() => last_segment(i),
+        Some(Value::String(_)) | None if boot_volume.is_some() => String::new(),
         Some(Value::String(_)) | None if !bdms.is_empty() => bdms
             .iter()
             .find(|b| b.source_type == "image" && b.boot_index == Some(0))
@@ -622,9 +697,21 @@ async fn create(AxState(svc): St, c: Caller, raw: Bytes) -> NResult<Response> {
         Some(Value::String(_)) | None => return Err(bad("Invalid imageRef provided.")),
         Some(_) => return Err(bad("Invalid input for field/attribute imageRef.")),
     };
-    if image_ref.is_empty() || !uuid_like(&image_ref) {
+    // Booted from a volume: the server has no image (Nova shows "").
+    let image_ref = if boot_volume.is_some() {
+        String::new()
+    } else {
+        image_ref
+    };
+    if boot_volume.is_none() && (image_ref.is_empty() || !uuid_like(&image_ref)) {
         return Err(bad("Invalid imageRef provided."));
     }
+    // The image a volume is made from is checked like a boot image.
+    let check_image = match &boot_volume {
+        Some(b) if b.source_type == "image" => b.uuid.clone().unwrap_or_default(),
+        Some(_) => String::new(),
+        None => image_ref.clone(),
+    };
     // Flavor, key, image.
     let (flavor, key) = {
         let st = svc.state.read();
@@ -649,24 +736,27 @@ async fn create(AxState(svc): St, c: Caller, raw: Bytes) -> NResult<Response> {
         };
         (f, key)
     };
-    let image = svc
-        .image
-        .get(c.token(), &image_ref)
-        .await?
-        .ok_or_else(|| bad("Invalid imageRef provided."))?;
+    let image = if check_image.is_empty() {
+        json!({"status": "active"})
+    } else {
+        svc.image
+            .get(c.token(), &check_image)
+            .await?
+            .ok_or_else(|| bad("Invalid imageRef provided."))?
+    };
     if image["status"] != "active" {
-        return Err(bad(format!("Image {image_ref} is not active.")));
+        return Err(bad(format!("Image {check_image} is not active.")));
     }
     let min_disk = image["min_disk"].as_u64().unwrap_or(0);
     let min_ram = image["min_ram"].as_u64().unwrap_or(0);
     if min_ram > flavor.ram {
         return Err(bad("Flavor's memory is too small for requested image."));
     }
-    if flavor.disk > 0 && min_disk > flavor.disk {
+    if boot_volume.is_none() && flavor.disk > 0 && min_disk > flavor.disk {
         return Err(bad("Flavor's disk is too small for requested image."));
     }
     let size = image["size"].as_u64().unwrap_or(0);
-    if flavor.disk > 0 && size > flavor.disk * (1 << 30) {
+    if boot_volume.is_none() && flavor.disk > 0 && size > flavor.disk * (1 << 30) {
         return Err(bad("Flavor's disk is too small for requested image."));
     }
     let mut image_properties: BTreeMap<String, String> = BTreeMap::new();
@@ -857,7 +947,12 @@ async fn create(AxState(svc): St, c: Caller, raw: Bytes) -> NResult<Response> {
         .await
         .map_err(NovaError::from_error)?;
     for i in &created {
-        crate::build::spawn_build(&svc, i.uuid.clone(), rid.clone());
+        crate::build::spawn_build(
+            &svc,
+            i.uuid.clone(),
+            rid.clone(),
+            Some(c.token().to_string()),
+        );
     }
     if return_resv {
         return Ok(json_resp(
@@ -1843,16 +1938,6 @@ async fn remote_console(
         StatusCode::OK,
         json!({"remote_console": {"protocol": protocol, "type": kind, "url": console_url(&svc, protocol, kind, &id)}}),
     ))
-}
-
-async fn volume_attachments(
-    AxState(svc): St,
-    c: Caller,
-    Path(id): Path<String>,
-) -> NResult<Response> {
-    let i = get_instance(&svc, &c, &id)?;
-    let v: Vec<Value> = i.bdms.iter().filter(|b| b.destination_type == "volume").map(|b| json!({"id": b.volume_id, "volumeId": b.volume_id, "serverId": i.uuid, "device": b.device_name})).collect();
-    Ok(json_resp(StatusCode::OK, json!({"volumeAttachments": v})))
 }
 
 async fn diagnostics(AxState(svc): St, c: Caller, Path(id): Path<String>) -> NResult<Response> {

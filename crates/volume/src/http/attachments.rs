@@ -20,10 +20,7 @@ pub fn routes() -> axum::Router<Arc<VolumeService>> {
     axum::Router::new()
         .route("/v3/attachments", get(list).post(create))
         .route("/v3/attachments/detail", get(list_detail))
-        .route(
-            "/v3/attachments/{id}",
-            get(show).put(update).delete(delete),
-        )
+        .route("/v3/attachments/{id}", get(show).put(update).delete(delete))
         .route("/v3/attachments/{id}/action", post(att_action))
 }
 
@@ -82,27 +79,29 @@ fn settle_volume(tx: &mut Tx, vol: &str) {
 }
 
 /// Creates an attachment of `vol` for `instance` (reserving the volume).
-pub fn reserve(
-    tx: &mut Tx,
-    c: &Caller,
-    vol: &str,
-    instance: Option<&str>,
-    mode: &str,
-) -> CResult<Obj> {
-    let v = find(&tx.st, c, vol)?;
+/// (The caller has checked the volume is visible to it.)
+pub fn reserve(tx: &mut Tx, vol: &str, instance: Option<&str>, mode: &str) -> CResult<Obj> {
+    let v = tx
+        .st
+        .get(Kind::Volume, vol)
+        .cloned()
+        .ok_or_else(|| CinderError::volume_not_found(vol))?;
     let status = s(&v, "status");
     let multi = b(&v, "multiattach");
     let ok_status = status == "available" || (multi && matches!(status, "in-use" | "reserved"));
     if !ok_status {
         return Err(CinderError::invalid(
             "volume",
-            format!("Volume {vol} status must be available or downloading to reserve, but the current status is {status}."),
+            format!(
+                "Volume {vol} status must be available or downloading to reserve, but the current status is {status}."
+            ),
         ));
     }
     if let Some(inst) = instance
-        && tx.st.attachments_of(vol).any(|a| {
-            s(a, "instance_uuid") == inst && s(a, "attach_status") != "detached"
-        })
+        && tx
+            .st
+            .attachments_of(vol)
+            .any(|a| s(a, "instance_uuid") == inst && s(a, "attach_status") != "detached")
     {
         return Err(CinderError::invalid(
             "volume",
@@ -133,15 +132,16 @@ pub fn reserve(
 }
 
 /// Records the connector and hands out connection info (status `attaching`).
-async fn connect(
+pub async fn connect(
     svc: &VolumeService,
-    c: &Caller,
     att: &str,
     connector: &Map<String, Value>,
 ) -> CResult<Obj> {
     let vol = {
         let st = svc.store.read();
-        let a = find_att(&st, c, att)?;
+        let a = st.get(Kind::Attachment, att).cloned().ok_or_else(|| {
+            CinderError::not_found(format!("Volume attachment {att} could not be found."))
+        })?;
         s(&a, "volume_id").to_string()
     };
     let mut info = svc
@@ -161,9 +161,9 @@ async fn connect(
         .map(str::to_string);
     svc.store
         .write(|tx| {
-            let mut a = tx
-                .get(Kind::Attachment, att)
-                .ok_or_else(|| CinderError::not_found(format!("Volume attachment {att} could not be found.")))?;
+            let mut a = tx.get(Kind::Attachment, att).ok_or_else(|| {
+                CinderError::not_found(format!("Volume attachment {att} could not be found."))
+            })?;
             let mode = s(&a, "attach_mode").to_string();
             info["data"]["access_mode"] = json!(if mode.is_empty() { "rw" } else { &mode });
             a.insert("connector".into(), Value::Object(connector.clone()));
@@ -183,10 +183,15 @@ async fn connect(
 }
 
 /// Marks the attachment attached (volume `in-use`).
-pub fn complete(tx: &mut Tx, att: &str, mountpoint: Option<&str>, host: Option<&str>) -> CResult<()> {
-    let mut a = tx
-        .get(Kind::Attachment, att)
-        .ok_or_else(|| CinderError::not_found(format!("Volume attachment {att} could not be found.")))?;
+pub fn complete(
+    tx: &mut Tx,
+    att: &str,
+    mountpoint: Option<&str>,
+    host: Option<&str>,
+) -> CResult<()> {
+    let mut a = tx.get(Kind::Attachment, att).ok_or_else(|| {
+        CinderError::not_found(format!("Volume attachment {att} could not be found."))
+    })?;
     a.insert("attach_status".into(), json!("attached"));
     a.insert("attach_time".into(), json!(now()));
     if let Some(m) = mountpoint {
@@ -199,11 +204,12 @@ pub fn complete(tx: &mut Tx, att: &str, mountpoint: Option<&str>, host: Option<&
     let mode = s(&a, "attach_mode").to_string();
     tx.put(Kind::Attachment, a);
     if let Some(mut v) = tx.get(Kind::Volume, &vol) {
-        let am = v
-            .entry("admin_metadata")
-            .or_insert_with(|| json!({}));
+        let am = v.entry("admin_metadata").or_insert_with(|| json!({}));
         if let Some(am) = am.as_object_mut() {
-            am.insert("attached_mode".into(), json!(if mode.is_empty() { "rw" } else { &mode }));
+            am.insert(
+                "attached_mode".into(),
+                json!(if mode.is_empty() { "rw" } else { &mode }),
+            );
         }
         tx.put(Kind::Volume, v);
     }
@@ -213,9 +219,9 @@ pub fn complete(tx: &mut Tx, att: &str, mountpoint: Option<&str>, host: Option<&
 
 /// Removes the attachment; the volume is `available` when none is left.
 pub fn detach(tx: &mut Tx, att: &str) -> CResult<()> {
-    let a = tx
-        .get(Kind::Attachment, att)
-        .ok_or_else(|| CinderError::not_found(format!("Volume attachment {att} could not be found.")))?;
+    let a = tx.get(Kind::Attachment, att).ok_or_else(|| {
+        CinderError::not_found(format!("Volume attachment {att} could not be found."))
+    })?;
     tx.del(Kind::Attachment, att);
     settle_volume(tx, s(&a, "volume_id"));
     Ok(())
@@ -224,7 +230,10 @@ pub fn detach(tx: &mut Tx, att: &str) -> CResult<()> {
 // ------------------------------------------------------ /v3/attachments
 
 async fn list_impl(svc: &VolumeService, c: &Caller, q: &Query, detail: bool) -> CResult<Response> {
-    let p = super::list_params(q, &["id", "created_at", "status", "volume_id", "instance_id"])?;
+    let p = super::list_params(
+        q,
+        &["id", "created_at", "status", "volume_id", "instance_id"],
+    )?;
     let st = svc.store.read();
     let mut items = Vec::new();
     for a in st.iter(Kind::Attachment) {
@@ -241,7 +250,11 @@ async fn list_impl(svc: &VolumeService, c: &Caller, q: &Query, detail: bool) -> 
             items.push(a.clone());
         }
     }
-    let path = if detail { "attachments/detail" } else { "attachments" };
+    let path = if detail {
+        "attachments/detail"
+    } else {
+        "attachments"
+    };
     let (page, links) = paginate(svc, items, &p, "attachments", path, q, |k| k)?;
     let mut body = json!({"attachments": page.iter().map(|a| views::attachment(a, detail)).collect::<Vec<_>>()});
     if let Some(l) = links {
@@ -298,11 +311,14 @@ async fn create(AxState(svc): St, c: Caller, mv: Mv, Body(body): Body) -> CResul
     };
     let a = svc
         .store
-        .write(|tx| reserve(tx, &c, &vol, inst.as_deref(), &mode))
+        .write(|tx| {
+            find(&tx.st, &c, &vol)?;
+            reserve(tx, &vol, inst.as_deref(), &mode)
+        })
         .await?;
     let id = s(&a, "id").to_string();
     let a = match req.get("connector").and_then(Value::as_object) {
-        Some(conn) if !conn.is_empty() => match connect(&svc, &c, &id, conn).await {
+        Some(conn) if !conn.is_empty() => match connect(&svc, &id, conn).await {
             Ok(a) => a,
             Err(e) => {
                 let _ = svc.store.write(|tx| detach(tx, &id)).await;
@@ -329,7 +345,11 @@ async fn update(
         .and_then(Value::as_object)
         .ok_or_else(|| CinderError::bad("Invalid input received: connector is required"))?
         .clone();
-    let a = connect(&svc, &c, &id, &conn).await?;
+    {
+        let st = svc.store.read();
+        find_att(&st, &c, &id)?;
+    }
+    let a = connect(&svc, &id, &conn).await?;
     Ok(ok(json!({"attachment": views::attachment(&a, true)})))
 }
 
@@ -362,9 +382,7 @@ async fn att_action(
         let st = svc.store.read();
         find_att(&st, &c, &id)?;
     }
-    svc.store
-        .write(|tx| complete(tx, &id, None, None))
-        .await?;
+    svc.store.write(|tx| complete(tx, &id, None, None)).await?;
     Ok(accepted_empty())
 }
 
@@ -444,7 +462,10 @@ pub async fn action(
                     if !matches!(s(o, "status"), "available" | "in-use") {
                         return Err(CinderError::invalid(
                             "volume",
-                            format!("Volume status must be available/in-use, but is {}.", s(o, "status")),
+                            format!(
+                                "Volume status must be available/in-use, but is {}.",
+                                s(o, "status")
+                            ),
                         ));
                     }
                     let am = o.entry("admin_metadata").or_insert_with(|| json!({}));
@@ -458,24 +479,33 @@ pub async fn action(
         }
         "os-reset_status" => {
             c.require_admin("volume_extension:volume_admin_actions:reset_status")?;
-            let status = arg.get("status").and_then(Value::as_str).map(str::to_string);
+            let status = arg
+                .get("status")
+                .and_then(Value::as_str)
+                .map(str::to_string);
             let attach = arg
                 .get("attach_status")
                 .and_then(Value::as_str)
                 .map(str::to_string);
             let mig = arg.get("migration_status").cloned();
             if status.is_none() && attach.is_none() && mig.is_none() {
-                return Err(CinderError::bad("Must specify 'status', 'attach_status' or 'migration_status' for update."));
+                return Err(CinderError::bad(
+                    "Must specify 'status', 'attach_status' or 'migration_status' for update.",
+                ));
             }
             if let Some(x) = &status
                 && !VOLUME_STATUSES.contains(&x.as_str())
             {
-                return Err(CinderError::bad(format!("Must specify a valid status: {x}")));
+                return Err(CinderError::bad(format!(
+                    "Must specify a valid status: {x}"
+                )));
             }
             if let Some(x) = &attach
                 && !matches!(x.as_str(), "attached" | "detached")
             {
-                return Err(CinderError::bad(format!("Must specify a valid attach status: {x}")));
+                return Err(CinderError::bad(format!(
+                    "Must specify a valid attach status: {x}"
+                )));
             }
             svc.store
                 .write(|tx| {
@@ -517,7 +547,7 @@ pub async fn action(
             c.require_writer("volume:reserve_volume")?;
             svc.store
                 .write(|tx| {
-                    let a = reserve(tx, &c, &id, None, "rw")?;
+                    let a = reserve(tx, &id, None, "rw")?;
                     // The legacy flow shows `attaching` once reserved.
                     let mut a = a;
                     a.insert("attach_status".into(), json!("attaching"));
@@ -549,20 +579,39 @@ pub async fn action(
         }
         "os-attach" => {
             c.require_writer("volume:attach")?;
-            let inst = arg.get("instance_uuid").and_then(Value::as_str).map(str::to_string);
-            let host = arg.get("host_name").and_then(Value::as_str).map(str::to_string);
+            let inst = arg
+                .get("instance_uuid")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            let host = arg
+                .get("host_name")
+                .and_then(Value::as_str)
+                .map(str::to_string);
             if inst.is_none() && host.is_none() {
-                return Err(CinderError::bad("Invalid request to attach volume to an invalid target"));
+                return Err(CinderError::bad(
+                    "Invalid request to attach volume to an invalid target",
+                ));
             }
             if let Some(x) = &inst
                 && !uuid_like(x)
             {
-                return Err(CinderError::bad("Invalid request to attach volume to an invalid target"));
+                return Err(CinderError::bad(
+                    "Invalid request to attach volume to an invalid target",
+                ));
             }
-            let mount = arg.get("mountpoint").and_then(Value::as_str).map(str::to_string);
-            let mode = arg.get("mode").and_then(Value::as_str).unwrap_or("rw").to_string();
+            let mount = arg
+                .get("mountpoint")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            let mode = arg
+                .get("mode")
+                .and_then(Value::as_str)
+                .unwrap_or("rw")
+                .to_string();
             if !matches!(mode.as_str(), "rw" | "ro") {
-                return Err(CinderError::bad("Invalid request to attach volume with an invalid mode. Attaching mode should be 'rw' or 'ro'"));
+                return Err(CinderError::bad(
+                    "Invalid request to attach volume with an invalid mode. Attaching mode should be 'rw' or 'ro'",
+                ));
             }
             svc.store
                 .write(|tx| {
@@ -580,7 +629,7 @@ pub async fn action(
                             tx.put(Kind::Attachment, o);
                             a
                         }
-                        None => s(&reserve(tx, &c, &id, inst.as_deref(), &mode)?, "id").to_string(),
+                        None => s(&reserve(tx, &id, inst.as_deref(), &mode)?, "id").to_string(),
                     };
                     complete(tx, &att, mount.as_deref(), host.as_deref())
                 })
@@ -614,7 +663,10 @@ pub async fn action(
         }
         "os-detach" => {
             c.require_writer("volume:detach")?;
-            let att = arg.get("attachment_id").and_then(Value::as_str).map(str::to_string);
+            let att = arg
+                .get("attachment_id")
+                .and_then(Value::as_str)
+                .map(str::to_string);
             svc.store
                 .write(|tx| {
                     let ids: Vec<String> = tx
@@ -623,15 +675,47 @@ pub async fn action(
                         .filter(|a| att.as_deref().is_none_or(|x| x == s(a, "id")))
                         .map(|a| s(a, "id").to_string())
                         .collect();
-                    if ids.is_empty() {
-                        return Err(CinderError::invalid("volume", "Volume is not attached."));
-                    }
+                    // Detaching what is not attached changes nothing (Cinder's
+                    // manager does the same after its asynchronous call).
                     if att.is_none() && ids.len() > 1 {
                         return Err(CinderError::invalid("volume", "Detach volume failed: More than one attachment, but no attachment_id provided."));
                     }
-                    for a in ids {
-                        detach(tx, &a)?;
+                    for a in &ids {
+                        detach(tx, a)?;
                     }
+                    if ids.is_empty() && tx.st.attachments_of(&id).next().is_none() {
+                        settle_volume(tx, &id);
+                    }
+                    Ok(())
+                })
+                .await?;
+            Ok(accepted_empty())
+        }
+        "os-force_detach" => {
+            c.require_admin("volume_extension:volume_admin_actions:force_detach")?;
+            let att = arg
+                .get("attachment_id")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            svc.store
+                .write(|tx| {
+                    let ids: Vec<String> = tx
+                        .st
+                        .attachments_of(&id)
+                        .filter(|a| att.as_deref().is_none_or(|x| x == s(a, "id")))
+                        .map(|a| s(a, "id").to_string())
+                        .collect();
+                    if let Some(a) = &att
+                        && ids.is_empty()
+                    {
+                        return Err(CinderError::not_found(format!(
+                            "Volume attachment {a} could not be found."
+                        )));
+                    }
+                    for a in &ids {
+                        tx.del(Kind::Attachment, a);
+                    }
+                    settle_volume(tx, &id);
                     Ok(())
                 })
                 .await?;
@@ -639,11 +723,16 @@ pub async fn action(
         }
         "os-initialize_connection" => {
             c.require_writer("volume:initialize_connection")?;
-            let conn = arg.get("connector").and_then(Value::as_object).ok_or_else(|| {
-                CinderError::bad("Must specify 'connector'")
-            })?;
+            let conn = arg
+                .get("connector")
+                .and_then(Value::as_object)
+                .ok_or_else(|| CinderError::bad("Must specify 'connector'"))?;
             let _ = conn;
-            let mut info = svc.backend.export(&id).await.map_err(CinderError::internal)?;
+            let mut info = svc
+                .backend
+                .export(&id)
+                .await
+                .map_err(CinderError::internal)?;
             info["data"]["access_mode"] = json!("rw");
             Ok(ok(json!({"connection_info": info})))
         }
@@ -663,7 +752,9 @@ pub async fn action(
             let v = svc
                 .store
                 .update(Kind::Volume, &id, |v| {
-                    let cur = v.entry("volume_image_metadata").or_insert_with(|| json!({}));
+                    let cur = v
+                        .entry("volume_image_metadata")
+                        .or_insert_with(|| json!({}));
                     if !cur.is_object() {
                         *cur = json!({});
                     }
@@ -673,7 +764,9 @@ pub async fn action(
                     Ok(())
                 })
                 .await?;
-            Ok(ok(json!({"metadata": v.get("volume_image_metadata").cloned().unwrap_or_else(|| json!({}))})))
+            Ok(ok(
+                json!({"metadata": v.get("volume_image_metadata").cloned().unwrap_or_else(|| json!({}))}),
+            ))
         }
         "os-unset_image_metadata" => {
             c.require_writer("volume_extension:volume_image_metadata:remove")?;
@@ -702,7 +795,9 @@ pub async fn action(
         "os-show_image_metadata" => {
             let st = svc.store.read();
             let v = find(&st, &c, &id)?;
-            Ok(ok(json!({"metadata": v.get("volume_image_metadata").filter(|m| m.is_object()).cloned().unwrap_or_else(|| json!({}))})))
+            Ok(ok(
+                json!({"metadata": v.get("volume_image_metadata").filter(|m| m.is_object()).cloned().unwrap_or_else(|| json!({}))}),
+            ))
         }
         "os-migrate_volume" | "os-migrate_volume_completion" => {
             c.require_admin("volume_extension:volume_admin_actions:migrate_volume")?;
@@ -792,7 +887,10 @@ async fn upload_image(
         .and_then(Value::as_str)
         .ok_or_else(|| CinderError::bad("No image_name was specified in request."))?
         .to_string();
-    let force = arg.get("force").map(|v| truthy(v).unwrap_or(false)).unwrap_or(false);
+    let force = arg
+        .get("force")
+        .map(|v| truthy(v).unwrap_or(false))
+        .unwrap_or(false);
     let disk_format = arg
         .get("disk_format")
         .and_then(Value::as_str)
@@ -824,7 +922,9 @@ async fn upload_image(
         if !(status == "available" || (status == "in-use" && force)) {
             return Err(CinderError::invalid(
                 "volume",
-                format!("Volume {id} status must be available or in-use with force, but current status is: {status}."),
+                format!(
+                    "Volume {id} status must be available or in-use with force, but current status is: {status}."
+                ),
             ));
         }
         ((*v).clone(), status)
@@ -833,7 +933,11 @@ async fn upload_image(
         "container_format": container_format, "visibility": visibility, "protected": protected});
     if let Some(m) = vol.get("volume_image_metadata").and_then(Value::as_object) {
         for k in ["min_ram", "min_disk"] {
-            if let Some(n) = m.get(k).and_then(Value::as_str).and_then(|x| x.parse::<i64>().ok()) {
+            if let Some(n) = m
+                .get(k)
+                .and_then(Value::as_str)
+                .and_then(|x| x.parse::<i64>().ok())
+            {
                 img[k] = json!(n);
             }
         }
@@ -848,7 +952,10 @@ async fn upload_image(
         .store
         .update(Kind::Volume, id, |v| {
             if s(v, "status") != prev {
-                return Err(CinderError::invalid("volume", "Volume changed status meanwhile."));
+                return Err(CinderError::invalid(
+                    "volume",
+                    "Volume changed status meanwhile.",
+                ));
             }
             v.insert("status".into(), json!("uploading"));
             v.insert("previous_status".into(), json!(prev));
@@ -898,7 +1005,9 @@ async fn retype(svc: &Arc<VolumeService>, c: &Caller, id: &str, arg: &Value) -> 
         .and_then(Value::as_str)
         .unwrap_or("never");
     if !matches!(policy, "never" | "on-demand") {
-        return Err(CinderError::bad(format!("Invalid migration_policy: {policy}")));
+        return Err(CinderError::bad(format!(
+            "Invalid migration_policy: {policy}"
+        )));
     }
     let svc2 = svc.clone();
     svc.store

@@ -41,20 +41,60 @@ async fn azs(AxState(svc): St, _c: Caller) -> CResult<Response> {
 
 /// What this service implements, as Cinder names its API extensions.
 const EXTENSIONS: [(&str, &str, &str); 16] = [
-    ("os-availability-zone", "AvailabilityZones", "Describe Availability Zones."),
-    ("os-extended-snapshot-attributes", "ExtendedSnapshotAttributes", "Extended SnapshotAttributes support."),
+    (
+        "os-availability-zone",
+        "AvailabilityZones",
+        "Describe Availability Zones.",
+    ),
+    (
+        "os-extended-snapshot-attributes",
+        "ExtendedSnapshotAttributes",
+        "Extended SnapshotAttributes support.",
+    ),
     ("os-hosts", "Hosts", "Admin-only host administration."),
     ("os-quota-sets", "Quotas", "Quota management support."),
-    ("os-quota-class-sets", "QuotaClasses", "Quota classes management support."),
+    (
+        "os-quota-class-sets",
+        "QuotaClasses",
+        "Quota classes management support.",
+    ),
     ("os-services", "Services", "Services support."),
-    ("os-snapshot-actions", "SnapshotActions", "Enable snapshot manager actions."),
-    ("os-types-extra-specs", "TypesExtraSpecs", "Type extra specs support."),
+    (
+        "os-snapshot-actions",
+        "SnapshotActions",
+        "Enable snapshot manager actions.",
+    ),
+    (
+        "os-types-extra-specs",
+        "TypesExtraSpecs",
+        "Type extra specs support.",
+    ),
     ("os-types-manage", "TypesManage", "Types manage support."),
-    ("os-volume-actions", "VolumeActions", "Enable volume actions."),
-    ("os-vol-host-attr", "VolumeHostAttribute", "Expose host as an attribute of a volume."),
-    ("os-vol-image-meta", "VolumeImageMetadata", "Show image metadata associated with the volume."),
-    ("os-vol-tenant-attr", "VolumeTenantAttribute", "Expose the internal project_id as an attribute of a volume."),
-    ("os-volume-type-access", "VolumeTypeAccess", "Volume type access support."),
+    (
+        "os-volume-actions",
+        "VolumeActions",
+        "Enable volume actions.",
+    ),
+    (
+        "os-vol-host-attr",
+        "VolumeHostAttribute",
+        "Expose host as an attribute of a volume.",
+    ),
+    (
+        "os-vol-image-meta",
+        "VolumeImageMetadata",
+        "Show image metadata associated with the volume.",
+    ),
+    (
+        "os-vol-tenant-attr",
+        "VolumeTenantAttribute",
+        "Expose the internal project_id as an attribute of a volume.",
+    ),
+    (
+        "os-volume-type-access",
+        "VolumeTypeAccess",
+        "Volume type access support.",
+    ),
     ("qos-specs", "Qos_specs_manage", "QoS specs support."),
     ("os-admin-actions", "AdminActions", "Enable admin actions."),
 ];
@@ -174,7 +214,9 @@ async fn quota_show(
     let usage = q
         .get("usage")
         .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "1"));
-    Ok(ok(json!({"quota_set": quota_set(&svc, &project, usage, false)})))
+    Ok(ok(
+        json!({"quota_set": quota_set(&svc, &project, usage, false)}),
+    ))
 }
 
 async fn quota_defaults(
@@ -183,7 +225,9 @@ async fn quota_defaults(
     Path(project): Path<String>,
 ) -> CResult<Response> {
     may_see_quota(&c, &project)?;
-    Ok(ok(json!({"quota_set": quota_set(&svc, &project, false, true)})))
+    Ok(ok(
+        json!({"quota_set": quota_set(&svc, &project, false, true)}),
+    ))
 }
 
 /// Validates `{key: int}` limits against the known keys.
@@ -254,11 +298,7 @@ async fn quota_delete(
     Ok(StatusCode::OK.into_response())
 }
 
-async fn class_show(
-    AxState(svc): St,
-    c: Caller,
-    Path(class): Path<String>,
-) -> CResult<Response> {
+async fn class_show(AxState(svc): St, c: Caller, Path(class): Path<String>) -> CResult<Response> {
     c.require_admin("volume_extension:quota_classes")?;
     let mut o = Map::new();
     o.insert("id".into(), json!(class));
@@ -394,7 +434,11 @@ async fn service_action(
     let reason = match action.as_str() {
         "disable-log-reason" => match body.get("disabled_reason") {
             Some(Value::String(r)) if !r.trim().is_empty() && r.len() <= 255 => Some(r.clone()),
-            _ => return Err(CinderError::bad("Disabled reason contains invalid characters or is too long")),
+            _ => {
+                return Err(CinderError::bad(
+                    "Disabled reason contains invalid characters or is too long",
+                ));
+            }
         },
         _ => None,
     };
@@ -440,7 +484,9 @@ async fn hosts(AxState(svc): St, c: Caller) -> CResult<Response> {
 async fn host_show(AxState(svc): St, c: Caller, Path(host): Path<String>) -> CResult<Response> {
     c.require_admin("volume_extension:hosts")?;
     if !service_list(&svc).iter().any(|(_, h)| *h == host) {
-        return Err(CinderError::not_found(format!("Host {host} could not be found.")));
+        return Err(CinderError::not_found(format!(
+            "Host {host} could not be found."
+        )));
     }
     let st = svc.store.read();
     let mut per: std::collections::BTreeMap<String, (i64, i64, i64, i64)> = Default::default();

@@ -4,6 +4,7 @@
 pub mod attachments;
 pub mod misc;
 pub mod snapshots;
+pub mod transfers;
 pub mod types;
 pub mod volumes;
 
@@ -223,41 +224,17 @@ fn url_decode_pairs(q: &str) -> Vec<(String, String)> {
         .filter(|p| !p.is_empty())
         .map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (pct_decode(k), pct_decode(v))
+            (
+                ferro_common::percent_decode(k),
+                ferro_common::percent_decode(v),
+            )
         })
         .collect()
 }
 
-fn pct_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                let hex = |c: u8| (c as char).to_digit(16);
-                match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                    (Some(h), Some(l)) => {
-                        out.push((h * 16 + l) as u8);
-                        i += 2;
-                    }
-                    _ => out.push(b'%'),
-                }
-            }
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 impl Query {
     pub fn get(&self, k: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(a, _)| a == k)
-            .map(|(_, v)| v.as_str())
+        self.0.iter().find(|(a, _)| a == k).map(|(_, v)| v.as_str())
     }
 }
 
@@ -280,9 +257,9 @@ pub fn no_content() -> Response {
 
 /// The body's `key` object, or 400.
 pub fn body_obj<'a>(b: &'a Value, key: &str) -> CResult<&'a serde_json::Map<String, Value>> {
-    b.get(key)
-        .and_then(Value::as_object)
-        .ok_or_else(|| CinderError::bad(format!("Missing required element '{key}' in request body.")))
+    b.get(key).and_then(Value::as_object).ok_or_else(|| {
+        CinderError::bad(format!("Missing required element '{key}' in request body."))
+    })
 }
 
 pub fn uuid_like(s: &str) -> bool {
@@ -301,6 +278,7 @@ pub fn router(svc: Arc<VolumeService>) -> Router {
         .merge(types::routes())
         .merge(attachments::routes())
         .merge(misc::routes())
+        .merge(transfers::routes())
         .fallback(not_found)
         .layer(axum::middleware::from_fn(microversion))
         .with_state(svc);
@@ -409,8 +387,13 @@ pub fn list_params(q: &Query, sort_keys: &[&str]) -> CResult<ListParams> {
     if p.sorts.is_empty() && !sort_key.is_empty() {
         for (n, k) in sort_key.iter().enumerate() {
             let d = sort_dir.get(n).or(sort_dir.first()).map(String::as_str);
-            p.sorts
-                .push((k.clone(), parse_dir(d.unwrap_or("desc"))?));
+            p.sorts.push((k.clone(), parse_dir(d.unwrap_or("desc"))?));
+        }
+    }
+    // `display_name` is the old spelling of `name`.
+    for (k, _) in p.sorts.iter_mut() {
+        if k == "display_name" {
+            *k = "name".into();
         }
     }
     for (k, _) in &p.sorts {
@@ -490,16 +473,16 @@ pub fn paginate(
     start += p.offset;
     let rest: Vec<_> = items.into_iter().skip(start).collect();
     let limit = p.limit.unwrap_or(MAX_LIMIT).min(MAX_LIMIT);
-    let more = rest.len() > limit;
+    // Cinder links the next page whenever this one is full (the next may be empty).
+    let more = limit > 0 && rest.len() >= limit && (p.limit.is_some() || rest.len() > limit);
     let page: Vec<_> = rest.into_iter().take(limit).collect();
     let links = match (more, page.last()) {
         (true, Some(last)) => {
-            let mut qs: Vec<String> = q
-                .0
-                .iter()
-                .filter(|(k, _)| k != "marker" && k != "offset")
-                .map(|(k, v)| format!("{k}={}", enc(v)))
-                .collect();
+            let mut qs: Vec<String> =
+                q.0.iter()
+                    .filter(|(k, _)| k != "marker" && k != "offset")
+                    .map(|(k, v)| format!("{k}={}", enc(v)))
+                    .collect();
             if p.limit.is_none() {
                 qs.push(format!("limit={limit}"));
             }

@@ -85,7 +85,11 @@ async fn list_impl(
         items.push(x.clone());
     }
     let count = items.len();
-    let path = if detail { "snapshots/detail" } else { "snapshots" };
+    let path = if detail {
+        "snapshots/detail"
+    } else {
+        "snapshots"
+    };
     let (page, links) = paginate(svc, items, &p, "snapshots", path, q, |k| k)?;
     let mut body = json!({"snapshots": page.iter().map(|x| views::snapshot(c, mv, x, detail)).collect::<Vec<_>>()});
     if let Some(l) = links {
@@ -153,9 +157,7 @@ async fn create(AxState(svc): St, c: Caller, mv: Mv, Body(body): Body) -> CResul
             "true" | "1" | "yes" => true,
             "false" | "0" | "no" => false,
             _ => {
-                return Err(CinderError::bad(format!(
-                    "Invalid value '{x}' for force."
-                )));
+                return Err(CinderError::bad(format!("Invalid value '{x}' for force.")));
             }
         },
         Some(_) => return Err(CinderError::bad("Invalid value for force.")),
@@ -210,7 +212,9 @@ async fn create(AxState(svc): St, c: Caller, mv: Mv, Body(body): Body) -> CResul
         flows::SNAP_CREATE,
         json!({"id": s(&x, "id"), "volume_id": vol}),
     );
-    Ok(accepted(json!({"snapshot": views::snapshot(&c, mv, &x, false)})))
+    Ok(accepted(
+        json!({"snapshot": views::snapshot(&c, mv, &x, false)}),
+    ))
 }
 
 async fn update(
@@ -336,7 +340,9 @@ async fn action(
             start_delete(&svc, &c, &id, true).await?;
             Ok(accepted_empty())
         }
-        other => Err(CinderError::bad(format!("There is no such action: {other}"))),
+        other => Err(CinderError::bad(format!(
+            "There is no such action: {other}"
+        ))),
     }
 }
 

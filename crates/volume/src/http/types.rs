@@ -25,6 +25,11 @@ pub fn routes() -> axum::Router<Arc<VolumeService>> {
         )
         .route("/v3/types/{id}/action", post(type_action))
         .route("/v3/types/{id}/os-volume-type-access", get(access_list))
+        .route("/v3/types/{id}/encryption", get(enc_show).post(enc_create))
+        .route(
+            "/v3/types/{id}/encryption/{key}",
+            get(enc_item).put(enc_update).delete(enc_delete),
+        )
         .route("/v3/qos-specs", get(qos_list).post(qos_create))
         .route(
             "/v3/qos-specs/{id}",
@@ -89,9 +94,8 @@ async fn list(AxState(svc): St, c: Caller, mv: Mv, q: Query) -> CResult<Response
         .filter(|t| {
             q.0.iter().all(|(k, v)| match k.as_str() {
                 "extra_specs" => super::parse_metadata_filter(v).is_ok_and(|m| {
-                    m.iter().all(|(mk, mv)| {
-                        t.get("extra_specs").and_then(|e| e.get(mk)) == Some(mv)
-                    })
+                    m.iter()
+                        .all(|(mk, mv)| t.get("extra_specs").and_then(|e| e.get(mk)) == Some(mv))
                 }),
                 _ => true,
             })
@@ -201,7 +205,9 @@ async fn create(AxState(svc): St, c: Caller, mv: Mv, Body(body): Body) -> CResul
             Ok(t)
         })
         .await?;
-    Ok(ok(json!({"volume_type": views::volume_type_view(&c, mv, &t, views::TypeView::Create)})))
+    Ok(ok(
+        json!({"volume_type": views::volume_type_view(&c, mv, &t, views::TypeView::Create)}),
+    ))
 }
 
 async fn update(
@@ -271,7 +277,9 @@ async fn update(
             Ok(t)
         })
         .await?;
-    Ok(ok(json!({"volume_type": views::volume_type_view(&c, mv, &t, views::TypeView::Update)})))
+    Ok(ok(
+        json!({"volume_type": views::volume_type_view(&c, mv, &t, views::TypeView::Update)}),
+    ))
 }
 
 async fn delete(AxState(svc): St, c: Caller, Path(id): Path<String>) -> CResult<Response> {
@@ -343,10 +351,9 @@ async fn specs_merge(
     Path(id): Path<String>,
     Body(body): Body,
 ) -> CResult<Response> {
-    let new = check_specs(
-        body.get("extra_specs")
-            .ok_or_else(|| CinderError::bad("Missing required element 'extra_specs' in request body."))?,
-    )?;
+    let new = check_specs(body.get("extra_specs").ok_or_else(|| {
+        CinderError::bad("Missing required element 'extra_specs' in request body.")
+    })?)?;
     let out = new.clone();
     change_specs(&svc, &c, &id, |m| {
         m.extend(new);
@@ -475,7 +482,9 @@ async fn type_action(
 async fn access_list(AxState(svc): St, c: Caller, Path(id): Path<String>) -> CResult<Response> {
     c.require_admin("volume_extension:volume_type_access")?;
     let st = svc.store.read();
-    let t = st.get(Kind::VolumeType, &id).ok_or_else(|| type_not_found(&id))?;
+    let t = st
+        .get(Kind::VolumeType, &id)
+        .ok_or_else(|| type_not_found(&id))?;
     if b(t, "is_public") {
         return Err(CinderError::not_found(format!(
             "Volume type access not found for {id}: it is public."
@@ -675,7 +684,13 @@ async fn qos_delete_keys(
             Ok(())
         })
         .await
-        .map_err(|e| if e.message.contains("QoS spec ") { e } else { qos_not_found(&id) })?;
+        .map_err(|e| {
+            if e.message.contains("QoS spec ") {
+                e
+            } else {
+                qos_not_found(&id)
+            }
+        })?;
     Ok(accepted_empty())
 }
 
@@ -710,7 +725,9 @@ async fn set_assoc(
             }
             let targets: Vec<Obj> = match vtype {
                 Some(t) => {
-                    let t = tx.get(Kind::VolumeType, t).ok_or_else(|| type_not_found(t))?;
+                    let t = tx
+                        .get(Kind::VolumeType, t)
+                        .ok_or_else(|| type_not_found(t))?;
                     if on {
                         let cur = s(&t, "qos_specs_id");
                         if !cur.is_empty() && cur != id {
@@ -775,5 +792,178 @@ async fn qos_disassociate_all(
     Path(id): Path<String>,
 ) -> CResult<Response> {
     set_assoc(&svc, &c, &id, None, false).await?;
+    Ok(accepted_empty())
+}
+
+// ------------------------------------------------------- type encryption
+//
+// Recorded as Cinder records it; volumes of an encrypted type are refused
+// at create, since no key manager runs here to hold their keys.
+
+const ENC_KEYS: [&str; 4] = ["provider", "cipher", "key_size", "control_location"];
+
+fn enc_fields(req: &Map<String, Value>, all: bool) -> CResult<Map<String, Value>> {
+    let mut out = Map::new();
+    for (k, v) in req {
+        if !ENC_KEYS.contains(&k.as_str()) {
+            return Err(CinderError::bad(format!(
+                "Invalid input received: unknown encryption field {k}"
+            )));
+        }
+        match (k.as_str(), v) {
+            ("key_size", Value::Number(_) | Value::Null) => {}
+            ("control_location", Value::String(x)) if x == "front-end" || x == "back-end" => {}
+            ("control_location", _) => {
+                return Err(CinderError::bad(
+                    "Invalid input received: control_location must be front-end or back-end",
+                ));
+            }
+            ("provider" | "cipher", Value::String(_) | Value::Null) => {}
+            _ => {
+                return Err(CinderError::bad(format!(
+                    "Invalid input received: invalid value for {k}"
+                )));
+            }
+        }
+        out.insert(k.clone(), v.clone());
+    }
+    if all && !out.get("provider").is_some_and(Value::is_string) {
+        return Err(CinderError::bad(
+            "Invalid input received: provider is required",
+        ));
+    }
+    Ok(out)
+}
+
+async fn enc_show(AxState(svc): St, c: Caller, Path(id): Path<String>) -> CResult<Response> {
+    c.require_admin("volume_extension:volume_type_encryption")?;
+    let st = svc.store.read();
+    let t = st
+        .get(Kind::VolumeType, &id)
+        .ok_or_else(|| type_not_found(&id))?;
+    Ok(ok(t
+        .get("encryption")
+        .cloned()
+        .unwrap_or_else(|| json!({}))))
+}
+
+async fn enc_item(
+    AxState(svc): St,
+    c: Caller,
+    Path((id, key)): Path<(String, String)>,
+) -> CResult<Response> {
+    c.require_admin("volume_extension:volume_type_encryption")?;
+    let st = svc.store.read();
+    let t = st
+        .get(Kind::VolumeType, &id)
+        .ok_or_else(|| type_not_found(&id))?;
+    let v = t
+        .get("encryption")
+        .and_then(|e| e.get(&key))
+        .cloned()
+        .ok_or_else(|| {
+            CinderError::not_found(format!(
+                "Volume type encryption for type {id} has no {key}."
+            ))
+        })?;
+    Ok(ok(json!({key: v})))
+}
+
+async fn enc_create(
+    AxState(svc): St,
+    c: Caller,
+    Path(id): Path<String>,
+    Body(body): Body,
+) -> CResult<Response> {
+    c.require_admin("volume_extension:volume_type_encryption")?;
+    let fields = enc_fields(body_obj(&body, "encryption")?, true)?;
+    let enc = svc
+        .store
+        .write(|tx| {
+            let mut t = tx.get(Kind::VolumeType, &id).ok_or_else(|| type_not_found(&id))?;
+            if t.get("encryption").is_some_and(|e| !e.is_null()) {
+                return Err(CinderError::bad(format!(
+                    "Volume type encryption for type {id} already exists."
+                )));
+            }
+            if tx.st.iter(Kind::Volume).any(|v| s(v, "volume_type_id") == id) {
+                return Err(CinderError::bad(
+                    "Invalid volume type: Cannot create encryption specification. Volume type in use.",
+                ));
+            }
+            let mut e = fields.clone();
+            e.insert("volume_type_id".into(), json!(id));
+            e.insert("encryption_id".into(), json!(new_id()));
+            e.entry("control_location").or_insert_with(|| json!("front-end"));
+            e.entry("key_size").or_insert(Value::Null);
+            e.entry("cipher").or_insert(Value::Null);
+            let mut stored = e.clone();
+            stored.insert("deleted".into(), json!(false));
+            stored.insert("created_at".into(), json!(now()));
+            stored.insert("updated_at".into(), Value::Null);
+            stored.insert("deleted_at".into(), Value::Null);
+            t.insert("encryption".into(), Value::Object(stored));
+            tx.put(Kind::VolumeType, t);
+            Ok(e)
+        })
+        .await?;
+    Ok(ok(json!({"encryption": enc})))
+}
+
+async fn enc_update(
+    AxState(svc): St,
+    c: Caller,
+    Path((id, _eid)): Path<(String, String)>,
+    Body(body): Body,
+) -> CResult<Response> {
+    c.require_admin("volume_extension:volume_type_encryption")?;
+    let fields = enc_fields(body_obj(&body, "encryption")?, false)?;
+    let out = fields.clone();
+    svc.store
+        .write(|tx| {
+            let mut t = tx.get(Kind::VolumeType, &id).ok_or_else(|| type_not_found(&id))?;
+            let Some(Value::Object(mut e)) = t.get("encryption").cloned() else {
+                return Err(CinderError::not_found(format!(
+                    "Volume type encryption for type {id} does not exist."
+                )));
+            };
+            if tx.st.iter(Kind::Volume).any(|v| s(v, "volume_type_id") == id) {
+                return Err(CinderError::bad(
+                    "Invalid volume type: Cannot update encryption specification. Volume type in use.",
+                ));
+            }
+            e.extend(fields);
+            e.insert("updated_at".into(), json!(now()));
+            t.insert("encryption".into(), Value::Object(e));
+            tx.put(Kind::VolumeType, t);
+            Ok(())
+        })
+        .await?;
+    Ok(ok(json!({"encryption": out})))
+}
+
+async fn enc_delete(
+    AxState(svc): St,
+    c: Caller,
+    Path((id, _eid)): Path<(String, String)>,
+) -> CResult<Response> {
+    c.require_admin("volume_extension:volume_type_encryption")?;
+    svc.store
+        .write(|tx| {
+            let mut t = tx.get(Kind::VolumeType, &id).ok_or_else(|| type_not_found(&id))?;
+            if t.remove("encryption").is_none() {
+                return Err(CinderError::not_found(format!(
+                    "Volume type encryption for type {id} does not exist."
+                )));
+            }
+            if tx.st.iter(Kind::Volume).any(|v| s(v, "volume_type_id") == id) {
+                return Err(CinderError::bad(
+                    "Invalid volume type: Cannot delete encryption specification. Volume type in use.",
+                ));
+            }
+            tx.put(Kind::VolumeType, t);
+            Ok(())
+        })
+        .await?;
     Ok(accepted_empty())
 }

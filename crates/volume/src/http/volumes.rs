@@ -118,12 +118,7 @@ fn matches(v: &Obj, k: &str, want: &str) -> CResult<bool> {
     })
 }
 
-fn select(
-    st: &State,
-    c: &Caller,
-    p: &ListParams,
-    mv: Mv,
-) -> CResult<Vec<Arc<Obj>>> {
+fn select(st: &State, c: &Caller, p: &ListParams, mv: Mv) -> CResult<Vec<Arc<Obj>>> {
     let mut filters: Vec<(String, String)> = Vec::new();
     for (k, v) in &p.filters {
         let base = k.trim_end_matches('~');
@@ -142,7 +137,8 @@ fn select(
     let mut out = Vec::new();
     for v in st.iter(Kind::Volume) {
         let mine = s(v, "project_id") == c.project;
-        if !(mine || (c.admin && (p.all_tenants || filters.iter().any(|(k, _)| k == "project_id")))) {
+        if !(mine || (c.admin && (p.all_tenants || filters.iter().any(|(k, _)| k == "project_id"))))
+        {
             continue;
         }
         let mut ok_ = true;
@@ -439,6 +435,12 @@ async fn create(AxState(svc): St, c: Caller, mv: Mv, Body(body): Body) -> CResul
                     .default_type(st)
                     .ok_or_else(|| CinderError::internal("no default volume type"))?,
             };
+            if vtype.get("encryption").is_some_and(Value::is_object) {
+                return Err(CinderError::bad(format!(
+                    "Invalid volume type: volume type {} is encrypted, and encrypted volumes need a key manager, which this cloud does not run.",
+                    s(&vtype, "name")
+                )));
+            }
             let tname = s(&vtype, "name").to_string();
             svc2.check_quota(st, &project, &tname, 1, 0, size)?;
             let id = new_id();
@@ -536,9 +538,27 @@ pub fn image_metadata(img: &Value) -> Value {
     }
     if let Some(o) = img.as_object() {
         const CORE: [&str; 22] = [
-            "id", "name", "checksum", "container_format", "disk_format", "min_disk", "min_ram",
-            "size", "status", "visibility", "protected", "owner", "created_at", "updated_at",
-            "tags", "self", "file", "schema", "virtual_size", "os_hash_algo", "os_hash_value",
+            "id",
+            "name",
+            "checksum",
+            "container_format",
+            "disk_format",
+            "min_disk",
+            "min_ram",
+            "size",
+            "status",
+            "visibility",
+            "protected",
+            "owner",
+            "created_at",
+            "updated_at",
+            "tags",
+            "self",
+            "file",
+            "schema",
+            "virtual_size",
+            "os_hash_algo",
+            "os_hash_value",
             "locations",
         ];
         for (k, x) in o {
@@ -803,14 +823,9 @@ async fn meta_item_get(
 ) -> CResult<Response> {
     let st = svc.store.read();
     let v = find(&st, &c, &id)?;
-    let x = v
-        .get("metadata")
-        .and_then(|m| m.get(&key))
-        .ok_or_else(|| {
-            CinderError::not_found(format!(
-                "Volume {id} has no metadata with key {key}."
-            ))
-        })?;
+    let x = v.get("metadata").and_then(|m| m.get(&key)).ok_or_else(|| {
+        CinderError::not_found(format!("Volume {id} has no metadata with key {key}."))
+    })?;
     Ok(ok(json!({"meta": {key: x}})))
 }
 
@@ -840,9 +855,7 @@ async fn meta_item_del(
     let id2 = id.clone();
     change_meta(&svc, &c, Kind::Volume, &id, move |m| {
         m.remove(&k2).map(|_| ()).ok_or_else(|| {
-            CinderError::not_found(format!(
-                "Volume {id2} has no metadata with key {k2}."
-            ))
+            CinderError::not_found(format!("Volume {id2} has no metadata with key {k2}."))
         })
     })
     .await?;

@@ -1,0 +1,781 @@
+//! Volumes on servers: `os-volume_attachments` (attach, list, show,
+//! detach) and the volume block device mappings of a build (boot from
+//! volume, extra volumes). Attach and detach are sagas (DESIGN.md §5):
+//! reserve the volume, connect it for the host, plug it into the guest,
+//! complete — each undone in reverse when a later step fails, so the
+//! volume ends `available` with no dangling attachment.
+use crate::build::{Ctx, inject};
+use crate::error::{NResult, NovaError};
+use crate::http::servers::get_instance;
+use crate::http::{Caller, St, body, json_resp};
+use crate::model::{Bdm, Instance};
+use crate::{ComputeService, ops};
+use axum::body::Bytes;
+use axum::extract::{Path, State as AxState};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use ferro_saga::{Executor, SagaDef, Step};
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+pub const ATTACH: &str = "volume_attach";
+pub const DETACH: &str = "volume_detach";
+
+pub fn routes() -> axum::Router<Arc<ComputeService>> {
+    axum::Router::new()
+        .route(
+            "/servers/{id}/os-volume_attachments",
+            get(list).post(attach),
+        )
+        .route(
+            "/servers/{id}/os-volume_attachments/{volume}",
+            get(show).delete(detach).put(update),
+        )
+}
+
+struct V(&'static str);
+
+#[async_trait::async_trait]
+impl Step<Ctx> for V {
+    fn name(&self) -> &'static str {
+        self.0
+    }
+    async fn run(&self, ctx: &Ctx, state: &mut Value) -> Result<(), String> {
+        let svc = ctx.svc()?;
+        inject(&svc, self.0).await?;
+        run_step(&svc, self.0, state).await
+    }
+    async fn undo(&self, ctx: &Ctx, state: &Value) -> Result<(), String> {
+        undo_step(&ctx.svc()?, self.0, state).await
+    }
+}
+
+pub fn register(ex: &mut Executor<Ctx>) {
+    ex.register(SagaDef {
+        name: ATTACH,
+        steps: vec![
+            Box::new(V("attach_reserve")),
+            Box::new(V("attach_connect")),
+            Box::new(V("attach_plug")),
+            Box::new(V("attach_complete")),
+        ],
+    });
+    ex.register(SagaDef {
+        name: DETACH,
+        steps: vec![
+            Box::new(V("detach_begin")),
+            Box::new(V("detach_unplug")),
+            Box::new(V("detach_release")),
+        ],
+    });
+}
+
+fn st<'a>(state: &'a Value, k: &str) -> &'a str {
+    state[k].as_str().unwrap_or_default()
+}
+
+async fn run_step(svc: &Arc<ComputeService>, step: &str, state: &mut Value) -> Result<(), String> {
+    let v = &svc.volumes;
+    let host = st(state, "host").to_string();
+    let uuid = st(state, "uuid").to_string();
+    let volume = st(state, "volume").to_string();
+    let device = st(state, "device").to_string();
+    match step {
+        "attach_reserve" => {
+            let att = v
+                .reserve(
+                    st(state, "project"),
+                    state["admin"].as_bool().unwrap_or(false),
+                    &volume,
+                    &uuid,
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            state["attachment"] = json!(att);
+            Ok(())
+        }
+        "attach_connect" => {
+            let info = v
+                .connect(st(state, "attachment"), &host, &device)
+                .await
+                .map_err(|e| e.to_string())?;
+            state["connection_info"] = info;
+            Ok(())
+        }
+        "attach_plug" => {
+            if host.is_empty() {
+                return Ok(()); // shelved offloaded: nothing runs the guest
+            }
+            ops::call_agent(
+                svc,
+                &host,
+                "attach_volume",
+                json!({"uuid": uuid, "device": device, "volume_id": volume,
+                       "connection_info": state["connection_info"]}),
+                state["request_id"].as_str(),
+            )
+            .await
+            .map(|_| ())
+        }
+        "attach_complete" => {
+            v.complete(st(state, "attachment"), &device, &host)
+                .await
+                .map_err(|e| e.to_string())?;
+            let bdm = Bdm {
+                source_type: "volume".into(),
+                destination_type: "volume".into(),
+                uuid: Some(volume.clone()),
+                boot_index: None,
+                volume_size: None,
+                delete_on_termination: state["delete_on_termination"].as_bool().unwrap_or(false),
+                device_name: Some(device.clone()),
+                tag: state["tag"].as_str().map(str::to_string),
+                volume_id: Some(volume.clone()),
+                attachment_id: Some(st(state, "attachment").to_string()),
+                created_volume: false,
+            };
+            svc.state
+                .update_instance(&uuid, move |i| {
+                    i.bdms
+                        .retain(|b| b.volume_id.as_deref() != bdm.volume_id.as_deref());
+                    i.bdms.push(bdm);
+                    Ok(())
+                })
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }
+        "detach_begin" => v.begin_detaching(&volume).await.map_err(|e| e.to_string()),
+        "detach_unplug" => {
+            if host.is_empty() {
+                return Ok(());
+            }
+            ops::call_agent(
+                svc,
+                &host,
+                "detach_volume",
+                json!({"uuid": uuid, "device": device, "volume_id": volume}),
+                state["request_id"].as_str(),
+            )
+            .await
+            .map(|_| ())
+        }
+        "detach_release" => {
+            v.release(st(state, "attachment"))
+                .await
+                .map_err(|e| e.to_string())?;
+            let vol = volume.clone();
+            let r = svc
+                .state
+                .update_instance(&uuid, move |i| {
+                    i.bdms
+                        .retain(|b| b.volume_id.as_deref() != Some(vol.as_str()));
+                    Ok(())
+                })
+                .await;
+            if state["delete_on_termination"].as_bool() == Some(true)
+                && state["deleting_server"].as_bool() == Some(true)
+            {
+                v.delete(&volume).await.map_err(|e| e.to_string())?;
+            }
+            match r {
+                Ok(_) => Ok(()),
+                Err(e) if e.status() == 404 => Ok(()),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+        other => Err(format!("unknown step {other}")),
+    }
+}
+
+async fn undo_step(svc: &Arc<ComputeService>, step: &str, state: &Value) -> Result<(), String> {
+    let v = &svc.volumes;
+    let host = st(state, "host");
+    match step {
+        "attach_reserve" => v
+            .release(st(state, "attachment"))
+            .await
+            .map_err(|e| e.to_string()),
+        "attach_plug" if !host.is_empty() => ops::call_agent(
+            svc,
+            host,
+            "detach_volume",
+            json!({"uuid": st(state, "uuid"), "device": st(state, "device"),
+                   "volume_id": st(state, "volume")}),
+            None,
+        )
+        .await
+        .map(|_| ()),
+        "detach_begin" => v
+            .roll_detaching(st(state, "volume"))
+            .await
+            .map_err(|e| e.to_string()),
+        "detach_unplug" if !host.is_empty() => ops::call_agent(
+            svc,
+            host,
+            "attach_volume",
+            json!({"uuid": st(state, "uuid"), "device": st(state, "device"),
+                   "volume_id": st(state, "volume"), "connection_info": {}}),
+            None,
+        )
+        .await
+        .map(|_| ()),
+        _ => Ok(()),
+    }
+}
+
+async fn run(svc: &Arc<ComputeService>, name: &str, state: Value) -> Result<Value, String> {
+    let ex = svc.exec().map_err(|e| e.to_string())?;
+    let id = format!(
+        "{name}:{}:{}",
+        st(&state, "volume"),
+        ferro_common::new_request_id()
+    );
+    ex.run(name, &id, state).await.map_err(|e| match e {
+        ferro_saga::SagaError::StepFailed { message, .. } => message,
+        other => other.to_string(),
+    })
+}
+
+/// The next free `/dev/vdX` of the instance (`vda` is the root disk).
+fn next_device(i: &Instance) -> String {
+    let used: Vec<&str> = i
+        .bdms
+        .iter()
+        .filter_map(|b| b.device_name.as_deref())
+        .collect();
+    for c in 'b'..='z' {
+        let d = format!("/dev/vd{c}");
+        if !used.contains(&d.as_str()) {
+            return d;
+        }
+    }
+    "/dev/vdz".into()
+}
+
+fn attachment_view(c: &Caller, i: &Instance, b: &Bdm) -> Value {
+    let vol = b.volume_id.clone().or(b.uuid.clone()).unwrap_or_default();
+    let mut v = json!({"id": vol, "volumeId": vol, "serverId": i.uuid, "device": b.device_name});
+    if c.mv.at_least(70) {
+        v["tag"] = json!(b.tag);
+    }
+    if c.mv.at_least(79) {
+        v["delete_on_termination"] = json!(b.delete_on_termination);
+    }
+    v
+}
+
+fn volume_bdms(i: &Instance) -> impl Iterator<Item = &Bdm> {
+    i.bdms.iter().filter(|b| b.destination_type == "volume")
+}
+
+async fn list(
+    AxState(svc): St,
+    c: Caller,
+    Path(id): Path<String>,
+    q: axum::extract::RawQuery,
+) -> NResult<Response> {
+    let i = get_instance(&svc, &c, &id)?;
+    let mut items: Vec<Value> = volume_bdms(&i)
+        .map(|b| attachment_view(&c, &i, b))
+        .collect();
+    let params: Vec<(String, String)> =
+        q.0.unwrap_or_default()
+            .split('&')
+            .filter_map(|p| {
+                p.split_once('=')
+                    .map(|(a, b)| (a.to_string(), b.to_string()))
+            })
+            .collect();
+    let get = |k: &str| params.iter().find(|(a, _)| a == k).map(|(_, v)| v.clone());
+    if let Some(o) = get("offset") {
+        let n: usize = o
+            .parse()
+            .map_err(|_| NovaError::bad("Invalid input for query parameters offset."))?;
+        items = items.into_iter().skip(n).collect();
+    }
+    if let Some(l) = get("limit") {
+        let n: usize = l
+            .parse()
+            .map_err(|_| NovaError::bad("Invalid input for query parameters limit."))?;
+        items.truncate(n);
+    }
+    Ok(json_resp(
+        StatusCode::OK,
+        json!({"volumeAttachments": items}),
+    ))
+}
+
+async fn show(
+    AxState(svc): St,
+    c: Caller,
+    Path((id, volume)): Path<(String, String)>,
+) -> NResult<Response> {
+    let i = get_instance(&svc, &c, &id)?;
+    let b = volume_bdms(&i)
+        .find(|b| b.volume_id.as_deref() == Some(volume.as_str()))
+        .ok_or_else(|| NovaError::not_found(format!("Volume {volume} is not attached to {id}")))?;
+    Ok(json_resp(
+        StatusCode::OK,
+        json!({"volumeAttachment": attachment_view(&c, &i, b)}),
+    ))
+}
+
+/// Nova's check_instance_state for attach/detach.
+fn settled(i: &Instance, action: &str) -> NResult<()> {
+    if !matches!(
+        i.vm_state.as_str(),
+        "active"
+            | "paused"
+            | "stopped"
+            | "resized"
+            | "soft-delete"
+            | "shelved"
+            | "shelved_offloaded"
+    ) {
+        return Err(NovaError::invalid_state(
+            action,
+            "vm_state",
+            &i.vm_state,
+            &i.uuid,
+        ));
+    }
+    if let Some(t) = &i.task_state {
+        return Err(NovaError::invalid_state(action, "task_state", t, &i.uuid));
+    }
+    Ok(())
+}
+
+fn is_uuid(s: &str) -> bool {
+    crate::http::servers::uuid_like(s)
+}
+
+async fn attach(
+    AxState(svc): St,
+    c: Caller,
+    Path(id): Path<String>,
+    raw: Bytes,
+) -> NResult<Response> {
+    let b = body(&raw)?;
+    let o = b
+        .get("volumeAttachment")
+        .and_then(Value::as_object)
+        .ok_or_else(|| NovaError::bad("Invalid input for field/attribute volumeAttachment."))?;
+    let mut known = vec!["volumeId", "device"];
+    if c.mv.at_least(49) {
+        known.push("tag");
+    }
+    if c.mv.at_least(79) {
+        known.push("delete_on_termination");
+    }
+    if let Some(k) = o.keys().find(|k| !known.contains(&k.as_str())) {
+        return Err(NovaError::bad(format!(
+            "Additional properties are not allowed ('{k}' was unexpected)"
+        )));
+    }
+    let volume = match o.get("volumeId") {
+        Some(Value::String(v)) if is_uuid(v) => v.clone(),
+        Some(v) => {
+            return Err(NovaError::bad(format!(
+                "Invalid input for field/attribute volumeId. Value: {v}. '{v}' is not a 'uuid'"
+            )));
+        }
+        None => {
+            return Err(NovaError::bad(
+                "Invalid input for field/attribute volumeAttachment. 'volumeId' is a required property",
+            ));
+        }
+    };
+    let device = match o.get("device") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(d)) if d.starts_with("/dev/") && d.len() > 5 => Some(d.clone()),
+        Some(d) => {
+            return Err(NovaError::bad(format!(
+                "The supplied device path ({d}) is invalid."
+            )));
+        }
+    };
+    let tag = o.get("tag").and_then(Value::as_str).map(str::to_string);
+    let dot = o
+        .get("delete_on_termination")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let i = get_instance(&svc, &c, &id)?;
+    settled(&i, "attach_volume")?;
+    let project = c.project();
+    let admin = c.is_admin(&svc);
+    let vol = svc
+        .volumes
+        .get(&project, admin, &volume)
+        .ok_or_else(|| NovaError::not_found(format!("Volume {volume} could not be found.")))?;
+    if volume_bdms(&i).any(|b| b.volume_id.as_deref() == Some(volume.as_str())) {
+        return Err(NovaError::bad(format!(
+            "Invalid volume: volume {volume} is already attached to instance {id}"
+        )));
+    }
+    let status = vol["status"].as_str().unwrap_or_default();
+    let multi = vol["multiattach"].as_bool().unwrap_or(false);
+    if !(status == "available" || (multi && status == "in-use")) {
+        return Err(NovaError::bad(format!(
+            "Invalid volume: volume {volume} status must be 'available'. Currently in '{status}'"
+        )));
+    }
+    if multi && status == "in-use" && !c.mv.at_least(60) {
+        return Err(NovaError::bad(
+            "Multiattach volumes are only supported starting with compute API version 2.60.",
+        ));
+    }
+    let device = match device {
+        Some(d) => {
+            if i.bdms
+                .iter()
+                .any(|b| b.device_name.as_deref() == Some(d.as_str()))
+                || (d == "/dev/vda" && !i.image_ref.is_empty())
+            {
+                return Err(NovaError::conflict(format!(
+                    "The supplied device path ({d}) is in use."
+                )));
+            }
+            d
+        }
+        None => next_device(&i),
+    };
+    let state = json!({
+        "uuid": i.uuid, "host": i.host.clone().unwrap_or_default(), "volume": volume,
+        "device": device, "project": project, "admin": admin, "tag": tag,
+        "delete_on_termination": dot, "request_id": c.request_id,
+    });
+    crate::http::actions::record(&svc, &c, &i, "attach_volume").await?;
+    run(&svc, ATTACH, state).await.map_err(|m| {
+        if m.contains("could not be found") {
+            NovaError::not_found(m)
+        } else if m.starts_with("Invalid") || m.contains("status must") {
+            NovaError::bad(m)
+        } else {
+            NovaError::new(500, format!("Attaching volume {volume} failed: {m}"))
+        }
+    })?;
+    let i = get_instance(&svc, &c, &id)?;
+    let b = volume_bdms(&i)
+        .find(|b| b.volume_id.as_deref() == Some(volume.as_str()))
+        .cloned()
+        .ok_or_else(|| NovaError::new(500, "attachment not recorded"))?;
+    Ok(json_resp(
+        StatusCode::OK,
+        json!({"volumeAttachment": attachment_view(&c, &i, &b)}),
+    ))
+}
+
+async fn detach(
+    AxState(svc): St,
+    c: Caller,
+    Path((id, volume)): Path<(String, String)>,
+) -> NResult<Response> {
+    let i = get_instance(&svc, &c, &id)?;
+    settled(&i, "detach_volume")?;
+    let b = volume_bdms(&i)
+        .find(|b| b.volume_id.as_deref() == Some(volume.as_str()))
+        .cloned()
+        .ok_or_else(|| NovaError::not_found(format!("Volume {volume} is not attached to {id}")))?;
+    if b.boot_index == Some(0) {
+        return Err(NovaError::bad("Cannot detach a root device volume"));
+    }
+    crate::http::actions::record(&svc, &c, &i, "detach_volume").await?;
+    detach_one(&svc, &i, &b, &c.request_id, false)
+        .await
+        .map_err(|m| NovaError::new(500, format!("Detaching volume {volume} failed: {m}")))?;
+    Ok(json_resp(StatusCode::ACCEPTED, Value::Null).into_empty())
+}
+
+/// Runs the detach saga for one volume mapping.
+pub async fn detach_one(
+    svc: &Arc<ComputeService>,
+    i: &Instance,
+    b: &Bdm,
+    request_id: &str,
+    deleting_server: bool,
+) -> Result<(), String> {
+    let state = json!({
+        "uuid": i.uuid, "host": if deleting_server { String::new() } else { i.host.clone().unwrap_or_default() },
+        "volume": b.volume_id, "device": b.device_name, "attachment": b.attachment_id,
+        "delete_on_termination": b.delete_on_termination, "deleting_server": deleting_server,
+        "request_id": request_id,
+    });
+    run(svc, DETACH, state).await.map(|_| ())
+}
+
+/// Server delete: every volume is released, and deleted when its mapping says so.
+pub async fn release_all(
+    svc: &Arc<ComputeService>,
+    uuid: &str,
+    request_id: &str,
+) -> Result<(), String> {
+    let Some(i) = svc.state.read().instances.get(uuid).cloned() else {
+        return Ok(());
+    };
+    for b in volume_bdms(&i).filter(|b| b.volume_id.is_some()) {
+        detach_one(svc, &i, b, request_id, true).await?;
+    }
+    Ok(())
+}
+
+async fn update(
+    AxState(svc): St,
+    c: Caller,
+    Path((id, volume)): Path<(String, String)>,
+) -> NResult<Response> {
+    c.require_admin(&svc, "os_compute_api:os-volumes-attachments:swap")?;
+    let i = get_instance(&svc, &c, &id)?;
+    if !volume_bdms(&i).any(|b| b.volume_id.as_deref() == Some(volume.as_str())) {
+        return Err(NovaError::not_found(format!(
+            "Volume {volume} is not attached to {id}"
+        )));
+    }
+    Err(NovaError::bad(
+        "Swapping volumes is not supported by this cloud's virt driver.",
+    ))
+}
+
+trait IntoEmpty {
+    fn into_empty(self) -> Response;
+}
+
+impl IntoEmpty for Response {
+    /// The same status with no body (Nova's 202s are empty).
+    fn into_empty(self) -> Response {
+        let status = self.status();
+        let mut r = Response::new(axum::body::Body::empty());
+        *r.status_mut() = status;
+        r
+    }
+}
+
+/// The build's volume mappings: volumes made from images, snapshots or
+/// nothing are created (as the user, through Block Storage's API), every
+/// volume is reserved, connected for the host and marked in use, and the
+/// mapping records its volume and attachment. A failure undoes what this
+/// step did before returning.
+pub async fn prepare_block_devices(
+    svc: &Arc<ComputeService>,
+    state: &mut Value,
+) -> Result<(), String> {
+    let uuid = st(state, "uuid").to_string();
+    let token = st(state, "token").to_string();
+    let host = st(state, "host").to_string();
+    let Some(inst) = svc.state.read().instances.get(&uuid).cloned() else {
+        return Err("instance vanished".into());
+    };
+    if !inst.bdms.iter().any(|b| b.destination_type == "volume") {
+        return Ok(());
+    }
+    let mut bdms = inst.bdms.clone();
+    let r = async {
+        for n in 0..bdms.len() {
+            if bdms[n].destination_type != "volume" || bdms[n].attachment_id.is_some() {
+                continue;
+            }
+            let b = bdms[n].clone();
+            let vol = match (b.source_type.as_str(), b.volume_id.clone()) {
+                (_, Some(v)) => v,
+                ("volume", None) => b.uuid.clone().unwrap_or_default(),
+                (src, None) => {
+                    let mut body = json!({"size": b.volume_size,
+                        "name": format!("{}-blockdevice-{n}", inst.name)});
+                    match src {
+                        "image" => body["imageRef"] = json!(b.uuid),
+                        "snapshot" => body["snapshot_id"] = json!(b.uuid),
+                        _ => {}
+                    }
+                    let id = svc
+                        .volumes
+                        .create(&token, body)
+                        .await
+                        .map_err(|e| format!("creating the volume of block device {n}: {e}"))?;
+                    bdms[n].created_volume = true;
+                    id
+                }
+            };
+            bdms[n].volume_id = Some(vol.clone());
+            let device = match (&b.device_name, b.boot_index) {
+                (Some(d), _) => d.clone(),
+                (None, Some(0)) => "/dev/vda".to_string(),
+                (None, _) => {
+                    let probe = Instance {
+                        bdms: bdms.clone(),
+                        ..inst.clone()
+                    };
+                    next_device(&probe)
+                }
+            };
+            let device = if device.starts_with("/dev/") {
+                device
+            } else {
+                format!("/dev/{device}")
+            };
+            bdms[n].device_name = Some(device.clone());
+            let att = svc
+                .volumes
+                .reserve(&inst.project_id, true, &vol, &uuid)
+                .await
+                .map_err(|e| format!("reserving volume {vol}: {e}"))?;
+            bdms[n].attachment_id = Some(att.clone());
+            svc.volumes
+                .connect(&att, &host, &device)
+                .await
+                .map_err(|e| format!("connecting volume {vol}: {e}"))?;
+            svc.volumes
+                .complete(&att, &device, &host)
+                .await
+                .map_err(|e| format!("attaching volume {vol}: {e}"))?;
+        }
+        Ok::<(), String>(())
+    }
+    .await;
+    let saved = bdms.clone();
+    let w = svc
+        .state
+        .update_instance(&uuid, move |i| {
+            i.bdms = saved;
+            Ok(())
+        })
+        .await;
+    if let Err(e) = r {
+        let _ = unprepare_block_devices(svc, &uuid).await;
+        return Err(e);
+    }
+    w.map(|_| ()).map_err(|e| e.to_string())
+}
+
+/// Undoes `prepare_block_devices`: attachments released, volumes compute
+/// created deleted, the mappings back to what the request said.
+pub async fn unprepare_block_devices(svc: &Arc<ComputeService>, uuid: &str) -> Result<(), String> {
+    let Some(inst) = svc.state.read().instances.get(uuid).cloned() else {
+        return Ok(());
+    };
+    let mut bdms = inst.bdms.clone();
+    for b in bdms.iter_mut().filter(|b| b.destination_type == "volume") {
+        if let Some(att) = b.attachment_id.take() {
+            svc.volumes.release(&att).await.map_err(|e| e.to_string())?;
+        }
+        if b.created_volume
+            && let Some(v) = b.volume_id.take()
+        {
+            svc.volumes.delete(&v).await.map_err(|e| e.to_string())?;
+            b.created_volume = false;
+        }
+        if b.source_type == "volume" {
+            b.volume_id = None;
+        }
+    }
+    svc.state
+        .update_instance(uuid, move |i| {
+            i.bdms = bdms;
+            Ok(())
+        })
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+// ------------------------------------------- os-assisted-volume-snapshots
+
+pub fn assisted_routes() -> axum::Router<Arc<ComputeService>> {
+    axum::Router::new()
+        .route(
+            "/os-assisted-volume-snapshots",
+            axum::routing::post(assisted_create),
+        )
+        .route(
+            "/os-assisted-volume-snapshots/{id}",
+            axum::routing::delete(assisted_delete),
+        )
+}
+
+/// The instance a volume is attached to.
+fn holder(svc: &ComputeService, volume: &str) -> NResult<Instance> {
+    let st = svc.state.read();
+    st.live()
+        .find(|i| volume_bdms(i).any(|b| b.volume_id.as_deref() == Some(volume)))
+        .cloned()
+        .ok_or_else(|| {
+            NovaError::not_found(format!("No volume Block Device Mapping with id {volume}."))
+        })
+}
+
+async fn assisted_create(AxState(svc): St, c: Caller, raw: Bytes) -> NResult<Response> {
+    c.require_admin(&svc, "os_compute_api:os-assisted-volume-snapshots:create")?;
+    let b = body(&raw)?;
+    let s = b
+        .get("snapshot")
+        .and_then(Value::as_object)
+        .ok_or_else(|| NovaError::bad("Invalid input for field/attribute snapshot."))?;
+    let volume = s
+        .get("volume_id")
+        .and_then(Value::as_str)
+        .ok_or_else(|| NovaError::bad("'volume_id' is a required property"))?
+        .to_string();
+    let info = s
+        .get("create_info")
+        .filter(|v| v.is_object())
+        .cloned()
+        .ok_or_else(|| NovaError::bad("'create_info' is a required property"))?;
+    let snap = info["snapshot_id"]
+        .as_str()
+        .ok_or_else(|| NovaError::bad("create_info needs a snapshot_id"))?
+        .to_string();
+    let i = holder(&svc, &volume)?;
+    let host = i
+        .host
+        .clone()
+        .ok_or_else(|| NovaError::conflict(format!("Instance {} is not on a host.", i.uuid)))?;
+    ops::call_agent(
+        &svc,
+        &host,
+        "volume_snapshot_create",
+        json!({"uuid": i.uuid, "volume_id": volume, "create_info": info}),
+        Some(&c.request_id),
+    )
+    .await
+    .map_err(|e| NovaError::new(500, format!("Volume snapshot failed: {e}")))?;
+    Ok(json_resp(
+        StatusCode::OK,
+        json!({"snapshot": {"id": snap, "volumeId": volume}}),
+    ))
+}
+
+async fn assisted_delete(
+    AxState(svc): St,
+    c: Caller,
+    Path(id): Path<String>,
+    q: axum::extract::RawQuery,
+) -> NResult<Response> {
+    c.require_admin(&svc, "os_compute_api:os-assisted-volume-snapshots:delete")?;
+    let raw = q.0.unwrap_or_default();
+    let info = raw
+        .split('&')
+        .find_map(|p| p.strip_prefix("delete_info="))
+        .ok_or_else(|| NovaError::bad("Query parameter delete_info is required."))?;
+    let decoded = ferro_common::percent_decode(info);
+    let info: Value = serde_json::from_str(&decoded)
+        .map_err(|_| NovaError::bad("Invalid delete_info: it must be JSON."))?;
+    let volume = info["volume_id"]
+        .as_str()
+        .ok_or_else(|| NovaError::bad("delete_info needs a volume_id"))?
+        .to_string();
+    let i = holder(&svc, &volume)?;
+    let host = i
+        .host
+        .clone()
+        .ok_or_else(|| NovaError::conflict(format!("Instance {} is not on a host.", i.uuid)))?;
+    ops::call_agent(
+        &svc,
+        &host,
+        "volume_snapshot_delete",
+        json!({"uuid": i.uuid, "volume_id": volume, "snapshot_id": id}),
+        Some(&c.request_id),
+    )
+    .await
+    .map_err(|e| NovaError::new(500, format!("Volume snapshot delete failed: {e}")))?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

@@ -5,7 +5,7 @@
 #
 #   scripts/test.sh            everything
 #   QUICK=1 scripts/test.sh    cargo tests only
-# Env: TEMPEST_GROUPS (default "identity interop-identity image interop-image interop-compute network interop-network")
+# Env: TEMPEST_GROUPS (default "identity interop-identity image interop-image interop-compute network interop-network volume interop-volume")
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -53,11 +53,14 @@ tally /tmp/ferro-golden-compute.log
 echo "== openstack CLI network golden path"
 bash scripts/golden-path-network.sh 2>&1 | tee /tmp/ferro-golden-network.log || status=1
 tally /tmp/ferro-golden-network.log
+echo "== openstack CLI volume golden path"
+bash scripts/golden-path-volume.sh 2>&1 | tee /tmp/ferro-golden-volume.log || status=1
+tally /tmp/ferro-golden-volume.log
 # The full identity group (138 tests, about a minute), then the interop list,
 # which also checks that every one of its 17 tests ran.
 # The full compute group (588 tests, ~12 minutes) runs with
 # TEMPEST_GROUPS="... compute"; the default keeps the run well under 30 minutes.
-for group in ${TEMPEST_GROUPS:-identity interop-identity image interop-image interop-compute network interop-network}; do
+for group in ${TEMPEST_GROUPS:-identity interop-identity image interop-image interop-compute network interop-network volume interop-volume}; do
   echo "== tempest $group"
   extra=()
   # Tempest's ListUserImagesTest uploads random bytes as every disk format,

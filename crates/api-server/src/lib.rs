@@ -147,15 +147,17 @@ impl App {
             cfg.clone(),
             identity.clone(),
             placement.clone(),
-            images,
-            Arc::new(wiring::InProcNetwork {
-                svc: network.clone(),
-                router: ferro_network::http::router().with_state(network.clone()),
-            }),
-            Arc::new(wiring::InProcVolumes {
-                svc: volume.clone(),
-                router: ferro_volume::http::router(volume.clone()),
-            }),
+            ferro_compute::Peers {
+                image: images,
+                network: Arc::new(wiring::InProcNetwork {
+                    svc: network.clone(),
+                    router: ferro_network::http::router().with_state(network.clone()),
+                }),
+                volumes: Arc::new(wiring::InProcVolumes {
+                    svc: volume.clone(),
+                    router: ferro_volume::http::router(volume.clone()),
+                }),
+            },
             bus.clone(),
         )
         .await?;

@@ -111,6 +111,13 @@ pub trait NetworkApi: Send + Sync {
     }
 }
 
+/// The other services compute calls, behind its narrow traits.
+pub struct Peers {
+    pub image: Arc<dyn ImageApi>,
+    pub network: Arc<dyn NetworkApi>,
+    pub volumes: Arc<dyn VolumeApi>,
+}
+
 /// What compute needs of the Block Storage service: the steps of Nova's
 /// attach and detach workflows (each one atomic; `release` idempotent),
 /// and the volumes block device mappings create. Implemented by the
@@ -287,11 +294,14 @@ impl ComputeService {
         cfg: Config,
         validator: Arc<dyn TokenValidator>,
         placement: Arc<PlacementService>,
-        image: Arc<dyn ImageApi>,
-        network: Arc<dyn NetworkApi>,
-        volumes: Arc<dyn VolumeApi>,
+        peers: Peers,
         bus: Arc<dyn Bus>,
     ) -> Result<Arc<Self>, Error> {
+        let Peers {
+            image,
+            network,
+            volumes,
+        } = peers;
         let mut policy = default_policy().map_err(Error::internal)?;
         if let Some(f) = &cfg.policy.file {
             let _ = policy.load_overrides(f);

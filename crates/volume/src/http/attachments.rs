@@ -69,10 +69,10 @@ fn settle_volume(tx: &mut Tx, vol: &str) {
             "detached"
         }),
     );
-    if status == "available" {
-        if let Some(am) = v.get_mut("admin_metadata").and_then(Value::as_object_mut) {
-            am.remove("attached_mode");
-        }
+    if status == "available"
+        && let Some(am) = v.get_mut("admin_metadata").and_then(Value::as_object_mut)
+    {
+        am.remove("attached_mode");
     }
     v.insert("updated_at".into(), json!(now()));
     tx.put(Kind::Volume, v);

@@ -362,9 +362,7 @@ async fn create(AxState(svc): St, c: Caller, mv: Mv, Body(body): Body) -> CResul
                     .filter(|x| c.owns(x))
                     .ok_or_else(|| CinderError::snapshot_not_found(sid))?;
                 if s(sn, "status") != "available" {
-                    return Err(CinderError::bad(format!(
-                        "Invalid snapshot: Originating snapshot status must be one of 'available' values"
-                    )));
+                    return Err(CinderError::bad("Invalid snapshot: Originating snapshot status must be one of 'available' values".to_string()));
                 }
                 src_size = Some(i(sn, "size"));
                 src_type = st
@@ -420,7 +418,7 @@ async fn create(AxState(svc): St, c: Caller, mv: Mv, Body(body): Body) -> CResul
             let vtype = match vtype_req.as_deref().or(src_type.as_deref()) {
                 Some(t) if !t.is_empty() => st
                     .volume_type(t)
-                    .filter(|x| type_usable(x, &c))
+                    .filter(|x| type_usable(x, c))
                     .cloned()
                     .ok_or_else(|| {
                         if uuid_like(t) {

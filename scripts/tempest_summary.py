@@ -4,7 +4,8 @@
     stestr last --subunit > run.subunit
     $VENV/bin/python scripts/tempest_summary.py run.subunit --group identity [--expect LIST]
 
-Prints one line per failed test (name and the last line of its traceback), then the
+Prints one line per failed test (name and the last line of its traceback), one per
+skipped test (with tempest's reason), then the
 summary line `tempest <group>: N passed, N failed, N skipped`. With --expect (a file of
 test ids, one per line), a listed test that produced no result counts as failed, unless
 its class already failed in setUpClass (then that one failure stands for the class).
@@ -106,6 +107,8 @@ def main(argv=None):
         print(f"FAILED {name} (not run: no such test, or not selected)")
     for name in excluded:
         print(f"EXCLUDED {name} (scripts/tempest-exclude.txt says why)")
+    for test in sorted(skipped, key=lambda t: t["id"]):
+        print(f"SKIPPED {strip_attrs(test['id'])}: {reason(test)}")
     n_failed = len(failed) + len(missing)
     tail = f", {len(excluded)} excluded" if excluded else ""
     print(f"tempest {args.group}: {len(passed)} passed, {n_failed} failed, "

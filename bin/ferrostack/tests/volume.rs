@@ -352,7 +352,7 @@ async fn volumes_snapshots_attachments_file_backend() {
             &mv,
         )
         .await;
-    assert_eq!(r.status, 404, "attachments need 3.27, we serve up to 3.2");
+    assert_eq!(r.status, 404, "attachments need 3.27");
     assert_eq!(
         r.header("openstack-api-version").as_deref(),
         Some("volume 3.2")
@@ -367,6 +367,80 @@ async fn volumes_snapshots_attachments_file_backend() {
         )
         .await;
     assert_eq!(r.status, 406);
+
+    // A type the backend cannot serve: the volume fails scheduling and the
+    // project gets a user message (3.3).
+    let t = cinder(
+        &c,
+        Method::POST,
+        "/types",
+        &tok,
+        json!({"volume_type": {"name": "fast", "extra_specs": {"storage_protocol": "nvmeof"}}}),
+    )
+    .await;
+    assert_eq!(t.status, 200, "{}", t.body);
+    let r = cinder(
+        &c,
+        Method::POST,
+        "/volumes",
+        &tok,
+        json!({"volume": {"size": 1, "volume_type": "fast"}}),
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let bad = r.body["volume"]["id"].as_str().unwrap().to_string();
+    wait(
+        &c,
+        &tok,
+        &format!("/volumes/{bad}"),
+        "volume",
+        Some("error"),
+    )
+    .await;
+    let m = c
+        .request_h(
+            Method::GET,
+            "/volume/v3/messages",
+            Some(&tok),
+            Value::Null,
+            &[("OpenStack-API-Version", "volume 3.3")],
+        )
+        .await;
+    assert_eq!(m.status, 200, "{}", m.body);
+    let msg = m.body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["resource_uuid"] == bad.as_str())
+        .expect("a message about the volume")
+        .clone();
+    assert!(
+        msg["user_message"]
+            .as_str()
+            .unwrap()
+            .contains("weighted backend"),
+        "{msg}"
+    );
+    let r = c
+        .request_h(
+            Method::DELETE,
+            &format!("/volume/v3/messages/{}", msg["id"].as_str().unwrap()),
+            Some(&tok),
+            Value::Null,
+            &[("OpenStack-API-Version", "volume 3.3")],
+        )
+        .await;
+    assert_eq!(r.status, 204);
+    let r = cinder(
+        &c,
+        Method::DELETE,
+        &format!("/volumes/{bad}"),
+        &tok,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    wait(&c, &tok, &format!("/volumes/{bad}"), "volume", None).await;
 
     // Delete: refused with snapshots unless cascade; files follow the records.
     let r = cinder(

@@ -353,7 +353,10 @@ async fn undo_step(svc: &Arc<VolumeService>, step: &str, state: &Value) -> Resul
 async fn on_failure(svc: &Arc<VolumeService>, name: &str, state: &Value, why: &str) {
     let id = st(state, "id");
     let r = match name {
-        CREATE => set(svc, Kind::Volume, id, json!({"status": "error"})).await,
+        CREATE => {
+            crate::http::messages::record_create_failure(svc, id, why).await;
+            set(svc, Kind::Volume, id, json!({"status": "error"})).await
+        }
         DELETE => set(svc, Kind::Volume, id, json!({"status": "error_deleting"})).await,
         EXTEND => set(svc, Kind::Volume, id, json!({"status": "error_extending"})).await,
         REVERT => {

@@ -21,9 +21,10 @@ pub enum Kind {
     Attachment,
     Quota,
     Transfer,
+    Message,
 }
 
-const KINDS: [Kind; 7] = [
+const KINDS: [Kind; 8] = [
     Kind::Volume,
     Kind::Snapshot,
     Kind::VolumeType,
@@ -31,6 +32,7 @@ const KINDS: [Kind; 7] = [
     Kind::Attachment,
     Kind::Quota,
     Kind::Transfer,
+    Kind::Message,
 ];
 
 impl Kind {
@@ -43,6 +45,7 @@ impl Kind {
             Kind::Attachment => "cinder_attachment",
             Kind::Quota => "cinder_quota",
             Kind::Transfer => "cinder_transfer",
+            Kind::Message => "cinder_message",
         }
     }
 }
@@ -61,7 +64,7 @@ type Table = imbl::OrdMap<String, Arc<Obj>>;
 
 #[derive(Clone, Default)]
 pub struct State {
-    tables: [Table; 7],
+    tables: [Table; 8],
 }
 
 impl State {

@@ -285,5 +285,6 @@ pub fn kind_label(k: Kind) -> &'static str {
         Kind::Attachment => "Volume attachment",
         Kind::Quota => "Quota",
         Kind::Transfer => "Transfer",
+        Kind::Message => "Message",
     }
 }

@@ -3,6 +3,7 @@
 use super::{Body, Query, St, body_obj, ok};
 use crate::error::{CResult, CinderError};
 use crate::store::{Kind, Obj, s};
+use crate::views::Mv;
 use crate::{Caller, VolumeService};
 use axum::extract::{Path, State as AxState};
 use axum::http::StatusCode;
@@ -31,6 +32,9 @@ pub fn routes() -> axum::Router<Arc<VolumeService>> {
         .route("/v3/os-hosts/{host}", get(host_show))
         .route("/v3/scheduler-stats/get_pools", get(pools))
         .route("/v3/capabilities/{host}", get(capabilities))
+        .route("/v3/clusters", get(clusters))
+        .route("/v3/clusters/detail", get(clusters))
+        .route("/v3/clusters/{name}", get(cluster_show).put(cluster_action))
 }
 
 async fn azs(AxState(svc): St, _c: Caller) -> CResult<Response> {
@@ -362,7 +366,7 @@ fn started_at(svc: &VolumeService) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.6f").to_string()
 }
 
-async fn services(AxState(svc): St, c: Caller, q: Query) -> CResult<Response> {
+async fn services(AxState(svc): St, c: Caller, mv: Mv, q: Query) -> CResult<Response> {
     c.require_admin("volume_extension:services:index")?;
     let now = crate::store::now();
     let _ = started_at(&svc);
@@ -383,6 +387,13 @@ async fn services(AxState(svc): St, c: Caller, q: Query) -> CResult<Response> {
                 "disabled_reason": d.as_ref().and_then(|o| o.get("reason").cloned()).unwrap_or(Value::Null),
                 "frozen": false,
             })
+        })
+        .map(|mut s| {
+            if mv.at_least(7) {
+                // No service here is clustered (Cinder's active-active HA).
+                s["cluster"] = Value::Null;
+            }
+            s
         })
         .collect();
     Ok(ok(json!({"services": list})))
@@ -569,4 +580,48 @@ async fn capabilities(AxState(svc): St, c: Caller, Path(host): Path<String>) -> 
         "replication_targets": [],
         "display_name": Value::Null,
     })))
+}
+
+// ---------------------------------------------------------------- clusters (3.7)
+//
+// Cinder groups active-active volume services into clusters; this one's
+// services are not clustered, so the list is empty and names are unknown.
+
+fn need_7(mv: Mv) -> CResult<()> {
+    if mv.at_least(7) {
+        Ok(())
+    } else {
+        Err(CinderError::not_found("The resource could not be found."))
+    }
+}
+
+async fn clusters(c: Caller, mv: Mv) -> CResult<Response> {
+    need_7(mv)?;
+    c.require_admin("clusters:get_all")?;
+    Ok(ok(json!({"clusters": []})))
+}
+
+async fn cluster_show(c: Caller, mv: Mv, Path(name): Path<String>) -> CResult<Response> {
+    need_7(mv)?;
+    c.require_admin("clusters:get")?;
+    Err(CinderError::not_found(format!(
+        "Cluster {name} could not be found."
+    )))
+}
+
+async fn cluster_action(
+    c: Caller,
+    mv: Mv,
+    Path(action): Path<String>,
+    Body(body): Body,
+) -> CResult<Response> {
+    need_7(mv)?;
+    c.require_admin("clusters:update")?;
+    if !matches!(action.as_str(), "enable" | "disable") {
+        return Err(CinderError::not_found("The resource could not be found."));
+    }
+    let name = body.get("name").and_then(Value::as_str).unwrap_or_default();
+    Err(CinderError::not_found(format!(
+        "Cluster {name} could not be found."
+    )))
 }

@@ -2,6 +2,7 @@
 //! project id in the path (clients use both), microversion negotiation
 //! and the authenticated caller.
 pub mod attachments;
+pub mod messages;
 pub mod misc;
 pub mod snapshots;
 pub mod transfers;
@@ -24,15 +25,17 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 
 pub const MIN_VERSION: u16 = 0;
-/// 3.1 (image metadata actions) and 3.2 (bootable filter) are honoured;
-/// the versions after need messages (3.3) and groups (3.11+) first.
-pub const MAX_VERSION: u16 = 2;
+/// Honoured: 3.1 image metadata actions, 3.2 bootable filter, 3.3 user
+/// messages, 3.4 glance_metadata filter, 3.5 message paging, 3.6 null
+/// descriptions, 3.7 clusters (none) and services' `cluster`. Next: 3.8
+/// manageable resources and the groups of 3.11-3.20.
+pub const MAX_VERSION: u16 = 7;
 
 pub type St = State<Arc<VolumeService>>;
 
 /// First path segments under `/v3` that name a resource; anything else
 /// there is a project id.
-const TOP: [&str; 24] = [
+const TOP: [&str; 25] = [
     "volumes",
     "snapshots",
     "types",
@@ -57,6 +60,7 @@ const TOP: [&str; 24] = [
     "default-types",
     "resource_filters",
     "workers",
+    "clusters",
 ];
 
 /// Drops the project id from `/v3/{project_id}/...` so one set of routes
@@ -279,6 +283,7 @@ pub fn router(svc: Arc<VolumeService>) -> Router {
         .merge(attachments::routes())
         .merge(misc::routes())
         .merge(transfers::routes())
+        .merge(messages::routes())
         .fallback(not_found)
         .layer(axum::middleware::from_fn(microversion))
         .with_state(svc);

@@ -59,7 +59,8 @@ const SORT_KEYS: [&str; 8] = [
     "bootable",
 ];
 
-const VOLUME_FILTERS: [&str; 12] = [
+const VOLUME_FILTERS: [&str; 13] = [
+    "glance_metadata",
     "name",
     "status",
     "metadata",
@@ -90,9 +91,14 @@ fn matches(v: &Obj, k: &str, want: &str) -> CResult<bool> {
         field
     };
     Ok(match field {
-        "metadata" => {
+        "metadata" | "glance_metadata" => {
             let m = parse_metadata_filter(want)?;
-            let have = v.get("metadata").and_then(Value::as_object);
+            let key = if field == "metadata" {
+                "metadata"
+            } else {
+                "volume_image_metadata"
+            };
+            let have = v.get(key).and_then(Value::as_object);
             m.iter()
                 .all(|(mk, mv)| have.and_then(|h| h.get(mk)) == Some(mv))
         }

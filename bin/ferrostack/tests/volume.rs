@@ -875,3 +875,139 @@ async fn nova_attach_detach_and_boot_from_volume() {
         c.stop().await;
     }
 }
+
+/// A failure injected at each step of detach leaves the volume in-use and
+/// attached (Nova rolls the detach back), and at each step of create from
+/// an image leaves it in `error` with no volume file and no scratch file.
+#[tokio::test]
+async fn detach_and_create_from_image_failures() {
+    if !have_qemu_img() {
+        eprintln!("skipped: qemu-img is not installed");
+        return;
+    }
+    for step in ["detach_begin", "detach_unplug", "detach_release"] {
+        let spec = format!("{step}:fail");
+        let c = TestCloud::start_with(Backend::Sqlite, move |cfg| {
+            cfg.compute.fake_hosts = 1;
+            cfg.compute.fault_injection = Some(spec.clone());
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        let tok = c.admin_token().await;
+        let img = image(&c, &tok).await;
+        let srv = boot(
+            &c,
+            &tok,
+            json!({"name": "s", "imageRef": img, "flavorRef": "1", "networks": "none"}),
+        )
+        .await;
+        let v = create_volume(&c, &tok, json!({"size": 1})).await;
+        let r = nova(
+            &c,
+            Method::POST,
+            &format!("/servers/{srv}/os-volume_attachments"),
+            &tok,
+            json!({"volumeAttachment": {"volumeId": v}}),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let r = nova(
+            &c,
+            Method::DELETE,
+            &format!("/servers/{srv}/os-volume_attachments/{v}"),
+            &tok,
+            Value::Null,
+        )
+        .await;
+        assert!(
+            r.status.is_server_error(),
+            "{step}: {} {}",
+            r.status,
+            r.body
+        );
+        let show = cinder(&c, Method::GET, &format!("/volumes/{v}"), &tok, Value::Null).await;
+        assert_eq!(show.body["volume"]["status"], "in-use", "{step}");
+        assert_eq!(
+            show.body["volume"]["attachments"][0]["server_id"],
+            srv.as_str(),
+            "{step}"
+        );
+        let a = nova(
+            &c,
+            Method::GET,
+            &format!("/servers/{srv}/os-volume_attachments"),
+            &tok,
+            Value::Null,
+        )
+        .await;
+        assert_eq!(
+            a.body["volumeAttachments"].as_array().unwrap().len(),
+            1,
+            "{step}"
+        );
+        c.stop().await;
+    }
+    for step in [
+        "create.schedule",
+        "create.fetch_image",
+        "create.backend",
+        "create.finish",
+    ] {
+        let spec = format!("{step}:fail");
+        let c = TestCloud::start_with(Backend::Sqlite, move |cfg| {
+            cfg.compute.fake_hosts = 0;
+            cfg.volume.fault_injection = Some(spec.clone());
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        let tok = c.admin_token().await;
+        let img = image(&c, &tok).await;
+        let r = cinder(
+            &c,
+            Method::POST,
+            "/volumes",
+            &tok,
+            json!({"volume": {"size": 1, "imageRef": img}}),
+        )
+        .await;
+        assert_eq!(r.status, 202, "{}", r.body);
+        let id = r.body["volume"]["id"].as_str().unwrap().to_string();
+        wait(&c, &tok, &format!("/volumes/{id}"), "volume", Some("error")).await;
+        assert!(
+            backend_files(&c).is_empty(),
+            "{step}: {:?}",
+            backend_files(&c)
+        );
+        let scratch: Vec<_> = std::fs::read_dir(c.data_dir().join("volume-tmp"))
+            .unwrap()
+            .flatten()
+            .collect();
+        assert!(scratch.is_empty(), "{step}: scratch files left");
+        c.stop().await;
+    }
+    // Without a failure, the same request makes a bootable volume holding the image.
+    let c = TestCloud::start_with(Backend::Sqlite, |cfg| cfg.compute.fake_hosts = 0)
+        .await
+        .unwrap()
+        .unwrap();
+    let tok = c.admin_token().await;
+    let img = image(&c, &tok).await;
+    let id = create_volume(&c, &tok, json!({"size": 1, "imageRef": img})).await;
+    let v = cinder(
+        &c,
+        Method::GET,
+        &format!("/volumes/{id}"),
+        &tok,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(v.body["volume"]["bootable"], "true");
+    assert_eq!(
+        v.body["volume"]["volume_image_metadata"]["image_id"],
+        img.as_str()
+    );
+    assert_eq!(backend_files(&c), [format!("volume-{id}")].into());
+    c.stop().await;
+}

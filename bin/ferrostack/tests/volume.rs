@@ -1011,3 +1011,199 @@ async fn detach_and_create_from_image_failures() {
     assert_eq!(backend_files(&c), [format!("volume-{id}")].into());
     c.stop().await;
 }
+
+/// Groups (3.13+): a group of a type's volumes, a group snapshot of all of
+/// them, a group made from it, and deletion with the volumes.
+#[tokio::test]
+async fn groups_and_group_snapshots() {
+    if !have_qemu_img() {
+        eprintln!("skipped: qemu-img is not installed");
+        return;
+    }
+    let c = TestCloud::start_with(Backend::Sqlite, |cfg| cfg.compute.fake_hosts = 0)
+        .await
+        .unwrap()
+        .unwrap();
+    let tok = c.admin_token().await;
+    let mv = [("OpenStack-API-Version", "volume 3.27")];
+    let call = |m: Method, p: String, b: Value| {
+        let c = &c;
+        let tok = tok.clone();
+        async move {
+            c.request_h(m, &format!("/volume/v3{p}"), Some(&tok), b, &mv)
+                .await
+        }
+    };
+    let r = call(Method::GET, "/volumes".into(), Value::Null).await;
+    assert_eq!(
+        r.header("openstack-api-version").as_deref(),
+        Some("volume 3.27")
+    );
+    let gt = call(
+        Method::POST,
+        "/group_types".into(),
+        json!({"group_type": {"name": "gt1"}}),
+    )
+    .await;
+    assert_eq!(gt.status, 202, "{}", gt.body);
+    let gt = gt.body["group_type"]["id"].as_str().unwrap().to_string();
+    let vt = call(Method::GET, "/types/default".into(), Value::Null).await;
+    let vt = vt.body["volume_type"]["id"].as_str().unwrap().to_string();
+    let g = call(
+        Method::POST,
+        "/groups".into(),
+        json!({"group": {"name": "g1", "group_type": gt, "volume_types": [vt]}}),
+    )
+    .await;
+    assert_eq!(g.status, 202, "{}", g.body);
+    let g = g.body["group"]["id"].as_str().unwrap().to_string();
+    let mut vols = Vec::new();
+    for n in 0..2 {
+        let r = call(Method::POST, "/volumes".into(),
+            json!({"volume": {"size": 1, "name": format!("m{n}"), "group_id": g, "volume_type": vt}})).await;
+        assert_eq!(r.status, 202, "{}", r.body);
+        let id = r.body["volume"]["id"].as_str().unwrap().to_string();
+        wait(
+            &c,
+            &tok,
+            &format!("/volumes/{id}"),
+            "volume",
+            Some("available"),
+        )
+        .await;
+        vols.push(id);
+    }
+    // A member is deleted with its group, not alone.
+    let r = cinder(
+        &c,
+        Method::DELETE,
+        &format!("/volumes/{}", vols[0]),
+        &tok,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = call(
+        Method::GET,
+        format!("/volumes/detail?group_id={g}"),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(r.body["volumes"].as_array().unwrap().len(), 2);
+    // Group snapshot: one snapshot per member.
+    let gs = call(
+        Method::POST,
+        "/group_snapshots".into(),
+        json!({"group_snapshot": {"group_id": g, "name": "gs1"}}),
+    )
+    .await;
+    assert_eq!(gs.status, 202, "{}", gs.body);
+    let gs = gs.body["group_snapshot"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let t0 = Instant::now();
+    loop {
+        let r = call(Method::GET, format!("/group_snapshots/{gs}"), Value::Null).await;
+        if r.body["group_snapshot"]["status"] == "available" {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "{}", r.body);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let snaps = call(Method::GET, "/snapshots/detail".into(), Value::Null).await;
+    assert_eq!(
+        snaps.body["snapshots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["group_snapshot_id"] == gs.as_str())
+            .count(),
+        2
+    );
+    // A new group from the snapshot.
+    let g2 = call(
+        Method::POST,
+        "/groups/action".into(),
+        json!({"create-from-src": {"group_snapshot_id": gs, "name": "g2"}}),
+    )
+    .await;
+    assert_eq!(g2.status, 202, "{}", g2.body);
+    let g2 = g2.body["group"]["id"].as_str().unwrap().to_string();
+    let t0 = Instant::now();
+    loop {
+        let r = call(
+            Method::GET,
+            format!("/groups/{g2}?list_volume=True"),
+            Value::Null,
+        )
+        .await;
+        if r.body["group"]["status"] == "available" {
+            assert_eq!(r.body["group"]["volumes"].as_array().unwrap().len(), 2);
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "{}", r.body);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Tear down: group snapshot, then both groups with their volumes.
+    let r = call(
+        Method::DELETE,
+        format!("/group_snapshots/{gs}"),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let t0 = Instant::now();
+    while call(Method::GET, format!("/group_snapshots/{gs}"), Value::Null)
+        .await
+        .status
+        != 404
+    {
+        assert!(t0.elapsed() < Duration::from_secs(30));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for grp in [&g, &g2] {
+        let r = call(
+            Method::POST,
+            format!("/groups/{grp}/action"),
+            json!({"delete": {"delete-volumes": true}}),
+        )
+        .await;
+        assert_eq!(r.status, 202, "{}", r.body);
+        let t0 = Instant::now();
+        while call(Method::GET, format!("/groups/{grp}"), Value::Null)
+            .await
+            .status
+            != 404
+        {
+            assert!(t0.elapsed() < Duration::from_secs(30));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    assert!(backend_files(&c).is_empty(), "{:?}", backend_files(&c));
+    // Metadata ETags (3.15): a stale If-Match is refused.
+    let v = create_volume(&c, &tok, json!({"size": 1})).await;
+    let r = call(Method::GET, format!("/volumes/{v}/metadata"), Value::Null).await;
+    let tag = r.header("etag").expect("an ETag");
+    let r = c
+        .request_h(
+            Method::PUT,
+            &format!("/volume/v3/volumes/{v}/metadata"),
+            Some(&tok),
+            json!({"metadata": {"a": "1"}}),
+            &[mv[0], ("If-Match", tag.as_str())],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = c
+        .request_h(
+            Method::PUT,
+            &format!("/volume/v3/volumes/{v}/metadata"),
+            Some(&tok),
+            json!({"metadata": {"a": "2"}}),
+            &[mv[0], ("If-Match", tag.as_str())],
+        )
+        .await;
+    assert_eq!(r.status, 412, "{}", r.body);
+    c.stop().await;
+}

@@ -77,6 +77,7 @@ fn key(code: u16) -> &'static str {
         405 => "badMethod",
         406 => "notAcceptable",
         409 => "conflictingRequest",
+        412 => "preconditionFailed",
         413 => "overLimit",
         415 => "badMediaType",
         501 => "notImplemented",

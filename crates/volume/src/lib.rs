@@ -103,13 +103,16 @@ impl VolumeService {
         });
         let _ = svc.sagas.set(flows::executor(svc.clone()));
         svc.ensure_default_type().await?;
+        http::groups::ensure_default_group_type(&svc).await?;
         Ok(svc)
     }
 
     /// Resumes or unwinds the sagas a crash interrupted, then settles
     /// records left in a transitional status with no saga behind them.
     pub async fn recover(self: &Arc<Self>) -> Result<(), Error> {
-        flows::recover(self).await
+        flows::recover(self).await?;
+        http::groups::recover(self);
+        Ok(())
     }
 
     /// The backend-qualified host of a volume: `host@backend#pool`.

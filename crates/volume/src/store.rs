@@ -22,9 +22,12 @@ pub enum Kind {
     Quota,
     Transfer,
     Message,
+    GroupType,
+    Group,
+    GroupSnapshot,
 }
 
-const KINDS: [Kind; 8] = [
+const KINDS: [Kind; 11] = [
     Kind::Volume,
     Kind::Snapshot,
     Kind::VolumeType,
@@ -33,6 +36,9 @@ const KINDS: [Kind; 8] = [
     Kind::Quota,
     Kind::Transfer,
     Kind::Message,
+    Kind::GroupType,
+    Kind::Group,
+    Kind::GroupSnapshot,
 ];
 
 impl Kind {
@@ -46,6 +52,9 @@ impl Kind {
             Kind::Quota => "cinder_quota",
             Kind::Transfer => "cinder_transfer",
             Kind::Message => "cinder_message",
+            Kind::GroupType => "cinder_group_type",
+            Kind::Group => "cinder_group",
+            Kind::GroupSnapshot => "cinder_group_snapshot",
         }
     }
 }
@@ -64,7 +73,7 @@ type Table = imbl::OrdMap<String, Arc<Obj>>;
 
 #[derive(Clone, Default)]
 pub struct State {
-    tables: [Table; 8],
+    tables: [Table; 11],
 }
 
 impl State {

@@ -136,7 +136,7 @@ pub fn volume_view(
         put("os-vol-mig-status-attr:name_id", Value::Null);
     }
     if mv.at_least(13) {
-        put("group_id", Value::Null);
+        put("group_id", null_or(v, "group_id"));
     }
     if mv.at_least(21) {
         put("provider_id", Value::Null);
@@ -188,7 +188,7 @@ pub fn snapshot(c: &Caller, mv: Mv, x: &Obj, detail: bool) -> Value {
             x.get("progress").cloned().unwrap_or_else(|| json!("0%"));
     }
     if mv.at_least(14) {
-        o["group_snapshot_id"] = Value::Null;
+        o["group_snapshot_id"] = x.get("group_snapshot_id").cloned().unwrap_or(Value::Null);
     }
     if mv.at_least(41) {
         o["user_id"] = json!(s(x, "user_id"));
@@ -286,5 +286,8 @@ pub fn kind_label(k: Kind) -> &'static str {
         Kind::Quota => "Quota",
         Kind::Transfer => "Transfer",
         Kind::Message => "Message",
+        Kind::GroupType => "Group type",
+        Kind::Group => "Group",
+        Kind::GroupSnapshot => "Group snapshot",
     }
 }

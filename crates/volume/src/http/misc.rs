@@ -1,6 +1,6 @@
 //! Availability zones, extensions, limits, quota sets and classes,
 //! services, hosts, pools and backend capabilities.
-use super::{Body, Query, St, body_obj, ok};
+use super::{Body, Query, St, accepted, body_obj, ok};
 use crate::error::{CResult, CinderError};
 use crate::store::{Kind, Obj, s};
 use crate::views::Mv;
@@ -32,6 +32,31 @@ pub fn routes() -> axum::Router<Arc<VolumeService>> {
         .route("/v3/os-hosts/{host}", get(host_show))
         .route("/v3/scheduler-stats/get_pools", get(pools))
         .route("/v3/capabilities/{host}", get(capabilities))
+        .route("/v3/manageable_volumes", get(manageable_volumes))
+        .route(
+            "/v3/manageable_volumes/detail",
+            get(manageable_volumes_detail),
+        )
+        .route("/v3/manageable_snapshots", get(manageable_snapshots))
+        .route(
+            "/v3/manageable_snapshots/detail",
+            get(manageable_snapshots_detail),
+        )
+        .route("/v3/backups", get(backups_list).post(backup_create))
+        .route("/v3/backups/detail", get(backups_list))
+        .route(
+            "/v3/backups/import_record",
+            axum::routing::post(backup_create),
+        )
+        .route(
+            "/v3/backups/{id}",
+            get(backup_item).put(backup_item).delete(backup_item),
+        )
+        .route(
+            "/v3/backups/{id}/{action}",
+            get(backup_item2).post(backup_item2),
+        )
+        .route("/v3/workers/cleanup", axum::routing::post(workers_cleanup))
         .route("/v3/clusters", get(clusters))
         .route("/v3/clusters/detail", get(clusters))
         .route("/v3/clusters/{name}", get(cluster_show).put(cluster_action))
@@ -623,5 +648,111 @@ async fn cluster_action(
     let name = body.get("name").and_then(Value::as_str).unwrap_or_default();
     Err(CinderError::not_found(format!(
         "Cluster {name} could not be found."
+    )))
+}
+
+// ------------------------------------------------ manageable resources (3.8)
+//
+// What the backend holds that no record owns (a file left by another
+// installation, say), listed so an operator can see it. Managing it in
+// (`os-volume-manage`) is not offered yet, so none is `safe_to_manage`.
+
+async fn manageable(
+    svc: &VolumeService,
+    c: &Caller,
+    mv: Mv,
+    snapshots: bool,
+    detail: bool,
+) -> CResult<Response> {
+    if !mv.at_least(8) {
+        return Err(CinderError::not_found("The resource could not be found."));
+    }
+    c.require_admin("volume_extension:list_manageable")?;
+    let (vols, snaps) = svc
+        .backend
+        .inventory()
+        .await
+        .map_err(CinderError::internal)?;
+    let st = svc.store.read();
+    let (ids, kind, prefix, key) = if snapshots {
+        (snaps, Kind::Snapshot, "snapshot-", "manageable-snapshots")
+    } else {
+        (vols, Kind::Volume, "volume-", "manageable-volumes")
+    };
+    let list: Vec<Value> = ids
+        .into_iter()
+        .filter(|id| st.get(kind, id).is_none())
+        .map(|id| {
+            let mut o = json!({"reference": {"source-name": format!("{prefix}{id}")},
+                               "safe_to_manage": false, "size": 0});
+            if detail {
+                o["reason_not_safe"] =
+                    json!("managing existing backend objects is not supported yet");
+                o["cinder_id"] = Value::Null;
+                o["extra_info"] = Value::Null;
+            }
+            o
+        })
+        .collect();
+    Ok(ok(json!({ key: list })))
+}
+
+async fn manageable_volumes(AxState(svc): St, c: Caller, mv: Mv) -> CResult<Response> {
+    manageable(&svc, &c, mv, false, false).await
+}
+async fn manageable_volumes_detail(AxState(svc): St, c: Caller, mv: Mv) -> CResult<Response> {
+    manageable(&svc, &c, mv, false, true).await
+}
+async fn manageable_snapshots(AxState(svc): St, c: Caller, mv: Mv) -> CResult<Response> {
+    manageable(&svc, &c, mv, true, false).await
+}
+async fn manageable_snapshots_detail(AxState(svc): St, c: Caller, mv: Mv) -> CResult<Response> {
+    manageable(&svc, &c, mv, true, true).await
+}
+
+// ------------------------------------------------ backups
+//
+// No cinder-backup service runs here: the collection is empty and every
+// request that needs the service answers as Cinder does without one.
+
+fn no_backup_service() -> CinderError {
+    CinderError::not_found("Service cinder-backup could not be found.")
+}
+
+async fn backups_list(_c: Caller) -> CResult<Response> {
+    Ok(ok(json!({"backups": []})))
+}
+
+async fn backup_item(_c: Caller, Path(id): Path<String>) -> CResult<Response> {
+    Err(CinderError::not_found(format!(
+        "Backup {id} could not be found."
+    )))
+}
+
+async fn backup_create(c: Caller) -> CResult<Response> {
+    c.require_writer("backup:create")?;
+    Err(no_backup_service())
+}
+
+// ------------------------------------------------ workers (3.24)
+//
+// Cinder's cleanup of a dead service's half-done work. Here every
+// workflow is a saga that start-up recovery finishes or unwinds, so there
+// is never anything left for a cleanup request to claim.
+
+async fn workers_cleanup(c: Caller, mv: Mv, Body(body): Body) -> CResult<Response> {
+    if !mv.at_least(24) {
+        return Err(CinderError::not_found("The resource could not be found."));
+    }
+    c.require_admin("workers:cleanup")?;
+    if !body.is_null() && !body.is_object() {
+        return Err(CinderError::bad("Malformed request body"));
+    }
+    Ok(accepted(json!({"cleaning": [], "unavailable": []})))
+}
+
+async fn backup_item2(_c: Caller, Path((id, _a)): Path<(String, String)>) -> CResult<Response> {
+    Err(CinderError::not_found(format!(
+        "Backup {id} could not be found."
     )))
 }

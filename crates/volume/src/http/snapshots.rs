@@ -263,6 +263,12 @@ async fn start_delete(svc: &Arc<VolumeService>, c: &Caller, id: &str, force: boo
         .write(|tx| {
             let x = find(&tx.st, c, id)?;
             let status = s(&x, "status");
+            if !force && !s(&x, "group_snapshot_id").is_empty() {
+                return Err(CinderError::invalid(
+                    "snapshot",
+                    "Snapshot is part of a group snapshot: delete the group snapshot.",
+                ));
+            }
             if !force && !matches!(status, "available" | "error") {
                 return Err(CinderError::invalid(
                     "snapshot",

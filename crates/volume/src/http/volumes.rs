@@ -349,6 +349,11 @@ async fn create(AxState(svc): St, c: Caller, mv: Mv, Body(body): Body) -> CResul
         }
     };
     let vtype_req = opt_str(&req, "volume_type")?;
+    let group_id = if mv.at_least(13) {
+        opt_str(&req, "group_id")?
+    } else {
+        None
+    };
     let project = c.project.clone();
     let user = c.user().to_string();
     let svc2 = svc.clone();
@@ -446,6 +451,26 @@ async fn create(AxState(svc): St, c: Caller, mv: Mv, Body(body): Body) -> CResul
                 )));
             }
             let tname = s(&vtype, "name").to_string();
+            if let Some(g) = &group_id {
+                let grp = st
+                    .get(Kind::Group, g)
+                    .filter(|x| c.owns(x))
+                    .ok_or_else(|| CinderError::not_found(format!("Group {g} could not be found.")))?;
+                if s(grp, "status") != "available" {
+                    return Err(CinderError::bad(format!(
+                        "Invalid group: group {g} status must be available."
+                    )));
+                }
+                let ok_type = grp
+                    .get("volume_types")
+                    .and_then(Value::as_array)
+                    .is_some_and(|a| a.iter().any(|t| t.as_str() == Some(s(&vtype, "id"))));
+                if !ok_type {
+                    return Err(CinderError::bad(format!(
+                        "Invalid input received: Volume type {tname} is not supported by group {g}."
+                    )));
+                }
+            }
             svc2.check_quota(st, &project, &tname, 1, 0, size)?;
             let id = new_id();
             let t = now();
@@ -469,6 +494,7 @@ async fn create(AxState(svc): St, c: Caller, mv: Mv, Body(body): Body) -> CResul
             v.insert("created_at".into(), json!(t));
             v.insert("updated_at".into(), Value::Null);
             v.insert("replication_status".into(), json!("disabled"));
+            v.insert("group_id".into(), json!(group_id));
             if let Some(img) = &image2 {
                 v.insert("bootable".into(), json!(false));
                 v.insert("volume_image_metadata".into(), image_metadata(img));
@@ -682,8 +708,11 @@ pub async fn start_delete(
                     ),
                 ));
             }
-            if force && status == "deleting" {
-                // Already on its way out.
+            if !s(&v, "group_id").is_empty() && !force {
+                return Err(CinderError::invalid(
+                    "volume",
+                    "Volume belongs to a group: remove it from the group, or delete the group with its volumes.",
+                ));
             }
             let snaps: Vec<Obj> = tx.st.snapshots_of(id).map(|x| (**x).clone()).collect();
             if !snaps.is_empty() && !cascade {
@@ -723,11 +752,61 @@ pub async fn start_delete(
 
 // ---------------------------------------------------------------- metadata
 
+/// The entity tag of a metadata set (3.15: guards against lost updates).
+fn etag(m: &Value) -> String {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(m.to_string().as_bytes());
+    d.iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
+fn with_etag(m: Value) -> Response {
+    let tag = etag(&m);
+    let mut r = ok(json!({ "metadata": m }));
+    if let Ok(h) = axum::http::HeaderValue::from_str(&format!("\"{tag}\"")) {
+        r.headers_mut().insert(axum::http::header::ETAG, h);
+    }
+    r
+}
+
+/// `If-Match` against the current metadata (from 3.15): 412 on a mismatch.
+fn check_if_match(
+    svc: &VolumeService,
+    c: &Caller,
+    mv: Mv,
+    id: &str,
+    headers: &axum::http::HeaderMap,
+) -> CResult<()> {
+    let Some(want) = headers
+        .get(axum::http::header::IF_MATCH)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return Ok(());
+    };
+    if !mv.at_least(15) {
+        return Ok(());
+    }
+    let st = svc.store.read();
+    let v = find(&st, c, id)?;
+    let cur = etag(&v.get("metadata").cloned().unwrap_or_else(|| json!({})));
+    let matches = want
+        .split(',')
+        .map(|t| t.trim().trim_start_matches("W/").trim_matches('"'))
+        .any(|t| t == "*" || t == cur);
+    if matches {
+        Ok(())
+    } else {
+        Err(CinderError::new(
+            412,
+            "Precondition Failed: the metadata changed meanwhile.",
+        ))
+    }
+}
+
 async fn meta_get(AxState(svc): St, c: Caller, Path(id): Path<String>) -> CResult<Response> {
     let st = svc.store.read();
     let v = find(&st, &c, &id)?;
-    Ok(ok(
-        json!({"metadata": v.get("metadata").cloned().unwrap_or_else(|| json!({}))}),
+    Ok(with_etag(
+        v.get("metadata").cloned().unwrap_or_else(|| json!({})),
     ))
 }
 
@@ -793,9 +872,12 @@ pub fn meta_item_body(body: &Value, key: &str) -> CResult<Value> {
 async fn meta_merge(
     AxState(svc): St,
     c: Caller,
+    mv: Mv,
     Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
     Body(body): Body,
 ) -> CResult<Response> {
+    check_if_match(&svc, &c, mv, &id, &headers)?;
     let new = meta_body(&body)?;
     let m = change_meta(&svc, &c, Kind::Volume, &id, |m| {
         m.extend(new);
@@ -808,9 +890,12 @@ async fn meta_merge(
 async fn meta_replace(
     AxState(svc): St,
     c: Caller,
+    mv: Mv,
     Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
     Body(body): Body,
 ) -> CResult<Response> {
+    check_if_match(&svc, &c, mv, &id, &headers)?;
     let new = meta_body(&body)?;
     let m = change_meta(&svc, &c, Kind::Volume, &id, |m| {
         *m = new;

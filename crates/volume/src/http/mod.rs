@@ -4,6 +4,7 @@
 pub mod attachments;
 pub mod groups;
 pub mod messages;
+pub mod metadata;
 pub mod misc;
 pub mod snapshots;
 pub mod transfers;

@@ -1,7 +1,9 @@
 //! `/v3/snapshots`: create (from an available volume, or an in-use one
 //! with `force`), list/detail with filters and paging, show, update,
 //! delete, metadata, and the admin actions.
-use super::volumes::{change_meta, meta_body, meta_item_body};
+use super::metadata::{
+    meta_get, meta_item_del, meta_item_get, meta_item_put, meta_merge, meta_replace,
+};
 use super::{
     Body, Query, St, accepted, accepted_empty, body_obj, check_metadata, list_params, ok, paginate,
     parse_metadata_filter,
@@ -24,11 +26,15 @@ pub fn routes() -> axum::Router<Arc<VolumeService>> {
         .route("/v3/snapshots/{id}", get(show).put(update).delete(delete))
         .route(
             "/v3/snapshots/{id}/metadata",
-            get(meta_get).post(meta_merge).put(meta_replace),
+            get(meta_get::<true>)
+                .post(meta_merge::<true>)
+                .put(meta_replace::<true>),
         )
         .route(
             "/v3/snapshots/{id}/metadata/{key}",
-            get(meta_item_get).put(meta_item_put).delete(meta_item_del),
+            get(meta_item_get::<true>)
+                .put(meta_item_put::<true>)
+                .delete(meta_item_del::<true>),
         )
         .route("/v3/snapshots/{id}/action", post(action))
 }
@@ -350,86 +356,4 @@ async fn action(
             "There is no such action: {other}"
         ))),
     }
-}
-
-async fn meta_get(AxState(svc): St, c: Caller, Path(id): Path<String>) -> CResult<Response> {
-    let st = svc.store.read();
-    let x = find(&st, &c, &id)?;
-    Ok(ok(
-        json!({"metadata": x.get("metadata").cloned().unwrap_or_else(|| json!({}))}),
-    ))
-}
-
-async fn meta_merge(
-    AxState(svc): St,
-    c: Caller,
-    Path(id): Path<String>,
-    Body(body): Body,
-) -> CResult<Response> {
-    let new = meta_body(&body)?;
-    let m = change_meta(&svc, &c, Kind::Snapshot, &id, |m| {
-        m.extend(new);
-        Ok(())
-    })
-    .await?;
-    Ok(ok(json!({"metadata": m})))
-}
-
-async fn meta_replace(
-    AxState(svc): St,
-    c: Caller,
-    Path(id): Path<String>,
-    Body(body): Body,
-) -> CResult<Response> {
-    let new = meta_body(&body)?;
-    let m = change_meta(&svc, &c, Kind::Snapshot, &id, |m| {
-        *m = new;
-        Ok(())
-    })
-    .await?;
-    Ok(ok(json!({"metadata": m})))
-}
-
-async fn meta_item_get(
-    AxState(svc): St,
-    c: Caller,
-    Path((id, key)): Path<(String, String)>,
-) -> CResult<Response> {
-    let st = svc.store.read();
-    let x = find(&st, &c, &id)?;
-    let v = x.get("metadata").and_then(|m| m.get(&key)).ok_or_else(|| {
-        CinderError::not_found(format!("Snapshot {id} has no metadata with key {key}."))
-    })?;
-    Ok(ok(json!({"meta": {key: v}})))
-}
-
-async fn meta_item_put(
-    AxState(svc): St,
-    c: Caller,
-    Path((id, key)): Path<(String, String)>,
-    Body(body): Body,
-) -> CResult<Response> {
-    let v = meta_item_body(&body, &key)?;
-    let (k2, v2) = (key.clone(), v.clone());
-    change_meta(&svc, &c, Kind::Snapshot, &id, move |m| {
-        m.insert(k2, v2);
-        Ok(())
-    })
-    .await?;
-    Ok(ok(json!({"meta": {key: v}})))
-}
-
-async fn meta_item_del(
-    AxState(svc): St,
-    c: Caller,
-    Path((id, key)): Path<(String, String)>,
-) -> CResult<Response> {
-    let (k2, id2) = (key.clone(), id.clone());
-    change_meta(&svc, &c, Kind::Snapshot, &id, move |m| {
-        m.remove(&k2).map(|_| ()).ok_or_else(|| {
-            CinderError::not_found(format!("Snapshot {id2} has no metadata with key {k2}."))
-        })
-    })
-    .await?;
-    Ok(super::ok_empty())
 }

@@ -1,6 +1,9 @@
 //! `/v3/volumes`: create (blank, from snapshot, clone, from image), list
 //! and detail with filters and paging, show, update, delete (cascade),
 //! metadata, and the `action` verbs.
+use super::metadata::{
+    meta_get, meta_item_del, meta_item_get, meta_item_put, meta_merge, meta_replace,
+};
 use super::{
     Body, ListParams, Query, St, accepted, accepted_empty, body_obj, check_metadata, list_params,
     ok, paginate, parse_metadata_filter, uuid_like,
@@ -27,11 +30,15 @@ pub fn routes() -> axum::Router<Arc<VolumeService>> {
         .route("/v3/volumes/{id}", get(show).put(update).delete(delete))
         .route(
             "/v3/volumes/{id}/metadata",
-            get(meta_get).post(meta_merge).put(meta_replace),
+            get(meta_get::<false>)
+                .post(meta_merge::<false>)
+                .put(meta_replace::<false>),
         )
         .route(
             "/v3/volumes/{id}/metadata/{key}",
-            get(meta_item_get).put(meta_item_put).delete(meta_item_del),
+            get(meta_item_get::<false>)
+                .put(meta_item_put::<false>)
+                .delete(meta_item_del::<false>),
         )
         .route("/v3/volumes/{id}/action", post(super::attachments::action))
 }
@@ -748,205 +755,4 @@ pub async fn start_delete(
     let snap_ids: Vec<&str> = snaps.iter().map(|x| s(x, "id")).collect();
     flows::spawn(svc, flows::DELETE, json!({"id": id, "snapshots": snap_ids}));
     Ok(())
-}
-
-// ---------------------------------------------------------------- metadata
-
-/// The entity tag of a metadata set (3.15: guards against lost updates).
-fn etag(m: &Value) -> String {
-    use sha2::Digest;
-    let d = sha2::Sha256::digest(m.to_string().as_bytes());
-    d.iter().take(16).map(|b| format!("{b:02x}")).collect()
-}
-
-fn with_etag(m: Value) -> Response {
-    let tag = etag(&m);
-    let mut r = ok(json!({ "metadata": m }));
-    if let Ok(h) = axum::http::HeaderValue::from_str(&format!("\"{tag}\"")) {
-        r.headers_mut().insert(axum::http::header::ETAG, h);
-    }
-    r
-}
-
-/// `If-Match` against the current metadata (from 3.15): 412 on a mismatch.
-fn check_if_match(
-    svc: &VolumeService,
-    c: &Caller,
-    mv: Mv,
-    id: &str,
-    headers: &axum::http::HeaderMap,
-) -> CResult<()> {
-    let Some(want) = headers
-        .get(axum::http::header::IF_MATCH)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return Ok(());
-    };
-    if !mv.at_least(15) {
-        return Ok(());
-    }
-    let st = svc.store.read();
-    let v = find(&st, c, id)?;
-    let cur = etag(&v.get("metadata").cloned().unwrap_or_else(|| json!({})));
-    let matches = want
-        .split(',')
-        .map(|t| t.trim().trim_start_matches("W/").trim_matches('"'))
-        .any(|t| t == "*" || t == cur);
-    if matches {
-        Ok(())
-    } else {
-        Err(CinderError::new(
-            412,
-            "Precondition Failed: the metadata changed meanwhile.",
-        ))
-    }
-}
-
-async fn meta_get(AxState(svc): St, c: Caller, Path(id): Path<String>) -> CResult<Response> {
-    let st = svc.store.read();
-    let v = find(&st, &c, &id)?;
-    Ok(with_etag(
-        v.get("metadata").cloned().unwrap_or_else(|| json!({})),
-    ))
-}
-
-/// Changes a volume's or snapshot's `metadata` with `f`, returning the result.
-pub async fn change_meta(
-    svc: &VolumeService,
-    c: &Caller,
-    k: Kind,
-    id: &str,
-    f: impl FnOnce(&mut Map<String, Value>) -> CResult<()>,
-) -> CResult<Map<String, Value>> {
-    c.require_writer("volume:update_volume_metadata")?;
-    let st = svc.store.read();
-    let found = st.get(k, id).filter(|o| c.owns(o)).is_some();
-    if !found {
-        return Err(match k {
-            Kind::Snapshot => CinderError::snapshot_not_found(id),
-            _ => CinderError::volume_not_found(id),
-        });
-    }
-    let o = svc
-        .store
-        .update(k, id, |o| {
-            let mut m = o
-                .get("metadata")
-                .and_then(Value::as_object)
-                .cloned()
-                .unwrap_or_default();
-            f(&mut m)?;
-            o.insert("metadata".into(), Value::Object(m));
-            Ok(())
-        })
-        .await?;
-    Ok(o.get("metadata")
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default())
-}
-
-pub fn meta_body(body: &Value) -> CResult<Map<String, Value>> {
-    let m = body
-        .get("metadata")
-        .ok_or_else(|| CinderError::bad("Malformed request body: no metadata"))?;
-    check_metadata(m)
-}
-
-/// `{"meta": {key: value}}` naming exactly `key`.
-pub fn meta_item_body(body: &Value, key: &str) -> CResult<Value> {
-    let m = body
-        .get("meta")
-        .and_then(Value::as_object)
-        .ok_or_else(|| CinderError::bad("Malformed request body"))?;
-    if m.len() > 1 {
-        return Err(CinderError::bad("Request body contains too many items"));
-    }
-    let Some(v) = m.get(key) else {
-        return Err(CinderError::bad("Request body and URI mismatch"));
-    };
-    check_metadata(&json!({key: v}))?;
-    Ok(v.clone())
-}
-
-async fn meta_merge(
-    AxState(svc): St,
-    c: Caller,
-    mv: Mv,
-    Path(id): Path<String>,
-    headers: axum::http::HeaderMap,
-    Body(body): Body,
-) -> CResult<Response> {
-    check_if_match(&svc, &c, mv, &id, &headers)?;
-    let new = meta_body(&body)?;
-    let m = change_meta(&svc, &c, Kind::Volume, &id, |m| {
-        m.extend(new);
-        Ok(())
-    })
-    .await?;
-    Ok(ok(json!({"metadata": m})))
-}
-
-async fn meta_replace(
-    AxState(svc): St,
-    c: Caller,
-    mv: Mv,
-    Path(id): Path<String>,
-    headers: axum::http::HeaderMap,
-    Body(body): Body,
-) -> CResult<Response> {
-    check_if_match(&svc, &c, mv, &id, &headers)?;
-    let new = meta_body(&body)?;
-    let m = change_meta(&svc, &c, Kind::Volume, &id, |m| {
-        *m = new;
-        Ok(())
-    })
-    .await?;
-    Ok(ok(json!({"metadata": m})))
-}
-
-async fn meta_item_get(
-    AxState(svc): St,
-    c: Caller,
-    Path((id, key)): Path<(String, String)>,
-) -> CResult<Response> {
-    let st = svc.store.read();
-    let v = find(&st, &c, &id)?;
-    let x = v.get("metadata").and_then(|m| m.get(&key)).ok_or_else(|| {
-        CinderError::not_found(format!("Volume {id} has no metadata with key {key}."))
-    })?;
-    Ok(ok(json!({"meta": {key: x}})))
-}
-
-async fn meta_item_put(
-    AxState(svc): St,
-    c: Caller,
-    Path((id, key)): Path<(String, String)>,
-    Body(body): Body,
-) -> CResult<Response> {
-    let x = meta_item_body(&body, &key)?;
-    let k2 = key.clone();
-    let x2 = x.clone();
-    change_meta(&svc, &c, Kind::Volume, &id, move |m| {
-        m.insert(k2, x2);
-        Ok(())
-    })
-    .await?;
-    Ok(ok(json!({"meta": {key: x}})))
-}
-
-async fn meta_item_del(
-    AxState(svc): St,
-    c: Caller,
-    Path((id, key)): Path<(String, String)>,
-) -> CResult<Response> {
-    let k2 = key.clone();
-    let id2 = id.clone();
-    change_meta(&svc, &c, Kind::Volume, &id, move |m| {
-        m.remove(&k2).map(|_| ()).ok_or_else(|| {
-            CinderError::not_found(format!("Volume {id2} has no metadata with key {k2}."))
-        })
-    })
-    .await?;
-    Ok(super::ok_empty())
 }

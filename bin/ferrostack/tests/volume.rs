@@ -1207,3 +1207,56 @@ async fn groups_and_group_snapshots() {
     assert_eq!(r.status, 412, "{}", r.body);
     c.stop().await;
 }
+
+/// The scheduler refuses what the backend's capacity cannot hold (thin
+/// volumes count their full size); freed space is usable again.
+#[tokio::test]
+async fn scheduler_honours_capacity() {
+    if !have_qemu_img() {
+        eprintln!("skipped: qemu-img is not installed");
+        return;
+    }
+    let c = TestCloud::start_with(Backend::Sqlite, |cfg| {
+        cfg.compute.fake_hosts = 0;
+        cfg.volume.capacity_gb = 3;
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let tok = c.admin_token().await;
+    let a = create_volume(&c, &tok, json!({"size": 2})).await;
+    let r = cinder(
+        &c,
+        Method::POST,
+        "/volumes",
+        &tok,
+        json!({"volume": {"size": 2}}),
+    )
+    .await;
+    assert_eq!(r.status, 202);
+    let b = r.body["volume"]["id"].as_str().unwrap().to_string();
+    wait(&c, &tok, &format!("/volumes/{b}"), "volume", Some("error")).await;
+    let p = cinder(
+        &c,
+        Method::GET,
+        "/scheduler-stats/get_pools?detail=True",
+        &tok,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(p.body["pools"][0]["capabilities"]["total_capacity_gb"], 3.0);
+    for id in [&a, &b] {
+        let r = cinder(
+            &c,
+            Method::DELETE,
+            &format!("/volumes/{id}"),
+            &tok,
+            Value::Null,
+        )
+        .await;
+        assert_eq!(r.status, 202, "{}", r.body);
+        wait(&c, &tok, &format!("/volumes/{id}"), "volume", None).await;
+    }
+    create_volume(&c, &tok, json!({"size": 3})).await;
+    c.stop().await;
+}

@@ -87,10 +87,9 @@ impl VolumeBackend for FakeBackend {
         "fake"
     }
     async fn capacity(&self) -> Capacity {
-        let used: u64 = self.vols().values().sum::<u64>() + self.snaps().values().sum::<u64>();
         Capacity {
             total_gb: self.total_gb as f64,
-            free_gb: self.total_gb.saturating_sub(used) as f64,
+            free_gb: self.total_gb as f64,
         }
     }
     async fn create(&self, id: &str, size_gb: u64) -> BResult<()> {
@@ -163,7 +162,7 @@ pub struct FileBackend {
     pub dir: PathBuf,
     /// `qcow2` or `raw`.
     pub format: String,
-    /// Reported capacity; 0 means the filesystem's own size.
+    /// Capacity to report; 0 means the filesystem's own size.
     pub capacity_gb: u64,
 }
 
@@ -276,26 +275,17 @@ impl VolumeBackend for FileBackend {
         "file"
     }
     async fn capacity(&self) -> Capacity {
+        // Physical space only: what volumes promise (thin files) is counted
+        // by the service from its records, not by reading every file.
         let (fs_total, fs_free) = fs_space(&self.dir);
         let total = if self.capacity_gb > 0 {
             self.capacity_gb as f64
         } else {
             fs_total
         };
-        // Thin files: what is promised counts against the total.
-        let mut promised = 0u64;
-        if let Ok(rd) = std::fs::read_dir(&self.dir) {
-            for e in rd.flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
-                if name.starts_with("volume-") || name.starts_with("snapshot-") {
-                    promised += virtual_size(&e.path()).await.unwrap_or(0);
-                }
-            }
-        }
-        let free = (total - promised as f64 / GIB as f64).min(fs_free.max(0.0));
         Capacity {
             total_gb: total,
-            free_gb: free.max(0.0).floor(),
+            free_gb: fs_free.min(total).max(0.0),
         }
     }
     async fn create(&self, id: &str, size_gb: u64) -> BResult<()> {

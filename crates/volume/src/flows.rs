@@ -317,12 +317,13 @@ async fn schedule(svc: &Arc<VolumeService>, state: &Value) -> Result<(), String>
             ));
         }
     }
-    let cap = b.capacity().await;
-    if cap.free_gb < size(state) as f64 {
+    // The volume being created is already among the records counted.
+    let (_, free) = svc.headroom().await;
+    if free < 0.0 {
         return Err(format!(
-            "No valid backend was found. Insufficient free space for volume creation (requested {} GB, free {} GB).",
+            "No valid backend was found. Insufficient free space for volume creation (requested {} GB, {} GB short).",
             size(state),
-            cap.free_gb
+            -free
         ));
     }
     Ok(())

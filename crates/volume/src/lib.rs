@@ -120,6 +120,34 @@ impl VolumeService {
         format!("{}#{}", self.host, self.backend.name())
     }
 
+    /// Capacity for the pool stats: the backend's total, and as free what
+    /// is left of it after every volume and snapshot this service records
+    /// (thin files promise their full size), never more than the backend
+    /// physically has.
+    pub async fn capacity(&self) -> backend::Capacity {
+        let (total, free) = self.headroom().await;
+        backend::Capacity {
+            total_gb: total,
+            free_gb: free.max(0.0).floor(),
+        }
+    }
+
+    /// (total, free) GiB as `capacity` computes them, free not clamped: it
+    /// is negative once the records promise more than the backend has.
+    pub async fn headroom(&self) -> (f64, f64) {
+        let cap = self.backend.capacity().await;
+        let st = self.store.read();
+        let provisioned: i64 = st
+            .iter(Kind::Volume)
+            .map(|v| store::i(v, "size"))
+            .chain(st.iter(Kind::Snapshot).map(|x| store::i(x, "size")))
+            .sum();
+        (
+            cap.total_gb,
+            (cap.total_gb - provisioned as f64).min(cap.free_gb),
+        )
+    }
+
     pub fn uptime(&self) -> std::time::Duration {
         self.started.elapsed()
     }

@@ -554,7 +554,7 @@ async fn host_show(AxState(svc): St, c: Caller, Path(host): Path<String>) -> CRe
 }
 
 async fn caps(svc: &VolumeService) -> Value {
-    let cap = svc.backend.capacity().await;
+    let cap = svc.capacity().await;
     json!({
         "volume_backend_name": svc.backend.name(),
         "vendor_name": svc.backend.vendor(),

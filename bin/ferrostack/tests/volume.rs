@@ -1260,3 +1260,59 @@ async fn scheduler_honours_capacity() {
     create_volume(&c, &tok, json!({"size": 3})).await;
     c.stop().await;
 }
+
+/// Upload to image: the volume's content becomes an active image in the
+/// Image service (streamed), and the volume is available again.
+#[tokio::test]
+async fn upload_to_image() {
+    if !have_qemu_img() {
+        eprintln!("skipped: qemu-img is not installed");
+        return;
+    }
+    let c = TestCloud::start_with(Backend::Sqlite, |cfg| cfg.compute.fake_hosts = 0)
+        .await
+        .unwrap()
+        .unwrap();
+    let tok = c.admin_token().await;
+    let v = create_volume(&c, &tok, json!({"size": 1})).await;
+    let r = cinder(
+        &c,
+        Method::POST,
+        &format!("/volumes/{v}/action"),
+        &tok,
+        json!({"os-volume_upload_image": {"image_name": "from-volume", "disk_format": "qcow2"}}),
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let img = r.body["os-volume_upload_image"]["image_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait(
+        &c,
+        &tok,
+        &format!("/volumes/{v}"),
+        "volume",
+        Some("available"),
+    )
+    .await;
+    let t0 = Instant::now();
+    loop {
+        let i = c
+            .request(
+                Method::GET,
+                &format!("/image/v2/images/{img}"),
+                Some(&tok),
+                Value::Null,
+            )
+            .await;
+        if i.body["status"] == "active" {
+            assert_eq!(i.body["disk_format"], "qcow2");
+            assert!(i.body["size"].as_u64().unwrap() > 0);
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "{}", i.body);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    c.stop().await;
+}

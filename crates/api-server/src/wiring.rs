@@ -396,10 +396,45 @@ impl ferro_volume::ImageApi for InProcImages {
         ferro_compute::ImageApi::create(self, token, body).await
     }
     async fn upload(&self, token: &str, id: &str, src: &std::path::Path) -> Result<(), Error> {
-        let data = tokio::fs::read(src)
+        use tokio::io::AsyncReadExt;
+        let file = tokio::fs::File::open(src)
             .await
             .map_err(|e| Error::internal(format!("{}: {e}", src.display())))?;
-        ferro_compute::ImageApi::upload(self, token, id, data).await
+        // Streamed from the file in 1 MiB chunks: a volume's image is never
+        // held in memory whole.
+        let chunks = futures_util::stream::unfold(file, |mut f| async move {
+            let mut buf = vec![0u8; 1 << 20];
+            match f.read(&mut buf).await {
+                Ok(0) => None,
+                Ok(n) => {
+                    buf.truncate(n);
+                    Some((Ok::<_, std::io::Error>(bytes::Bytes::from(buf)), f))
+                }
+                Err(e) => Some((Err(e), f)),
+            }
+        });
+        let req = Request::builder()
+            .method(Method::PUT)
+            .uri(format!("/v2/images/{id}/file"))
+            .header("x-auth-token", token)
+            .header("content-type", "application/octet-stream")
+            .body(Body::from_stream(chunks))
+            .map_err(Error::internal)?;
+        let resp = self
+            .router
+            .clone()
+            .oneshot(req)
+            .await
+            .map_err(|e| Error::internal(format!("image call: {e}")))?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .map_err(Error::internal)?;
+        let v = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Err(image_error(status, &v))
     }
     async fn delete(&self, token: &str, id: &str) -> Result<(), Error> {
         ferro_compute::ImageApi::delete(self, token, id).await

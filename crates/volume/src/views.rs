@@ -1,6 +1,6 @@
 //! Wire views of the stored documents, as Cinder's view builders render
 //! them for the negotiated microversion and the caller's role.
-use crate::store::{Kind, Obj, State, b, i, s};
+use crate::store::{Obj, State, b, i, s};
 use crate::{Caller, VolumeService};
 use serde_json::{Map, Value, json};
 
@@ -170,7 +170,7 @@ pub fn svc_uuid(svc: &VolumeService) -> String {
 }
 
 /// A snapshot; `detail` (show, list-detail) adds the extended attributes.
-pub fn snapshot(c: &Caller, mv: Mv, x: &Obj, detail: bool) -> Value {
+pub fn snapshot(mv: Mv, x: &Obj, detail: bool) -> Value {
     let mut o = json!({
         "id": s(x, "id"),
         "name": null_or(x, "name"),
@@ -196,7 +196,6 @@ pub fn snapshot(c: &Caller, mv: Mv, x: &Obj, detail: bool) -> Value {
     if mv.at_least(65) {
         o["consumes_quota"] = json!(true);
     }
-    let _ = c;
     o
 }
 
@@ -209,11 +208,11 @@ pub enum TypeView {
     Update,
 }
 
-pub fn volume_type(c: &Caller, mv: Mv, t: &Obj) -> Value {
-    volume_type_view(c, mv, t, TypeView::Show)
+pub fn volume_type(c: &Caller, t: &Obj) -> Value {
+    volume_type_view(c, t, TypeView::Show)
 }
 
-pub fn volume_type_view(c: &Caller, mv: Mv, t: &Obj, view: TypeView) -> Value {
+pub fn volume_type_view(c: &Caller, t: &Obj, view: TypeView) -> Value {
     let mut o = json!({
         "id": s(t, "id"),
         "name": s(t, "name"),
@@ -241,7 +240,6 @@ pub fn volume_type_view(c: &Caller, mv: Mv, t: &Obj, view: TypeView) -> Value {
             .collect();
         o["extra_specs"] = Value::Object(visible);
     }
-    let _ = mv;
     o
 }
 
@@ -269,25 +267,4 @@ pub fn attachment(a: &Obj, detail: bool) -> Value {
         o["connection_info"] = a.get("connection_info").cloned().unwrap_or(Value::Null);
     }
     o
-}
-
-/// Whether `k` names a kind the caller may see.
-pub fn visible(c: &Caller, o: &Obj) -> bool {
-    c.owns(o)
-}
-
-pub fn kind_label(k: Kind) -> &'static str {
-    match k {
-        Kind::Volume => "Volume",
-        Kind::Snapshot => "Snapshot",
-        Kind::VolumeType => "Volume type",
-        Kind::Qos => "QoS Specs",
-        Kind::Attachment => "Volume attachment",
-        Kind::Quota => "Quota",
-        Kind::Transfer => "Transfer",
-        Kind::Message => "Message",
-        Kind::GroupType => "Group type",
-        Kind::Group => "Group",
-        Kind::GroupSnapshot => "Group snapshot",
-    }
 }

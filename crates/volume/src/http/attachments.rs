@@ -255,7 +255,7 @@ async fn list_impl(svc: &VolumeService, c: &Caller, q: &Query, detail: bool) -> 
     } else {
         "attachments"
     };
-    let (page, links) = paginate(svc, items, &p, "attachments", path, q, |k| k)?;
+    let (page, links) = paginate(svc, items, &p, path, q)?;
     let mut body = json!({"attachments": page.iter().map(|a| views::attachment(a, detail)).collect::<Vec<_>>()});
     if let Some(l) = links {
         body["attachments_links"] = l;
@@ -743,7 +743,7 @@ pub async fn action(
             }
             Ok(accepted_empty())
         }
-        "os-volume_upload_image" => upload_image(&svc, &c, mv, &id, &arg).await,
+        "os-volume_upload_image" => upload_image(&svc, &c, &id, &arg).await,
         "os-retype" => retype(&svc, &c, &id, &arg).await,
         "revert" => revert(&svc, &c, mv, &id, &arg).await,
         "os-set_image_metadata" => {
@@ -877,7 +877,6 @@ async fn extend(
 async fn upload_image(
     svc: &Arc<VolumeService>,
     c: &Caller,
-    mv: Mv,
     id: &str,
     arg: &Value,
 ) -> CResult<Response> {
@@ -975,7 +974,7 @@ async fn upload_image(
     let st = svc.store.read();
     let vt = st
         .volume_type(s(&vol, "volume_type"))
-        .map(|t| views::volume_type(c, mv, t))
+        .map(|t| views::volume_type(c, t))
         .unwrap_or(Value::Null);
     Ok(accepted(json!({"os-volume_upload_image": {
         "id": id,

@@ -479,7 +479,7 @@ async fn groups_impl(
         .cloned()
         .collect();
     let path = if detail { "groups/detail" } else { "groups" };
-    let (page, links) = paginate(svc, items, &p, "groups", path, q, |k| k)?;
+    let (page, links) = paginate(svc, items, &p, path, q)?;
     let list: Vec<Value> = page
         .iter()
         .map(|g| {
@@ -1023,7 +1023,7 @@ async fn gs_impl(
     } else {
         "group_snapshots"
     };
-    let (page, links) = paginate(svc, items, &p, "group_snapshots", path, q, |k| k)?;
+    let (page, links) = paginate(svc, items, &p, path, q)?;
     let list: Vec<Value> = page
         .iter()
         .map(|x| {

@@ -135,7 +135,7 @@ async fn list(AxState(svc): St, c: Caller, mv: Mv, q: Query) -> CResult<Response
         .cloned()
         .collect();
     let (page, links) = if mv.at_least(5) {
-        paginate(&svc, items, &p, "messages", "messages", &q, |k| k)?
+        paginate(&svc, items, &p, "messages", &q)?
     } else {
         let mut all = items;
         all.sort_by(|a, b| s(b, "created_at").cmp(s(a, "created_at")));

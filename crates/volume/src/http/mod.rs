@@ -456,23 +456,20 @@ fn cmp_field(a: &Value, b: &Value) -> std::cmp::Ordering {
     }
 }
 
-/// Sorts, applies marker/offset/limit, and builds `<coll>_links` when a
-/// page was cut short. `key_of` maps a sort key to the stored field.
+/// Sorts (keys name stored fields), applies marker/offset/limit, and builds
+/// the `next` link when a page is full.
 pub fn paginate(
     svc: &VolumeService,
     mut items: Vec<Arc<crate::store::Obj>>,
     p: &ListParams,
-    coll: &str,
     path: &str,
     q: &Query,
-    key_of: impl Fn(&str) -> &str,
 ) -> CResult<(Vec<Arc<crate::store::Obj>>, Option<Value>)> {
     items.sort_by(|a, b| {
         for (k, asc) in &p.sorts {
-            let f = key_of(k);
             let o = cmp_field(
-                a.get(f).unwrap_or(&Value::Null),
-                b.get(f).unwrap_or(&Value::Null),
+                a.get(k).unwrap_or(&Value::Null),
+                b.get(k).unwrap_or(&Value::Null),
             );
             let o = if *asc { o } else { o.reverse() };
             if o != std::cmp::Ordering::Equal {
@@ -511,7 +508,6 @@ pub fn paginate(
         }
         _ => None,
     };
-    let _ = coll;
     Ok((page, links))
 }
 

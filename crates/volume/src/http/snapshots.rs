@@ -96,8 +96,8 @@ async fn list_impl(
     } else {
         "snapshots"
     };
-    let (page, links) = paginate(svc, items, &p, "snapshots", path, q, |k| k)?;
-    let mut body = json!({"snapshots": page.iter().map(|x| views::snapshot(c, mv, x, detail)).collect::<Vec<_>>()});
+    let (page, links) = paginate(svc, items, &p, path, q)?;
+    let mut body = json!({"snapshots": page.iter().map(|x| views::snapshot(mv, x, detail)).collect::<Vec<_>>()});
     if let Some(l) = links {
         body["snapshots_links"] = l;
     }
@@ -118,7 +118,7 @@ async fn detail(AxState(svc): St, c: Caller, mv: Mv, q: Query) -> CResult<Respon
 async fn show(AxState(svc): St, c: Caller, mv: Mv, Path(id): Path<String>) -> CResult<Response> {
     let st = svc.store.read();
     let x = find(&st, &c, &id)?;
-    Ok(ok(json!({"snapshot": views::snapshot(&c, mv, &x, true)})))
+    Ok(ok(json!({"snapshot": views::snapshot(mv, &x, true)})))
 }
 
 fn opt_text(o: &Map<String, Value>, keys: &[&str]) -> CResult<Option<Option<String>>> {
@@ -219,7 +219,7 @@ async fn create(AxState(svc): St, c: Caller, mv: Mv, Body(body): Body) -> CResul
         json!({"id": s(&x, "id"), "volume_id": vol}),
     );
     Ok(accepted(
-        json!({"snapshot": views::snapshot(&c, mv, &x, false)}),
+        json!({"snapshot": views::snapshot(mv, &x, false)}),
     ))
 }
 
@@ -255,7 +255,7 @@ async fn update(
             Ok(())
         })
         .await?;
-    Ok(ok(json!({"snapshot": views::snapshot(&c, mv, &x, false)})))
+    Ok(ok(json!({"snapshot": views::snapshot(mv, &x, false)})))
 }
 
 async fn delete(AxState(svc): St, c: Caller, Path(id): Path<String>) -> CResult<Response> {

@@ -3,7 +3,7 @@
 use super::{Body, Query, St, accepted_empty, body_obj, ok};
 use crate::error::{CResult, CinderError};
 use crate::store::{Kind, Obj, State, b, new_id, now, s};
-use crate::views::{self, Mv};
+use crate::views;
 use crate::{Caller, VolumeService};
 use axum::extract::{Path, State as AxState};
 use axum::response::Response;
@@ -74,7 +74,7 @@ fn parse_bool(v: &Value, what: &str) -> CResult<bool> {
     }
 }
 
-async fn list(AxState(svc): St, c: Caller, mv: Mv, q: Query) -> CResult<Response> {
+async fn list(AxState(svc): St, c: Caller, q: Query) -> CResult<Response> {
     // Admins see public types unless they ask for `is_public=None`/`all`.
     let only_public = match q.get("is_public") {
         None => !c.admin,
@@ -100,7 +100,7 @@ async fn list(AxState(svc): St, c: Caller, mv: Mv, q: Query) -> CResult<Response
                 _ => true,
             })
         })
-        .map(|t| views::volume_type(&c, mv, t))
+        .map(|t| views::volume_type(&c, t))
         .collect();
     let asc = q
         .get("sort_dir")
@@ -118,10 +118,10 @@ async fn list(AxState(svc): St, c: Caller, mv: Mv, q: Query) -> CResult<Response
     Ok(ok(json!({"volume_types": items})))
 }
 
-async fn show(AxState(svc): St, c: Caller, mv: Mv, Path(id): Path<String>) -> CResult<Response> {
+async fn show(AxState(svc): St, c: Caller, Path(id): Path<String>) -> CResult<Response> {
     let st = svc.store.read();
     let t = find_type(&svc, &st, &c, &id)?;
-    Ok(ok(json!({"volume_type": views::volume_type(&c, mv, &t)})))
+    Ok(ok(json!({"volume_type": views::volume_type(&c, &t)})))
 }
 
 fn check_specs(v: &Value) -> CResult<Map<String, Value>> {
@@ -161,7 +161,7 @@ fn text(o: &Map<String, Value>, k: &str, max: usize) -> CResult<Option<Option<St
     }
 }
 
-async fn create(AxState(svc): St, c: Caller, mv: Mv, Body(body): Body) -> CResult<Response> {
+async fn create(AxState(svc): St, c: Caller, Body(body): Body) -> CResult<Response> {
     c.require_admin("volume_extension:types_manage")?;
     let req = body_obj(&body, "volume_type")?.clone();
     let name = match text(&req, "name", 255)? {
@@ -206,14 +206,13 @@ async fn create(AxState(svc): St, c: Caller, mv: Mv, Body(body): Body) -> CResul
         })
         .await?;
     Ok(ok(
-        json!({"volume_type": views::volume_type_view(&c, mv, &t, views::TypeView::Create)}),
+        json!({"volume_type": views::volume_type_view(&c, &t, views::TypeView::Create)}),
     ))
 }
 
 async fn update(
     AxState(svc): St,
     c: Caller,
-    mv: Mv,
     Path(id): Path<String>,
     Body(body): Body,
 ) -> CResult<Response> {
@@ -278,7 +277,7 @@ async fn update(
         })
         .await?;
     Ok(ok(
-        json!({"volume_type": views::volume_type_view(&c, mv, &t, views::TypeView::Update)}),
+        json!({"volume_type": views::volume_type_view(&c, &t, views::TypeView::Update)}),
     ))
 }
 
@@ -314,7 +313,7 @@ async fn delete(AxState(svc): St, c: Caller, Path(id): Path<String>) -> CResult<
 async fn specs_get(AxState(svc): St, c: Caller, Path(id): Path<String>) -> CResult<Response> {
     let st = svc.store.read();
     let t = find_type(&svc, &st, &c, &id)?;
-    let v = views::volume_type(&c, Mv(0), &t);
+    let v = views::volume_type(&c, &t);
     Ok(ok(json!({"extra_specs": v["extra_specs"]})))
 }
 
@@ -370,7 +369,7 @@ async fn spec_get(
 ) -> CResult<Response> {
     let st = svc.store.read();
     let t = find_type(&svc, &st, &c, &id)?;
-    let v = views::volume_type(&c, Mv(0), &t);
+    let v = views::volume_type(&c, &t);
     let x = v["extra_specs"].get(&key).cloned().ok_or_else(|| {
         CinderError::not_found(format!(
             "Volume Type {id} has no extra specs with key {key}."

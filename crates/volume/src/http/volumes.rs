@@ -82,10 +82,6 @@ const VOLUME_FILTERS: [&str; 13] = [
     "volume_type",
 ];
 
-fn key_of(k: &str) -> &str {
-    k
-}
-
 /// Whether `v` passes one filter (`name~` is a substring match, 3.34).
 fn matches(v: &Obj, k: &str, want: &str) -> CResult<bool> {
     let (field, like) = match k.strip_suffix('~') {
@@ -180,7 +176,7 @@ async fn list_impl(
     let all = select(&st, c, &p, mv)?;
     let count = all.len();
     let path = if detail { "volumes/detail" } else { "volumes" };
-    let (page, links) = paginate(svc, all, &p, "volumes", path, q, key_of)?;
+    let (page, links) = paginate(svc, all, &p, path, q)?;
     let items: Vec<Value> = page
         .iter()
         .map(|v| {

@@ -1,43 +1,13 @@
 """The networking golden path with the real `openstack` CLI (see golden-path-network.sh)."""
 import json
-import subprocess
 import sys
 import time
 
+from golden_common import Run, expect
+
 OSC, WORK = sys.argv[1], sys.argv[2]
-passed = failed = 0
-
-
-def osc(*args, check=True):
-    cmd = [OSC, *args]
-    print("$ openstack " + " ".join(args), flush=True)
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    out = p.stdout.strip()
-    if out:
-        print(out)
-    if p.stderr.strip():
-        print(p.stderr.strip())
-    if check and p.returncode != 0:
-        raise RuntimeError(f"exit status {p.returncode}")
-    return json.loads(out) if out.startswith(("{", "[")) else out
-
-
-def step(name, fn):
-    global passed, failed
-    try:
-        r = fn()
-        print(f"ok - {name}", flush=True)
-        passed += 1
-        return r
-    except Exception as e:  # noqa: BLE001 - every failure is reported, not raised
-        print(f"not ok - {name}: {e}", flush=True)
-        failed += 1
-        return None
-
-
-def expect(cond, what):
-    if not cond:
-        raise AssertionError(what)
+run = Run(OSC, timeout=120)
+osc, step = run.osc, run.step
 
 
 def ports():
@@ -117,5 +87,4 @@ step("router delete", lambda: osc("router", "delete", "r1"))
 step("subnet delete", lambda: osc("subnet", "delete", "sub1"))
 step("network delete", lambda: osc("network", "delete", "net1"))
 step("no orphan ports", lambda: expect(ports() == before, f"ports left: {ports() - before}"))
-print(f"golden-path-network: {passed} passed, {failed} failed")
-sys.exit(1 if failed else 0)
+run.finish("golden-path-network")

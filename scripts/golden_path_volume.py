@@ -1,45 +1,14 @@
 """The Block Storage golden path with the real `openstack` CLI (see golden-path-volume.sh)."""
-import json
 import os
-import subprocess
 import sys
 import time
 
+from golden_common import Run, expect
+
 OSC, WORK = sys.argv[1], sys.argv[2]
+run = Run(OSC, timeout=300)
+osc, step = run.osc, run.step
 BACKEND = os.path.join(WORK, "data", "volumes")
-passed = failed = 0
-
-
-def osc(*args, check=True):
-    cmd = [OSC, *args]
-    print("$ openstack " + " ".join(args), flush=True)
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    out = p.stdout.strip()
-    if out:
-        print(out)
-    if p.stderr.strip():
-        print(p.stderr.strip())
-    if check and p.returncode != 0:
-        raise RuntimeError(f"exit status {p.returncode}")
-    return json.loads(out) if out.startswith(("{", "[")) else out
-
-
-def step(name, fn):
-    global passed, failed
-    try:
-        r = fn()
-        print(f"ok - {name}", flush=True)
-        passed += 1
-        return r
-    except Exception as e:  # noqa: BLE001 - every failure is reported, not raised
-        print(f"not ok - {name}: {e}", flush=True)
-        failed += 1
-        return None
-
-
-def expect(cond, what):
-    if not cond:
-        raise AssertionError(what)
 
 
 def wait_status(kind, name, want, timeout=60):
@@ -125,5 +94,4 @@ def all_gone():
 
 step("no volumes or snapshots left", all_gone)
 check("deletes")
-print(f"golden-path-volume: {passed} passed, {failed} failed")
-sys.exit(1 if failed else 0)
+run.finish("golden-path-volume")

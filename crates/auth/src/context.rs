@@ -162,3 +162,40 @@ impl RequestContext {
         }
     }
 }
+
+/// Why a request carries no usable project-scoped caller.
+#[derive(Debug)]
+pub enum CallerError {
+    /// No token, or one that does not validate (401).
+    Unauthenticated,
+    /// A valid token without a project, held by a non-admin (403).
+    ProjectScopeRequired,
+    /// The validator itself failed (500).
+    Internal(Error),
+}
+
+/// The caller of a project-scoped service (Neutron, Cinder): the request's
+/// `X-Auth-Token` validated, whether it holds `admin`, and its project (an
+/// admin's unscoped or system token acts for no project: `""`).
+pub async fn project_caller(
+    validator: &dyn TokenValidator,
+    headers: &http::HeaderMap,
+) -> Result<(RequestContext, bool, String), CallerError> {
+    let tok = headers
+        .get("x-auth-token")
+        .and_then(|v| v.to_str().ok())
+        .filter(|s| !s.is_empty())
+        .ok_or(CallerError::Unauthenticated)?;
+    let vt = validator.validate(tok, false).await.map_err(|e| match e {
+        Error::Internal { .. } => CallerError::Internal(e),
+        _ => CallerError::Unauthenticated,
+    })?;
+    let admin = vt.has_role("admin");
+    let project = vt
+        .project
+        .as_ref()
+        .map(|p| p.id.clone())
+        .or_else(|| admin.then(String::new))
+        .ok_or(CallerError::ProjectScopeRequired)?;
+    Ok((RequestContext::new(vt, tok.to_string()), admin, project))
+}

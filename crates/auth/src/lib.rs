@@ -9,7 +9,8 @@ pub mod policy;
 pub mod token;
 
 pub use context::{
-    DomainRef, ProjectRef, RequestContext, RoleRef, TokenValidator, UserRef, ValidatedToken,
+    CallerError, DomainRef, ProjectRef, RequestContext, RoleRef, TokenValidator, UserRef,
+    ValidatedToken, project_caller,
 };
 pub use policy::Policy;
 pub use token::{TokenPayload, TokenScope};

@@ -16,8 +16,6 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
-use ferro_auth::RequestContext;
-use ferro_common::Error;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
@@ -29,28 +27,20 @@ impl FromRequestParts<Arc<NetworkService>> for Caller {
         parts: &mut Parts,
         svc: &Arc<NetworkService>,
     ) -> Result<Self, NeutronError> {
-        let unauth = || NeutronError::new(401, "HTTPUnauthorized", "unauthorized");
-        let tok = parts
-            .headers
-            .get("x-auth-token")
-            .and_then(|v| v.to_str().ok())
-            .filter(|s| !s.is_empty())
-            .ok_or_else(unauth)?;
-        let vt = svc
-            .validator
-            .validate(tok, false)
-            .await
-            .map_err(|e| match e {
-                Error::Internal { .. } => NeutronError::from(e),
-                _ => unauth(),
-            })?;
-        let project = vt.project.as_ref().map(|p| p.id.clone());
-        let admin = vt.has_role("admin");
-        let Some(project) = project.or_else(|| admin.then(String::new)) else {
-            return Err(NeutronError::forbidden("project scope required"));
-        };
+        let (ctx, admin, project) =
+            ferro_auth::project_caller(svc.validator.as_ref(), &parts.headers)
+                .await
+                .map_err(|e| match e {
+                    ferro_auth::CallerError::Unauthenticated => {
+                        NeutronError::new(401, "HTTPUnauthorized", "unauthorized")
+                    }
+                    ferro_auth::CallerError::ProjectScopeRequired => {
+                        NeutronError::forbidden("project scope required")
+                    }
+                    ferro_auth::CallerError::Internal(e) => NeutronError::from(e),
+                })?;
         Ok(Caller {
-            ctx: RequestContext::new(vt, tok.to_string()),
+            ctx,
             admin,
             project,
         })

@@ -41,6 +41,14 @@ fn find_att(st: &State, c: &Caller, id: &str) -> CResult<Arc<Obj>> {
         })
 }
 
+/// The volume's attachments: all of them, or the one `att` names.
+fn attachment_ids(st: &State, vol: &str, att: Option<&str>) -> Vec<String> {
+    st.attachments_of(vol)
+        .filter(|a| att.is_none_or(|x| x == s(a, "id")))
+        .map(|a| s(a, "id").to_string())
+        .collect()
+}
+
 /// Recomputes a volume's status and attach status from its attachments.
 fn settle_volume(tx: &mut Tx, vol: &str) {
     let Some(mut v) = tx.get(Kind::Volume, vol) else {
@@ -669,12 +677,7 @@ pub async fn action(
                 .map(str::to_string);
             svc.store
                 .write(|tx| {
-                    let ids: Vec<String> = tx
-                        .st
-                        .attachments_of(&id)
-                        .filter(|a| att.as_deref().is_none_or(|x| x == s(a, "id")))
-                        .map(|a| s(a, "id").to_string())
-                        .collect();
+                    let ids = attachment_ids(&tx.st, &id, att.as_deref());
                     // Detaching what is not attached changes nothing (Cinder's
                     // manager does the same after its asynchronous call).
                     if att.is_none() && ids.len() > 1 {
@@ -699,12 +702,7 @@ pub async fn action(
                 .map(str::to_string);
             svc.store
                 .write(|tx| {
-                    let ids: Vec<String> = tx
-                        .st
-                        .attachments_of(&id)
-                        .filter(|a| att.as_deref().is_none_or(|x| x == s(a, "id")))
-                        .map(|a| s(a, "id").to_string())
-                        .collect();
+                    let ids = attachment_ids(&tx.st, &id, att.as_deref());
                     if let Some(a) = &att
                         && ids.is_empty()
                     {

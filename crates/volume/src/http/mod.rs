@@ -21,8 +21,6 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use ferro_auth::RequestContext;
-use ferro_common::Error;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
@@ -178,28 +176,20 @@ impl FromRequestParts<Arc<VolumeService>> for Caller {
         parts: &mut Parts,
         svc: &Arc<VolumeService>,
     ) -> Result<Self, CinderError> {
-        let unauth = || CinderError::new(401, "unauthorized");
-        let tok = parts
-            .headers
-            .get("x-auth-token")
-            .and_then(|v| v.to_str().ok())
-            .filter(|s| !s.is_empty())
-            .ok_or_else(unauth)?;
-        let vt = svc
-            .validator
-            .validate(tok, false)
-            .await
-            .map_err(|e| match e {
-                Error::Internal { .. } => CinderError::from(e),
-                _ => unauth(),
-            })?;
-        let project = vt.project.as_ref().map(|p| p.id.clone());
-        let admin = vt.has_role("admin");
-        let Some(project) = project.or_else(|| admin.then(String::new)) else {
-            return Err(CinderError::forbidden("project scope required"));
-        };
+        let (ctx, admin, project) =
+            ferro_auth::project_caller(svc.validator.as_ref(), &parts.headers)
+                .await
+                .map_err(|e| match e {
+                    ferro_auth::CallerError::Unauthenticated => {
+                        CinderError::new(401, "unauthorized")
+                    }
+                    ferro_auth::CallerError::ProjectScopeRequired => {
+                        CinderError::forbidden("project scope required")
+                    }
+                    ferro_auth::CallerError::Internal(e) => CinderError::from(e),
+                })?;
         Ok(Caller {
-            ctx: RequestContext::new(vt, tok.to_string()),
+            ctx,
             admin,
             project,
         })

@@ -106,17 +106,32 @@ fn init_logging(cfg: &Config) -> tracing_appender::non_blocking::WorkerGuard {
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
         .finish(std::io::stderr());
+    let base = filter.to_string();
+    // The filter can be swapped while running (Block Storage `set-log`).
+    macro_rules! install {
+        ($b:expr) => {{
+            let b = $b.with_filter_reloading();
+            let handle = b.reload_handle();
+            b.init();
+            ferro_common::logctl::install(base, move |d| {
+                let f = EnvFilter::try_new(d).map_err(|e| e.to_string())?;
+                handle.reload(f).map_err(|e| e.to_string())
+            });
+        }};
+    }
     if cfg.log.format == "json" {
-        tracing_subscriber::fmt()
-            .json()
-            .with_env_filter(filter)
-            .with_writer(writer)
-            .init();
+        install!(
+            tracing_subscriber::fmt()
+                .json()
+                .with_env_filter(filter)
+                .with_writer(writer)
+        );
     } else {
-        tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_writer(writer)
-            .init();
+        install!(
+            tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_writer(writer)
+        );
     }
     guard
 }

@@ -1316,3 +1316,656 @@ async fn upload_to_image() {
     }
     c.stop().await;
 }
+
+/// Microversions above 3.27, each checked where it changes behaviour.
+#[tokio::test]
+async fn microversions_up_to_3_71() {
+    if !have_qemu_img() {
+        eprintln!("skipped: qemu-img is not installed");
+        return;
+    }
+    let c = TestCloud::start_with(Backend::Sqlite, |cfg| cfg.compute.fake_hosts = 0)
+        .await
+        .unwrap()
+        .unwrap();
+    let tok = c.admin_token().await;
+    let call = |m: Method, p: String, mv: &'static str, b: Value| {
+        let c = &c;
+        let tok = tok.clone();
+        async move {
+            c.request_h(
+                m,
+                &format!("/volume/v3{p}"),
+                Some(&tok),
+                b,
+                &[("OpenStack-API-Version", mv)],
+            )
+            .await
+        }
+    };
+    // Negotiation: latest is 3.71, 3.72 is refused.
+    let r = call(Method::GET, "/volumes".into(), "volume latest", Value::Null).await;
+    assert_eq!(
+        r.header("openstack-api-version").as_deref(),
+        Some("volume 3.71")
+    );
+    let r = call(Method::GET, "/volumes".into(), "volume 3.72", Value::Null).await;
+    assert_eq!(r.status, 406, "{}", r.body);
+    let r = c
+        .request(Method::GET, "/volume/v3/", None, Value::Null)
+        .await;
+    assert_eq!(r.body["versions"][0]["version"], "3.71", "{}", r.body);
+
+    // 3.53: unknown keys in a create, and an update with nothing to change.
+    let r = call(
+        Method::POST,
+        "/volumes".into(),
+        "volume 3.53",
+        json!({"volume": {"size": 1, "user_id": "x"}}),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = call(
+        Method::POST,
+        "/volumes".into(),
+        "volume 3.52",
+        json!({"volume": {"size": 1, "user_id": "x", "name": "lax"}}),
+    )
+    .await;
+    assert_eq!(r.status, 202, "before 3.53 unknown keys pass: {}", r.body);
+    let lax = r.body["volume"]["id"].as_str().unwrap().to_string();
+    wait(
+        &c,
+        &tok,
+        &format!("/volumes/{lax}"),
+        "volume",
+        Some("available"),
+    )
+    .await;
+    let r = call(
+        Method::PUT,
+        format!("/volumes/{lax}"),
+        "volume 3.53",
+        json!({"volume": {}}),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    // The multiattach parameter is gone: a multiattach type gives it.
+    let r = call(
+        Method::POST,
+        "/volumes".into(),
+        "volume 3.50",
+        json!({"volume": {"size": 1, "multiattach": true}}),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = call(
+        Method::POST,
+        "/types".into(),
+        "volume 3.50",
+        json!({"volume_type": {"name": "multi", "extra_specs": {"multiattach": "<is> True"}}}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let multi_type = r.body["volume_type"]["id"].as_str().unwrap().to_string();
+    let r = call(
+        Method::POST,
+        "/volumes".into(),
+        "volume 3.50",
+        json!({"volume": {"size": 1, "volume_type": "multi"}}),
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    assert_eq!(r.body["volume"]["multiattach"], true, "{}", r.body);
+    let multi = r.body["volume"]["id"].as_str().unwrap().to_string();
+    wait(
+        &c,
+        &tok,
+        &format!("/volumes/{multi}"),
+        "volume",
+        Some("available"),
+    )
+    .await;
+    // 3.48/3.63/3.65/3.69 fields.
+    let r = call(
+        Method::GET,
+        format!("/volumes/{multi}"),
+        "volume 3.71",
+        Value::Null,
+    )
+    .await;
+    let v = &r.body["volume"];
+    assert_eq!(v["volume_type_id"], multi_type.as_str(), "{v}");
+    assert_eq!(v["consumes_quota"], true);
+    assert!(
+        v["service_uuid"].is_string() && v["shared_targets"] == false,
+        "{v}"
+    );
+    // 3.52: a type's zones.
+    let r = call(Method::POST, "/types".into(), "volume 3.52",
+        json!({"volume_type": {"name": "elsewhere", "extra_specs": {"RESKEY:availability_zones": "az9"}}})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = call(
+        Method::POST,
+        "/volumes".into(),
+        "volume 3.52",
+        json!({"volume": {"size": 1, "volume_type": "elsewhere"}}),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+
+    // 3.60: time comparisons.
+    let r = call(
+        Method::GET,
+        "/volumes/detail?created_at=gt:2000-01-01T00:00:00".into(),
+        "volume 3.60",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["volumes"].as_array().unwrap().len(), 2, "{}", r.body);
+    let r = call(
+        Method::GET,
+        "/volumes/detail?created_at=lt:2000-01-01T00:00:00".into(),
+        "volume 3.60",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(r.body["volumes"].as_array().unwrap().len(), 0, "{}", r.body);
+    let r = call(
+        Method::GET,
+        "/volumes/detail?created_at=lt:yesterday".into(),
+        "volume 3.60",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+
+    // 3.62: a project's default type is used for its new volumes.
+    let me = c
+        .request(
+            Method::GET,
+            "/identity/v3/auth/tokens",
+            Some(&tok),
+            Value::Null,
+        )
+        .await;
+    let _ = me;
+    let project = call(
+        Method::GET,
+        format!("/volumes/{lax}"),
+        "volume 3.71",
+        Value::Null,
+    )
+    .await
+    .body["volume"]["os-vol-tenant-attr:tenant_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = call(
+        Method::PUT,
+        format!("/default-types/{project}"),
+        "volume 3.61",
+        json!({"default_type": {"volume_type": "multi"}}),
+    )
+    .await;
+    assert_eq!(r.status, 404, "default types need 3.62");
+    let r = call(
+        Method::PUT,
+        format!("/default-types/{project}"),
+        "volume 3.62",
+        json!({"default_type": {"volume_type": "multi"}}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.body["default_type"]["volume_type_id"],
+        multi_type.as_str()
+    );
+    let r = call(
+        Method::GET,
+        "/default-types".into(),
+        "volume 3.62",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(
+        r.body["default_types"].as_array().unwrap().len(),
+        1,
+        "{}",
+        r.body
+    );
+    let r = call(
+        Method::POST,
+        "/volumes".into(),
+        "volume 3.62",
+        json!({"volume": {"size": 1}}),
+    )
+    .await;
+    assert_eq!(r.body["volume"]["volume_type"], "multi", "{}", r.body);
+    let defaulted = r.body["volume"]["id"].as_str().unwrap().to_string();
+    wait(
+        &c,
+        &tok,
+        &format!("/volumes/{defaulted}"),
+        "volume",
+        Some("available"),
+    )
+    .await;
+    let r = call(
+        Method::DELETE,
+        format!("/types/{multi_type}"),
+        "volume 3.62",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(
+        r.status, 400,
+        "a project default cannot be deleted: {}",
+        r.body
+    );
+    let r = call(
+        Method::DELETE,
+        format!("/default-types/{project}"),
+        "volume 3.62",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    let r = call(
+        Method::GET,
+        format!("/default-types/{project}"),
+        "volume 3.62",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(r.status, 404, "{}", r.body);
+
+    // 3.33 resource filters, 3.28/3.35 pools, 3.49 backend state, 3.39 limits.
+    let r = call(
+        Method::GET,
+        "/resource_filters?resource=volume".into(),
+        "volume 3.33",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["resource_filters"][0]["resource"], "volume");
+    assert!(
+        r.body["resource_filters"][0]["filters"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("created_at"))
+    );
+    let r = call(
+        Method::GET,
+        "/scheduler-stats/get_pools?volume_backend_name=file".into(),
+        "volume 3.28",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(r.body["pools"].as_array().unwrap().len(), 1, "{}", r.body);
+    let r = call(
+        Method::GET,
+        "/scheduler-stats/get_pools?volume_backend_name=lvm".into(),
+        "volume 3.28",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(r.body["pools"].as_array().unwrap().len(), 0, "{}", r.body);
+    let r = call(
+        Method::POST,
+        "/types".into(),
+        "volume 3.35",
+        json!({"volume_type": {"name": "on-lvm", "extra_specs": {"volume_backend_name": "lvm"}}}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = call(
+        Method::GET,
+        "/scheduler-stats/get_pools?volume_type=on-lvm".into(),
+        "volume 3.35",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(r.body["pools"].as_array().unwrap().len(), 0, "{}", r.body);
+    let r = call(
+        Method::GET,
+        "/scheduler-stats/get_pools?volume_type=multi".into(),
+        "volume 3.35",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(r.body["pools"].as_array().unwrap().len(), 1, "{}", r.body);
+    let r = call(
+        Method::GET,
+        "/os-services?binary=cinder-volume".into(),
+        "volume 3.49",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(r.body["services"][0]["backend_state"], "up", "{}", r.body);
+    let r = call(
+        Method::GET,
+        "/limits?project_id=someone-else".into(),
+        "volume 3.39",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(
+        r.body["limits"]["absolute"]["totalVolumesUsed"], 0,
+        "{}",
+        r.body
+    );
+    let r = call(Method::GET, "/limits".into(), "volume 3.39", Value::Null).await;
+    assert_eq!(
+        r.body["limits"]["absolute"]["totalVolumesUsed"], 3,
+        "{}",
+        r.body
+    );
+
+    // 3.32 log levels.
+    let r = call(
+        Method::PUT,
+        "/os-services/set-log".into(),
+        "volume 3.32",
+        json!({"binary": "cinder-volume", "prefix": "cinder.volume", "level": "DEBUG"}),
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let r = call(
+        Method::PUT,
+        "/os-services/get-log".into(),
+        "volume 3.32",
+        json!({"binary": "cinder-volume", "prefix": "cinder.volume"}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.body["log_levels"][0]["levels"]["ferro_volume::volume"], "DEBUG",
+        "{}",
+        r.body
+    );
+    let r = call(
+        Method::PUT,
+        "/os-services/set-log".into(),
+        "volume 3.32",
+        json!({"prefix": "cinder", "level": "LOUD"}),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+
+    // 3.55/3.57/3.59 transfers: `no_snapshots` leaves the snapshot behind.
+    let r = call(
+        Method::POST,
+        "/snapshots".into(),
+        "volume 3.55",
+        json!({"snapshot": {"volume_id": lax, "name": "stays"}}),
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let snap = r.body["snapshot"]["id"].as_str().unwrap().to_string();
+    wait(
+        &c,
+        &tok,
+        &format!("/snapshots/{snap}"),
+        "snapshot",
+        Some("available"),
+    )
+    .await;
+    let r = call(
+        Method::POST,
+        "/volume-transfers".into(),
+        "volume 3.54",
+        json!({"transfer": {"volume_id": lax}}),
+    )
+    .await;
+    assert_eq!(r.status, 404, "volume-transfers need 3.55");
+    let r = call(
+        Method::POST,
+        "/volume-transfers".into(),
+        "volume 3.57",
+        json!({"transfer": {"volume_id": lax, "name": "t1", "no_snapshots": true}}),
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let t = &r.body["transfer"];
+    assert_eq!(t["no_snapshots"], true, "{t}");
+    assert_eq!(t["accepted"], false, "{t}");
+    assert_eq!(t["source_project_id"], project.as_str(), "{t}");
+    assert!(t["destination_project_id"].is_null(), "{t}");
+    let tid = t["id"].as_str().unwrap().to_string();
+    let key = t["auth_key"].as_str().unwrap().to_string();
+    let r = call(
+        Method::POST,
+        "/volume-transfers".into(),
+        "volume 3.57",
+        json!({"transfer": {"volume_id": multi, "name": "t2"}}),
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let t2 = r.body["transfer"]["id"].as_str().unwrap().to_string();
+    let r = call(
+        Method::GET,
+        "/volume-transfers/detail?limit=1&sort=name:asc".into(),
+        "volume 3.59",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(
+        r.body["transfers"].as_array().unwrap().len(),
+        1,
+        "{}",
+        r.body
+    );
+    assert_eq!(r.body["transfers"][0]["name"], "t1", "{}", r.body);
+    assert!(
+        r.body["transfers_links"][0]["href"]
+            .as_str()
+            .unwrap()
+            .contains("marker="),
+        "{}",
+        r.body
+    );
+    let r = call(
+        Method::DELETE,
+        format!("/volume-transfers/{t2}"),
+        "volume 3.57",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let r = call(
+        Method::POST,
+        format!("/volume-transfers/{tid}/accept"),
+        "volume 3.57",
+        json!({"accept": {"auth_key": key}}),
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let r = call(
+        Method::GET,
+        format!("/snapshots/{snap}"),
+        "volume 3.57",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(r.body["snapshot"]["status"], "available", "{}", r.body);
+
+    // 3.66: in-use volumes are snapshotted without force; force=false is refused.
+    let r = call(
+        Method::POST,
+        format!("/volumes/{multi}/action"),
+        "volume 3.66",
+        json!({"os-reset_status": {"status": "in-use"}}),
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let r = call(
+        Method::POST,
+        "/snapshots".into(),
+        "volume 3.65",
+        json!({"snapshot": {"volume_id": multi}}),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = call(
+        Method::POST,
+        "/snapshots".into(),
+        "volume 3.66",
+        json!({"snapshot": {"volume_id": multi, "force": false}}),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = call(
+        Method::POST,
+        "/snapshots".into(),
+        "volume 3.66",
+        json!({"snapshot": {"volume_id": multi}}),
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let s2 = r.body["snapshot"]["id"].as_str().unwrap().to_string();
+    wait(
+        &c,
+        &tok,
+        &format!("/snapshots/{s2}"),
+        "snapshot",
+        Some("available"),
+    )
+    .await;
+
+    // 3.71: nothing waits for an extend completion here.
+    let r = call(
+        Method::POST,
+        format!("/volumes/{defaulted}/action"),
+        "volume 3.71",
+        json!({"os-extend_volume_completion": {"error": false}}),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = call(
+        Method::POST,
+        format!("/volumes/{defaulted}/action"),
+        "volume 3.70",
+        json!({"os-extend_volume_completion": {"error": false}}),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+
+    // 3.68: re-image an available volume from an image.
+    let img = image(&c, &tok).await;
+    let r = call(
+        Method::POST,
+        format!("/volumes/{defaulted}/action"),
+        "volume 3.68",
+        json!({"os-reimage": {"image_id": img}}),
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let v = wait(
+        &c,
+        &tok,
+        &format!("/volumes/{defaulted}"),
+        "volume",
+        Some("available"),
+    )
+    .await;
+    assert_eq!(v["bootable"], "true", "{v}");
+    assert_eq!(v["volume_image_metadata"]["image_id"], img.as_str(), "{v}");
+    let r = call(
+        Method::POST,
+        format!("/volumes/{multi}/action"),
+        "volume 3.68",
+        json!({"os-reimage": {"image_id": img}}),
+    )
+    .await;
+    assert_eq!(r.status, 400, "in-use without reimage_reserved: {}", r.body);
+
+    // 3.46: an image that is a Compute snapshot of a volume-backed server.
+    let r = c
+        .request(
+            Method::POST,
+            "/image/v2/images",
+            Some(&tok),
+            json!({"name": "server-snap", "disk_format": "raw", "container_format": "bare",
+                   "block_device_mapping": json!([{"source_type": "snapshot", "boot_index": 0,
+                       "snapshot_id": s2, "destination_type": "volume"}]).to_string()}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let snap_img = r.body["id"].as_str().unwrap().to_string();
+    let up = c
+        .client
+        .put(format!("{}/image/v2/images/{snap_img}/file", c.url))
+        .header("X-Auth-Token", &tok)
+        .header("Content-Type", "application/octet-stream")
+        .body(Vec::<u8>::new())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(up.status(), 204);
+    let r = call(
+        Method::POST,
+        "/volumes".into(),
+        "volume 3.46",
+        json!({"volume": {"imageRef": snap_img}}),
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    assert_eq!(r.body["volume"]["snapshot_id"], s2.as_str(), "{}", r.body);
+    let from_snap = r.body["volume"]["id"].as_str().unwrap().to_string();
+    wait(
+        &c,
+        &tok,
+        &format!("/volumes/{from_snap}"),
+        "volume",
+        Some("available"),
+    )
+    .await;
+
+    // 3.38: a group whose type does not replicate.
+    let r = call(
+        Method::POST,
+        "/group_types".into(),
+        "volume 3.38",
+        json!({"group_type": {"name": "g"}}),
+    )
+    .await;
+    let gt = r.body["group_type"]["id"].as_str().unwrap().to_string();
+    let r = call(
+        Method::POST,
+        "/groups".into(),
+        "volume 3.38",
+        json!({"group": {"group_type": gt, "volume_types": [multi_type]}}),
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let g = r.body["group"]["id"].as_str().unwrap().to_string();
+    let r = call(
+        Method::GET,
+        format!("/groups/{g}"),
+        "volume 3.58",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(
+        r.body["group"]["replication_status"], "disabled",
+        "{}",
+        r.body
+    );
+    assert_eq!(
+        r.body["group"]["project_id"],
+        project.as_str(),
+        "{}",
+        r.body
+    );
+    let r = call(
+        Method::POST,
+        format!("/groups/{g}/action"),
+        "volume 3.38",
+        json!({"enable_replication": {}}),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+}

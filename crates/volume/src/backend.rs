@@ -26,6 +26,10 @@ pub trait VolumeBackend: Send + Sync {
     fn vendor(&self) -> &str {
         "ferrostack"
     }
+    /// `backend_state` in the services list (3.49): `up` or `down`.
+    fn state(&self) -> &'static str {
+        "up"
+    }
     async fn capacity(&self) -> Capacity;
     /// A blank volume of `size_gb`.
     async fn create(&self, id: &str, size_gb: u64) -> BResult<()>;
@@ -273,6 +277,13 @@ impl VolumeBackend for FileBackend {
     }
     fn protocol(&self) -> &str {
         "file"
+    }
+    /// Down when the volume directory is gone or not writable.
+    fn state(&self) -> &'static str {
+        match std::fs::metadata(&self.dir) {
+            Ok(m) if m.is_dir() && !m.permissions().readonly() => "up",
+            _ => "down",
+        }
     }
     async fn capacity(&self) -> Capacity {
         // Physical space only: what volumes promise (thin files) is counted

@@ -31,6 +31,7 @@ pub const REVERT: &str = "volume_revert";
 pub const UPLOAD: &str = "volume_upload";
 pub const SNAP_CREATE: &str = "snapshot_create";
 pub const SNAP_DELETE: &str = "snapshot_delete";
+pub const REIMAGE: &str = "volume_reimage";
 
 /// One step, named `<saga>.<what>`; `run_step`/`undo_step` dispatch on it.
 struct S(&'static str);
@@ -58,7 +59,11 @@ pub fn executor(svc: Arc<VolumeService>) -> Executor<Ctx> {
             svc: Arc::downgrade(&svc),
         }),
     );
-    let defs: [(&'static str, Vec<&'static str>); 7] = [
+    let defs: [(&'static str, Vec<&'static str>); 8] = [
+        (
+            REIMAGE,
+            vec!["reimage.fetch_image", "reimage.backend", "reimage.finish"],
+        ),
         (
             CREATE,
             vec![
@@ -146,7 +151,7 @@ async fn run_step(svc: &Arc<VolumeService>, step: &str, state: &mut Value) -> Re
     let id = st(state, "id").to_string();
     match step {
         "create.schedule" => schedule(svc, state).await,
-        "create.fetch_image" => {
+        "create.fetch_image" | "reimage.fetch_image" => {
             let Some(image) = state["image_id"].as_str().map(str::to_string) else {
                 return Ok(());
             };
@@ -179,6 +184,26 @@ async fn run_step(svc: &Arc<VolumeService>, step: &str, state: &mut Value) -> Re
                 f["bootable"] = json!(true);
             }
             set(svc, Kind::Volume, &id, f).await
+        }
+        // os-reimage (3.68): the image replaces the volume's content.
+        "reimage.backend" => {
+            let tmp = state["tmp"].as_str().unwrap_or_default();
+            b.create_from_file(&id, std::path::Path::new(tmp), size(state))
+                .await
+        }
+        "reimage.finish" => {
+            if let Some(tmp) = state["tmp"].as_str() {
+                let _ = tokio::fs::remove_file(tmp).await;
+            }
+            let meta = state["image_metadata"].clone();
+            set(
+                svc,
+                Kind::Volume,
+                &id,
+                json!({"status": st(state, "previous_status"), "bootable": true,
+                       "volume_image_metadata": meta, "updated_at": crate::store::now()}),
+            )
+            .await
         }
         "delete.backend" => {
             // With cascade, its snapshots go first.
@@ -285,23 +310,19 @@ async fn run_step(svc: &Arc<VolumeService>, step: &str, state: &mut Value) -> Re
     }
 }
 
-/// The volume scheduler: the backend must satisfy the type's extra specs
-/// (`volume_backend_name`, `storage_protocol`, `vendor_name`, also with a
-/// `capabilities:` prefix) and have room for the volume.
-async fn schedule(svc: &Arc<VolumeService>, state: &Value) -> Result<(), String> {
-    let id = st(state, "id");
-    let specs = {
-        let snap = svc.store.read();
-        let tid = snap
-            .get(Kind::Volume, id)
-            .map(|v| s(v, "volume_type_id").to_string())
-            .unwrap_or_default();
-        snap.get(Kind::VolumeType, &tid)
-            .and_then(|t| t.get("extra_specs").and_then(Value::as_object).cloned())
-            .unwrap_or_default()
-    };
+/// Whether the backend satisfies a volume type's extra specs.
+pub fn type_fits(svc: &VolumeService, t: &crate::store::Obj) -> Result<(), String> {
+    let specs = t
+        .get("extra_specs")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    specs_fit(svc, &specs)
+}
+
+fn specs_fit(svc: &VolumeService, specs: &serde_json::Map<String, Value>) -> Result<(), String> {
     let b = &svc.backend;
-    for (k, want) in &specs {
+    for (k, want) in specs {
         let key = k.strip_prefix("capabilities:").unwrap_or(k);
         let have = match key {
             "volume_backend_name" => b.name(),
@@ -317,6 +338,25 @@ async fn schedule(svc: &Arc<VolumeService>, state: &Value) -> Result<(), String>
             ));
         }
     }
+    Ok(())
+}
+
+/// The volume scheduler: the backend must satisfy the type's extra specs
+/// (`volume_backend_name`, `storage_protocol`, `vendor_name`, also with a
+/// `capabilities:` prefix) and have room for the volume.
+async fn schedule(svc: &Arc<VolumeService>, state: &Value) -> Result<(), String> {
+    let id = st(state, "id");
+    let specs = {
+        let snap = svc.store.read();
+        let tid = snap
+            .get(Kind::Volume, id)
+            .map(|v| s(v, "volume_type_id").to_string())
+            .unwrap_or_default();
+        snap.get(Kind::VolumeType, &tid)
+            .and_then(|t| t.get("extra_specs").and_then(Value::as_object).cloned())
+            .unwrap_or_default()
+    };
+    specs_fit(svc, &specs)?;
     // The volume being created is already among the records counted.
     let (_, free) = svc.headroom().await;
     if free < 0.0 {
@@ -332,7 +372,7 @@ async fn schedule(svc: &Arc<VolumeService>, state: &Value) -> Result<(), String>
 async fn undo_step(svc: &Arc<VolumeService>, step: &str, state: &Value) -> Result<(), String> {
     let id = st(state, "id");
     match step {
-        "create.fetch_image" | "upload.copy" => {
+        "create.fetch_image" | "reimage.fetch_image" | "upload.copy" => {
             if let Some(tmp) = state["tmp"].as_str() {
                 match tokio::fs::remove_file(tmp).await {
                     Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -383,6 +423,7 @@ async fn on_failure(svc: &Arc<VolumeService>, name: &str, state: &Value, why: &s
             )
             .await
         }
+        REIMAGE => set(svc, Kind::Volume, id, json!({"status": "error"})).await,
         SNAP_CREATE => set(svc, Kind::Snapshot, id, json!({"status": "error"})).await,
         SNAP_DELETE => set(svc, Kind::Snapshot, id, json!({"status": "error_deleting"})).await,
         _ => Ok(()),
@@ -433,6 +474,7 @@ pub async fn recover(svc: &Arc<VolumeService>) -> Result<(), ferro_common::Error
                     UPLOAD => UPLOAD,
                     SNAP_CREATE => SNAP_CREATE,
                     SNAP_DELETE => SNAP_DELETE,
+                    REIMAGE => REIMAGE,
                     _ => continue,
                 };
                 let mut state = json!({"id": id});

@@ -58,6 +58,11 @@ impl ImageApi for NoImages {
     }
 }
 
+/// Where a project's default volume type (3.62) is kept.
+pub fn project_default_key(project: &str) -> String {
+    format!("default_type:{project}")
+}
+
 pub struct VolumeService {
     pub db: Db,
     pub cfg: Config,
@@ -180,8 +185,11 @@ impl VolumeService {
     }
 
     /// The default volume type's document.
-    pub fn default_type(&self, st: &State) -> Option<Arc<Obj>> {
-        st.volume_type(&self.cfg.volume.default_volume_type)
+    /// The project's default type (3.62 `default-types`), else the configured one.
+    pub fn default_type(&self, st: &State, project: &str) -> Option<Arc<Obj>> {
+        st.get(Kind::Quota, &project_default_key(project))
+            .and_then(|d| st.get(Kind::VolumeType, store::s(d, "volume_type_id")))
+            .or_else(|| st.volume_type(&self.cfg.volume.default_volume_type))
             .cloned()
     }
 

@@ -446,7 +446,11 @@ pub async fn action(
         find(&st, &c, &id)?;
     }
     match verb.as_str() {
-        "os-extend" | "os-extend_volume_completion" => extend(&svc, &c, mv, &id, &arg).await,
+        "os-extend" => extend(&svc, &c, mv, &id, &arg).await,
+        "os-extend_volume_completion" if mv.at_least(71) => {
+            extend_completion(&svc, &c, &id, &arg).await
+        }
+        "os-reimage" if mv.at_least(68) => reimage(&svc, &c, &id, &arg).await,
         "os-set_bootable" => {
             c.require_writer("volume:update")?;
             let v = truthy(arg.get("bootable").unwrap_or(&Value::Null)).ok_or_else(|| {
@@ -872,6 +876,130 @@ async fn extend(
     Ok(accepted_empty())
 }
 
+/// `os-extend_volume_completion` (3.71): Compute reports how the guest
+/// took an in-use extend that waits for it (`extend_reservations` in the
+/// admin metadata). Extends here finish on the backend alone, so a volume
+/// is only ever waiting while an extend saga of that kind runs.
+async fn extend_completion(
+    svc: &Arc<VolumeService>,
+    c: &Caller,
+    id: &str,
+    arg: &Value,
+) -> CResult<Response> {
+    c.require_admin("volume:extend_volume_completion")?;
+    let error = match arg.get("error") {
+        None | Some(Value::Null) => false,
+        Some(v) => truthy(v).ok_or_else(|| {
+            CinderError::bad("Invalid input for field/attribute error. Value must be a boolean.")
+        })?,
+    };
+    svc.store
+        .update(Kind::Volume, id, |v| {
+            if s(v, "status") != "extending" {
+                return Err(CinderError::invalid(
+                    "volume",
+                    format!(
+                        "Volume status must be 'extending', but is {}.",
+                        s(v, "status")
+                    ),
+                ));
+            }
+            let pending = v
+                .get("admin_metadata")
+                .and_then(|m| m.get("extend_reservations"))
+                .and_then(Value::as_object)
+                .cloned()
+                .ok_or_else(|| CinderError::invalid("volume", "Volume is not being extended."))?;
+            if let Some(am) = v.get_mut("admin_metadata").and_then(Value::as_object_mut) {
+                am.remove("extend_reservations");
+            }
+            let prev = pending
+                .get("previous_status")
+                .and_then(Value::as_str)
+                .unwrap_or("in-use")
+                .to_string();
+            if !error && let Some(n) = pending.get("new_size").and_then(Value::as_i64) {
+                v.insert("size".into(), json!(n));
+            }
+            v.insert("status".into(), json!(prev));
+            v.insert("updated_at".into(), json!(now()));
+            Ok(())
+        })
+        .await?;
+    Ok(accepted_empty())
+}
+
+/// `os-reimage` (3.68): the image's data replaces the volume's. The
+/// volume must be available or in error, or `reserved` when the caller
+/// (Compute rebuilding a volume-backed server) says `reimage_reserved`.
+async fn reimage(svc: &Arc<VolumeService>, c: &Caller, id: &str, arg: &Value) -> CResult<Response> {
+    c.require_writer("volume:reimage")?;
+    let image_id = arg
+        .get("image_id")
+        .and_then(Value::as_str)
+        .filter(|x| uuid_like(x))
+        .ok_or_else(|| CinderError::bad("Invalid input for field/attribute image_id."))?
+        .to_string();
+    let reserved_ok = match arg.get("reimage_reserved") {
+        None | Some(Value::Null) => false,
+        Some(v) => truthy(v).ok_or_else(|| {
+            CinderError::bad("Invalid input for field/attribute reimage_reserved.")
+        })?,
+    };
+    if reserved_ok {
+        c.require_admin("volume:reimage_reserved")?;
+    }
+    let img = svc
+        .images
+        .get(c.token(), &image_id)
+        .await
+        .map_err(CinderError::from)?
+        .filter(|d| d["status"] == "active")
+        .ok_or_else(|| CinderError::not_found(format!("Image {image_id} could not be found.")))?;
+    let (prev, size) = svc
+        .store
+        .write(|tx| {
+            let mut v = tx
+                .get(Kind::Volume, id)
+                .ok_or_else(|| CinderError::volume_not_found(id))?;
+            let status = s(&v, "status").to_string();
+            let ok_status =
+                matches!(status.as_str(), "available" | "error") || (reserved_ok && status == "reserved");
+            if !ok_status {
+                return Err(CinderError::invalid(
+                    "volume",
+                    format!("Volume status must be available or error{}, but is {status}.",
+                        if reserved_ok { " or reserved" } else { "" }),
+                ));
+            }
+            let size = i(&v, "size");
+            const GIB: f64 = (1u64 << 30) as f64;
+            let need = (img["size"].as_f64().unwrap_or(0.0).max(img["virtual_size"].as_f64().unwrap_or(0.0)) / GIB).ceil() as i64;
+            let min_disk = img["min_disk"].as_i64().unwrap_or(0);
+            if need.max(min_disk) > size {
+                return Err(CinderError::bad(format!(
+                    "Invalid input received: Image {image_id} needs {} GB, more than the volume's {size} GB.",
+                    need.max(min_disk)
+                )));
+            }
+            let prev = if status == "error" { "available".to_string() } else { status };
+            v.insert("status".into(), json!("downloading"));
+            v.insert("previous_status".into(), json!(prev));
+            v.insert("updated_at".into(), json!(now()));
+            tx.put(Kind::Volume, v);
+            Ok((prev, size))
+        })
+        .await?;
+    flows::spawn(
+        svc,
+        flows::REIMAGE,
+        json!({"id": id, "size": size, "image_id": image_id, "token": c.token(),
+               "previous_status": prev,
+               "image_metadata": super::volumes::image_metadata(&img)}),
+    );
+    Ok(accepted_empty())
+}
+
 async fn upload_image(
     svc: &Arc<VolumeService>,
     c: &Caller,
@@ -1036,6 +1164,10 @@ async fn retype(svc: &Arc<VolumeService>, c: &Caller, id: &str, arg: &Value) -> 
             svc2.check_quota(&tx.st, s(&v, "project_id"), s(&t, "name"), 1, snaps, size)?;
             v.insert("volume_type".into(), json!(s(&t, "name")));
             v.insert("volume_type_id".into(), json!(s(&t, "id")));
+            v.insert(
+                "multiattach".into(),
+                json!(super::volumes::spec_is_true(&t, "multiattach")),
+            );
             v.insert("updated_at".into(), json!(now()));
             tx.put(Kind::Volume, v);
             Ok(())

@@ -435,7 +435,7 @@ fn members<'a>(st: &'a State, group: &'a str) -> impl Iterator<Item = &'a Arc<Ob
         .filter(move |v| s(v, "group_id") == group)
 }
 
-fn group_view(st: &State, mv: Mv, g: &Obj, with_volumes: bool) -> Value {
+fn group_view(st: &State, c: &Caller, mv: Mv, g: &Obj, with_volumes: bool) -> Value {
     let mut o = json!({
         "id": s(g, "id"), "name": g.get("name").cloned().unwrap_or(Value::Null),
         "description": g.get("description").cloned().unwrap_or(Value::Null),
@@ -453,6 +453,15 @@ fn group_view(st: &State, mv: Mv, g: &Obj, with_volumes: bool) -> Value {
                 .map(|v| s(v, "id"))
                 .collect::<Vec<_>>()
         );
+    }
+    if mv.at_least(38) {
+        o["replication_status"] = json!(match s(g, "replication_status") {
+            "" => "disabled",
+            x => x,
+        });
+    }
+    if mv.at_least(58) && c.admin {
+        o["project_id"] = json!(s(g, "project_id"));
     }
     o
 }
@@ -486,6 +495,7 @@ async fn groups_impl(
             if detail {
                 group_view(
                     &st,
+                    c,
                     mv,
                     g,
                     q.get("list_volume")
@@ -524,7 +534,7 @@ async fn group_show(
     let with = q
         .get("list_volume")
         .is_some_and(|v| v.eq_ignore_ascii_case("true"));
-    Ok(ok(json!({"group": group_view(&st, mv, &g, with)})))
+    Ok(ok(json!({"group": group_view(&st, &c, mv, &g, with)})))
 }
 
 /// Resolves a list of volume type names or ids.
@@ -805,6 +815,18 @@ async fn group_action(
         watch(svc.clone(), Kind::Group, id);
         return Ok(accepted_empty());
     }
+    if let Some(name) = [
+        "enable_replication",
+        "disable_replication",
+        "failover_replication",
+        "list_replication_targets",
+    ]
+    .into_iter()
+    .find(|k| body.get(*k).is_some())
+    {
+        need(mv, 38)?;
+        return replication_action(&svc, &c, &id, name);
+    }
     if let Some(arg) = body.get("reset_status") {
         need(mv, 20)?;
         c.require_admin("group:reset_status")?;
@@ -830,6 +852,86 @@ async fn group_action(
         return Ok(accepted_empty());
     }
     Err(CinderError::bad("Invalid group action"))
+}
+
+/// Group replication (3.38, Cinder's "Tiramisu"). The group type must
+/// ask for it and every volume type must be `replication_enabled`; the
+/// file backend has no replication target, so enabling it is refused and
+/// the group's `replication_status` stays `disabled`.
+fn replication_action(
+    svc: &VolumeService,
+    c: &Caller,
+    id: &str,
+    action: &str,
+) -> CResult<Response> {
+    c.require_writer(&format!("group:{action}"))?;
+    let st = svc.store.read();
+    let g = group_find(&st, c, id)?;
+    let gt = st.get(Kind::GroupType, s(&g, "group_type")).cloned();
+    let replicated = gt.as_ref().is_some_and(|t| {
+        [
+            "group_replication_enabled",
+            "consistent_group_replication_enabled",
+        ]
+        .iter()
+        .any(|k| {
+            t.get("group_specs")
+                .and_then(|x| x.get(*k))
+                .and_then(Value::as_str)
+                .is_some_and(|v| {
+                    v.trim()
+                        .trim_start_matches("<is>")
+                        .trim()
+                        .eq_ignore_ascii_case("true")
+                })
+        })
+    });
+    if !replicated {
+        return Err(CinderError::bad(format!(
+            "Invalid group type: Group {id} is not a replication group type."
+        )));
+    }
+    let types: Vec<String> = g
+        .get("volume_types")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    for tid in types {
+        let ok_type = st
+            .get(Kind::VolumeType, &tid)
+            .is_some_and(|t| super::volumes::spec_is_true(t, "replication_enabled"));
+        if !ok_type {
+            return Err(CinderError::bad(format!(
+                "Invalid volume type: Volume type {tid} does not have 'replication_enabled' spec key set to '<is> True'."
+            )));
+        }
+    }
+    if action == "list_replication_targets" {
+        return Ok(ok(json!({"replication_targets": []})));
+    }
+    let rep = match s(&g, "replication_status") {
+        "" => "disabled",
+        x => x,
+    };
+    if action == "enable_replication" {
+        if s(&g, "status") != "available" {
+            return Err(CinderError::bad(format!(
+                "Invalid group: Group {id} status must be ['available'], but current status is: {}.",
+                s(&g, "status")
+            )));
+        }
+        return Err(CinderError::bad(format!(
+            "Invalid group: Group {id} cannot be replicated: backend {} has no replication target.",
+            svc.backend.name()
+        )));
+    }
+    Err(CinderError::bad(format!(
+        "Invalid group: Group {id} replication status must be ['enabled', 'error'], but current status is: {rep}."
+    )))
 }
 
 /// `create-from-src` (3.14): a new group whose volumes are made from a
@@ -989,12 +1091,16 @@ fn gs_find(st: &State, c: &Caller, id: &str) -> CResult<Arc<Obj>> {
         .ok_or_else(|| CinderError::not_found(format!("GroupSnapshot {id} could not be found.")))
 }
 
-fn gs_view(x: &Obj) -> Value {
-    json!({"id": s(x, "id"), "group_id": s(x, "group_id"),
+fn gs_view(c: &Caller, mv: Mv, x: &Obj) -> Value {
+    let mut o = json!({"id": s(x, "id"), "group_id": s(x, "group_id"),
            "name": x.get("name").cloned().unwrap_or(Value::Null),
            "description": x.get("description").cloned().unwrap_or(Value::Null),
            "status": s(x, "status"), "created_at": s(x, "created_at"),
-           "group_type_id": s(x, "group_type_id")})
+           "group_type_id": s(x, "group_type_id")});
+    if mv.at_least(58) && c.admin {
+        o["project_id"] = json!(s(x, "project_id"));
+    }
+    o
 }
 
 async fn gs_impl(
@@ -1028,7 +1134,7 @@ async fn gs_impl(
         .iter()
         .map(|x| {
             if detail {
-                gs_view(x)
+                gs_view(c, mv, x)
             } else {
                 json!({"id": s(x, "id"), "name": x.get("name").cloned().unwrap_or(Value::Null)})
             }
@@ -1053,7 +1159,7 @@ async fn gs_show(AxState(svc): St, c: Caller, mv: Mv, Path(id): Path<String>) ->
     need(mv, 14)?;
     let st = svc.store.read();
     let x = gs_find(&st, &c, &id)?;
-    Ok(ok(json!({"group_snapshot": gs_view(&x)})))
+    Ok(ok(json!({"group_snapshot": gs_view(&c, mv, &x)})))
 }
 
 async fn gs_create(AxState(svc): St, c: Caller, mv: Mv, Body(body): Body) -> CResult<Response> {

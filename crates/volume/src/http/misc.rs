@@ -1,6 +1,6 @@
 //! Availability zones, extensions, limits, quota sets and classes,
 //! services, hosts, pools and backend capabilities.
-use super::{Body, Query, St, accepted, body_obj, ok};
+use super::{Body, Query, St, accepted, accepted_empty, body_obj, ok};
 use crate::error::{CResult, CinderError};
 use crate::store::{Kind, Obj, s};
 use crate::views::Mv;
@@ -25,6 +25,14 @@ pub fn routes() -> axum::Router<Arc<VolumeService>> {
         .route(
             "/v3/os-quota-class-sets/{class}",
             get(class_show).put(class_update),
+        )
+        .route("/v3/resource_filters", get(resource_filters))
+        .route("/v3/default-types", get(default_types))
+        .route(
+            "/v3/default-types/{project}",
+            get(default_type_show)
+                .put(default_type_set)
+                .delete(default_type_unset),
         )
         .route("/v3/os-services", get(services))
         .route("/v3/os-services/{action}", put(service_action))
@@ -139,9 +147,14 @@ async fn extensions(_c: Caller) -> CResult<Response> {
     Ok(ok(json!({"extensions": list})))
 }
 
-async fn limits(AxState(svc): St, c: Caller) -> CResult<Response> {
+async fn limits(AxState(svc): St, c: Caller, mv: Mv, q: Query) -> CResult<Response> {
     let st = svc.store.read();
-    let p = &c.project;
+    // An admin may ask for another project's limits (3.39).
+    let p = match q.get("project_id") {
+        Some(other) if mv.at_least(39) && c.admin => other.to_string(),
+        _ => c.project.clone(),
+    };
+    let p = &p;
     let u = svc.usage(&st, p);
     let used = |k: &str| u.get(k).copied().unwrap_or(0);
     let lim = |k: &str| svc.quota_limit(&st, p, k);
@@ -418,6 +431,9 @@ async fn services(AxState(svc): St, c: Caller, mv: Mv, q: Query) -> CResult<Resp
                 // No service here is clustered (Cinder's active-active HA).
                 s["cluster"] = Value::Null;
             }
+            if mv.at_least(49) && s["binary"] == "cinder-volume" {
+                s["backend_state"] = json!(svc.backend.state());
+            }
             s
         })
         .collect();
@@ -427,10 +443,17 @@ async fn services(AxState(svc): St, c: Caller, mv: Mv, q: Query) -> CResult<Resp
 async fn service_action(
     AxState(svc): St,
     c: Caller,
+    mv: Mv,
     Path(action): Path<String>,
     Body(body): Body,
 ) -> CResult<Response> {
     c.require_admin("volume_extension:services:update")?;
+    if matches!(action.as_str(), "set-log" | "get-log") {
+        if !mv.at_least(32) {
+            return Err(CinderError::not_found("Unknown action"));
+        }
+        return log_levels(&svc, &action, &body);
+    }
     let host = body
         .get("host")
         .and_then(Value::as_str)
@@ -570,16 +593,290 @@ async fn caps(svc: &VolumeService) -> Value {
     })
 }
 
-async fn pools(AxState(svc): St, c: Caller, q: Query) -> CResult<Response> {
+async fn pools(AxState(svc): St, c: Caller, mv: Mv, q: Query) -> CResult<Response> {
     c.require_admin("scheduler_extension:scheduler_stats:get_pools")?;
     let detail = q
         .get("detail")
         .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "1"));
-    let mut pool = json!({"name": svc.pool_host()});
-    if detail {
-        pool["capabilities"] = caps(&svc).await;
+    let name = svc.pool_host();
+    let cap = caps(&svc).await;
+    // Filters (3.28): the pool's name or any capability; `volume_type`
+    // (3.35) keeps the pool when the type's backend specs fit it.
+    let mut keep = true;
+    if mv.at_least(28) {
+        for (k, want) in &q.0 {
+            keep &= match k.as_str() {
+                "detail" => true,
+                "name" => name == *want,
+                "volume_type" if mv.at_least(35) => {
+                    let st = svc.store.read();
+                    let t = st.volume_type(want).cloned().ok_or_else(|| {
+                        CinderError::not_found(format!("Volume type {want} could not be found."))
+                    })?;
+                    crate::flows::type_fits(&svc, &t).is_ok()
+                }
+                other => match cap.get(other) {
+                    Some(Value::String(x)) => x == want,
+                    Some(v) => v.to_string() == *want,
+                    None => false,
+                },
+            };
+        }
     }
-    Ok(ok(json!({"pools": [pool]})))
+    let mut pools = Vec::new();
+    if keep {
+        let mut pool = json!({"name": name});
+        if detail {
+            pool["capabilities"] = cap;
+        }
+        pools.push(pool);
+    }
+    Ok(ok(json!({"pools": pools})))
+}
+
+// ---------------------------------------------------------------- resource filters (3.33)
+
+/// The list filters each resource accepts from users (Cinder's
+/// `resource_filters.json`); admins may filter on any field.
+pub const RESOURCE_FILTERS: [(&str, &[&str]); 9] = [
+    (
+        "volume",
+        &[
+            "name",
+            "status",
+            "metadata",
+            "bootable",
+            "migration_status",
+            "availability_zone",
+            "group_id",
+            "size",
+            "created_at",
+            "updated_at",
+            "consumes_quota",
+        ],
+    ),
+    ("backup", &["name", "status", "volume_id"]),
+    (
+        "snapshot",
+        &[
+            "name",
+            "status",
+            "volume_id",
+            "metadata",
+            "availability_zone",
+            "consumes_quota",
+        ],
+    ),
+    ("group", &["name"]),
+    ("group_snapshot", &["name", "status", "group_id"]),
+    (
+        "attachment",
+        &["volume_id", "status", "instance_id", "attach_status"],
+    ),
+    (
+        "message",
+        &[
+            "resource_uuid",
+            "resource_type",
+            "event_id",
+            "request_id",
+            "message_level",
+        ],
+    ),
+    ("pool", &["name", "volume_type"]),
+    ("volume_type", &["is_public", "extra_specs"]),
+];
+
+async fn resource_filters(_c: Caller, mv: Mv, q: Query) -> CResult<Response> {
+    if !mv.at_least(33) {
+        return Err(CinderError::not_found("The resource could not be found."));
+    }
+    let want = q.get("resource");
+    let list: Vec<Value> = RESOURCE_FILTERS
+        .iter()
+        .filter(|(r, _)| want.is_none_or(|w| w == *r))
+        .map(|(r, f)| json!({"resource": r, "filters": f}))
+        .collect();
+    Ok(ok(json!({"resource_filters": list})))
+}
+
+// ---------------------------------------------------------------- log levels (3.32)
+
+/// `set-log` / `get-log`: the levels of this process's log targets. A
+/// Cinder prefix (`cinder`, `cinder.volume...`) names the Block Storage
+/// code; any other prefix is taken as a log target of ours.
+fn log_levels(svc: &VolumeService, action: &str, body: &Value) -> CResult<Response> {
+    let o = body
+        .as_object()
+        .ok_or_else(|| CinderError::bad("Malformed request body"))?;
+    let allowed: &[&str] = if action == "set-log" {
+        &["binary", "server", "prefix", "level"]
+    } else {
+        &["binary", "server", "prefix"]
+    };
+    if let Some(k) = o.keys().find(|k| !allowed.contains(&k.as_str())) {
+        return Err(CinderError::bad(format!(
+            "Additional properties are not allowed ('{k}' was unexpected)"
+        )));
+    }
+    let text = |k: &str| match o.get(k) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(x)) => Ok(Some(x.clone())),
+        Some(_) => Err(CinderError::bad(format!(
+            "Invalid input for field/attribute {k}."
+        ))),
+    };
+    let binary = text("binary")?.unwrap_or_default();
+    const BINARIES: [&str; 4] = [
+        "cinder-api",
+        "cinder-scheduler",
+        "cinder-volume",
+        "cinder-backup",
+    ];
+    if !binary.is_empty() && binary != "*" && !BINARIES.contains(&binary.as_str()) {
+        return Err(CinderError::bad(format!(
+            "Invalid input for field/attribute binary. Value: {binary}."
+        )));
+    }
+    let server = text("server")?;
+    let prefix = text("prefix")?.unwrap_or_default();
+    // Every binary is this one process: one set of levels.
+    let hosts: Vec<(String, String)> = [(
+        "cinder-api",
+        svc.host.split('@').next().unwrap_or_default().to_string(),
+    )]
+    .into_iter()
+    .chain(service_list(svc))
+    .filter(|(b, _)| binary.is_empty() || binary == "*" || *b == binary)
+    .filter(|(_, h)| {
+        server
+            .as_deref()
+            .is_none_or(|x| h == x || h.split('@').next() == Some(x))
+    })
+    .map(|(b, h)| (b.to_string(), h))
+    .collect();
+    if action == "set-log" {
+        let level = text("level")?.unwrap_or_else(|| "INFO".into());
+        ferro_common::logctl::set(&log_target(&prefix), &level).map_err(CinderError::bad)?;
+        return Ok(accepted_empty());
+    }
+    let levels: Map<String, Value> = ferro_common::logctl::get(&log_target(&prefix))
+        .into_iter()
+        .map(|(k, v)| (k, json!(v)))
+        .collect();
+    let out: Vec<Value> = hosts
+        .into_iter()
+        .map(|(b, h)| json!({"host": h, "binary": b, "levels": levels}))
+        .collect();
+    Ok(ok(json!({"log_levels": out})))
+}
+
+/// `cinder.volume.flows` → `ferro_volume::volume::flows`; a Rust target
+/// (`ferro_compute::saga` or `ferro_compute.saga`) is kept.
+fn log_target(prefix: &str) -> String {
+    let p = prefix.trim().replace('.', "::");
+    match p.strip_prefix("cinder") {
+        Some("") => "ferro_volume".into(),
+        Some(rest) if rest.starts_with("::") => format!("ferro_volume{rest}"),
+        _ => p,
+    }
+}
+
+// ---------------------------------------------------------------- default types (3.62)
+
+fn need_62(mv: Mv) -> CResult<()> {
+    if mv.at_least(62) {
+        Ok(())
+    } else {
+        Err(CinderError::not_found("The resource could not be found."))
+    }
+}
+
+fn default_view(d: &Obj) -> Value {
+    json!({"project_id": s(d, "project_id"), "volume_type_id": s(d, "volume_type_id")})
+}
+
+async fn default_types(AxState(svc): St, c: Caller, mv: Mv) -> CResult<Response> {
+    need_62(mv)?;
+    c.require_admin("volume_extension:default_get_all")?;
+    let st = svc.store.read();
+    let list: Vec<Value> = st
+        .iter(Kind::Quota)
+        .filter(|d| s(d, "id").starts_with("default_type:"))
+        .map(|d| default_view(d))
+        .collect();
+    Ok(ok(json!({"default_types": list})))
+}
+
+async fn default_type_show(
+    AxState(svc): St,
+    c: Caller,
+    mv: Mv,
+    Path(project): Path<String>,
+) -> CResult<Response> {
+    need_62(mv)?;
+    c.require_admin("volume_extension:default_get")?;
+    let st = svc.store.read();
+    let d = st
+        .get(Kind::Quota, &crate::project_default_key(&project))
+        .ok_or_else(|| {
+            CinderError::not_found(format!("Default type for project {project} not found."))
+        })?;
+    Ok(ok(json!({"default_type": default_view(d)})))
+}
+
+async fn default_type_set(
+    AxState(svc): St,
+    c: Caller,
+    mv: Mv,
+    Path(project): Path<String>,
+    Body(body): Body,
+) -> CResult<Response> {
+    need_62(mv)?;
+    c.require_admin("volume_extension:default_set_or_update")?;
+    let want = body_obj(&body, "default_type")?
+        .get("volume_type")
+        .and_then(Value::as_str)
+        .filter(|x| !x.is_empty())
+        .ok_or_else(|| {
+            CinderError::bad(
+                "Invalid input for field/attribute default_type: volume_type is required.",
+            )
+        })?
+        .to_string();
+    let d = svc
+        .store
+        .write(|tx| {
+            let t = tx.st.volume_type(&want).cloned().ok_or_else(|| {
+                CinderError::bad(format!("Volume type {want} could not be found."))
+            })?;
+            let key = crate::project_default_key(&project);
+            let mut d = Obj::new();
+            d.insert("id".into(), json!(key));
+            d.insert("project_id".into(), json!(project));
+            d.insert("volume_type_id".into(), json!(s(&t, "id")));
+            tx.put_id(Kind::Quota, &key, d.clone());
+            Ok(d)
+        })
+        .await?;
+    Ok(ok(json!({"default_type": default_view(&d)})))
+}
+
+async fn default_type_unset(
+    AxState(svc): St,
+    c: Caller,
+    mv: Mv,
+    Path(project): Path<String>,
+) -> CResult<Response> {
+    need_62(mv)?;
+    c.require_admin("volume_extension:default_unset")?;
+    svc.store
+        .write(|tx| {
+            tx.del(Kind::Quota, &crate::project_default_key(&project));
+            Ok(())
+        })
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn capabilities(AxState(svc): St, c: Caller, Path(host): Path<String>) -> CResult<Response> {

@@ -25,20 +25,23 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 
 pub const MIN_VERSION: u16 = 0;
-/// Honoured up to 3.27: 3.1 image metadata actions, 3.2 bootable filter,
-/// 3.3/3.5 user messages, 3.4 glance_metadata filter, 3.6 null
-/// descriptions, 3.7 clusters (none here), 3.8 manageable listings, 3.9
-/// and 3.18 backups (no backup service: the collection is empty), 3.10
-/// group_id filter, 3.11-3.14 and 3.19/3.20 groups, group types and group
-/// snapshots, 3.12 volume summary, 3.15 metadata ETags, 3.16/3.17/3.26
-/// cluster parameters (nothing is clustered), 3.21 provider_id, 3.22
-/// snapshot metadata filter, 3.23 forced delete, 3.24 worker cleanup
-/// (sagas leave nothing to clean), 3.25 group volume lists, 3.27
-/// attachments. Further fields the views add by version (3.34 like
-/// filters, 3.36, 3.40 revert, 3.42 extending in-use volumes, 3.44, 3.45,
-/// 3.48, 3.61-3.69) are honoured too, and become visible as the maximum
-/// rises past what lies between (backup metadata 3.43, 3.46, 3.47...).
-pub const MAX_VERSION: u16 = 27;
+/// Every microversion up to 3.71 is honoured. Among them: 3.1 image
+/// metadata actions, 3.3/3.5 user messages, 3.7 clusters (none here), 3.8
+/// manageable listings, 3.9/3.18/3.37/3.43/3.47/3.51/3.56/3.64 backups (no
+/// backup service: the collection is empty, a backup source is not found),
+/// 3.11-3.20/3.25/3.29/3.58 groups and group snapshots, 3.12/3.36 volume
+/// summary, 3.15 metadata ETags, 3.27/3.44/3.54 attachments, 3.28/3.35
+/// pool filters, 3.32 log levels, 3.33 resource filters, 3.34 like
+/// filters, 3.38 group replication (refused: no replication target), 3.39
+/// limits of another project, 3.40 revert, 3.41 snapshot user_id, 3.42
+/// in-use extend, 3.45 counts, 3.46 Compute snapshot images, 3.48/3.61/
+/// 3.63/3.64/3.65/3.69 volume fields, 3.49 backend state, 3.50
+/// multiattach types, 3.52 type filters and zones, 3.53 strict volume
+/// bodies, 3.55/3.57/3.59 transfers, 3.60 time filters, 3.62 project
+/// default types, 3.66 in-use snapshots, 3.67 project-less URLs, 3.68
+/// re-image, 3.70 (encrypted volumes are refused anyway), 3.71 extend
+/// completion.
+pub const MAX_VERSION: u16 = 71;
 
 pub type St = State<Arc<VolumeService>>;
 

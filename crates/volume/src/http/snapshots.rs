@@ -76,7 +76,13 @@ async fn list_impl(
                         .all(|(mk, mv)| have.and_then(|h| h.get(mk)) == Some(mv))
                 }
                 "name~" if mv.at_least(34) => s(x, "name").contains(want.as_str()),
-                "use_quota" | "consumes_quota" | "group_snapshot_id" => true,
+                // Every snapshot here counts against its project's quota.
+                "use_quota" | "consumes_quota" => matches!(
+                    want.to_ascii_lowercase().as_str(),
+                    "true" | "1" | "yes" | "t" | "on"
+                ),
+                "availability_zone" => *want == svc.cfg.volume.default_availability_zone,
+                "group_snapshot_id" => s(x, "group_snapshot_id") == want,
                 _ if c.admin => true,
                 other => {
                     return Err(CinderError::bad(format!(
@@ -168,6 +174,14 @@ async fn create(AxState(svc): St, c: Caller, mv: Mv, Body(body): Body) -> CResul
         },
         Some(_) => return Err(CinderError::bad("Invalid value for force.")),
     };
+    // From 3.66 in-use volumes are snapshotted without `force`; a true
+    // `force` is ignored for compatibility, a false one is refused.
+    let in_use_ok = force || mv.at_least(66);
+    if mv.at_least(66) && req.get("force").is_some_and(|v| !v.is_null()) && !force {
+        return Err(CinderError::bad(
+            "Since microversion 3.66 the 'force' flag is invalid for this request. For backward compatability, however, when the 'force' flag is passed with a value evaluating to True, it is silently ignored.",
+        ));
+    }
     let metadata = match req.get("metadata") {
         None | Some(Value::Null) => Map::new(),
         Some(m) => check_metadata(m)?,
@@ -184,7 +198,7 @@ async fn create(AxState(svc): St, c: Caller, mv: Mv, Body(body): Body) -> CResul
                 .cloned()
                 .ok_or_else(|| CinderError::volume_not_found(&vol))?;
             let status = s(&v, "status");
-            if !(status == "available" || (status == "in-use" && force)) {
+            if !(status == "available" || (status == "in-use" && in_use_ok)) {
                 return Err(CinderError::invalid(
                     "volume",
                     if status == "in-use" {

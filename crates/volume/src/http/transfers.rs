@@ -2,9 +2,10 @@
 //! available volume (`awaiting-transfer`) and hands the one-time
 //! `auth_key` over; another project accepts with it and becomes the owner
 //! of the volume and its snapshots. Only a hash of the key is kept.
-use super::{Body, Query, St, accepted, accepted_empty, body_obj, ok};
+use super::{Body, Query, St, accepted, accepted_empty, body_obj, list_params, ok, paginate};
 use crate::error::{CResult, CinderError};
-use crate::store::{Kind, Obj, i, new_id, now, s};
+use crate::store::{Kind, Obj, b, i, new_id, now, s};
+use crate::views::Mv;
 use crate::{Caller, VolumeService};
 use axum::extract::{Path, State as AxState};
 use axum::response::Response;
@@ -19,6 +20,15 @@ pub fn routes() -> axum::Router<Arc<VolumeService>> {
         .route("/v3/os-volume-transfer/detail", get(detail))
         .route("/v3/os-volume-transfer/{id}", get(show).delete(delete))
         .route("/v3/os-volume-transfer/{id}/accept", post(accept))
+        // The same resource under its 3.55 name, which also carries
+        // `no_snapshots`.
+        .route("/v3/volume-transfers", get(list_v355).post(create_v355))
+        .route("/v3/volume-transfers/detail", get(detail_v355))
+        .route(
+            "/v3/volume-transfers/{id}",
+            get(show_v355).delete(delete_v355),
+        )
+        .route("/v3/volume-transfers/{id}/accept", post(accept_v355))
 }
 
 fn not_found(id: &str) -> CinderError {
@@ -35,11 +45,22 @@ fn links(svc: &VolumeService, id: &str) -> Value {
            {"href": format!("{}/os-volume-transfer/{id}", svc.base_url), "rel": "bookmark"}])
 }
 
-fn view(svc: &VolumeService, t: &Obj, detail: bool) -> Value {
+fn view(svc: &VolumeService, mv: Mv, t: &Obj, detail: bool) -> Value {
     let mut o = json!({"id": s(t, "id"), "name": t.get("name").cloned().unwrap_or(Value::Null),
         "volume_id": s(t, "volume_id"), "links": links(svc, s(t, "id"))});
     if detail {
         o["created_at"] = json!(s(t, "created_at"));
+        if mv.at_least(55) {
+            o["no_snapshots"] = json!(b(t, "no_snapshots"));
+        }
+        if mv.at_least(57) {
+            o["source_project_id"] = json!(s(t, "project_id"));
+            o["destination_project_id"] = t
+                .get("destination_project_id")
+                .cloned()
+                .unwrap_or(Value::Null);
+            o["accepted"] = json!(b(t, "accepted"));
+        }
     }
     o
 }
@@ -48,39 +69,126 @@ fn mine(c: &Caller, t: &Obj) -> bool {
     c.owns(t)
 }
 
-async fn list_impl(svc: &VolumeService, c: &Caller, q: &Query, detail: bool) -> CResult<Response> {
+const SORT_KEYS: [&str; 4] = ["id", "name", "created_at", "volume_id"];
+
+async fn list_impl(
+    svc: &VolumeService,
+    c: &Caller,
+    mv: Mv,
+    q: &Query,
+    detail: bool,
+    coll: &str,
+) -> CResult<Response> {
     let st = svc.store.read();
     let all = c.admin
         && q.get("all_tenants")
             .is_some_and(|v| !matches!(v, "0" | "false" | "False"));
-    let items: Vec<Value> = st
+    let items: Vec<Arc<Obj>> = st
         .iter(Kind::Transfer)
         .filter(|t| s(t, "project_id") == c.project || all)
-        .map(|t| view(svc, t, detail))
+        .cloned()
         .collect();
-    Ok(ok(json!({"transfers": items})))
+    // Paging and sorting from 3.59; before, every transfer, oldest first.
+    let (page, links) = if mv.at_least(59) {
+        let mut p = list_params(q, &SORT_KEYS)?;
+        p.filters.clear();
+        let path = if detail {
+            format!("{coll}/detail")
+        } else {
+            coll.to_string()
+        };
+        paginate(svc, items, &p, &path, q)?
+    } else {
+        let mut items = items;
+        items.sort_by(|a, b| {
+            (s(a, "created_at"), s(a, "id")).cmp(&(s(b, "created_at"), s(b, "id")))
+        });
+        (items, None)
+    };
+    let mut body =
+        json!({"transfers": page.iter().map(|t| view(svc, mv, t, detail)).collect::<Vec<_>>()});
+    if let Some(l) = links {
+        body["transfers_links"] = l;
+    }
+    Ok(ok(body))
 }
 
-async fn list(AxState(svc): St, c: Caller, q: Query) -> CResult<Response> {
-    list_impl(&svc, &c, &q, false).await
+async fn list(AxState(svc): St, c: Caller, mv: Mv, q: Query) -> CResult<Response> {
+    list_impl(&svc, &c, mv, &q, false, "os-volume-transfer").await
 }
 
-async fn detail(AxState(svc): St, c: Caller, q: Query) -> CResult<Response> {
-    list_impl(&svc, &c, &q, true).await
+async fn detail(AxState(svc): St, c: Caller, mv: Mv, q: Query) -> CResult<Response> {
+    list_impl(&svc, &c, mv, &q, true, "os-volume-transfer").await
 }
 
-async fn show(AxState(svc): St, c: Caller, Path(id): Path<String>) -> CResult<Response> {
+async fn show(AxState(svc): St, c: Caller, mv: Mv, Path(id): Path<String>) -> CResult<Response> {
     let st = svc.store.read();
     let t = st
         .get(Kind::Transfer, &id)
         .filter(|t| mine(&c, t))
         .ok_or_else(|| not_found(&id))?;
-    Ok(ok(json!({"transfer": view(&svc, t, true)})))
+    Ok(ok(json!({"transfer": view(&svc, mv, t, true)})))
 }
 
-async fn create(AxState(svc): St, c: Caller, Body(body): Body) -> CResult<Response> {
+/// `/v3/volume-transfers` exists from 3.55.
+fn need_355(mv: Mv) -> CResult<()> {
+    if mv.at_least(55) {
+        Ok(())
+    } else {
+        Err(CinderError::not_found("The resource could not be found."))
+    }
+}
+
+async fn list_v355(st: St, c: Caller, mv: Mv, q: Query) -> CResult<Response> {
+    need_355(mv)?;
+    list_impl(&st.0, &c, mv, &q, false, "volume-transfers").await
+}
+
+async fn detail_v355(st: St, c: Caller, mv: Mv, q: Query) -> CResult<Response> {
+    need_355(mv)?;
+    list_impl(&st.0, &c, mv, &q, true, "volume-transfers").await
+}
+
+async fn show_v355(st: St, c: Caller, mv: Mv, id: Path<String>) -> CResult<Response> {
+    need_355(mv)?;
+    show(st, c, mv, id).await
+}
+
+async fn create_v355(st: St, c: Caller, mv: Mv, body: Body) -> CResult<Response> {
+    need_355(mv)?;
+    create(st, c, mv, body).await
+}
+
+async fn delete_v355(st: St, c: Caller, mv: Mv, id: Path<String>) -> CResult<Response> {
+    need_355(mv)?;
+    delete(st, c, id).await
+}
+
+async fn accept_v355(st: St, c: Caller, mv: Mv, id: Path<String>, body: Body) -> CResult<Response> {
+    need_355(mv)?;
+    accept(st, c, mv, id, body).await
+}
+
+async fn create(AxState(svc): St, c: Caller, mv: Mv, Body(body): Body) -> CResult<Response> {
     c.require_writer("volume:create_transfer")?;
     let req = body_obj(&body, "transfer")?.clone();
+    // `no_snapshots` (3.55): hand over the volume alone, its snapshots stay.
+    let no_snapshots = match req.get("no_snapshots") {
+        Some(v) if mv.at_least(55) => match v {
+            Value::Bool(x) => *x,
+            Value::String(x) => match x.to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" | "t" | "on" => true,
+                "false" | "0" | "no" | "f" | "off" => false,
+                _ => {
+                    return Err(CinderError::bad(format!(
+                        "Invalid value '{x}' for no_snapshots."
+                    )));
+                }
+            },
+            _ => return Err(CinderError::bad("Invalid value for no_snapshots.")),
+        },
+        _ => false,
+    };
     let vol = req
         .get("volume_id")
         .and_then(Value::as_str)
@@ -110,6 +218,18 @@ async fn create(AxState(svc): St, c: Caller, Body(body): Body) -> CResult<Respon
                     format!("status must be available, but is {}", s(&v, "status")),
                 ));
             }
+            if !no_snapshots
+                && let Some(x) = tx
+                    .st
+                    .snapshots_of(&vol)
+                    .find(|x| s(x, "status") != "available")
+            {
+                return Err(CinderError::bad(format!(
+                    "Invalid snapshot: snapshot {} status must be available, but is {}.",
+                    s(x, "id"),
+                    s(x, "status")
+                )));
+            }
             v.insert("status".into(), json!("awaiting-transfer"));
             tx.put(Kind::Volume, v.clone());
             let mut t = Obj::new();
@@ -119,12 +239,15 @@ async fn create(AxState(svc): St, c: Caller, Body(body): Body) -> CResult<Respon
             t.insert("salt".into(), json!(salt));
             t.insert("crypt_hash".into(), json!(hash(&salt, &key)));
             t.insert("project_id".into(), json!(s(&v, "project_id")));
+            t.insert("no_snapshots".into(), json!(no_snapshots));
+            t.insert("accepted".into(), json!(false));
+            t.insert("destination_project_id".into(), Value::Null);
             t.insert("created_at".into(), json!(now()));
             tx.put(Kind::Transfer, t.clone());
             Ok(t)
         })
         .await?;
-    let mut v = view(&svc, &t, true);
+    let mut v = view(&svc, mv, &t, true);
     v["auth_key"] = json!(key);
     Ok(accepted(json!({"transfer": v})))
 }
@@ -153,6 +276,7 @@ async fn delete(AxState(svc): St, c: Caller, Path(id): Path<String>) -> CResult<
 async fn accept(
     AxState(svc): St,
     c: Caller,
+    mv: Mv,
     Path(id): Path<String>,
     Body(body): Body,
 ) -> CResult<Response> {
@@ -178,7 +302,11 @@ async fn accept(
             let mut v = tx
                 .get(Kind::Volume, &vol)
                 .ok_or_else(|| CinderError::volume_not_found(&vol))?;
-            let snaps: Vec<Obj> = tx.st.snapshots_of(&vol).map(|x| (**x).clone()).collect();
+            let snaps: Vec<Obj> = if b(&t, "no_snapshots") {
+                Vec::new()
+            } else {
+                tx.st.snapshots_of(&vol).map(|x| (**x).clone()).collect()
+            };
             let snap_gb: i64 = snaps.iter().map(|x| i(x, "size")).sum();
             svc2.check_quota(
                 &tx.st,
@@ -202,5 +330,5 @@ async fn accept(
             Ok(t)
         })
         .await?;
-    Ok(accepted(json!({"transfer": view(&svc, &t, false)})))
+    Ok(accepted(json!({"transfer": view(&svc, mv, &t, false)})))
 }

@@ -52,7 +52,7 @@ fn type_not_found(id: &str) -> CinderError {
 /// The type if the caller may see it; `default` names the default type.
 fn find_type(svc: &VolumeService, st: &State, c: &Caller, id: &str) -> CResult<Arc<Obj>> {
     let t = if id == "default" {
-        svc.default_type(st)
+        svc.default_type(st, &c.project)
     } else {
         st.get(Kind::VolumeType, id).cloned()
     };
@@ -302,6 +302,14 @@ async fn delete(AxState(svc): St, c: Caller, Path(id): Path<String>) -> CResult<
                 return Err(CinderError::bad(
                     "Invalid volume type: Target volume type is still in use.",
                 ));
+            }
+            if let Some(d) = tx.st.iter(Kind::Quota).find(|d| {
+                s(d, "id").starts_with("default_type:") && s(d, "volume_type_id") == id
+            }) {
+                return Err(CinderError::bad(format!(
+                    "Invalid volume type: Volume type {id} is the default type of project {} and cannot be deleted.",
+                    s(d, "project_id")
+                )));
             }
             tx.del(Kind::VolumeType, &id);
             Ok(())

@@ -66,7 +66,54 @@ const SORT_KEYS: [&str; 8] = [
     "bootable",
 ];
 
-const VOLUME_FILTERS: [&str; 13] = [
+/// A time comparison filter: `[op:]ISO-8601`, several joined by commas.
+pub fn time_filter(have: Option<&str>, want: &str) -> CResult<bool> {
+    for part in want.split(',').filter(|x| !x.is_empty()) {
+        let (op, at) = match part.split_once(':') {
+            Some((op @ ("gt" | "gte" | "lt" | "lte" | "eq" | "neq"), rest)) => (op, rest),
+            _ => ("eq", part),
+        };
+        let at = parse_time(at).ok_or_else(|| {
+            CinderError::bad(format!(
+                "Invalid input received: Invalid time format {part}: expected ISO 8601"
+            ))
+        })?;
+        let Some(have) = have.and_then(parse_time) else {
+            return Ok(false);
+        };
+        let ok = match op {
+            "gt" => have > at,
+            "gte" => have >= at,
+            "lt" => have < at,
+            "lte" => have <= at,
+            "neq" => have != at,
+            _ => have == at,
+        };
+        if !ok {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+fn parse_time(x: &str) -> Option<chrono::NaiveDateTime> {
+    let x = x.trim();
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(x) {
+        return Some(t.naive_utc());
+    }
+    let x = x.trim_end_matches('Z');
+    chrono::NaiveDateTime::parse_from_str(x, "%Y-%m-%dT%H:%M:%S%.f")
+        .or_else(|_| chrono::NaiveDateTime::parse_from_str(x, "%Y-%m-%d %H:%M:%S%.f"))
+        .ok()
+        .or_else(|| {
+            chrono::NaiveDate::parse_from_str(x, "%Y-%m-%d")
+                .ok()
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+        })
+}
+
+const VOLUME_FILTERS: [&str; 14] = [
+    "consumes_quota",
     "glance_metadata",
     "name",
     "status",
@@ -82,8 +129,20 @@ const VOLUME_FILTERS: [&str; 13] = [
     "volume_type",
 ];
 
-/// Whether `v` passes one filter (`name~` is a substring match, 3.34).
-fn matches(v: &Obj, k: &str, want: &str) -> CResult<bool> {
+/// Whether `v` passes one filter (`name~` is a substring match, 3.34;
+/// `created_at`/`updated_at` take `gt:`, `gte:`, `lt:`, `lte:`, `eq:` and
+/// `neq:` comparisons from 3.60).
+fn matches(v: &Obj, k: &str, want: &str, mv: Mv) -> CResult<bool> {
+    if mv.at_least(60) && matches!(k, "created_at" | "updated_at") {
+        return time_filter(v.get(k).and_then(Value::as_str), want);
+    }
+    if k == "consumes_quota" {
+        // Every volume here counts against its project's quota.
+        return Ok(matches!(
+            want.to_ascii_lowercase().as_str(),
+            "true" | "1" | "yes" | "t" | "on"
+        ));
+    }
     let (field, like) = match k.strip_suffix('~') {
         Some(f) => (f, true),
         None => (k, false),
@@ -152,7 +211,7 @@ fn select(st: &State, c: &Caller, p: &ListParams, mv: Mv) -> CResult<Vec<Arc<Obj
         }
         let mut ok_ = true;
         for (k, want) in &filters {
-            if !matches(v, k, want)? {
+            if !matches(v, k, want, mv)? {
                 ok_ = false;
                 break;
             }
@@ -280,6 +339,18 @@ fn check_len(name: &str, v: &Option<String>, max: usize) -> CResult<()> {
 async fn create(AxState(svc): St, c: Caller, mv: Mv, Body(body): Body) -> CResult<Response> {
     c.require_writer("volume:create")?;
     let req = body_obj(&body, "volume")?.clone();
+    if mv.at_least(53) {
+        check_known(&req, CREATE_KEYS)?;
+    }
+    if let Some(top) = body.as_object()
+        && let Some(k) = top
+            .keys()
+            .find(|k| !matches!(k.as_str(), "volume" | "OS-SCH-HNT:scheduler_hints"))
+    {
+        return Err(CinderError::bad(format!(
+            "Invalid input for field/attribute {k}. Additional properties are not allowed ('{k}' was unexpected)"
+        )));
+    }
     let name = match opt_str(&req, "name")? {
         Some(n) => Some(n),
         None => opt_str(&req, "display_name")?,
@@ -294,7 +365,7 @@ async fn create(AxState(svc): St, c: Caller, mv: Mv, Body(body): Body) -> CResul
         None | Some(Value::Null) => Map::new(),
         Some(m) => check_metadata(m)?,
     };
-    let snapshot_id = opt_str(&req, "snapshot_id")?;
+    let mut snapshot_id = opt_str(&req, "snapshot_id")?;
     let source_volid = opt_str(&req, "source_volid")?;
     let image_ref = match opt_str(&req, "imageRef")? {
         Some(x) => Some(x),
@@ -310,12 +381,20 @@ async fn create(AxState(svc): St, c: Caller, mv: Mv, Body(body): Body) -> CResul
             "Invalid input received: only one of snapshot_id, source_volid or imageRef may be given.",
         ));
     }
-    let multiattach = match req.get("multiattach") {
+    // The request parameter was removed upstream: multiattach comes from
+    // the volume type's `multiattach: <is> True`.
+    let multiattach_asked = match req.get("multiattach") {
         None | Some(Value::Null) => false,
         Some(Value::Bool(x)) => *x,
         Some(Value::String(x)) => matches!(x.to_ascii_lowercase().as_str(), "true" | "1" | "yes"),
         Some(_) => return Err(CinderError::bad("Invalid value for multiattach.")),
     };
+    if multiattach_asked {
+        return Err(CinderError::bad(
+            "multiattach parameter has been removed. The default behavior is to use multiattach enabled volume types. Contact your administrator to create a multiattach enabled volume type and use it to create multiattach volumes.",
+        ));
+    }
+    // No backup service runs here, so no backup can be found (3.47).
     if let Some(x) = req.get("backup_id").filter(|x| !x.is_null()) {
         return Err(CinderError::not_found(format!(
             "Backup {} could not be found.",
@@ -339,7 +418,20 @@ async fn create(AxState(svc): St, c: Caller, mv: Mv, Body(body): Body) -> CResul
                 "Invalid input received: Invalid image identifier or unable to access requested image. (image {img})"
             )));
         };
-        image = Some(doc);
+        // A Compute snapshot of a volume-backed server (3.46): the image
+        // names the volume snapshot to create from.
+        match nova_image_snapshot(&doc) {
+            Some(sid) if mv.at_least(46) => {
+                let st = svc.store.read();
+                if st.get(Kind::Snapshot, &sid).filter(|x| c.owns(x)).is_none() {
+                    return Err(CinderError::not_found(format!(
+                        "Nova specific image is found, but boot volume snapshot id:{sid} not found."
+                    )));
+                }
+                snapshot_id = Some(sid);
+            }
+            _ => image = Some(doc),
+        }
     }
     let az_default = svc.cfg.volume.default_availability_zone.clone();
     let az = match opt_str(&req, "availability_zone")? {
@@ -444,7 +536,7 @@ async fn create(AxState(svc): St, c: Caller, mv: Mv, Body(body): Body) -> CResul
                         }
                     })?,
                 _ => svc2
-                    .default_type(st)
+                    .default_type(st, &project)
                     .ok_or_else(|| CinderError::internal("no default volume type"))?,
             };
             if vtype.get("encryption").is_some_and(Value::is_object) {
@@ -454,6 +546,15 @@ async fn create(AxState(svc): St, c: Caller, mv: Mv, Body(body): Body) -> CResul
                 )));
             }
             let tname = s(&vtype, "name").to_string();
+            let multiattach = spec_is_true(&vtype, "multiattach");
+            if let Some(zones) = type_zones(&vtype)
+                && !zones.iter().any(|z| *z == az)
+            {
+                return Err(CinderError::bad(format!(
+                    "Invalid input received: The availability zone {az} is not one of the volume type's availability zones ({}).",
+                    zones.join(", ")
+                )));
+            }
             if let Some(g) = &group_id {
                 let grp = st
                     .get(Kind::Group, g)
@@ -536,6 +637,89 @@ async fn create(AxState(svc): St, c: Caller, mv: Mv, Body(body): Body) -> CResul
     Ok(accepted(
         json!({"volume": views::volume_view(&svc, &st, &c, mv, &vol, views::VolView::Create)}),
     ))
+}
+
+/// What a volume create may carry from 3.53 (unknown keys are 400).
+const CREATE_KEYS: &[&str] = &[
+    "name",
+    "description",
+    "display_name",
+    "display_description",
+    "volume_type",
+    "metadata",
+    "snapshot_id",
+    "source_volid",
+    "consistencygroup_id",
+    "size",
+    "availability_zone",
+    "multiattach",
+    "image_id",
+    "imageRef",
+    "group_id",
+    "backup_id",
+];
+
+const UPDATE_KEYS: &[&str] = &[
+    "name",
+    "description",
+    "display_name",
+    "display_description",
+    "metadata",
+];
+
+fn check_known(req: &Map<String, Value>, known: &[&str]) -> CResult<()> {
+    match req.keys().find(|k| !known.contains(&k.as_str())) {
+        Some(k) => Err(CinderError::bad(format!(
+            "Invalid input for field/attribute volume. Additional properties are not allowed ('{k}' was unexpected)"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// An extra spec of the form `<is> True`.
+pub fn spec_is_true(t: &Obj, key: &str) -> bool {
+    t.get("extra_specs")
+        .and_then(|e| e.get(key))
+        .and_then(Value::as_str)
+        .is_some_and(|v| {
+            let v = v.trim();
+            let v = v.strip_prefix("<is>").unwrap_or(v).trim();
+            v.eq_ignore_ascii_case("true")
+        })
+}
+
+/// The zones a type restricts its volumes to (`RESKEY:availability_zones`, 3.52).
+pub fn type_zones(t: &Obj) -> Option<Vec<String>> {
+    let z = t
+        .get("extra_specs")
+        .and_then(|e| e.get("RESKEY:availability_zones"))
+        .and_then(Value::as_str)?;
+    let zones: Vec<String> = z
+        .split(',')
+        .map(|x| x.trim().to_string())
+        .filter(|x| !x.is_empty())
+        .collect();
+    (!zones.is_empty()).then_some(zones)
+}
+
+/// The volume snapshot a Compute instance snapshot image points at: its
+/// `block_device_mapping` (a JSON list, or a string of one) has a boot
+/// entry with `source_type: snapshot`.
+fn nova_image_snapshot(img: &Value) -> Option<String> {
+    let bdm = img.get("block_device_mapping")?;
+    let list: Value = match bdm {
+        Value::String(x) => serde_json::from_str(x).ok()?,
+        other => other.clone(),
+    };
+    list.as_array()?
+        .iter()
+        .find(|b| {
+            b.get("source_type").and_then(Value::as_str) == Some("snapshot")
+                && b.get("boot_index").and_then(Value::as_i64) == Some(0)
+        })
+        .and_then(|b| b.get("snapshot_id"))
+        .and_then(Value::as_str)
+        .map(str::to_string)
 }
 
 fn copy_boot_fields(src: &Obj, v: &mut Obj) {
@@ -621,6 +805,12 @@ async fn update(
 ) -> CResult<Response> {
     c.require_writer("volume:update")?;
     let req = body_obj(&body, "volume")?.clone();
+    check_known(&req, UPDATE_KEYS)?;
+    if mv.at_least(53) && !UPDATE_KEYS.iter().any(|k| req.contains_key(*k)) {
+        return Err(CinderError::bad(
+            "Invalid input for field/attribute volume. At least one of name, description, display_name, display_description or metadata is required.",
+        ));
+    }
     let name = match opt_str(&req, "name")? {
         Some(n) => Some(n),
         None => opt_str(&req, "display_name")?,

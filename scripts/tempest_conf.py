@@ -590,6 +590,8 @@ def volume_sections(cloud, conf, stype, url):
     conf.set("volume", "catalog_type", stype)
     conf.set("volume", "endpoint_type", cloud.interface)
     set_microversions(cloud, conf, "volume", url)
+    conf.set("volume-feature-enabled", "extend_attached_volume", True,
+             "in-use extend (3.42) sends Compute volume-extended; the guest is told")
     try:
         services = cloud.get_json(url + "/os-services").get("services", [])
         backups = [s for s in services if s.get("binary") == "cinder-backup"]

@@ -703,6 +703,66 @@ async fn nova_attach_detach_and_boot_from_volume() {
         s.body["server"]["os-extended-volumes:volumes_attached"][0]["id"],
         v1.as_str()
     );
+    // Extending in use (3.42) grows the volume and tells the guest: an
+    // `extend_volume` action whose `compute_extend_volume` event succeeds.
+    let r = c
+        .request_h(
+            Method::POST,
+            &format!("/volume/v3/volumes/{v1}/action"),
+            Some(&tok),
+            json!({"os-extend": {"new_size": 2}}),
+            &[("OpenStack-API-Version", "volume 3.42")],
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let t0 = Instant::now();
+    loop {
+        let v = wait(
+            &c,
+            &tok,
+            &format!("/volumes/{v1}"),
+            "volume",
+            Some("in-use"),
+        )
+        .await;
+        let acts = nova(
+            &c,
+            Method::GET,
+            &format!("/servers/{srv}/os-instance-actions"),
+            &tok,
+            Value::Null,
+        )
+        .await;
+        let ext = acts.body["instanceActions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["action"] == "extend_volume")
+            .cloned();
+        if let (2, Some(a)) = (v["size"].as_i64().unwrap_or(0), ext) {
+            let rid = a["request_id"].as_str().unwrap();
+            let one = nova(
+                &c,
+                Method::GET,
+                &format!("/servers/{srv}/os-instance-actions/{rid}"),
+                &tok,
+                Value::Null,
+            )
+            .await;
+            let ev = &one.body["instanceAction"]["events"][0];
+            if ev["finish_time"].is_string() {
+                assert_eq!(ev["event"], "compute_extend_volume", "{}", one.body);
+                assert_eq!(ev["result"], "Success", "{}", one.body);
+                break;
+            }
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "no extend_volume action: {}",
+            acts.body
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     // Attaching twice is refused; so is a volume in use elsewhere.
     let r = nova(
         &c,

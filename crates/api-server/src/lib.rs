@@ -161,6 +161,9 @@ impl App {
             bus.clone(),
         )
         .await?;
+        volume.set_compute(Arc::new(wiring::InProcCompute {
+            svc: compute.clone(),
+        }));
         let agents = if roles.compute {
             wiring::start_agents(&cfg, bus.clone()).await?
         } else {

@@ -472,6 +472,25 @@ pub fn volume_backend(
 /// Compute's view of the Block Storage service: the attachment steps
 /// called directly, volume creation through the Cinder routes with the
 /// user's token (so Cinder's validation, quotas and policy apply).
+/// Block Storage's events for Compute, delivered in-process.
+pub struct InProcCompute {
+    pub svc: Arc<ferro_compute::ComputeService>,
+}
+
+#[async_trait::async_trait]
+impl ferro_volume::ComputeApi for InProcCompute {
+    async fn volume_extended(&self, server: &str, volume_id: &str) -> Result<(), Error> {
+        let rid = ferro_common::new_request_id();
+        match ferro_compute::volumes::volume_extended(&self.svc, server, volume_id, &rid).await {
+            200 => Ok(()),
+            404 => Err(Error::not_found("server", server)),
+            code => Err(Error::validation(format!(
+                "volume-extended for server {server} answered {code}"
+            ))),
+        }
+    }
+}
+
 pub struct InProcVolumes {
     pub svc: Arc<ferro_volume::VolumeService>,
     pub router: Router,

@@ -165,6 +165,10 @@ impl ComputeAgent {
                 let info = a.get("connection_info").cloned().unwrap_or(Value::Null);
                 d.attach_volume(uuid, dev, &info).await
             }
+            "extend_volume" => {
+                let dev = a.get("device").and_then(Value::as_str).unwrap_or_default();
+                d.extend_volume(uuid, dev).await
+            }
             "detach_volume" => {
                 let dev = a.get("device").and_then(Value::as_str).unwrap_or_default();
                 d.detach_volume(uuid, dev).await

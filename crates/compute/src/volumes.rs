@@ -779,3 +779,71 @@ async fn assisted_delete(
     .map_err(|e| NovaError::new(500, format!("Volume snapshot delete failed: {e}")))?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
+
+/// Block Storage's `volume-extended` event: the volume attached to
+/// `server` grew, so the guest is told (`extend_volume` instance action,
+/// `compute_extend_volume` event). Answers the event's code: 200, 404
+/// (no such server) or 422 (not running anywhere, or volume not attached).
+pub async fn volume_extended(
+    svc: &Arc<ComputeService>,
+    server: &str,
+    volume_id: &str,
+    request_id: &str,
+) -> u16 {
+    let found = {
+        let st = svc.state.read();
+        st.instances.get(server).filter(|i| !i.deleted).cloned()
+    };
+    let Some(i) = found else {
+        return 404;
+    };
+    let (Some(host), Some(device)) = (
+        i.host.clone(),
+        volume_bdms(&i)
+            .find(|b| b.volume_id.as_deref() == Some(volume_id))
+            .and_then(|b| b.device_name.clone()),
+    ) else {
+        return 422;
+    };
+    let rid = request_id.to_string();
+    let i2 = i.clone();
+    let recorded = svc
+        .state
+        .write(|st| {
+            let a = ops::new_action(
+                st,
+                &[],
+                &i2,
+                "extend_volume",
+                &rid,
+                &i2.user_id,
+                &i2.project_id,
+            );
+            Ok(((), vec![crate::state::Rec::Action(a)]))
+        })
+        .await;
+    if let Err(e) = recorded {
+        tracing::warn!(server, "recording extend_volume: {}", e.log_message());
+        return 500;
+    }
+    let svc = svc.clone();
+    let (uuid, volume) = (i.uuid.clone(), volume_id.to_string());
+    tokio::spawn(async move {
+        const EV: &str = "compute_extend_volume";
+        ops::event(&svc, &uuid, &rid, EV, Some(&host), None).await;
+        let r = ops::call_agent(
+            &svc,
+            &host,
+            "extend_volume",
+            json!({"uuid": uuid, "device": device, "volume_id": volume}),
+            Some(&rid),
+        )
+        .await
+        .map(|_| ());
+        if let Err(e) = &r {
+            tracing::warn!(server = %uuid, volume = %volume, "extending the volume in the guest: {e}");
+        }
+        ops::event(&svc, &uuid, &rid, EV, Some(&host), Some(r)).await;
+    });
+    200
+}

@@ -291,6 +291,19 @@ impl VirtDriver for FakeDriver {
             Ok(())
         })
     }
+    async fn extend_volume(&self, uuid: &str, device: &str) -> Result<(), VirtError> {
+        self.enter("extend_volume").await?;
+        self.with(uuid, |g| {
+            let info = g
+                .volumes
+                .get_mut(device)
+                .ok_or_else(|| VirtError::NotFound(format!("no volume at {device}")))?;
+            // What the guest would see: one more resize of that disk.
+            let n = info["extend_count"].as_u64().unwrap_or(0);
+            info["extend_count"] = serde_json::json!(n + 1);
+            Ok(())
+        })
+    }
     async fn detach_volume(&self, uuid: &str, device: &str) -> Result<(), VirtError> {
         self.enter("detach_volume").await?;
         self.with(uuid, |g| {

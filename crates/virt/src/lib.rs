@@ -107,6 +107,11 @@ pub trait VirtDriver: Send + Sync {
     ) -> Result<(), VirtError> {
         Err(VirtError::Unsupported("attach_volume"))
     }
+    /// Tells the guest the volume at `device` grew (Block Storage's
+    /// `volume-extended` event; QEMU's `block_resize`).
+    async fn extend_volume(&self, _uuid: &str, _device: &str) -> Result<(), VirtError> {
+        Err(VirtError::Unsupported("extend_volume"))
+    }
     /// Unplugs the volume at `device` (gone already succeeds).
     async fn detach_volume(&self, _uuid: &str, _device: &str) -> Result<(), VirtError> {
         Err(VirtError::Unsupported("detach_volume"))

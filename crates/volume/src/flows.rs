@@ -74,7 +74,10 @@ pub fn executor(svc: Arc<VolumeService>) -> Executor<Ctx> {
             ],
         ),
         (DELETE, vec!["delete.backend", "delete.forget"]),
-        (EXTEND, vec!["extend.backend", "extend.finish"]),
+        (
+            EXTEND,
+            vec!["extend.backend", "extend.finish", "extend.notify"],
+        ),
         (REVERT, vec!["revert.backend", "revert.finish"]),
         (UPLOAD, vec!["upload.copy", "upload.send", "upload.finish"]),
         (
@@ -246,6 +249,30 @@ async fn run_step(svc: &Arc<VolumeService>, step: &str, state: &mut Value) -> Re
                 json!({"status": st(state, "previous_status"), "size": size(state)}),
             )
             .await
+        }
+        // An attached volume's servers learn of the new size (Nova's
+        // `volume-extended`); as upstream, a failure there is only logged.
+        "extend.notify" => {
+            if st(state, "previous_status") != "in-use" {
+                return Ok(());
+            }
+            let Some(compute) = svc.compute().cloned() else {
+                return Ok(());
+            };
+            let servers: Vec<String> = svc
+                .store
+                .read()
+                .attachments_of(&id)
+                .filter(|a| s(a, "attach_status") == "attached")
+                .map(|a| s(a, "instance_uuid").to_string())
+                .filter(|x| !x.is_empty())
+                .collect();
+            for server in servers {
+                if let Err(e) = compute.volume_extended(&server, &id).await {
+                    tracing::warn!(volume = %id, server, "volume-extended event: {}", e.log_message());
+                }
+            }
+            Ok(())
         }
         "revert.backend" => b.revert_to_snapshot(&id, st(state, "snapshot_id")).await,
         "revert.finish" => {

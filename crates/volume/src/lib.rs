@@ -36,6 +36,13 @@ pub trait ImageApi: Send + Sync {
     async fn delete(&self, token: &str, id: &str) -> Result<(), Error>;
 }
 
+/// What Block Storage tells Compute: Nova's external events.
+#[async_trait::async_trait]
+pub trait ComputeApi: Send + Sync {
+    /// The volume, attached to `server`, grew (`volume-extended`).
+    async fn volume_extended(&self, server: &str, volume_id: &str) -> Result<(), Error>;
+}
+
 /// No Image service: creating from an image is refused.
 pub struct NoImages;
 
@@ -77,6 +84,8 @@ pub struct VolumeService {
     /// Scratch space for image conversions.
     pub tmp_dir: std::path::PathBuf,
     pub(crate) sagas: OnceLock<ferro_saga::Executor<flows::Ctx>>,
+    /// Compute, once it runs (it starts after Block Storage).
+    compute: OnceLock<Arc<dyn ComputeApi>>,
     started: std::time::Instant,
 }
 
@@ -104,6 +113,7 @@ impl VolumeService {
             host,
             tmp_dir,
             sagas: OnceLock::new(),
+            compute: OnceLock::new(),
             started: std::time::Instant::now(),
         });
         let _ = svc.sagas.set(flows::executor(svc.clone()));
@@ -185,6 +195,15 @@ impl VolumeService {
     }
 
     /// The default volume type's document.
+    /// Connects Compute, for the events attached volumes cause.
+    pub fn set_compute(&self, c: Arc<dyn ComputeApi>) {
+        let _ = self.compute.set(c);
+    }
+
+    pub(crate) fn compute(&self) -> Option<&Arc<dyn ComputeApi>> {
+        self.compute.get()
+    }
+
     /// The project's default type (3.62 `default-types`), else the configured one.
     pub fn default_type(&self, st: &State, project: &str) -> Option<Arc<Obj>> {
         st.get(Kind::Quota, &project_default_key(project))

@@ -2041,6 +2041,16 @@ async fn external_events(AxState(svc): St, c: Caller, bytes: Bytes) -> NResult<R
         }
         out.push(r);
     }
+    drop(st);
+    // The events that change a guest.
+    for r in out.iter_mut() {
+        if r["name"] == "volume-extended" && r["code"] == 200 {
+            let uuid = r["server_uuid"].as_str().unwrap_or_default().to_string();
+            let vol = r["tag"].as_str().unwrap_or_default().to_string();
+            let code = crate::volumes::volume_extended(&svc, &uuid, &vol, &c.request_id).await;
+            r["code"] = json!(code);
+        }
+    }
     if !any_ok {
         return Err(NovaError::not_found("No instances found for any event"));
     }

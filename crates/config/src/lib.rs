@@ -151,10 +151,20 @@ impl Default for FernetConfig {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ImageConfig {
-    /// `file` (default) or `memory`.
+    /// `file` (default), `s3` (an S3-compatible object store) or `memory`.
     pub store: String,
     /// Directory of the `file` store; default `<data_dir>/images`.
     pub filesystem_store_datadir: Option<PathBuf>,
+    /// The `s3` store (Glance's option names): endpoint URL
+    /// (`http://rgw.example:8080`), bucket (it must exist), credentials.
+    pub s3_store_host: Option<String>,
+    pub s3_store_bucket: Option<String>,
+    pub s3_store_access_key: Option<String>,
+    pub s3_store_secret_key: Option<String>,
+    /// Signing region; `us-east-1` suits most S3-compatible servers.
+    pub s3_store_region: String,
+    /// Key prefix inside the bucket; empty: keys at the bucket's top.
+    pub s3_store_prefix: String,
     /// Refuse data whose format does not match the declared `disk_format`
     /// (Glance's `[image_format] require_image_format_match`). Unsafe images
     /// (qcow2 backing/data files, VMDK external extents) are refused regardless.
@@ -173,6 +183,12 @@ impl Default for ImageConfig {
         ImageConfig {
             store: "file".into(),
             filesystem_store_datadir: None,
+            s3_store_host: None,
+            s3_store_bucket: None,
+            s3_store_access_key: None,
+            s3_store_secret_key: None,
+            s3_store_region: "us-east-1".into(),
+            s3_store_prefix: String::new(),
             require_image_format_match: true,
             import_methods: vec!["glance-direct".into()],
             image_size_cap: 1 << 40,

@@ -10,6 +10,7 @@ pub mod inspect;
 pub mod metadefs;
 pub mod model;
 pub mod schemas;
+pub mod s3;
 pub mod store;
 
 use ferro_auth::{Policy, TokenValidator};
@@ -149,8 +150,25 @@ impl ImageService {
                     .unwrap_or_else(|| cfg.data_dir().join("images"));
                 Ok(Arc::new(store::FsStore::new(dir).map_err(Error::internal)?))
             }
+            "s3" => {
+                let i = &cfg.image;
+                let need = |v: &Option<String>, k: &str| {
+                    v.clone()
+                        .filter(|x| !x.is_empty())
+                        .ok_or_else(|| Error::internal(format!("[image] store = \"s3\" needs {k}")))
+                };
+                let settings = s3::S3Settings {
+                    endpoint: need(&i.s3_store_host, "s3_store_host")?,
+                    bucket: need(&i.s3_store_bucket, "s3_store_bucket")?,
+                    region: i.s3_store_region.clone(),
+                    access_key: need(&i.s3_store_access_key, "s3_store_access_key")?,
+                    secret_key: need(&i.s3_store_secret_key, "s3_store_secret_key")?,
+                    prefix: i.s3_store_prefix.clone(),
+                };
+                Ok(Arc::new(s3::S3Store::new(&settings).map_err(Error::internal)?))
+            }
             other => Err(Error::internal(format!(
-                "unknown [image] store {other:?} (file, memory)"
+                "unknown [image] store {other:?} (file, s3, memory)"
             ))),
         }
     }

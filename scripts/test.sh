@@ -9,6 +9,14 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
+# The Image service's s3 store is tested against moto's S3 server (PyPI);
+# without it that test skips with a message.
+if moto=$(bash scripts/s3-venv.sh 2>/tmp/ferro-s3-venv.log); then
+  export FERRO_MOTO_SERVER="$moto"
+else
+  echo "warning: moto (S3 test server) not installed, see /tmp/ferro-s3-venv.log" >&2
+fi
+
 echo "== cargo test (workspace)"
 cargo test --workspace --no-fail-fast 2>&1 | tee /tmp/ferro-cargo-test.log | grep -E '^(test result|running|error|failures|---- )' || true
 if grep -qE '^test result: FAILED|^error(\[|:)' /tmp/ferro-cargo-test.log; then

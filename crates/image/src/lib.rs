@@ -9,8 +9,8 @@ pub mod http;
 pub mod inspect;
 pub mod metadefs;
 pub mod model;
-pub mod schemas;
 pub mod s3;
+pub mod schemas;
 pub mod store;
 
 use ferro_auth::{Policy, TokenValidator};
@@ -165,7 +165,9 @@ impl ImageService {
                     secret_key: need(&i.s3_store_secret_key, "s3_store_secret_key")?,
                     prefix: i.s3_store_prefix.clone(),
                 };
-                Ok(Arc::new(s3::S3Store::new(&settings).map_err(Error::internal)?))
+                Ok(Arc::new(
+                    s3::S3Store::new(&settings).map_err(Error::internal)?,
+                ))
             }
             other => Err(Error::internal(format!(
                 "unknown [image] store {other:?} (file, s3, memory)"

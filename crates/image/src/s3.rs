@@ -1,5 +1,6 @@
 //! The S3-compatible store (`[image] store = "s3"`): objects in one bucket
-//! of any S3 API (Ceph RGW, MinIO, AWS), through `object_store`. Uploads
+//! of any S3 API (Ceph RGW, MinIO...) reached over plain HTTP, through
+//! `object_store`. Uploads
 //! are multipart in fixed parts, so memory stays bounded whatever the
 //! image size; an upload that is not committed is aborted, leaving no
 //! object and no parts behind.
@@ -8,6 +9,10 @@ use crate::store::{ByteStream, ImageStore, StoreError, StoreWriter};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::client::{
+    HttpClient, HttpConnector, HttpError, HttpErrorKind, HttpRequest, HttpResponse,
+    HttpResponseBody, HttpService,
+};
 use object_store::path::Path as ObjPath;
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, WriteMultipart};
 use std::sync::Arc;
@@ -35,9 +40,11 @@ pub struct S3Store {
 
 impl S3Store {
     pub fn new(s: &S3Settings) -> Result<S3Store, String> {
-        if s.endpoint.starts_with("https://") {
-            // One process-wide TLS provider (a second install is a no-op).
-            let _ = rustls::crypto::ring::default_provider().install_default();
+        if !s.endpoint.starts_with("http://") {
+            return Err(format!(
+                "S3 store: s3_store_host {} must be an http:// URL (this build speaks S3 over plain HTTP)",
+                s.endpoint
+            ));
         }
         let s3 = AmazonS3Builder::new()
             .with_endpoint(&s.endpoint)
@@ -45,9 +52,10 @@ impl S3Store {
             .with_region(&s.region)
             .with_access_key_id(&s.access_key)
             .with_secret_access_key(&s.secret_key)
-            .with_allow_http(s.endpoint.starts_with("http://"))
+            .with_allow_http(true)
             // Path-style URLs (`endpoint/bucket/key`), as RGW and MinIO serve them.
             .with_virtual_hosted_style_request(false)
+            .with_http_connector(PlainHttp)
             .build()
             .map_err(|e| format!("S3 store: {e}"))?;
         let prefix = s.prefix.trim_matches('/').to_string();
@@ -75,6 +83,61 @@ impl S3Store {
                 source: std::io::Error::other(other.to_string()),
             },
         }
+    }
+}
+
+/// object_store's HTTP carried by reqwest (plain HTTP: no TLS stack in
+/// this build).
+#[derive(Debug)]
+struct PlainHttp;
+
+impl HttpConnector for PlainHttp {
+    fn connect(&self, _: &object_store::ClientOptions) -> object_store::Result<HttpClient> {
+        let client =
+            reqwest::Client::builder()
+                .build()
+                .map_err(|e| object_store::Error::Generic {
+                    store: "S3",
+                    source: Box::new(e),
+                })?;
+        Ok(HttpClient::new(PlainHttpService(client)))
+    }
+}
+
+#[derive(Debug)]
+struct PlainHttpService(reqwest::Client);
+
+#[async_trait::async_trait]
+impl HttpService for PlainHttpService {
+    async fn call(&self, req: HttpRequest) -> Result<HttpResponse, HttpError> {
+        use http_body_util::BodyExt;
+        let (parts, body) = req.into_parts();
+        let url = parts.uri.to_string();
+        let mut rb = self
+            .0
+            .request(parts.method, url)
+            .headers(parts.headers)
+            .body(reqwest::Body::wrap(body));
+        if parts.version != http::Version::default() {
+            rb = rb.version(parts.version);
+        }
+        let resp = rb.send().await.map_err(|e| {
+            let kind = if e.is_connect() {
+                HttpErrorKind::Connect
+            } else if e.is_timeout() {
+                HttpErrorKind::Timeout
+            } else {
+                HttpErrorKind::Request
+            };
+            HttpError::new(kind, e)
+        })?;
+        let mut out = http::Response::builder().status(resp.status());
+        if let Some(h) = out.headers_mut() {
+            *h = resp.headers().clone();
+        }
+        let body = reqwest::Body::from(resp).map_err(|e| HttpError::new(HttpErrorKind::Request, e));
+        out.body(HttpResponseBody::new(body))
+            .map_err(|e| HttpError::new(HttpErrorKind::Unknown, e))
     }
 }
 
@@ -190,10 +253,9 @@ impl ImageStore for S3Store {
             .get_opts(&self.path(key), opts)
             .await
             .map_err(|e| self.err(key, e))?;
-        Ok(Box::pin(
-            got.into_stream()
-                .map(|r| r.map_err(|e| std::io::Error::other(e.to_string()))),
-        ))
+        Ok(Box::pin(got.into_stream().map(|r| {
+            r.map_err(|e| std::io::Error::other(e.to_string()))
+        })))
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {

@@ -617,7 +617,7 @@ async fn pools(AxState(svc): St, c: Caller, mv: Mv, q: Query) -> CResult<Respons
                 }
                 other => match cap.get(other) {
                     Some(Value::String(x)) => x == want,
-                    Some(v) => v.to_string() == *want,
+                    Some(v) => *v == serde_json::from_str::<Value>(want).unwrap_or(Value::Null),
                     None => false,
                 },
             };

@@ -548,7 +548,7 @@ async fn create(AxState(svc): St, c: Caller, mv: Mv, Body(body): Body) -> CResul
             let tname = s(&vtype, "name").to_string();
             let multiattach = spec_is_true(&vtype, "multiattach");
             if let Some(zones) = type_zones(&vtype)
-                && !zones.iter().any(|z| *z == az)
+                && !zones.contains(&az)
             {
                 return Err(CinderError::bad(format!(
                     "Invalid input received: The availability zone {az} is not one of the volume type's availability zones ({}).",

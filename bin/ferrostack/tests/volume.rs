@@ -1540,6 +1540,27 @@ async fn microversions_up_to_3_71() {
     )
     .await;
     assert_eq!(r.status, 400, "{}", r.body);
+    let r = call(
+        Method::GET,
+        "/volumes/detail?created_at=2000-01-01T00:00:00".into(),
+        "volume 3.60",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(r.status, 400, "an operator is required: {}", r.body);
+    let r = call(
+        Method::GET,
+        "/volumes/detail?created_at=lt:2000-01-01T00:00:00".into(),
+        "volume 3.59",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(
+        r.body["volumes"].as_array().unwrap().len(),
+        2,
+        "dropped before 3.60: {}",
+        r.body
+    );
 
     // 3.62: a project's default type is used for its new volumes.
     let me = c
@@ -1777,10 +1798,22 @@ async fn microversions_up_to_3_71() {
         Method::POST,
         "/volume-transfers".into(),
         "volume 3.54",
-        json!({"transfer": {"volume_id": lax}}),
+        json!({"transfer": {"volume_id": lax, "no_snapshots": true}}),
     )
     .await;
-    assert_eq!(r.status, 404, "volume-transfers need 3.55");
+    assert_eq!(r.status, 400, "no_snapshots needs 3.55: {}", r.body);
+    let r = call(
+        Method::POST,
+        "/os-volume-transfer".into(),
+        "volume 3.57",
+        json!({"transfer": {"volume_id": lax, "no_snapshots": true}}),
+    )
+    .await;
+    assert_eq!(
+        r.status, 400,
+        "the legacy resource has no no_snapshots: {}",
+        r.body
+    );
     let r = call(
         Method::POST,
         "/volume-transfers".into(),
@@ -1894,6 +1927,18 @@ async fn microversions_up_to_3_71() {
         Some("available"),
     )
     .await;
+    let r = call(
+        Method::POST,
+        format!("/volumes/{multi}/action"),
+        "volume 3.66",
+        json!({"os-retype": {"new_type": "__DEFAULT__"}}),
+    )
+    .await;
+    assert_eq!(
+        r.status, 400,
+        "in-use retype changing multiattach: {}",
+        r.body
+    );
 
     // 3.71: nothing waits for an extend completion here.
     let r = call(
@@ -1907,11 +1952,11 @@ async fn microversions_up_to_3_71() {
     let r = call(
         Method::POST,
         format!("/volumes/{defaulted}/action"),
-        "volume 3.70",
-        json!({"os-extend_volume_completion": {"error": false}}),
+        "volume 3.67",
+        json!({"os-reimage": {"image_id": defaulted}}),
     )
     .await;
-    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.status, 404, "os-reimage needs 3.68: {}", r.body);
 
     // 3.68: re-image an available volume from an image.
     let img = image(&c, &tok).await;

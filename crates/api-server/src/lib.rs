@@ -137,7 +137,6 @@ impl App {
             }),
         )
         .await?;
-        volume.recover().await?;
         let bus = wiring::bus(&cfg).await?;
         let images = Arc::new(wiring::InProcImages {
             router: ferro_image::http::router().with_state(image.clone()),
@@ -164,6 +163,9 @@ impl App {
         volume.set_compute(Arc::new(wiring::InProcCompute {
             svc: compute.clone(),
         }));
+        // Block Storage finishes its interrupted workflows once Compute can
+        // hear about them (an in-use extend notifies it).
+        volume.recover().await?;
         let agents = if roles.compute {
             wiring::start_agents(&cfg, bus.clone()).await?
         } else {

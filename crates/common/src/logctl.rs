@@ -68,9 +68,12 @@ pub fn set(target: &str, level: &str) -> Result<(), String> {
     let lvl = normalise(level).ok_or_else(|| {
         format!("Invalid log level {level}: expected DEBUG, INFO, WARNING or ERROR.")
     })?;
+    let mut m = LEVELS.lock().map_err(|e| e.to_string())?;
+    // Built from a copy: only a filter that applies is kept.
+    let mut next = m.clone();
+    next.insert(target.to_string(), lvl.to_string());
     let directives = {
-        let mut m = LEVELS.lock().map_err(|e| e.to_string())?;
-        m.insert(target.to_string(), lvl.to_string());
+        let m = &next;
         let mut d: Vec<String> = Vec::new();
         match m.get("") {
             Some(all) => d.push(directive(all).to_string()),
@@ -87,10 +90,11 @@ pub fn set(target: &str, level: &str) -> Result<(), String> {
         );
         d.join(",")
     };
-    match CTL.get() {
-        Some(c) => (c.apply)(&directives),
-        None => Ok(()),
+    if let Some(c) = CTL.get() {
+        (c.apply)(&directives)?;
     }
+    *m = next;
+    Ok(())
 }
 
 /// The levels of `prefix` and the targets under it that were set; the

@@ -783,7 +783,7 @@ async fn assisted_delete(
 /// Block Storage's `volume-extended` event: the volume attached to
 /// `server` grew, so the guest is told (`extend_volume` instance action,
 /// `compute_extend_volume` event). Answers the event's code: 200, 404
-/// (no such server) or 422 (not running anywhere, or volume not attached).
+/// (no such server) or 422 (not running anywhere).
 pub async fn volume_extended(
     svc: &Arc<ComputeService>,
     server: &str,
@@ -797,14 +797,14 @@ pub async fn volume_extended(
     let Some(i) = found else {
         return 404;
     };
-    let (Some(host), Some(device)) = (
-        i.host.clone(),
-        volume_bdms(&i)
-            .find(|b| b.volume_id.as_deref() == Some(volume_id))
-            .and_then(|b| b.device_name.clone()),
-    ) else {
+    let Some(host) = i.host.clone() else {
         return 422;
     };
+    // Not (or no longer) attached here: the event still lands, and the
+    // action records the error, as Nova's compute manager does.
+    let device = volume_bdms(&i)
+        .find(|b| b.volume_id.as_deref() == Some(volume_id))
+        .and_then(|b| b.device_name.clone());
     let rid = request_id.to_string();
     let i2 = i.clone();
     let recorded = svc
@@ -831,15 +831,18 @@ pub async fn volume_extended(
     tokio::spawn(async move {
         const EV: &str = "compute_extend_volume";
         ops::event(&svc, &uuid, &rid, EV, Some(&host), None).await;
-        let r = ops::call_agent(
-            &svc,
-            &host,
-            "extend_volume",
-            json!({"uuid": uuid, "device": device, "volume_id": volume}),
-            Some(&rid),
-        )
-        .await
-        .map(|_| ());
+        let r = match device {
+            Some(device) => ops::call_agent(
+                &svc,
+                &host,
+                "extend_volume",
+                json!({"uuid": uuid, "device": device, "volume_id": volume}),
+                Some(&rid),
+            )
+            .await
+            .map(|_| ()),
+            None => Err(format!("volume {volume} is not attached to server {uuid}")),
+        };
         if let Err(e) = &r {
             tracing::warn!(server = %uuid, volume = %volume, "extending the volume in the guest: {e}");
         }

@@ -447,10 +447,11 @@ pub async fn action(
     }
     match verb.as_str() {
         "os-extend" => extend(&svc, &c, mv, &id, &arg).await,
-        "os-extend_volume_completion" if mv.at_least(71) => {
-            extend_completion(&svc, &c, &id, &arg).await
-        }
+        "os-extend_volume_completion" => extend_completion(&svc, &c, &id, &arg).await,
         "os-reimage" if mv.at_least(68) => reimage(&svc, &c, &id, &arg).await,
+        "os-reimage" => Err(CinderError::not_found(
+            "The resource could not be found: os-reimage needs microversion 3.68.",
+        )),
         "os-set_bootable" => {
             c.require_writer("volume:update")?;
             let v = truthy(arg.get("bootable").unwrap_or(&Value::Null)).ok_or_else(|| {
@@ -947,15 +948,24 @@ async fn reimage(svc: &Arc<VolumeService>, c: &Caller, id: &str, arg: &Value) ->
         })?,
     };
     if reserved_ok {
-        c.require_admin("volume:reimage_reserved")?;
+        c.require_writer("volume:reimage_reserved")?;
     }
     let img = svc
         .images
         .get(c.token(), &image_id)
         .await
         .map_err(CinderError::from)?
-        .filter(|d| d["status"] == "active")
         .ok_or_else(|| CinderError::not_found(format!("Image {image_id} could not be found.")))?;
+    if img["status"] != "active" {
+        return Err(CinderError::bad(format!(
+            "Invalid image: image {image_id} is not active."
+        )));
+    }
+    if img.get("block_device_mapping").is_some() {
+        return Err(CinderError::bad(format!(
+            "Invalid image: image {image_id} is a Compute snapshot of a volume-backed server; re-image from a data image."
+        )));
+    }
     let (prev, size) = svc
         .store
         .write(|tx| {
@@ -963,6 +973,12 @@ async fn reimage(svc: &Arc<VolumeService>, c: &Caller, id: &str, arg: &Value) ->
                 .get(Kind::Volume, id)
                 .ok_or_else(|| CinderError::volume_not_found(id))?;
             let status = s(&v, "status").to_string();
+            if tx.st.attachments_of(id).count() > 1 {
+                return Err(CinderError::new(
+                    409,
+                    format!("Volume {id} has more than one attachment and cannot be re-imaged."),
+                ));
+            }
             let ok_status =
                 matches!(status.as_str(), "available" | "error") || (reserved_ok && status == "reserved");
             if !ok_status {
@@ -1157,6 +1173,12 @@ async fn retype(svc: &Arc<VolumeService>, c: &Caller, id: &str, arg: &Value) -> 
                     "Invalid input received: New volume type must be different from the original volume type.",
                 ));
             }
+            let multi = super::volumes::spec_is_true(&t, "multiattach");
+            if multi != b(&v, "multiattach") && s(&v, "status") != "available" {
+                return Err(CinderError::bad(
+                    "Invalid input received: Retype requested both multiattach and non-multiattach volume types: retypes affecting multiattach are only allowed on available volumes.",
+                ));
+            }
             // One backend serves every type: a retype is a relabel, which
             // needs the quota of the new type.
             let size = i(&v, "size");
@@ -1164,10 +1186,7 @@ async fn retype(svc: &Arc<VolumeService>, c: &Caller, id: &str, arg: &Value) -> 
             svc2.check_quota(&tx.st, s(&v, "project_id"), s(&t, "name"), 1, snaps, size)?;
             v.insert("volume_type".into(), json!(s(&t, "name")));
             v.insert("volume_type_id".into(), json!(s(&t, "id")));
-            v.insert(
-                "multiattach".into(),
-                json!(super::volumes::spec_is_true(&t, "multiattach")),
-            );
+            v.insert("multiattach".into(), json!(multi));
             v.insert("updated_at".into(), json!(now()));
             tx.put(Kind::Volume, v);
             Ok(())

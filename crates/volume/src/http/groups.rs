@@ -878,18 +878,16 @@ fn replication_action(
             t.get("group_specs")
                 .and_then(|x| x.get(*k))
                 .and_then(Value::as_str)
-                .is_some_and(|v| {
-                    v.trim()
-                        .trim_start_matches("<is>")
-                        .trim()
-                        .eq_ignore_ascii_case("true")
-                })
+                .is_some_and(|v| v == "<is> True")
         })
     });
     if !replicated {
         return Err(CinderError::bad(format!(
             "Invalid group type: Group {id} is not a replication group type."
         )));
+    }
+    if action == "list_replication_targets" {
+        return Ok(ok(json!({"replication_targets": []})));
     }
     let types: Vec<String> = g
         .get("volume_types")
@@ -909,9 +907,6 @@ fn replication_action(
                 "Invalid volume type: Volume type {tid} does not have 'replication_enabled' spec key set to '<is> True'."
             )));
         }
-    }
-    if action == "list_replication_targets" {
-        return Ok(ok(json!({"replication_targets": []})));
     }
     let rep = match s(&g, "replication_status") {
         "" => "disabled",

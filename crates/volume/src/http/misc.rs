@@ -615,6 +615,8 @@ async fn pools(AxState(svc): St, c: Caller, mv: Mv, q: Query) -> CResult<Respons
                     })?;
                     crate::flows::type_fits(&svc, &t).is_ok()
                 }
+                // Before 3.35 Cinder drops this filter.
+                "volume_type" => true,
                 other => match cap.get(other) {
                     Some(Value::String(x)) => x == want,
                     Some(v) => *v == serde_json::from_str::<Value>(want).unwrap_or(Value::Null),
@@ -756,8 +758,19 @@ fn log_levels(svc: &VolumeService, action: &str, body: &Value) -> CResult<Respon
     .map(|(b, h)| (b.to_string(), h))
     .collect();
     if action == "set-log" {
-        let level = text("level")?.unwrap_or_else(|| "INFO".into());
-        ferro_common::logctl::set(&log_target(&prefix), &level).map_err(CinderError::bad)?;
+        let level = text("level")?.unwrap_or_default();
+        if !matches!(
+            level.to_ascii_uppercase().as_str(),
+            "DEBUG" | "INFO" | "WARNING" | "WARN" | "ERROR"
+        ) {
+            return Err(CinderError::bad(format!(
+                "Invalid input for field/attribute level. Value: {level}. Must be one of DEBUG, INFO, WARNING, ERROR."
+            )));
+        }
+        // Nothing matches the binary/server asked for: nothing changes.
+        if !hosts.is_empty() {
+            ferro_common::logctl::set(&log_target(&prefix), &level).map_err(CinderError::bad)?;
+        }
         return Ok(accepted_empty());
     }
     let levels: Map<String, Value> = ferro_common::logctl::get(&log_target(&prefix))
@@ -774,7 +787,12 @@ fn log_levels(svc: &VolumeService, action: &str, body: &Value) -> CResult<Respon
 /// `cinder.volume.flows` → `ferro_volume::volume::flows`; a Rust target
 /// (`ferro_compute::saga` or `ferro_compute.saga`) is kept.
 fn log_target(prefix: &str) -> String {
-    let p = prefix.trim().replace('.', "::");
+    let p: String = prefix
+        .trim()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':'))
+        .collect();
+    let p = p.replace('.', "::");
     match p.strip_prefix("cinder") {
         Some("") => "ferro_volume".into(),
         Some(rest) if rest.starts_with("::") => format!("ferro_volume{rest}"),

@@ -77,6 +77,7 @@ async fn list_impl(
                 }
                 "name~" if mv.at_least(34) => s(x, "name").contains(want.as_str()),
                 // Every snapshot here counts against its project's quota.
+                "use_quota" | "consumes_quota" if !mv.at_least(65) => true,
                 "use_quota" | "consumes_quota" => matches!(
                     want.to_ascii_lowercase().as_str(),
                     "true" | "1" | "yes" | "t" | "on"

@@ -86,12 +86,18 @@ async fn list_impl(
     let items: Vec<Arc<Obj>> = st
         .iter(Kind::Transfer)
         .filter(|t| s(t, "project_id") == c.project || all)
+        .filter(|t| {
+            q.0.iter().all(|(k, v)| match k.as_str() {
+                "name" | "display_name" => s(t, "name") == v,
+                "volume_id" => s(t, "volume_id") == v,
+                _ => true,
+            })
+        })
         .cloned()
         .collect();
     // Paging and sorting from 3.59; before, every transfer, oldest first.
     let (page, links) = if mv.at_least(59) {
-        let mut p = list_params(q, &SORT_KEYS)?;
-        p.filters.clear();
+        let p = list_params(q, &SORT_KEYS)?;
         let path = if detail {
             format!("{coll}/detail")
         } else {
@@ -99,10 +105,17 @@ async fn list_impl(
         };
         paginate(svc, items, &p, &path, q)?
     } else {
+        // Before 3.59: oldest first, with only `limit`/`offset` applied.
         let mut items = items;
         items.sort_by(|a, b| {
             (s(a, "created_at"), s(a, "id")).cmp(&(s(b, "created_at"), s(b, "id")))
         });
+        let num = |k: &str| q.get(k).and_then(|x| x.parse::<usize>().ok());
+        let items = items
+            .into_iter()
+            .skip(num("offset").unwrap_or(0))
+            .take(num("limit").unwrap_or(usize::MAX))
+            .collect();
         (items, None)
     };
     let mut body =
@@ -130,51 +143,56 @@ async fn show(AxState(svc): St, c: Caller, mv: Mv, Path(id): Path<String>) -> CR
     Ok(ok(json!({"transfer": view(&svc, mv, t, true)})))
 }
 
-/// `/v3/volume-transfers` exists from 3.55.
-fn need_355(mv: Mv) -> CResult<()> {
-    if mv.at_least(55) {
-        Ok(())
-    } else {
-        Err(CinderError::not_found("The resource could not be found."))
-    }
-}
+// `/v3/volume-transfers` is routed at every microversion (as upstream);
+// only it takes `no_snapshots`, from 3.55.
 
 async fn list_v355(st: St, c: Caller, mv: Mv, q: Query) -> CResult<Response> {
-    need_355(mv)?;
     list_impl(&st.0, &c, mv, &q, false, "volume-transfers").await
 }
 
 async fn detail_v355(st: St, c: Caller, mv: Mv, q: Query) -> CResult<Response> {
-    need_355(mv)?;
     list_impl(&st.0, &c, mv, &q, true, "volume-transfers").await
 }
 
 async fn show_v355(st: St, c: Caller, mv: Mv, id: Path<String>) -> CResult<Response> {
-    need_355(mv)?;
     show(st, c, mv, id).await
 }
 
-async fn create_v355(st: St, c: Caller, mv: Mv, body: Body) -> CResult<Response> {
-    need_355(mv)?;
-    create(st, c, mv, body).await
+async fn create_v355(st: St, c: Caller, mv: Mv, Body(body): Body) -> CResult<Response> {
+    create_impl(st, c, mv, body, mv.at_least(55)).await
 }
 
-async fn delete_v355(st: St, c: Caller, mv: Mv, id: Path<String>) -> CResult<Response> {
-    need_355(mv)?;
+async fn delete_v355(st: St, c: Caller, id: Path<String>) -> CResult<Response> {
     delete(st, c, id).await
 }
 
 async fn accept_v355(st: St, c: Caller, mv: Mv, id: Path<String>, body: Body) -> CResult<Response> {
-    need_355(mv)?;
     accept(st, c, mv, id, body).await
 }
 
-async fn create(AxState(svc): St, c: Caller, mv: Mv, Body(body): Body) -> CResult<Response> {
+async fn create(st: St, c: Caller, mv: Mv, Body(body): Body) -> CResult<Response> {
+    create_impl(st, c, mv, body, false).await
+}
+
+async fn create_impl(
+    AxState(svc): St,
+    c: Caller,
+    mv: Mv,
+    body: Value,
+    snapshots_option: bool,
+) -> CResult<Response> {
     c.require_writer("volume:create_transfer")?;
     let req = body_obj(&body, "transfer")?.clone();
+    if let Some(k) = req.keys().find(|k| {
+        !matches!(k.as_str(), "volume_id" | "name") && !(snapshots_option && *k == "no_snapshots")
+    }) {
+        return Err(CinderError::bad(format!(
+            "Invalid input for field/attribute transfer. Additional properties are not allowed ('{k}' was unexpected)"
+        )));
+    }
     // `no_snapshots` (3.55): hand over the volume alone, its snapshots stay.
     let no_snapshots = match req.get("no_snapshots") {
-        Some(v) if mv.at_least(55) => match v {
+        Some(v) if snapshots_option => match v {
             Value::Bool(x) => *x,
             Value::String(x) => match x.to_ascii_lowercase().as_str() {
                 "true" | "1" | "yes" | "t" | "on" => true,

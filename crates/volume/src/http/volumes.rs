@@ -71,7 +71,11 @@ pub fn time_filter(have: Option<&str>, want: &str) -> CResult<bool> {
     for part in want.split(',').filter(|x| !x.is_empty()) {
         let (op, at) = match part.split_once(':') {
             Some((op @ ("gt" | "gte" | "lt" | "lte" | "eq" | "neq"), rest)) => (op, rest),
-            _ => ("eq", part),
+            _ => {
+                return Err(CinderError::bad(format!(
+                    "Invalid input received: Invalid time comparison operator in {part}: use gt, gte, lt, lte, eq or neq."
+                )));
+            }
         };
         let at = parse_time(at).ok_or_else(|| {
             CinderError::bad(format!(
@@ -133,10 +137,18 @@ const VOLUME_FILTERS: [&str; 14] = [
 /// `created_at`/`updated_at` take `gt:`, `gte:`, `lt:`, `lte:`, `eq:` and
 /// `neq:` comparisons from 3.60).
 fn matches(v: &Obj, k: &str, want: &str, mv: Mv) -> CResult<bool> {
-    if mv.at_least(60) && matches!(k, "created_at" | "updated_at") {
+    if matches!(k, "created_at" | "updated_at") {
+        // Before 3.60 Cinder drops these filters.
+        if !mv.at_least(60) {
+            return Ok(true);
+        }
         return time_filter(v.get(k).and_then(Value::as_str), want);
     }
     if k == "consumes_quota" {
+        // Before 3.65 Cinder drops this filter.
+        if !mv.at_least(65) {
+            return Ok(true);
+        }
         // Every volume here counts against its project's quota.
         return Ok(matches!(
             want.to_ascii_lowercase().as_str(),
@@ -676,16 +688,13 @@ fn check_known(req: &Map<String, Value>, known: &[&str]) -> CResult<()> {
     }
 }
 
-/// An extra spec of the form `<is> True`.
+/// An extra spec set to exactly `<is> True` (as Cinder matches
+/// `multiattach` and `replication_enabled`).
 pub fn spec_is_true(t: &Obj, key: &str) -> bool {
     t.get("extra_specs")
         .and_then(|e| e.get(key))
         .and_then(Value::as_str)
-        .is_some_and(|v| {
-            let v = v.trim();
-            let v = v.strip_prefix("<is>").unwrap_or(v).trim();
-            v.eq_ignore_ascii_case("true")
-        })
+        .is_some_and(|v| v == "<is> True")
 }
 
 /// The zones a type restricts its volumes to (`RESKEY:availability_zones`, 3.52).

@@ -184,7 +184,9 @@ async fn create_impl(
     c.require_writer("volume:create_transfer")?;
     let req = body_obj(&body, "transfer")?.clone();
     if let Some(k) = req.keys().find(|k| {
-        !matches!(k.as_str(), "volume_id" | "name") && !(snapshots_option && *k == "no_snapshots")
+        let allowed = matches!(k.as_str(), "volume_id" | "name")
+            || (snapshots_option && *k == "no_snapshots");
+        !allowed
     }) {
         return Err(CinderError::bad(format!(
             "Invalid input for field/attribute transfer. Additional properties are not allowed ('{k}' was unexpected)"

@@ -3,10 +3,11 @@
 # osc-placement plugin, openstacksdk, Tempest; pins in requirements-clients.txt)
 # from PyPI into a venv outside the repo. Idempotent; prints the venv path.
 #   FERRO_VENV (default /opt/ferrostack-venv)
+#   FERRO_VENV_REQ (default requirements-clients.txt; s3-venv.sh passes its own)
 set -euo pipefail
 VENV="${FERRO_VENV:-/opt/ferrostack-venv}"
 HERE="$(cd "$(dirname "$0")" && pwd)"
-REQ="$HERE/requirements-clients.txt"
+REQ="${FERRO_VENV_REQ:-$HERE/requirements-clients.txt}"
 PY="${PYTHON:-python3}"
 stamp="$VENV/.ferrostack-installed"
 want="$(md5sum < "$REQ" | cut -c1-32)"

@@ -689,6 +689,15 @@ pub const RESOURCE_FILTERS: [(&str, &[&str]); 9] = [
     ("volume_type", &["is_public", "extra_specs"]),
 ];
 
+/// The user filters of one resource.
+pub fn resource_filters_of(resource: &str) -> &'static [&'static str] {
+    RESOURCE_FILTERS
+        .iter()
+        .find(|(r, _)| *r == resource)
+        .map(|(_, f)| *f)
+        .unwrap_or(&[])
+}
+
 async fn resource_filters(_c: Caller, mv: Mv, q: Query) -> CResult<Response> {
     if !mv.at_least(33) {
         return Err(CinderError::not_found("The resource could not be found."));

@@ -116,22 +116,12 @@ fn parse_time(x: &str) -> Option<chrono::NaiveDateTime> {
         })
 }
 
-const VOLUME_FILTERS: [&str; 14] = [
-    "consumes_quota",
-    "glance_metadata",
-    "name",
-    "status",
-    "metadata",
-    "bootable",
-    "migration_status",
-    "availability_zone",
-    "group_id",
-    "size",
-    "created_at",
-    "updated_at",
-    "display_name",
-    "volume_type",
-];
+/// Volume filters users may give: Cinder's configured ones and the old
+/// spellings and extras it also takes.
+fn user_filter(k: &str) -> bool {
+    super::misc::resource_filters_of("volume").contains(&k)
+        || matches!(k, "glance_metadata" | "display_name" | "volume_type")
+}
 
 /// Whether `v` passes one filter (`name~` is a substring match, 3.34;
 /// `created_at`/`updated_at` take `gt:`, `gte:`, `lt:`, `lte:`, `eq:` and
@@ -202,7 +192,7 @@ fn select(st: &State, c: &Caller, p: &ListParams, mv: Mv) -> CResult<Vec<Arc<Obj
     let mut filters: Vec<(String, String)> = Vec::new();
     for (k, v) in &p.filters {
         let base = k.trim_end_matches('~');
-        if !c.admin && !VOLUME_FILTERS.contains(&base) {
+        if !c.admin && !user_filter(base) {
             return Err(CinderError::bad(format!(
                 "Invalid input received: Invalid filters {k} are found in query options."
             )));

@@ -5,6 +5,9 @@
 #
 # GROUP_OR_REGEX:
 #   identity, image, compute, network, volume   ^tempest\.api\.<group>\.
+#   <group>+interop                             the same run, then a second summary
+#                                               line for the group's interop list,
+#                                               counted from that run's results
 #   scenario                                    ^tempest\.scenario\.
 #   interop-<group>                             exactly the interop-required tests of that
 #                                               group: ../shared/reference/interop-required.txt
@@ -47,6 +50,24 @@ trap 'exit 143' TERM
 
 # ---------------------------------------------------------------- test selection
 select_args=()
+# The interop list of a service: ../shared/reference/interop-required.txt if
+# present, else scripts/interop-<svc>.txt. Writes $1; fails when there is none.
+interop_list() {
+  local svc="$1" out="$2" shared="$REPO/../shared/reference/interop-required.txt"
+  if [ -f "$shared" ]; then
+    grep -E "^tempest\\.api\\.${svc}\\." "$shared" > "$out" || true
+  elif [ -f "$REPO/scripts/interop-${svc}.txt" ]; then
+    grep -vE '^[[:space:]]*(#|$)' "$REPO/scripts/interop-${svc}.txt" > "$out" || true
+  fi
+  [ -s "$out" ] || { echo "tempest.sh: no interop test list for '$svc'" >&2; return 1; }
+}
+also_interop=""
+case "$group" in
+  *+interop)
+    group="${group%+interop}"
+    also_interop="$work/interop-also.txt"
+    interop_list "$group" "$also_interop" || exit 2 ;;
+esac
 case "$group" in
   identity|image|compute|network|volume)
     select_args=(--regex "^tempest\\.api\\.${group}\\.") ;;
@@ -54,16 +75,8 @@ case "$group" in
     select_args=(--regex '^tempest\.scenario\.') ;;
   interop-*)
     svc="${group#interop-}"
-    shared="$REPO/../shared/reference/interop-required.txt"
     expect="$work/interop-expected.txt"
-    if [ -f "$shared" ]; then
-      grep -E "^tempest\\.api\\.${svc}\\." "$shared" > "$expect" || true
-    elif [ -f "$REPO/scripts/interop-${svc}.txt" ]; then
-      grep -vE '^[[:space:]]*(#|$)' "$REPO/scripts/interop-${svc}.txt" > "$expect" || true
-    fi
-    if [ ! -s "$expect" ]; then
-      echo "tempest.sh: no interop test list for '$svc'" >&2; exit 2
-    fi
+    interop_list "$svc" "$expect" || exit 2
     # One anchored regex per test: a bare id would also match longer test names.
     sed -e 's/\./\\./g' -e 's/^/^/' -e 's/$/(\\[|$)/' "$expect" > "$work/include-list.txt"
     select_args=(--include-list "$work/include-list.txt") ;;
@@ -122,4 +135,17 @@ if ! (cd "$ws" && "$venv/bin/stestr" last --subunit > "$work/results.subunit"); 
   echo "tempest $group: 0 passed, 0 failed, 0 skipped"
   exit 2
 fi
-"$venv/bin/python" "$REPO/scripts/tempest_summary.py" "$work/results.subunit" "${summary_args[@]}"
+rc=0
+"$venv/bin/python" "$REPO/scripts/tempest_summary.py" "$work/results.subunit" "${summary_args[@]}" || rc=$?
+if [ -n "$also_interop" ]; then
+  # Every test of the list must have run and passed in this same run.
+  irc=0
+  extra=()
+  [ -s "$work/exclude-list.txt" ] && extra=(--exclude "$work/exclude-list.txt")
+  "$venv/bin/python" "$REPO/scripts/tempest_summary.py" "$work/results.subunit" \
+      --group "interop-$group" --expect "$also_interop" --only "${extra[@]}" \
+      > "$work/interop-summary.txt" || irc=$?
+  grep -v '^SKIPPED ' "$work/interop-summary.txt" || true
+  [ "$rc" -ne 0 ] || rc=$irc
+fi
+exit "$rc"

@@ -4,7 +4,9 @@
 //! reset status, force delete, upload to image, retype, revert, image
 //! metadata).
 use super::volumes::{find, start_delete, type_usable};
-use super::{Body, Query, St, accepted, accepted_empty, check_metadata, ok, paginate, uuid_like};
+use super::{
+    Body, Query, St, accepted, accepted_empty, check_metadata, ok, paginate, truthy, uuid_like,
+};
 use crate::error::{CResult, CinderError};
 use crate::flows;
 use crate::store::{Kind, Obj, State, Tx, b, i, new_id, now, s};
@@ -395,19 +397,6 @@ async fn att_action(
 }
 
 // ------------------------------------------------------ volume actions
-
-fn truthy(v: &Value) -> Option<bool> {
-    match v {
-        Value::Bool(x) => Some(*x),
-        Value::String(x) => match x.to_ascii_lowercase().as_str() {
-            "true" | "1" | "yes" | "on" | "t" | "y" => Some(true),
-            "false" | "0" | "no" | "off" | "f" | "n" => Some(false),
-            _ => None,
-        },
-        Value::Number(n) => n.as_i64().map(|x| x != 0),
-        _ => None,
-    }
-}
 
 const VOLUME_STATUSES: [&str; 18] = [
     "creating",
@@ -989,13 +978,10 @@ async fn reimage(svc: &Arc<VolumeService>, c: &Caller, id: &str, arg: &Value) ->
                 ));
             }
             let size = i(&v, "size");
-            const GIB: f64 = (1u64 << 30) as f64;
-            let need = (img["size"].as_f64().unwrap_or(0.0).max(img["virtual_size"].as_f64().unwrap_or(0.0)) / GIB).ceil() as i64;
-            let min_disk = img["min_disk"].as_i64().unwrap_or(0);
-            if need.max(min_disk) > size {
+            let need = super::volumes::image_needs_gb(&img);
+            if need > size {
                 return Err(CinderError::bad(format!(
-                    "Invalid input received: Image {image_id} needs {} GB, more than the volume's {size} GB.",
-                    need.max(min_disk)
+                    "Invalid input received: Image {image_id} needs {need} GB, more than the volume's {size} GB."
                 )));
             }
             let prev = if status == "error" { "available".to_string() } else { status };

@@ -265,6 +265,21 @@ pub fn no_content() -> Response {
     StatusCode::NO_CONTENT.into_response()
 }
 
+/// A boolean as Cinder reads one (`bool_from_string`): JSON booleans and
+/// numbers, `true/false`, `yes/no`, `on/off`, `t/f`, `y/n`, `1/0`.
+pub fn truthy(v: &Value) -> Option<bool> {
+    match v {
+        Value::Bool(x) => Some(*x),
+        Value::String(x) => match x.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" | "t" | "y" => Some(true),
+            "false" | "0" | "no" | "off" | "f" | "n" => Some(false),
+            _ => None,
+        },
+        Value::Number(n) => n.as_i64().map(|x| x != 0),
+        _ => None,
+    }
+}
+
 /// The body's `key` object, or 400.
 pub fn body_obj<'a>(b: &'a Value, key: &str) -> CResult<&'a serde_json::Map<String, Value>> {
     b.get(key).and_then(Value::as_object).ok_or_else(|| {

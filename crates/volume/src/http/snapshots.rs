@@ -78,10 +78,7 @@ async fn list_impl(
                 "name~" if mv.at_least(34) => s(x, "name").contains(want.as_str()),
                 // Every snapshot here counts against its project's quota.
                 "use_quota" | "consumes_quota" if !mv.at_least(65) => true,
-                "use_quota" | "consumes_quota" => matches!(
-                    want.to_ascii_lowercase().as_str(),
-                    "true" | "1" | "yes" | "t" | "on"
-                ),
+                "use_quota" | "consumes_quota" => super::truthy(&json!(want)) == Some(true),
                 "availability_zone" => *want == svc.cfg.volume.default_availability_zone,
                 "group_snapshot_id" => s(x, "group_snapshot_id") == want,
                 _ if c.admin => true,

@@ -194,19 +194,8 @@ async fn create_impl(
     }
     // `no_snapshots` (3.55): hand over the volume alone, its snapshots stay.
     let no_snapshots = match req.get("no_snapshots") {
-        Some(v) if snapshots_option => match v {
-            Value::Bool(x) => *x,
-            Value::String(x) => match x.to_ascii_lowercase().as_str() {
-                "true" | "1" | "yes" | "t" | "on" => true,
-                "false" | "0" | "no" | "f" | "off" => false,
-                _ => {
-                    return Err(CinderError::bad(format!(
-                        "Invalid value '{x}' for no_snapshots."
-                    )));
-                }
-            },
-            _ => return Err(CinderError::bad("Invalid value for no_snapshots.")),
-        },
+        Some(v) if snapshots_option => super::truthy(v)
+            .ok_or_else(|| CinderError::bad(format!("Invalid value '{v}' for no_snapshots.")))?,
         _ => false,
     };
     let vol = req

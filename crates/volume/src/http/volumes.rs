@@ -140,10 +140,7 @@ fn matches(v: &Obj, k: &str, want: &str, mv: Mv) -> CResult<bool> {
             return Ok(true);
         }
         // Every volume here counts against its project's quota.
-        return Ok(matches!(
-            want.to_ascii_lowercase().as_str(),
-            "true" | "1" | "yes" | "t" | "on"
-        ));
+        return Ok(super::truthy(&json!(want)) == Some(true));
     }
     let (field, like) = match k.strip_suffix('~') {
         Some(f) => (f, true),
@@ -509,16 +506,11 @@ async fn create(AxState(svc): St, c: Caller, mv: Mv, Body(body): Body) -> CResul
                 }
             };
             if let Some(img) = &image2 {
-                const GIB: f64 = (1u64 << 30) as f64;
-                let bytes = img["size"].as_f64().unwrap_or(0.0);
-                let vsize = img["virtual_size"].as_f64().unwrap_or(0.0);
-                let need = (bytes.max(vsize) / GIB).ceil() as i64;
-                let min_disk = img["min_disk"].as_i64().unwrap_or(0);
-                if need > size || min_disk > size {
+                let need = image_needs_gb(img);
+                if need > size {
                     return Err(CinderError::bad(format!(
-                        "Invalid input received: Image {} is larger than the volume ({size} GB): it needs {} GB.",
+                        "Invalid input received: Image {} is larger than the volume ({size} GB): it needs {need} GB.",
                         img["id"].as_str().unwrap_or_default(),
-                        need.max(min_disk)
                     )));
                 }
             }
@@ -728,6 +720,16 @@ fn copy_boot_fields(src: &Obj, v: &mut Obj) {
     if let Some(m) = src.get("volume_image_metadata").filter(|m| m.is_object()) {
         v.insert("volume_image_metadata".into(), m.clone());
     }
+}
+
+/// The GiB a volume needs to hold an image: its data or virtual size,
+/// whichever is larger, and at least its `min_disk`.
+pub fn image_needs_gb(img: &Value) -> i64 {
+    const GIB: f64 = (1u64 << 30) as f64;
+    let bytes = img["size"].as_f64().unwrap_or(0.0);
+    let vsize = img["virtual_size"].as_f64().unwrap_or(0.0);
+    let need = (bytes.max(vsize) / GIB).ceil() as i64;
+    need.max(img["min_disk"].as_i64().unwrap_or(0))
 }
 
 /// `volume_image_metadata` as Cinder records it from the image.

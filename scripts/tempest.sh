@@ -20,6 +20,8 @@
 #   FERRO_EXTRA_ARGS     extra arguments for `ferrostack serve` (word-split)
 #   FERROSTACK_BIN       use this binary instead of building (see lib.sh)
 #   TEMPEST_CONF_ARGS    extra arguments for tempest_conf.py (word-split)
+#   TEMPEST_IMAGE_STORES 2 (default): ferrostack runs with two image stores
+#                        (cheap, fast); 1: the single default store
 #
 # Prints the names of failed tests and a final line
 #   tempest <group>: N passed, N failed, N skipped
@@ -87,6 +89,18 @@ esac
 # ---------------------------------------------------------------- server and config
 venv="$(ferro_venv)"
 data="$work/data"
+# Two image stores, so Tempest's multistore tests (copy-image, import to
+# several stores, delete from one store, stores ordered by weight) run
+# instead of skipping. Tempest's import waiter expects the stores in name
+# order, so the weights agree with it. TEMPEST_IMAGE_STORES=1 keeps the
+# single default store.
+if [ "${TEMPEST_IMAGE_STORES:-2}" != 1 ]; then
+  export FERROSTACK__IMAGE__BACKENDS__CHEAP__STORE=file \
+         FERROSTACK__IMAGE__BACKENDS__CHEAP__WEIGHT=200 \
+         FERROSTACK__IMAGE__BACKENDS__FAST__STORE=file \
+         FERROSTACK__IMAGE__BACKENDS__FAST__WEIGHT=100 \
+         FERROSTACK__IMAGE__DEFAULT_BACKEND=fast
+fi
 if ! ferro_start "$data" "${serve_args[@]}"; then
   echo "tempest.sh: ferrostack did not start" >&2
   exit 2

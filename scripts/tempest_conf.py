@@ -516,6 +516,15 @@ def image_sections(cloud, conf, url):
         log(f"image schema: {exc}")
     probe_image_format_enforcement(cloud, conf, url)
     try:
+        resp = cloud.get(url + "/v2/info/stores")
+        weights = [s.get("weight") for s in resp.json().get("stores", [])] \
+            if resp.status_code == 200 else []
+        conf.set("image-feature-enabled", "store_weight_enabled",
+                 any(w not in (None, 0) for w in weights),
+                 f"GET /v2/info/stores -> {resp.status_code}, weights {weights}")
+    except (ProbeError, ValueError) as exc:
+        log(f"image stores info: {exc}")
+    try:
         resp = cloud.get(url + "/v2/info/import")
     except ProbeError as exc:
         log(f"image import info: {exc}")

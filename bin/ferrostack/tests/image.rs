@@ -1004,3 +1004,314 @@ async fn s3_store_against_moto() {
     assert!(keys.is_empty(), "{keys:?}");
     let _ = child.kill().await;
 }
+
+fn files_in(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Polls the image until no import or copy is running on it.
+async fn settled(c: &TestCloud, tok: &str, id: &str) -> Value {
+    for _ in 0..200 {
+        let r = img(
+            c,
+            Method::GET,
+            &format!("/v2/images/{id}"),
+            tok,
+            Value::Null,
+        )
+        .await;
+        let b = r.body;
+        if b["os_glance_importing_to_stores"] == "" && b["status"] != "importing" {
+            return b;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("image {id} never settled");
+}
+
+async fn import_req(c: &TestCloud, tok: &str, id: &str, body: Value) -> ferro_test_utils::Resp {
+    img(
+        c,
+        Method::POST,
+        &format!("/v2/images/{id}/import"),
+        tok,
+        body,
+    )
+    .await
+}
+
+/// Several stores (Glance's multistore): `/v2/info/stores`, upload to a
+/// named store, copies listed by store weight, copy-image, glance-direct to several stores with and
+/// without all_stores_must_succeed (one store is broken: its directory is
+/// gone), deleting one store's copy, and a copy a crash interrupted resumed
+/// by start-up recovery.
+#[tokio::test]
+async fn multiple_stores() {
+    let c = TestCloud::start_with(Backend::Sqlite, |cfg| {
+        for id in ["cheap", "fast", "gone"] {
+            cfg.image.backends.insert(
+                id.into(),
+                ferro_config::ImageBackend {
+                    description: Some(format!("{id} disks")),
+                    weight: if id == "fast" { 5 } else { 0 },
+                    ..Default::default()
+                },
+            );
+        }
+        cfg.image.default_backend = "fast".into();
+        cfg.image.require_image_format_match = false;
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let dir = |s: &str| c.data_dir().join("image-stores").join(s);
+    std::fs::remove_dir_all(dir("gone")).unwrap();
+    let tok = c.admin_token().await;
+    let (_, member) = member_user(&c, &tok, "ms-member").await;
+
+    let r = img(&c, Method::GET, "/v2/info/stores", &member, Value::Null).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.body,
+        json!({"stores": [
+            {"id": "cheap", "description": "cheap disks", "weight": 0},
+            {"id": "fast", "description": "fast disks", "default": "true", "weight": 5},
+            {"id": "gone", "description": "gone disks", "weight": 0},
+        ]})
+    );
+    let r = img(
+        &c,
+        Method::GET,
+        "/v2/info/stores/detail",
+        &member,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    let r = img(&c, Method::GET, "/v2/info/stores/detail", &tok, Value::Null).await;
+    assert_eq!(r.body["stores"][1]["type"], "file");
+    assert_eq!(
+        r.body["stores"][1]["properties"]["data_dir"],
+        dir("fast").display().to_string()
+    );
+
+    // Upload to a named store; an unknown store is 400.
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let new_image =
+        |name: &str| json!({"name": name, "disk_format": "raw", "container_format": "bare"});
+    let a = img(&c, Method::POST, "/v2/images", &member, new_image("a")).await;
+    let a = a.body["id"].as_str().unwrap().to_string();
+    let r = c
+        .client
+        .put(format!("{}/image/v2/images/{a}/file", c.url))
+        .header("X-Auth-Token", &member)
+        .header("Content-Type", "application/octet-stream")
+        .header("X-Image-Meta-Store", "nowhere")
+        .body(data.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let r = c
+        .client
+        .put(format!("{}/image/v2/images/{a}/file", c.url))
+        .header("X-Auth-Token", &member)
+        .header("Content-Type", "application/octet-stream")
+        .header("X-Image-Meta-Store", "cheap")
+        .body(data.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let shown = img(
+        &c,
+        Method::GET,
+        &format!("/v2/images/{a}"),
+        &member,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(shown.body["stores"], "cheap");
+    assert_eq!(files_in(&dir("cheap")).len(), 1);
+    assert!(files_in(&dir("fast")).is_empty());
+
+    // copy-image: admin only; a store that has it already is 400, an
+    // unknown one 409.
+    let copy_fast = json!({"method": {"name": "copy-image"}, "stores": ["fast"]});
+    assert_eq!(
+        import_req(&c, &member, &a, copy_fast.clone()).await.status,
+        403
+    );
+    let r = import_req(
+        &c,
+        &tok,
+        &a,
+        json!({"method": {"name": "copy-image"}, "stores": ["cheap"]}),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = import_req(
+        &c,
+        &tok,
+        &a,
+        json!({"method": {"name": "copy-image"}, "stores": ["nope"]}),
+    )
+    .await;
+    assert_eq!(r.status, 409, "{}", r.body);
+    let r = import_req(&c, &tok, &a, copy_fast).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let b = settled(&c, &tok, &a).await;
+    assert_eq!(b["stores"], "fast,cheap");
+    assert_eq!(b["os_glance_failed_import"], "");
+    assert_eq!(b["status"], "active");
+    assert!(b.get("os_glance_import_task").is_none(), "{b}");
+    assert!(b.get("os_glance_import_stores").is_none(), "{b}");
+    assert_eq!(files_in(&dir("fast")).len(), 1);
+    // all_stores skips the stores that have it; the broken one fails alone.
+    let r = import_req(
+        &c,
+        &tok,
+        &a,
+        json!({"method": {"name": "copy-image"}, "all_stores": true, "all_stores_must_succeed": false}),
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let b = settled(&c, &tok, &a).await;
+    assert_eq!(b["stores"], "fast,cheap");
+    assert_eq!(b["os_glance_failed_import"], "gone");
+    // Either copy serves the same bytes.
+    let got = c
+        .client
+        .get(format!("{}/image/v2/images/{a}/file", c.url))
+        .header("X-Auth-Token", &member)
+        .send()
+        .await
+        .unwrap();
+    assert!(got.bytes().await.unwrap()[..] == data[..]);
+
+    // Deleting one store's copy: admin only, never the last copy.
+    let del = |store: &str, tok: &str| {
+        let url = format!("{}/image/v2/stores/{store}/{a}", c.url);
+        let req = c.client.delete(url).header("X-Auth-Token", tok.to_string());
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(del("cheap", &member).await, 403);
+    assert_eq!(del("nope", &tok).await, 409);
+    assert_eq!(del("gone", &tok).await, 404);
+    assert_eq!(del("cheap", &tok).await, 204);
+    assert!(files_in(&dir("cheap")).is_empty());
+    let shown = img(
+        &c,
+        Method::GET,
+        &format!("/v2/images/{a}"),
+        &member,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(shown.body["stores"], "fast");
+    assert_eq!(del("fast", &tok).await, 403);
+    let got = c
+        .client
+        .get(format!("{}/image/v2/images/{a}/file", c.url))
+        .header("X-Auth-Token", &member)
+        .send()
+        .await
+        .unwrap();
+    assert!(got.bytes().await.unwrap()[..] == data[..]);
+
+    // glance-direct to every store, all must succeed: the broken store
+    // fails, so the image goes back to queued with nothing kept anywhere.
+    let staged = |name: &'static str| {
+        let data = data.clone();
+        let (c, member) = (&c, member.clone());
+        async move {
+            let r = img(c, Method::POST, "/v2/images", &member, new_image(name)).await;
+            let id = r.body["id"].as_str().unwrap().to_string();
+            let r = put_data(c, &member, &id, data, "stage").await;
+            assert_eq!(r.status(), 204);
+            id
+        }
+    };
+    let b_id = staged("b").await;
+    let before = (files_in(&dir("cheap")), files_in(&dir("fast")));
+    let r = import_req(
+        &c,
+        &member,
+        &b_id,
+        json!({"method": {"name": "glance-direct"}, "all_stores": true}),
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let b = settled(&c, &tok, &b_id).await;
+    assert_eq!(b["status"], "queued", "{b}");
+    assert_eq!(b["os_glance_failed_import"], "gone");
+    assert!(b.get("stores").is_none(), "{b}");
+    assert_eq!(files_in(&dir("cheap")), before.0);
+    assert_eq!(
+        files_in(&dir("fast")).len(),
+        before.1.len() - 1,
+        "staged data removed"
+    );
+
+    // glance-direct to two named stores.
+    let c_id = staged("c").await;
+    let r = import_req(
+        &c,
+        &member,
+        &c_id,
+        json!({"method": {"name": "glance-direct"}, "stores": ["fast", "cheap"]}),
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let b = settled(&c, &tok, &c_id).await;
+    assert_eq!(b["status"], "active", "{b}");
+    assert_eq!(b["stores"], "fast,cheap");
+    assert_eq!(b["size"], data.len());
+    assert_eq!(b["checksum"], shown.body["checksum"]);
+
+    // A copy a crash interrupted after its first store: start-up recovery
+    // finishes it.
+    {
+        use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel, Set};
+        let row = ferro_db::entity::image::image::Entity::find_by_id(a.clone())
+            .one(&c.image.db.conn)
+            .await
+            .unwrap()
+            .unwrap();
+        let mut p: serde_json::Map<String, Value> = serde_json::from_str(&row.properties).unwrap();
+        p.insert("os_glance_import_task".into(), json!("crashed"));
+        p.insert("os_glance_importing_to_stores".into(), json!("cheap"));
+        p.insert("os_glance_failed_import".into(), json!(""));
+        p.insert("os_glance_import_stores".into(), json!("cheap"));
+        p.insert("os_glance_import_must_succeed".into(), json!("true"));
+        let mut am = row.into_active_model();
+        am.properties = Set(Value::Object(p).to_string());
+        am.update(&c.image.db.conn).await.unwrap();
+    }
+    ferro_image::import::recover(c.image.clone()).await.unwrap();
+    let b = settled(&c, &tok, &a).await;
+    assert_eq!(b["stores"], "fast,cheap", "{b}");
+    assert!(b.get("os_glance_import_task").is_none(), "{b}");
+
+    // Deleting an image removes every store's copy.
+    let before = (files_in(&dir("cheap")).len(), files_in(&dir("fast")).len());
+    for id in [&a, &c_id] {
+        let r = img(
+            &c,
+            Method::DELETE,
+            &format!("/v2/images/{id}"),
+            &member,
+            Value::Null,
+        )
+        .await;
+        assert_eq!(r.status, 204);
+    }
+    assert_eq!(files_in(&dir("cheap")).len(), before.0 - 2);
+    assert_eq!(files_in(&dir("fast")).len(), before.1 - 2);
+}

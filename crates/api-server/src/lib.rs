@@ -107,11 +107,11 @@ impl App {
         )?;
         identity.bootstrap(&password, explicit, CATALOG).await?;
         let report = identity.write_client_files(&data, &password)?;
-        let store = ferro_image::ImageService::store_from_config(&cfg)?;
+        let stores = ferro_image::ImageService::backends_from_config(&cfg)?;
         let validator: Arc<dyn ferro_auth::TokenValidator> = identity.clone();
         let image =
-            ferro_image::ImageService::new(identity.db.clone(), cfg.clone(), store, validator)?;
-        ferro_image::http::recover(image.clone()).await?;
+            ferro_image::ImageService::new(identity.db.clone(), cfg.clone(), stores, validator)?;
+        ferro_image::import::recover(image.clone()).await?;
         let placement = ferro_placement::PlacementService::new(
             identity.db.clone(),
             cfg.clone(),

@@ -177,6 +177,88 @@ pub struct ImageConfig {
     pub image_count_quota: i64,
     /// Total image bytes per project; -1 = unlimited.
     pub image_size_quota: i64,
+    /// Multiple stores (Glance's `enabled_backends`), by store id:
+    /// `[image.backends.fast] store = "file"`. Empty: one store, named after
+    /// its type (`file`), built from the `store`/`filesystem_store_datadir`/
+    /// `s3_*` settings above.
+    pub backends: std::collections::BTreeMap<String, ImageBackend>,
+    /// The store uploads, staging and imports go to when the request names
+    /// none; empty: the first backend id in sort order.
+    pub default_backend: String,
+}
+
+/// One image store of several (Glance's per-backend section).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ImageBackend {
+    /// `file`, `s3` or `memory`.
+    pub store: String,
+    /// Shown by `GET /v2/info/stores`.
+    pub description: Option<String>,
+    /// Directory of a `file` store; default `<data_dir>/image-stores/<id>`.
+    pub filesystem_store_datadir: Option<PathBuf>,
+    pub s3_store_host: Option<String>,
+    pub s3_store_bucket: Option<String>,
+    pub s3_store_access_key: Option<String>,
+    pub s3_store_secret_key: Option<String>,
+    pub s3_store_region: String,
+    pub s3_store_prefix: String,
+    /// Glance's store weight (shown in `/v2/info/stores/detail`).
+    pub weight: i64,
+}
+impl Default for ImageBackend {
+    fn default() -> Self {
+        let legacy = ImageConfig::default();
+        ImageBackend {
+            store: legacy.store,
+            description: None,
+            filesystem_store_datadir: None,
+            s3_store_host: None,
+            s3_store_bucket: None,
+            s3_store_access_key: None,
+            s3_store_secret_key: None,
+            s3_store_region: legacy.s3_store_region,
+            s3_store_prefix: legacy.s3_store_prefix,
+            weight: 0,
+        }
+    }
+}
+
+impl ImageConfig {
+    /// The configured stores by id, in id order: `backends`, or the one
+    /// store the top-level settings describe (id = its type).
+    pub fn stores(&self, data_dir: &Path) -> Vec<(String, ImageBackend)> {
+        if !self.backends.is_empty() {
+            return self
+                .backends
+                .iter()
+                .map(|(id, b)| {
+                    let mut b = b.clone();
+                    if b.filesystem_store_datadir.is_none() {
+                        b.filesystem_store_datadir = Some(data_dir.join("image-stores").join(id));
+                    }
+                    (id.clone(), b)
+                })
+                .collect();
+        }
+        let one = ImageBackend {
+            store: self.store.clone(),
+            description: None,
+            filesystem_store_datadir: Some(
+                self.filesystem_store_datadir
+                    .clone()
+                    .unwrap_or_else(|| data_dir.join("images")),
+            ),
+            s3_store_host: self.s3_store_host.clone(),
+            s3_store_bucket: self.s3_store_bucket.clone(),
+            s3_store_access_key: self.s3_store_access_key.clone(),
+            s3_store_secret_key: self.s3_store_secret_key.clone(),
+            s3_store_region: self.s3_store_region.clone(),
+            s3_store_prefix: self.s3_store_prefix.clone(),
+            weight: 0,
+        };
+        vec![(self.store.clone(), one)]
+    }
 }
 impl Default for ImageConfig {
     fn default() -> Self {
@@ -190,10 +272,12 @@ impl Default for ImageConfig {
             s3_store_region: "us-east-1".into(),
             s3_store_prefix: String::new(),
             require_image_format_match: true,
-            import_methods: vec!["glance-direct".into()],
+            import_methods: vec!["glance-direct".into(), "copy-image".into()],
             image_size_cap: 1 << 40,
             image_count_quota: -1,
             image_size_quota: -1,
+            backends: Default::default(),
+            default_backend: String::new(),
         }
     }
 }

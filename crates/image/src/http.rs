@@ -20,7 +20,7 @@ use sea_orm::{
 use serde_json::{Value, json};
 use std::sync::Arc;
 
-type St = State<Arc<ImageService>>;
+pub(crate) type St = State<Arc<ImageService>>;
 
 /// The authenticated caller (from `X-Auth-Token`).
 pub struct Caller(pub RequestContext);
@@ -83,7 +83,7 @@ impl Caller {
     }
 }
 
-fn target(img: &image::Model) -> Value {
+pub(crate) fn target(img: &image::Model) -> Value {
     json!({"owner": img.owner, "visibility": img.visibility, "image_id": img.id})
 }
 
@@ -93,8 +93,17 @@ pub fn router() -> Router<Arc<ImageService>> {
         .route("/v2/images/", get(not_found).delete(not_found))
         .route("/v2/images/{id}", get(show).patch(update).delete(remove))
         .route("/v2/images/{id}/file", put(upload).get(download))
-        .route("/v2/images/{id}/stage", put(stage))
-        .route("/v2/images/{id}/import", post(import))
+        .route("/v2/images/{id}/stage", put(crate::import::stage))
+        .route("/v2/images/{id}/import", post(crate::import::import))
+        .route(
+            "/v2/stores/{store}/{id}",
+            axum::routing::delete(crate::import::delete_from_store),
+        )
+        .route("/v2/info/stores", get(crate::import::info_stores))
+        .route(
+            "/v2/info/stores/detail",
+            get(crate::import::info_stores_detail),
+        )
         .route("/v2/images/{id}/actions/deactivate", post(deactivate))
         .route("/v2/images/{id}/actions/reactivate", post(reactivate))
         .route(
@@ -169,7 +178,7 @@ async fn info_usage(st: St, caller: Caller) -> GResult<axum::Json<Value>> {
     }})))
 }
 
-trait ConnRef {
+pub(crate) trait ConnRef {
     fn conn_ref(&self) -> &sea_orm::DatabaseConnection;
 }
 impl ConnRef for ferro_db::Db {
@@ -180,7 +189,7 @@ impl ConnRef for ferro_db::Db {
 
 // ---- lookups and visibility ---------------------------------------------
 
-async fn load(svc: &ImageService, id: &str) -> Result<image::Model, Error> {
+pub(crate) async fn load(svc: &ImageService, id: &str) -> Result<image::Model, Error> {
     let row = image::Entity::find_by_id(id.to_string())
         .one(svc.db.conn_ref())
         .await
@@ -203,7 +212,11 @@ async fn member_of(
 }
 
 /// The image if the caller may see it; invisible images are 404, as Glance.
-async fn visible(svc: &ImageService, caller: &Caller, id: &str) -> Result<image::Model, Error> {
+pub(crate) async fn visible(
+    svc: &ImageService,
+    caller: &Caller,
+    id: &str,
+) -> Result<image::Model, Error> {
     let img = load(svc, id).await?;
     caller.check(svc, "get_image", &target(&img))?;
     let p = caller.project();
@@ -220,7 +233,7 @@ async fn visible(svc: &ImageService, caller: &Caller, id: &str) -> Result<image:
 }
 
 /// Saves `new` if nobody changed the row since `old` was read.
-async fn save(
+pub(crate) async fn save(
     svc: &ImageService,
     old: &image::Model,
     mut new: image::Model,
@@ -956,11 +969,15 @@ async fn remove(st: St, caller: Caller, Path(id): Path<String>) -> GResult<Statu
         .await
         .map_err(db_err)?;
     svc.bump();
-    for key in [img.location.as_deref(), img.staged.as_deref()]
+    let staged = img
+        .staged
+        .iter()
+        .map(|key| (svc.store.clone(), key.clone()));
+    let copies = model::locations(&img)
         .into_iter()
-        .flatten()
-    {
-        if let Err(e) = svc.store.delete(key).await {
+        .filter_map(|l| Some((svc.backend(&l.store)?.store.clone(), l.key)));
+    for (store, key) in staged.chain(copies) {
+        if let Err(e) = store.delete(&key).await {
             tracing::warn!(image = %id, error = %e, "image data not removed from the store");
         }
     }
@@ -970,24 +987,25 @@ async fn remove(st: St, caller: Caller, Path(id): Path<String>) -> GResult<Statu
 // ---- data -----------------------------------------------------------------
 
 /// What a streamed upload produced.
-struct Received {
-    key: String,
-    size: u64,
-    md5: String,
-    sha512: String,
-    virtual_size: Option<u64>,
+pub(crate) struct Received {
+    pub key: String,
+    pub size: u64,
+    pub md5: String,
+    pub sha512: String,
+    pub virtual_size: Option<u64>,
 }
 
 /// Streams `body` into the store under `key`, hashing and inspecting as it
 /// goes. Nothing is visible in the store unless everything checks out.
-async fn receive(
+pub(crate) async fn receive(
     svc: &ImageService,
+    store: &dyn crate::store::ImageStore,
     key: &str,
     mut body: impl futures_util::Stream<Item = Result<Bytes, Error>> + Unpin,
     declared_len: Option<u64>,
     disk_format: Option<&str>,
 ) -> Result<Received, Error> {
-    let mut writer = svc.store.writer(key).await.map_err(Error::internal)?;
+    let mut writer = store.writer(key).await.map_err(Error::internal)?;
     // The two digests run on their own threads, fed the same (refcounted)
     // chunks, so hashing uses both cores while this task reads and writes.
     let (md5_tx, md5_done) = digest_thread::<md5::Md5>();
@@ -1070,12 +1088,14 @@ fn digest_thread<D: sha2::Digest + Send + 'static>() -> (
     (tx, done)
 }
 
-fn body_stream(body: Body) -> impl futures_util::Stream<Item = Result<Bytes, Error>> + Unpin {
+pub(crate) fn body_stream(
+    body: Body,
+) -> impl futures_util::Stream<Item = Result<Bytes, Error>> + Unpin {
     body.into_data_stream()
         .map(|r| r.map_err(|e| bad(format!("Error reading the image data: {e}"))))
 }
 
-fn content_length(h: &HeaderMap) -> Option<u64> {
+pub(crate) fn content_length(h: &HeaderMap) -> Option<u64> {
     h.get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok())
@@ -1126,6 +1146,15 @@ async fn upload(
     if let Some(n) = content_length(&headers) {
         size_quota(svc, img.owner.as_deref(), n).await?;
     }
+    let backend = match headers.get("x-image-meta-store") {
+        None => svc.default_backend.as_str(),
+        Some(v) => v.to_str().unwrap_or(""),
+    };
+    let Some(backend) = svc.backend(backend) else {
+        return Err(GlanceError(bad(format!(
+            "Store for identifier {backend} not found"
+        ))));
+    };
     // queued -> saving, guarded: a concurrent upload loses with 409.
     let mut saving = img.clone();
     saving.status = "saving".into();
@@ -1133,6 +1162,7 @@ async fn upload(
     let key = format!("{id}-{}", ferro_common::new_hex_id());
     match receive(
         svc,
+        backend.store.as_ref(),
         &key,
         body_stream(body),
         content_length(&headers),
@@ -1148,13 +1178,18 @@ async fn upload(
             active.checksum = Some(r.md5);
             active.os_hash_algo = Some("sha512".into());
             active.os_hash_value = Some(r.sha512);
-            active.location = Some(r.key.clone());
-            active.stores = json!([svc.store.name()]).to_string();
+            model::set_locations(
+                &mut active,
+                vec![model::Location {
+                    store: backend.id.clone(),
+                    key: r.key.clone(),
+                }],
+            );
             match save(svc, &saving, active).await {
                 Ok(_) => Ok(StatusCode::NO_CONTENT),
                 Err(e) => {
                     // deleted or changed while uploading: drop the data
-                    let _ = svc.store.delete(&r.key).await;
+                    let _ = backend.store.delete(&r.key).await;
                     Err(GlanceError(e))
                 }
             }
@@ -1171,6 +1206,25 @@ async fn upload(
             Err(GlanceError(e))
         }
     }
+}
+
+/// The data from the first store that has it.
+pub(crate) async fn read_any(
+    svc: &ImageService,
+    copies: &[model::Location],
+    range: Option<(u64, u64)>,
+) -> Result<crate::store::ByteStream, crate::store::StoreError> {
+    let mut last = crate::store::StoreError::NotFound("no store holds the image".into());
+    for l in copies {
+        let Some(b) = svc.backend(&l.store) else {
+            continue;
+        };
+        match b.store.read(&l.key, range).await {
+            Ok(s) => return Ok(s),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
 }
 
 /// `bytes=a-b`, `bytes=a-`, `bytes=-n` → inclusive range within `size`.
@@ -1209,7 +1263,8 @@ async fn download(
             "The requested image has been deactivated. Image data download is forbidden.",
         )));
     }
-    let (Some(key), Some(size)) = (img.location.clone(), img.size) else {
+    let copies = model::locations(&img);
+    let (false, Some(size)) = (copies.is_empty(), img.size) else {
         return Ok(StatusCode::NO_CONTENT.into_response());
     };
     let size = size as u64;
@@ -1226,9 +1281,7 @@ async fn download(
         },
         None => None,
     };
-    let stream = svc
-        .store
-        .read(&key, range)
+    let stream = read_any(svc, &copies, range)
         .await
         .map_err(|e| Error::internal(format!("reading image {id}: {e}")))?;
     let len = range.map(|(s, e)| e - s + 1).unwrap_or(size);
@@ -1258,202 +1311,6 @@ async fn download(
         h.insert(header::CONTENT_RANGE, v);
     }
     Ok(resp)
-}
-
-// ---- interoperable import -------------------------------------------------
-
-async fn stage(
-    st: St,
-    caller: Caller,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Body,
-) -> GResult<StatusCode> {
-    let svc = &st.0;
-    if !svc
-        .cfg
-        .image
-        .import_methods
-        .iter()
-        .any(|m| m == "glance-direct")
-    {
-        return Err(GlanceError(Error::not_found_msg(
-            "glance-direct import is not enabled.",
-        )));
-    }
-    let img = visible(svc, &caller, &id).await?;
-    caller.check(svc, "upload_image", &target(&img))?;
-    if img.status != "queued" {
-        return Err(GlanceError(Error::conflict(format!(
-            "Image status transition from {} to uploading is not allowed",
-            img.status
-        ))));
-    }
-    let key = format!("staging-{id}-{}", ferro_common::new_hex_id());
-    // Staged data is inspected for safety now and for the declared format at import.
-    let r = receive(svc, &key, body_stream(body), content_length(&headers), None).await?;
-    let mut up = img.clone();
-    up.status = "uploading".into();
-    up.size = Some(r.size as i64);
-    up.staged = Some(r.key.clone());
-    if let Err(e) = save(svc, &img, up).await {
-        let _ = svc.store.delete(&r.key).await;
-        return Err(GlanceError(e));
-    }
-    Ok(StatusCode::NO_CONTENT)
-}
-
-async fn import(
-    st: St,
-    caller: Caller,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> GResult<StatusCode> {
-    let svc = st.0.clone();
-    let v: Value = serde_json::from_slice(&body).map_err(|_| bad("Body must be a JSON object."))?;
-    let method = v
-        .get("method")
-        .and_then(|m| m.get("name"))
-        .and_then(Value::as_str)
-        .ok_or_else(|| bad("Import request requires a 'method' with a 'name'."))?;
-    for k in ["all_stores", "all_stores_must_succeed"] {
-        if v.get(k).is_some_and(|x| !x.is_boolean()) {
-            return Err(GlanceError(bad(format!("'{k}' must be a boolean."))));
-        }
-    }
-    if v.get("all_stores_must_succeed") == Some(&Value::Bool(false)) {
-        return Err(GlanceError(bad(
-            "all_stores_must_succeed can only be set with multistore support enabled.",
-        )));
-    }
-    if !svc.cfg.image.import_methods.iter().any(|m| m == method) {
-        return Err(GlanceError(bad(format!(
-            "Import method {method} is not supported."
-        ))));
-    }
-    let img = visible(&svc, &caller, &id).await?;
-    caller.check(&svc, "upload_image", &target(&img))?;
-    if img.disk_format.is_none() || img.container_format.is_none() {
-        return Err(GlanceError(Error::conflict(
-            "Properties disk_format, container_format must be set prior to importing data.",
-        )));
-    }
-    match method {
-        "glance-direct" if img.status != "uploading" => {
-            return Err(GlanceError(Error::conflict(format!(
-                "Image needs to be staged before import; it is {}.",
-                img.status
-            ))));
-        }
-        "copy-image" if img.status != "active" => {
-            return Err(GlanceError(Error::conflict(
-                "copy-image needs an active image.",
-            )));
-        }
-        "copy-image" => {
-            // One store: the data is already everywhere it can be.
-            return Ok(StatusCode::ACCEPTED);
-        }
-        _ => {}
-    }
-    let mut importing = img.clone();
-    importing.status = "importing".into();
-    let mut p = props(&importing);
-    p.insert(
-        "os_glance_import_task".into(),
-        json!(ferro_common::new_uuid()),
-    );
-    importing.properties = Value::Object(p).to_string();
-    let importing = save(&svc, &img, importing).await?;
-    let _ = headers;
-    tokio::spawn(async move {
-        if let Err(e) = finish_import(&svc, importing).await {
-            tracing::warn!(image = %id, error = %e.log_message(), "image import failed");
-        }
-    });
-    Ok(StatusCode::ACCEPTED)
-}
-
-/// Moves staged data into place (inspecting it against the declared format)
-/// and activates the image; on failure the image returns to `queued` with
-/// `os_glance_failed_import` set and the staged data removed. Also run at
-/// start-up for imports a crash interrupted.
-pub async fn finish_import(svc: &ImageService, img: image::Model) -> Result<(), Error> {
-    let Some(staged) = img.staged.clone() else {
-        return Err(Error::internal(format!(
-            "image {} has no staged data",
-            img.id
-        )));
-    };
-    let key = format!("{}-{}", img.id, ferro_common::new_hex_id());
-    let result = match svc.store.read(&staged, None).await {
-        Ok(stream) => {
-            let stream =
-                stream.map(|r| r.map_err(|e| Error::internal(format!("reading staged data: {e}"))));
-            receive(svc, &key, stream, None, img.disk_format.as_deref()).await
-        }
-        Err(e) => Err(Error::internal(format!("staged data missing: {e}"))),
-    };
-    let _ = svc.store.delete(&staged).await;
-    let cur = load(svc, &img.id).await?;
-    let mut next = cur.clone();
-    next.staged = None;
-    let mut p = props(&next);
-    match &result {
-        Ok(r) => {
-            next.status = "active".into();
-            next.size = Some(r.size as i64);
-            next.virtual_size = r.virtual_size.map(|v| v as i64);
-            next.checksum = Some(r.md5.clone());
-            next.os_hash_algo = Some("sha512".into());
-            next.os_hash_value = Some(r.sha512.clone());
-            next.location = Some(r.key.clone());
-            next.stores = json!([svc.store.name()]).to_string();
-            p.insert("os_glance_importing_to_stores".into(), json!(""));
-            p.insert("os_glance_failed_import".into(), json!(""));
-        }
-        Err(_) => {
-            next.status = "queued".into();
-            next.size = None;
-            p.insert("os_glance_importing_to_stores".into(), json!(""));
-            p.insert("os_glance_failed_import".into(), json!(svc.store.name()));
-        }
-    }
-    next.properties = Value::Object(p).to_string();
-    if let Err(e) = save(svc, &cur, next).await {
-        if let Ok(r) = &result {
-            let _ = svc.store.delete(&r.key).await;
-        }
-        return Err(e);
-    }
-    result.map(|_| ())
-}
-
-/// Start-up recovery: uploads interrupted by a crash go back to `queued`
-/// (their partial data never became visible); imports are finished.
-pub async fn recover(svc: Arc<ImageService>) -> Result<(), Error> {
-    let stuck = image::Entity::find()
-        .filter(image::Column::Status.is_in(["saving", "importing"]))
-        .all(svc.db.conn_ref())
-        .await
-        .map_err(db_err)?;
-    for img in stuck {
-        if img.status == "saving" {
-            let mut q = img.clone();
-            q.status = "queued".into();
-            save(&svc, &img, q).await?;
-        } else {
-            let svc = svc.clone();
-            tokio::spawn(async move {
-                let id = img.id.clone();
-                if let Err(e) = finish_import(&svc, img).await {
-                    tracing::warn!(image = %id, error = %e.log_message(), "resumed import failed");
-                }
-            });
-        }
-    }
-    Ok(())
 }
 
 async fn image_tasks(st: St, caller: Caller, Path(id): Path<String>) -> GResult<axum::Json<Value>> {

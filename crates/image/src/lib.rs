@@ -6,6 +6,7 @@
 
 pub mod error;
 pub mod http;
+pub mod import;
 pub mod inspect;
 pub mod metadefs;
 pub mod model;
@@ -52,6 +53,9 @@ pub fn default_policy() -> Result<Policy, ferro_auth::policy::ParseError> {
         ),
         ("set_image_owner", "rule:context_is_admin"),
         ("tasks_api_access", "rule:context_is_admin"),
+        ("copy_image", "rule:context_is_admin"),
+        ("delete_image_location", "rule:context_is_admin"),
+        ("stores_info_detail", "rule:context_is_admin"),
         ("manage_metadefs", "rule:context_is_admin"),
         ("get_metadefs", "role:reader"),
     ])
@@ -66,12 +70,24 @@ pub struct Snapshot {
 
 pub const SNAPSHOT_TTL: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// One configured store: Glance's backend id, its settings and the store.
+pub struct Backend {
+    pub id: String,
+    pub cfg: ferro_config::ImageBackend,
+    pub store: Arc<dyn ImageStore>,
+}
+
 pub struct ImageService {
     pub db: Db,
     generation: std::sync::atomic::AtomicU64,
     snapshot: std::sync::RwLock<Option<(u64, std::time::Instant, Arc<Snapshot>)>>,
     pub cfg: Config,
     pub policy: Policy,
+    /// Every store, in id order (at least one).
+    pub backends: Vec<Backend>,
+    /// The default backend's id and store: where requests that name no store
+    /// go, and where glance-direct data is staged.
+    pub default_backend: String,
     pub store: Arc<dyn ImageStore>,
     pub validator: Arc<dyn TokenValidator>,
     /// `<public_url>/image`
@@ -82,9 +98,19 @@ impl ImageService {
     pub fn new(
         db: Db,
         cfg: Config,
-        store: Arc<dyn ImageStore>,
+        backends: Vec<Backend>,
         validator: Arc<dyn TokenValidator>,
     ) -> Result<Arc<Self>, Error> {
+        let wanted = &cfg.image.default_backend;
+        let default = backends
+            .iter()
+            .find(|b| wanted.is_empty() || &b.id == wanted)
+            .ok_or_else(|| {
+                Error::internal(format!(
+                    "[image] default_backend {wanted:?} is not a configured store"
+                ))
+            })?;
+        let (default_backend, store) = (default.id.clone(), default.store.clone());
         let mut policy = default_policy().map_err(Error::internal)?;
         if let Some(f) = &cfg.policy.file {
             // The same policy file may hold every service's rules; unknown names are ignored.
@@ -97,6 +123,8 @@ impl ImageService {
             snapshot: std::sync::RwLock::new(None),
             cfg,
             policy,
+            backends,
+            default_backend,
             store,
             validator,
             base_url,
@@ -138,40 +166,66 @@ impl ImageService {
         Ok(snap)
     }
 
-    /// The store configured by `[image] store` (`file` under the data dir by default).
-    pub fn store_from_config(cfg: &Config) -> Result<Arc<dyn ImageStore>, Error> {
-        match cfg.image.store.as_str() {
-            "memory" => Ok(Arc::new(store::MemStore::default())),
-            "file" => {
-                let dir = cfg
-                    .image
-                    .filesystem_store_datadir
-                    .clone()
-                    .unwrap_or_else(|| cfg.data_dir().join("images"));
-                Ok(Arc::new(store::FsStore::new(dir).map_err(Error::internal)?))
-            }
-            "s3" => {
-                let i = &cfg.image;
-                let need = |v: &Option<String>, k: &str| {
-                    v.clone()
-                        .filter(|x| !x.is_empty())
-                        .ok_or_else(|| Error::internal(format!("[image] store = \"s3\" needs {k}")))
-                };
-                let settings = s3::S3Settings {
-                    endpoint: need(&i.s3_store_host, "s3_store_host")?,
-                    bucket: need(&i.s3_store_bucket, "s3_store_bucket")?,
-                    region: i.s3_store_region.clone(),
-                    access_key: need(&i.s3_store_access_key, "s3_store_access_key")?,
-                    secret_key: need(&i.s3_store_secret_key, "s3_store_secret_key")?,
-                    prefix: i.s3_store_prefix.clone(),
-                };
-                Ok(Arc::new(
-                    s3::S3Store::new(&settings).map_err(Error::internal)?,
-                ))
-            }
-            other => Err(Error::internal(format!(
-                "unknown [image] store {other:?} (file, s3, memory)"
-            ))),
+    /// Copies in Glance's order: highest store weight first, then by id.
+    pub fn ordered(&self, mut locs: Vec<model::Location>) -> Vec<model::Location> {
+        let weight = |l: &model::Location| self.backend(&l.store).map_or(0, |b| b.cfg.weight);
+        locs.sort_by(|a, b| {
+            weight(b)
+                .cmp(&weight(a))
+                .then_with(|| a.store.cmp(&b.store))
+        });
+        locs
+    }
+
+    /// The backend with this id.
+    pub fn backend(&self, id: &str) -> Option<&Backend> {
+        self.backends.iter().find(|b| b.id == id)
+    }
+
+    /// The stores `[image]` configures: `backends`, else the one store of
+    /// `store` (`file` under the data dir by default).
+    pub fn backends_from_config(cfg: &Config) -> Result<Vec<Backend>, Error> {
+        cfg.image
+            .stores(&cfg.data_dir())
+            .into_iter()
+            .map(|(id, b)| {
+                let store = store_for(&id, &b)?;
+                Ok(Backend { id, cfg: b, store })
+            })
+            .collect()
+    }
+}
+
+fn store_for(id: &str, b: &ferro_config::ImageBackend) -> Result<Arc<dyn ImageStore>, Error> {
+    match b.store.as_str() {
+        "memory" => Ok(Arc::new(store::MemStore::default())),
+        "file" => {
+            let dir = b
+                .filesystem_store_datadir
+                .clone()
+                .ok_or_else(|| Error::internal(format!("image store {id}: no directory")))?;
+            Ok(Arc::new(store::FsStore::new(dir).map_err(Error::internal)?))
         }
+        "s3" => {
+            let need = |v: &Option<String>, k: &str| {
+                v.clone()
+                    .filter(|x| !x.is_empty())
+                    .ok_or_else(|| Error::internal(format!("image store {id} (s3) needs {k}")))
+            };
+            let settings = s3::S3Settings {
+                endpoint: need(&b.s3_store_host, "s3_store_host")?,
+                bucket: need(&b.s3_store_bucket, "s3_store_bucket")?,
+                region: b.s3_store_region.clone(),
+                access_key: need(&b.s3_store_access_key, "s3_store_access_key")?,
+                secret_key: need(&b.s3_store_secret_key, "s3_store_secret_key")?,
+                prefix: b.s3_store_prefix.clone(),
+            };
+            Ok(Arc::new(
+                s3::S3Store::new(&settings).map_err(Error::internal)?,
+            ))
+        }
+        other => Err(Error::internal(format!(
+            "image store {id}: unknown type {other:?} (file, s3, memory)"
+        ))),
     }
 }

@@ -71,6 +71,55 @@ pub fn ts(us: i64) -> String {
     ferro_common::time::iso_seconds(&ferro_db::micros_to_time(us))
 }
 
+/// Extra properties kept for the server's own use and never shown (as
+/// Glance hides `os_glance_stage_host`).
+pub const HIDDEN: &[&str] = &[IMPORT_MUST_SUCCEED, IMPORT_STORES];
+/// The running import's `all_stores_must_succeed`, so a restart resumes it alike.
+pub const IMPORT_MUST_SUCCEED: &str = "os_glance_import_must_succeed";
+/// Every store the running import writes to (what a failure undoes).
+pub const IMPORT_STORES: &str = "os_glance_import_stores";
+
+/// One copy of an image's data: the store id and the object key in it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Location {
+    pub store: String,
+    pub key: String,
+}
+
+/// Where the image's data is. The `stores` column holds
+/// `[{"store": id, "key": key}]`; rows written before there were several
+/// stores hold `["file"]` with the key in `location`.
+pub fn locations(m: &image::Model) -> Vec<Location> {
+    let v: Vec<Value> = serde_json::from_str(&m.stores).unwrap_or_default();
+    v.iter()
+        .filter_map(|e| match e {
+            Value::String(s) => m.location.clone().map(|key| Location {
+                store: s.clone(),
+                key,
+            }),
+            Value::Object(o) => Some(Location {
+                store: o.get("store")?.as_str()?.to_string(),
+                key: o.get("key")?.as_str()?.to_string(),
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Records where the data is, in the order given (`ImageService::ordered`),
+/// one copy per store; the first copy's key is also `location`.
+pub fn set_locations(m: &mut image::Model, mut locs: Vec<Location>) {
+    let mut seen = std::collections::HashSet::new();
+    locs.retain(|l| seen.insert(l.store.clone()));
+    m.location = locs.first().map(|l| l.key.clone());
+    m.stores = Value::Array(
+        locs.iter()
+            .map(|l| json!({"store": l.store, "key": l.key}))
+            .collect(),
+    )
+    .to_string();
+}
+
 pub fn props(m: &image::Model) -> Map<String, Value> {
     serde_json::from_str::<Value>(&m.properties)
         .ok()
@@ -92,13 +141,15 @@ pub fn view(m: &image::Model) -> Value {
         "tags": tags(m), "self": format!("/v2/images/{}", m.id), "file": format!("/v2/images/{}/file", m.id),
         "schema": "/v2/schemas/image",
     });
-    let stores: Vec<String> = serde_json::from_str(&m.stores).unwrap_or_default();
+    let stores: Vec<String> = locations(m).into_iter().map(|l| l.store).collect();
     if !stores.is_empty() {
         v["stores"] = json!(stores.join(","));
     }
     if let Value::Object(o) = &mut v {
         for (k, val) in props(m) {
-            o.entry(k).or_insert(val);
+            if !HIDDEN.contains(&k.as_str()) {
+                o.entry(k).or_insert(val);
+            }
         }
     }
     v

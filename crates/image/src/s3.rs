@@ -19,8 +19,8 @@ use std::sync::Arc;
 
 /// S3's smallest part is 5 MiB; 8 MiB parts, two in flight, keep a
 /// writer's memory near 24 MiB.
-const PART: usize = 8 << 20;
-const IN_FLIGHT: usize = 2;
+pub const PART: usize = 8 << 20;
+pub const IN_FLIGHT: usize = 2;
 
 pub struct S3Settings {
     pub endpoint: String,

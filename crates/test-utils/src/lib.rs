@@ -24,6 +24,8 @@ pub struct TestCloud {
     /// The identity service inside the server, for tests that reach below HTTP.
     pub identity: std::sync::Arc<ferro_identity::IdentityService>,
     pub compute: std::sync::Arc<ferro_compute::ComputeService>,
+    /// The image service inside the server.
+    pub image: std::sync::Arc<ferro_image::ImageService>,
     pub agents: Vec<std::sync::Arc<ferro_compute_agent::ComputeAgent>>,
     pub backend: Backend,
     pub client: reqwest::Client,
@@ -121,6 +123,7 @@ impl TestCloud {
         let router = app.router();
         let identity = app.identity.clone();
         let compute = app.compute.clone();
+        let image = app.image.clone();
         let agents = app.agents.clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -133,6 +136,7 @@ impl TestCloud {
             url: format!("http://{addr}"),
             identity,
             compute,
+            image,
             agents,
             backend,
             client: reqwest::Client::builder()

@@ -206,7 +206,7 @@ log_digest() {
 }
 
 # ====================================================================== header
-command -v wrk >/dev/null || [ "$PEER" = 1 ] || { echo "wrk not found (apt-get install wrk)" >&2; exit 1; }
+[ "$PEER" = 1 ] || ferro_need wrk || exit 1
 peer_reason=""
 if [ "$PEER" != 1 ]; then peer_reason="PEER=$PEER"
 elif [ ! -f "$PEERS/setup.sh" ]; then peer_reason="$PEERS absent"
@@ -226,7 +226,7 @@ if [ -z "$peer_reason" ]; then
     echo "$peer_reason" >> "$RES/problems.txt"
   fi
 fi
-command -v wrk >/dev/null || { echo "wrk not found (apt-get install wrk)" >&2; exit 1; }
+ferro_need wrk || exit 1
 
 SRC_BIN="$(ferro_bin)" || { echo "could not build/find ferrostack" >&2; exit 1; }
 [ -x "$SRC_BIN" ] || { echo "ferrostack binary $SRC_BIN not found" >&2; exit 1; }

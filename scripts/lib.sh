@@ -50,3 +50,16 @@ ferro_stop() {
 
 # venv with the real clients (openstack CLI, openstacksdk, tempest)
 ferro_venv() { bash "$REPO/scripts/venv.sh"; }
+
+# ferro_need CMD [DEBIAN_PACKAGE]: CMD is on PATH, installed from Debian's
+# packages when it is not and we are root with apt-get; returns 1 otherwise.
+ferro_need() {
+  command -v "$1" > /dev/null && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null; then
+    echo "installing ${2:-$1} (apt-get)" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${2:-$1}" > /dev/null 2>&1 ||
+      { apt-get update -q > /dev/null 2>&1 &&
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${2:-$1}" > /dev/null 2>&1; }
+  fi
+  command -v "$1" > /dev/null || { echo "$1 not found (apt-get install ${2:-$1})" >&2; return 1; }
+}

@@ -20,6 +20,8 @@
 #   FERRO_EXTRA_ARGS     extra arguments for `ferrostack serve` (word-split)
 #   FERROSTACK_BIN       use this binary instead of building (see lib.sh)
 #   TEMPEST_CONF_ARGS    extra arguments for tempest_conf.py (word-split)
+#   TEMPEST_WEB_DOWNLOAD 1 (default): serve a qcow2 over local HTTP and enable
+#                        web-download for it; 0: web-download stays off
 #   TEMPEST_IMAGE_STORES 2 (default): ferrostack runs with two image stores
 #                        (cheap, fast); 1: the single default store
 #
@@ -38,6 +40,7 @@ work="$(mktemp -d "${TMPDIR:-/tmp}/ferro-tempest.XXXXXX")"
 cleanup() {
   local rc=$?
   ferro_stop
+  if [ -n "${WEB_PID:-}" ]; then kill "$WEB_PID" 2>/dev/null; wait "$WEB_PID" 2>/dev/null; fi
   if [ "${KEEP:-0}" = 1 ]; then
     echo "tempest.sh: kept $work (server log: $work/data/ferrostack.log," \
          "tempest log: $work/workspace/logs/tempest.log)" >&2
@@ -100,6 +103,22 @@ if [ "${TEMPEST_IMAGE_STORES:-2}" != 1 ]; then
          FERROSTACK__IMAGE__BACKENDS__FAST__STORE=file \
          FERROSTACK__IMAGE__BACKENDS__FAST__WEIGHT=100 \
          FERROSTACK__IMAGE__DEFAULT_BACKEND=fast
+fi
+# web-download needs something to download and this machine has no internet:
+# a local HTTP server (python -m http.server, a PID we started) serves a small
+# qcow2, and ferrostack's import filtering allows exactly that host and port.
+WEB_PID=
+if [ "${TEMPEST_WEB_DOWNLOAD:-1}" = 1 ] && command -v qemu-img > /dev/null; then
+  mkdir -p "$work/web"
+  qemu-img create -q -f qcow2 "$work/web/disk.qcow2" 16M
+  web_port="$(free_port)"
+  python3 -m http.server --bind 127.0.0.1 --directory "$work/web" "$web_port" \
+      > "$work/web.log" 2>&1 &
+  WEB_PID=$!
+  export FERROSTACK__IMAGE__IMPORT_METHODS='["glance-direct", "copy-image", "web-download"]' \
+         FERROSTACK__IMAGE__IMPORT_FILTERING__ALLOWED_HOSTS='["127.0.0.1"]' \
+         FERROSTACK__IMAGE__IMPORT_FILTERING__ALLOWED_PORTS="[$web_port]"
+  conf_args+=(--http-image "http://127.0.0.1:$web_port/disk.qcow2")
 fi
 if ! ferro_start "$data" "${serve_args[@]}"; then
   echo "tempest.sh: ferrostack did not start" >&2

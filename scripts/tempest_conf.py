@@ -479,7 +479,7 @@ def service_sections(cloud, conf, args):
     conf.set("service_available", "horizon", False)
 
     if present["glance"][1]:
-        image_sections(cloud, conf, present["glance"][1])
+        image_sections(cloud, conf, present["glance"][1], args.http_image)
     if present["neutron"][1]:
         network_sections(cloud, conf, present["neutron"][1])
     if present["cinder"][1]:
@@ -502,8 +502,11 @@ def set_microversions(cloud, conf, section, url):
         conf.note(section, f"no version document found at {url}")
 
 
-def image_sections(cloud, conf, url):
+def image_sections(cloud, conf, url, http_image=None):
     conf.set("image", "catalog_type", "image")
+    if http_image:
+        for option in ("http_image", "http_qcow2_image"):
+            conf.set("image", option, http_image, "served for web-download by tempest.sh")
     conf.set("image", "endpoint_type", cloud.interface)
     try:
         props = cloud.get_json(url + "/v2/schemas/image").get("properties", {})
@@ -825,6 +828,9 @@ def parse_args(argv):
     p.add_argument("--log-dir", help="[DEFAULT] log_dir (tempest.log goes there)")
     p.add_argument("--lock-path", help="[oslo_concurrency] lock_path")
     p.add_argument("--image-file", help="disk image uploaded for image_ref (default: zeros)")
+    p.add_argument("--http-image",
+                   help="[image] http_image and http_qcow2_image: a qcow2 the cloud can "
+                        "web-download (default: Tempest's, on the internet)")
     p.add_argument("--lockout-wait", type=int, default=60,
                    help="seconds to wait for a locked probe account to unlock")
     p.add_argument("--skip-compliance-probe", action="store_true",

@@ -1315,3 +1315,118 @@ async fn multiple_stores() {
     assert_eq!(files_in(&dir("cheap")).len(), before.0 - 2);
     assert_eq!(files_in(&dir("fast")).len(), before.1 - 2);
 }
+
+/// A one-route-per-path HTTP/1.1 server for web-download: `/img` serves
+/// `data`, `/away` redirects to a port the filtering refuses, anything else
+/// is 404. Returns its port.
+async fn tiny_http(data: Vec<u8>) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let data = std::sync::Arc::new(data);
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let data = data.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let n = s.read(&mut buf).await.unwrap_or(0);
+                let req = String::from_utf8_lossy(&buf[..n]).to_string();
+                let path = req.split_whitespace().nth(1).unwrap_or("/").to_string();
+                let head = match path.as_str() {
+                    "/img" => format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        data.len()
+                    ),
+                    "/away" => "HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:9/img\r\n\
+                                Content-Length: 0\r\nConnection: close\r\n\r\n"
+                        .to_string(),
+                    _ => "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                        .to_string(),
+                };
+                let _ = s.write_all(head.as_bytes()).await;
+                if path == "/img" {
+                    let _ = s.write_all(&data).await;
+                }
+                let _ = s.shutdown().await;
+            });
+        }
+    });
+    port
+}
+
+/// web-download, offered when configured: a URI that passes the import
+/// filtering is fetched, hashed and activated; a refused URI is 400 and a
+/// missing one or a redirect to a refused port fails the import and leaves
+/// the image queued with nothing stored.
+#[tokio::test]
+async fn web_download_import() {
+    let data: Vec<u8> = (0..200_000u32).map(|i| (i * 13 % 241) as u8).collect();
+    let port = tiny_http(data.clone()).await;
+    let c = TestCloud::start_with(Backend::Sqlite, move |cfg| {
+        cfg.image.import_methods.push("web-download".into());
+        cfg.image.import_filtering.allowed_hosts = vec!["127.0.0.1".into()];
+        cfg.image.import_filtering.allowed_ports = vec![port];
+        cfg.image.require_image_format_match = false;
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let tok = c.admin_token().await;
+    let r = img(&c, Method::GET, "/v2/info/import", &tok, Value::Null).await;
+    assert_eq!(
+        r.body["import-methods"]["value"],
+        json!(["glance-direct", "copy-image", "web-download"])
+    );
+    let new = |name: &str| json!({"name": name, "disk_format": "raw", "container_format": "bare"});
+    let web = |uri: String| json!({"method": {"name": "web-download", "uri": uri}});
+
+    let a = img(&c, Method::POST, "/v2/images", &tok, new("web")).await;
+    let a = a.body["id"].as_str().unwrap().to_string();
+    for refused in [
+        format!("http://127.0.0.1:{}/img", port.wrapping_add(1)),
+        format!("http://10.1.2.3:{port}/img"),
+        format!("ftp://127.0.0.1:{port}/img"),
+        "file:///etc/passwd".to_string(),
+    ] {
+        let r = import_req(&c, &tok, &a, web(refused.clone())).await;
+        assert_eq!(r.status, 400, "{refused}: {}", r.body);
+        assert!(
+            r.body["message"]
+                .as_str()
+                .unwrap()
+                .contains("does not pass filtering"),
+            "{}",
+            r.body
+        );
+    }
+    let r = import_req(&c, &tok, &a, web(format!("http://127.0.0.1:{port}/img"))).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let b = settled(&c, &tok, &a).await;
+    assert_eq!(b["status"], "active", "{b}");
+    assert_eq!(b["size"], data.len());
+    assert_eq!(b["stores"], "file");
+    assert!(b.get("os_glance_import_uri").is_none(), "{b}");
+    let got = c
+        .client
+        .get(format!("{}/image/v2/images/{a}/file", c.url))
+        .header("X-Auth-Token", &tok)
+        .send()
+        .await
+        .unwrap();
+    assert!(got.bytes().await.unwrap()[..] == data[..]);
+    // Only a queued image can be a web-download target.
+    let r = import_req(&c, &tok, &a, web(format!("http://127.0.0.1:{port}/img"))).await;
+    assert_eq!(r.status, 409, "{}", r.body);
+
+    let files_before = store_files(&c);
+    for path in ["/missing", "/away"] {
+        let x = img(&c, Method::POST, "/v2/images", &tok, new(path)).await;
+        let x = x.body["id"].as_str().unwrap().to_string();
+        let r = import_req(&c, &tok, &x, web(format!("http://127.0.0.1:{port}{path}"))).await;
+        assert_eq!(r.status, 202, "{}", r.body);
+        let b = settled(&c, &tok, &x).await;
+        assert_eq!(b["status"], "queued", "{path}: {b}");
+        assert_eq!(b["os_glance_failed_import"], "file", "{path}: {b}");
+    }
+    assert_eq!(store_files(&c), files_before, "a failed download left data");
+}

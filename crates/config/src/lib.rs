@@ -185,6 +185,82 @@ pub struct ImageConfig {
     /// The store uploads, staging and imports go to when the request names
     /// none; empty: the first backend id in sort order.
     pub default_backend: String,
+    /// Which URIs `web-download` may fetch (Glance's `[import_filtering_opts]`).
+    pub import_filtering: ImportFiltering,
+}
+
+/// Glance's `[import_filtering_opts]`: an allow-list wins over its deny-list.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ImportFiltering {
+    pub allowed_schemes: Vec<String>,
+    pub disallowed_schemes: Vec<String>,
+    pub allowed_hosts: Vec<String>,
+    pub disallowed_hosts: Vec<String>,
+    pub allowed_ports: Vec<u16>,
+    pub disallowed_ports: Vec<u16>,
+}
+impl Default for ImportFiltering {
+    fn default() -> Self {
+        ImportFiltering {
+            allowed_schemes: vec!["http".into(), "https".into()],
+            disallowed_schemes: vec![],
+            allowed_hosts: vec![],
+            disallowed_hosts: vec![],
+            allowed_ports: vec![80, 443],
+            disallowed_ports: vec![],
+        }
+    }
+}
+
+impl ImportFiltering {
+    /// Whether `web-download` may fetch `uri` (Glance's `validate_import_uri`).
+    pub fn allows(&self, uri: &str) -> bool {
+        let Some((scheme, rest)) = uri.split_once("://") else {
+            return false;
+        };
+        let scheme = scheme.to_ascii_lowercase();
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+        let hostport = authority.rsplit('@').next().unwrap_or("");
+        let (host, port) = match hostport.strip_prefix('[') {
+            Some(v6) => match v6.split_once(']') {
+                Some((h, p)) => (h.to_string(), p.strip_prefix(':')),
+                None => return false,
+            },
+            None => match hostport.rsplit_once(':') {
+                Some((h, p)) => (h.to_string(), Some(p)),
+                None => (hostport.to_string(), None),
+            },
+        };
+        let host = host.to_ascii_lowercase();
+        if host.is_empty() {
+            return false;
+        }
+        let port = match port {
+            None | Some("") => None,
+            Some(p) => match p.parse::<u16>() {
+                Ok(p) => Some(p),
+                Err(_) => return false,
+            },
+        };
+        let listed = |allow: &[String], deny: &[String], v: &str| {
+            if !allow.is_empty() {
+                allow.iter().any(|a| a.eq_ignore_ascii_case(v))
+            } else {
+                !deny.iter().any(|d| d.eq_ignore_ascii_case(v))
+            }
+        };
+        if !listed(&self.allowed_schemes, &self.disallowed_schemes, &scheme)
+            || !listed(&self.allowed_hosts, &self.disallowed_hosts, &host)
+        {
+            return false;
+        }
+        match port {
+            Some(p) if !self.allowed_ports.is_empty() => self.allowed_ports.contains(&p),
+            Some(p) => !self.disallowed_ports.contains(&p),
+            None => true,
+        }
+    }
 }
 
 /// One image store of several (Glance's per-backend section).
@@ -278,6 +354,7 @@ impl Default for ImageConfig {
             image_size_quota: -1,
             backends: Default::default(),
             default_backend: String::new(),
+            import_filtering: ImportFiltering::default(),
         }
     }
 }
@@ -726,6 +803,34 @@ fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn import_filtering_as_glance() {
+        let f = ImportFiltering::default();
+        assert!(f.allows("http://example.com/cirros.img"));
+        assert!(f.allows("https://example.com:443/x"));
+        assert!(!f.allows("http://example.com:8080/x"), "port not allowed");
+        assert!(!f.allows("ftp://example.com/x"), "scheme not allowed");
+        assert!(!f.allows("file:///etc/passwd"), "no host");
+        assert!(!f.allows("not a uri"));
+        assert!(!f.allows("http://h:99999/x"), "bad port");
+        let f = ImportFiltering {
+            allowed_hosts: vec!["127.0.0.1".into()],
+            allowed_ports: vec![8080],
+            ..Default::default()
+        };
+        assert!(f.allows("http://user@127.0.0.1:8080/a?b"));
+        assert!(!f.allows("http://10.0.0.1:8080/a"));
+        let f = ImportFiltering {
+            allowed_ports: vec![],
+            disallowed_ports: vec![22],
+            disallowed_hosts: vec!["::1".into()],
+            ..Default::default()
+        };
+        assert!(f.allows("http://example.com:8080/x"));
+        assert!(!f.allows("http://example.com:22/x"));
+        assert!(!f.allows("http://[::1]/x"));
+    }
 
     #[test]
     fn env_overrides_file_and_types() {

@@ -1,7 +1,9 @@
 //! Interoperable image import and the stores (Glance's multistore API).
 //!
 //! `glance-direct` stages data (`PUT /v2/images/{id}/stage`), then imports
-//! it into one or more stores; `copy-image` copies an active image's data
+//! it into one or more stores; `web-download` (offered when configured: it
+//! needs outbound access) fetches an `http://` URI that passes Glance's import
+//! filtering into staging first; `copy-image` copies an active image's data
 //! into more stores. Either runs as a background job whose progress lives
 //! on the image itself (`os_glance_importing_to_stores`,
 //! `os_glance_failed_import`, the `os_glance_import_task` lock and two hidden
@@ -15,7 +17,7 @@ use crate::http::{
     Caller, ConnRef, Received, St, body_stream, content_length, load, read_any, receive, save,
     target, visible,
 };
-use crate::model::{self, IMPORT_MUST_SUCCEED, IMPORT_STORES, Location, bad, props};
+use crate::model::{self, IMPORT_MUST_SUCCEED, IMPORT_STORES, IMPORT_URI, Location, bad, props};
 use crate::{Backend, ImageService};
 use axum::body::{Body, Bytes};
 use axum::extract::Path;
@@ -286,6 +288,25 @@ pub(crate) async fn import(
     if method == "glance-direct" && img.status != "uploading" {
         return conflict("Image needs to be staged before 'glance-direct' method can be used");
     }
+    let uri = v["method"].get("uri").and_then(Value::as_str);
+    if method == "web-download" {
+        if img.status != "queued" {
+            return conflict("Image needs to be in 'queued' state to use 'web-download' method");
+        }
+        match uri {
+            Some(u) if svc.cfg.image.import_filtering.allows(u) => {}
+            _ => {
+                return Err(GlanceError(bad(format!(
+                    "URI for web-download does not pass filtering: {}",
+                    uri.unwrap_or("")
+                ))));
+            }
+        }
+    } else if uri.is_some() {
+        return Err(GlanceError(bad(format!(
+            "The 'uri' is only used by the 'web-download' method, not '{method}'."
+        ))));
+    }
     if img.container_format.is_none() {
         return conflict("'container_format' needs to be set before import");
     }
@@ -327,6 +348,9 @@ pub(crate) async fn import(
     p.insert(TASK.into(), json!(ferro_common::new_uuid()));
     p.insert(IMPORT_MUST_SUCCEED.into(), json!(must.to_string()));
     p.insert(IMPORT_STORES.into(), json!(stores.join(",")));
+    if let Some(u) = uri {
+        p.insert(IMPORT_URI.into(), json!(u));
+    }
     next.properties = Value::Object(p).to_string();
     if !copying {
         next.status = "importing".into();
@@ -411,7 +435,7 @@ async fn import_one(
 /// none did, or one failed and all had to succeed), the staged data is
 /// gone and the lock released.
 pub async fn run_import(svc: &ImageService, id: &str) -> Result<(), Error> {
-    let img = load(svc, id).await?;
+    let mut img = load(svc, id).await?;
     let copying = img.status == "active";
     let p = props(&img);
     let must = p.get(IMPORT_MUST_SUCCEED).and_then(Value::as_str) != Some("false");
@@ -423,6 +447,29 @@ pub async fn run_import(svc: &ImageService, id: &str) -> Result<(), Error> {
         ours = targets.clone();
     }
     let mut failed = listed(&p, FAILED);
+    // web-download: fetch into staging first (once; a resumed import that
+    // got that far has it staged already).
+    if let Some(uri) = p.get(IMPORT_URI).and_then(Value::as_str)
+        && !copying
+        && img.staged.is_none()
+    {
+        match web_download(svc, id, uri).await {
+            Ok(key) => {
+                let staged = mutate(svc, id, |m| m.staged = Some(key.clone())).await;
+                match staged {
+                    Ok(m) => img = m,
+                    Err(e) => {
+                        let _ = svc.store.delete(&key).await;
+                        return Err(e);
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(image = %id, uri = %uri, error = %e.log_message(), "web-download failed");
+                failed.append(&mut targets);
+            }
+        }
+    }
     for store in &targets {
         let done = import_one(svc, &img, copying, store).await;
         if let Err(e) = &done {
@@ -494,7 +541,7 @@ pub async fn run_import(svc: &ImageService, id: &str) -> Result<(), Error> {
         }
         p.insert(IMPORTING.into(), json!(""));
         p.insert(FAILED.into(), json!(failed.join(",")));
-        for k in [TASK, IMPORT_MUST_SUCCEED, IMPORT_STORES] {
+        for k in [TASK, IMPORT_MUST_SUCCEED, IMPORT_STORES, IMPORT_URI] {
             p.remove(k);
         }
         m.properties = Value::Object(p).to_string();
@@ -521,6 +568,50 @@ pub async fn run_import(svc: &ImageService, id: &str) -> Result<(), Error> {
             failed.join(",")
         ))),
     }
+}
+
+/// Fetches a web-download URI into the staging store (hashed and inspected
+/// for safety as any upload); redirects must pass the same filtering.
+async fn web_download(svc: &ImageService, id: &str, uri: &str) -> Result<String, Error> {
+    let filter = svc.cfg.image.import_filtering.clone();
+    let client = reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(30))
+        .redirect(reqwest::redirect::Policy::custom(move |a| {
+            if a.previous().len() >= 10 {
+                a.error("too many redirects")
+            } else if filter.allows(a.url().as_str()) {
+                a.follow()
+            } else {
+                a.error("redirect target does not pass import filtering")
+            }
+        }))
+        .build()
+        .map_err(Error::internal)?;
+    let resp = client
+        .get(uri)
+        .send()
+        .await
+        .map_err(|e| Error::internal(format!("fetching {uri}: {e}")))?;
+    if !resp.status().is_success() {
+        return Err(Error::internal(format!(
+            "fetching {uri}: HTTP {}",
+            resp.status()
+        )));
+    }
+    let declared = resp.content_length();
+    let body = Box::pin(futures_util::stream::unfold(resp, |mut resp| async move {
+        match resp.chunk().await {
+            Ok(Some(c)) => Some((Ok(c), resp)),
+            Ok(None) => None,
+            Err(e) => Some((
+                Err(Error::internal(format!("reading the download: {e}"))),
+                resp,
+            )),
+        }
+    }));
+    let key = format!("staging-{id}-{}", ferro_common::new_hex_id());
+    receive(svc, svc.store.as_ref(), &key, body, declared, None).await?;
+    Ok(key)
 }
 
 /// Start-up recovery: uploads a crash interrupted go back to `queued`

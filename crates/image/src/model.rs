@@ -73,7 +73,9 @@ pub fn ts(us: i64) -> String {
 
 /// Extra properties kept for the server's own use and never shown (as
 /// Glance hides `os_glance_stage_host`).
-pub const HIDDEN: &[&str] = &[IMPORT_MUST_SUCCEED, IMPORT_STORES];
+pub const HIDDEN: &[&str] = &[IMPORT_MUST_SUCCEED, IMPORT_STORES, IMPORT_URI];
+/// The running web-download's source URI.
+pub const IMPORT_URI: &str = "os_glance_import_uri";
 /// The running import's `all_stores_must_succeed`, so a restart resumes it alike.
 pub const IMPORT_MUST_SUCCEED: &str = "os_glance_import_must_succeed";
 /// Every store the running import writes to (what a failure undoes).

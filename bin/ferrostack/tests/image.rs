@@ -1294,6 +1294,8 @@ async fn multiple_stores() {
         am.properties = Set(Value::Object(p).to_string());
         am.update(&c.image.db.conn).await.unwrap();
     }
+    // While a copy runs, no store's copy may be dropped.
+    assert_eq!(del("fast", &tok).await, 409);
     ferro_image::import::recover(c.image.clone()).await.unwrap();
     let b = settled(&c, &tok, &a).await;
     assert_eq!(b["stores"], "fast,cheap", "{b}");
@@ -1387,6 +1389,11 @@ async fn web_download_import() {
         format!("http://10.1.2.3:{port}/img"),
         format!("ftp://127.0.0.1:{port}/img"),
         "file:///etc/passwd".to_string(),
+        // what the HTTP client would connect to is checked, not what a
+        // looser reading of the URI suggests
+        format!("http://10.0.0.1\\@127.0.0.1:{port}/img"),
+        "http://%31%30.0.0.1/img".to_string(),
+        "not a uri".to_string(),
     ] {
         let r = import_req(&c, &tok, &a, web(refused.clone())).await;
         assert_eq!(r.status, 400, "{refused}: {}", r.body);

@@ -214,35 +214,14 @@ impl Default for ImportFiltering {
 }
 
 impl ImportFiltering {
-    /// Whether `web-download` may fetch `uri` (Glance's `validate_import_uri`).
-    pub fn allows(&self, uri: &str) -> bool {
-        let Some((scheme, rest)) = uri.split_once("://") else {
-            return false;
-        };
-        let scheme = scheme.to_ascii_lowercase();
-        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-        let hostport = authority.rsplit('@').next().unwrap_or("");
-        let (host, port) = match hostport.strip_prefix('[') {
-            Some(v6) => match v6.split_once(']') {
-                Some((h, p)) => (h.to_string(), p.strip_prefix(':')),
-                None => return false,
-            },
-            None => match hostport.rsplit_once(':') {
-                Some((h, p)) => (h.to_string(), Some(p)),
-                None => (hostport.to_string(), None),
-            },
-        };
-        let host = host.to_ascii_lowercase();
+    /// Whether `web-download` may fetch from `scheme://host:port` (Glance's
+    /// `validate_import_uri`). The caller parses the URI with the same parser
+    /// its HTTP client uses and passes the normalised parts (host lowercase,
+    /// no brackets or trailing dot; `port` only when the URI names one).
+    pub fn allows(&self, scheme: &str, host: &str, port: Option<u16>) -> bool {
         if host.is_empty() {
             return false;
         }
-        let port = match port {
-            None | Some("") => None,
-            Some(p) => match p.parse::<u16>() {
-                Ok(p) => Some(p),
-                Err(_) => return false,
-            },
-        };
         let listed = |allow: &[String], deny: &[String], v: &str| {
             if !allow.is_empty() {
                 allow.iter().any(|a| a.eq_ignore_ascii_case(v))
@@ -250,8 +229,8 @@ impl ImportFiltering {
                 !deny.iter().any(|d| d.eq_ignore_ascii_case(v))
             }
         };
-        if !listed(&self.allowed_schemes, &self.disallowed_schemes, &scheme)
-            || !listed(&self.allowed_hosts, &self.disallowed_hosts, &host)
+        if !listed(&self.allowed_schemes, &self.disallowed_schemes, scheme)
+            || !listed(&self.allowed_hosts, &self.disallowed_hosts, host)
         {
             return false;
         }
@@ -807,29 +786,30 @@ mod tests {
     #[test]
     fn import_filtering_as_glance() {
         let f = ImportFiltering::default();
-        assert!(f.allows("http://example.com/cirros.img"));
-        assert!(f.allows("https://example.com:443/x"));
-        assert!(!f.allows("http://example.com:8080/x"), "port not allowed");
-        assert!(!f.allows("ftp://example.com/x"), "scheme not allowed");
-        assert!(!f.allows("file:///etc/passwd"), "no host");
-        assert!(!f.allows("not a uri"));
-        assert!(!f.allows("http://h:99999/x"), "bad port");
+        assert!(f.allows("http", "example.com", None));
+        assert!(f.allows("https", "example.com", Some(443)));
+        assert!(
+            !f.allows("http", "example.com", Some(8080)),
+            "port not allowed"
+        );
+        assert!(!f.allows("ftp", "example.com", None), "scheme not allowed");
+        assert!(!f.allows("file", "", None), "no host");
         let f = ImportFiltering {
             allowed_hosts: vec!["127.0.0.1".into()],
             allowed_ports: vec![8080],
             ..Default::default()
         };
-        assert!(f.allows("http://user@127.0.0.1:8080/a?b"));
-        assert!(!f.allows("http://10.0.0.1:8080/a"));
+        assert!(f.allows("http", "127.0.0.1", Some(8080)));
+        assert!(!f.allows("http", "10.0.0.1", Some(8080)));
         let f = ImportFiltering {
             allowed_ports: vec![],
             disallowed_ports: vec![22],
             disallowed_hosts: vec!["::1".into()],
             ..Default::default()
         };
-        assert!(f.allows("http://example.com:8080/x"));
-        assert!(!f.allows("http://example.com:22/x"));
-        assert!(!f.allows("http://[::1]/x"));
+        assert!(f.allows("http", "example.com", Some(8080)));
+        assert!(!f.allows("http", "example.com", Some(22)));
+        assert!(!f.allows("http", "::1", None));
     }
 
     #[test]

@@ -712,6 +712,7 @@ async fn list(st: St, caller: Caller, RawQuery(raw): RawQuery) -> GResult<axum::
                         None => false,
                     }
                 }
+                other if model::HIDDEN.contains(&other) => false,
                 other => props(img).get(other).and_then(Value::as_str) == Some(v.as_str()),
             };
             if !ok {
@@ -952,19 +953,36 @@ fn is_set(img: &image::Model, key: &str) -> bool {
 
 async fn remove(st: St, caller: Caller, Path(id): Path<String>) -> GResult<StatusCode> {
     let svc = &st.0;
-    let img = visible(svc, &caller, &id).await?;
-    caller.check(svc, "delete_image", &target(&img))?;
-    if img.protected {
-        return Err(GlanceError(Error::forbidden(format!(
-            "Image {id} is protected and cannot be deleted."
-        ))));
+    let mut img = visible(svc, &caller, &id).await?;
+    // The row goes only as it was read, so the data removed below is all
+    // there is (an import may record a copy meanwhile: then read it again).
+    let mut attempts = 0;
+    loop {
+        caller.check(svc, "delete_image", &target(&img))?;
+        if img.protected {
+            return Err(GlanceError(Error::forbidden(format!(
+                "Image {id} is protected and cannot be deleted."
+            ))));
+        }
+        let gone = image::Entity::delete_many()
+            .filter(image::Column::Id.eq(id.as_str()))
+            .filter(image::Column::Generation.eq(img.generation))
+            .exec(svc.db.conn_ref())
+            .await
+            .map_err(db_err)?;
+        if gone.rows_affected == 1 {
+            break;
+        }
+        attempts += 1;
+        if attempts == 20 {
+            return Err(GlanceError(Error::conflict(format!(
+                "Image {id} keeps changing; retry the delete."
+            ))));
+        }
+        img = visible(svc, &caller, &id).await?;
     }
     member::Entity::delete_many()
         .filter(member::Column::ImageId.eq(id.as_str()))
-        .exec(svc.db.conn_ref())
-        .await
-        .map_err(db_err)?;
-    image::Entity::delete_by_id(id.clone())
         .exec(svc.db.conn_ref())
         .await
         .map_err(db_err)?;

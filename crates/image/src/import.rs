@@ -110,6 +110,11 @@ pub(crate) async fn delete_from_store(
             "It's not allowed to remove image data from store if image status is not 'active'",
         )));
     }
+    if props(&img).contains_key(TASK) {
+        return Err(GlanceError(Error::conflict(format!(
+            "Image {id} is being imported or copied; retry when that has finished."
+        ))));
+    }
     let copies = model::locations(&img);
     if copies.len() == 1 {
         return Err(GlanceError(Error::forbidden(
@@ -288,21 +293,22 @@ pub(crate) async fn import(
     if method == "glance-direct" && img.status != "uploading" {
         return conflict("Image needs to be staged before 'glance-direct' method can be used");
     }
-    let uri = v["method"].get("uri").and_then(Value::as_str);
+    let raw_uri = v["method"].get("uri").and_then(Value::as_str);
+    let mut uri = None;
     if method == "web-download" {
         if img.status != "queued" {
             return conflict("Image needs to be in 'queued' state to use 'web-download' method");
         }
-        match uri {
-            Some(u) if svc.cfg.image.import_filtering.allows(u) => {}
+        match raw_uri.and_then(|u| reqwest::Url::parse(u).ok()) {
+            Some(u) if passes_filtering(&svc, &u) => uri = Some(u.to_string()),
             _ => {
                 return Err(GlanceError(bad(format!(
                     "URI for web-download does not pass filtering: {}",
-                    uri.unwrap_or("")
+                    raw_uri.unwrap_or("")
                 ))));
             }
         }
-    } else if uri.is_some() {
+    } else if raw_uri.is_some() {
         return Err(GlanceError(bad(format!(
             "The 'uri' is only used by the 'web-download' method, not '{method}'."
         ))));
@@ -369,13 +375,13 @@ pub(crate) async fn import(
 async fn mutate(
     svc: &ImageService,
     id: &str,
-    mut f: impl FnMut(&mut image::Model),
+    mut f: impl FnMut(&mut image::Model) -> Result<(), Error>,
 ) -> Result<image::Model, Error> {
     let mut last = Error::conflict(format!("Image {id} keeps changing."));
     for _ in 0..20 {
         let cur = load(svc, id).await?;
         let mut next = cur.clone();
-        f(&mut next);
+        f(&mut next)?;
         match save(svc, &cur, next).await {
             Ok(m) => return Ok(m),
             Err(e) if e.status() == 409 => last = e,
@@ -393,6 +399,7 @@ async fn import_one(
     img: &image::Model,
     copying: bool,
     store: &str,
+    task: &str,
 ) -> Result<Received, Error> {
     let backend = svc
         .backend(store)
@@ -412,7 +419,9 @@ async fn import_one(
     }
     .map_err(|e| Error::internal(format!("reading image {} data: {e}", img.id)))?;
     let source = source.map(|r| r.map_err(|e| Error::internal(format!("reading image data: {e}"))));
-    let key = format!("{}-{}", img.id, ferro_common::new_hex_id());
+    // One key per import and store: a resumed import overwrites what an
+    // interrupted attempt wrote instead of leaving it behind.
+    let key = format!("{}-{task}-{store}", img.id);
     let declared = if copying {
         None
     } else {
@@ -438,14 +447,30 @@ pub async fn run_import(svc: &ImageService, id: &str) -> Result<(), Error> {
     let mut img = load(svc, id).await?;
     let copying = img.status == "active";
     let p = props(&img);
+    let task = p.get(TASK).and_then(Value::as_str).map(String::from);
+    let tag = task.clone().unwrap_or_else(ferro_common::new_hex_id);
     let must = p.get(IMPORT_MUST_SUCCEED).and_then(Value::as_str) != Some("false");
     let mut targets = listed(&p, IMPORTING);
     let mut ours = listed(&p, IMPORT_STORES);
-    if targets.is_empty() && !copying {
+    if !p.contains_key(IMPORT_STORES) && targets.is_empty() && !copying {
         // an import begun before imports named their stores
         targets = vec![svc.default_backend.clone()];
         ours = targets.clone();
     }
+    // A store an interrupted attempt finished keeps its copy.
+    let have: Vec<String> = model::locations(&img)
+        .into_iter()
+        .map(|l| l.store)
+        .collect();
+    targets.retain(|s| !have.contains(s));
+    // Every save first checks the image still runs this import: an image
+    // deleted (and its id reused) or a newer import stops this one.
+    let still_ours = |m: &image::Model| match &task {
+        Some(t) if props(m).get(TASK).and_then(Value::as_str) != Some(t.as_str()) => Err(
+            Error::not_found_msg(format!("image {id} no longer runs this import")),
+        ),
+        _ => Ok(()),
+    };
     let mut failed = listed(&p, FAILED);
     // web-download: fetch into staging first (once; a resumed import that
     // got that far has it staged already).
@@ -453,9 +478,14 @@ pub async fn run_import(svc: &ImageService, id: &str) -> Result<(), Error> {
         && !copying
         && img.staged.is_none()
     {
-        match web_download(svc, id, uri).await {
+        match web_download(svc, id, uri, &tag).await {
             Ok(key) => {
-                let staged = mutate(svc, id, |m| m.staged = Some(key.clone())).await;
+                let staged = mutate(svc, id, |m| {
+                    still_ours(m)?;
+                    m.staged = Some(key.clone());
+                    Ok(())
+                })
+                .await;
                 match staged {
                     Ok(m) => img = m,
                     Err(e) => {
@@ -465,18 +495,19 @@ pub async fn run_import(svc: &ImageService, id: &str) -> Result<(), Error> {
                 }
             }
             Err(e) => {
-                tracing::warn!(image = %id, uri = %uri, error = %e.log_message(), "web-download failed");
+                tracing::warn!(image = %id, error = %e.log_message(), "web-download failed");
                 failed.append(&mut targets);
             }
         }
     }
     for store in &targets {
-        let done = import_one(svc, &img, copying, store).await;
+        let done = import_one(svc, &img, copying, store, &tag).await;
         if let Err(e) = &done {
             tracing::warn!(image = %id, store = %store, error = %e.log_message(), "import to store failed");
             failed.push(store.clone());
         }
         let saved = mutate(svc, id, |m| {
+            still_ours(m)?;
             let mut p = props(m);
             let left: Vec<String> = listed(&p, IMPORTING)
                 .into_iter()
@@ -500,31 +531,58 @@ pub async fn run_import(svc: &ImageService, id: &str) -> Result<(), Error> {
                     m.os_hash_value = Some(r.sha512.clone());
                 }
             }
+            Ok(())
         })
         .await;
-        if let Err(e) = saved {
-            // the image went away meanwhile: keep nothing of it
-            if let (Ok(r), Some(b)) = (&done, svc.backend(store)) {
-                let _ = b.store.delete(&r.key).await;
+        match saved {
+            Ok(m) => img = m,
+            Err(e) if e.status() == 404 => {
+                // the image went away meanwhile: keep nothing of it
+                if let (Ok(r), Some(b)) = (&done, svc.backend(store)) {
+                    let _ = b.store.delete(&r.key).await;
+                }
+                if !copying && let Some(k) = &img.staged {
+                    let _ = svc.store.delete(k).await;
+                }
+                return Err(e);
             }
-            return Err(e);
+            Err(e) => {
+                // could not record it: undo this store and finish below
+                tracing::warn!(image = %id, store = %store, error = %e.log_message(), "import progress not saved");
+                if let (Ok(r), Some(b)) = (&done, svc.backend(store)) {
+                    let _ = b.store.delete(&r.key).await;
+                }
+                if done.is_ok() {
+                    failed.push(store.clone());
+                }
+                break;
+            }
         }
         if done.is_err() && must {
             break;
         }
     }
+    // The staged data goes first: a crash after this finds the stores done
+    // (or the import undone) and only the final save left to redo.
+    if !copying && let Some(k) = &img.staged {
+        let _ = svc.store.delete(k).await;
+    }
     let undo = must && failed.iter().any(|s| ours.contains(s));
     let mut dropped: Vec<Location> = Vec::new();
     let fin = mutate(svc, id, |m| {
+        still_ours(m)?;
         let mut p = props(m);
-        let mut locs = model::locations(m);
+        let before = model::locations(m);
+        let mut locs = before.clone();
         if undo {
             locs.retain(|l| !ours.contains(&l.store));
         }
-        dropped = model::locations(m)
-            .into_iter()
-            .filter(|l| !locs.contains(l))
-            .collect();
+        if copying && locs.is_empty() {
+            // never drop an active image's last copy (another store's copy
+            // may have been deleted meanwhile)
+            locs = before.clone();
+        }
+        dropped = before.into_iter().filter(|l| !locs.contains(l)).collect();
         model::set_locations(m, locs.clone());
         if !copying {
             m.staged = None;
@@ -545,20 +603,16 @@ pub async fn run_import(svc: &ImageService, id: &str) -> Result<(), Error> {
             p.remove(k);
         }
         m.properties = Value::Object(p).to_string();
+        Ok(())
     })
     .await;
     // `mutate` may run its closure more than once; `dropped` is the last run's.
-    let dropped = match &fin {
-        Ok(_) => dropped,
-        Err(_) => Vec::new(),
-    };
-    for l in dropped {
-        if let Some(b) = svc.backend(&l.store) {
-            let _ = b.store.delete(&l.key).await;
+    if fin.is_ok() {
+        for l in dropped {
+            if let Some(b) = svc.backend(&l.store) {
+                let _ = b.store.delete(&l.key).await;
+            }
         }
-    }
-    if !copying && let Some(k) = &img.staged {
-        let _ = svc.store.delete(k).await;
     }
     fin?;
     match failed.is_empty() {
@@ -570,16 +624,45 @@ pub async fn run_import(svc: &ImageService, id: &str) -> Result<(), Error> {
     }
 }
 
+/// Whether web-download may fetch `u`: Glance's import filtering applied to
+/// the URL as the HTTP client parsed it (so what is checked is what is
+/// connected to).
+fn passes_filtering(svc: &ImageService, u: &reqwest::Url) -> bool {
+    let host = u
+        .host_str()
+        .unwrap_or("")
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
+    svc.cfg
+        .image
+        .import_filtering
+        .allows(u.scheme(), &host, u.port())
+}
+
 /// Fetches a web-download URI into the staging store (hashed and inspected
 /// for safety as any upload); redirects must pass the same filtering.
-async fn web_download(svc: &ImageService, id: &str, uri: &str) -> Result<String, Error> {
+async fn web_download(svc: &ImageService, id: &str, uri: &str, tag: &str) -> Result<String, Error> {
+    let url = reqwest::Url::parse(uri)
+        .ok()
+        .filter(|u| passes_filtering(svc, u))
+        .ok_or_else(|| Error::internal("the web-download URI no longer passes filtering"))?;
     let filter = svc.cfg.image.import_filtering.clone();
     let client = reqwest::Client::builder()
         .connect_timeout(std::time::Duration::from_secs(30))
         .redirect(reqwest::redirect::Policy::custom(move |a| {
+            let u = a.url();
+            let host = u
+                .host_str()
+                .unwrap_or("")
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .trim_end_matches('.')
+                .to_ascii_lowercase();
             if a.previous().len() >= 10 {
                 a.error("too many redirects")
-            } else if filter.allows(a.url().as_str()) {
+            } else if filter.allows(u.scheme(), &host, u.port()) {
                 a.follow()
             } else {
                 a.error("redirect target does not pass import filtering")
@@ -587,14 +670,15 @@ async fn web_download(svc: &ImageService, id: &str, uri: &str) -> Result<String,
         }))
         .build()
         .map_err(Error::internal)?;
+    // Errors leave the URI out: it may carry credentials.
     let resp = client
-        .get(uri)
+        .get(url)
         .send()
         .await
-        .map_err(|e| Error::internal(format!("fetching {uri}: {e}")))?;
+        .map_err(|e| Error::internal(format!("web-download: {}", e.without_url())))?;
     if !resp.status().is_success() {
         return Err(Error::internal(format!(
-            "fetching {uri}: HTTP {}",
+            "web-download: HTTP {}",
             resp.status()
         )));
     }
@@ -604,12 +688,15 @@ async fn web_download(svc: &ImageService, id: &str, uri: &str) -> Result<String,
             Ok(Some(c)) => Some((Ok(c), resp)),
             Ok(None) => None,
             Err(e) => Some((
-                Err(Error::internal(format!("reading the download: {e}"))),
+                Err(Error::internal(format!(
+                    "reading the download: {}",
+                    e.without_url()
+                ))),
                 resp,
             )),
         }
     }));
-    let key = format!("staging-{id}-{}", ferro_common::new_hex_id());
+    let key = format!("staging-{id}-{tag}");
     receive(svc, svc.store.as_ref(), &key, body, declared, None).await?;
     Ok(key)
 }
@@ -631,6 +718,9 @@ pub async fn recover(svc: Arc<ImageService>) -> Result<(), Error> {
         .await
         .map_err(db_err)?;
     for img in stuck {
+        if img.status == "active" && !props(&img).contains_key(TASK) {
+            continue; // the text matched, but not as a property name
+        }
         if img.status == "saving" {
             let mut q = img.clone();
             q.status = "queued".into();

@@ -628,6 +628,10 @@ pub async fn run_import(svc: &ImageService, id: &str) -> Result<(), Error> {
 /// the URL as the HTTP client parsed it (so what is checked is what is
 /// connected to).
 fn passes_filtering(svc: &ImageService, u: &reqwest::Url) -> bool {
+    filtering_allows(&svc.cfg.image.import_filtering, u)
+}
+
+fn filtering_allows(f: &ferro_config::ImportFiltering, u: &reqwest::Url) -> bool {
     let host = u
         .host_str()
         .unwrap_or("")
@@ -635,10 +639,7 @@ fn passes_filtering(svc: &ImageService, u: &reqwest::Url) -> bool {
         .trim_end_matches(']')
         .trim_end_matches('.')
         .to_ascii_lowercase();
-    svc.cfg
-        .image
-        .import_filtering
-        .allows(u.scheme(), &host, u.port())
+    f.allows(u.scheme(), &host, u.port())
 }
 
 /// Fetches a web-download URI into the staging store (hashed and inspected
@@ -652,17 +653,9 @@ async fn web_download(svc: &ImageService, id: &str, uri: &str, tag: &str) -> Res
     let client = reqwest::Client::builder()
         .connect_timeout(std::time::Duration::from_secs(30))
         .redirect(reqwest::redirect::Policy::custom(move |a| {
-            let u = a.url();
-            let host = u
-                .host_str()
-                .unwrap_or("")
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .trim_end_matches('.')
-                .to_ascii_lowercase();
             if a.previous().len() >= 10 {
                 a.error("too many redirects")
-            } else if filter.allows(u.scheme(), &host, u.port()) {
+            } else if filtering_allows(&filter, a.url()) {
                 a.follow()
             } else {
                 a.error("redirect target does not pass import filtering")

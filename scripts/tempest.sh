@@ -40,7 +40,7 @@ work="$(mktemp -d "${TMPDIR:-/tmp}/ferro-tempest.XXXXXX")"
 cleanup() {
   local rc=$?
   ferro_stop
-  if [ -n "${WEB_PID:-}" ]; then kill "$WEB_PID" 2>/dev/null; wait "$WEB_PID" 2>/dev/null; fi
+  if [ -n "${WEB_PID:-}" ]; then kill "$WEB_PID" 2>/dev/null || true; wait "$WEB_PID" 2>/dev/null || true; fi
   if [ "${KEEP:-0}" = 1 ]; then
     echo "tempest.sh: kept $work (server log: $work/data/ferrostack.log," \
          "tempest log: $work/workspace/logs/tempest.log)" >&2

@@ -335,6 +335,26 @@ else
 fi
 [ "$(stat -c %d "$SRC")" = "$(stat -c %d "$FDATA")" ] || problem "image store and test file are on different filesystems"
 
+# drop_cache FILE: flush FILE and drop it from the page cache
+drop_cache() {
+  "$PY" -c 'import os,sys; fd=os.open(sys.argv[1], os.O_RDONLY); os.fdatasync(fd); os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)' "$1"
+}
+# download RUN STEP OUT WHAT: GET the image's data to OUT with curl, watching
+# ferrostack's RSS; records an io row for STEP and checks status and length
+download() {
+  local run=$1 step=$2 out=$3 what=$4 code secs got
+  say "io run $run: download, $what"
+  quiet
+  "$PY" "$BENCH/rss_watch.py" "$FERRO_PID" "$RES/rss-$step-$run.txt" 0.1 -- \
+    curl -sS -m 3600 -o "$out" -w '%{http_code} %{time_total} %{size_download}\n' \
+      -H @"$work/auth.hdr" "$FIMG/v2/images/$ID/file" \
+    > "$RES/$step-$run.curl" 2> "$RES/$step-$run.err"
+  read -r code secs got < "$RES/$step-$run.curl"
+  [ "$code" = 200 ] || problem "io run $run: download ($what) HTTP ${code:-none}: $(head -c 300 "$RES/$step-$run.err")"
+  [ "${got%.*}" = "$IMG_BYTES" ] || problem "io run $run: download ($what) got ${got:-?} bytes, want $IMG_BYTES"
+  io_row "$run" "$step" "$IMG_BYTES" "$secs" "$(tail -1 "$RES/rss-$step-$run.txt")"
+}
+
 if [ "$ferro_ok" = 1 ]; then
   for run in $(seq "$IO_RUNS"); do
     # ---------------------------------------------------------------- raw disk
@@ -397,51 +417,21 @@ if [ "$ferro_ok" = 1 ]; then
       problem "io run $run: stored file for $ID not found under $FDATA (cold download will be from the page cache)"
     fi
 
-    # ---------------------------------------------------------------- download, cold cache, to a file
-    [ -n "$stored" ] && "$PY" -c 'import os,sys; fd=os.open(sys.argv[1], os.O_RDONLY); os.fdatasync(fd); os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)' "$stored"
-    say "io run $run: download, cold cache (curl -o file)"
-    quiet
-    "$PY" "$BENCH/rss_watch.py" "$FERRO_PID" "$RES/rss-download_cold-$run.txt" 0.1 -- \
-      curl -sS -m 3600 -o "$work/download.raw" -w '%{http_code} %{time_total} %{size_download}\n' \
-        -H @"$work/auth.hdr" "$FIMG/v2/images/$ID/file" \
-      > "$RES/download_cold-$run.curl" 2> "$RES/download_cold-$run.err"
-    read -r code secs got < "$RES/download_cold-$run.curl"
-    [ "$code" = 200 ] || problem "io run $run: cold download HTTP ${code:-none}: $(head -c 300 "$RES/download_cold-$run.err")"
-    io_row "$run" download_cold "$IMG_BYTES" "$secs" "$(tail -1 "$RES/rss-download_cold-$run.txt")"
+    # ---------------------------------------------------------------- downloads
+    [ -n "$stored" ] && drop_cache "$stored"
+    download "$run" download_cold "$work/download.raw" "cold cache, curl -o file"
     if cmp "$SRC" "$work/download.raw" > "$RES/cmp-$run.txt" 2>&1; then
       echo "$run cmp ok" >> "$RES/integrity.txt"
     else
       echo "$run cmp BAD" >> "$RES/integrity.txt"
-      problem "io run $run: downloaded file differs from the original: $(head -c 300 "$RES/cmp-$run.txt") (got ${got:-?} bytes)"
+      problem "io run $run: downloaded file differs from the original: $(head -c 300 "$RES/cmp-$run.txt")"
     fi
     rm -f "$work/download.raw"
     kill -0 "$FERRO_PID" 2>/dev/null || { problem "ferrostack DIED during the download"; break; }
-
-    # ---------------------------------------------------------------- download, cold cache, to /dev/null
     # The same cold read without the client's file writes: the server's side.
-    [ -n "$stored" ] && "$PY" -c 'import os,sys; fd=os.open(sys.argv[1], os.O_RDONLY); os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)' "$stored"
-    say "io run $run: download, cold cache (curl -o /dev/null)"
-    quiet
-    "$PY" "$BENCH/rss_watch.py" "$FERRO_PID" "$RES/rss-download_cold_null-$run.txt" 0.1 -- \
-      curl -sS -m 3600 -o /dev/null -w '%{http_code} %{time_total} %{size_download}\n' \
-        -H @"$work/auth.hdr" "$FIMG/v2/images/$ID/file" \
-      > "$RES/download_cold_null-$run.curl" 2> "$RES/download_cold_null-$run.err"
-    read -r code secs got < "$RES/download_cold_null-$run.curl"
-    [ "$code" = 200 ] || problem "io run $run: cold download (/dev/null) HTTP ${code:-none}: $(head -c 300 "$RES/download_cold_null-$run.err")"
-    [ "${got%.*}" = "$IMG_BYTES" ] || problem "io run $run: cold download (/dev/null) got ${got:-?} bytes, want $IMG_BYTES"
-    io_row "$run" download_cold_null "$IMG_BYTES" "$secs" "$(tail -1 "$RES/rss-download_cold_null-$run.txt")"
-
-    # ---------------------------------------------------------------- download, warm cache, to /dev/null
-    say "io run $run: download, warm cache (curl -o /dev/null)"
-    quiet
-    "$PY" "$BENCH/rss_watch.py" "$FERRO_PID" "$RES/rss-download_warm-$run.txt" 0.1 -- \
-      curl -sS -m 3600 -o /dev/null -w '%{http_code} %{time_total} %{size_download}\n' \
-        -H @"$work/auth.hdr" "$FIMG/v2/images/$ID/file" \
-      > "$RES/download_warm-$run.curl" 2> "$RES/download_warm-$run.err"
-    read -r code secs got < "$RES/download_warm-$run.curl"
-    [ "$code" = 200 ] || problem "io run $run: warm download HTTP ${code:-none}: $(head -c 300 "$RES/download_warm-$run.err")"
-    [ "${got%.*}" = "$IMG_BYTES" ] || problem "io run $run: warm download got ${got:-?} bytes, want $IMG_BYTES"
-    io_row "$run" download_warm "$IMG_BYTES" "$secs" "$(tail -1 "$RES/rss-download_warm-$run.txt")"
+    [ -n "$stored" ] && drop_cache "$stored"
+    download "$run" download_cold_null /dev/null "cold cache, curl -o /dev/null"
+    download "$run" download_warm /dev/null "warm cache, curl -o /dev/null"
 
     code=$(curl -sS -m 60 -o "$RES/delete-$run.body" -w '%{http_code}' -X DELETE -H @"$work/auth.hdr" "$FIMG/v2/images/$ID")
     [ "$code" = 204 ] || problem "io run $run: DELETE image HTTP $code: $(head -c 300 "$RES/delete-$run.body")"

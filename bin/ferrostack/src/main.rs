@@ -136,6 +136,17 @@ fn init_logging(cfg: &Config) -> tracing_appender::non_blocking::WorkerGuard {
     guard
 }
 
+/// A start-up failure says what is wrong, not the API's generic 500 text.
+fn startup_error(e: ferro_common::Error) -> anyhow::Error {
+    match e {
+        ferro_common::Error::Internal { internal }
+        | ferro_common::Error::Unavailable { internal } => {
+            anyhow::anyhow!("{internal}")
+        }
+        other => anyhow::anyhow!("{other}"),
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let mut cfg = load_config(&cli)?;
@@ -177,7 +188,9 @@ fn main() -> anyhow::Result<()> {
                 if admin_password.is_some() {
                     cfg.identity.admin_password = admin_password;
                 }
-                let app = ferro_api_server::App::start(cfg).await?;
+                let app = ferro_api_server::App::start(cfg)
+                    .await
+                    .map_err(startup_error)?;
                 println!("bootstrap complete");
                 print_report(&app);
                 Ok(())
@@ -238,8 +251,12 @@ async fn serve_compute(cfg: Config) -> anyhow::Result<()> {
             "--roles compute without a controller in this process needs a shared bus: set [bus] url (FERROSTACK__BUS__URL)"
         );
     }
-    let bus = ferro_api_server::wiring::bus(&cfg).await?;
-    let agents = ferro_api_server::wiring::start_agents(&cfg, bus).await?;
+    let bus = ferro_api_server::wiring::bus(&cfg)
+        .await
+        .map_err(startup_error)?;
+    let agents = ferro_api_server::wiring::start_agents(&cfg, bus)
+        .await
+        .map_err(startup_error)?;
     for a in &agents {
         println!("compute agent: {} (driver {})", a.host, a.driver.name());
     }
@@ -252,7 +269,9 @@ async fn serve(cfg: Config, roles: ferro_api_server::Roles) -> anyhow::Result<()
     let listener = tokio::net::TcpListener::bind(&cfg.api.listen)
         .await
         .with_context(|| format!("binding {}", cfg.api.listen))?;
-    let app = ferro_api_server::App::start_roles(cfg, roles).await?;
+    let app = ferro_api_server::App::start_roles(cfg, roles)
+        .await
+        .map_err(startup_error)?;
     print_report(&app);
     println!("identity:       {}/v3", app.identity.base_url);
     println!(

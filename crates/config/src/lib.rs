@@ -666,6 +666,15 @@ impl Default for LogConfig {
     }
 }
 
+/// The hypervisor drivers this build has (`compute.compute_driver`).
+pub const COMPUTE_DRIVERS: &[&str] = &["fake"];
+/// The host network drivers this build has (`network.host_net_driver`).
+pub const HOST_NET_DRIVERS: &[&str] = &["fake"];
+/// The volume backends this build has (`volume.volume_driver`).
+pub const VOLUME_DRIVERS: &[&str] = &["file", "fake"];
+/// The image store types this build has (`image.store`, `image.backends.*.store`).
+pub const IMAGE_STORES: &[&str] = &["file", "s3", "memory"];
+
 impl Config {
     /// Loads `file` (if given) and applies `FERROSTACK__*` variables from `env`.
     pub fn load(
@@ -694,8 +703,56 @@ impl Config {
             set_path(&mut table, &path, parse_env_value(&value))
                 .map_err(|e| ConfigError::Invalid(format!("{key}: {e}")))?;
         }
-        Config::deserialize(toml::Value::Table(table))
-            .map_err(|e| ConfigError::Invalid(e.to_string()))
+        let cfg = Config::deserialize(toml::Value::Table(table))
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Refuses values no code accepts: every option that names a driver or
+    /// one of a fixed set is checked here, at start-up, with the key and
+    /// the accepted values in the message.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let one_of = |key: &str, value: &str, accepted: &[&str]| {
+            if accepted.contains(&value) {
+                Ok(())
+            } else {
+                Err(ConfigError::Invalid(format!(
+                    "{key} = {value:?} is not accepted; use one of: {}",
+                    accepted.join(", ")
+                )))
+            }
+        };
+        one_of(
+            "compute.compute_driver",
+            &self.compute.compute_driver,
+            COMPUTE_DRIVERS,
+        )?;
+        one_of(
+            "network.host_net_driver",
+            &self.network.host_net_driver,
+            HOST_NET_DRIVERS,
+        )?;
+        one_of(
+            "volume.volume_driver",
+            &self.volume.volume_driver,
+            VOLUME_DRIVERS,
+        )?;
+        one_of(
+            "volume.volume_format",
+            &self.volume.volume_format,
+            &["qcow2", "raw"],
+        )?;
+        one_of("image.store", &self.image.store, IMAGE_STORES)?;
+        for (id, b) in &self.image.backends {
+            one_of(
+                &format!("image.backends.{id}.store"),
+                &b.store,
+                IMAGE_STORES,
+            )?;
+        }
+        one_of("log.format", &self.log.format, &["text", "json"])?;
+        Ok(())
     }
 
     /// Whether bootstrap also writes ~/.config/openstack/clouds.yaml.
@@ -781,6 +838,33 @@ fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Res
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn unknown_driver_names_are_refused_with_the_key() {
+        for (var, key) in [
+            (
+                "FERROSTACK__COMPUTE__COMPUTE_DRIVER",
+                "compute.compute_driver",
+            ),
+            (
+                "FERROSTACK__NETWORK__HOST_NET_DRIVER",
+                "network.host_net_driver",
+            ),
+            ("FERROSTACK__VOLUME__VOLUME_DRIVER", "volume.volume_driver"),
+            ("FERROSTACK__VOLUME__VOLUME_FORMAT", "volume.volume_format"),
+            ("FERROSTACK__IMAGE__STORE", "image.store"),
+        ] {
+            let e = Config::load(None, [(var.to_string(), "nonsense".to_string())])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains(key) && e.contains("nonsense") && e.contains("use one of"),
+                "{e}"
+            );
+        }
+        assert!(Config::load(None, Vec::<(String, String)>::new()).is_ok());
+    }
+
     use super::*;
 
     #[test]

@@ -39,8 +39,16 @@ impl DocOp {
     }
 }
 
+/// The error for a stored document that cannot be read.
+pub fn undecodable(kind: &str, id: &str, e: &dyn std::fmt::Display) -> Error {
+    Error::internal(format!(
+        "the stored {kind} document {id} cannot be read ({e}); start-up stops rather than lose it. Repair or remove that row of the doc table (kind {kind:?}, id {id:?})"
+    ))
+}
+
 impl Db {
-    /// Every document of `kind`, as (id, body).
+    /// Every document of `kind`, as (id, body); an unreadable one is an
+    /// error that names it.
     pub async fn docs_load(&self, kind: &str) -> Result<Vec<(String, Value)>, Error> {
         let rows = doc::Entity::find()
             .filter(doc::Column::Kind.eq(kind))
@@ -49,10 +57,11 @@ impl Db {
             .map_err(db_err)?;
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
-            match serde_json::from_str(&r.body) {
-                Ok(v) => out.push((r.id, v)),
-                Err(e) => tracing::error!(kind, id = %r.id, "unreadable document skipped: {e}"),
-            }
+            // A document that cannot be read stops start-up: skipping it
+            // would make its resource vanish (and, for a port, free its
+            // addresses for someone else).
+            let v = serde_json::from_str(&r.body).map_err(|e| undecodable(kind, &r.id, &e))?;
+            out.push((r.id, v));
         }
         Ok(out)
     }

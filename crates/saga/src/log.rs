@@ -109,15 +109,19 @@ pub struct DbSagaLog {
     pub db: ferro_db::Db,
 }
 
-fn to_rec(m: saga::Model) -> SagaRecord {
-    SagaRecord {
+/// A saga row; a state that cannot be read is an error naming the saga
+/// (recovering it from nothing would run its steps on made-up state).
+fn to_rec(m: saga::Model) -> Result<SagaRecord, Error> {
+    let state: Value = serde_json::from_str(&m.state)
+        .map_err(|e| ferro_db::docs::undecodable(&format!("saga {}", m.name), &m.id, &e))?;
+    Ok(SagaRecord {
         id: m.id,
         name: m.name,
         step: usize::try_from(m.step).unwrap_or(0),
         status: SagaStatus::parse(&m.status),
-        state: serde_json::from_str(&m.state).unwrap_or(Value::Null),
+        state,
         error: m.error,
-    }
+    })
 }
 
 #[async_trait::async_trait]
@@ -154,20 +158,21 @@ impl SagaLog for DbSagaLog {
         Ok(())
     }
     async fn get(&self, id: &str) -> Result<Option<SagaRecord>, Error> {
-        Ok(saga::Entity::find_by_id(id.to_string())
+        saga::Entity::find_by_id(id.to_string())
             .one(&self.db.conn)
             .await
             .map_err(db_err)?
-            .map(to_rec))
+            .map(to_rec)
+            .transpose()
     }
     async fn unfinished(&self) -> Result<Vec<SagaRecord>, Error> {
-        Ok(saga::Entity::find()
+        saga::Entity::find()
             .filter(saga::Column::Status.is_in(["running", "unwinding"]))
             .all(&self.db.conn)
             .await
             .map_err(db_err)?
             .into_iter()
             .map(to_rec)
-            .collect())
+            .collect()
     }
 }

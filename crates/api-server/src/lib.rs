@@ -124,7 +124,7 @@ impl App {
             cfg.clone(),
             identity.clone(),
             &admin_project,
-            Arc::new(ferro_network::hostnet::FakeHostNet::default()),
+            wiring::host_net(&cfg)?,
         )
         .await?;
         let volume = ferro_volume::VolumeService::start(

@@ -24,6 +24,16 @@ pub async fn bus(cfg: &Config) -> Result<Arc<dyn Bus>, Error> {
     }
 }
 
+/// The network agent's host driver (`[network] host_net_driver`).
+pub fn host_net(cfg: &Config) -> Result<Arc<dyn ferro_network::hostnet::HostNet>, Error> {
+    match cfg.network.host_net_driver.as_str() {
+        "fake" => Ok(Arc::new(ferro_network::hostnet::FakeHostNet::default())),
+        other => Err(Error::internal(format!(
+            "network.host_net_driver = {other:?} is not available in this build (fake)"
+        ))),
+    }
+}
+
 /// Starts this host's compute agents: `fake_hosts` of them with the fake driver.
 pub async fn start_agents(
     cfg: &Config,
@@ -45,9 +55,10 @@ pub async fn start_agents(
         ));
         let agent = ferro_compute_agent::ComputeAgent::new(
             bus.clone(),
-            host,
+            host.clone(),
             driver,
             Duration::from_secs(c.report_interval.max(1)),
+            cfg.data_dir().join("compute").join(&host),
         );
         agent
             .clone()
@@ -141,22 +152,6 @@ impl ferro_compute::ImageApi for InProcImages {
             .await?;
         if s == StatusCode::CREATED {
             Ok(v)
-        } else {
-            Err(image_error(s, &v))
-        }
-    }
-    async fn upload(&self, token: &str, id: &str, data: Vec<u8>) -> Result<(), Error> {
-        let (s, v) = self
-            .call(
-                Method::PUT,
-                &format!("/v2/images/{id}/file"),
-                token,
-                "application/octet-stream",
-                data,
-            )
-            .await?;
-        if s.is_success() {
-            Ok(())
         } else {
             Err(image_error(s, &v))
         }
@@ -296,6 +291,19 @@ impl ferro_compute::NetworkApi for InProcNetwork {
     }
     fn interfaces(&self, instance: &str) -> Vec<Value> {
         self.svc.nova_interfaces(instance)
+    }
+    fn vifs(&self, instance: &str) -> Vec<ferro_compute::Vif> {
+        self.svc
+            .nova_vifs(instance)
+            .into_iter()
+            .map(|v| ferro_compute::Vif {
+                port_id: v.port_id,
+                mac_address: v.mac_address,
+                network_id: v.network_id,
+                mtu: v.mtu,
+                fixed_ips: v.fixed_ips,
+            })
+            .collect()
     }
     async fn neutron(
         &self,

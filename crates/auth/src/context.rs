@@ -116,6 +116,40 @@ pub trait TokenValidator: Send + Sync {
         token: &str,
         allow_expired: bool,
     ) -> Result<Arc<ValidatedToken>, Error>;
+    /// A short-lived token for `who`, so that background work a user
+    /// started (a build, a volume from an image) can call other services
+    /// for that user after the request ended: what Nova does with a
+    /// service token on the user's behalf. Such tokens are minted when a
+    /// step needs one and never stored; the user's roles are checked again
+    /// when the token is validated.
+    async fn token_for(&self, who: &Acting) -> Result<String, Error> {
+        Err(Error::internal(format!(
+            "no token issuer to act for user {}",
+            who.user_id
+        )))
+    }
+}
+
+/// Who a background step acts for: what a workflow keeps (in place of the
+/// user's token) to reach other services later as that user.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Acting {
+    pub user_id: String,
+    /// The project the request was scoped to (None: system or domain scope).
+    #[serde(default)]
+    pub project_id: Option<String>,
+    #[serde(default)]
+    pub system: bool,
+}
+
+impl Acting {
+    pub fn of(token: &ValidatedToken) -> Acting {
+        Acting {
+            user_id: token.user.id.clone(),
+            project_id: token.project.as_ref().map(|p| p.id.clone()),
+            system: token.system,
+        }
+    }
 }
 
 /// What a request handler knows about its caller.

@@ -9,7 +9,7 @@ pub mod policy;
 pub mod token;
 
 pub use context::{
-    CallerError, DomainRef, ProjectRef, RequestContext, RoleRef, TokenValidator, UserRef,
+    Acting, CallerError, DomainRef, ProjectRef, RequestContext, RoleRef, TokenValidator, UserRef,
     ValidatedToken, project_caller,
 };
 pub use policy::Policy;

@@ -1,28 +1,32 @@
 //! The compute agent (nova-compute's job): consumes `compute.<host>` on the
-//! bus, owns its instances (one task per instance, requests queued in
+//! bus, reads each message as a typed [`ComputeRequest`] of the protocol
+//! crate, owns its instances (one task per instance, requests queued in
 //! order), drives a `VirtDriver`, and heartbeats its host and resources to
 //! the conductor. It never opens the database (DESIGN.md §3).
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
-use base64::Engine;
-use ferro_bus::{Bus, Envelope, Incoming, Target};
-use ferro_virt::{GuestSpec, PowerState, VirtDriver, VirtError};
-use serde_json::{Value, json};
-use std::collections::HashMap;
+mod upload;
+
+use ferro_bus::{Bus, Incoming, Target};
+use ferro_rpc::RpcError;
+use ferro_rpc::compute::{
+    AgentReport, CONDUCTOR_TOPIC, ComputeReply, ComputeRequest, ConductorMessage, ImageDestination,
+    PowerState, TOPIC, reply_to_wire,
+};
+use ferro_virt::VirtDriver;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
-
-/// The bus topic agents consume (one server per host).
-pub const TOPIC: &str = "compute";
-/// Where heartbeats go.
-pub const CONDUCTOR_TOPIC: &str = "conductor";
 
 pub struct ComputeAgent {
     pub host: String,
     pub driver: Arc<dyn VirtDriver>,
     bus: Arc<dyn Bus>,
     report_interval: Duration,
+    /// Where snapshots are written before they are streamed to the Image service.
+    work_dir: PathBuf,
 }
 
 impl ComputeAgent {
@@ -31,12 +35,14 @@ impl ComputeAgent {
         host: String,
         driver: Arc<dyn VirtDriver>,
         report_interval: Duration,
+        work_dir: PathBuf,
     ) -> Arc<ComputeAgent> {
         Arc::new(ComputeAgent {
             host,
             driver,
             bus,
             report_interval,
+            work_dir,
         })
     }
 
@@ -60,7 +66,7 @@ impl ComputeAgent {
                     .envelope
                     .args
                     .get("uuid")
-                    .and_then(Value::as_str)
+                    .and_then(serde_json::Value::as_str)
                     .map(str::to_string);
                 match uuid {
                     Some(uuid) => {
@@ -71,8 +77,10 @@ impl ComputeAgent {
                             tx
                         });
                         if let Err(e) = q.send(msg) {
-                            // The task just ended; serve this one inline.
-                            me.handle(e.0).await;
+                            // The task ended between the check and the send:
+                            // serve this one on a task of its own.
+                            let me = me.clone();
+                            tokio::spawn(async move { me.handle(e.0).await });
                         }
                     }
                     None => me.handle(msg).await,
@@ -97,134 +105,158 @@ impl ComputeAgent {
         let rid = msg.envelope.request_id.clone().unwrap_or_default();
         let method = msg.envelope.method.clone();
         let span = tracing::info_span!("agent", host = %self.host, request_id = %rid, %method);
-        let result = {
-            let _g = span.enter();
-            drop(_g);
-            tracing::Instrument::instrument(self.dispatch(&msg.envelope), span).await
+        let result = match ComputeRequest::from_envelope(&msg.envelope) {
+            Ok(req) => tracing::Instrument::instrument(self.dispatch(req), span).await,
+            Err(e) => Err(e),
         };
         if let Err(e) = &result {
             tracing::warn!(host = %self.host, %method, "agent call failed: {e}");
         }
-        msg.reply(result).await;
+        msg.reply(reply_to_wire(result)).await;
     }
 
-    async fn dispatch(&self, env: &Envelope) -> Result<Value, String> {
-        let a = &env.args;
-        let uuid = a.get("uuid").and_then(Value::as_str).unwrap_or_default();
-        let spec = || -> Result<GuestSpec, String> {
-            serde_json::from_value(a.get("spec").cloned().unwrap_or(Value::Null))
-                .map_err(|e| format!("bad guest spec: {e}"))
-        };
+    /// Runs one request on the driver.
+    pub async fn dispatch(&self, req: ComputeRequest) -> Result<ComputeReply, RpcError> {
+        use ComputeRequest as R;
         let d = &self.driver;
-        let r: Result<(), VirtError> = match env.method.as_str() {
-            "ping" => return Ok(json!({"host": self.host})),
-            "host_resources" => {
-                return serde_json::to_value(d.host_resources()).map_err(|e| e.to_string());
+        let uuid = req.instance().map(str::to_string).unwrap_or_default();
+        match req {
+            R::Ping => {
+                return Ok(ComputeReply::Pong {
+                    host: self.host.clone(),
+                    version: ferro_rpc::PROTOCOL_VERSION,
+                });
             }
-            "list" => return Ok(json!({"instances": d.list().await})),
-            "spawn" => d.spawn(&spec()?).await,
-            "adopt" => {
-                let st: PowerState = serde_json::from_value(
-                    a.get("power_state").cloned().unwrap_or(json!("Running")),
-                )
-                .unwrap_or(PowerState::Running);
-                d.adopt(&spec()?, st).await
+            R::HostResources => {
+                return Ok(ComputeReply::Resources {
+                    resources: d.host_resources(),
+                });
             }
-            "destroy" => d.destroy(uuid).await,
-            "power_off" => d.power_off(uuid).await,
-            "power_on" => d.power_on(uuid).await,
-            "reboot" => {
-                d.reboot(
-                    uuid,
-                    a.get("hard").and_then(Value::as_bool).unwrap_or(false),
-                )
-                .await
+            R::List => {
+                return Ok(ComputeReply::Instances {
+                    instances: d.list().await,
+                });
             }
-            "pause" => d.pause(uuid).await,
-            "unpause" => d.unpause(uuid).await,
-            "suspend" => d.suspend(uuid).await,
-            "resume" => d.resume(uuid).await,
-            "rescue" => {
-                d.rescue(uuid, a.get("image_id").and_then(Value::as_str))
-                    .await
+            R::ConsoleOutput { uuid } => {
+                return Ok(ComputeReply::ConsoleOutput {
+                    output: d.console_output(&uuid).await?,
+                });
             }
-            "unrescue" => d.unrescue(uuid).await,
-            "resize" => d.resize(&spec()?).await,
-            "snapshot" => {
-                let data = d.snapshot(uuid).await.map_err(|e| e.to_string())?;
-                return Ok(json!({
-                    "data": base64::engine::general_purpose::STANDARD.encode(data)
-                }));
+            R::Volumes { uuid } => {
+                return Ok(ComputeReply::Volumes {
+                    devices: d.volumes(&uuid).await,
+                });
             }
-            "console_output" => {
-                let out = d.console_output(uuid).await.map_err(|e| e.to_string())?;
-                return Ok(json!({"output": out}));
+            R::Snapshot { uuid, dest } => {
+                return Ok(ComputeReply::Snapshot {
+                    size: self.snapshot(&uuid, &dest).await?,
+                });
             }
-            "attach_volume" => {
-                let dev = a.get("device").and_then(Value::as_str).unwrap_or_default();
-                let info = a.get("connection_info").cloned().unwrap_or(Value::Null);
-                d.attach_volume(uuid, dev, &info).await
+            R::PowerState { uuid } => {
+                // Asking about a guest the host does not have is an answer,
+                // not a failure: recovery checks builds with it.
+                return Ok(ComputeReply::Done {
+                    power_state: match d.power_state(&uuid).await {
+                        Ok(ps) => ps,
+                        Err(ferro_virt::VirtError::NotFound(_)) => PowerState::NoState,
+                        Err(e) => return Err(e.into()),
+                    },
+                });
             }
-            "extend_volume" => {
-                let dev = a.get("device").and_then(Value::as_str).unwrap_or_default();
-                d.extend_volume(uuid, dev).await
+            R::Spawn { spec } => d.spawn(&spec).await?,
+            R::Adopt { spec, power_state } => d.adopt(&spec, power_state).await?,
+            R::Destroy { uuid } => {
+                d.destroy(&uuid).await?;
+                return Ok(ComputeReply::Done {
+                    power_state: PowerState::NoState,
+                });
             }
-            "detach_volume" => {
-                let dev = a.get("device").and_then(Value::as_str).unwrap_or_default();
-                d.detach_volume(uuid, dev).await
+            R::PowerOff { uuid } => d.power_off(&uuid).await?,
+            R::PowerOn { uuid } => d.power_on(&uuid).await?,
+            R::Reboot { uuid, hard } => d.reboot(&uuid, hard).await?,
+            R::Pause { uuid } => d.pause(&uuid).await?,
+            R::Unpause { uuid } => d.unpause(&uuid).await?,
+            R::Suspend { uuid } => d.suspend(&uuid).await?,
+            R::Resume { uuid } => d.resume(&uuid).await?,
+            R::Rescue { uuid, image_id } => d.rescue(&uuid, image_id.as_deref()).await?,
+            R::Unrescue { uuid } => d.unrescue(&uuid).await?,
+            R::Resize { spec } => d.resize(&spec).await?,
+            R::AttachVolume {
+                uuid,
+                device,
+                connection_info,
+                ..
+            } => d.attach_volume(&uuid, &device, &connection_info).await?,
+            R::ExtendVolume { uuid, device } => d.extend_volume(&uuid, &device).await?,
+            R::DetachVolume { uuid, device } => d.detach_volume(&uuid, &device).await?,
+            R::VolumeSnapshotCreate {
+                uuid,
+                volume_id,
+                create_info,
+            } => {
+                d.volume_snapshot_create(&uuid, &volume_id, &create_info)
+                    .await?
             }
-            "volumes" => return Ok(json!({"volumes": d.volumes(uuid).await})),
-            "volume_snapshot_create" => {
-                let vol = a
-                    .get("volume_id")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
-                let info = a.get("create_info").cloned().unwrap_or(Value::Null);
-                d.volume_snapshot_create(uuid, vol, &info).await
+            R::VolumeSnapshotDelete {
+                uuid,
+                volume_id,
+                snapshot_id,
+            } => {
+                d.volume_snapshot_delete(&uuid, &volume_id, &snapshot_id)
+                    .await?
             }
-            "volume_snapshot_delete" => {
-                let vol = a
-                    .get("volume_id")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
-                let snap = a
-                    .get("snapshot_id")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
-                d.volume_snapshot_delete(uuid, vol, snap).await
-            }
-            "power_state" => Ok(()),
-            other => return Err(format!("unknown compute method {other}")),
-        };
-        r.map_err(|e| e.to_string())?;
-        let ps = match env.method.as_str() {
-            "destroy" => PowerState::NoState,
-            _ => d.power_state(uuid).await.unwrap_or(PowerState::NoState),
-        };
-        Ok(json!({"power_state": ps.code()}))
+        }
+        Ok(ComputeReply::Done {
+            power_state: d.power_state(&uuid).await.unwrap_or(PowerState::NoState),
+        })
+    }
+
+    /// The driver writes the guest's disk to a file of this host; the agent
+    /// streams that file to the Image service and removes it. No disk
+    /// travels over the bus or sits whole in memory.
+    async fn snapshot(&self, uuid: &str, dest: &ImageDestination) -> Result<u64, RpcError> {
+        tokio::fs::create_dir_all(&self.work_dir)
+            .await
+            .map_err(|e| RpcError::Failed(format!("{}: {e}", self.work_dir.display())))?;
+        let path = self
+            .work_dir
+            .join(format!("snapshot-{uuid}-{}", dest.image_id));
+        let r = async {
+            let size = self.driver.snapshot(uuid, &path).await?;
+            upload::put_image_file(dest, &path).await?;
+            Ok(size)
+        }
+        .await;
+        let _removed = tokio::fs::remove_file(&path).await;
+        r
     }
 
     /// Heartbeat: the host, its resources, the guests it runs and their power states.
     pub async fn report(&self) {
         let instances = self.driver.list().await;
-        let mut power = serde_json::Map::new();
+        let mut power_states = BTreeMap::new();
         for uuid in &instances {
             if let Ok(ps) = self.driver.power_state(uuid).await {
-                power.insert(uuid.clone(), json!(ps.code()));
+                power_states.insert(uuid.clone(), ps);
             }
         }
-        let msg = Envelope::new(
-            "report",
-            json!({
-                "host": self.host,
-                "binary": "nova-compute",
-                "resources": self.driver.host_resources(),
-                "driver": self.driver.name(),
-                "instances": instances,
-                "power_states": power,
-            }),
-        );
-        if let Err(e) = self.bus.cast(&Target::topic(CONDUCTOR_TOPIC), msg).await {
+        let msg = ConductorMessage::Report(AgentReport {
+            host: self.host.clone(),
+            binary: "nova-compute".into(),
+            resources: self.driver.host_resources(),
+            driver: self.driver.name().into(),
+            instances,
+            power_states,
+        });
+        let sent = match msg.to_envelope() {
+            Ok(env) => self
+                .bus
+                .cast(&Target::topic(CONDUCTOR_TOPIC), env)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = sent {
             tracing::debug!(host = %self.host, "heartbeat not delivered: {e}");
         }
     }
@@ -234,49 +266,91 @@ impl ComputeAgent {
 mod tests {
     use super::*;
     use ferro_bus::InProcBus;
+    use ferro_rpc::compute::{ComputeClient, GuestSpec};
     use ferro_virt::FakeDriver;
 
     #[tokio::test]
-    async fn spawn_and_stop_over_the_bus() {
+    async fn typed_requests_over_the_bus() {
         let bus: Arc<dyn Bus> = Arc::new(InProcBus::new());
         let mut conductor = bus.serve(CONDUCTOR_TOPIC, "c").await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
         let agent = ComputeAgent::new(
             bus.clone(),
             "h1".into(),
             Arc::new(FakeDriver::new(4, 4096, 40)),
             Duration::from_secs(3600),
+            dir.path().to_path_buf(),
         );
         agent.start().await.unwrap();
         let hb = conductor.next().await.unwrap();
-        assert_eq!(hb.envelope.args["host"], "h1");
-        let t = Target::server(TOPIC, "h1");
-        let spec = json!({"uuid": "u1", "name": "vm", "vcpus": 1, "memory_mb": 64, "root_gb": 1,
-            "ephemeral_gb": 0, "swap_mb": 0, "image_id": null});
-        let r = bus
+        let ConductorMessage::Report(r) =
+            ConductorMessage::from_envelope(&hb.envelope, "agent").unwrap();
+        assert_eq!(r.host, "h1");
+        let client = ComputeClient::new(bus.clone(), Duration::from_secs(5));
+        let spec = GuestSpec {
+            uuid: "u1".into(),
+            name: "vm".into(),
+            vcpus: 1,
+            memory_mb: 64,
+            root_gb: 1,
+            ephemeral_gb: 0,
+            swap_mb: 0,
+            image_id: None,
+            user_data: None,
+            key_data: None,
+            vifs: vec![],
+            disks: vec![],
+        };
+        let r = client
+            .call("h1", &ComputeRequest::Spawn { spec }, Some("req-1"))
+            .await
+            .unwrap();
+        assert_eq!(r.power_state(), Some(PowerState::Running));
+        let r = client
+            .call("h1", &ComputeRequest::PowerOff { uuid: "u1".into() }, None)
+            .await
+            .unwrap();
+        assert_eq!(r.power_state(), Some(PowerState::Shutdown));
+        // A guest that is not there: a typed NotFound for an action, and
+        // NoState (an answer, not an error) for a power-state check.
+        let e = client
             .call(
-                &t,
-                Envelope::new("spawn", json!({"uuid": "u1", "spec": spec})),
-                Duration::from_secs(5),
+                "h1",
+                &ComputeRequest::Pause {
+                    uuid: "nope".into(),
+                },
+                None,
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(e, RpcError::NotFound(_)), "{e:?}");
+        let r = client
+            .call(
+                "h1",
+                &ComputeRequest::PowerState {
+                    uuid: "nope".into(),
+                },
+                None,
             )
             .await
             .unwrap();
-        assert_eq!(r["power_state"], 1);
-        let r = bus
-            .call(
-                &t,
-                Envelope::new("power_off", json!({"uuid": "u1"})),
-                Duration::from_secs(5),
-            )
-            .await
-            .unwrap();
-        assert_eq!(r["power_state"], 4);
+        assert_eq!(r.power_state(), Some(PowerState::NoState));
+        // A message of another protocol version is refused by name.
+        let mut env = ComputeRequest::Ping.to_envelope(None).unwrap();
+        env.args["version"] = serde_json::json!(1);
         let e = bus
-            .call(
-                &t,
-                Envelope::new("pause", json!({"uuid": "nope"})),
-                Duration::from_secs(5),
-            )
-            .await;
-        assert!(e.is_err());
+            .call(&Target::server(TOPIC, "h1"), env, Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("protocol version mismatch"), "{e}");
+        // No agent on a host: a typed error, not a hang.
+        let e = client
+            .call("h2", &ComputeRequest::Ping, None)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, RpcError::NoAgent(_) | RpcError::Timeout(_)),
+            "{e:?}"
+        );
     }
 }

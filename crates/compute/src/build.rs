@@ -8,15 +8,45 @@ use crate::ComputeService;
 use crate::model::Fault;
 use crate::ops;
 use crate::state::now;
+use ferro_auth::Acting;
 use ferro_common::Error;
 use ferro_placement::{AllocMap, CandidateQuery};
-use ferro_saga::{DbSagaLog, Executor, SagaDef, SagaError, Step};
+use ferro_rpc::compute::{ComputeRequest, PowerState};
+use ferro_saga::{DbSagaLog, Executor, SagaDef, SagaError, Typed, TypedStep};
 use ferro_scheduler::{GroupSpec, RequestSpec};
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Weak};
 
 pub const CREATE: &str = "server_create";
+
+/// The build saga's progress, as the saga log keeps it.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct BuildState {
+    pub uuid: String,
+    pub request_id: String,
+    /// Hosts a spawn already failed on (not tried again).
+    #[serde(default)]
+    pub tried: Vec<String>,
+    #[serde(default)]
+    pub host: Option<String>,
+    #[serde(default)]
+    pub node: Option<String>,
+    /// The power state the host reported for the new guest.
+    #[serde(default)]
+    pub power_state: Option<i64>,
+    /// Who the build acts for when it calls other services (volumes made
+    /// from images): the user and project, never the user's token.
+    #[serde(default)]
+    pub acting: Option<Acting>,
+}
+
+impl BuildState {
+    fn host(&self) -> &str {
+        self.host.as_deref().unwrap_or_default()
+    }
+}
 
 pub struct Ctx {
     svc: Weak<ComputeService>,
@@ -41,11 +71,11 @@ pub fn executor(svc: Arc<ComputeService>) -> Executor<Ctx> {
     ex.register(SagaDef {
         name: CREATE,
         steps: vec![
-            Box::new(Schedule),
-            Box::new(Network),
-            Box::new(BlockDevices),
-            Box::new(Spawn),
-            Box::new(Finish),
+            Box::new(Typed::new(Schedule)),
+            Box::new(Typed::new(Network)),
+            Box::new(Typed::new(BlockDevices)),
+            Box::new(Typed::new(Spawn)),
+            Box::new(Typed::new(Finish)),
         ],
     });
     crate::volumes::register(&mut ex);
@@ -70,10 +100,6 @@ pub(crate) async fn inject(svc: &ComputeService, step: &str) -> Result<(), Strin
         }
     }
     Ok(())
-}
-
-fn uuid_of(state: &Value) -> String {
-    state["uuid"].as_str().unwrap_or_default().to_string()
 }
 
 /// Fails the step when the user deleted the server meanwhile.
@@ -103,26 +129,19 @@ async fn set_task(svc: &ComputeService, uuid: &str, task: Option<&str>) -> Resul
 }
 
 /// Picks a host and claims the instance's resources there.
-async fn schedule_and_claim(svc: &ComputeService, state: &mut Value) -> Result<(), String> {
+async fn schedule_and_claim(svc: &ComputeService, state: &mut BuildState) -> Result<(), String> {
     // One placement decision at a time, as Nova's scheduler makes them: each
     // sees the claims before it, so concurrent builds spread like a
     // multi-instance request does.
     let _one = svc.state.sched_lock.lock().await;
-    let uuid = uuid_of(state);
+    let uuid = state.uuid.clone();
     let st = svc.state.read();
     let inst = st
         .instances
         .get(&uuid)
         .cloned()
         .ok_or("instance vanished")?;
-    let tried: Vec<String> = state["tried"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
+    let tried = state.tried.clone();
     let resources = BTreeMap::from([
         ("VCPU".to_string(), u64::from(inst.flavor.vcpus)),
         ("MEMORY_MB".to_string(), inst.flavor.ram),
@@ -240,8 +259,8 @@ async fn schedule_and_claim(svc: &ComputeService, state: &mut Value) -> Result<(
             .await
         {
             Ok(()) => {
-                state["host"] = json!(h.host);
-                state["node"] = json!(h.node);
+                state.host = Some(h.host.clone());
+                state.node = Some(h.node.clone());
                 let (host, node, az) =
                     (h.host.clone(), h.node.clone(), h.availability_zone.clone());
                 svc.state
@@ -269,7 +288,11 @@ async fn explain_no_candidates(
     want: &BTreeMap<String, u64>,
     force_host: Option<&str>,
 ) -> String {
-    let hosts: Vec<(String, Option<String>, Option<ferro_virt::HostResources>)> = {
+    let hosts: Vec<(
+        String,
+        Option<String>,
+        Option<ferro_rpc::compute::HostResources>,
+    )> = {
         let st = svc.state.read();
         st.services
             .values()
@@ -356,168 +379,169 @@ async fn release_claim(svc: &ComputeService, uuid: &str) -> Result<(), String> {
 
 struct Schedule;
 #[async_trait::async_trait]
-impl Step<Ctx> for Schedule {
+impl TypedStep<Ctx, BuildState> for Schedule {
     fn name(&self) -> &'static str {
         "schedule"
     }
-    async fn run(&self, ctx: &Ctx, state: &mut Value) -> Result<(), String> {
+    async fn run(&self, ctx: &Ctx, state: &mut BuildState) -> Result<(), String> {
         let svc = ctx.svc()?;
-        let uuid = uuid_of(state);
+        let uuid = state.uuid.clone();
+        let rid = state.request_id.clone();
         check_not_deleting(&svc, &uuid)?;
         inject(&svc, "schedule").await?;
-        ops::event(
-            &svc,
-            &uuid,
-            state["request_id"].as_str().unwrap_or(""),
-            "conductor_schedule_and_build_instances",
-            None,
-            None,
-        )
-        .await;
+        const EV: &str = "conductor_schedule_and_build_instances";
+        ops::event(&svc, &uuid, &rid, EV, None, None).await;
         let r = schedule_and_claim(&svc, state).await;
-        ops::event(
-            &svc,
-            &uuid,
-            state["request_id"].as_str().unwrap_or(""),
-            "conductor_schedule_and_build_instances",
-            None,
-            Some(r.clone()),
-        )
-        .await;
+        ops::event(&svc, &uuid, &rid, EV, None, Some(r.clone())).await;
         r?;
         set_task(&svc, &uuid, Some("networking")).await
     }
-    async fn undo(&self, ctx: &Ctx, state: &Value) -> Result<(), String> {
+    async fn undo(&self, ctx: &Ctx, state: &BuildState) -> Result<(), String> {
         let svc = ctx.svc()?;
-        release_claim(&svc, &uuid_of(state)).await
+        release_claim(&svc, &state.uuid).await
     }
+}
+
+/// Creates or binds the instance's ports on its host.
+async fn allocate_network(svc: &ComputeService, uuid: &str, host: &str) -> Result<(), String> {
+    let (project, requested, sgs) = {
+        let st = svc.state.read();
+        let i = st.instances.get(uuid).ok_or("instance vanished")?;
+        (
+            i.project_id.clone(),
+            i.requested_networks.clone(),
+            i.security_groups.clone(),
+        )
+    };
+    let addrs = svc
+        .network
+        .allocate(uuid, &project, host, &requested, &sgs)
+        .await?;
+    svc.state
+        .update_instance(uuid, move |i| {
+            i.addresses = addrs.into_iter().collect();
+            Ok(())
+        })
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 struct Network;
 #[async_trait::async_trait]
-impl Step<Ctx> for Network {
+impl TypedStep<Ctx, BuildState> for Network {
     fn name(&self) -> &'static str {
         "network"
     }
-    async fn run(&self, ctx: &Ctx, state: &mut Value) -> Result<(), String> {
+    async fn run(&self, ctx: &Ctx, state: &mut BuildState) -> Result<(), String> {
         let svc = ctx.svc()?;
-        let uuid = uuid_of(state);
+        let uuid = state.uuid.clone();
         check_not_deleting(&svc, &uuid)?;
         inject(&svc, "network").await?;
-        let (project, requested, sgs) = {
-            let st = svc.state.read();
-            let i = st.instances.get(&uuid).ok_or("instance vanished")?;
-            (
-                i.project_id.clone(),
-                i.requested_networks.clone(),
-                i.security_groups.clone(),
-            )
-        };
-        let host = state["host"].as_str().unwrap_or_default().to_string();
-        let addrs = svc
-            .network
-            .allocate(&uuid, &project, &host, &requested, &sgs)
-            .await?;
-        svc.state
-            .update_instance(&uuid, move |i| {
-                i.addresses = addrs.into_iter().collect();
-                if i.task_state.as_deref() != Some("deleting") {
-                    i.task_state = Some("block_device_mapping".into());
-                }
-                Ok(())
-            })
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+        allocate_network(&svc, &uuid, state.host()).await?;
+        set_task(&svc, &uuid, Some("block_device_mapping")).await
     }
-    async fn undo(&self, ctx: &Ctx, state: &Value) -> Result<(), String> {
+    async fn undo(&self, ctx: &Ctx, state: &BuildState) -> Result<(), String> {
         let svc = ctx.svc()?;
-        svc.network.deallocate(&uuid_of(state)).await
+        svc.network.deallocate(&state.uuid).await
     }
 }
 
 struct BlockDevices;
 #[async_trait::async_trait]
-impl Step<Ctx> for BlockDevices {
+impl TypedStep<Ctx, BuildState> for BlockDevices {
     fn name(&self) -> &'static str {
         "block_devices"
     }
-    async fn run(&self, ctx: &Ctx, state: &mut Value) -> Result<(), String> {
+    async fn run(&self, ctx: &Ctx, state: &mut BuildState) -> Result<(), String> {
         let svc = ctx.svc()?;
-        let uuid = uuid_of(state);
+        let uuid = state.uuid.clone();
         check_not_deleting(&svc, &uuid)?;
         inject(&svc, "block_devices").await?;
-        crate::volumes::prepare_block_devices(&svc, state).await?;
+        crate::volumes::prepare_block_devices(&svc, &uuid, state.host(), state.acting.as_ref())
+            .await?;
         set_task(&svc, &uuid, Some("spawning")).await
     }
-    async fn undo(&self, ctx: &Ctx, state: &Value) -> Result<(), String> {
+    async fn undo(&self, ctx: &Ctx, state: &BuildState) -> Result<(), String> {
         let svc = ctx.svc()?;
-        crate::volumes::unprepare_block_devices(&svc, &uuid_of(state)).await
+        crate::volumes::unprepare_block_devices(&svc, &state.uuid).await
     }
+}
+
+/// Asks the host to boot the instance's guest (idempotent: a guest that
+/// is there already is left as it is); returns its power state.
+async fn spawn_on_host(
+    svc: &ComputeService,
+    uuid: &str,
+    host: &str,
+    rid: &str,
+) -> Result<PowerState, String> {
+    let spec = {
+        let st = svc.state.read();
+        ops::guest_spec(svc, st.instances.get(uuid).ok_or("instance vanished")?)
+    };
+    const EV: &str = "compute_build_and_run_instance";
+    ops::event(svc, uuid, rid, EV, Some(host), None).await;
+    let r = ops::call_agent(svc, host, ComputeRequest::Spawn { spec }, Some(rid))
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|reply| {
+            reply
+                .power_state()
+                .ok_or_else(|| format!("unexpected answer to spawn: {reply:?}"))
+        });
+    ops::event(
+        svc,
+        uuid,
+        rid,
+        EV,
+        Some(host),
+        Some(r.as_ref().map(|_| ()).map_err(Clone::clone)),
+    )
+    .await;
+    r
 }
 
 struct Spawn;
 #[async_trait::async_trait]
-impl Step<Ctx> for Spawn {
+impl TypedStep<Ctx, BuildState> for Spawn {
     fn name(&self) -> &'static str {
         "spawn"
     }
-    async fn run(&self, ctx: &Ctx, state: &mut Value) -> Result<(), String> {
+    async fn run(&self, ctx: &Ctx, state: &mut BuildState) -> Result<(), String> {
         let svc = ctx.svc()?;
-        let uuid = uuid_of(state);
-        let rid = state["request_id"].as_str().unwrap_or("").to_string();
+        let uuid = state.uuid.clone();
+        let rid = state.request_id.clone();
         let max = svc.cfg.compute.max_attempts.max(1) as usize;
         loop {
             check_not_deleting(&svc, &uuid)?;
             inject(&svc, "spawn").await?;
-            let host = state["host"].as_str().unwrap_or_default().to_string();
-            let spec = {
-                let st = svc.state.read();
-                ops::guest_spec(st.instances.get(&uuid).ok_or("instance vanished")?)
-            };
-            ops::event(
-                &svc,
-                &uuid,
-                &rid,
-                "compute_build_and_run_instance",
-                Some(&host),
-                None,
-            )
-            .await;
-            let r = ops::call_agent(
-                &svc,
-                &host,
-                "spawn",
-                json!({"uuid": uuid, "spec": spec}),
-                Some(&rid),
-            )
-            .await;
-            ops::event(
-                &svc,
-                &uuid,
-                &rid,
-                "compute_build_and_run_instance",
-                Some(&host),
-                Some(r.as_ref().map(|_| ()).map_err(Clone::clone)),
-            )
-            .await;
-            match r {
-                Ok(v) => {
-                    state["power_state"] = v.get("power_state").cloned().unwrap_or(json!(1));
+            let host = state.host().to_string();
+            match spawn_on_host(&svc, &uuid, &host, &rid).await {
+                Ok(ps) => {
+                    state.power_state = Some(ps.code());
                     return Ok(());
                 }
                 Err(e) => {
+                    // Nova's reschedule: clean this host, give back the
+                    // claim and the ports, and go round the scheduler again.
                     tracing::warn!(instance = %uuid, %host, "spawn failed: {e}; rescheduling");
-                    let _ =
-                        ops::call_agent(&svc, &host, "destroy", json!({"uuid": uuid}), Some(&rid))
-                            .await;
-                    let mut tried: Vec<Value> =
-                        state["tried"].as_array().cloned().unwrap_or_default();
-                    tried.push(json!(host));
-                    state["tried"] = json!(tried);
+                    if let Err(d) = ops::call_agent(
+                        &svc,
+                        &host,
+                        ComputeRequest::Destroy { uuid: uuid.clone() },
+                        Some(&rid),
+                    )
+                    .await
+                    {
+                        tracing::warn!(instance = %uuid, %host, "cleaning the failed guest: {d}");
+                    }
+                    state.tried.push(host.clone());
                     svc.network.deallocate(&uuid).await?;
                     release_claim(&svc, &uuid).await?;
-                    if tried.len() >= max {
+                    state.host = None;
+                    state.node = None;
+                    if state.tried.len() >= max {
                         return Err(format!(
                             "Exceeded maximum number of retries. Exhausted all hosts available for retrying build failures for instance {uuid}. Last error on {host}: {e}"
                         ));
@@ -525,58 +549,68 @@ impl Step<Ctx> for Spawn {
                     schedule_and_claim(&svc, state)
                         .await
                         .map_err(|m| format!("{m} (after a build failure on {host}: {e})"))?;
-                    let (project, requested, sgs) = {
-                        let st = svc.state.read();
-                        let i = st.instances.get(&uuid).ok_or("instance vanished")?;
-                        (
-                            i.project_id.clone(),
-                            i.requested_networks.clone(),
-                            i.security_groups.clone(),
-                        )
-                    };
-                    let new_host = state["host"].as_str().unwrap_or_default().to_string();
-                    svc.network
-                        .allocate(&uuid, &project, &new_host, &requested, &sgs)
-                        .await?;
+                    allocate_network(&svc, &uuid, state.host()).await?;
                 }
             }
         }
     }
-    async fn undo(&self, ctx: &Ctx, state: &Value) -> Result<(), String> {
+    async fn undo(&self, ctx: &Ctx, state: &BuildState) -> Result<(), String> {
         let svc = ctx.svc()?;
-        if let Some(host) = state["host"].as_str() {
-            ops::call_agent(&svc, host, "destroy", json!({"uuid": uuid_of(state)}), None)
-                .await
-                .map(|_| ())
-                .or_else(|e| {
-                    if e.contains("no consumer") {
-                        Ok(())
-                    } else {
-                        Err(e)
-                    }
-                })?;
+        if let Some(host) = &state.host {
+            match ops::call_agent(
+                &svc,
+                host,
+                ComputeRequest::Destroy {
+                    uuid: state.uuid.clone(),
+                },
+                None,
+            )
+            .await
+            {
+                // A host whose agent is gone holds no guest to remove.
+                Ok(_) | Err(ferro_rpc::RpcError::NoAgent(_)) => {}
+                Err(e) => return Err(e.to_string()),
+            }
         }
         Ok(())
     }
 }
 
+/// The last step checks the guest against its host before the server is
+/// ACTIVE: after a restart the step before may have finished on a host
+/// that has since lost the guest (a fake driver, a host reboot). A guest
+/// that is missing is booted again (spawn is idempotent); one that still
+/// cannot be found fails the build, which unwinds to ERROR with a fault.
 struct Finish;
 #[async_trait::async_trait]
-impl Step<Ctx> for Finish {
+impl TypedStep<Ctx, BuildState> for Finish {
     fn name(&self) -> &'static str {
         "finish"
     }
-    async fn run(&self, ctx: &Ctx, state: &mut Value) -> Result<(), String> {
+    async fn run(&self, ctx: &Ctx, state: &mut BuildState) -> Result<(), String> {
         let svc = ctx.svc()?;
-        let uuid = uuid_of(state);
+        let uuid = state.uuid.clone();
         check_not_deleting(&svc, &uuid)?;
         inject(&svc, "finish").await?;
-        let ps = state["power_state"].as_i64().unwrap_or(1);
+        let host = state.host().to_string();
+        let mut ps = host_power_state(&svc, &uuid, &host).await?;
+        if ps == PowerState::NoState {
+            tracing::warn!(instance = %uuid, %host, "guest missing on its host at the end of the build; booting it again");
+            spawn_on_host(&svc, &uuid, &host, &state.request_id).await?;
+            ps = host_power_state(&svc, &uuid, &host).await?;
+            if ps == PowerState::NoState {
+                return Err(format!(
+                    "The guest of instance {uuid} is not on host {host}."
+                ));
+            }
+        }
+        let code = ps.code();
+        state.power_state = Some(code);
         svc.state
             .update_instance(&uuid, move |i| {
                 i.vm_state = "active".into();
                 i.task_state = None;
-                i.power_state = ps;
+                i.power_state = code;
                 i.launched_at = Some(now());
                 Ok(())
             })
@@ -584,9 +618,29 @@ impl Step<Ctx> for Finish {
             .map(|_| ())
             .map_err(|e| e.to_string())
     }
-    async fn undo(&self, _ctx: &Ctx, _state: &Value) -> Result<(), String> {
+    async fn undo(&self, _ctx: &Ctx, _state: &BuildState) -> Result<(), String> {
         Ok(())
     }
+}
+
+/// The power state of `uuid` as its host reports it (`NoState`: not there).
+async fn host_power_state(
+    svc: &ComputeService,
+    uuid: &str,
+    host: &str,
+) -> Result<PowerState, String> {
+    ops::call_agent(
+        svc,
+        host,
+        ComputeRequest::PowerState {
+            uuid: uuid.to_string(),
+        },
+        None,
+    )
+    .await
+    .map_err(|e| format!("checking the guest on {host}: {e}"))?
+    .power_state()
+    .ok_or_else(|| format!("{host} did not report a power state"))
 }
 
 /// Starts the build saga of one instance in the background.
@@ -594,7 +648,7 @@ pub fn spawn_build(
     svc: &Arc<ComputeService>,
     uuid: String,
     request_id: String,
-    token: Option<String>,
+    acting: Option<Acting>,
 ) {
     let svc = svc.clone();
     tokio::spawn(async move {
@@ -603,10 +657,16 @@ pub fn spawn_build(
         }
         let r = match svc.exec() {
             Ok(ex) => {
+                let state = BuildState {
+                    uuid: uuid.clone(),
+                    request_id: request_id.clone(),
+                    acting,
+                    ..Default::default()
+                };
                 ex.run(
                     CREATE,
                     &format!("build-{uuid}"),
-                    json!({"uuid": uuid, "request_id": request_id, "tried": [], "token": token}),
+                    serde_json::to_value(&state).unwrap_or_default(),
                 )
                 .await
             }
@@ -704,8 +764,9 @@ pub async fn delete_now(
         let r = ops::call_agent(
             svc,
             host,
-            "destroy",
-            json!({"uuid": uuid}),
+            ComputeRequest::Destroy {
+                uuid: uuid.to_string(),
+            },
             Some(request_id),
         )
         .await;
@@ -778,6 +839,6 @@ pub async fn recover_builds(svc: &Arc<ComputeService>) {
 }
 
 /// Schedules and claims for an existing instance outside the build saga (unshelve).
-pub async fn claim_for(svc: &Arc<ComputeService>, state: &mut Value) -> Result<(), String> {
+pub async fn claim_for(svc: &Arc<ComputeService>, state: &mut BuildState) -> Result<(), String> {
     schedule_and_claim(svc, state).await
 }

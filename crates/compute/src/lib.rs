@@ -33,7 +33,6 @@ pub trait ImageApi: Send + Sync {
     async fn get(&self, token: &str, id: &str) -> Result<Option<Value>, Error>;
     /// Creates an image record; returns Glance's view.
     async fn create(&self, token: &str, body: Value) -> Result<Value, Error>;
-    async fn upload(&self, token: &str, id: &str, data: Vec<u8>) -> Result<(), Error>;
     async fn delete(&self, token: &str, id: &str) -> Result<(), Error>;
     /// `GET /v2/images?{query}`: the images the caller can see.
     async fn list(&self, token: &str, query: &str) -> Result<Vec<Value>, Error>;
@@ -91,6 +90,10 @@ pub trait NetworkApi: Send + Sync {
     fn interfaces(&self, _instance: &str) -> Vec<Value> {
         Vec::new()
     }
+    /// The instance's ports as its hypervisor plugs them.
+    fn vifs(&self, _instance: &str) -> Vec<Vif> {
+        Vec::new()
+    }
     /// Whether a Networking service answers `neutron` calls.
     fn present(&self) -> bool {
         false
@@ -109,6 +112,16 @@ pub trait NetworkApi: Send + Sync {
     ) -> Option<(u16, Value)> {
         None
     }
+}
+
+/// One port of an instance as Networking binds it for the host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Vif {
+    pub port_id: String,
+    pub mac_address: String,
+    pub network_id: String,
+    pub mtu: Option<u32>,
+    pub fixed_ips: Vec<String>,
 }
 
 /// The other services compute calls, behind its narrow traits.
@@ -326,6 +339,9 @@ impl ComputeService {
             base_url,
         });
         svc.seed().await?;
+        // Unfinished sagas are resumed after start-up; one whose state
+        // cannot be read stops start-up now, naming it.
+        ferro_saga::SagaLog::unfinished(&ferro_saga::DbSagaLog { db: svc.db.clone() }).await?;
         let exec = build::executor(svc.clone());
         let _ = svc.sagas.set(exec);
         ops::start_conductor(svc.clone()).await?;

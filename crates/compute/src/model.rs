@@ -87,6 +87,10 @@ pub struct Bdm {
     /// Compute created the volume (from an image, a snapshot or blank).
     #[serde(default)]
     pub created_volume: bool,
+    /// How the host reaches the volume (Nova keeps it in the mapping too),
+    /// so a detach can plug it back if it has to be undone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_info: Option<ferro_rpc::compute::ConnectionInfo>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -284,7 +288,7 @@ pub struct ServiceRec {
     #[serde(default)]
     pub node_id: u64,
     #[serde(default)]
-    pub resources: Option<ferro_virt::HostResources>,
+    pub resources: Option<ferro_rpc::compute::HostResources>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

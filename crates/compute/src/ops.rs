@@ -4,13 +4,15 @@
 use crate::ComputeService;
 use crate::model::*;
 use crate::state::{Rec, State, now};
-use ferro_bus::{Envelope, Target};
 use ferro_common::Error;
-use ferro_compute_agent::{CONDUCTOR_TOPIC, TOPIC};
 use ferro_placement::Inventory;
+use ferro_rpc::RpcError;
+use ferro_rpc::compute::{
+    AgentReport, CONDUCTOR_TOPIC, ComputeClient, ComputeReply, ComputeRequest, ConductorMessage,
+    DiskKind, DiskSpec, GuestSpec, HostResources, ImageDestination, PowerState, VifSpec,
+};
 use ferro_scheduler::HostState;
-use ferro_virt::GuestSpec;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -43,15 +45,21 @@ pub async fn start_conductor(svc: Arc<ComputeService>) -> Result<(), Error> {
     tokio::spawn(async move {
         let registered = tokio::sync::Mutex::new(HashSet::<String>::new());
         while let Some(msg) = sub.next().await {
-            if msg.envelope.method == "report" {
-                let args = msg.envelope.args.clone();
-                if let Err(e) = handle_report(&svc, &args, &registered).await {
-                    tracing::warn!(
-                        "heartbeat from {} not recorded: {}",
-                        args["host"],
-                        e.log_message()
-                    );
+            match ConductorMessage::from_envelope(&msg.envelope, "a compute agent") {
+                Ok(ConductorMessage::Report(report)) => {
+                    if let Err(e) = handle_report(&svc, &report, &registered).await {
+                        tracing::warn!(
+                            "heartbeat from {} not recorded: {}",
+                            report.host,
+                            e.log_message()
+                        );
+                    }
                 }
+                // An agent of another release: say why it is not used.
+                Err(e) => tracing::error!(
+                    "message from an agent refused ({}): {e}",
+                    msg.envelope.args["host"].as_str().unwrap_or("unknown host")
+                ),
             }
             msg.reply(Ok(Value::Null)).await;
         }
@@ -59,7 +67,7 @@ pub async fn start_conductor(svc: Arc<ComputeService>) -> Result<(), Error> {
     Ok(())
 }
 
-fn inventories(svc: &ComputeService, r: &ferro_virt::HostResources) -> BTreeMap<String, Inventory> {
+fn inventories(svc: &ComputeService, r: &HostResources) -> BTreeMap<String, Inventory> {
     let c = &svc.cfg.compute;
     let inv = |total: u64, reserved: u64, ratio: f64| Inventory {
         total,
@@ -94,7 +102,7 @@ fn inventories(svc: &ComputeService, r: &ferro_virt::HostResources) -> BTreeMap<
 }
 
 /// Schedulable capacity of one resource class on a host.
-pub fn capacity(svc: &ComputeService, r: &ferro_virt::HostResources, rc: &str) -> u64 {
+pub fn capacity(svc: &ComputeService, r: &HostResources, rc: &str) -> u64 {
     inventories(svc, r)
         .get(rc)
         .map(|i| ((i.total - i.reserved) as f64 * i.allocation_ratio) as u64)
@@ -103,15 +111,14 @@ pub fn capacity(svc: &ComputeService, r: &ferro_virt::HostResources, rc: &str) -
 
 async fn handle_report(
     svc: &Arc<ComputeService>,
-    args: &Value,
+    report: &AgentReport,
     registered: &tokio::sync::Mutex<HashSet<String>>,
 ) -> Result<(), Error> {
-    let host = args["host"].as_str().unwrap_or_default().to_string();
+    let host = report.host.clone();
     if host.is_empty() {
         return Ok(());
     }
-    let resources: Option<ferro_virt::HostResources> =
-        serde_json::from_value(args["resources"].clone()).ok();
+    let resources = Some(report.resources.clone());
     if let Ok(mut hb) = svc.state.heartbeats.lock() {
         hb.insert(host.clone(), Instant::now());
     }
@@ -157,7 +164,7 @@ async fn handle_report(
         .await?;
     if reg.contains(&host) {
         drop(reg);
-        sync_power_states(svc, &host, &args["power_states"]).await;
+        sync_power_states(svc, &host, &report.power_states).await;
         return Ok(());
     }
     {
@@ -186,39 +193,37 @@ async fn handle_report(
         drop(reg);
         // A restarted agent forgot its guests (the fake driver keeps none
         // on disk): hand back the ones the database says run there.
-        let known: HashSet<String> = args["instances"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let st = svc.state.read();
-        for i in st
-            .live()
-            .filter(|i| i.host.as_deref() == Some(host.as_str()))
-        {
-            if known.contains(&i.uuid)
-                || i.vm_state == "building"
-                || i.vm_state.starts_with("shelved_offloaded")
-            {
-                continue;
-            }
-            let ps = match i.power_state {
-                1 => "Running",
-                3 => "Paused",
-                7 => "Suspended",
-                _ => "Shutdown",
-            };
-            let _ = call_agent(
+        let known: HashSet<&String> = report.instances.iter().collect();
+        let adopt: Vec<(GuestSpec, PowerState)> = {
+            let st = svc.state.read();
+            st.live()
+                .filter(|i| i.host.as_deref() == Some(host.as_str()))
+                .filter(|i| {
+                    !(known.contains(&i.uuid)
+                        || i.vm_state == "building"
+                        || i.vm_state.starts_with("shelved_offloaded"))
+                })
+                .map(|i| {
+                    let ps = match PowerState::from_code(i.power_state) {
+                        p @ (PowerState::Running | PowerState::Paused | PowerState::Suspended) => p,
+                        _ => PowerState::Shutdown,
+                    };
+                    (guest_spec(svc, i), ps)
+                })
+                .collect()
+        };
+        for (spec, power_state) in adopt {
+            let uuid = spec.uuid.clone();
+            if let Err(e) = call_agent(
                 svc,
                 &host,
-                "adopt",
-                json!({"uuid": i.uuid, "spec": guest_spec(i), "power_state": ps}),
+                ComputeRequest::Adopt { spec, power_state },
                 None,
             )
-            .await;
+            .await
+            {
+                tracing::warn!(instance = %uuid, %host, "guest not handed back to its host: {e}");
+            }
         }
     }
     Ok(())
@@ -228,10 +233,11 @@ async fn handle_report(
 /// instance with no task whose guest stopped (or vanished) is recorded as
 /// stopped; one found running while recorded stopped only gets its power
 /// state updated (upstream's default leaves such guests alone).
-async fn sync_power_states(svc: &Arc<ComputeService>, host: &str, reported: &Value) {
-    let Some(map) = reported.as_object() else {
-        return;
-    };
+async fn sync_power_states(
+    svc: &Arc<ComputeService>,
+    host: &str,
+    map: &BTreeMap<String, PowerState>,
+) {
     // A report may have been taken before an action that finished since:
     // leave instances changed in the last two report intervals alone.
     let settle = chrono::Duration::seconds(2 * svc.cfg.compute.report_interval.max(1) as i64 + 2);
@@ -249,7 +255,7 @@ async fn sync_power_states(svc: &Arc<ComputeService>, host: &str, reported: &Val
         ) {
             continue;
         }
-        let ps = map.get(&i.uuid).and_then(Value::as_i64).unwrap_or(0);
+        let ps = map.get(&i.uuid).map_or(0, |p| p.code());
         if ps != i.power_state {
             changes.push((i.uuid.clone(), ps));
         }
@@ -293,8 +299,66 @@ pub fn service_up(svc: &ComputeService, s: &ServiceRec) -> bool {
         .unwrap_or(false)
 }
 
-pub fn guest_spec(i: &Instance) -> GuestSpec {
+/// What the host's driver boots: the flavor, the image, the ports the
+/// build bound (as VIFs) and the disks (local ones from the flavor, volumes
+/// from the block device mappings).
+pub fn guest_spec(svc: &ComputeService, i: &Instance) -> GuestSpec {
+    let vifs = svc
+        .network
+        .vifs(&i.uuid)
+        .into_iter()
+        .map(|v| VifSpec {
+            tap_name: VifSpec::tap_name_for(&v.port_id),
+            port_id: v.port_id,
+            mac_address: v.mac_address,
+            network_id: v.network_id,
+            mtu: v.mtu,
+            fixed_ips: v.fixed_ips,
+            model: i.image_properties.get("hw_vif_model").cloned(),
+        })
+        .collect();
+    let bus = i.image_properties.get("hw_disk_bus").cloned();
+    let local = |kind, size| DiskSpec {
+        kind,
+        device_name: None,
+        bus: bus.clone(),
+        boot_index: None,
+        size,
+        image_id: None,
+        volume_id: None,
+        connection_info: None,
+        delete_on_termination: true,
+    };
+    let mut disks = Vec::new();
+    if !i.image_ref.is_empty() {
+        disks.push(DiskSpec {
+            boot_index: Some(0),
+            image_id: Some(i.image_ref.clone()),
+            ..local(DiskKind::Root, i.flavor.disk)
+        });
+    }
+    if i.flavor.ephemeral > 0 {
+        disks.push(local(DiskKind::Ephemeral, i.flavor.ephemeral));
+    }
+    if i.flavor.swap > 0 {
+        disks.push(local(DiskKind::Swap, i.flavor.swap));
+    }
+    for b in i.bdms.iter().filter(|b| b.destination_type == "volume") {
+        disks.push(DiskSpec {
+            kind: DiskKind::Volume,
+            device_name: b.device_name.clone(),
+            bus: bus.clone(),
+            boot_index: b.boot_index,
+            size: b.volume_size.unwrap_or(0),
+            image_id: None,
+            volume_id: b.volume_id.clone().or_else(|| b.uuid.clone()),
+            connection_info: None,
+            delete_on_termination: b.delete_on_termination,
+        });
+    }
     GuestSpec {
+        vifs,
+        disks,
         uuid: i.uuid.clone(),
         name: i.name.clone(),
         vcpus: i.flavor.vcpus,
@@ -305,36 +369,40 @@ pub fn guest_spec(i: &Instance) -> GuestSpec {
         image_id: (!i.image_ref.is_empty()).then(|| i.image_ref.clone()),
         user_data: i.user_data.clone(),
         key_data: i.key_data.clone(),
-        vifs: vec![],
-        block_devices: i
-            .bdms
-            .iter()
-            .map(|b| serde_json::to_value(b).unwrap_or(Value::Null))
-            .collect(),
     }
 }
 
-/// Calls `method` on `host`'s agent.
+/// Where a host streams a snapshot: the Image service's URL and a token
+/// minted now for the user (it travels in the request, is never stored).
+pub async fn image_destination(
+    svc: &ComputeService,
+    image_id: &str,
+    acting: &ferro_auth::Acting,
+) -> Result<ImageDestination, String> {
+    Ok(ImageDestination {
+        image_id: image_id.to_string(),
+        endpoint: format!("{}/image", svc.cfg.public_url()),
+        token: svc
+            .validator
+            .token_for(acting)
+            .await
+            .map_err(|e| e.to_string())?,
+    })
+}
+
+/// Sends `req` to `host`'s compute agent and waits for its typed answer.
 pub async fn call_agent(
     svc: &ComputeService,
     host: &str,
-    method: &str,
-    args: Value,
+    req: ComputeRequest,
     request_id: Option<&str>,
-) -> Result<Value, String> {
-    let mut env = Envelope::new(method, args);
-    env.request_id = request_id.map(str::to_string);
-    svc.bus
-        .call(
-            &Target::server(TOPIC, host),
-            env,
-            Duration::from_secs(svc.cfg.compute.rpc_response_timeout.max(1)),
-        )
-        .await
-        .map_err(|e| match e {
-            ferro_bus::BusError::Remote(m) => m,
-            other => other.to_string(),
-        })
+) -> Result<ComputeReply, RpcError> {
+    ComputeClient::new(
+        svc.bus.clone(),
+        Duration::from_secs(svc.cfg.compute.rpc_response_timeout.max(1)),
+    )
+    .call(host, &req, request_id)
+    .await
 }
 
 /// A new instance action (what `os-instance-actions` lists).
@@ -433,9 +501,9 @@ pub async fn event(
 }
 
 /// What a driver call does to the instance when it succeeds.
-pub type Outcome = Box<dyn FnOnce(&mut Instance, &Value) + Send>;
+pub type Outcome = Box<dyn FnOnce(&mut Instance) + Send>;
 
-/// Runs `method` on the instance's host in the background, then applies
+/// Runs `req` on the instance's host in the background, then applies
 /// `on_ok` (and clears the task state) or, on failure, restores the
 /// previous state and records the error on the action.
 pub fn run_on_host(
@@ -443,8 +511,7 @@ pub fn run_on_host(
     inst: &Instance,
     request_id: &str,
     event_name: &'static str,
-    method: &'static str,
-    args: Value,
+    req: ComputeRequest,
     on_ok: Outcome,
 ) {
     let svc = svc.clone();
@@ -453,18 +520,17 @@ pub fn run_on_host(
     let rid = request_id.to_string();
     tokio::spawn(async move {
         event(&svc, &uuid, &rid, event_name, Some(&host), None).await;
-        let mut a = args;
-        a["uuid"] = json!(uuid);
-        let r = call_agent(&svc, &host, method, a, Some(&rid)).await;
+        let method = req.method();
+        let r = call_agent(&svc, &host, req, Some(&rid)).await;
         let res = match &r {
-            Ok(v) => {
-                let v = v.clone();
+            Ok(reply) => {
+                let ps = reply.power_state();
                 svc.state
                     .update_instance(&uuid, move |i| {
-                        if let Some(ps) = v.get("power_state").and_then(Value::as_i64) {
-                            i.power_state = ps;
+                        if let Some(ps) = ps {
+                            i.power_state = ps.code();
                         }
-                        on_ok(i, &v);
+                        on_ok(i);
                         i.task_state = None;
                         Ok(())
                     })
@@ -472,7 +538,8 @@ pub fn run_on_host(
                     .map(|_| ())
                     .map_err(|e| e.to_string())
             }
-            Err(m) => {
+            Err(e) => {
+                let m = e.to_string();
                 tracing::warn!(instance = %uuid, %method, "driver call failed: {m}");
                 let _ = svc
                     .state
@@ -481,7 +548,7 @@ pub fn run_on_host(
                         Ok(())
                     })
                     .await;
-                Err(m.clone())
+                Err(m)
             }
         };
         event(&svc, &uuid, &rid, event_name, Some(&host), Some(res)).await;

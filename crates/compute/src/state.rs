@@ -204,10 +204,9 @@ pub struct Store {
 async fn load_kind<T: DeserializeOwned>(db: &Db, kind: &str) -> Result<Vec<T>, Error> {
     let mut out = Vec::new();
     for (id, v) in db.docs_load(kind).await? {
-        match serde_json::from_value(v) {
-            Ok(t) => out.push(t),
-            Err(e) => tracing::error!(kind, %id, "unreadable compute record skipped: {e}"),
-        }
+        out.push(
+            serde_json::from_value(v).map_err(|e| ferro_db::docs::undecodable(kind, &id, &e))?,
+        );
     }
     Ok(out)
 }

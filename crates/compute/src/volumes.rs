@@ -15,7 +15,10 @@ use axum::extract::{Path, State as AxState};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use ferro_saga::{Executor, SagaDef, Step};
+use ferro_auth::Acting;
+use ferro_rpc::compute::{AssistedSnapshot, ComputeRequest, ConnectionInfo};
+use ferro_saga::{Executor, SagaDef, Step, Typed, TypedStep};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
@@ -34,92 +37,138 @@ pub fn routes() -> axum::Router<Arc<ComputeService>> {
         )
 }
 
+/// The attach and detach sagas' progress, as the saga log keeps it.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct VolumeSagaState {
+    pub uuid: String,
+    /// The guest's host; empty when nothing runs the guest (shelved
+    /// offloaded, or the server is being deleted).
+    #[serde(default)]
+    pub host: String,
+    pub volume: String,
+    pub device: String,
+    #[serde(default)]
+    pub project: String,
+    #[serde(default)]
+    pub admin: bool,
+    #[serde(default)]
+    pub tag: Option<String>,
+    #[serde(default)]
+    pub delete_on_termination: bool,
+    #[serde(default)]
+    pub deleting_server: bool,
+    #[serde(default)]
+    pub request_id: String,
+    #[serde(default)]
+    pub attachment: Option<String>,
+    /// How the host reaches the volume (Block Storage's answer to connect).
+    #[serde(default)]
+    pub connection_info: Option<ConnectionInfo>,
+}
+
 struct V(&'static str);
 
 #[async_trait::async_trait]
-impl Step<Ctx> for V {
+impl TypedStep<Ctx, VolumeSagaState> for V {
     fn name(&self) -> &'static str {
         self.0
     }
-    async fn run(&self, ctx: &Ctx, state: &mut Value) -> Result<(), String> {
+    async fn run(&self, ctx: &Ctx, state: &mut VolumeSagaState) -> Result<(), String> {
         let svc = ctx.svc()?;
         inject(&svc, self.0).await?;
         run_step(&svc, self.0, state).await
     }
-    async fn undo(&self, ctx: &Ctx, state: &Value) -> Result<(), String> {
+    async fn undo(&self, ctx: &Ctx, state: &VolumeSagaState) -> Result<(), String> {
         undo_step(&ctx.svc()?, self.0, state).await
     }
 }
 
 pub fn register(ex: &mut Executor<Ctx>) {
+    let steps = |names: &[&'static str]| -> Vec<Box<dyn Step<Ctx>>> {
+        names
+            .iter()
+            .map(|n| Box::new(Typed::new(V(n))) as Box<dyn Step<Ctx>>)
+            .collect()
+    };
     ex.register(SagaDef {
         name: ATTACH,
-        steps: vec![
-            Box::new(V("attach_reserve")),
-            Box::new(V("attach_connect")),
-            Box::new(V("attach_plug")),
-            Box::new(V("attach_complete")),
-        ],
+        steps: steps(&[
+            "attach_reserve",
+            "attach_connect",
+            "attach_plug",
+            "attach_complete",
+        ]),
     });
     ex.register(SagaDef {
         name: DETACH,
-        steps: vec![
-            Box::new(V("detach_begin")),
-            Box::new(V("detach_unplug")),
-            Box::new(V("detach_release")),
-        ],
+        steps: steps(&["detach_begin", "detach_unplug", "detach_release"]),
     });
 }
 
-fn st<'a>(state: &'a Value, k: &str) -> &'a str {
-    state[k].as_str().unwrap_or_default()
+fn attachment_of(state: &VolumeSagaState) -> &str {
+    state.attachment.as_deref().unwrap_or_default()
 }
 
-async fn run_step(svc: &Arc<ComputeService>, step: &str, state: &mut Value) -> Result<(), String> {
+fn plug(state: &VolumeSagaState, info: ConnectionInfo) -> ComputeRequest {
+    ComputeRequest::AttachVolume {
+        uuid: state.uuid.clone(),
+        device: state.device.clone(),
+        volume_id: state.volume.clone(),
+        connection_info: info,
+    }
+}
+
+fn unplug(state: &VolumeSagaState) -> ComputeRequest {
+    ComputeRequest::DetachVolume {
+        uuid: state.uuid.clone(),
+        device: state.device.clone(),
+    }
+}
+
+async fn run_step(
+    svc: &Arc<ComputeService>,
+    step: &str,
+    state: &mut VolumeSagaState,
+) -> Result<(), String> {
     let v = &svc.volumes;
-    let host = st(state, "host").to_string();
-    let uuid = st(state, "uuid").to_string();
-    let volume = st(state, "volume").to_string();
-    let device = st(state, "device").to_string();
+    let rid = Some(state.request_id.clone()).filter(|r| !r.is_empty());
+    let host = state.host.clone();
+    let uuid = state.uuid.clone();
+    let volume = state.volume.clone();
+    let device = state.device.clone();
     match step {
         "attach_reserve" => {
             let att = v
-                .reserve(
-                    st(state, "project"),
-                    state["admin"].as_bool().unwrap_or(false),
-                    &volume,
-                    &uuid,
-                )
+                .reserve(&state.project, state.admin, &volume, &uuid)
                 .await
                 .map_err(|e| e.to_string())?;
-            state["attachment"] = json!(att);
+            state.attachment = Some(att);
             Ok(())
         }
         "attach_connect" => {
             let info = v
-                .connect(st(state, "attachment"), &host, &device)
+                .connect(attachment_of(state), &host, &device)
                 .await
                 .map_err(|e| e.to_string())?;
-            state["connection_info"] = info;
+            state.connection_info =
+                Some(ConnectionInfo::from_json(&info).map_err(|e| e.to_string())?);
             Ok(())
         }
         "attach_plug" => {
             if host.is_empty() {
                 return Ok(()); // shelved offloaded: nothing runs the guest
             }
-            ops::call_agent(
-                svc,
-                &host,
-                "attach_volume",
-                json!({"uuid": uuid, "device": device, "volume_id": volume,
-                       "connection_info": state["connection_info"]}),
-                state["request_id"].as_str(),
-            )
-            .await
-            .map(|_| ())
+            let info = state
+                .connection_info
+                .clone()
+                .ok_or("the volume was not connected")?;
+            ops::call_agent(svc, &host, plug(state, info), rid.as_deref())
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
         }
         "attach_complete" => {
-            v.complete(st(state, "attachment"), &device, &host)
+            v.complete(attachment_of(state), &device, &host)
                 .await
                 .map_err(|e| e.to_string())?;
             let bdm = Bdm {
@@ -128,12 +177,13 @@ async fn run_step(svc: &Arc<ComputeService>, step: &str, state: &mut Value) -> R
                 uuid: Some(volume.clone()),
                 boot_index: None,
                 volume_size: None,
-                delete_on_termination: state["delete_on_termination"].as_bool().unwrap_or(false),
+                delete_on_termination: state.delete_on_termination,
                 device_name: Some(device.clone()),
-                tag: state["tag"].as_str().map(str::to_string),
+                tag: state.tag.clone(),
                 volume_id: Some(volume.clone()),
-                attachment_id: Some(st(state, "attachment").to_string()),
+                attachment_id: state.attachment.clone(),
                 created_volume: false,
+                connection_info: state.connection_info.clone(),
             };
             svc.state
                 .update_instance(&uuid, move |i| {
@@ -151,18 +201,13 @@ async fn run_step(svc: &Arc<ComputeService>, step: &str, state: &mut Value) -> R
             if host.is_empty() {
                 return Ok(());
             }
-            ops::call_agent(
-                svc,
-                &host,
-                "detach_volume",
-                json!({"uuid": uuid, "device": device, "volume_id": volume}),
-                state["request_id"].as_str(),
-            )
-            .await
-            .map(|_| ())
+            ops::call_agent(svc, &host, unplug(state), rid.as_deref())
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
         }
         "detach_release" => {
-            v.release(st(state, "attachment"))
+            v.release(attachment_of(state))
                 .await
                 .map_err(|e| e.to_string())?;
             let vol = volume.clone();
@@ -174,9 +219,7 @@ async fn run_step(svc: &Arc<ComputeService>, step: &str, state: &mut Value) -> R
                     Ok(())
                 })
                 .await;
-            if state["delete_on_termination"].as_bool() == Some(true)
-                && state["deleting_server"].as_bool() == Some(true)
-            {
+            if state.delete_on_termination && state.deleting_server {
                 v.delete(&volume).await.map_err(|e| e.to_string())?;
             }
             match r {
@@ -189,53 +232,51 @@ async fn run_step(svc: &Arc<ComputeService>, step: &str, state: &mut Value) -> R
     }
 }
 
-async fn undo_step(svc: &Arc<ComputeService>, step: &str, state: &Value) -> Result<(), String> {
+async fn undo_step(
+    svc: &Arc<ComputeService>,
+    step: &str,
+    state: &VolumeSagaState,
+) -> Result<(), String> {
     let v = &svc.volumes;
-    let host = st(state, "host");
+    let host = state.host.as_str();
     match step {
         "attach_reserve" => v
-            .release(st(state, "attachment"))
+            .release(attachment_of(state))
             .await
             .map_err(|e| e.to_string()),
-        "attach_plug" if !host.is_empty() => ops::call_agent(
-            svc,
-            host,
-            "detach_volume",
-            json!({"uuid": st(state, "uuid"), "device": st(state, "device"),
-                   "volume_id": st(state, "volume")}),
-            None,
-        )
-        .await
-        .map(|_| ()),
+        "attach_plug" if !host.is_empty() => ops::call_agent(svc, host, unplug(state), None)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
         "detach_begin" => v
-            .roll_detaching(st(state, "volume"))
+            .roll_detaching(&state.volume)
             .await
             .map_err(|e| e.to_string()),
-        "detach_unplug" if !host.is_empty() => ops::call_agent(
-            svc,
-            host,
-            "attach_volume",
-            json!({"uuid": st(state, "uuid"), "device": st(state, "device"),
-                   "volume_id": st(state, "volume"), "connection_info": {}}),
-            None,
-        )
-        .await
-        .map(|_| ()),
+        // Plugs the volume back in with the connection it had.
+        "detach_unplug" if !host.is_empty() => match state.connection_info.clone() {
+            Some(info) => ops::call_agent(svc, host, plug(state, info), None)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            None => Err(format!(
+                "volume {} cannot be plugged back: its connection is not recorded",
+                state.volume
+            )),
+        },
         _ => Ok(()),
     }
 }
 
-async fn run(svc: &Arc<ComputeService>, name: &str, state: Value) -> Result<Value, String> {
+async fn run(svc: &Arc<ComputeService>, name: &str, state: VolumeSagaState) -> Result<(), String> {
     let ex = svc.exec().map_err(|e| e.to_string())?;
-    let id = format!(
-        "{name}:{}:{}",
-        st(&state, "volume"),
-        ferro_common::new_request_id()
-    );
-    ex.run(name, &id, state).await.map_err(|e| match e {
-        ferro_saga::SagaError::StepFailed { message, .. } => message,
-        other => other.to_string(),
-    })
+    let id = format!("{name}:{}:{}", state.volume, ferro_common::new_request_id());
+    ex.run_typed(name, &id, &state)
+        .await
+        .map(|_| ())
+        .map_err(|e| match e {
+            ferro_saga::SagaError::StepFailed { message, .. } => message,
+            other => other.to_string(),
+        })
 }
 
 /// The next free `/dev/vdX` of the instance (`vda` is the root disk).
@@ -441,11 +482,18 @@ async fn attach(
         }
         None => next_device(&i),
     };
-    let state = json!({
-        "uuid": i.uuid, "host": i.host.clone().unwrap_or_default(), "volume": volume,
-        "device": device, "project": project, "admin": admin, "tag": tag,
-        "delete_on_termination": dot, "request_id": c.request_id,
-    });
+    let state = VolumeSagaState {
+        uuid: i.uuid.clone(),
+        host: i.host.clone().unwrap_or_default(),
+        volume: volume.clone(),
+        device,
+        project,
+        admin,
+        tag,
+        delete_on_termination: dot,
+        request_id: c.request_id.clone(),
+        ..Default::default()
+    };
     crate::http::actions::record(&svc, &c, &i, "attach_volume").await?;
     run(&svc, ATTACH, state).await.map_err(|m| {
         if m.contains("could not be found") {
@@ -496,13 +544,23 @@ pub async fn detach_one(
     request_id: &str,
     deleting_server: bool,
 ) -> Result<(), String> {
-    let state = json!({
-        "uuid": i.uuid, "host": if deleting_server { String::new() } else { i.host.clone().unwrap_or_default() },
-        "volume": b.volume_id, "device": b.device_name, "attachment": b.attachment_id,
-        "delete_on_termination": b.delete_on_termination, "deleting_server": deleting_server,
-        "request_id": request_id,
-    });
-    run(svc, DETACH, state).await.map(|_| ())
+    let state = VolumeSagaState {
+        uuid: i.uuid.clone(),
+        host: if deleting_server {
+            String::new()
+        } else {
+            i.host.clone().unwrap_or_default()
+        },
+        volume: b.volume_id.clone().unwrap_or_default(),
+        device: b.device_name.clone().unwrap_or_default(),
+        attachment: b.attachment_id.clone(),
+        delete_on_termination: b.delete_on_termination,
+        deleting_server,
+        request_id: request_id.to_string(),
+        connection_info: b.connection_info.clone(),
+        ..Default::default()
+    };
+    run(svc, DETACH, state).await
 }
 
 /// Server delete: every volume is released, and deleted when its mapping says so.
@@ -558,12 +616,11 @@ impl IntoEmpty for Response {
 /// step did before returning.
 pub async fn prepare_block_devices(
     svc: &Arc<ComputeService>,
-    state: &mut Value,
+    uuid: &str,
+    host: &str,
+    acting: Option<&Acting>,
 ) -> Result<(), String> {
-    let uuid = st(state, "uuid").to_string();
-    let token = st(state, "token").to_string();
-    let host = st(state, "host").to_string();
-    let Some(inst) = svc.state.read().instances.get(&uuid).cloned() else {
+    let Some(inst) = svc.state.read().instances.get(uuid).cloned() else {
         return Err("instance vanished".into());
     };
     if !inst.bdms.iter().any(|b| b.destination_type == "volume") {
@@ -587,6 +644,13 @@ pub async fn prepare_block_devices(
                         "snapshot" => body["snapshot_id"] = json!(b.uuid),
                         _ => {}
                     }
+                    // A token for the user, made now and never stored.
+                    let who = acting.ok_or("the build does not say whom it acts for")?;
+                    let token = svc
+                        .validator
+                        .token_for(who)
+                        .await
+                        .map_err(|e| e.to_string())?;
                     let id = svc
                         .volumes
                         .create(&token, body)
@@ -616,16 +680,19 @@ pub async fn prepare_block_devices(
             bdms[n].device_name = Some(device.clone());
             let att = svc
                 .volumes
-                .reserve(&inst.project_id, true, &vol, &uuid)
+                .reserve(&inst.project_id, true, &vol, uuid)
                 .await
                 .map_err(|e| format!("reserving volume {vol}: {e}"))?;
             bdms[n].attachment_id = Some(att.clone());
-            svc.volumes
-                .connect(&att, &host, &device)
+            let info = svc
+                .volumes
+                .connect(&att, host, &device)
                 .await
                 .map_err(|e| format!("connecting volume {vol}: {e}"))?;
+            bdms[n].connection_info =
+                Some(ConnectionInfo::from_json(&info).map_err(|e| e.to_string())?);
             svc.volumes
-                .complete(&att, &device, &host)
+                .complete(&att, &device, host)
                 .await
                 .map_err(|e| format!("attaching volume {vol}: {e}"))?;
         }
@@ -635,13 +702,13 @@ pub async fn prepare_block_devices(
     let saved = bdms.clone();
     let w = svc
         .state
-        .update_instance(&uuid, move |i| {
+        .update_instance(uuid, move |i| {
             i.bdms = saved;
             Ok(())
         })
         .await;
     if let Err(e) = r {
-        let _ = unprepare_block_devices(svc, &uuid).await;
+        let _ = unprepare_block_devices(svc, uuid).await;
         return Err(e);
     }
     w.map(|_| ()).map_err(|e| e.to_string())
@@ -729,11 +796,16 @@ async fn assisted_create(AxState(svc): St, c: Caller, raw: Bytes) -> NResult<Res
         .host
         .clone()
         .ok_or_else(|| NovaError::conflict(format!("Instance {} is not on a host.", i.uuid)))?;
+    let create_info: AssistedSnapshot = serde_json::from_value(info)
+        .map_err(|e| NovaError::bad(format!("Invalid create_info: {e}")))?;
     ops::call_agent(
         &svc,
         &host,
-        "volume_snapshot_create",
-        json!({"uuid": i.uuid, "volume_id": volume, "create_info": info}),
+        ComputeRequest::VolumeSnapshotCreate {
+            uuid: i.uuid.clone(),
+            volume_id: volume.clone(),
+            create_info,
+        },
         Some(&c.request_id),
     )
     .await
@@ -771,8 +843,11 @@ async fn assisted_delete(
     ops::call_agent(
         &svc,
         &host,
-        "volume_snapshot_delete",
-        json!({"uuid": i.uuid, "volume_id": volume, "snapshot_id": id}),
+        ComputeRequest::VolumeSnapshotDelete {
+            uuid: i.uuid.clone(),
+            volume_id: volume.clone(),
+            snapshot_id: id.clone(),
+        },
         Some(&c.request_id),
     )
     .await
@@ -835,12 +910,15 @@ pub async fn volume_extended(
             Some(device) => ops::call_agent(
                 &svc,
                 &host,
-                "extend_volume",
-                json!({"uuid": uuid, "device": device, "volume_id": volume}),
+                ComputeRequest::ExtendVolume {
+                    uuid: uuid.clone(),
+                    device,
+                },
                 Some(&rid),
             )
             .await
-            .map(|_| ()),
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
             None => Err(format!("volume {volume} is not attached to server {uuid}")),
         };
         if let Err(e) = &r {

@@ -640,6 +640,25 @@ impl TokenValidator for IdentityService {
     ) -> Result<Arc<ValidatedToken>, Error> {
         self.validate_token(token, allow_expired).await
     }
+    async fn token_for(&self, who: &ferro_auth::Acting) -> Result<String, Error> {
+        let scope = match (&who.project_id, who.system) {
+            (Some(p), _) => TokenScope::Project(p.clone()),
+            (None, true) => TokenScope::System,
+            (None, false) => TokenScope::Unscoped,
+        };
+        let now = chrono::Utc::now();
+        // At most an hour, and never longer than a user's own token lives.
+        let life = (self.cfg.token.expiration as i64).clamp(60, 3600);
+        let payload = TokenPayload {
+            user_id: who.user_id.clone(),
+            methods: vec!["token".into()],
+            scope,
+            expires_at: now + chrono::Duration::seconds(life),
+            audit_ids: vec![new_audit_id()],
+            issued_at: now,
+        };
+        Ok(payload.seal(&self.keys()))
+    }
 }
 
 /// At most one bcrypt per core: more only queue inside the kernel, finish in

@@ -314,6 +314,30 @@ impl NetworkService {
             .collect()
     }
 
+    /// The instance's ports as a hypervisor plugs them: port, MAC, network
+    /// (with its MTU) and fixed addresses.
+    pub fn nova_vifs(&self, instance: &str) -> Vec<NovaVif> {
+        let st = self.store.read();
+        st.iter(Kind::Port)
+            .filter(|p| s(p, "device_id") == instance)
+            .map(|p| NovaVif {
+                port_id: s(p, "id").to_string(),
+                mac_address: s(p, "mac_address").to_string(),
+                network_id: s(p, "network_id").to_string(),
+                mtu: st
+                    .get(Kind::Network, s(p, "network_id"))
+                    .and_then(|n| n.get("mtu"))
+                    .and_then(Value::as_u64)
+                    .and_then(|m| u32::try_from(m).ok()),
+                fixed_ips: arr(p, "fixed_ips")
+                    .iter()
+                    .filter_map(|f| f.get("ip_address").and_then(Value::as_str))
+                    .map(str::to_string)
+                    .collect(),
+            })
+            .collect()
+    }
+
     /// Deletes the ports Nova created for the instance and unbinds the ones it was given.
     pub async fn nova_deallocate(&self, instance: &str) -> Result<(), String> {
         self.store
@@ -393,6 +417,16 @@ fn release_port(tx: &mut Tx, p: &Obj) -> Result<(), NeutronError> {
 }
 
 /// One `interfaceAttachment` as Nova shows it.
+/// One port of an instance, as its hypervisor plugs it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NovaVif {
+    pub port_id: String,
+    pub mac_address: String,
+    pub network_id: String,
+    pub mtu: Option<u32>,
+    pub fixed_ips: Vec<String>,
+}
+
 fn interface_view(p: &Obj) -> Value {
     let fixed: Vec<Value> = arr(p, "fixed_ips")
         .iter()

@@ -37,6 +37,57 @@ pub trait Step<C: Send + Sync>: Send + Sync {
     async fn undo(&self, ctx: &C, state: &Value) -> Result<(), String>;
 }
 
+/// A step over a typed saga state `S`: the log stores `S` as JSON, and
+/// [`Typed`] decodes it before the step and encodes it after, so a step
+/// never reads a field by its name. A state that does not decode fails the
+/// step with a message naming the saga's state type.
+#[async_trait::async_trait]
+pub trait TypedStep<C: Send + Sync, S>: Send + Sync {
+    fn name(&self) -> &'static str;
+    async fn run(&self, ctx: &C, state: &mut S) -> Result<(), String>;
+    async fn undo(&self, ctx: &C, state: &S) -> Result<(), String>;
+}
+
+/// Adapts a [`TypedStep`] to the executor's [`Step`].
+pub struct Typed<T, S>(pub T, std::marker::PhantomData<fn() -> S>);
+
+impl<T, S> Typed<T, S> {
+    pub fn new(step: T) -> Self {
+        Typed(step, std::marker::PhantomData)
+    }
+}
+
+fn decode<S: serde::de::DeserializeOwned>(state: &Value) -> Result<S, String> {
+    serde_json::from_value(state.clone()).map_err(|e| {
+        format!(
+            "saga state {} cannot be read: {e}",
+            std::any::type_name::<S>()
+        )
+    })
+}
+
+#[async_trait::async_trait]
+impl<C, S, T> Step<C> for Typed<T, S>
+where
+    C: Send + Sync,
+    S: serde::Serialize + serde::de::DeserializeOwned + Send + Sync,
+    T: TypedStep<C, S>,
+{
+    fn name(&self) -> &'static str {
+        self.0.name()
+    }
+    async fn run(&self, ctx: &C, state: &mut Value) -> Result<(), String> {
+        let mut s: S = decode(state)?;
+        self.0.run(ctx, &mut s).await?;
+        *state = serde_json::to_value(&s).map_err(|e| e.to_string())?;
+        Ok(())
+    }
+    async fn undo(&self, ctx: &C, state: &Value) -> Result<(), String> {
+        let s: S = decode(state)?;
+        self.0.undo(ctx, &s).await
+    }
+}
+
 /// A named list of steps over a context `C` (the narrow services it may use).
 pub struct SagaDef<C: Send + Sync> {
     pub name: &'static str,
@@ -79,6 +130,18 @@ impl<C: Send + Sync + 'static> Executor<C> {
         };
         self.log.create(&rec).await.map_err(SagaError::Log)?;
         self.drive(&def, rec).await
+    }
+
+    /// [`Executor::run`] with a typed state.
+    pub async fn run_typed<S>(&self, name: &str, id: &str, state: &S) -> Result<S, SagaError>
+    where
+        S: serde::Serialize + serde::de::DeserializeOwned,
+    {
+        let v = serde_json::to_value(state)
+            .map_err(|e| SagaError::Log(ferro_common::Error::internal(e.to_string())))?;
+        let out = self.run(name, id, v).await?;
+        serde_json::from_value(out)
+            .map_err(|e| SagaError::Log(ferro_common::Error::internal(e.to_string())))
     }
 
     /// Resumes every unfinished saga (call once at start-up).

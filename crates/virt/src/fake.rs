@@ -1,6 +1,8 @@
 //! An in-memory hypervisor. `fail_on("spawn")` makes the next (or every)
 //! named operation fail, for fault-injection tests.
-use crate::{GuestSpec, HostResources, PowerState, VirtDriver, VirtError};
+use crate::{
+    AssistedSnapshot, ConnectionInfo, GuestSpec, HostResources, PowerState, VirtDriver, VirtError,
+};
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -9,8 +11,8 @@ struct Guest {
     state: PowerState,
     rescued: bool,
     console: Vec<String>,
-    /// device -> connection info of hot-plugged volumes
-    volumes: std::collections::BTreeMap<String, serde_json::Value>,
+    /// device -> (connection info, resizes seen) of hot-plugged volumes
+    volumes: std::collections::BTreeMap<String, (ConnectionInfo, u32)>,
     /// (volume, snapshot) of assisted volume snapshots
     volume_snapshots: std::collections::BTreeSet<(String, String)>,
 }
@@ -259,11 +261,15 @@ impl VirtDriver for FakeDriver {
         guest.state = PowerState::Running;
         Ok(())
     }
-    async fn snapshot(&self, uuid: &str) -> Result<Vec<u8>, VirtError> {
+    async fn snapshot(&self, uuid: &str, dest: &std::path::Path) -> Result<u64, VirtError> {
         self.enter("snapshot").await?;
-        self.with(uuid, |g| {
+        let data = self.with(uuid, |g| {
             Ok(format!("fake disk of {} ({})\n", g.spec.name, g.spec.uuid).into_bytes())
-        })
+        })?;
+        tokio::fs::write(dest, &data)
+            .await
+            .map_err(|e| VirtError::Failed(format!("writing {}: {e}", dest.display())))?;
+        Ok(data.len() as u64)
     }
     async fn console_output(&self, uuid: &str) -> Result<String, VirtError> {
         self.enter("console_output").await?;
@@ -282,12 +288,12 @@ impl VirtDriver for FakeDriver {
         &self,
         uuid: &str,
         device: &str,
-        connection_info: &serde_json::Value,
+        connection_info: &ConnectionInfo,
     ) -> Result<(), VirtError> {
         self.enter("attach_volume").await?;
         self.with(uuid, |g| {
             g.volumes
-                .insert(device.to_string(), connection_info.clone());
+                .insert(device.to_string(), (connection_info.clone(), 0));
             Ok(())
         })
     }
@@ -299,8 +305,7 @@ impl VirtDriver for FakeDriver {
                 .get_mut(device)
                 .ok_or_else(|| VirtError::NotFound(format!("no volume at {device}")))?;
             // What the guest would see: one more resize of that disk.
-            let n = info["extend_count"].as_u64().unwrap_or(0);
-            info["extend_count"] = serde_json::json!(n + 1);
+            info.1 += 1;
             Ok(())
         })
     }
@@ -315,13 +320,10 @@ impl VirtDriver for FakeDriver {
         &self,
         uuid: &str,
         volume_id: &str,
-        create_info: &serde_json::Value,
+        create_info: &AssistedSnapshot,
     ) -> Result<(), VirtError> {
         self.enter("volume_snapshot_create").await?;
-        let snap = create_info["snapshot_id"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
+        let snap = create_info.snapshot_id.clone();
         self.with(uuid, |g| {
             g.volume_snapshots.insert((volume_id.to_string(), snap));
             Ok(())
@@ -382,7 +384,7 @@ mod tests {
             user_data: None,
             key_data: None,
             vifs: vec![],
-            block_devices: vec![],
+            disks: vec![],
         }
     }
 

@@ -8,56 +8,12 @@ pub mod fake;
 
 pub use fake::FakeDriver;
 
-use serde::{Deserialize, Serialize};
-
-/// Nova's power states (`nova/compute/power_state.py`), as numbers on the wire.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum PowerState {
-    NoState = 0,
-    Running = 1,
-    Paused = 3,
-    Shutdown = 4,
-    Crashed = 6,
-    Suspended = 7,
-}
-
-impl PowerState {
-    pub fn code(self) -> i64 {
-        self as i64
-    }
-}
-
-/// Everything a driver needs to create a guest.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct GuestSpec {
-    pub uuid: String,
-    pub name: String,
-    pub vcpus: u32,
-    pub memory_mb: u64,
-    pub root_gb: u64,
-    pub ephemeral_gb: u64,
-    pub swap_mb: u64,
-    pub image_id: Option<String>,
-    #[serde(default)]
-    pub user_data: Option<String>,
-    #[serde(default)]
-    pub key_data: Option<String>,
-    #[serde(default)]
-    pub vifs: Vec<serde_json::Value>,
-    #[serde(default)]
-    pub block_devices: Vec<serde_json::Value>,
-}
-
-/// What a host offers, reported to Placement and `os-hypervisors`.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct HostResources {
-    pub vcpus: u32,
-    pub memory_mb: u64,
-    pub local_gb: u64,
-    pub hypervisor_type: String,
-    pub hypervisor_version: u64,
-    pub cpu_info: String,
-}
+use ferro_rpc::RpcError;
+pub use ferro_rpc::compute::{
+    AssistedSnapshot, ConnectionInfo, DiskKind, DiskSpec, GuestSpec, HostResources, PowerState,
+    VifSpec,
+};
+use std::path::Path;
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum VirtError {
@@ -67,6 +23,16 @@ pub enum VirtError {
     Failed(String),
     #[error("operation not supported by this driver: {0}")]
     Unsupported(&'static str),
+}
+
+impl From<VirtError> for RpcError {
+    fn from(e: VirtError) -> RpcError {
+        match e {
+            VirtError::NotFound(what) => RpcError::NotFound(format!("instance {what}")),
+            VirtError::Failed(m) => RpcError::Failed(m),
+            VirtError::Unsupported(op) => RpcError::Unsupported(op.to_string()),
+        }
+    }
 }
 
 /// One hypervisor on one host. Every method is idempotent where upstream's
@@ -88,8 +54,10 @@ pub trait VirtDriver: Send + Sync {
     async fn unrescue(&self, uuid: &str) -> Result<(), VirtError>;
     /// Resizes the guest in place (the fake and single-host case of a resize/migrate).
     async fn resize(&self, spec: &GuestSpec) -> Result<(), VirtError>;
-    /// A disk image of the guest, for `createImage`/shelve.
-    async fn snapshot(&self, uuid: &str) -> Result<Vec<u8>, VirtError>;
+    /// Writes a disk image of the guest to `dest` (for `createImage`,
+    /// backup and shelve; the agent streams the file to the Image
+    /// service) and returns its size in bytes.
+    async fn snapshot(&self, uuid: &str, dest: &Path) -> Result<u64, VirtError>;
     async fn console_output(&self, uuid: &str) -> Result<String, VirtError>;
     async fn power_state(&self, uuid: &str) -> Result<PowerState, VirtError>;
     /// Guests this driver knows of (for power-state sync and clean-up).
@@ -103,7 +71,7 @@ pub trait VirtDriver: Send + Sync {
         &self,
         _uuid: &str,
         _device: &str,
-        _connection_info: &serde_json::Value,
+        _connection_info: &ConnectionInfo,
     ) -> Result<(), VirtError> {
         Err(VirtError::Unsupported("attach_volume"))
     }
@@ -122,7 +90,7 @@ pub trait VirtDriver: Send + Sync {
         &self,
         _uuid: &str,
         _volume_id: &str,
-        _create_info: &serde_json::Value,
+        _create_info: &AssistedSnapshot,
     ) -> Result<(), VirtError> {
         Err(VirtError::Unsupported("volume_snapshot_create"))
     }

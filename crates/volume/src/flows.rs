@@ -125,6 +125,17 @@ fn st<'a>(state: &'a Value, k: &str) -> &'a str {
     state[k].as_str().unwrap_or_default()
 }
 
+/// A token for the user the workflow acts for, made when a step needs one
+/// (never stored: the saga keeps only the user and project).
+async fn token_for(svc: &VolumeService, state: &Value) -> Result<String, String> {
+    let who: ferro_auth::Acting = serde_json::from_value(state["acting"].clone())
+        .map_err(|e| format!("the workflow does not say whom it acts for: {e}"))?;
+    svc.validator
+        .token_for(&who)
+        .await
+        .map_err(|e| e.to_string())
+}
+
 fn size(state: &Value) -> u64 {
     state["size"].as_u64().unwrap_or(1)
 }
@@ -159,8 +170,9 @@ async fn run_step(svc: &Arc<VolumeService>, step: &str, state: &mut Value) -> Re
                 return Ok(());
             };
             let tmp = svc.tmp_dir.join(format!("image-{id}"));
+            let token = token_for(svc, state).await?;
             svc.images
-                .download(st(state, "token"), &image, &tmp)
+                .download(&token, &image, &tmp)
                 .await
                 .map_err(|e| format!("downloading image {image}: {e}"))?;
             state["tmp"] = json!(tmp.to_string_lossy());
@@ -295,12 +307,9 @@ async fn run_step(svc: &Arc<VolumeService>, step: &str, state: &mut Value) -> Re
         }
         "upload.send" => {
             let tmp = st(state, "tmp").to_string();
+            let token = token_for(svc, state).await?;
             svc.images
-                .upload(
-                    st(state, "token"),
-                    st(state, "image_id"),
-                    std::path::Path::new(&tmp),
-                )
+                .upload(&token, st(state, "image_id"), std::path::Path::new(&tmp))
                 .await
                 .map_err(|e| format!("uploading to image {}: {e}", st(state, "image_id")))
         }
@@ -438,10 +447,21 @@ async fn on_failure(svc: &Arc<VolumeService>, name: &str, state: &Value, why: &s
             set(svc, Kind::Volume, id, json!({"status": "error"})).await
         }
         UPLOAD => {
-            let _ = svc
-                .images
-                .delete(st(state, "token"), st(state, "image_id"))
-                .await;
+            match token_for(svc, state).await {
+                Ok(token) => {
+                    if let Err(e) = svc.images.delete(&token, st(state, "image_id")).await {
+                        tracing::warn!(
+                            image = st(state, "image_id"),
+                            "the image of a failed upload was not deleted: {}",
+                            e.log_message()
+                        );
+                    }
+                }
+                Err(e) => tracing::warn!(
+                    image = st(state, "image_id"),
+                    "the image of a failed upload was not deleted: {e}"
+                ),
+            }
             set(
                 svc,
                 Kind::Volume,

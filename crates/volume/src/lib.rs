@@ -345,6 +345,11 @@ impl Caller {
     pub fn token(&self) -> &str {
         &self.ctx.auth_token
     }
+    /// Whom a workflow started by this request acts for (kept in its
+    /// saga state instead of the token).
+    pub fn acting(&self) -> serde_json::Value {
+        serde_json::to_value(ferro_auth::Acting::of(&self.ctx.token)).unwrap_or_default()
+    }
     pub fn user(&self) -> &str {
         self.ctx.user_id()
     }

@@ -13,8 +13,8 @@ use axum::extract::{Path, State as AxState};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use base64::Engine;
 use ferro_placement::AllocMap;
+use ferro_rpc::compute::{ComputeReply, ComputeRequest};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -35,7 +35,7 @@ struct Simple {
     from: &'static [&'static str],
     task: &'static str,
     event: &'static str,
-    method: &'static str,
+    request: fn(String) -> ComputeRequest,
     to: &'static str,
 }
 
@@ -46,7 +46,7 @@ const SIMPLE: &[Simple] = &[
         from: &["active", "error"],
         task: "powering-off",
         event: "compute_stop_instance",
-        method: "power_off",
+        request: |uuid| ComputeRequest::PowerOff { uuid },
         to: "stopped",
     },
     Simple {
@@ -55,7 +55,7 @@ const SIMPLE: &[Simple] = &[
         from: &["stopped"],
         task: "powering-on",
         event: "compute_start_instance",
-        method: "power_on",
+        request: |uuid| ComputeRequest::PowerOn { uuid },
         to: "active",
     },
     Simple {
@@ -64,7 +64,7 @@ const SIMPLE: &[Simple] = &[
         from: &["active"],
         task: "pausing",
         event: "compute_pause_instance",
-        method: "pause",
+        request: |uuid| ComputeRequest::Pause { uuid },
         to: "paused",
     },
     Simple {
@@ -73,7 +73,7 @@ const SIMPLE: &[Simple] = &[
         from: &["paused"],
         task: "unpausing",
         event: "compute_unpause_instance",
-        method: "unpause",
+        request: |uuid| ComputeRequest::Unpause { uuid },
         to: "active",
     },
     Simple {
@@ -82,7 +82,7 @@ const SIMPLE: &[Simple] = &[
         from: &["active"],
         task: "suspending",
         event: "compute_suspend_instance",
-        method: "suspend",
+        request: |uuid| ComputeRequest::Suspend { uuid },
         to: "suspended",
     },
     Simple {
@@ -91,7 +91,7 @@ const SIMPLE: &[Simple] = &[
         from: &["suspended"],
         task: "resuming",
         event: "compute_resume_instance",
-        method: "resume",
+        request: |uuid| ComputeRequest::Resume { uuid },
         to: "active",
     },
 ];
@@ -179,9 +179,8 @@ async fn action(
                 &i,
                 &c.request_id,
                 a.event,
-                a.method,
-                json!({}),
-                Box::new(move |i, _| i.vm_state = to.into()),
+                (a.request)(i.uuid.clone()),
+                Box::new(move |i| i.vm_state = to.into()),
             );
             Ok(accepted())
         }
@@ -208,9 +207,11 @@ async fn action(
                 &i,
                 &c.request_id,
                 "compute_reboot_instance",
-                "reboot",
-                json!({"hard": hard}),
-                Box::new(|i, _| {
+                ComputeRequest::Reboot {
+                    uuid: i.uuid.clone(),
+                    hard,
+                },
+                Box::new(|i| {
                     i.vm_state = "active".into();
                 }),
             );
@@ -298,9 +299,11 @@ async fn action(
                 &i,
                 &c.request_id,
                 "compute_rescue_instance",
-                "rescue",
-                json!({"image_id": image}),
-                Box::new(move |i, _| {
+                ComputeRequest::Rescue {
+                    uuid: i.uuid.clone(),
+                    image_id: image.clone(),
+                },
+                Box::new(move |i| {
                     i.previous_vm_state = Some(prev);
                     i.vm_state = "rescued".into();
                     i.rescue_image = image;
@@ -325,9 +328,10 @@ async fn action(
                 &i,
                 &c.request_id,
                 "compute_unrescue_instance",
-                "unrescue",
-                json!({}),
-                Box::new(|i, _| {
+                ComputeRequest::Unrescue {
+                    uuid: i.uuid.clone(),
+                },
+                Box::new(|i| {
                     i.vm_state = "active".into();
                     i.rescue_image = None;
                     i.previous_vm_state = None;
@@ -364,8 +368,7 @@ async fn action(
             let out = ops::call_agent(
                 svc,
                 &host,
-                "console_output",
-                json!({"uuid": id}),
+                ComputeRequest::ConsoleOutput { uuid: id.clone() },
                 Some(&c.request_id),
             )
             .await
@@ -374,7 +377,15 @@ async fn action(
                     "Console log output could not be retrieved for instance {id}: {e}"
                 ))
             })?;
-            let text = out["output"].as_str().unwrap_or("").to_string();
+            let text = match out {
+                ComputeReply::ConsoleOutput { output } => output,
+                other => {
+                    return Err(NovaError::new(
+                        500,
+                        format!("unexpected answer to console_output: {other:?}"),
+                    ));
+                }
+            };
             let text = match length {
                 Some(n) => {
                     let lines: Vec<&str> = text.lines().collect();
@@ -742,6 +753,7 @@ async fn create_image(
         c.request_id.clone(),
         image_id.clone(),
     );
+    let acting = c.acting();
     tokio::spawn(async move {
         let host = i.host.clone().unwrap_or_default();
         ops::event(
@@ -763,21 +775,20 @@ async fn create_image(
             })
             .await;
         let r = async {
-            let snap = ops::call_agent(
+            // The host streams the disk to the Image service itself.
+            let dest = ops::image_destination(&svc2, &iid, &acting).await?;
+            ops::call_agent(
                 &svc2,
                 &host,
-                "snapshot",
-                json!({"uuid": i.uuid}),
+                ComputeRequest::Snapshot {
+                    uuid: i.uuid.clone(),
+                    dest,
+                },
                 Some(&rid),
             )
-            .await?;
-            let data = base64::engine::general_purpose::STANDARD
-                .decode(snap["data"].as_str().unwrap_or(""))
-                .map_err(|e| e.to_string())?;
-            svc2.image
-                .upload(&tok, &iid, data)
-                .await
-                .map_err(|e| e.to_string())
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
         }
         .await;
         if let Err(e) = &r {
@@ -1001,21 +1012,21 @@ async fn rebuild(
             None,
         )
         .await;
-        let spec = ops::guest_spec(&i2);
+        let spec = ops::guest_spec(&svc2, &i2);
         let r = async {
             ops::call_agent(
                 &svc2,
                 &host,
-                "destroy",
-                json!({"uuid": i2.uuid}),
+                ComputeRequest::Destroy {
+                    uuid: i2.uuid.to_string(),
+                },
                 Some(&rid),
             )
             .await?;
             ops::call_agent(
                 &svc2,
                 &host,
-                "spawn",
-                json!({"uuid": i2.uuid, "spec": spec}),
+                ComputeRequest::Spawn { spec: spec.clone() },
                 Some(&rid),
             )
             .await?;
@@ -1023,8 +1034,9 @@ async fn rebuild(
                 ops::call_agent(
                     &svc2,
                     &host,
-                    "power_off",
-                    json!({"uuid": i2.uuid}),
+                    ComputeRequest::PowerOff {
+                        uuid: i2.uuid.to_string(),
+                    },
                     Some(&rid),
                 )
                 .await?;
@@ -1311,7 +1323,7 @@ async fn do_resize(
         None,
     )
     .await;
-    let mut spec = ops::guest_spec(i);
+    let mut spec = ops::guest_spec(svc, i);
     spec.vcpus = nf.vcpus;
     spec.memory_mb = nf.ram;
     spec.root_gb = nf.disk;
@@ -1320,8 +1332,7 @@ async fn do_resize(
             ops::call_agent(
                 svc,
                 &dest.host,
-                "resize",
-                json!({"uuid": i.uuid, "spec": spec}),
+                ComputeRequest::Resize { spec: spec.clone() },
                 Some(rid),
             )
             .await?;
@@ -1329,16 +1340,16 @@ async fn do_resize(
             ops::call_agent(
                 svc,
                 &dest.host,
-                "spawn",
-                json!({"uuid": i.uuid, "spec": spec}),
+                ComputeRequest::Spawn { spec: spec.clone() },
                 Some(rid),
             )
             .await?;
             let _ = ops::call_agent(
                 svc,
                 &src_host,
-                "power_off",
-                json!({"uuid": i.uuid}),
+                ComputeRequest::PowerOff {
+                    uuid: i.uuid.to_string(),
+                },
                 Some(rid),
             )
             .await;
@@ -1347,8 +1358,9 @@ async fn do_resize(
             ops::call_agent(
                 svc,
                 &dest.host,
-                "power_off",
-                json!({"uuid": i.uuid}),
+                ComputeRequest::PowerOff {
+                    uuid: i.uuid.to_string(),
+                },
                 Some(rid),
             )
             .await?;
@@ -1462,8 +1474,9 @@ async fn confirm_resize(svc: &Arc<ComputeService>, c: &Caller, id: &str) -> NRes
         let _ = ops::call_agent(
             svc,
             &m.source_compute,
-            "destroy",
-            json!({"uuid": id}),
+            ComputeRequest::Destroy {
+                uuid: id.to_string(),
+            },
             Some(&c.request_id),
         )
         .await;
@@ -1502,7 +1515,7 @@ async fn revert_resize(svc: &Arc<ComputeService>, c: &Caller, id: &str) -> NResu
     let (svc2, rid) = (svc.clone(), c.request_id.clone());
     tokio::spawn(async move {
         let old = i.old_flavor.clone().unwrap_or_else(|| i.flavor.clone());
-        let mut spec = ops::guest_spec(&i);
+        let mut spec = ops::guest_spec(&svc2, &i);
         spec.vcpus = old.vcpus;
         spec.memory_mb = old.ram;
         spec.root_gb = old.disk;
@@ -1520,8 +1533,7 @@ async fn revert_resize(svc: &Arc<ComputeService>, c: &Caller, id: &str) -> NResu
                 ops::call_agent(
                     &svc2,
                     &m.source_compute,
-                    "resize",
-                    json!({"uuid": i.uuid, "spec": spec}),
+                    ComputeRequest::Resize { spec: spec.clone() },
                     Some(&rid),
                 )
                 .await?;
@@ -1529,24 +1541,25 @@ async fn revert_resize(svc: &Arc<ComputeService>, c: &Caller, id: &str) -> NResu
                 ops::call_agent(
                     &svc2,
                     &m.dest_compute,
-                    "destroy",
-                    json!({"uuid": i.uuid}),
+                    ComputeRequest::Destroy {
+                        uuid: i.uuid.to_string(),
+                    },
                     Some(&rid),
                 )
                 .await?;
                 ops::call_agent(
                     &svc2,
                     &m.source_compute,
-                    "spawn",
-                    json!({"uuid": i.uuid, "spec": spec}),
+                    ComputeRequest::Spawn { spec: spec.clone() },
                     Some(&rid),
                 )
                 .await?;
                 ops::call_agent(
                     &svc2,
                     &m.source_compute,
-                    "power_on",
-                    json!({"uuid": i.uuid}),
+                    ComputeRequest::PowerOn {
+                        uuid: i.uuid.to_string(),
+                    },
                     Some(&rid),
                 )
                 .await?;
@@ -1612,6 +1625,7 @@ fn id_str(i: &Instance) -> &str {
 
 fn shelve(svc: &Arc<ComputeService>, c: &Caller, i: Instance) {
     let (svc2, rid, tok) = (svc.clone(), c.request_id.clone(), c.token().to_string());
+    let acting = c.acting();
     tokio::spawn(async move {
         let host = i.host.clone().unwrap_or_default();
         ops::event(
@@ -1633,10 +1647,9 @@ fn shelve(svc: &Arc<ComputeService>, c: &Caller, i: Instance) {
             });
             let img = svc2.image.create(&tok, body).await.map_err(|e| e.to_string())?;
             let iid = img["id"].as_str().unwrap_or_default().to_string();
-            let snap = ops::call_agent(&svc2, &host, "snapshot", json!({"uuid": i.uuid}), Some(&rid)).await?;
-            let data = base64::engine::general_purpose::STANDARD.decode(snap["data"].as_str().unwrap_or("")).map_err(|e| e.to_string())?;
-            svc2.image.upload(&tok, &iid, data).await.map_err(|e| e.to_string())?;
-            ops::call_agent(&svc2, &host, "power_off", json!({"uuid": i.uuid}), Some(&rid)).await?;
+            let dest = ops::image_destination(&svc2, &iid, &acting).await?;
+            ops::call_agent(&svc2, &host, ComputeRequest::Snapshot { uuid: i.uuid.clone(), dest }, Some(&rid)).await?;
+            ops::call_agent(&svc2, &host, ComputeRequest::PowerOff { uuid: i.uuid.to_string() }, Some(&rid)).await?;
             Ok::<String, String>(iid)
         }.await;
         let res = r.as_ref().map(|_| ()).map_err(Clone::clone);
@@ -1703,7 +1716,15 @@ async fn offload(svc: &Arc<ComputeService>, uuid: &str, rid: &str) {
         None,
     )
     .await;
-    let _ = ops::call_agent(svc, &host, "destroy", json!({"uuid": uuid}), Some(rid)).await;
+    let _ = ops::call_agent(
+        svc,
+        &host,
+        ComputeRequest::Destroy {
+            uuid: uuid.to_string(),
+        },
+        Some(rid),
+    )
+    .await;
     let r = svc
         .placement
         .delete_allocations(uuid)
@@ -1759,25 +1780,22 @@ async fn unshelve(
             .await;
     }
     ops::event(svc, &uuid, rid, "compute_unshelve_instance", None, None).await;
-    let mut state = json!({"uuid": uuid, "request_id": rid, "tried": []});
+    let mut state = crate::build::BuildState {
+        uuid: uuid.clone(),
+        request_id: rid.to_string(),
+        ..Default::default()
+    };
     let r = async {
         crate::build::claim_for(svc, &mut state).await?;
-        let host = state["host"].as_str().unwrap_or_default().to_string();
+        let host = state.host.clone().unwrap_or_default();
         let spec = {
             let st = svc.state.read();
-            ops::guest_spec(st.instances.get(&uuid).ok_or("instance vanished")?)
+            ops::guest_spec(svc, st.instances.get(&uuid).ok_or("instance vanished")?)
         };
-        if let Err(e) = ops::call_agent(
-            svc,
-            &host,
-            "spawn",
-            json!({"uuid": uuid, "spec": spec}),
-            Some(rid),
-        )
-        .await
+        if let Err(e) = ops::call_agent(svc, &host, ComputeRequest::Spawn { spec }, Some(rid)).await
         {
             let _ = svc.placement.delete_allocations(&uuid).await;
-            return Err(e);
+            return Err(e.to_string());
         }
         Ok::<(), String>(())
     }

@@ -670,14 +670,17 @@ fn hyp_view(svc: &ComputeService, st: &State, c: &Caller, s: &ServiceRec, detail
         "status": if s.disabled { "disabled" } else { "enabled" },
     });
     if detail {
-        let r = s.resources.clone().unwrap_or(ferro_virt::HostResources {
-            vcpus: 0,
-            memory_mb: 0,
-            local_gb: 0,
-            hypervisor_type: "fake".into(),
-            hypervisor_version: 0,
-            cpu_info: "{}".into(),
-        });
+        let r = s
+            .resources
+            .clone()
+            .unwrap_or(ferro_rpc::compute::HostResources {
+                vcpus: 0,
+                memory_mb: 0,
+                local_gb: 0,
+                hypervisor_type: "fake".into(),
+                hypervisor_version: 0,
+                cpu_info: "{}".into(),
+            });
         let insts: Vec<&crate::model::Instance> = st
             .live()
             .filter(|i| i.host.as_deref() == Some(s.host.as_str()))
@@ -1110,14 +1113,17 @@ async fn host_show(AxState(svc): St, c: Caller, Path(host): Path<String>) -> NRe
         .into_iter()
         .find(|s| s.host == host)
         .ok_or_else(|| NovaError::not_found(format!("Compute host {host} could not be found.")))?;
-    let r = s.resources.clone().unwrap_or(ferro_virt::HostResources {
-        vcpus: 0,
-        memory_mb: 0,
-        local_gb: 0,
-        hypervisor_type: String::new(),
-        hypervisor_version: 0,
-        cpu_info: String::new(),
-    });
+    let r = s
+        .resources
+        .clone()
+        .unwrap_or(ferro_rpc::compute::HostResources {
+            vcpus: 0,
+            memory_mb: 0,
+            local_gb: 0,
+            hypervisor_type: String::new(),
+            hypervisor_version: 0,
+            cpu_info: String::new(),
+        });
     let insts: Vec<&crate::model::Instance> = st
         .live()
         .filter(|i| i.host.as_deref() == Some(host.as_str()))

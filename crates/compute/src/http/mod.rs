@@ -164,6 +164,10 @@ impl Caller {
     pub fn token(&self) -> &str {
         &self.ctx.auth_token
     }
+    /// Whom background work started by this request acts for.
+    pub fn acting(&self) -> ferro_auth::Acting {
+        ferro_auth::Acting::of(&self.ctx.token)
+    }
     pub fn is_admin(&self, svc: &ComputeService) -> bool {
         svc.policy
             .enforce("context_is_admin", &json!({}), &self.ctx.creds)

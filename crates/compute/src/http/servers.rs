@@ -626,6 +626,7 @@ async fn create(AxState(svc): St, c: Caller, raw: Bytes) -> NResult<Response> {
                 volume_id: None,
                 attachment_id: None,
                 created_volume: false,
+                connection_info: None,
             });
         }
     }
@@ -947,12 +948,7 @@ async fn create(AxState(svc): St, c: Caller, raw: Bytes) -> NResult<Response> {
         .await
         .map_err(NovaError::from_error)?;
     for i in &created {
-        crate::build::spawn_build(
-            &svc,
-            i.uuid.clone(),
-            rid.clone(),
-            Some(c.token().to_string()),
-        );
+        crate::build::spawn_build(&svc, i.uuid.clone(), rid.clone(), Some(c.acting()));
     }
     if return_resv {
         return Ok(json_resp(

@@ -995,7 +995,7 @@ async fn reimage(svc: &Arc<VolumeService>, c: &Caller, id: &str, arg: &Value) ->
     flows::spawn(
         svc,
         flows::REIMAGE,
-        json!({"id": id, "size": size, "image_id": image_id, "token": c.token(),
+        json!({"id": id, "size": size, "image_id": image_id, "acting": c.acting(),
                "previous_status": prev,
                "image_metadata": super::volumes::image_metadata(&img)}),
     );
@@ -1097,7 +1097,7 @@ async fn upload_image(
         svc,
         flows::UPLOAD,
         json!({"id": id, "image_id": image_id, "disk_format": disk_format,
-               "token": c.token(), "previous_status": prev}),
+               "acting": c.acting(), "previous_status": prev}),
     );
     let st = svc.store.read();
     let vt = st

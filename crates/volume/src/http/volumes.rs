@@ -624,7 +624,7 @@ async fn create(AxState(svc): St, c: Caller, mv: Mv, Body(body): Body) -> CResul
     }
     if let Some(img) = &image {
         state["image_id"] = img["id"].clone();
-        state["token"] = json!(c.token());
+        state["acting"] = c.acting();
     }
     flows::spawn(&svc, flows::CREATE, state);
     let st = svc.store.read();

@@ -18,6 +18,24 @@ else
   echo "warning: moto (S3 test server) not installed, see /tmp/ferro-s3-venv.log" >&2
 fi
 
+# Tests need qemu-img (the file volume backend); the project installs it.
+if ! command -v qemu-img >/dev/null && [ "$(id -u)" = 0 ]; then
+  (source scripts/lib.sh && ferro_need qemu-img qemu-utils) || exit 1
+fi
+# In CI a test dependency the project can install must be there: a test
+# that would skip for its absence fails instead (ferro_common::skip_or_fail).
+if [ "${CI:-}" = true ]; then
+  export FERRO_REQUIRE_DEPS=1
+fi
+
+echo "== gates: cargo fmt --check, cargo clippy -D warnings"
+cargo fmt --all -- --check || { echo "cargo fmt --check failed: run cargo fmt --all" >&2; exit 1; }
+cargo clippy -q --workspace --all-targets -- -D warnings 2>&1 | tee /tmp/ferro-clippy.log | tail -40
+if [ "${PIPESTATUS[0]}" != 0 ]; then
+  echo "cargo clippy failed" >&2
+  exit 1
+fi
+
 echo "== cargo test (workspace)"
 cargo test --workspace --no-fail-fast 2>&1 | tee /tmp/ferro-cargo-test.log | grep -E '^(test result|running|error|failures|---- )' || true
 if grep -qE '^test result: FAILED|^error(\[|:)' /tmp/ferro-cargo-test.log; then

@@ -833,7 +833,7 @@ async fn s3_listing(http: &reqwest::Client, bucket_url: &str) -> (Vec<String>, u
 #[tokio::test]
 async fn s3_store_against_moto() {
     let Some(moto) = moto_server() else {
-        eprintln!("skipped: moto_server not installed (bash scripts/s3-venv.sh)");
+        ferro_common::skip_or_fail("moto_server not installed (bash scripts/s3-venv.sh)");
         return;
     };
     let port = std::net::TcpListener::bind("127.0.0.1:0")

@@ -68,7 +68,7 @@ async fn create_volume(c: &TestCloud, tok: &str, body: Value) -> String {
 #[tokio::test]
 async fn volumes_snapshots_attachments_file_backend() {
     if !have_qemu_img() {
-        eprintln!("skipped: qemu-img is not installed");
+        ferro_common::skip_or_fail("qemu-img is not installed");
         return;
     }
     let c = TestCloud::start_with(Backend::Sqlite, |cfg| cfg.compute.fake_hosts = 0)
@@ -519,7 +519,7 @@ async fn volumes_snapshots_attachments_file_backend() {
 #[tokio::test]
 async fn create_failures_leave_error_and_no_file() {
     if !have_qemu_img() {
-        eprintln!("skipped: qemu-img is not installed");
+        ferro_common::skip_or_fail("qemu-img is not installed");
         return;
     }
     for step in ["create.schedule", "create.backend", "create.finish"] {
@@ -644,7 +644,7 @@ async fn boot(c: &TestCloud, tok: &str, server: Value) -> String {
 #[tokio::test]
 async fn nova_attach_detach_and_boot_from_volume() {
     if !have_qemu_img() {
-        eprintln!("skipped: qemu-img is not installed");
+        ferro_common::skip_or_fail("qemu-img is not installed");
         return;
     }
     let c = TestCloud::start_with(Backend::Sqlite, |cfg| cfg.compute.fake_hosts = 1)
@@ -942,7 +942,7 @@ async fn nova_attach_detach_and_boot_from_volume() {
 #[tokio::test]
 async fn detach_and_create_from_image_failures() {
     if !have_qemu_img() {
-        eprintln!("skipped: qemu-img is not installed");
+        ferro_common::skip_or_fail("qemu-img is not installed");
         return;
     }
     for step in ["detach_begin", "detach_unplug", "detach_release"] {
@@ -1077,7 +1077,7 @@ async fn detach_and_create_from_image_failures() {
 #[tokio::test]
 async fn groups_and_group_snapshots() {
     if !have_qemu_img() {
-        eprintln!("skipped: qemu-img is not installed");
+        ferro_common::skip_or_fail("qemu-img is not installed");
         return;
     }
     let c = TestCloud::start_with(Backend::Sqlite, |cfg| cfg.compute.fake_hosts = 0)
@@ -1273,7 +1273,7 @@ async fn groups_and_group_snapshots() {
 #[tokio::test]
 async fn scheduler_honours_capacity() {
     if !have_qemu_img() {
-        eprintln!("skipped: qemu-img is not installed");
+        ferro_common::skip_or_fail("qemu-img is not installed");
         return;
     }
     let c = TestCloud::start_with(Backend::Sqlite, |cfg| {
@@ -1326,7 +1326,7 @@ async fn scheduler_honours_capacity() {
 #[tokio::test]
 async fn upload_to_image() {
     if !have_qemu_img() {
-        eprintln!("skipped: qemu-img is not installed");
+        ferro_common::skip_or_fail("qemu-img is not installed");
         return;
     }
     let c = TestCloud::start_with(Backend::Sqlite, |cfg| cfg.compute.fake_hosts = 0)
@@ -1381,7 +1381,7 @@ async fn upload_to_image() {
 #[tokio::test]
 async fn microversions_up_to_3_71() {
     if !have_qemu_img() {
-        eprintln!("skipped: qemu-img is not installed");
+        ferro_common::skip_or_fail("qemu-img is not installed");
         return;
     }
     let c = TestCloud::start_with(Backend::Sqlite, |cfg| cfg.compute.fake_hosts = 0)
@@ -2084,7 +2084,7 @@ async fn microversions_up_to_3_71() {
 #[tokio::test]
 async fn no_token_is_stored() {
     if !have_qemu_img() {
-        eprintln!("skipped: qemu-img is not installed");
+        ferro_common::skip_or_fail("qemu-img is not installed");
         return;
     }
     let c = TestCloud::start_with(Backend::Sqlite, |cfg| cfg.compute.fake_hosts = 1)

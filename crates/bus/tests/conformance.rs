@@ -155,7 +155,7 @@ fn rabbit_reachable() -> bool {
     )
     .is_ok();
     if !up {
-        eprintln!("skipping: RabbitMQ is not reachable at 127.0.0.1:5672");
+        ferro_common::skip_or_fail("RabbitMQ is not reachable at 127.0.0.1:5672");
     }
     up
 }

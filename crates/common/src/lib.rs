@@ -54,3 +54,15 @@ pub fn percent_decode(s: &str) -> String {
     }
     String::from_utf8_lossy(&out).into_owned()
 }
+
+/// A test that cannot run on this machine calls this and returns. It says
+/// why; with `FERRO_REQUIRE_DEPS=1` (set by `scripts/test.sh` in CI, where
+/// the project's scripts install every such dependency) a missing one fails
+/// the test instead, so a broken install step cannot hide behind a skip.
+/// Only what a machine cannot have (KVM, device-mapper) may skip there.
+pub fn skip_or_fail(why: &str) {
+    if std::env::var("FERRO_REQUIRE_DEPS").is_ok_and(|v| v == "1") {
+        panic!("a required test dependency is missing (FERRO_REQUIRE_DEPS=1): {why}");
+    }
+    eprintln!("skipped: {why}");
+}

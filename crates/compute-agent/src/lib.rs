@@ -338,10 +338,17 @@ mod tests {
         // A message of another protocol version is refused by name.
         let mut env = ComputeRequest::Ping.to_envelope(None).unwrap();
         env.args["version"] = serde_json::json!(1);
-        let e = bus
+        let e = match bus
             .call(&Target::server(TOPIC, "h1"), env, Duration::from_secs(5))
             .await
-            .unwrap_err();
+        {
+            Err(ferro_bus::BusError::Remote(m)) => RpcError::from_wire(&m),
+            other => panic!("{other:?}"),
+        };
+        assert!(
+            matches!(e, RpcError::Incompatible { theirs: 1, .. }),
+            "{e:?}"
+        );
         assert!(e.to_string().contains("protocol version mismatch"), "{e}");
         // No agent on a host: a typed error, not a hang.
         let e = client

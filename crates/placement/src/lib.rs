@@ -94,7 +94,7 @@ impl PlacementService {
             db.docs_load(state::KIND_CONSUMER).await?,
             db.docs_load(state::KIND_RC).await?,
             db.docs_load(state::KIND_TRAIT).await?,
-        );
+        )?;
         Ok(Arc::new(PlacementService {
             db,
             cfg,

@@ -238,32 +238,28 @@ pub(crate) struct Query {
 }
 
 impl State {
+    /// The state from its stored documents; one that cannot be read stops
+    /// start-up, naming its kind and id.
     pub(crate) fn load(
         rps: Vec<(String, serde_json::Value)>,
         consumers: Vec<(String, serde_json::Value)>,
         rcs: Vec<(String, serde_json::Value)>,
         traits: Vec<(String, serde_json::Value)>,
-    ) -> State {
+    ) -> Result<State, ferro_common::Error> {
         let mut st = State::default();
         for (id, v) in rps {
-            match serde_json::from_value::<Provider>(v) {
-                Ok(p) => {
-                    st.providers.insert(id, p);
-                }
-                Err(e) => tracing::error!(id, "unreadable placement provider skipped: {e}"),
-            }
+            let p = serde_json::from_value::<Provider>(v)
+                .map_err(|e| ferro_db::docs::undecodable(KIND_RP, &id, &e))?;
+            st.providers.insert(id, p);
         }
         for (id, v) in consumers {
-            match serde_json::from_value::<Consumer>(v) {
-                Ok(c) => {
-                    st.consumers.insert(id, c);
-                }
-                Err(e) => tracing::error!(id, "unreadable placement consumer skipped: {e}"),
-            }
+            let c = serde_json::from_value::<Consumer>(v)
+                .map_err(|e| ferro_db::docs::undecodable(KIND_CONSUMER, &id, &e))?;
+            st.consumers.insert(id, c);
         }
         st.custom_rcs = rcs.into_iter().map(|(id, _)| id).collect();
         st.custom_traits = traits.into_iter().map(|(id, _)| id).collect();
-        st
+        Ok(st)
     }
 
     pub(crate) fn apply(&mut self, ch: Changes) {

@@ -87,7 +87,7 @@ impl TestCloud {
             Backend::Sqlite => {}
             Backend::Postgres => {
                 if !reachable(5432) {
-                    eprintln!("skipping: PostgreSQL is not reachable at 127.0.0.1:5432");
+                    ferro_common::skip_or_fail("PostgreSQL is not reachable at 127.0.0.1:5432");
                     return Ok(None);
                 }
                 let admin = "postgres://postgres@127.0.0.1:5432/postgres".to_string();
@@ -100,7 +100,7 @@ impl TestCloud {
             }
             Backend::MariaDb => {
                 if !reachable(3306) {
-                    eprintln!("skipping: MariaDB is not reachable at 127.0.0.1:3306");
+                    ferro_common::skip_or_fail("MariaDB is not reachable at 127.0.0.1:3306");
                     return Ok(None);
                 }
                 let admin = "mysql://root@127.0.0.1:3306/mysql".to_string();

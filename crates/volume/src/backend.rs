@@ -462,7 +462,7 @@ mod tests {
     #[tokio::test]
     async fn file_backend_conformance() {
         if !have_qemu_img() {
-            eprintln!("skipped: qemu-img is not installed");
+            ferro_common::skip_or_fail("qemu-img is not installed");
             return;
         }
         let dir = tempfile::tempdir().unwrap();

@@ -8,7 +8,8 @@
 //! unwinds what a crash interrupted.
 use crate::VolumeService;
 use crate::store::{Kind, Obj, s};
-use ferro_saga::{DbSagaLog, Executor, SagaDef, SagaError, Step};
+use ferro_saga::{DbSagaLog, Executor, SagaDef, SagaError, Step, Typed, TypedStep};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::sync::{Arc, Weak};
 
@@ -36,17 +37,51 @@ pub const REIMAGE: &str = "volume_reimage";
 /// One step, named `<saga>.<what>`; `run_step`/`undo_step` dispatch on it.
 struct S(&'static str);
 
+/// What a volume workflow knows, as its saga log keeps it. Each workflow
+/// uses the fields it needs; the API sets them when it starts one.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct FlowState {
+    /// The volume (or, for snapshot workflows, the snapshot).
+    pub id: String,
+    #[serde(default)]
+    pub size: Option<u64>,
+    #[serde(default)]
+    pub image_id: Option<String>,
+    #[serde(default)]
+    pub image_metadata: Option<Value>,
+    #[serde(default)]
+    pub disk_format: Option<String>,
+    #[serde(default)]
+    pub previous_status: Option<String>,
+    #[serde(default)]
+    pub snapshot_id: Option<String>,
+    /// Snapshots deleted with the volume (cascade).
+    #[serde(default)]
+    pub snapshots: Vec<String>,
+    #[serde(default)]
+    pub source_volid: Option<String>,
+    /// The volume a snapshot is of.
+    #[serde(default)]
+    pub volume_id: Option<String>,
+    /// A file of this host the workflow made (an image download, an upload).
+    #[serde(default)]
+    pub tmp: Option<String>,
+    /// Whom the workflow acts for when it calls the Image service.
+    #[serde(default)]
+    pub acting: Option<ferro_auth::Acting>,
+}
+
 #[async_trait::async_trait]
-impl Step<Ctx> for S {
+impl TypedStep<Ctx, FlowState> for S {
     fn name(&self) -> &'static str {
         self.0
     }
-    async fn run(&self, ctx: &Ctx, state: &mut Value) -> Result<(), String> {
+    async fn run(&self, ctx: &Ctx, state: &mut FlowState) -> Result<(), String> {
         let svc = ctx.svc()?;
         inject(&svc, self.0).await?;
         run_step(&svc, self.0, state).await
     }
-    async fn undo(&self, ctx: &Ctx, state: &Value) -> Result<(), String> {
+    async fn undo(&self, ctx: &Ctx, state: &FlowState) -> Result<(), String> {
         undo_step(&ctx.svc()?, self.0, state).await
     }
 }
@@ -94,7 +129,7 @@ pub fn executor(svc: Arc<VolumeService>) -> Executor<Ctx> {
             name,
             steps: steps
                 .into_iter()
-                .map(|n| Box::new(S(n)) as Box<dyn Step<Ctx>>)
+                .map(|n| Box::new(Typed::new(S(n))) as Box<dyn Step<Ctx>>)
                 .collect(),
         });
     }
@@ -121,23 +156,21 @@ async fn inject(svc: &VolumeService, step: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn st<'a>(state: &'a Value, k: &str) -> &'a str {
-    state[k].as_str().unwrap_or_default()
-}
-
 /// A token for the user the workflow acts for, made when a step needs one
 /// (never stored: the saga keeps only the user and project).
-async fn token_for(svc: &VolumeService, state: &Value) -> Result<String, String> {
-    let who: ferro_auth::Acting = serde_json::from_value(state["acting"].clone())
-        .map_err(|e| format!("the workflow does not say whom it acts for: {e}"))?;
+async fn token_for(svc: &VolumeService, state: &FlowState) -> Result<String, String> {
+    let who = state
+        .acting
+        .as_ref()
+        .ok_or("the workflow does not say whom it acts for")?;
     svc.validator
-        .token_for(&who)
+        .token_for(who)
         .await
         .map_err(|e| e.to_string())
 }
 
-fn size(state: &Value) -> u64 {
-    state["size"].as_u64().unwrap_or(1)
+fn size(state: &FlowState) -> u64 {
+    state.size.unwrap_or(1)
 }
 
 /// Sets fields of a record (if it still exists).
@@ -160,13 +193,17 @@ async fn set(svc: &VolumeService, k: Kind, id: &str, fields: Value) -> Result<()
     }
 }
 
-async fn run_step(svc: &Arc<VolumeService>, step: &str, state: &mut Value) -> Result<(), String> {
+async fn run_step(
+    svc: &Arc<VolumeService>,
+    step: &str,
+    state: &mut FlowState,
+) -> Result<(), String> {
     let b = &svc.backend;
-    let id = st(state, "id").to_string();
+    let id = state.id.as_str().to_string();
     match step {
         "create.schedule" => schedule(svc, state).await,
         "create.fetch_image" | "reimage.fetch_image" => {
-            let Some(image) = state["image_id"].as_str().map(str::to_string) else {
+            let Some(image) = state.image_id.clone() else {
                 return Ok(());
             };
             let tmp = svc.tmp_dir.join(format!("image-{id}"));
@@ -175,55 +212,55 @@ async fn run_step(svc: &Arc<VolumeService>, step: &str, state: &mut Value) -> Re
                 .download(&token, &image, &tmp)
                 .await
                 .map_err(|e| format!("downloading image {image}: {e}"))?;
-            state["tmp"] = json!(tmp.to_string_lossy());
+            state.tmp = Some(tmp.to_string_lossy().to_string());
             Ok(())
         }
         "create.backend" => {
             let n = size(state);
-            if let Some(tmp) = state["tmp"].as_str() {
+            if let Some(tmp) = state.tmp.as_deref() {
                 b.create_from_file(&id, std::path::Path::new(tmp), n).await
-            } else if let Some(snap) = state["snapshot_id"].as_str() {
+            } else if let Some(snap) = state.snapshot_id.as_deref() {
                 b.create_from_snapshot(snap, &id, n).await
-            } else if let Some(src) = state["source_volid"].as_str() {
+            } else if let Some(src) = state.source_volid.as_deref() {
                 b.clone_volume(src, &id, n).await
             } else {
                 b.create(&id, n).await
             }
         }
         "create.finish" => {
-            if let Some(tmp) = state["tmp"].as_str() {
+            if let Some(tmp) = state.tmp.as_deref() {
                 let _ = tokio::fs::remove_file(tmp).await;
             }
             let mut f = json!({"status": "available"});
-            if state["image_id"].is_string() {
+            if state.image_id.is_some() {
                 f["bootable"] = json!(true);
             }
             set(svc, Kind::Volume, &id, f).await
         }
         // os-reimage (3.68): the image replaces the volume's content.
         "reimage.backend" => {
-            let tmp = state["tmp"].as_str().unwrap_or_default();
+            let tmp = state.tmp.as_deref().unwrap_or_default();
             b.create_from_file(&id, std::path::Path::new(tmp), size(state))
                 .await
         }
         "reimage.finish" => {
-            if let Some(tmp) = state["tmp"].as_str() {
+            if let Some(tmp) = state.tmp.as_deref() {
                 let _ = tokio::fs::remove_file(tmp).await;
             }
-            let meta = state["image_metadata"].clone();
+            let meta = state.image_metadata.clone().unwrap_or(Value::Null);
             set(
                 svc,
                 Kind::Volume,
                 &id,
-                json!({"status": st(state, "previous_status"), "bootable": true,
+                json!({"status": state.previous_status.as_deref().unwrap_or_default(), "bootable": true,
                        "volume_image_metadata": meta, "updated_at": crate::store::now()}),
             )
             .await
         }
         "delete.backend" => {
             // With cascade, its snapshots go first.
-            for x in state["snapshots"].as_array().into_iter().flatten() {
-                b.delete_snapshot(x.as_str().unwrap_or_default()).await?;
+            for x in &state.snapshots {
+                b.delete_snapshot(x).await?;
             }
             b.delete(&id).await
         }
@@ -258,14 +295,14 @@ async fn run_step(svc: &Arc<VolumeService>, step: &str, state: &mut Value) -> Re
                 svc,
                 Kind::Volume,
                 &id,
-                json!({"status": st(state, "previous_status"), "size": size(state)}),
+                json!({"status": state.previous_status.as_deref().unwrap_or_default(), "size": size(state)}),
             )
             .await
         }
         // An attached volume's servers learn of the new size (Nova's
         // `volume-extended`); as upstream, a failure there is only logged.
         "extend.notify" => {
-            if st(state, "previous_status") != "in-use" {
+            if state.previous_status.as_deref().unwrap_or_default() != "in-use" {
                 return Ok(());
             }
             let Some(compute) = svc.compute().cloned() else {
@@ -286,13 +323,13 @@ async fn run_step(svc: &Arc<VolumeService>, step: &str, state: &mut Value) -> Re
             }
             Ok(())
         }
-        "revert.backend" => b.revert_to_snapshot(&id, st(state, "snapshot_id")).await,
+        "revert.backend" => b.revert_to_snapshot(&id, state.snapshot_id.as_deref().unwrap_or_default()).await,
         "revert.finish" => {
             set(svc, Kind::Volume, &id, json!({"status": "available"})).await?;
             set(
                 svc,
                 Kind::Snapshot,
-                st(state, "snapshot_id"),
+                state.snapshot_id.as_deref().unwrap_or_default(),
                 json!({"status": "available"}),
             )
             .await
@@ -300,30 +337,30 @@ async fn run_step(svc: &Arc<VolumeService>, step: &str, state: &mut Value) -> Re
         "upload.copy" => {
             let tmp = svc
                 .tmp_dir
-                .join(format!("upload-{}", st(state, "image_id")));
-            b.copy_to_file(&id, &tmp, st(state, "disk_format")).await?;
-            state["tmp"] = json!(tmp.to_string_lossy());
+                .join(format!("upload-{}", state.image_id.as_deref().unwrap_or_default()));
+            b.copy_to_file(&id, &tmp, state.disk_format.as_deref().unwrap_or_default()).await?;
+            state.tmp = Some(tmp.to_string_lossy().to_string());
             Ok(())
         }
         "upload.send" => {
-            let tmp = st(state, "tmp").to_string();
+            let tmp = state.tmp.as_deref().unwrap_or_default().to_string();
             let token = token_for(svc, state).await?;
             svc.images
-                .upload(&token, st(state, "image_id"), std::path::Path::new(&tmp))
+                .upload(&token, state.image_id.as_deref().unwrap_or_default(), std::path::Path::new(&tmp))
                 .await
-                .map_err(|e| format!("uploading to image {}: {e}", st(state, "image_id")))
+                .map_err(|e| format!("uploading to image {}: {e}", state.image_id.as_deref().unwrap_or_default()))
         }
         "upload.finish" => {
-            let _ = tokio::fs::remove_file(st(state, "tmp")).await;
+            let _ = tokio::fs::remove_file(state.tmp.as_deref().unwrap_or_default()).await;
             set(
                 svc,
                 Kind::Volume,
                 &id,
-                json!({"status": st(state, "previous_status")}),
+                json!({"status": state.previous_status.as_deref().unwrap_or_default()}),
             )
             .await
         }
-        "snapshot_create.backend" => b.create_snapshot(st(state, "volume_id"), &id).await,
+        "snapshot_create.backend" => b.create_snapshot(state.volume_id.as_deref().unwrap_or_default(), &id).await,
         "snapshot_create.finish" => {
             set(
                 svc,
@@ -380,8 +417,8 @@ fn specs_fit(svc: &VolumeService, specs: &serde_json::Map<String, Value>) -> Res
 /// The volume scheduler: the backend must satisfy the type's extra specs
 /// (`volume_backend_name`, `storage_protocol`, `vendor_name`, also with a
 /// `capabilities:` prefix) and have room for the volume.
-async fn schedule(svc: &Arc<VolumeService>, state: &Value) -> Result<(), String> {
-    let id = st(state, "id");
+async fn schedule(svc: &Arc<VolumeService>, state: &FlowState) -> Result<(), String> {
+    let id = state.id.as_str();
     let specs = {
         let snap = svc.store.read();
         let tid = snap
@@ -405,11 +442,11 @@ async fn schedule(svc: &Arc<VolumeService>, state: &Value) -> Result<(), String>
     Ok(())
 }
 
-async fn undo_step(svc: &Arc<VolumeService>, step: &str, state: &Value) -> Result<(), String> {
-    let id = st(state, "id");
+async fn undo_step(svc: &Arc<VolumeService>, step: &str, state: &FlowState) -> Result<(), String> {
+    let id = state.id.as_str();
     match step {
         "create.fetch_image" | "reimage.fetch_image" | "upload.copy" => {
-            if let Some(tmp) = state["tmp"].as_str() {
+            if let Some(tmp) = state.tmp.as_deref() {
                 match tokio::fs::remove_file(tmp).await {
                     Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                         return Err(e.to_string());
@@ -427,8 +464,8 @@ async fn undo_step(svc: &Arc<VolumeService>, step: &str, state: &Value) -> Resul
 }
 
 /// What a failed saga leaves the record as.
-async fn on_failure(svc: &Arc<VolumeService>, name: &str, state: &Value, why: &str) {
-    let id = st(state, "id");
+async fn on_failure(svc: &Arc<VolumeService>, name: &str, state: &FlowState, why: &str) {
+    let id = state.id.as_str();
     let r = match name {
         CREATE => {
             crate::http::messages::record_create_failure(svc, id, why).await;
@@ -440,7 +477,7 @@ async fn on_failure(svc: &Arc<VolumeService>, name: &str, state: &Value, why: &s
             let _ = set(
                 svc,
                 Kind::Snapshot,
-                st(state, "snapshot_id"),
+                state.snapshot_id.as_deref().unwrap_or_default(),
                 json!({"status": "available"}),
             )
             .await;
@@ -449,16 +486,20 @@ async fn on_failure(svc: &Arc<VolumeService>, name: &str, state: &Value, why: &s
         UPLOAD => {
             match token_for(svc, state).await {
                 Ok(token) => {
-                    if let Err(e) = svc.images.delete(&token, st(state, "image_id")).await {
+                    if let Err(e) = svc
+                        .images
+                        .delete(&token, state.image_id.as_deref().unwrap_or_default())
+                        .await
+                    {
                         tracing::warn!(
-                            image = st(state, "image_id"),
+                            image = state.image_id.as_deref().unwrap_or_default(),
                             "the image of a failed upload was not deleted: {}",
                             e.log_message()
                         );
                     }
                 }
                 Err(e) => tracing::warn!(
-                    image = st(state, "image_id"),
+                    image = state.image_id.as_deref().unwrap_or_default(),
                     "the image of a failed upload was not deleted: {e}"
                 ),
             }
@@ -466,7 +507,7 @@ async fn on_failure(svc: &Arc<VolumeService>, name: &str, state: &Value, why: &s
                 svc,
                 Kind::Volume,
                 id,
-                json!({"status": st(state, "previous_status")}),
+                json!({"status": state.previous_status.as_deref().unwrap_or_default()}),
             )
             .await
         }
@@ -481,15 +522,24 @@ async fn on_failure(svc: &Arc<VolumeService>, name: &str, state: &Value, why: &s
     }
 }
 
-/// Runs saga `name` for `state["id"]` in the background.
+/// Runs saga `name` for the volume or snapshot `state.id` in the
+/// background. `state` is the JSON the API built; it must read as a
+/// [`FlowState`].
 pub fn spawn(svc: &Arc<VolumeService>, name: &'static str, state: Value) {
     let svc = svc.clone();
     tokio::spawn(async move {
         let Some(ex) = svc.sagas.get() else {
             return;
         };
-        let saga_id = format!("{name}:{}:{}", st(&state, "id"), crate::store::new_id());
-        if let Err(e) = ex.run(name, &saga_id, state.clone()).await {
+        let state: FlowState = match serde_json::from_value(state) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(saga = name, "workflow state not understood: {e}");
+                return;
+            }
+        };
+        let saga_id = format!("{name}:{}:{}", state.id, crate::store::new_id());
+        if let Err(e) = ex.run_typed(name, &saga_id, &state).await {
             on_failure(&svc, name, &state, &e.to_string()).await;
         }
     });
@@ -524,9 +574,12 @@ pub async fn recover(svc: &Arc<VolumeService>) -> Result<(), ferro_common::Error
                     REIMAGE => REIMAGE,
                     _ => continue,
                 };
-                let mut state = json!({"id": id});
+                let mut state = FlowState {
+                    id: id.to_string(),
+                    ..Default::default()
+                };
                 if let Some(v) = svc.store.read().get(Kind::Volume, id) {
-                    state["previous_status"] = json!(prev_or_available(v));
+                    state.previous_status = Some(prev_or_available(v).to_string());
                 }
                 on_failure(svc, name, &state, &why).await;
             }

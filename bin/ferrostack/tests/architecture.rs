@@ -137,7 +137,7 @@ fn crate_graph_keeps_the_layers() {
     // the protocol crate only.
     let compute = &g["ferro-compute"];
     assert!(compute.contains(&"ferro-rpc".to_string()));
-    for d in ["ferro-virt", "ferro-compute-agent"] {
+    for d in ["ferro-virt", "ferro-compute-agent", "ferro-placement"] {
         assert!(!compute.contains(&d.to_string()), "ferro-compute -> {d}");
     }
     assert!(!g["ferro-compute-agent"].contains(&"ferro-db".to_string()));
@@ -164,4 +164,214 @@ fn the_check_catches_a_forbidden_edge() {
             .any(|b| b.starts_with("ferro-compute-agent -> ferro-db: agents never open")),
         "{bad:?}"
     );
+}
+
+/// The modules of one crate (`src/a/b.rs` is `a::b`, `src/a/mod.rs` is `a`)
+/// and the modules each one names through `crate::` and `super::` paths.
+fn module_graph(src: &std::path::Path) -> BTreeMap<String, std::collections::BTreeSet<String>> {
+    fn files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                files(&p, out);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                out.push(p);
+            }
+        }
+    }
+    let mut all = Vec::new();
+    files(src, &mut all);
+    let module = |p: &std::path::Path| -> String {
+        let rel = p.strip_prefix(src).unwrap().with_extension("");
+        let mut segs: Vec<String> = rel
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().to_string())
+            .collect();
+        if segs
+            .last()
+            .is_some_and(|s| s == "mod" || s == "lib" || s == "main")
+        {
+            segs.pop();
+        }
+        segs.join("::")
+    };
+    let modules: std::collections::BTreeSet<String> = all.iter().map(|p| module(p)).collect();
+    // The longest known module that prefixes `segs` (root items are "").
+    let resolve = |segs: &[String]| -> String {
+        (0..=segs.len())
+            .rev()
+            .map(|n| segs[..n].join("::"))
+            .find(|m| modules.contains(m))
+            .unwrap_or_default()
+    };
+    let mut graph = BTreeMap::new();
+    for p in &all {
+        let me = module(p);
+        // `super` of `a::b` (a::b.rs or a/b/mod.rs alike) is `a`.
+        let parent: Vec<String> = {
+            let mut s: Vec<String> = me
+                .split("::")
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect();
+            s.pop();
+            s
+        };
+        let text: String = std::fs::read_to_string(p)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("//"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let mut targets = std::collections::BTreeSet::new();
+        for (kw, base) in [
+            ("crate::", Vec::<String>::new()),
+            ("super::", parent.clone()),
+        ] {
+            let mut rest = text.as_str();
+            while let Some(i) = rest.find(kw) {
+                let before = rest[..i].chars().last();
+                rest = &rest[i + kw.len()..];
+                if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+                    continue;
+                }
+                let path: String = rest
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == ':')
+                    .collect();
+                let after = &rest[path.len()..];
+                let prefix: Vec<String> = base
+                    .iter()
+                    .cloned()
+                    .chain(path.split("::").filter(|s| !s.is_empty()).map(String::from))
+                    .collect();
+                if (path.ends_with("::") || path.is_empty())
+                    && let Some(group) = after.strip_prefix('{')
+                {
+                    let group = &group[..group.find('}').unwrap_or(group.len())];
+                    for item in group.split(',') {
+                        let mut segs = prefix.clone();
+                        segs.extend(
+                            item.trim()
+                                .split("::")
+                                .filter(|s| !s.is_empty() && *s != "self")
+                                .map(|s| s.split_whitespace().next().unwrap_or("").to_string()),
+                        );
+                        targets.insert(resolve(&segs));
+                    }
+                    continue;
+                }
+                targets.insert(resolve(&prefix));
+            }
+        }
+        targets.remove(&me);
+        targets.remove("");
+        graph.insert(me, targets);
+    }
+    graph
+}
+
+/// A circle in `graph`, if there is one (as the modules along it).
+fn find_circle(
+    graph: &BTreeMap<String, std::collections::BTreeSet<String>>,
+) -> Option<Vec<String>> {
+    fn visit(
+        n: &str,
+        g: &BTreeMap<String, std::collections::BTreeSet<String>>,
+        state: &mut BTreeMap<String, u8>,
+        path: &mut Vec<String>,
+    ) -> Option<Vec<String>> {
+        match state.get(n) {
+            Some(2) => return None,
+            Some(1) => {
+                let i = path.iter().position(|p| p == n).unwrap_or(0);
+                let mut c = path[i..].to_vec();
+                c.push(n.to_string());
+                return Some(c);
+            }
+            _ => {}
+        }
+        state.insert(n.to_string(), 1);
+        path.push(n.to_string());
+        for m in g.get(n).into_iter().flatten() {
+            if let Some(c) = visit(m, g, state, path) {
+                return Some(c);
+            }
+        }
+        path.pop();
+        state.insert(n.to_string(), 2);
+        None
+    }
+    let mut state = BTreeMap::new();
+    for n in graph.keys() {
+        if let Some(c) = visit(n, graph, &mut state, &mut Vec::new()) {
+            return Some(c);
+        }
+    }
+    None
+}
+
+fn compute_src() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../crates/compute/src")
+}
+
+/// Compute is layered: handlers (`http/`) on a service layer on the
+/// conductor and the store. No module imports in a circle, nothing outside
+/// `http/` imports from it, no file is named `misc`, and no file is over
+/// 1,000 lines without saying why at its top.
+#[test]
+fn compute_modules_are_layered() {
+    let g = module_graph(&compute_src());
+    assert!(
+        g.contains_key("build") && g.contains_key("http::servers"),
+        "{g:?}"
+    );
+    if let Some(c) = find_circle(&g) {
+        panic!("compute modules import in a circle: {}", c.join(" -> "));
+    }
+    for (m, targets) in &g {
+        if m == "http" || m.starts_with("http::") {
+            continue;
+        }
+        for t in targets {
+            assert!(
+                !(t == "http" || t.starts_with("http::")),
+                "{m} imports {t}: only handlers live in http/, and nothing below them uses them"
+            );
+        }
+    }
+    fn check_files(dir: &std::path::Path) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                check_files(&p);
+                continue;
+            }
+            let name = p.file_stem().unwrap().to_string_lossy().to_string();
+            assert!(
+                name != "misc",
+                "{}: name the file after what it holds",
+                p.display()
+            );
+            let text = std::fs::read_to_string(&p).unwrap();
+            let n = text.lines().count();
+            let head: String = text.lines().take(15).collect::<Vec<_>>().join("\n");
+            assert!(
+                n <= 1000 || head.contains("Over 1,000 lines because"),
+                "{}: {n} lines and no reason at its top",
+                p.display()
+            );
+        }
+    }
+    check_files(&compute_src());
+}
+
+#[test]
+fn the_module_check_sees_a_circle() {
+    let mut g = module_graph(&compute_src());
+    g.entry("ops".into())
+        .or_default()
+        .insert("http::servers".into());
+    // http::servers reaches ops, so ops -> http::servers closes a circle.
+    assert!(find_circle(&g).is_some());
 }

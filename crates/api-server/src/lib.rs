@@ -145,7 +145,9 @@ impl App {
             identity.db.clone(),
             cfg.clone(),
             identity.clone(),
-            placement.clone(),
+            Arc::new(wiring::InProcPlacement {
+                svc: placement.clone(),
+            }),
             ferro_compute::Peers {
                 image: images,
                 network: Arc::new(wiring::InProcNetwork {

@@ -603,3 +603,96 @@ impl ferro_compute::VolumeApi for InProcVolumes {
         call_json(&self.router, token, method, path, body).await
     }
 }
+
+/// Compute's view of Placement: the Placement service called in process.
+pub struct InProcPlacement {
+    pub svc: Arc<ferro_placement::PlacementService>,
+}
+
+#[async_trait::async_trait]
+impl ferro_compute::placement::PlacementApi for InProcPlacement {
+    async fn allocation_candidates(
+        &self,
+        q: &ferro_compute::placement::CandidateQuery,
+    ) -> Result<Vec<ferro_compute::placement::Candidate>, Error> {
+        let q = ferro_placement::CandidateQuery {
+            resources: q.resources.clone(),
+            required: q.required.clone(),
+            forbidden: q.forbidden.clone(),
+            member_of: q.member_of.clone(),
+            in_tree: q.in_tree.clone(),
+            limit: q.limit,
+        };
+        Ok(self
+            .svc
+            .allocation_candidates(&q)
+            .await?
+            .into_iter()
+            .map(|c| ferro_compute::placement::Candidate {
+                provider: c.provider,
+                name: c.name,
+                allocations: c.allocations,
+                summary: c.summary,
+                traits: c.traits,
+                aggregates: c.aggregates,
+            })
+            .collect())
+    }
+    async fn put_allocations(
+        &self,
+        consumer: &str,
+        project: &str,
+        user: &str,
+        allocs: ferro_compute::placement::AllocMap,
+        consumer_generation: Option<u64>,
+    ) -> Result<(), Error> {
+        self.svc
+            .put_allocations(consumer, project, user, allocs, consumer_generation)
+            .await
+    }
+    async fn get_allocations(
+        &self,
+        consumer: &str,
+    ) -> (ferro_compute::placement::AllocMap, Option<u64>) {
+        self.svc.get_allocations(consumer).await
+    }
+    async fn delete_allocations(&self, consumer: &str) -> Result<(), Error> {
+        self.svc.delete_allocations(consumer).await
+    }
+    async fn ensure_provider(
+        &self,
+        uuid: &str,
+        name: &str,
+        inventories: std::collections::BTreeMap<String, ferro_compute::placement::Inventory>,
+        traits: Vec<String>,
+    ) -> Result<(), Error> {
+        let inventories = inventories
+            .into_iter()
+            .map(|(rc, i)| {
+                (
+                    rc,
+                    ferro_placement::Inventory {
+                        total: i.total,
+                        reserved: i.reserved,
+                        min_unit: i.min_unit,
+                        max_unit: i.max_unit,
+                        step_size: i.step_size,
+                        allocation_ratio: i.allocation_ratio,
+                    },
+                )
+            })
+            .collect();
+        self.svc
+            .ensure_provider(uuid, name, inventories, traits)
+            .await
+    }
+    async fn delete_provider(&self, uuid: &str) -> Result<(), Error> {
+        self.svc.delete_provider(uuid).await
+    }
+    async fn set_provider_aggregates(&self, uuid: &str, aggs: Vec<String>) -> Result<(), Error> {
+        self.svc.set_provider_aggregates(uuid, aggs).await
+    }
+    async fn provider_usages(&self, uuid: &str) -> std::collections::BTreeMap<String, u64> {
+        self.svc.provider_usages(uuid).await
+    }
+}

@@ -7,17 +7,18 @@
 use crate::ComputeService;
 use crate::model::Fault;
 use crate::ops;
+use crate::placement::{AllocMap, CandidateQuery};
 use crate::state::now;
+use crate::workflow::{Ctx, inject};
 use ferro_auth::Acting;
 use ferro_common::Error;
-use ferro_placement::{AllocMap, CandidateQuery};
 use ferro_rpc::compute::{ComputeRequest, PowerState};
-use ferro_saga::{DbSagaLog, Executor, SagaDef, SagaError, Typed, TypedStep};
+use ferro_saga::{Executor, SagaDef, SagaError, Typed, TypedStep};
 use ferro_scheduler::{GroupSpec, RequestSpec};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
 pub const CREATE: &str = "server_create";
 
@@ -48,26 +49,8 @@ impl BuildState {
     }
 }
 
-pub struct Ctx {
-    svc: Weak<ComputeService>,
-}
-
-impl Ctx {
-    pub(crate) fn svc(&self) -> Result<Arc<ComputeService>, String> {
-        self.svc
-            .upgrade()
-            .ok_or_else(|| "compute service stopped".to_string())
-    }
-}
-
-pub fn executor(svc: Arc<ComputeService>) -> Executor<Ctx> {
-    let log = Arc::new(DbSagaLog { db: svc.db.clone() });
-    let mut ex = Executor::new(
-        log,
-        Arc::new(Ctx {
-            svc: Arc::downgrade(&svc),
-        }),
-    );
+/// Registers the server-create saga.
+pub fn register(ex: &mut Executor<Ctx>) {
     ex.register(SagaDef {
         name: CREATE,
         steps: vec![
@@ -78,28 +61,6 @@ pub fn executor(svc: Arc<ComputeService>) -> Executor<Ctx> {
             Box::new(Typed::new(Finish)),
         ],
     });
-    crate::volumes::register(&mut ex);
-    ex
-}
-
-/// The test hook: fail or hang at a named step.
-pub(crate) async fn inject(svc: &ComputeService, step: &str) -> Result<(), String> {
-    let Some(spec) = svc.cfg.compute.fault_injection.as_deref() else {
-        return Ok(());
-    };
-    for item in spec.split(',') {
-        match item.trim().split_once(':') {
-            Some((s, "fail")) if s == step => {
-                return Err(format!("injected failure at {step}"));
-            }
-            Some((s, "hang")) if s == step => {
-                tracing::warn!(step, "fault injection: hanging (kill the process now)");
-                std::future::pending::<()>().await;
-            }
-            _ => {}
-        }
-    }
-    Ok(())
 }
 
 /// Fails the step when the user deleted the server meanwhile.
@@ -841,4 +802,49 @@ pub async fn recover_builds(svc: &Arc<ComputeService>) {
 /// Schedules and claims for an existing instance outside the build saga (unshelve).
 pub async fn claim_for(svc: &Arc<ComputeService>, state: &mut BuildState) -> Result<(), String> {
     schedule_and_claim(svc, state).await
+}
+
+/// After sagas are recovered: nothing may stay in a transient state that
+/// no worker owns any more.
+pub async fn clear_stale_tasks(svc: &Arc<ComputeService>) -> Result<(), Error> {
+    let st = svc.state.read();
+    let stale: Vec<String> = st
+        .instances
+        .values()
+        .filter(|i| !i.deleted && (i.task_state.is_some() || i.vm_state == "building"))
+        .map(|i| i.uuid.clone())
+        .collect();
+    drop(st);
+    for uuid in stale {
+        let deleting = svc
+            .state
+            .read()
+            .instances
+            .get(&uuid)
+            .is_some_and(|i| i.task_state.as_deref() == Some("deleting"));
+        if deleting {
+            // Finish the delete the previous process started.
+            if let Err(e) = delete_now(svc, &uuid, "req-recovery").await {
+                tracing::warn!(instance = %uuid, "delete on recovery failed: {}", e.log_message());
+            }
+            continue;
+        }
+        svc.state
+            .update_instance(&uuid, |i| {
+                if i.vm_state == "building" {
+                    i.vm_state = "error".into();
+                    i.fault = Some(Fault {
+                        code: 500,
+                        message: "The build was interrupted by a restart of the service.".into(),
+                        details: String::new(),
+                        created: now(),
+                    });
+                }
+                tracing::info!(instance = %i.uuid, task = ?i.task_state, "clearing task state left by a previous process");
+                i.task_state = None;
+                Ok(())
+            })
+            .await?;
+    }
+    Ok(())
 }

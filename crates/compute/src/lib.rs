@@ -11,15 +11,17 @@ pub mod http;
 pub mod keys;
 pub mod model;
 pub mod ops;
+pub mod placement;
+pub mod servers;
 pub mod state;
 pub mod volumes;
+pub mod workflow;
 
 use ferro_auth::{Policy, TokenValidator};
 use ferro_bus::Bus;
 use ferro_common::Error;
 use ferro_config::Config;
 use ferro_db::Db;
-use ferro_placement::PlacementService;
 use serde_json::Value;
 use std::sync::Arc;
 
@@ -282,19 +284,33 @@ pub fn default_policy() -> Result<Policy, ferro_auth::policy::ParseError> {
     ])
 }
 
+/// The saga executor with every Compute workflow registered.
+fn executor(svc: Arc<ComputeService>) -> ferro_saga::Executor<workflow::Ctx> {
+    let log = Arc::new(ferro_saga::DbSagaLog { db: svc.db.clone() });
+    let mut ex = ferro_saga::Executor::new(
+        log,
+        Arc::new(workflow::Ctx {
+            svc: Arc::downgrade(&svc),
+        }),
+    );
+    build::register(&mut ex);
+    volumes::register(&mut ex);
+    ex
+}
+
 pub struct ComputeService {
     pub db: Db,
     pub cfg: Config,
     pub policy: Policy,
     pub validator: Arc<dyn TokenValidator>,
-    pub placement: Arc<PlacementService>,
+    pub placement: Arc<dyn placement::PlacementApi>,
     pub image: Arc<dyn ImageApi>,
     pub network: Arc<dyn NetworkApi>,
     pub volumes: Arc<dyn VolumeApi>,
     pub bus: Arc<dyn Bus>,
     pub state: state::Store,
     pub scheduler: ferro_scheduler::Scheduler,
-    pub sagas: std::sync::OnceLock<ferro_saga::Executor<build::Ctx>>,
+    pub sagas: std::sync::OnceLock<ferro_saga::Executor<workflow::Ctx>>,
     /// `<public_url>/compute`
     pub base_url: String,
 }
@@ -306,7 +322,7 @@ impl ComputeService {
         db: Db,
         cfg: Config,
         validator: Arc<dyn TokenValidator>,
-        placement: Arc<PlacementService>,
+        placement: Arc<dyn placement::PlacementApi>,
         peers: Peers,
         bus: Arc<dyn Bus>,
     ) -> Result<Arc<Self>, Error> {
@@ -342,7 +358,7 @@ impl ComputeService {
         // Unfinished sagas are resumed after start-up; one whose state
         // cannot be read stops start-up now, naming it.
         ferro_saga::SagaLog::unfinished(&ferro_saga::DbSagaLog { db: svc.db.clone() }).await?;
-        let exec = build::executor(svc.clone());
+        let exec = executor(svc.clone());
         let _ = svc.sagas.set(exec);
         ops::start_conductor(svc.clone()).await?;
         Ok(svc)
@@ -352,10 +368,10 @@ impl ComputeService {
     /// and clears task states no saga owns (Nova's init_host).
     pub async fn recover(self: &Arc<Self>) -> Result<(), Error> {
         build::recover_builds(self).await;
-        ops::clear_stale_tasks(self).await
+        build::clear_stale_tasks(self).await
     }
 
-    pub(crate) fn exec(&self) -> Result<&ferro_saga::Executor<build::Ctx>, Error> {
+    pub(crate) fn exec(&self) -> Result<&ferro_saga::Executor<workflow::Ctx>, Error> {
         self.sagas
             .get()
             .ok_or_else(|| Error::internal("saga executor not ready"))

@@ -3,9 +3,9 @@
 //! quotas, and the host view the scheduler filters.
 use crate::ComputeService;
 use crate::model::*;
+use crate::placement::Inventory;
 use crate::state::{Rec, State, now};
 use ferro_common::Error;
-use ferro_placement::Inventory;
 use ferro_rpc::RpcError;
 use ferro_rpc::compute::{
     AgentReport, CONDUCTOR_TOPIC, ComputeClient, ComputeReply, ComputeRequest, ConductorMessage,
@@ -555,51 +555,6 @@ pub fn run_on_host(
     });
 }
 
-/// After sagas are recovered: nothing may stay in a transient state that
-/// no worker owns any more.
-pub async fn clear_stale_tasks(svc: &Arc<ComputeService>) -> Result<(), Error> {
-    let st = svc.state.read();
-    let stale: Vec<String> = st
-        .instances
-        .values()
-        .filter(|i| !i.deleted && (i.task_state.is_some() || i.vm_state == "building"))
-        .map(|i| i.uuid.clone())
-        .collect();
-    drop(st);
-    for uuid in stale {
-        let deleting = svc
-            .state
-            .read()
-            .instances
-            .get(&uuid)
-            .is_some_and(|i| i.task_state.as_deref() == Some("deleting"));
-        if deleting {
-            // Finish the delete the previous process started.
-            if let Err(e) = crate::build::delete_now(svc, &uuid, "req-recovery").await {
-                tracing::warn!(instance = %uuid, "delete on recovery failed: {}", e.log_message());
-            }
-            continue;
-        }
-        svc.state
-            .update_instance(&uuid, |i| {
-                if i.vm_state == "building" {
-                    i.vm_state = "error".into();
-                    i.fault = Some(Fault {
-                        code: 500,
-                        message: "The build was interrupted by a restart of the service.".into(),
-                        details: String::new(),
-                        created: now(),
-                    });
-                }
-                tracing::info!(instance = %i.uuid, task = ?i.task_state, "clearing task state left by a previous process");
-                i.task_state = None;
-                Ok(())
-            })
-            .await?;
-    }
-    Ok(())
-}
-
 /// The quota limits of a project (and user), defaults filled in.
 pub fn quota_limits(st: &State, project: &str, user: Option<&str>) -> BTreeMap<String, i64> {
     let mut m: BTreeMap<String, i64> = DEFAULT_QUOTAS
@@ -689,7 +644,7 @@ pub fn quota_check(
 pub fn host_states(
     svc: &ComputeService,
     st: &State,
-    cands: &[ferro_placement::Candidate],
+    cands: &[crate::placement::Candidate],
 ) -> Vec<HostState> {
     let mut out = Vec::new();
     for c in cands {

@@ -1,5 +1,5 @@
 //! `/flavors`, extra specs and flavor access.
-use super::{Caller, Mv, St, body, first, json_resp, link, paging, query};
+use super::request::{Caller, Mv, St, body, first, json_resp, link, paging, query};
 use crate::ComputeService;
 use crate::error::{NResult, NovaError};
 use crate::model::Flavor;
@@ -353,7 +353,7 @@ async fn update(
     }
     c.require_admin(&svc, "os_compute_api:os-flavor-manage:update")?;
     let b = body(&raw)?;
-    let o = super::member(&b, "flavor", "Invalid input for field/attribute flavor.")?;
+    let o = super::request::member(&b, "flavor", "Invalid input for field/attribute flavor.")?;
     if o.len() != 1 || !o.contains_key("description") {
         return Err(NovaError::bad(
             "Invalid input for field/attribute flavor. Only 'description' can be updated.",

@@ -1,6 +1,6 @@
 //! Nova's image proxy (`/images`, removed at 2.36): Glance images in
 //! Nova's shape, with their user properties as `metadata`.
-use super::{Caller, St, body, first, json_resp, paging, query};
+use super::request::{Caller, St, body, first, json_resp, paging, query};
 use crate::ComputeService;
 use crate::error::{NResult, NovaError};
 use axum::Router;

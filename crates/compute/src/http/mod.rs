@@ -1,286 +1,49 @@
 //! Compute v2.1 routes under `/compute`, microversion negotiation, and the
 //! authenticated caller.
+pub mod action_support;
 pub mod actions;
+pub mod aggregates;
+pub mod audit_log;
+pub mod availability_zones;
+pub mod extensions;
+pub mod external_events;
 pub mod flavors;
+pub mod floating_ips;
+pub mod hosts;
+pub mod hypervisors;
 pub mod images;
-pub mod misc;
+pub mod interfaces;
+pub mod keypairs;
+pub mod migrations;
 pub mod netproxy;
+pub mod networks;
+pub mod quotas;
+pub mod rebuild;
+pub mod request;
+pub mod resize;
+pub mod security_groups;
+pub mod server_create;
+pub mod server_groups;
+pub mod server_info;
+pub mod server_metadata;
+pub mod server_snapshots;
 pub mod servers;
+pub mod services;
+pub mod shelve;
+pub mod usage;
 pub mod volproxy;
+pub mod volume_attachments;
 
 use crate::ComputeService;
-use crate::error::{NResult, NovaError};
 use axum::Router;
-use axum::extract::{FromRequestParts, Request, State};
-use axum::http::request::Parts;
-use axum::http::{HeaderValue, StatusCode};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
 use axum::routing::get;
-use ferro_auth::RequestContext;
-use ferro_common::Error;
+use request::json_resp;
+pub use request::{Caller, MAX_VERSION, MIN_VERSION, Mv, St, microversion};
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
 use std::sync::Arc;
-
-pub const MIN_VERSION: (u16, u16) = (2, 1);
-pub const MAX_VERSION: (u16, u16) = (2, 79);
-
-pub type St = State<Arc<ComputeService>>;
-
-/// The negotiated microversion.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Mv(pub u16, pub u16);
-
-impl Mv {
-    pub fn at_least(&self, minor: u16) -> bool {
-        self.1 >= minor
-    }
-}
-
-fn parse_version(s: &str) -> Option<(u16, u16)> {
-    let (a, b) = s.trim().split_once('.')?;
-    if b.starts_with('0') && b.len() > 1 {
-        return None;
-    }
-    Some((a.parse().ok()?, b.parse().ok()?))
-}
-
-/// Reads `OpenStack-API-Version: compute X.Y` (or the legacy
-/// `X-OpenStack-Nova-API-Version`), refuses what we do not serve, and
-/// echoes the version on the response.
-pub async fn microversion(mut req: Request, next: Next) -> Response {
-    let h = req.headers();
-    let mut asked: Option<String> = None;
-    if let Some(v) = h.get("openstack-api-version").and_then(|v| v.to_str().ok()) {
-        for part in v.split(',') {
-            let mut it = part.split_whitespace();
-            if it.next().is_some_and(|s| s.eq_ignore_ascii_case("compute")) {
-                asked = it.next().map(str::to_string);
-            }
-        }
-    }
-    if asked.is_none() {
-        asked = h
-            .get("x-openstack-nova-api-version")
-            .and_then(|v| v.to_str().ok())
-            .map(|s| s.trim().to_string());
-    }
-    let v = match asked.as_deref() {
-        None => MIN_VERSION,
-        Some(s) if s.eq_ignore_ascii_case("latest") => MAX_VERSION,
-        Some(s) => match parse_version(s) {
-            None => {
-                return NovaError::bad(format!(
-                    "API Version String {s} is of invalid format. Must be of format MajorNum.MinorNum."
-                ))
-                .into_response();
-            }
-            Some(v) if v < MIN_VERSION || v > MAX_VERSION => {
-                return NovaError::new(
-                    406,
-                    format!(
-                        "Version {}.{} is not supported by the API. Minimum is {}.{} and maximum is {}.{}.",
-                        v.0, v.1, MIN_VERSION.0, MIN_VERSION.1, MAX_VERSION.0, MAX_VERSION.1
-                    ),
-                )
-                .into_response();
-            }
-            Some(v) => v,
-        },
-    };
-    req.extensions_mut().insert(Mv(v.0, v.1));
-    let mut resp = next.run(req).await;
-    let vs = format!("{}.{}", v.0, v.1);
-    let hs = resp.headers_mut();
-    if let Ok(x) = HeaderValue::from_str(&format!("compute {vs}")) {
-        hs.insert("openstack-api-version", x);
-    }
-    if let Ok(x) = HeaderValue::from_str(&vs) {
-        hs.insert("x-openstack-nova-api-version", x);
-    }
-    hs.append(
-        "vary",
-        HeaderValue::from_static("OpenStack-API-Version, X-OpenStack-Nova-API-Version"),
-    );
-    resp
-}
-
-/// The authenticated, project-scoped caller and the negotiated version.
-pub struct Caller {
-    pub ctx: RequestContext,
-    pub mv: Mv,
-    pub request_id: String,
-}
-
-impl FromRequestParts<Arc<ComputeService>> for Caller {
-    type Rejection = NovaError;
-    async fn from_request_parts(
-        parts: &mut Parts,
-        svc: &Arc<ComputeService>,
-    ) -> Result<Self, NovaError> {
-        let unauth = || NovaError::new(401, "unauthorized");
-        let tok = parts
-            .headers
-            .get("x-auth-token")
-            .and_then(|v| v.to_str().ok())
-            .filter(|s| !s.is_empty())
-            .ok_or_else(unauth)?;
-        let vt = svc
-            .validator
-            .validate(tok, false)
-            .await
-            .map_err(|e| match e {
-                Error::Internal { .. } => NovaError::from(e),
-                _ => unauth(),
-            })?;
-        if vt.project.is_none() {
-            return Err(NovaError::forbidden(
-                "Compute API calls need a project-scoped token.",
-            ));
-        }
-        let mv = parts.extensions.get::<Mv>().copied().unwrap_or(Mv(2, 1));
-        let request_id = parts
-            .headers
-            .get("x-openstack-request-id")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-            .unwrap_or_else(ferro_common::new_request_id);
-        Ok(Caller {
-            ctx: RequestContext::new(vt, tok.to_string()),
-            mv,
-            request_id,
-        })
-    }
-}
-
-impl Caller {
-    pub fn project(&self) -> String {
-        self.ctx.project_id().unwrap_or_default().to_string()
-    }
-    pub fn user(&self) -> String {
-        self.ctx.token.user.id.clone()
-    }
-    pub fn token(&self) -> &str {
-        &self.ctx.auth_token
-    }
-    /// Whom background work started by this request acts for.
-    pub fn acting(&self) -> ferro_auth::Acting {
-        ferro_auth::Acting::of(&self.ctx.token)
-    }
-    pub fn is_admin(&self, svc: &ComputeService) -> bool {
-        svc.policy
-            .enforce("context_is_admin", &json!({}), &self.ctx.creds)
-    }
-    /// Admin-only APIs.
-    pub fn require_admin(&self, svc: &ComputeService, rule: &str) -> NResult<()> {
-        if self.is_admin(svc) {
-            Ok(())
-        } else {
-            Err(NovaError::forbidden(format!(
-                "Policy doesn't allow {rule} to be performed."
-            )))
-        }
-    }
-    /// A member of `project` (or an admin) may change its resources.
-    pub fn require_member(&self, svc: &ComputeService, project: &str, rule: &str) -> NResult<()> {
-        if svc.policy.enforce(
-            "project_member_or_admin",
-            &json!({"project_id": project}),
-            &self.ctx.creds,
-        ) {
-            Ok(())
-        } else {
-            Err(NovaError::forbidden(format!(
-                "Policy doesn't allow {rule} to be performed."
-            )))
-        }
-    }
-}
-
-/// Query parameters with repeats kept (`?status=A&status=B`).
-pub fn query(raw: Option<String>) -> BTreeMap<String, Vec<String>> {
-    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    if let Some(q) = raw {
-        for pair in q.split('&').filter(|p| !p.is_empty()) {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            out.entry(decode(k)).or_default().push(decode(v));
-        }
-    }
-    out
-}
-
-pub fn decode(s: &str) -> String {
-    let s = s.replace('+', " ");
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%'
-            && i + 2 < b.len()
-            && let (Some(h), Some(l)) = (hexv(b[i + 1]), hexv(b[i + 2]))
-        {
-            out.push(h * 16 + l);
-            i += 3;
-            continue;
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn hexv(c: u8) -> Option<u8> {
-    (c as char).to_digit(16).map(|d| d as u8)
-}
-
-pub fn first<'a>(q: &'a BTreeMap<String, Vec<String>>, k: &str) -> Option<&'a str> {
-    q.get(k).and_then(|v| v.last()).map(String::as_str)
-}
-
-/// `limit` (>= 0) and `marker` as Nova validates them.
-pub fn paging(q: &BTreeMap<String, Vec<String>>) -> NResult<(Option<usize>, Option<String>)> {
-    let limit = match first(q, "limit") {
-        None => None,
-        Some(s) => match s.parse::<i64>() {
-            Ok(n) if n >= 0 => Some(n as usize),
-            _ => return Err(NovaError::bad("limit param must be an integer")),
-        },
-    };
-    Ok((limit, first(q, "marker").map(str::to_string)))
-}
-
-pub fn link(base: &str, path: &str) -> Value {
-    json!([
-        {"rel": "self", "href": format!("{base}/v2.1/{path}")},
-        {"rel": "bookmark", "href": format!("{base}/{path}")},
-    ])
-}
-
-pub fn json_resp(code: StatusCode, v: Value) -> Response {
-    (code, axum::Json(v)).into_response()
-}
-
-/// Parses a JSON body (Nova: 400 on malformed JSON).
-pub fn body(bytes: &[u8]) -> NResult<Value> {
-    if bytes.is_empty() {
-        return Err(NovaError::bad(
-            "The server could not comply with the request since it is either malformed or otherwise incorrect.",
-        ));
-    }
-    serde_json::from_slice(bytes).map_err(|_| NovaError::bad("Malformed request body"))
-}
-
-/// The object under `key` of a request body, or a 400 saying `missing`.
-pub fn member<'a>(
-    b: &'a Value,
-    key: &str,
-    missing: &str,
-) -> NResult<&'a serde_json::Map<String, Value>> {
-    b.get(key)
-        .and_then(Value::as_object)
-        .ok_or_else(|| NovaError::bad(missing))
-}
 
 fn version_entry(base: &str) -> Value {
     json!({
@@ -331,15 +94,34 @@ async fn version_show(
 pub fn router() -> Router<Arc<ComputeService>> {
     let api = Router::new()
         .route("/", get(version_show))
+        // One path, two modules: listing with the servers, creation apart.
+        .route("/servers", get(servers::list).post(server_create::create))
         .merge(servers::routes())
+        .merge(server_metadata::routes())
+        .merge(server_info::routes())
         .merge(actions::routes())
         .merge(flavors::routes())
-        .merge(netproxy::routes())
-        .merge(crate::volumes::routes())
+        .merge(security_groups::routes())
+        .merge(floating_ips::routes())
+        .merge(interfaces::routes())
+        .merge(networks::routes())
+        .merge(volume_attachments::routes())
         .merge(volproxy::routes())
-        .merge(crate::volumes::assisted_routes())
+        .merge(volume_attachments::assisted_routes())
         .merge(images::routes())
-        .merge(misc::routes());
+        .merge(keypairs::routes())
+        .merge(quotas::routes())
+        .merge(availability_zones::routes())
+        .merge(hypervisors::routes())
+        .merge(services::routes())
+        .merge(hosts::routes())
+        .merge(aggregates::routes())
+        .merge(server_groups::routes())
+        .merge(usage::routes())
+        .merge(migrations::routes())
+        .merge(extensions::routes())
+        .merge(audit_log::routes())
+        .merge(external_events::routes());
     Router::new()
         .route("/", get(versions))
         .nest("/v2.1", api.clone())

@@ -2,7 +2,7 @@
 //! `os-snapshots`, translated into Cinder v3 calls made with the caller's
 //! token, as upstream Nova's cinder client does, so Cinder's validation,
 //! quotas and policy apply.
-use super::{Caller, St, body, json_resp};
+use super::request::{Caller, St, body, json_resp};
 use crate::ComputeService;
 use crate::error::{NResult, NovaError};
 use axum::body::Bytes;

@@ -1,0 +1,275 @@
+//! What a server shows besides itself: its instance actions and their
+//! events, its password, remote consoles, diagnostics and migrations.
+use super::request::Mv;
+use super::request::{Caller, St, body, json_resp};
+use super::servers::{get_instance, host_id};
+use crate::ComputeService;
+use crate::error::{NResult, NovaError};
+use crate::state::iso_z;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State as AxState};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::{Map, Value, json};
+use std::sync::Arc;
+
+fn bad(m: impl Into<String>) -> NovaError {
+    NovaError::bad(m)
+}
+
+pub fn routes() -> Router<Arc<ComputeService>> {
+    Router::new()
+        .route("/servers/{id}/os-instance-actions", get(actions_list))
+        .route("/servers/{id}/os-instance-actions/{rid}", get(action_show))
+        .route(
+            "/servers/{id}/os-server-password",
+            get(password_get).delete(password_clear),
+        )
+        .route(
+            "/servers/{id}/remote-consoles",
+            axum::routing::post(remote_console),
+        )
+        .route("/servers/{id}/diagnostics", get(diagnostics))
+        .route("/servers/{id}/migrations", get(server_migrations))
+}
+
+// ---------------------------------------------------------------- actions, misc
+
+fn action_view(
+    a: &crate::model::InstanceAction,
+    mv: Mv,
+    admin: bool,
+    events: bool,
+    project: &str,
+) -> Value {
+    let mut v = json!({
+        "action": a.action, "instance_uuid": a.instance_uuid, "message": a.message,
+        "project_id": a.project_id, "request_id": a.request_id,
+        "start_time": iso_z(&a.start_time), "user_id": a.user_id,
+    });
+    if mv.at_least(58) {
+        v["updated_at"] = json!(iso_z(&a.updated_at));
+    }
+    if events {
+        v["events"] = json!(
+            a.events
+                .iter()
+                .map(|e| {
+                    let mut x = json!({"event": e.event, "start_time": iso_z(&e.start_time),
+                "finish_time": e.finish_time.as_deref().map(iso_z), "result": e.result});
+                    if admin {
+                        x["traceback"] = json!(e.traceback);
+                    }
+                    if mv.at_least(62) {
+                        if admin {
+                            x["host"] = json!(e.host.clone().unwrap_or_default());
+                        }
+                        x["hostId"] = json!(host_id(project, e.host.as_deref()));
+                    }
+                    x
+                })
+                .collect::<Vec<_>>()
+        );
+    }
+    v
+}
+
+async fn actions_list(AxState(svc): St, c: Caller, Path(id): Path<String>) -> NResult<Response> {
+    let st = svc.state.read();
+    let i = match st.instances.get(&id) {
+        Some(i) if i.project_id == c.project() || c.is_admin(&svc) => {
+            // 2.21: actions of deleted servers stay readable by their project.
+            if i.deleted && !c.mv.at_least(21) && !c.is_admin(&svc) {
+                return Err(NovaError::not_found(format!(
+                    "Instance {id} could not be found."
+                )));
+            }
+            i
+        }
+        _ => {
+            return Err(NovaError::not_found(format!(
+                "Instance {id} could not be found."
+            )));
+        }
+    };
+    let mut list: Vec<&crate::model::InstanceAction> = st
+        .actions
+        .get(&i.uuid)
+        .map(|l| l.iter().collect())
+        .unwrap_or_default();
+    list.sort_by(|a, b| b.start_time.cmp(&a.start_time).then(b.seq.cmp(&a.seq)));
+    let v: Vec<Value> = list
+        .iter()
+        .map(|a| action_view(a, c.mv, c.is_admin(&svc), false, &i.project_id))
+        .collect();
+    Ok(json_resp(StatusCode::OK, json!({"instanceActions": v})))
+}
+
+async fn action_show(
+    AxState(svc): St,
+    c: Caller,
+    Path((id, rid)): Path<(String, String)>,
+) -> NResult<Response> {
+    let st = svc.state.read();
+    let i = match st.instances.get(&id) {
+        Some(i)
+            if (i.project_id == c.project() || c.is_admin(&svc))
+                && (!i.deleted || c.is_admin(&svc)) =>
+        {
+            i
+        }
+        _ => {
+            return Err(NovaError::not_found(format!(
+                "Instance {id} could not be found."
+            )));
+        }
+    };
+    let a = st
+        .actions
+        .get(&i.uuid)
+        .and_then(|l| l.iter().find(|a| a.request_id == rid))
+        .ok_or_else(|| {
+            NovaError::not_found(format!(
+                "Action for request_id {rid} on instance {id} not found"
+            ))
+        })?;
+    Ok(json_resp(
+        StatusCode::OK,
+        json!({"instanceAction": action_view(a, c.mv, c.is_admin(&svc), true, &i.project_id)}),
+    ))
+}
+
+async fn password_get(AxState(svc): St, c: Caller, Path(id): Path<String>) -> NResult<Response> {
+    let i = get_instance(&svc, &c, &id)?;
+    Ok(json_resp(
+        StatusCode::OK,
+        json!({"password": i.password.unwrap_or_default()}),
+    ))
+}
+
+async fn password_clear(AxState(svc): St, c: Caller, Path(id): Path<String>) -> NResult<Response> {
+    let i = get_instance(&svc, &c, &id)?;
+    c.require_member(
+        &svc,
+        &i.project_id,
+        "os_compute_api:os-server-password:clear",
+    )?;
+    svc.state
+        .update_instance(&id, |i| {
+            i.password = None;
+            Ok(())
+        })
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+pub fn console_url(svc: &ComputeService, protocol: &str, kind: &str, id: &str) -> String {
+    let token = ferro_common::new_uuid();
+    let path = match kind {
+        "novnc" => "vnc_auto.html",
+        "xvpvnc" => "console",
+        "spice-html5" => "spice_auto.html",
+        "serial" => "serial",
+        _ => "console",
+    };
+    let _ = protocol;
+    format!(
+        "{}/console/{path}?path=%3Ftoken%3D{token}&instance={id}",
+        svc.cfg.public_url()
+    )
+}
+
+async fn remote_console(
+    AxState(svc): St,
+    c: Caller,
+    Path(id): Path<String>,
+    raw: Bytes,
+) -> NResult<Response> {
+    if !c.mv.at_least(6) {
+        return Err(NovaError::not_found("The resource could not be found."));
+    }
+    let b = body(&raw)?;
+    let rc = super::request::member(
+        &b,
+        "remote_console",
+        "Invalid input for field/attribute remote_console.",
+    )?;
+    let protocol = rc
+        .get("protocol")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad("Invalid input for field/attribute protocol."))?;
+    let kind = rc
+        .get("type")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad("Invalid input for field/attribute type."))?;
+    let ok = matches!(
+        (protocol, kind),
+        ("vnc", "novnc")
+            | ("vnc", "xvpvnc")
+            | ("spice", "spice-html5")
+            | ("serial", "serial")
+            | ("rdp", "rdp-html5")
+            | ("mks", "webmks")
+    );
+    if !ok {
+        return Err(bad(format!(
+            "Invalid input for field/attribute type. Value: {kind}."
+        )));
+    }
+    let i = get_instance(&svc, &c, &id)?;
+    if i.vm_state != "active" && i.vm_state != "rescued" && i.vm_state != "paused" {
+        return Err(NovaError::conflict(format!("Instance {id} is not ready")));
+    }
+    Ok(json_resp(
+        StatusCode::OK,
+        json!({"remote_console": {"protocol": protocol, "type": kind, "url": console_url(&svc, protocol, kind, &id)}}),
+    ))
+}
+
+async fn diagnostics(AxState(svc): St, c: Caller, Path(id): Path<String>) -> NResult<Response> {
+    c.require_admin(&svc, "os_compute_api:os-server-diagnostics")?;
+    let i = get_instance(&svc, &c, &id)?;
+    if i.host.is_none() || i.vm_state == "building" {
+        return Err(NovaError::conflict(format!(
+            "Cannot 'get_diagnostics' instance {id} while it is in vm_state {}",
+            i.vm_state
+        )));
+    }
+    let state = match i.power_state {
+        1 => "running",
+        3 => "paused",
+        4 => "shutdown",
+        7 => "suspended",
+        6 => "crashed",
+        _ => "pending",
+    };
+    let v = if c.mv.at_least(48) {
+        json!({
+            "state": state, "driver": "libvirt", "hypervisor": "qemu", "hypervisor_os": "linux",
+            "uptime": 46664, "config_drive": i.config_drive, "num_cpus": i.flavor.vcpus,
+            "num_nics": i.addresses.len(), "num_disks": 1,
+            "cpu_details": (0..i.flavor.vcpus).map(|n| json!({"id": n, "time": 17300000000u64, "utilisation": 15})).collect::<Vec<_>>(),
+            "nic_details": [],
+            "disk_details": [{"read_bytes": 262144, "read_requests": 112, "write_bytes": 5778432, "write_requests": 488, "errors_count": 1}],
+            "memory_details": {"maximum": i.flavor.ram, "used": 0},
+        })
+    } else {
+        let mut m = Map::new();
+        m.insert("cpu0_time".into(), json!(17300000000u64));
+        m.insert("memory".into(), json!(i.flavor.ram * 1024));
+        Value::Object(m)
+    };
+    Ok(json_resp(StatusCode::OK, v))
+}
+
+async fn server_migrations(
+    AxState(svc): St,
+    c: Caller,
+    Path(id): Path<String>,
+) -> NResult<Response> {
+    c.require_admin(&svc, "os_compute_api:servers:migrations:index")?;
+    let _ = get_instance(&svc, &c, &id)?;
+    Ok(json_resp(StatusCode::OK, json!({"migrations": []})))
+}

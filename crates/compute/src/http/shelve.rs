@@ -1,0 +1,216 @@
+//! `shelve`, `shelveOffload` and `unshelve`: a snapshot to the Image service, the guest destroyed, then booted again where the scheduler says.
+use super::request::Caller;
+use crate::ComputeService;
+use crate::model::Instance;
+use crate::ops;
+use ferro_rpc::compute::ComputeRequest;
+use serde_json::json;
+use std::sync::Arc;
+
+pub(super) fn id_str(i: &Instance) -> &str {
+    &i.uuid
+}
+
+pub(super) fn shelve(svc: &Arc<ComputeService>, c: &Caller, i: Instance) {
+    let (svc2, rid, tok) = (svc.clone(), c.request_id.clone(), c.token().to_string());
+    let acting = c.acting();
+    tokio::spawn(async move {
+        let host = i.host.clone().unwrap_or_default();
+        ops::event(
+            &svc2,
+            &i.uuid,
+            &rid,
+            "compute_shelve_instance",
+            Some(&host),
+            None,
+        )
+        .await;
+        let r = async {
+            let base = if i.image_ref.is_empty() { None } else { svc2.image.get(&tok, &i.image_ref).await.ok().flatten() };
+            let body = json!({
+                "name": format!("{}-shelved", i.name),
+                "instance_uuid": i.uuid, "image_type": "snapshot", "visibility": "private",
+                "disk_format": base.as_ref().map(|b| b["disk_format"].clone()).unwrap_or(json!("qcow2")),
+                "container_format": base.as_ref().map(|b| b["container_format"].clone()).unwrap_or(json!("bare")),
+            });
+            let img = svc2.image.create(&tok, body).await.map_err(|e| e.to_string())?;
+            let iid = img["id"].as_str().unwrap_or_default().to_string();
+            let dest = ops::image_destination(&svc2, &iid, &acting).await?;
+            ops::call_agent(&svc2, &host, ComputeRequest::Snapshot { uuid: i.uuid.clone(), dest }, Some(&rid)).await?;
+            ops::call_agent(&svc2, &host, ComputeRequest::PowerOff { uuid: i.uuid.to_string() }, Some(&rid)).await?;
+            Ok::<String, String>(iid)
+        }.await;
+        let res = r.as_ref().map(|_| ()).map_err(Clone::clone);
+        match r {
+            Ok(iid) => {
+                let _ = svc2
+                    .state
+                    .update_instance(&i.uuid, move |x| {
+                        x.vm_state = "shelved".into();
+                        x.power_state = 4;
+                        x.shelved_image = Some(iid);
+                        x.task_state = Some("shelving_offloading".into());
+                        Ok(())
+                    })
+                    .await;
+                ops::event(
+                    &svc2,
+                    &i.uuid,
+                    &rid,
+                    "compute_shelve_instance",
+                    Some(&host),
+                    Some(res),
+                )
+                .await;
+                // shelved_offload_time = 0: offload at once, as Nova's default.
+                offload(&svc2, &i.uuid, &rid).await;
+            }
+            Err(e) => {
+                let _ = svc2
+                    .state
+                    .update_instance(&i.uuid, |x| {
+                        x.task_state = None;
+                        Ok(())
+                    })
+                    .await;
+                ops::event(
+                    &svc2,
+                    &i.uuid,
+                    &rid,
+                    "compute_shelve_instance",
+                    Some(&host),
+                    Some(Err(e)),
+                )
+                .await;
+            }
+        }
+    });
+}
+
+pub(super) async fn offload(svc: &Arc<ComputeService>, uuid: &str, rid: &str) {
+    let host = svc
+        .state
+        .read()
+        .instances
+        .get(uuid)
+        .and_then(|i| i.host.clone())
+        .unwrap_or_default();
+    ops::event(
+        svc,
+        uuid,
+        rid,
+        "compute_shelve_offload_instance",
+        Some(&host),
+        None,
+    )
+    .await;
+    let _ = ops::call_agent(
+        svc,
+        &host,
+        ComputeRequest::Destroy {
+            uuid: uuid.to_string(),
+        },
+        Some(rid),
+    )
+    .await;
+    let r = svc
+        .placement
+        .delete_allocations(uuid)
+        .await
+        .map_err(|e| e.to_string());
+    let _ = svc
+        .state
+        .update_instance(uuid, |x| {
+            x.vm_state = "shelved_offloaded".into();
+            x.task_state = None;
+            x.power_state = 4;
+            x.host = None;
+            x.node = None;
+            Ok(())
+        })
+        .await;
+    ops::event(
+        svc,
+        uuid,
+        rid,
+        "compute_shelve_offload_instance",
+        Some(&host),
+        Some(r),
+    )
+    .await;
+}
+
+pub(super) async fn unshelve(
+    svc: &Arc<ComputeService>,
+    i: Instance,
+    rid: &str,
+    az: Option<String>,
+    token: &str,
+) {
+    let uuid = i.uuid.clone();
+    if i.vm_state == "shelved" {
+        offload(svc, &uuid, rid).await;
+        let _ = svc
+            .state
+            .update_instance(&uuid, |x| {
+                x.task_state = Some("unshelving".into());
+                Ok(())
+            })
+            .await;
+    }
+    if let Some(a) = az {
+        let _ = svc
+            .state
+            .update_instance(&uuid, move |x| {
+                x.requested_az = Some(a);
+                Ok(())
+            })
+            .await;
+    }
+    ops::event(svc, &uuid, rid, "compute_unshelve_instance", None, None).await;
+    let mut state = crate::build::BuildState {
+        uuid: uuid.clone(),
+        request_id: rid.to_string(),
+        ..Default::default()
+    };
+    let r = async {
+        crate::build::claim_for(svc, &mut state).await?;
+        let host = state.host.clone().unwrap_or_default();
+        let spec = {
+            let st = svc.state.read();
+            ops::guest_spec(svc, st.instances.get(&uuid).ok_or("instance vanished")?)
+        };
+        if let Err(e) = ops::call_agent(svc, &host, ComputeRequest::Spawn { spec }, Some(rid)).await
+        {
+            let _ = svc.placement.delete_allocations(&uuid).await;
+            return Err(e.to_string());
+        }
+        Ok::<(), String>(())
+    }
+    .await;
+    let ok = r.is_ok();
+    let shelved = i.shelved_image.clone();
+    let _ = svc
+        .state
+        .update_instance(&uuid, move |x| {
+            x.task_state = None;
+            if ok {
+                x.vm_state = "active".into();
+                x.power_state = 1;
+                x.shelved_image = None;
+            } else {
+                x.vm_state = "shelved_offloaded".into();
+                x.host = None;
+                x.node = None;
+            }
+            Ok(())
+        })
+        .await;
+    if ok && let Some(img) = shelved {
+        // The shelve snapshot has served its purpose (Nova deletes it too).
+        if let Err(e) = svc.image.delete(token, &img).await {
+            tracing::warn!(instance = %uuid, image = %img, "shelve snapshot not deleted: {}", e.log_message());
+        }
+    }
+    ops::event(svc, &uuid, rid, "compute_unshelve_instance", None, Some(r)).await;
+}

@@ -1,0 +1,241 @@
+//! The servers service layer: what creating servers records once the
+//! request is checked (quotas and the records in one write, DESIGN.md §5),
+//! and the builds it starts.
+use crate::ComputeService;
+use crate::error::{NResult, NovaError};
+use crate::model::{Bdm, Flavor, Instance, Keypair};
+use crate::ops;
+use crate::state::{Rec, now};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+fn bad(m: impl Into<String>) -> NovaError {
+    NovaError::bad(m)
+}
+
+/// A checked server-create request: what is recorded for each server.
+#[derive(Debug)]
+pub struct NewServers {
+    pub name: String,
+    pub min_count: u32,
+    pub max_count: u32,
+    pub flavor: Flavor,
+    pub image_ref: String,
+    pub image_properties: BTreeMap<String, String>,
+    pub key: Option<Keypair>,
+    pub disk_config: Option<String>,
+    pub description: Option<String>,
+    pub tags: Vec<String>,
+    pub metadata: BTreeMap<String, String>,
+    pub user_data: Option<String>,
+    pub az: Option<String>,
+    pub networks: Value,
+    pub sgs: Vec<String>,
+    pub access_v4: String,
+    pub access_v6: String,
+    pub bdms: Vec<Bdm>,
+    pub hints: BTreeMap<String, Value>,
+    pub group_id: Option<String>,
+    pub config_drive: bool,
+    pub trusted_certs: Option<Value>,
+    pub reservation_id: String,
+}
+
+/// Who asks, and for whom the builds act.
+pub struct Requester {
+    pub project: String,
+    pub user: String,
+    pub request_id: String,
+    pub acting: ferro_auth::Acting,
+}
+
+/// Records `min_count` to `max_count` servers (as many as quota allows),
+/// their `create` actions and group membership in one write, then starts
+/// their builds.
+pub async fn create(
+    svc: &Arc<ComputeService>,
+    who: &Requester,
+    req: NewServers,
+) -> NResult<Vec<Instance>> {
+    let NewServers {
+        name,
+        min_count,
+        max_count,
+        flavor,
+        image_ref,
+        image_properties,
+        key,
+        disk_config,
+        description,
+        tags,
+        metadata,
+        user_data,
+        az,
+        networks,
+        sgs,
+        access_v4,
+        access_v6,
+        bdms,
+        hints,
+        group_id,
+        config_drive,
+        trusted_certs,
+        reservation_id,
+    } = req;
+    let (project, user, rid) = (
+        who.project.clone(),
+        who.user.clone(),
+        who.request_id.clone(),
+    );
+    let created: Vec<Instance> = svc
+        .state
+        .write(|st| {
+            if let Some(g) = &group_id {
+                let grp = st
+                    .groups
+                    .get(g)
+                    .ok_or_else(|| bad(format!("Invalid server group {g}")).into_error())?;
+                let limits = ops::quota_limits(st, &project, None);
+                let lim = limits.get("server_group_members").copied().unwrap_or(-1);
+                if lim >= 0 && grp.members.len() as i64 + i64::from(min_count) > lim {
+                    return Err(
+                        NovaError::forbidden("Quota exceeded, too many servers in group")
+                            .into_error(),
+                    );
+                }
+            }
+            let limits = ops::quota_limits(st, &project, Some(&user));
+            let usage = ops::quota_usage(st, &project, None);
+            let room = |k: &str, per: i64| -> i64 {
+                let lim = limits.get(k).copied().unwrap_or(-1);
+                if lim < 0 || per == 0 {
+                    i64::MAX
+                } else {
+                    (lim - usage.get(k).copied().unwrap_or(0)) / per
+                }
+            };
+            let allowed = room("instances", 1)
+                .min(room("cores", i64::from(flavor.vcpus)))
+                .min(room("ram", flavor.ram as i64));
+            if allowed < i64::from(min_count) {
+                ops::quota_check(
+                    st,
+                    &project,
+                    &user,
+                    &[
+                        ("instances", i64::from(min_count)),
+                        ("cores", i64::from(flavor.vcpus * min_count)),
+                        ("ram", flavor.ram as i64 * i64::from(min_count)),
+                    ],
+                )
+                .map_err(NovaError::into_error)?;
+                return Err(NovaError::forbidden("Quota exceeded for instances").into_error());
+            }
+            let n = (i64::from(max_count).min(allowed)) as u32;
+            let mut recs = Vec::new();
+            let mut made = Vec::new();
+            let t = now();
+            let max_internal = st
+                .instances
+                .values()
+                .map(|i| i.internal_id)
+                .max()
+                .unwrap_or(0);
+            for k in 0..n {
+                let uuid = ferro_common::new_uuid();
+                let dname = if n > 1 {
+                    format!("{name}-{}", k + 1)
+                } else {
+                    name.clone()
+                };
+                let inst = Instance {
+                    disk_config: disk_config.clone(),
+                    uuid: uuid.clone(),
+                    name: dname.clone(),
+                    project_id: project.clone(),
+                    user_id: user.clone(),
+                    description: description.clone(),
+                    flavor: flavor.clone(),
+                    old_flavor: None,
+                    new_flavor: None,
+                    image_ref: image_ref.clone(),
+                    image_properties: image_properties.clone(),
+                    key_name: key.as_ref().map(|k| k.name.clone()),
+                    key_data: key.as_ref().map(|k| k.public_key.clone()),
+                    user_data: user_data.clone(),
+                    metadata: metadata.clone(),
+                    tags: tags.clone(),
+                    vm_state: "building".into(),
+                    task_state: Some("scheduling".into()),
+                    power_state: 0,
+                    host: None,
+                    node: None,
+                    requested_az: az.clone(),
+                    availability_zone: az.as_ref().and_then(|a| {
+                        a.split(':')
+                            .next()
+                            .filter(|x| !x.is_empty())
+                            .map(str::to_string)
+                    }),
+                    created_at: t.clone(),
+                    updated_at: t.clone(),
+                    launched_at: None,
+                    terminated_at: None,
+                    deleted: false,
+                    deleted_at: None,
+                    locked: false,
+                    locked_by: None,
+                    locked_reason: None,
+                    fault: None,
+                    config_drive,
+                    access_ip_v4: access_v4.clone(),
+                    access_ip_v6: access_v6.clone(),
+                    security_groups: sgs.clone(),
+                    hostname: dname
+                        .to_lowercase()
+                        .chars()
+                        .map(|ch| {
+                            if ch.is_ascii_alphanumeric() || ch == '-' {
+                                ch
+                            } else {
+                                '-'
+                            }
+                        })
+                        .collect(),
+                    reservation_id: reservation_id.clone(),
+                    launch_index: k,
+                    server_group: group_id.clone(),
+                    bdms: bdms.clone(),
+                    addresses: BTreeMap::new(),
+                    requested_networks: networks.clone(),
+                    scheduler_hints: hints.clone(),
+                    password: None,
+                    shelved_image: None,
+                    rescue_image: None,
+                    previous_vm_state: None,
+                    trusted_certs: trusted_certs.clone(),
+                    seq: st.next_seq(&recs),
+                    internal_id: max_internal + 1 + u64::from(k),
+                };
+                let action = ops::new_action(st, &recs, &inst, "create", &rid, &user, &project);
+                recs.push(Rec::Instance(Box::new(inst.clone())));
+                recs.push(Rec::Action(action));
+                made.push(inst);
+            }
+            if let Some(g) = &group_id
+                && let Some(grp) = st.groups.get(g)
+            {
+                let mut grp = grp.clone();
+                grp.members.extend(made.iter().map(|i| i.uuid.clone()));
+                recs.push(Rec::Group(grp));
+            }
+            Ok((made, recs))
+        })
+        .await
+        .map_err(NovaError::from_error)?;
+    for i in &created {
+        crate::build::spawn_build(svc, i.uuid.clone(), rid.clone(), Some(who.acting.clone()));
+    }
+    Ok(created)
+}

@@ -142,6 +142,30 @@ async fn used(c: &reqwest::Client, url: &str, tok: &str) -> u64 {
     n
 }
 
+/// A 1 KiB raw image, active.
+async fn upload_image(c: &reqwest::Client, url: &str, tok: &str) -> String {
+    let (st, img, _) = req(
+        c,
+        reqwest::Method::POST,
+        &format!("{url}/image/v2/images"),
+        Some(tok),
+        json!({"name": "img", "disk_format": "raw", "container_format": "bare"}),
+    )
+    .await;
+    assert_eq!(st, 201);
+    let img = img["id"].as_str().unwrap().to_string();
+    let up = c
+        .put(format!("{url}/image/v2/images/{img}/file"))
+        .header("X-Auth-Token", tok)
+        .header("Content-Type", "application/octet-stream")
+        .body(vec![1u8; 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(up.status(), 204);
+    img
+}
+
 async fn status(c: &reqwest::Client, url: &str, tok: &str, id: &str) -> Value {
     req(
         c,
@@ -168,25 +192,7 @@ async fn kill_mid_build_then_restart_recovers() {
         let inject = format!("{step}:hang");
         let mut s = start(dir.path(), port, Some(&inject));
         let tok = token(&c, &s.url).await;
-        let (st, img, _) = req(
-            &c,
-            reqwest::Method::POST,
-            &format!("{}/image/v2/images", s.url),
-            Some(&tok),
-            json!({"name": "img", "disk_format": "raw", "container_format": "bare"}),
-        )
-        .await;
-        assert_eq!(st, 201);
-        let img = img["id"].as_str().unwrap().to_string();
-        let up = c
-            .put(format!("{}/image/v2/images/{img}/file", s.url))
-            .header("X-Auth-Token", &tok)
-            .header("Content-Type", "application/octet-stream")
-            .body(vec![1u8; 1024])
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(up.status(), 204);
+        let img = upload_image(&c, &s.url, &tok).await;
         // Wait for the host to register before building.
         let t = Instant::now();
         while used(&c, &s.url, &tok).await == 0 {
@@ -579,25 +585,7 @@ async fn kill_during_many_builds_never_leaves_a_server_without_its_guest() {
         .port();
     let s = start_with(dir.path(), port, None, &[], &env);
     let tok = token(&c, &s.url).await;
-    let (st, img, _) = req(
-        &c,
-        reqwest::Method::POST,
-        &format!("{}/image/v2/images", s.url),
-        Some(&tok),
-        json!({"name": "img", "disk_format": "raw", "container_format": "bare"}),
-    )
-    .await;
-    assert_eq!(st, 201);
-    let img = img["id"].as_str().unwrap().to_string();
-    let up = c
-        .put(format!("{}/image/v2/images/{img}/file", s.url))
-        .header("X-Auth-Token", &tok)
-        .header("Content-Type", "application/octet-stream")
-        .body(vec![1u8; 1024])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(up.status(), 204);
+    let img = upload_image(&c, &s.url, &tok).await;
     let (_, me, _) = req(
         &c,
         reqwest::Method::GET,
@@ -657,6 +645,27 @@ async fn kill_during_many_builds_never_leaves_a_server_without_its_guest() {
     for (round, after) in [1u64, 2, 3].into_iter().enumerate() {
         let since = if round == 0 { t0 } else { Instant::now() };
         tokio::time::sleep(Duration::from_secs(after).saturating_sub(since.elapsed())).await;
+        // What is in flight at the kill (a server just restarted may not answer yet).
+        let in_flight = match c
+            .get(format!(
+                "{}/compute/v2.1/servers?status=BUILD&limit=1000",
+                s.url
+            ))
+            .header("X-Auth-Token", &tok)
+            .timeout(Duration::from_millis(500))
+            .send()
+            .await
+        {
+            Ok(r) => match r.json::<Value>().await {
+                Ok(v) => format!(
+                    "{} servers in BUILD",
+                    v["servers"].as_array().map_or(0, Vec::len)
+                ),
+                Err(e) => format!("no listing ({e})"),
+            },
+            Err(e) => format!("no answer ({e})"),
+        };
+        eprintln!("kill -9 after {after} s: {in_flight}");
         s.child.kill().unwrap(); // SIGKILL
         s.child.wait().unwrap();
         drop(s);

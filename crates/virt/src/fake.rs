@@ -406,4 +406,13 @@ mod tests {
         d.destroy("a").await.unwrap();
         assert_eq!(d.list().await, vec!["b".to_string()]);
     }
+
+    #[tokio::test]
+    async fn conformance_lifecycle() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = FakeDriver::new(4, 4096, 40);
+        crate::conformance::lifecycle(&d, &spec("conformance"), dir.path())
+            .await
+            .unwrap();
+    }
 }

@@ -1,0 +1,79 @@
+//! One suite of cases every [`VirtDriver`] must pass, run against the fake
+//! always and against a real driver wherever the host can run it (DESIGN.md
+//! §6), so the fake cannot drift from what a hypervisor does. The cases
+//! return what went wrong instead of panicking; tests unwrap them.
+use crate::{GuestSpec, PowerState, VirtDriver, VirtError};
+use std::path::Path;
+
+async fn expect_state(
+    d: &dyn VirtDriver,
+    uuid: &str,
+    want: PowerState,
+    step: &str,
+) -> Result<(), String> {
+    match d.power_state(uuid).await {
+        Ok(ps) if ps == want => Ok(()),
+        other => Err(format!("{step}: power state {other:?}, expected {want:?}")),
+    }
+}
+
+fn ok<T>(r: Result<T, VirtError>, step: &str) -> Result<T, String> {
+    r.map_err(|e| format!("{step}: {e}"))
+}
+
+/// The lifecycle of one guest booted from `spec`: spawn (twice: idempotent),
+/// stop/start, soft and hard reboot, pause/unpause, suspend/resume, a
+/// snapshot written to a file under `scratch`, the console, destroy (twice)
+/// and what a missing guest answers. `spec.uuid` must be unused.
+pub async fn lifecycle(d: &dyn VirtDriver, spec: &GuestSpec, scratch: &Path) -> Result<(), String> {
+    let uuid = spec.uuid.as_str();
+    ok(d.spawn(spec).await, "spawn")?;
+    ok(d.spawn(spec).await, "spawn of a guest that exists")?;
+    expect_state(d, uuid, PowerState::Running, "after spawn").await?;
+    if !d.list().await.iter().any(|u| u == uuid) {
+        return Err("list: the new guest is missing".into());
+    }
+    ok(d.power_off(uuid).await, "power_off")?;
+    expect_state(d, uuid, PowerState::Shutdown, "after power_off").await?;
+    ok(d.power_on(uuid).await, "power_on")?;
+    expect_state(d, uuid, PowerState::Running, "after power_on").await?;
+    for hard in [false, true] {
+        ok(d.reboot(uuid, hard).await, "reboot")?;
+        expect_state(d, uuid, PowerState::Running, "after reboot").await?;
+    }
+    ok(d.pause(uuid).await, "pause")?;
+    expect_state(d, uuid, PowerState::Paused, "after pause").await?;
+    ok(d.unpause(uuid).await, "unpause")?;
+    expect_state(d, uuid, PowerState::Running, "after unpause").await?;
+    ok(d.suspend(uuid).await, "suspend")?;
+    expect_state(d, uuid, PowerState::Suspended, "after suspend").await?;
+    ok(d.resume(uuid).await, "resume")?;
+    expect_state(d, uuid, PowerState::Running, "after resume").await?;
+    let file = scratch.join(format!("snapshot-{uuid}"));
+    let size = ok(d.snapshot(uuid, &file).await, "snapshot")?;
+    let on_disk = std::fs::metadata(&file)
+        .map_err(|e| format!("snapshot file {}: {e}", file.display()))?
+        .len();
+    if size == 0 || size != on_disk {
+        return Err(format!(
+            "snapshot: reported {size} bytes, file has {on_disk}"
+        ));
+    }
+    let console = ok(d.console_output(uuid).await, "console_output")?;
+    if console.trim().is_empty() {
+        return Err("console_output: empty".into());
+    }
+    ok(d.destroy(uuid).await, "destroy")?;
+    ok(d.destroy(uuid).await, "destroy of a guest that is gone")?;
+    if d.list().await.iter().any(|u| u == uuid) {
+        return Err("list: the destroyed guest is still there".into());
+    }
+    match d.power_state(uuid).await {
+        Err(VirtError::NotFound(_)) => {}
+        other => return Err(format!("power_state of a destroyed guest: {other:?}")),
+    }
+    match d.pause(uuid).await {
+        Err(VirtError::NotFound(_)) => Ok(()),
+        other => Err(format!("pause of a destroyed guest: {other:?}")),
+    }
+}

@@ -18,9 +18,14 @@ else
   echo "warning: moto (S3 test server) not installed, see /tmp/ferro-s3-venv.log" >&2
 fi
 
-# Tests need qemu-img (the file volume backend); the project installs it.
-if ! command -v qemu-img >/dev/null && [ "$(id -u)" = 0 ]; then
-  (source scripts/lib.sh && ferro_need qemu-img qemu-utils) || exit 1
+# Tests need QEMU (the guest image boots under it; qemu-img serves the file
+# volume backend) and genisoimage (config drives); the project installs them.
+# qemu-utils comes last: installing qemu-system-x86 may replace it.
+if [ "$(id -u)" = 0 ]; then
+  (source scripts/lib.sh &&
+    ferro_need qemu-system-x86_64 qemu-system-x86 &&
+    ferro_need genisoimage genisoimage &&
+    ferro_need qemu-img qemu-utils) || exit 1
 fi
 # In CI a test dependency the project can install must be there: a test
 # that would skip for its absence fails instead (ferro_common::skip_or_fail).

@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# Builds the project's test guest image from Debian packages only: a
+# cirros-like whole-disk qcow2 (MBR + syslinux on a FAT boot partition with
+# Debian's cloud kernel and an initramfs, and an ext4 root partition with
+# busybox, dropbear and scripts/guest/init). No loop device, mount or
+# network access beyond Debian's archive is needed. What the guest does at
+# boot is described at the top of scripts/guest/init.
+#
+#   scripts/build-guest-image.sh          prints the image's path as its last line
+#
+# Upload it as a new user would:
+#   openstack image create --disk-format qcow2 --container-format bare \
+#     --file "$(scripts/build-guest-image.sh | tail -1)" ferro-guest
+#
+# Env: FERRO_GUEST_DIR (default ~/.cache/ferrostack/guest). The image is
+# rebuilt only when the kernel or scripts/guest/ changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPO=$PWD
+OUT=${FERRO_GUEST_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/ferrostack/guest}
+mkdir -p "$OUT"
+
+need() {   # need CMD DEBIAN_PACKAGE
+  command -v "$1" > /dev/null && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null; then
+    echo "installing $2 (apt-get)" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$2" > /dev/null 2>&1 ||
+      { apt-get update -q > /dev/null 2>&1 &&
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$2" > /dev/null 2>&1; }
+  fi
+  command -v "$1" > /dev/null || { echo "$1 not found: apt-get install $2" >&2; exit 1; }
+}
+need cpio cpio
+need mke2fs e2fsprogs
+need mkfs.vfat dosfstools
+need mcopy mtools
+need syslinux syslinux
+need sfdisk fdisk
+need qemu-img qemu-utils
+need dropbear dropbear-bin
+need dropbearkey dropbear-bin
+[ -x /bin/busybox ] && /bin/busybox --list | grep -qx udhcpc || need busybox busybox-static
+BUSYBOX=$(command -v busybox)
+file -L "$BUSYBOX" 2>/dev/null | grep -q "statically linked" || {
+  [ "$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -q busybox-static > /dev/null 2>&1
+  BUSYBOX=/bin/busybox
+}
+[ -f /usr/lib/syslinux/mbr/mbr.bin ] || need syslinux syslinux-common
+[ -f /usr/lib/syslinux/mbr/mbr.bin ] || { [ "$(id -u)" = 0 ] && apt-get install -y -q syslinux-common > /dev/null 2>&1; }
+
+# Debian's cloud kernel, unpacked (not installed).
+KPKG=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null | sed -n 's/.*Depends: \(linux-image-[0-9].*\)/\1/p' | head -n 1)
+[ -n "$KPKG" ] || { apt-get update -q > /dev/null 2>&1; KPKG=$(apt-cache depends linux-image-cloud-amd64 | sed -n 's/.*Depends: \(linux-image-[0-9].*\)/\1/p' | head -n 1); }
+[ -n "$KPKG" ] || { echo "cannot resolve linux-image-cloud-amd64" >&2; exit 1; }
+KVER=${KPKG#linux-image-}
+KROOT=$OUT/kernel-$KVER
+if [ ! -f "$KROOT/boot/vmlinuz-$KVER" ]; then
+  rm -rf "$KROOT.tmp"; mkdir -p "$KROOT.tmp"
+  (cd "$KROOT.tmp" && apt-get download -q "$KPKG" > /dev/null 2>&1)
+  dpkg-deb -x "$KROOT.tmp"/*.deb "$KROOT.tmp/root"
+  rm -rf "$KROOT"; mv "$KROOT.tmp/root" "$KROOT"; rm -rf "$KROOT.tmp"
+fi
+
+STAMP=$( (echo "$KVER"; cat "$REPO"/scripts/guest/* "$0"; "$BUSYBOX" | head -n 1) | sha256sum | cut -c1-16)
+IMG=$OUT/ferro-guest-$STAMP.qcow2
+if [ -f "$IMG" ]; then
+  echo "$IMG"
+  exit 0
+fi
+
+W=$(mktemp -d "$OUT/build.XXXXXX")
+trap 'rm -rf "$W"' EXIT
+busybox_tree() {   # busybox_tree DIR: busybox and its applet links
+  mkdir -p "$1"/{bin,sbin,usr/bin,usr/sbin,etc,proc,sys,dev,tmp,run}
+  cp "$BUSYBOX" "$1/bin/busybox"
+  for a in $("$BUSYBOX" --list); do
+    [ "$a" = busybox ] || ln -sf busybox "$1/bin/$a"
+  done
+}
+
+# initramfs: busybox, the modules, stage 1 of init.
+I=$W/initramfs; busybox_tree "$I"; mkdir -p "$I/lib/modules"
+M=$KROOT/lib/modules/$KVER/kernel
+for k in drivers/virtio/virtio_ring.ko drivers/virtio/virtio.ko \
+         drivers/virtio/virtio_pci_legacy_dev.ko drivers/virtio/virtio_pci_modern_dev.ko \
+         drivers/virtio/virtio_pci.ko net/core/failover.ko drivers/net/net_failover.ko \
+         drivers/net/virtio_net.ko drivers/block/virtio_blk.ko drivers/char/hw_random/virtio-rng.ko \
+         drivers/cdrom/cdrom.ko fs/isofs/isofs.ko drivers/acpi/button.ko drivers/input/evdev.ko; do
+  cp "$M/$k" "$I/lib/modules/"
+done
+install -m 0755 scripts/guest/init "$I/init"
+(cd "$I" && find . | cpio -o -H newc --quiet | gzip -9) > "$W/initrd.gz"
+
+# root file system: busybox, dropbear with its libraries, init, user cirros.
+R=$W/root; busybox_tree "$R"; mkdir -p "$R"/{home/cirros,etc/dropbear,run/config,lib64,root}
+install -m 0755 scripts/guest/init "$R/sbin/init"
+install -m 0755 scripts/guest/udhcpc.script "$R/etc/udhcpc.script"
+touch "$R/etc/ferrostack-root"
+for b in "$(command -v dropbear)" "$(command -v dropbearkey)"; do
+  cp "$b" "$R/usr/sbin/"
+  for lib in $(ldd "$b" | grep -o '/[^ ]*'); do
+    mkdir -p "$R$(dirname "$lib")"; cp -L "$lib" "$R$lib"
+  done
+done
+# The test user is root under another name (as in many test images), so
+# the `sudo` that Tempest's remote client runs is a shim.
+cat > "$R/etc/passwd" <<PW
+root:x:0:0:root:/root:/bin/sh
+cirros:x:0:0:cirros:/home/cirros:/bin/sh
+PW
+cat > "$R/etc/shadow" <<PW
+root:*:19000:0:99999:7:::
+cirros:*:19000:0:99999:7:::
+PW
+printf 'root:x:0:\n' > "$R/etc/group"
+printf '/bin/sh\n' > "$R/etc/shells"
+cat > "$R/usr/bin/sudo" <<'SUDO'
+#!/bin/sh
+# The test user is uid 0: run the command as it is.
+while [ $# -gt 0 ]; do case "$1" in -*) shift ;; *) break ;; esac; done
+exec "$@"
+SUDO
+chmod 0755 "$R/usr/bin/sudo"
+echo "ferrostack test guest ($(date -u +%F))" > "$R/etc/issue"
+chmod 0700 "$R/root"
+
+# Whole disk: p1 FAT (syslinux, kernel, initrd), p2 ext4 root.
+truncate -s 96M "$W/root.raw"
+mke2fs -q -t ext4 -L cirros-rootfs -d "$R" "$W/root.raw"
+BOOT_START=2048; BOOT_SECTORS=$((48 * 2048))
+ROOT_START=$((BOOT_START + BOOT_SECTORS)); ROOT_SECTORS=$(( $(stat -c %s "$W/root.raw") / 512 ))
+mkfs.vfat -h "$BOOT_START" -n BOOT -C "$W/boot.fat" $((BOOT_SECTORS / 2)) > /dev/null
+cat > "$W/syslinux.cfg" <<CFG
+DEFAULT linux
+PROMPT 0
+TIMEOUT 0
+LABEL linux
+  KERNEL vmlinuz
+  APPEND initrd=initrd.gz root=/dev/vda2 console=tty0 console=ttyS0 loglevel=3
+CFG
+mcopy -i "$W/boot.fat" "$KROOT/boot/vmlinuz-$KVER" ::vmlinuz
+mcopy -i "$W/boot.fat" "$W/initrd.gz" ::initrd.gz
+mcopy -i "$W/boot.fat" "$W/syslinux.cfg" ::syslinux.cfg
+syslinux --install "$W/boot.fat"
+truncate -s $(( (ROOT_START + ROOT_SECTORS + 2048) * 512 )) "$W/disk.raw"
+sfdisk -q "$W/disk.raw" <<PT
+label: dos
+start=$BOOT_START, size=$BOOT_SECTORS, type=6, bootable
+start=$ROOT_START, size=$ROOT_SECTORS, type=83
+PT
+dd if=/usr/lib/syslinux/mbr/mbr.bin of="$W/disk.raw" bs=440 count=1 conv=notrunc status=none
+dd if="$W/boot.fat" of="$W/disk.raw" bs=512 seek="$BOOT_START" conv=notrunc,sparse status=none
+dd if="$W/root.raw" of="$W/disk.raw" bs=512 seek="$ROOT_START" conv=notrunc,sparse status=none
+qemu-img convert -q -f raw -O qcow2 -c "$W/disk.raw" "$IMG.tmp"
+mv "$IMG.tmp" "$IMG"
+echo "$IMG"

@@ -26,6 +26,88 @@ impl Drop for Guest {
     }
 }
 
+/// An instance's metadata as the QEMU driver will pass it.
+fn instance(name: &str) -> ferro_virt::configdrive::InstanceMetadata {
+    ferro_virt::configdrive::InstanceMetadata {
+        uuid: ferro_common::new_uuid(),
+        name: name.into(),
+        hostname: name.into(),
+        ec2_id: "i-0000002a".into(),
+        project_id: "p1".into(),
+        availability_zone: Some("nova".into()),
+        launch_index: 0,
+        public_keys: vec![(
+            "k".into(),
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGuestImageTestKeyOnly test@ferrostack\n".into(),
+        )],
+        user_data: None,
+        meta: [("role".to_string(), "test".to_string())].into(),
+        network_data: serde_json::json!({"links": [], "networks": [], "services": []}),
+        local_ipv4: Some("10.0.0.5".into()),
+    }
+}
+
+/// Debian's cloud-init, with its own OpenStack config drive reader, reads
+/// the tree ferrostack writes: the uuid, the key, the user data, the EC2
+/// instance id.
+#[test]
+fn cloud_init_reads_our_config_drive() {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let out = Command::new("bash")
+        .arg(repo.join("scripts/cloud-init-readers.sh"))
+        .output()
+        .unwrap();
+    if !out.status.success() || !have("/usr/bin/python3") {
+        ferro_common::skip_or_fail(&format!(
+            "Debian's cloud-init readers are not available: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+        return;
+    }
+    let pythonpath = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .unwrap()
+        .to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let md = ferro_virt::configdrive::InstanceMetadata {
+        user_data: Some(b"#!/bin/sh\necho hi\n".to_vec()),
+        ..instance("judged")
+    };
+    ferro_virt::configdrive::write_tree(&md, dir.path()).unwrap();
+    let script = r#"
+import json, sys
+from cloudinit.sources.helpers import openstack
+r = openstack.ConfigDriveReader(sys.argv[1])
+res = r.read_v2()
+m = res["metadata"]
+ud = res["userdata"]
+print(json.dumps({
+    "uuid": m["uuid"], "name": m["name"], "hostname": m["hostname"],
+    "keys": m["public_keys"], "userdata": ud.decode() if isinstance(ud, bytes) else ud,
+    "ec2_id": res["ec2-metadata"]["instance-id"], "version": res["version"],
+}))
+"#;
+    let out = Command::new("/usr/bin/python3")
+        .args(["-c", script])
+        .arg(dir.path())
+        .env("PYTHONPATH", &pythonpath)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["uuid"], md.uuid.as_str());
+    assert_eq!(v["hostname"], "judged");
+    assert_eq!(v["keys"]["k"], md.public_keys[0].1.as_str());
+    assert_eq!(v["userdata"], "#!/bin/sh\necho hi\n");
+    assert_eq!(v["ec2_id"], "i-0000002a");
+    assert_eq!(v["version"], 2);
+}
+
 #[test]
 fn the_guest_image_boots_and_reads_its_config_drive() {
     for (cmd, pkg) in [
@@ -59,29 +141,22 @@ fn the_guest_image_boots_and_reads_its_config_drive() {
     );
     let built = t0.elapsed();
 
-    // A config drive as Nova writes one: iso9660 labelled config-2.
+    // The config drive ferrostack writes (iso9660 labelled config-2).
     let dir = tempfile::tempdir().unwrap();
-    let cd = dir.path().join("cd/openstack/latest");
-    std::fs::create_dir_all(&cd).unwrap();
-    let uuid = ferro_common::new_uuid();
+    let md = instance("g1");
+    let uuid = md.uuid.clone();
     let word = format!("user-data-{}", &uuid[..8]);
-    let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGuestImageTestKeyOnly test@ferrostack";
-    std::fs::write(
-        cd.join("meta_data.json"),
-        serde_json::json!({"uuid": uuid, "name": "g1", "hostname": "g1.novalocal",
-            "public_keys": {"k": format!("{key}\n")}, "keys": []})
-        .to_string(),
-    )
-    .unwrap();
-    std::fs::write(cd.join("user_data"), format!("#!/bin/sh\necho {word}\n")).unwrap();
+    let md = ferro_virt::configdrive::InstanceMetadata {
+        user_data: Some(format!("#!/bin/sh\necho {word}\n").into_bytes()),
+        ..md
+    };
     let iso = dir.path().join("config.iso");
-    let st = Command::new("genisoimage")
-        .args(["-quiet", "-V", "config-2", "-R", "-J", "-o"])
-        .arg(&iso)
-        .arg(dir.path().join("cd"))
-        .status()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(ferro_virt::configdrive::build_iso(&md, &iso))
         .unwrap();
-    assert!(st.success());
     let disk = dir.path().join("disk.qcow2");
     let st = Command::new("qemu-img")
         .args(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", &image])

@@ -4,6 +4,7 @@
 //! run). The QEMU driver arrives with the data-plane work.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod configdrive;
 pub mod conformance;
 pub mod fake;
 

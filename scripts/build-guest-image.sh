@@ -20,16 +20,9 @@ REPO=$PWD
 OUT=${FERRO_GUEST_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/ferrostack/guest}
 mkdir -p "$OUT"
 
-need() {   # need CMD DEBIAN_PACKAGE
-  command -v "$1" > /dev/null && return 0
-  if [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null; then
-    echo "installing $2 (apt-get)" >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$2" > /dev/null 2>&1 ||
-      { apt-get update -q > /dev/null 2>&1 &&
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$2" > /dev/null 2>&1; }
-  fi
-  command -v "$1" > /dev/null || { echo "$1 not found: apt-get install $2" >&2; exit 1; }
-}
+# shellcheck source=lib.sh
+source "$REPO/scripts/lib.sh"
+need() { ferro_need "$@"; }
 need cpio cpio
 need mke2fs e2fsprogs
 need mkfs.vfat dosfstools

@@ -624,12 +624,9 @@ pub fn spawn_build(
                     acting,
                     ..Default::default()
                 };
-                ex.run(
-                    CREATE,
-                    &format!("build-{uuid}"),
-                    serde_json::to_value(&state).unwrap_or_default(),
-                )
-                .await
+                ex.run_typed(CREATE, &format!("build-{uuid}"), &state)
+                    .await
+                    .map(|_| ())
             }
             Err(e) => Err(SagaError::Log(e)),
         };
@@ -643,7 +640,7 @@ pub async fn build_finished(
     svc: &Arc<ComputeService>,
     uuid: &str,
     request_id: &str,
-    r: Result<Value, SagaError>,
+    r: Result<(), SagaError>,
 ) {
     if let Ok(mut b) = svc.state.active_builds.lock() {
         b.remove(uuid);
@@ -792,7 +789,7 @@ pub async fn recover_builds(svc: &Arc<ComputeService>) {
                 }
                 let uuid = id.strip_prefix("build-").unwrap_or(&id).to_string();
                 tracing::info!(saga = %id, ok = r.is_ok(), "build saga recovered");
-                build_finished(svc, &uuid, "req-recovery", r).await;
+                build_finished(svc, &uuid, "req-recovery", r.map(|_| ())).await;
             }
         }
         Err(e) => tracing::error!("saga recovery failed: {e}"),

@@ -531,10 +531,18 @@ pub fn spawn(svc: &Arc<VolumeService>, name: &'static str, state: Value) {
         let Some(ex) = svc.sagas.get() else {
             return;
         };
-        let state: FlowState = match serde_json::from_value(state) {
+        let state: FlowState = match serde_json::from_value(state.clone()) {
             Ok(s) => s,
             Err(e) => {
-                tracing::error!(saga = name, "workflow state not understood: {e}");
+                // Never leave the record in its transitional status.
+                let why = format!("workflow state not understood: {e}");
+                tracing::error!(saga = name, "{why}");
+                let id = state["id"].as_str().unwrap_or_default().to_string();
+                let bare = FlowState {
+                    id,
+                    ..Default::default()
+                };
+                on_failure(&svc, name, &bare, &why).await;
                 return;
             }
         };

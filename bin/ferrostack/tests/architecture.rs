@@ -366,6 +366,43 @@ fn compute_modules_are_layered() {
     check_files(&compute_src());
 }
 
+/// Server actions are decided in the service layer: the handler parses a
+/// body into a typed command and renders the outcome; it never writes the
+/// store, calls an agent or starts background work itself.
+#[test]
+fn server_action_handlers_only_parse_and_render() {
+    let src = compute_src();
+    let handler = std::fs::read_to_string(src.join("http/actions.rs")).unwrap();
+    for marker in [
+        "ops::",
+        "update_instance",
+        "state.write",
+        "call_agent",
+        "tokio::spawn",
+        "ComputeRequest",
+    ] {
+        assert!(
+            !handler.contains(marker),
+            "http/actions.rs uses {marker}: decide in crate::actions, not in the handler"
+        );
+    }
+    assert!(
+        handler.contains("actions::run("),
+        "the handler runs a typed command"
+    );
+    let service = std::fs::read_to_string(src.join("actions/mod.rs")).unwrap();
+    assert!(service.contains("pub enum ServerCommand"));
+    for f in [
+        "mod", "admin", "console", "guard", "power", "rebuild", "resize", "shelve", "snapshot",
+    ] {
+        let text = std::fs::read_to_string(src.join(format!("actions/{f}.rs"))).unwrap();
+        assert!(
+            !text.contains("axum"),
+            "actions/{f}.rs knows about HTTP; render in http/actions.rs"
+        );
+    }
+}
+
 #[test]
 fn the_module_check_sees_a_circle() {
     let mut g = module_graph(&compute_src());

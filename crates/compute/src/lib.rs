@@ -5,7 +5,9 @@
 //! reached only over the bus.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod actions;
 pub mod build;
+pub mod caller;
 pub mod error;
 pub mod http;
 pub mod keys;

@@ -1,11 +1,13 @@
 //! The servers service layer: what creating servers records once the
 //! request is checked (quotas and the records in one write, DESIGN.md §5),
-//! and the builds it starts.
+//! and the builds it starts; which instances a caller may see and change;
+//! starting a delete.
 use crate::ComputeService;
+use crate::caller::Caller;
 use crate::error::{NResult, NovaError};
 use crate::model::{Bdm, Flavor, Instance, Keypair};
 use crate::ops;
-use crate::state::{Rec, now};
+use crate::state::{Rec, State, now};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -238,4 +240,75 @@ pub async fn create(
         crate::build::spawn_build(svc, i.uuid.clone(), rid.clone(), Some(who.acting.clone()));
     }
     Ok(created)
+}
+
+/// The instance, if the caller may see it (404 otherwise, as Nova hides others' servers).
+pub fn visible(svc: &ComputeService, c: &Caller, st: &State, id: &str) -> NResult<Instance> {
+    match st.instances.get(id) {
+        Some(i) if !i.deleted && (i.project_id == c.project() || c.is_admin(svc)) => Ok(i.clone()),
+        _ => Err(NovaError::not_found(format!(
+            "Instance {id} could not be found."
+        ))),
+    }
+}
+
+pub fn get_instance(svc: &ComputeService, c: &Caller, id: &str) -> NResult<Instance> {
+    let st = svc.state.read();
+    visible(svc, c, &st, id)
+}
+
+/// A locked instance changes only by an admin (409 otherwise).
+pub fn check_locked(svc: &ComputeService, c: &Caller, i: &Instance) -> NResult<()> {
+    if i.locked && !c.is_admin(svc) {
+        return Err(NovaError::conflict(format!(
+            "Instance {} is locked",
+            i.uuid
+        )));
+    }
+    Ok(())
+}
+
+/// Starts deleting the instance (`delete`, `forceDelete`): the action is
+/// recorded and the task set in one write; the delete runs once any build
+/// in flight has stopped.
+pub async fn delete_instance(
+    svc: &Arc<ComputeService>,
+    c: &Caller,
+    id: &str,
+    action: &str,
+) -> NResult<()> {
+    let i = get_instance(svc, c, id)?;
+    c.require_member(svc, &i.project_id, "os_compute_api:servers:delete")?;
+    check_locked(svc, c, &i)?;
+    let rid = c.request_id.clone();
+    let (user, project) = (c.user(), c.project());
+    let building = svc
+        .state
+        .active_builds
+        .lock()
+        .map(|b| b.contains(id))
+        .unwrap_or(false);
+    svc.state
+        .write(|st| {
+            let Some(mut i) = st.instances.get(id).cloned() else {
+                return Err(ferro_common::Error::not_found_msg(format!(
+                    "Instance {id} could not be found."
+                )));
+            };
+            let a = ops::new_action(st, &[], &i, action, &rid, &user, &project);
+            i.task_state = Some("deleting".into());
+            i.updated_at = now();
+            Ok(((), vec![Rec::Instance(Box::new(i)), Rec::Action(a)]))
+        })
+        .await?;
+    if !building {
+        let svc = svc.clone();
+        let id = id.to_string();
+        tokio::spawn(async move {
+            if let Err(e) = crate::build::delete_now(&svc, &id, &rid).await {
+                tracing::warn!(instance = %id, "delete failed: {}", e.log_message());
+            }
+        });
+    }
+    Ok(())
 }

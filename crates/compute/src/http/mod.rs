@@ -1,6 +1,5 @@
 //! Compute v2.1 routes under `/compute`, microversion negotiation, and the
 //! authenticated caller.
-pub mod action_support;
 pub mod actions;
 pub mod aggregates;
 pub mod audit_log;
@@ -18,18 +17,14 @@ pub mod migrations;
 pub mod netproxy;
 pub mod networks;
 pub mod quotas;
-pub mod rebuild;
 pub mod request;
-pub mod resize;
 pub mod security_groups;
 pub mod server_create;
 pub mod server_groups;
 pub mod server_info;
 pub mod server_metadata;
-pub mod server_snapshots;
 pub mod servers;
 pub mod services;
-pub mod shelve;
 pub mod usage;
 pub mod volproxy;
 pub mod volume_attachments;

@@ -14,20 +14,12 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+pub use crate::caller::{Caller, Mv};
+
 pub const MIN_VERSION: (u16, u16) = (2, 1);
 pub const MAX_VERSION: (u16, u16) = (2, 79);
 
 pub type St = State<Arc<ComputeService>>;
-
-/// The negotiated microversion.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Mv(pub u16, pub u16);
-
-impl Mv {
-    pub fn at_least(&self, minor: u16) -> bool {
-        self.1 >= minor
-    }
-}
 
 fn parse_version(s: &str) -> Option<(u16, u16)> {
     let (a, b) = s.trim().split_once('.')?;
@@ -97,13 +89,6 @@ pub async fn microversion(mut req: Request, next: Next) -> Response {
     resp
 }
 
-/// The authenticated, project-scoped caller and the negotiated version.
-pub struct Caller {
-    pub ctx: RequestContext,
-    pub mv: Mv,
-    pub request_id: String,
-}
-
 impl FromRequestParts<Arc<ComputeService>> for Caller {
     type Rejection = NovaError;
     async fn from_request_parts(
@@ -142,50 +127,6 @@ impl FromRequestParts<Arc<ComputeService>> for Caller {
             mv,
             request_id,
         })
-    }
-}
-
-impl Caller {
-    pub fn project(&self) -> String {
-        self.ctx.project_id().unwrap_or_default().to_string()
-    }
-    pub fn user(&self) -> String {
-        self.ctx.token.user.id.clone()
-    }
-    pub fn token(&self) -> &str {
-        &self.ctx.auth_token
-    }
-    /// Whom background work started by this request acts for.
-    pub fn acting(&self) -> ferro_auth::Acting {
-        ferro_auth::Acting::of(&self.ctx.token)
-    }
-    pub fn is_admin(&self, svc: &ComputeService) -> bool {
-        svc.policy
-            .enforce("context_is_admin", &json!({}), &self.ctx.creds)
-    }
-    /// Admin-only APIs.
-    pub fn require_admin(&self, svc: &ComputeService, rule: &str) -> NResult<()> {
-        if self.is_admin(svc) {
-            Ok(())
-        } else {
-            Err(NovaError::forbidden(format!(
-                "Policy doesn't allow {rule} to be performed."
-            )))
-        }
-    }
-    /// A member of `project` (or an admin) may change its resources.
-    pub fn require_member(&self, svc: &ComputeService, project: &str, rule: &str) -> NResult<()> {
-        if svc.policy.enforce(
-            "project_member_or_admin",
-            &json!({"project_id": project}),
-            &self.ctx.creds,
-        ) {
-            Ok(())
-        } else {
-            Err(NovaError::forbidden(format!(
-                "Policy doesn't allow {rule} to be performed."
-            )))
-        }
     }
 }
 

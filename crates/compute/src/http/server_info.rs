@@ -165,22 +165,6 @@ async fn password_clear(AxState(svc): St, c: Caller, Path(id): Path<String>) -> 
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-pub fn console_url(svc: &ComputeService, protocol: &str, kind: &str, id: &str) -> String {
-    let token = ferro_common::new_uuid();
-    let path = match kind {
-        "novnc" => "vnc_auto.html",
-        "xvpvnc" => "console",
-        "spice-html5" => "spice_auto.html",
-        "serial" => "serial",
-        _ => "console",
-    };
-    let _ = protocol;
-    format!(
-        "{}/console/{path}?path=%3Ftoken%3D{token}&instance={id}",
-        svc.cfg.public_url()
-    )
-}
-
 async fn remote_console(
     AxState(svc): St,
     c: Caller,
@@ -224,7 +208,7 @@ async fn remote_console(
     }
     Ok(json_resp(
         StatusCode::OK,
-        json!({"remote_console": {"protocol": protocol, "type": kind, "url": console_url(&svc, protocol, kind, &id)}}),
+        json!({"remote_console": {"protocol": protocol, "type": kind, "url": crate::actions::console_url(&svc, protocol, kind, &id)}}),
     ))
 }
 

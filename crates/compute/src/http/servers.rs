@@ -5,8 +5,7 @@ use super::request::{Caller, Mv, St, body, first, json_resp, link, paging, query
 use crate::ComputeService;
 use crate::error::{NResult, NovaError};
 use crate::model::{Flavor, Instance, status_of};
-use crate::ops;
-use crate::state::{Rec, State, iso_z, now};
+use crate::state::iso_z;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State as AxState};
@@ -18,27 +17,14 @@ use sha2::{Digest, Sha224};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+pub use crate::servers::{check_locked, delete_instance, get_instance, visible};
+
 pub fn routes() -> Router<Arc<ComputeService>> {
     Router::new()
         .route("/servers/detail", get(detail))
         .route("/servers/{id}", get(show).put(update).delete(delete))
         .route("/servers/{id}/ips", get(ips))
         .route("/servers/{id}/ips/{net}", get(ips_net))
-}
-
-/// The instance, if the caller may see it (404 otherwise, as Nova hides others' servers).
-pub fn visible(svc: &ComputeService, c: &Caller, st: &State, id: &str) -> NResult<Instance> {
-    match st.instances.get(id) {
-        Some(i) if !i.deleted && (i.project_id == c.project() || c.is_admin(svc)) => Ok(i.clone()),
-        _ => Err(NovaError::not_found(format!(
-            "Instance {id} could not be found."
-        ))),
-    }
-}
-
-pub fn get_instance(svc: &ComputeService, c: &Caller, id: &str) -> NResult<Instance> {
-    let st = svc.state.read();
-    visible(svc, c, &st, id)
 }
 
 pub fn host_id(project: &str, host: Option<&str>) -> String {
@@ -679,58 +665,6 @@ async fn update(
         StatusCode::OK,
         json!({"server": update_view(&svc, &c, &i)}),
     ))
-}
-
-pub fn check_locked(svc: &ComputeService, c: &Caller, i: &Instance) -> NResult<()> {
-    if i.locked && !c.is_admin(svc) {
-        return Err(NovaError::conflict(format!(
-            "Instance {} is locked",
-            i.uuid
-        )));
-    }
-    Ok(())
-}
-
-pub async fn delete_instance(
-    svc: &Arc<ComputeService>,
-    c: &Caller,
-    id: &str,
-    action: &str,
-) -> NResult<()> {
-    let i = get_instance(svc, c, id)?;
-    c.require_member(svc, &i.project_id, "os_compute_api:servers:delete")?;
-    check_locked(svc, c, &i)?;
-    let rid = c.request_id.clone();
-    let (user, project) = (c.user(), c.project());
-    let building = svc
-        .state
-        .active_builds
-        .lock()
-        .map(|b| b.contains(id))
-        .unwrap_or(false);
-    svc.state
-        .write(|st| {
-            let Some(mut i) = st.instances.get(id).cloned() else {
-                return Err(ferro_common::Error::not_found_msg(format!(
-                    "Instance {id} could not be found."
-                )));
-            };
-            let a = ops::new_action(st, &[], &i, action, &rid, &user, &project);
-            i.task_state = Some("deleting".into());
-            i.updated_at = now();
-            Ok(((), vec![Rec::Instance(Box::new(i)), Rec::Action(a)]))
-        })
-        .await?;
-    if !building {
-        let svc = svc.clone();
-        let id = id.to_string();
-        tokio::spawn(async move {
-            if let Err(e) = crate::build::delete_now(&svc, &id, &rid).await {
-                tracing::warn!(instance = %id, "delete failed: {}", e.log_message());
-            }
-        });
-    }
-    Ok(())
 }
 
 async fn delete(AxState(svc): St, c: Caller, Path(id): Path<String>) -> NResult<Response> {

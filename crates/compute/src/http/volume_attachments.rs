@@ -223,7 +223,7 @@ async fn attach(
         request_id: c.request_id.clone(),
         ..Default::default()
     };
-    super::action_support::record(&svc, &c, &i, "attach_volume").await?;
+    crate::actions::record(&svc, &c, &i, "attach_volume").await?;
     volumes::attach(&svc, state).await.map_err(|m| {
         if m.contains("could not be found") {
             NovaError::not_found(m)
@@ -258,7 +258,7 @@ async fn detach(
     if b.boot_index == Some(0) {
         return Err(NovaError::bad("Cannot detach a root device volume"));
     }
-    super::action_support::record(&svc, &c, &i, "detach_volume").await?;
+    crate::actions::record(&svc, &c, &i, "detach_volume").await?;
     volumes::detach_one(&svc, &i, &b, &c.request_id, false)
         .await
         .map_err(|m| NovaError::new(500, format!("Detaching volume {volume} failed: {m}")))?;

@@ -1,23 +1,18 @@
 //! What every server action does first: check the instance's state and lock, set its task state and record the instance action, in one write.
-use super::request::Caller;
-use super::servers::{check_locked, get_instance};
+use super::Power;
 use crate::ComputeService;
+use crate::caller::Caller;
 use crate::error::{NResult, NovaError};
 use crate::model::Instance;
 use crate::ops;
+use crate::servers::{check_locked, get_instance};
 use crate::state::{Rec, now};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use ferro_rpc::compute::ComputeRequest;
-
-pub(super) fn accepted() -> Response {
-    StatusCode::ACCEPTED.into_response()
-}
 
 /// A power action: allowed states, the task while it runs, the agent
 /// method, and the state it ends in (Nova's check_instance_state rules).
 pub(super) struct Simple {
-    pub(super) body_key: &'static str,
+    pub(super) power: Power,
     pub(super) action: &'static str,
     pub(super) from: &'static [&'static str],
     pub(super) task: &'static str,
@@ -28,7 +23,7 @@ pub(super) struct Simple {
 
 pub(super) const SIMPLE: &[Simple] = &[
     Simple {
-        body_key: "os-stop",
+        power: Power::Stop,
         action: "stop",
         from: &["active", "error"],
         task: "powering-off",
@@ -37,7 +32,7 @@ pub(super) const SIMPLE: &[Simple] = &[
         to: "stopped",
     },
     Simple {
-        body_key: "os-start",
+        power: Power::Start,
         action: "start",
         from: &["stopped"],
         task: "powering-on",
@@ -46,7 +41,7 @@ pub(super) const SIMPLE: &[Simple] = &[
         to: "active",
     },
     Simple {
-        body_key: "pause",
+        power: Power::Pause,
         action: "pause",
         from: &["active"],
         task: "pausing",
@@ -55,7 +50,7 @@ pub(super) const SIMPLE: &[Simple] = &[
         to: "paused",
     },
     Simple {
-        body_key: "unpause",
+        power: Power::Unpause,
         action: "unpause",
         from: &["paused"],
         task: "unpausing",
@@ -64,7 +59,7 @@ pub(super) const SIMPLE: &[Simple] = &[
         to: "active",
     },
     Simple {
-        body_key: "suspend",
+        power: Power::Suspend,
         action: "suspend",
         from: &["active"],
         task: "suspending",
@@ -73,7 +68,7 @@ pub(super) const SIMPLE: &[Simple] = &[
         to: "suspended",
     },
     Simple {
-        body_key: "resume",
+        power: Power::Resume,
         action: "resume",
         from: &["suspended"],
         task: "resuming",
@@ -132,12 +127,7 @@ pub(super) async fn begin(
 }
 
 /// Records an action that completes at once (lock, unlock, resetState...).
-pub(crate) async fn record(
-    svc: &ComputeService,
-    c: &Caller,
-    i: &Instance,
-    action: &str,
-) -> NResult<()> {
+pub async fn record(svc: &ComputeService, c: &Caller, i: &Instance, action: &str) -> NResult<()> {
     let (rid, user, project) = (c.request_id.clone(), c.user(), c.project());
     let i = i.clone();
     let action = action.to_string();

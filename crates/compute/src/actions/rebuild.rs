@@ -1,41 +1,50 @@
 //! `rebuild`: a new image (or the same one) under the same server, on its host.
-use super::action_support::begin;
-use super::request::{Caller, json_resp};
+use super::Outcome;
+use super::guard::begin;
+use super::power::generated_password;
 use crate::ComputeService;
+use crate::caller::Caller;
 use crate::error::{NResult, NovaError};
 use crate::ops;
 use crate::state::now;
-use axum::http::StatusCode;
-use axum::response::Response;
 use ferro_rpc::compute::ComputeRequest;
-use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::Arc;
+
+/// A rebuild's arguments. `Some(None)` clears a field (2.19, 2.54, 2.57
+/// allow `null`); `None` leaves it.
+#[derive(Clone, Debug, Default)]
+pub struct Rebuild {
+    pub image_ref: String,
+    pub disk_config: Option<String>,
+    pub name: Option<String>,
+    pub metadata: Option<BTreeMap<String, String>>,
+    pub access_ip_v4: Option<String>,
+    pub access_ip_v6: Option<String>,
+    pub description: Option<Option<String>>,
+    pub key_name: Option<Option<String>>,
+    pub user_data: Option<Option<String>>,
+    pub admin_pass: Option<String>,
+}
 
 pub(super) async fn rebuild(
     svc: &Arc<ComputeService>,
     c: &Caller,
     id: &str,
-    arg: &Value,
-) -> NResult<Response> {
-    let o = arg
-        .as_object()
-        .ok_or_else(|| NovaError::bad("Invalid input for field/attribute rebuild."))?;
-    let image_ref = o
-        .get("imageRef")
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| {
-            NovaError::bad(
-                "Invalid input for field/attribute imageRef. 'imageRef' is a required property",
-            )
-        })?;
-    let image_ref = image_ref
-        .rsplit('/')
-        .next()
-        .unwrap_or(image_ref)
-        .to_string();
-    let dc = super::servers::disk_config_of(o.get("OS-DCF:diskConfig"))?;
+    r: Rebuild,
+) -> NResult<Outcome> {
+    let Rebuild {
+        image_ref,
+        disk_config: dc,
+        name,
+        metadata: meta,
+        access_ip_v4: v4,
+        access_ip_v6: v6,
+        description: desc,
+        key_name: key,
+        user_data,
+        admin_pass,
+    } = r;
     let image = svc
         .image
         .get(c.token(), &image_ref)
@@ -44,58 +53,6 @@ pub(super) async fn rebuild(
     if image["status"] != "active" {
         return Err(NovaError::bad(format!("Image {image_ref} is not active.")));
     }
-    let name = o
-        .get("name")
-        .map(|n| {
-            n.as_str()
-                .filter(|s| !s.is_empty() && s.len() <= 255 && s.trim() == *s)
-                .map(str::to_string)
-                .ok_or_else(|| NovaError::bad("Invalid input for field/attribute name."))
-        })
-        .transpose()?;
-    let meta = o
-        .get("metadata")
-        .map(super::servers::check_metadata)
-        .transpose()?;
-    let v4 = o
-        .get("accessIPv4")
-        .and_then(Value::as_str)
-        .map(str::to_string);
-    if let Some(x) = &v4
-        && !x.is_empty()
-        && x.parse::<std::net::Ipv4Addr>().is_err()
-    {
-        return Err(NovaError::bad(format!(
-            "Invalid input for field/attribute accessIPv4. Value: {x}."
-        )));
-    }
-    let v6 = o
-        .get("accessIPv6")
-        .and_then(Value::as_str)
-        .map(str::to_string);
-    if let Some(x) = &v6
-        && !x.is_empty()
-        && x.parse::<std::net::Ipv6Addr>().is_err()
-    {
-        return Err(NovaError::bad(format!(
-            "Invalid input for field/attribute accessIPv6. Value: {x}."
-        )));
-    }
-    let desc = if c.mv.at_least(19) {
-        o.get("description").map(|d| d.as_str().map(str::to_string))
-    } else {
-        None
-    };
-    let key = if c.mv.at_least(54) {
-        o.get("key_name").map(|k| k.as_str().map(str::to_string))
-    } else {
-        None
-    };
-    let user_data = if c.mv.at_least(57) {
-        o.get("user_data").map(|u| u.as_str().map(str::to_string))
-    } else {
-        None
-    };
     let key_data = match &key {
         Some(Some(k)) => Some(Some(
             svc.state
@@ -108,14 +65,7 @@ pub(super) async fn rebuild(
         Some(None) => Some(None),
         None => None,
     };
-    let pass = o
-        .get("adminPass")
-        .and_then(Value::as_str)
-        .map(str::to_string)
-        .unwrap_or_else(|| {
-            let n: u64 = rand::random();
-            format!("{n:012x}")[..12].to_string()
-        });
+    let pass = admin_pass.unwrap_or_else(generated_password);
     let i = begin(
         svc,
         c,
@@ -246,14 +196,8 @@ pub(super) async fn rebuild(
         )
         .await;
     });
-    let mut v = super::servers::update_view(svc, c, &i);
-    if c.mv.at_least(57) {
-        // Rebuild answers with the user data it was given (2.57), at the top level.
-        if let Some(o) = v.as_object_mut() {
-            o.remove("OS-EXT-SRV-ATTR:user_data");
-        }
-        v["user_data"] = json!(i.user_data);
-    }
-    v["adminPass"] = json!(pass);
-    Ok(json_resp(StatusCode::ACCEPTED, json!({"server": v})))
+    Ok(Outcome::Rebuilt {
+        instance: Box::new(i),
+        admin_pass: pass,
+    })
 }

@@ -1,17 +1,14 @@
 //! `resize`, `migrate`, `confirmResize` and `revertResize`: claims on the destination, the migration record, and the flavor swap.
-use super::action_support::accepted;
-use super::action_support::begin;
-use super::request::Caller;
-use super::servers::get_instance;
-use super::shelve::id_str;
+use super::Outcome;
+use super::guard::begin;
 use crate::ComputeService;
+use crate::caller::Caller;
 use crate::error::{NResult, NovaError};
 use crate::model::{Instance, Migration};
 use crate::ops;
 use crate::placement::AllocMap;
+use crate::servers::get_instance;
 use crate::state::{Rec, now};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use ferro_rpc::compute::ComputeRequest;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -28,15 +25,48 @@ fn flavor_allocs(node: &str, f: &crate::model::Flavor, image_backed: bool) -> Al
     BTreeMap::from([(node.to_string(), r)])
 }
 
+/// `resize`: to another flavor (on any host the scheduler picks, this one
+/// included), with the disk config it asks for.
+pub(super) async fn resize_to(
+    svc: &Arc<ComputeService>,
+    c: &Caller,
+    id: &str,
+    flavor_id: String,
+    disk_config: Option<String>,
+) -> NResult<Outcome> {
+    let r = resize(svc, c, id, Some(flavor_id), None, "resize").await?;
+    if disk_config.is_some() {
+        svc.state
+            .update_instance(id, |i| {
+                i.disk_config = disk_config;
+                Ok(())
+            })
+            .await?;
+    }
+    Ok(r)
+}
+
+/// `migrate`: the same flavor on another host (an admin's; the host named
+/// or the scheduler's choice).
+pub(super) async fn migrate(
+    svc: &Arc<ComputeService>,
+    c: &Caller,
+    id: &str,
+    host: Option<String>,
+) -> NResult<Outcome> {
+    c.require_admin(svc, "os_compute_api:os-migrate-server:migrate")?;
+    resize(svc, c, id, None, host, "migrate").await
+}
+
 /// Resize (new flavor) or cold migrate (same flavor, another host).
-pub(super) async fn resize(
+async fn resize(
     svc: &Arc<ComputeService>,
     c: &Caller,
     id: &str,
     flavor_ref: Option<String>,
     target: Option<String>,
     kind: &str,
-) -> NResult<Response> {
+) -> NResult<Outcome> {
     let i0 = get_instance(svc, c, id)?;
     let new_flavor = match &flavor_ref {
         Some(f) => {
@@ -129,7 +159,7 @@ pub(super) async fn resize(
             .await;
         }
     });
-    Ok(accepted())
+    Ok(Outcome::Accepted)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -391,7 +421,7 @@ pub(super) async fn confirm_resize(
     svc: &Arc<ComputeService>,
     c: &Caller,
     id: &str,
-) -> NResult<Response> {
+) -> NResult<Outcome> {
     let i = begin(
         svc,
         c,
@@ -430,14 +460,14 @@ pub(super) async fn confirm_resize(
             Ok(())
         })
         .await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    Ok(Outcome::Done)
 }
 
 pub(super) async fn revert_resize(
     svc: &Arc<ComputeService>,
     c: &Caller,
     id: &str,
-) -> NResult<Response> {
+) -> NResult<Outcome> {
     let i = begin(
         svc,
         c,
@@ -460,7 +490,7 @@ pub(super) async fn revert_resize(
         spec.root_gb = old.disk;
         ops::event(
             &svc2,
-            id_str(&i),
+            &i.uuid,
             &rid,
             "compute_revert_resize",
             Some(&m.dest_compute),
@@ -555,5 +585,5 @@ pub(super) async fn revert_resize(
         )
         .await;
     });
-    Ok(accepted())
+    Ok(Outcome::Accepted)
 }

@@ -1,17 +1,79 @@
 //! `shelve`, `shelveOffload` and `unshelve`: a snapshot to the Image service, the guest destroyed, then booted again where the scheduler says.
-use super::request::Caller;
+use super::Outcome;
+use super::guard::begin;
 use crate::ComputeService;
+use crate::caller::Caller;
+use crate::error::NResult;
 use crate::model::Instance;
 use crate::ops;
 use ferro_rpc::compute::ComputeRequest;
 use serde_json::json;
 use std::sync::Arc;
 
-pub(super) fn id_str(i: &Instance) -> &str {
-    &i.uuid
+pub(super) async fn shelve(svc: &Arc<ComputeService>, c: &Caller, id: &str) -> NResult<Outcome> {
+    let i = begin(
+        svc,
+        c,
+        id,
+        "shelve",
+        "shelve",
+        &["active", "stopped", "paused", "suspended"],
+        Some("shelving"),
+        true,
+    )
+    .await?;
+    start_shelve(svc, c, i);
+    Ok(Outcome::Accepted)
 }
 
-pub(super) fn shelve(svc: &Arc<ComputeService>, c: &Caller, i: Instance) {
+pub(super) async fn shelve_offload(
+    svc: &Arc<ComputeService>,
+    c: &Caller,
+    id: &str,
+) -> NResult<Outcome> {
+    let i = begin(
+        svc,
+        c,
+        id,
+        "shelve_offload",
+        "shelveOffload",
+        &["shelved"],
+        Some("shelving_offloading"),
+        true,
+    )
+    .await?;
+    let (svc2, rid) = (svc.clone(), c.request_id.clone());
+    tokio::spawn(async move {
+        offload(&svc2, &i.uuid, &rid).await;
+    });
+    Ok(Outcome::Accepted)
+}
+
+pub(super) async fn unshelve(
+    svc: &Arc<ComputeService>,
+    c: &Caller,
+    id: &str,
+    az: Option<String>,
+) -> NResult<Outcome> {
+    let i = begin(
+        svc,
+        c,
+        id,
+        "unshelve",
+        "unshelve",
+        &["shelved", "shelved_offloaded"],
+        Some("unshelving"),
+        true,
+    )
+    .await?;
+    let (svc2, rid, tok) = (svc.clone(), c.request_id.clone(), c.token().to_string());
+    tokio::spawn(async move {
+        run_unshelve(&svc2, i, &rid, az, &tok).await;
+    });
+    Ok(Outcome::Accepted)
+}
+
+fn start_shelve(svc: &Arc<ComputeService>, c: &Caller, i: Instance) {
     let (svc2, rid, tok) = (svc.clone(), c.request_id.clone(), c.token().to_string());
     let acting = c.acting();
     tokio::spawn(async move {
@@ -87,7 +149,7 @@ pub(super) fn shelve(svc: &Arc<ComputeService>, c: &Caller, i: Instance) {
     });
 }
 
-pub(super) async fn offload(svc: &Arc<ComputeService>, uuid: &str, rid: &str) {
+async fn offload(svc: &Arc<ComputeService>, uuid: &str, rid: &str) {
     let host = svc
         .state
         .read()
@@ -140,7 +202,7 @@ pub(super) async fn offload(svc: &Arc<ComputeService>, uuid: &str, rid: &str) {
     .await;
 }
 
-pub(super) async fn unshelve(
+async fn run_unshelve(
     svc: &Arc<ComputeService>,
     i: Instance,
     rid: &str,

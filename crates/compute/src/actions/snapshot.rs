@@ -1,51 +1,49 @@
 //! `createImage` and `createBackup`: the image record, then the host streams the disk to the Image service; backups rotate.
-use super::action_support::begin;
-use super::request::{Caller, json_resp};
-use super::servers::get_instance;
+use super::Outcome;
+use super::guard::begin;
 use crate::ComputeService;
-use crate::error::{NResult, NovaError};
+use crate::caller::Caller;
+use crate::error::NResult;
 use crate::ops;
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use crate::servers::get_instance;
 use ferro_rpc::compute::ComputeRequest;
-use serde_json::{Value, json};
+use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+
+/// `createImage`, or `createBackup` when `backup` is set.
+#[derive(Clone, Debug, Default)]
+pub struct NewImage {
+    pub name: String,
+    pub metadata: BTreeMap<String, String>,
+    pub backup: Option<Backup>,
+}
+
+/// A backup's type and how many of that type to keep.
+#[derive(Clone, Debug)]
+pub struct Backup {
+    pub backup_type: String,
+    pub rotation: usize,
+}
 
 pub(super) async fn create_image(
     svc: &Arc<ComputeService>,
     c: &Caller,
     id: &str,
-    action: &str,
-    arg: &Value,
-) -> NResult<Response> {
-    let name = arg
-        .get("name")
-        .and_then(Value::as_str)
-        .filter(|n| !n.is_empty() && n.len() <= 255)
-        .ok_or_else(|| NovaError::bad("Invalid input for field/attribute name."))?
-        .to_string();
-    let meta = match arg.get("metadata") {
-        Some(m) => super::servers::check_metadata(m)?,
-        None => BTreeMap::new(),
-    };
-    let mut backup: Option<(String, usize)> = None;
-    if action == "createBackup" {
+    req: NewImage,
+) -> NResult<Outcome> {
+    let NewImage {
+        name,
+        metadata: meta,
+        backup,
+    } = req;
+    let action = if backup.is_some() {
         c.require_member(svc, &c.project(), "os_compute_api:os-create-backup")?;
-        let bt = arg.get("backup_type").and_then(Value::as_str);
-        let rot = arg.get("rotation").and_then(|v| {
-            v.as_i64()
-                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-        });
-        match (bt, rot) {
-            (Some(b), Some(r)) if r >= 0 => backup = Some((b.to_string(), r as usize)),
-            _ => {
-                return Err(NovaError::bad(
-                    "Invalid input for field/attribute backup_type/rotation.",
-                ));
-            }
-        }
-    }
+        "createBackup"
+    } else {
+        "createImage"
+    };
+    let backup = backup.map(|b| (b.backup_type, b.rotation));
     let i0 = get_instance(svc, c, id)?;
     let base = if i0.image_ref.is_empty() {
         None
@@ -180,15 +178,5 @@ pub(super) async fn create_image(
         )
         .await;
     });
-    if c.mv.at_least(45) {
-        return Ok(json_resp(
-            StatusCode::ACCEPTED,
-            json!({"image_id": image_id}),
-        ));
-    }
-    let mut r = StatusCode::ACCEPTED.into_response();
-    if let Ok(h) = HeaderValue::from_str(&format!("{}/images/{image_id}", svc.base_url)) {
-        r.headers_mut().insert(header::LOCATION, h);
-    }
-    Ok(r)
+    Ok(Outcome::Image(image_id))
 }

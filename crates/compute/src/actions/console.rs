@@ -1,0 +1,105 @@
+//! The console log (read from the instance's host) and remote console URLs.
+use super::Outcome;
+use crate::ComputeService;
+use crate::caller::Caller;
+use crate::error::{NResult, NovaError};
+use crate::ops;
+use crate::servers::get_instance;
+use ferro_rpc::compute::{ComputeReply, ComputeRequest};
+use std::sync::Arc;
+
+pub(super) async fn output(
+    svc: &Arc<ComputeService>,
+    c: &Caller,
+    id: &str,
+    lines: Option<usize>,
+) -> NResult<Outcome> {
+    let i = get_instance(svc, c, id)?;
+    let host = i
+        .host
+        .clone()
+        .filter(|_| !matches!(i.vm_state.as_str(), "building" | "shelved_offloaded"))
+        .ok_or_else(|| {
+            NovaError::conflict(format!(
+                "Instance {id} has not been scheduled to a host yet."
+            ))
+        })?;
+    let out = ops::call_agent(
+        svc,
+        &host,
+        ComputeRequest::ConsoleOutput {
+            uuid: id.to_string(),
+        },
+        Some(&c.request_id),
+    )
+    .await
+    .map_err(|e| {
+        NovaError::conflict(format!(
+            "Console log output could not be retrieved for instance {id}: {e}"
+        ))
+    })?;
+    let text = match out {
+        ComputeReply::ConsoleOutput { output } => output,
+        other => {
+            return Err(NovaError::new(
+                500,
+                format!("unexpected answer to console_output: {other:?}"),
+            ));
+        }
+    };
+    Ok(Outcome::ConsoleOutput(tail(&text, lines)))
+}
+
+/// The last `n` lines of `text` (all of it when None).
+fn tail(text: &str, n: Option<usize>) -> String {
+    match n {
+        Some(n) => {
+            let lines: Vec<&str> = text.lines().collect();
+            let start = lines.len().saturating_sub(n);
+            lines[start..].join("\n")
+        }
+        None => text.to_string(),
+    }
+}
+
+pub(super) fn remote(
+    svc: &Arc<ComputeService>,
+    c: &Caller,
+    id: &str,
+    kind: String,
+) -> NResult<Outcome> {
+    let i = get_instance(svc, c, id)?;
+    if i.vm_state != "active" {
+        return Err(NovaError::conflict(format!("Instance {id} is not ready")));
+    }
+    let url = console_url(svc, "vnc", &kind, id);
+    Ok(Outcome::Console { kind, url })
+}
+
+/// The URL a browser opens for the instance's console of `kind`.
+pub fn console_url(svc: &ComputeService, protocol: &str, kind: &str, id: &str) -> String {
+    let token = ferro_common::new_uuid();
+    let path = match kind {
+        "novnc" => "vnc_auto.html",
+        "xvpvnc" => "console",
+        "spice-html5" => "spice_auto.html",
+        "serial" => "serial",
+        _ => "console",
+    };
+    let _ = protocol;
+    format!(
+        "{}/console/{path}?path=%3Ftoken%3D{token}&instance={id}",
+        svc.cfg.public_url()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tail_keeps_the_last_lines() {
+        assert_eq!(super::tail("a\nb\nc", Some(2)), "b\nc");
+        assert_eq!(super::tail("a\nb", Some(5)), "a\nb");
+        assert_eq!(super::tail("a\nb", None), "a\nb");
+        assert_eq!(super::tail("a\nb", Some(0)), "");
+    }
+}

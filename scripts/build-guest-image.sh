@@ -78,7 +78,10 @@ for k in drivers/virtio/virtio_ring.ko drivers/virtio/virtio.ko \
          drivers/virtio/virtio_pci_legacy_dev.ko drivers/virtio/virtio_pci_modern_dev.ko \
          drivers/virtio/virtio_pci.ko net/core/failover.ko drivers/net/net_failover.ko \
          drivers/net/virtio_net.ko drivers/block/virtio_blk.ko drivers/char/hw_random/virtio-rng.ko \
-         drivers/cdrom/cdrom.ko fs/isofs/isofs.ko drivers/acpi/button.ko drivers/input/evdev.ko; do
+         drivers/cdrom/cdrom.ko fs/isofs/isofs.ko drivers/acpi/button.ko drivers/input/evdev.ko \
+         drivers/scsi/scsi_common.ko drivers/scsi/scsi_mod.ko drivers/ata/libata.ko \
+         drivers/ata/ata_piix.ko drivers/scsi/sr_mod.ko \
+         drivers/scsi/sd_mod.ko drivers/scsi/virtio_scsi.ko; do
   cp "$M/$k" "$I/lib/modules/"
 done
 install -m 0755 scripts/guest/init "$I/init"

@@ -34,30 +34,55 @@ pub fn host_net(cfg: &Config) -> Result<Arc<dyn ferro_network::hostnet::HostNet>
     }
 }
 
-/// Starts this host's compute agents: `fake_hosts` of them with the fake driver.
+/// Starts this host's compute agents: one with the QEMU driver, or
+/// `fake_hosts` of them with the fake driver.
 pub async fn start_agents(
     cfg: &Config,
     bus: Arc<dyn Bus>,
 ) -> Result<Vec<Arc<ferro_compute_agent::ComputeAgent>>, Error> {
     let c = &cfg.compute;
-    if c.compute_driver != "fake" {
-        return Err(Error::internal(format!(
-            "compute_driver {} is not available in this build (only `fake`)",
-            c.compute_driver
-        )));
+    let interval = Duration::from_secs(c.report_interval.max(1));
+    let mut drivers: Vec<(String, Arc<dyn ferro_virt::VirtDriver>)> = Vec::new();
+    match c.compute_driver.as_str() {
+        "qemu" => {
+            let mut q = ferro_virt::QemuConfig::new(
+                c.instances_path
+                    .as_ref()
+                    .map(std::path::PathBuf::from)
+                    .unwrap_or_else(|| cfg.data_dir().join("instances")),
+            );
+            q.virt_type = ferro_virt::VirtType::parse(&c.virt_type)
+                .ok_or_else(|| Error::internal(format!("compute.virt_type = {:?}", c.virt_type)))?;
+            q.shutdown_timeout = Duration::from_secs(c.shutdown_timeout);
+            let driver = ferro_virt::QemuDriver::new(q)
+                .await
+                .map_err(|e| Error::internal(format!("compute_driver qemu: {e}")))?;
+            tracing::info!(accel = driver.accel(), "QEMU driver ready");
+            drivers.push((c.host_name(), Arc::new(driver)));
+        }
+        "fake" => {
+            for host in c.fake_host_names() {
+                let driver = Arc::new(ferro_virt::FakeDriver::new(
+                    c.fake_vcpus,
+                    c.fake_memory_mb,
+                    c.fake_disk_gb,
+                ));
+                drivers.push((host, driver));
+            }
+        }
+        other => {
+            return Err(Error::internal(format!(
+                "compute_driver {other} is not available in this build (qemu, fake)"
+            )));
+        }
     }
     let mut agents = Vec::new();
-    for host in c.fake_host_names() {
-        let driver = Arc::new(ferro_virt::FakeDriver::new(
-            c.fake_vcpus,
-            c.fake_memory_mb,
-            c.fake_disk_gb,
-        ));
+    for (host, driver) in drivers {
         let agent = ferro_compute_agent::ComputeAgent::new(
             bus.clone(),
             host.clone(),
             driver,
-            Duration::from_secs(c.report_interval.max(1)),
+            interval,
             cfg.data_dir().join("compute").join(&host),
         );
         agent

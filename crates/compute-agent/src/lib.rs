@@ -5,6 +5,7 @@
 //! the conductor. It never opens the database (DESIGN.md §3).
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+mod download;
 mod upload;
 
 use ferro_bus::{Bus, Incoming, Target};
@@ -163,7 +164,19 @@ impl ComputeAgent {
                     },
                 });
             }
-            R::Spawn { spec } => d.spawn(&spec).await?,
+            R::Spawn { spec, images } => {
+                if let Some(access) = images {
+                    let mut ids: Vec<&str> = spec.image_id.iter().map(String::as_str).collect();
+                    for k in ["kernel_id", "ramdisk_id"] {
+                        if let Some(v) = spec.image_properties.get(k) {
+                            ids.push(v);
+                        }
+                    }
+                    d.cache_images(&ids, &download::HttpImages { access })
+                        .await?;
+                }
+                d.spawn(&spec).await?
+            }
             R::Adopt { spec, power_state } => d.adopt(&spec, power_state).await?,
             R::Destroy { uuid } => {
                 d.destroy(&uuid).await?;
@@ -178,7 +191,17 @@ impl ComputeAgent {
             R::Unpause { uuid } => d.unpause(&uuid).await?,
             R::Suspend { uuid } => d.suspend(&uuid).await?,
             R::Resume { uuid } => d.resume(&uuid).await?,
-            R::Rescue { uuid, image_id } => d.rescue(&uuid, image_id.as_deref()).await?,
+            R::Rescue {
+                uuid,
+                image_id,
+                images,
+            } => {
+                if let (Some(id), Some(access)) = (&image_id, images) {
+                    d.cache_images(&[id], &download::HttpImages { access })
+                        .await?;
+                }
+                d.rescue(&uuid, image_id.as_deref()).await?
+            }
             R::Unrescue { uuid } => d.unrescue(&uuid).await?,
             R::Resize { spec } => d.resize(&spec).await?,
             R::AttachVolume {
@@ -300,9 +323,14 @@ mod tests {
             key_data: None,
             vifs: vec![],
             disks: vec![],
+            ..Default::default()
         };
         let r = client
-            .call("h1", &ComputeRequest::Spawn { spec }, Some("req-1"))
+            .call(
+                "h1",
+                &ComputeRequest::Spawn { spec, images: None },
+                Some("req-1"),
+            )
             .await
             .unwrap();
         assert_eq!(r.power_state(), Some(PowerState::Running));

@@ -436,14 +436,17 @@ async fn spawn_on_host(
     uuid: &str,
     host: &str,
     rid: &str,
+    acting: Option<&Acting>,
 ) -> Result<PowerState, String> {
-    let spec = {
+    let (spec, owner) = {
         let st = svc.state.read();
-        ops::guest_spec(svc, st.instances.get(uuid).ok_or("instance vanished")?)
+        let i = st.instances.get(uuid).ok_or("instance vanished")?;
+        (ops::guest_spec(svc, i), ops::owner(i))
     };
+    let req = ops::spawn_request(svc, spec, acting.unwrap_or(&owner)).await;
     const EV: &str = "compute_build_and_run_instance";
     ops::event(svc, uuid, rid, EV, Some(host), None).await;
-    let r = ops::call_agent(svc, host, ComputeRequest::Spawn { spec }, Some(rid))
+    let r = ops::call_agent(svc, host, req, Some(rid))
         .await
         .map_err(|e| e.to_string())
         .and_then(|reply| {
@@ -478,7 +481,7 @@ impl TypedStep<Ctx, BuildState> for Spawn {
             check_not_deleting(&svc, &uuid)?;
             inject(&svc, "spawn").await?;
             let host = state.host().to_string();
-            match spawn_on_host(&svc, &uuid, &host, &rid).await {
+            match spawn_on_host(&svc, &uuid, &host, &rid, state.acting.as_ref()).await {
                 Ok(ps) => {
                     state.power_state = Some(ps.code());
                     return Ok(());
@@ -557,7 +560,7 @@ impl TypedStep<Ctx, BuildState> for Finish {
         let mut ps = host_power_state(&svc, &uuid, &host).await?;
         if ps == PowerState::NoState {
             tracing::warn!(instance = %uuid, %host, "guest missing on its host at the end of the build; booting it again");
-            spawn_on_host(&svc, &uuid, &host, &state.request_id).await?;
+            spawn_on_host(&svc, &uuid, &host, &state.request_id, state.acting.as_ref()).await?;
             ps = host_power_state(&svc, &uuid, &host).await?;
             if ps == PowerState::NoState {
                 return Err(format!(

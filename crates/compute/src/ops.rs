@@ -9,7 +9,8 @@ use ferro_common::Error;
 use ferro_rpc::RpcError;
 use ferro_rpc::compute::{
     AgentReport, CONDUCTOR_TOPIC, ComputeClient, ComputeReply, ComputeRequest, ConductorMessage,
-    DiskKind, DiskSpec, GuestSpec, HostResources, ImageDestination, PowerState, VifSpec,
+    DiskKind, DiskSpec, GuestSpec, HostResources, ImageAccess, ImageDestination, PowerState,
+    VifSpec,
 };
 use ferro_scheduler::HostState;
 use serde_json::Value;
@@ -369,6 +370,56 @@ pub fn guest_spec(svc: &ComputeService, i: &Instance) -> GuestSpec {
         image_id: (!i.image_ref.is_empty()).then(|| i.image_ref.clone()),
         user_data: i.user_data.clone(),
         key_data: i.key_data.clone(),
+        project_id: i.project_id.clone(),
+        hostname: i.hostname.clone(),
+        key_name: i.key_name.clone(),
+        metadata: i.metadata.clone(),
+        availability_zone: i.availability_zone.clone(),
+        launch_index: i.launch_index,
+        config_drive: i.config_drive || svc.cfg.compute.force_config_drive,
+        image_properties: i.image_properties.clone(),
+    }
+}
+
+/// Whom work on an instance acts for when no request says: its owner
+/// (Nova's service token on behalf of the instance's user and project).
+pub fn owner(i: &Instance) -> ferro_auth::Acting {
+    ferro_auth::Acting {
+        user_id: i.user_id.clone(),
+        project_id: Some(i.project_id.clone()),
+        system: false,
+    }
+}
+
+/// How a host downloads the images it has not cached: the Image service's
+/// URL and a token minted now for `acting` (it travels in the request and
+/// is never stored). None (and a warning) when no token can be minted; a
+/// host that has the images cached still boots.
+pub async fn image_access(
+    svc: &ComputeService,
+    acting: &ferro_auth::Acting,
+) -> Option<ImageAccess> {
+    match svc.validator.token_for(acting).await {
+        Ok(token) => Some(ImageAccess {
+            endpoint: format!("{}/image", svc.cfg.public_url()),
+            token,
+        }),
+        Err(e) => {
+            tracing::warn!(user = %acting.user_id, "no token for image downloads: {e}");
+            None
+        }
+    }
+}
+
+/// `Spawn` of `spec`, with image access for `acting`.
+pub async fn spawn_request(
+    svc: &ComputeService,
+    spec: GuestSpec,
+    acting: &ferro_auth::Acting,
+) -> ComputeRequest {
+    ComputeRequest::Spawn {
+        images: image_access(svc, acting).await,
+        spec,
     }
 }
 

@@ -351,8 +351,23 @@ pub struct BusConfig {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ComputeConfig {
-    /// Hypervisor driver of this host's agent: `fake` (QEMU arrives later).
+    /// Hypervisor driver of this host's agent: `qemu` (one QEMU process
+    /// per guest) or `fake` (guests in memory, for API tests and scale
+    /// simulations).
     pub compute_driver: String,
+    /// The QEMU driver's accelerator (Nova's `[libvirt] virt_type`): `kvm`,
+    /// `qemu` (TCG emulation), or `auto`: KVM when a probe guest is seen to
+    /// run under it (probed once per kernel and QEMU, with a timeout), else TCG.
+    pub virt_type: String,
+    /// Where the QEMU driver keeps guests' disks and its image cache
+    /// (`_base/`); default `<data_dir>/instances` (Nova's `instances_path`).
+    pub instances_path: Option<String>,
+    /// Seconds a guest gets to power off cleanly after an ACPI power-button
+    /// press before it is stopped hard (Nova's `shutdown_timeout`; an image's
+    /// `os_shutdown_timeout` overrides it).
+    pub shutdown_timeout: u64,
+    /// Every guest gets a config drive (Nova's `force_config_drive`).
+    pub force_config_drive: bool,
     /// This host's name (Nova's `host`); default: the machine's hostname.
     pub host: Option<String>,
     /// How many fake hypervisor hosts this process runs (`host`, `host-2`, ...),
@@ -389,6 +404,10 @@ impl Default for ComputeConfig {
     fn default() -> Self {
         ComputeConfig {
             compute_driver: "fake".into(),
+            virt_type: "auto".into(),
+            instances_path: None,
+            shutdown_timeout: 60,
+            force_config_drive: false,
             host: None,
             fake_hosts: 2,
             fake_vcpus: 4,
@@ -667,7 +686,9 @@ impl Default for LogConfig {
 }
 
 /// The hypervisor drivers this build has (`compute.compute_driver`).
-pub const COMPUTE_DRIVERS: &[&str] = &["fake"];
+pub const COMPUTE_DRIVERS: &[&str] = &["qemu", "fake"];
+/// The QEMU driver's accelerators (`compute.virt_type`).
+pub const VIRT_TYPES: &[&str] = &["kvm", "qemu", "auto"];
 /// The host network drivers this build has (`network.host_net_driver`).
 pub const HOST_NET_DRIVERS: &[&str] = &["fake"];
 /// The volume backends this build has (`volume.volume_driver`).
@@ -728,6 +749,7 @@ impl Config {
             &self.compute.compute_driver,
             COMPUTE_DRIVERS,
         )?;
+        one_of("compute.virt_type", &self.compute.virt_type, VIRT_TYPES)?;
         one_of(
             "network.host_net_driver",
             &self.network.host_net_driver,
@@ -852,6 +874,7 @@ mod tests {
             ),
             ("FERROSTACK__VOLUME__VOLUME_DRIVER", "volume.volume_driver"),
             ("FERROSTACK__VOLUME__VOLUME_FORMAT", "volume.volume_format"),
+            ("FERROSTACK__COMPUTE__VIRT_TYPE", "compute.virt_type"),
             ("FERROSTACK__IMAGE__STORE", "image.store"),
         ] {
             let e = Config::load(None, [(var.to_string(), "nonsense".to_string())])

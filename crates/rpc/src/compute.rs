@@ -162,7 +162,7 @@ pub struct DiskSpec {
 }
 
 /// Everything a driver needs to create a guest.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct GuestSpec {
     pub uuid: String,
     pub name: String,
@@ -180,6 +180,44 @@ pub struct GuestSpec {
     pub vifs: Vec<VifSpec>,
     #[serde(default)]
     pub disks: Vec<DiskSpec>,
+    /// What the guest's metadata (config drive, metadata service) shows.
+    #[serde(default)]
+    pub project_id: String,
+    #[serde(default)]
+    pub hostname: String,
+    #[serde(default)]
+    pub key_name: Option<String>,
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+    #[serde(default)]
+    pub availability_zone: Option<String>,
+    #[serde(default)]
+    pub launch_index: u32,
+    /// Attach a config drive (`--config-drive`, or `force_config_drive`).
+    #[serde(default)]
+    pub config_drive: bool,
+    /// The image's properties (`hw_disk_bus`, `hw_vif_model`,
+    /// `hw_firmware_type`, `os_type`...), as the build saw them.
+    #[serde(default)]
+    pub image_properties: BTreeMap<String, String>,
+}
+
+/// How a host downloads images it has not cached: the Image service's
+/// base URL and a token minted for the requesting user (it travels in
+/// the request and is never stored).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageAccess {
+    pub endpoint: String,
+    pub token: String,
+}
+
+impl std::fmt::Debug for ImageAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImageAccess")
+            .field("endpoint", &self.endpoint)
+            .field("token", &"***")
+            .finish()
+    }
 }
 
 /// Where a snapshot goes: the agent streams the disk to the Image service's
@@ -223,6 +261,10 @@ pub enum ComputeRequest {
     List,
     Spawn {
         spec: GuestSpec,
+        /// Where to download the spec's images from when the host has not
+        /// cached them.
+        #[serde(default)]
+        images: Option<ImageAccess>,
     },
     /// A guest the host ran before the agent restarted (the fake forgets
     /// its guests with the process; a real hypervisor finds them running).
@@ -258,6 +300,8 @@ pub enum ComputeRequest {
     Rescue {
         uuid: String,
         image_id: Option<String>,
+        #[serde(default)]
+        images: Option<ImageAccess>,
     },
     Unrescue {
         uuid: String,
@@ -311,7 +355,7 @@ impl ComputeRequest {
         use ComputeRequest::*;
         match self {
             Ping | HostResources | List => None,
-            Spawn { spec } | Adopt { spec, .. } | Resize { spec } => Some(&spec.uuid),
+            Spawn { spec, .. } | Adopt { spec, .. } | Resize { spec } => Some(&spec.uuid),
             Destroy { uuid }
             | PowerOff { uuid }
             | PowerOn { uuid }
@@ -493,13 +537,17 @@ mod tests {
                 model: None,
             }],
             disks: vec![],
+            ..Default::default()
         }
     }
 
     #[test]
     fn requests_round_trip_through_an_envelope() {
         for req in [
-            ComputeRequest::Spawn { spec: spec() },
+            ComputeRequest::Spawn {
+                spec: spec(),
+                images: None,
+            },
             ComputeRequest::Reboot {
                 uuid: "u1".into(),
                 hard: true,

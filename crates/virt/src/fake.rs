@@ -385,6 +385,7 @@ mod tests {
             key_data: None,
             vifs: vec![],
             disks: vec![],
+            ..Default::default()
         }
     }
 

@@ -1,14 +1,17 @@
 //! The hypervisor seam (DESIGN.md §6): the `VirtDriver` trait the compute
-//! agent drives, and `FakeDriver`, which keeps instances in memory and can be
+//! agent drives; `FakeDriver`, which keeps instances in memory and can be
 //! told to fail at a chosen operation (how API tests and scale simulations
-//! run). The QEMU driver arrives with the data-plane work.
+//! run); and `QemuDriver`, one QEMU process per guest driven over QMP, on
+//! qcow2 overlays of a per-host image cache.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod configdrive;
 pub mod conformance;
 pub mod fake;
+pub mod qemu;
 
 pub use fake::FakeDriver;
+pub use qemu::{QemuConfig, QemuDriver, VirtType};
 
 use ferro_rpc::RpcError;
 pub use ferro_rpc::compute::{
@@ -37,12 +40,31 @@ impl From<VirtError> for RpcError {
     }
 }
 
+/// Where a host gets the bits of an image it has not cached (the compute
+/// agent downloads from the Image service with the request's token).
+#[async_trait::async_trait]
+pub trait ImageSource: Send + Sync {
+    /// Writes image `image_id` to `dest` (a new file), verifying the
+    /// checksum the Image service recorded; returns its `disk_format`.
+    async fn fetch(&self, image_id: &str, dest: &Path) -> Result<String, VirtError>;
+}
+
 /// One hypervisor on one host. Every method is idempotent where upstream's
 /// state machine can repeat it (spawn of an existing guest, destroy of a gone one).
 #[async_trait::async_trait]
 pub trait VirtDriver: Send + Sync {
     fn name(&self) -> &'static str;
     fn host_resources(&self) -> HostResources;
+    /// Makes sure the images `ids` are in this host's cache, fetching the
+    /// missing ones from `source` (once per image, however many boots ask
+    /// at the same time). Drivers without local images do nothing.
+    async fn cache_images(
+        &self,
+        _ids: &[&str],
+        _source: &dyn ImageSource,
+    ) -> Result<(), VirtError> {
+        Ok(())
+    }
     async fn spawn(&self, spec: &GuestSpec) -> Result<(), VirtError>;
     async fn destroy(&self, uuid: &str) -> Result<(), VirtError>;
     async fn power_off(&self, uuid: &str) -> Result<(), VirtError>;

@@ -100,6 +100,7 @@ pub(super) async fn rescue(
         ComputeRequest::Rescue {
             uuid: i.uuid.clone(),
             image_id: image.clone(),
+            images: ops::image_access(svc, &c.acting()).await,
         },
         Box::new(move |i| {
             i.previous_vm_state = Some(prev);

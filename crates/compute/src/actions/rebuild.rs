@@ -123,6 +123,7 @@ pub(super) async fn rebuild(
         })
         .await?;
     let (svc2, rid) = (svc.clone(), c.request_id.clone());
+    let acting = c.acting();
     let i2 = i.clone();
     tokio::spawn(async move {
         let host = i2.host.clone().unwrap_or_default();
@@ -149,7 +150,7 @@ pub(super) async fn rebuild(
             ops::call_agent(
                 &svc2,
                 &host,
-                ComputeRequest::Spawn { spec: spec.clone() },
+                ops::spawn_request(&svc2, spec.clone(), &acting).await,
                 Some(&rid),
             )
             .await?;

@@ -301,7 +301,7 @@ async fn do_resize(
             ops::call_agent(
                 svc,
                 &dest.host,
-                ComputeRequest::Spawn { spec: spec.clone() },
+                ops::spawn_request(svc, spec.clone(), &ops::owner(i)).await,
                 Some(rid),
             )
             .await?;
@@ -519,7 +519,7 @@ pub(super) async fn revert_resize(
                 ops::call_agent(
                     &svc2,
                     &m.source_compute,
-                    ComputeRequest::Spawn { spec: spec.clone() },
+                    ops::spawn_request(&svc2, spec.clone(), &ops::owner(&i)).await,
                     Some(&rid),
                 )
                 .await?;

@@ -238,11 +238,18 @@ async fn run_unshelve(
     let r = async {
         crate::build::claim_for(svc, &mut state).await?;
         let host = state.host.clone().unwrap_or_default();
-        let spec = {
+        let (spec, owner) = {
             let st = svc.state.read();
-            ops::guest_spec(svc, st.instances.get(&uuid).ok_or("instance vanished")?)
+            let i = st.instances.get(&uuid).ok_or("instance vanished")?;
+            (ops::guest_spec(svc, i), ops::owner(i))
         };
-        if let Err(e) = ops::call_agent(svc, &host, ComputeRequest::Spawn { spec }, Some(rid)).await
+        if let Err(e) = ops::call_agent(
+            svc,
+            &host,
+            ops::spawn_request(svc, spec, &owner).await,
+            Some(rid),
+        )
+        .await
         {
             let _ = svc.placement.delete_allocations(&uuid).await;
             return Err(e.to_string());

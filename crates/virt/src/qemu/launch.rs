@@ -1,0 +1,486 @@
+//! The QEMU command line of a guest, as Nova's libvirt driver would have
+//! libvirt build it: SMBIOS system information that says OpenStack Nova
+//! (cloud-init's datasource detection reads it), disks and NICs on the bus
+//! and model the image asks for (virtio by default), the config drive as
+//! an IDE CD-ROM, the serial console logged to `console.log`, and QMP.
+use super::cache::path_str;
+use crate::configdrive::InstanceMetadata;
+use crate::{GuestSpec, VirtError};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+
+/// How the guest is started.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Normal,
+    /// From `disk.rescue`, the instance's disk attached second.
+    Rescue,
+    /// Restoring the memory saved in `state.save` (resume).
+    Incoming,
+}
+
+/// UEFI firmware: the code (read-only) and the guest's own copy of the
+/// variable store.
+#[derive(Clone, Debug)]
+pub struct Firmware {
+    pub code: PathBuf,
+    pub vars_template: PathBuf,
+}
+
+/// Where Debian's `ovmf` package puts the firmware.
+const OVMF: &[(&str, &str)] = &[
+    (
+        "/usr/share/OVMF/OVMF_CODE_4M.fd",
+        "/usr/share/OVMF/OVMF_VARS_4M.fd",
+    ),
+    (
+        "/usr/share/OVMF/OVMF_CODE.fd",
+        "/usr/share/OVMF/OVMF_VARS.fd",
+    ),
+];
+
+/// The firmware the image asks for (`hw_firmware_type=uefi`), if any.
+pub fn firmware(spec: &GuestSpec) -> Result<Option<Firmware>, VirtError> {
+    match spec.image_properties.get("hw_firmware_type").map(String::as_str) {
+        None | Some("bios") => Ok(None),
+        Some("uefi") => OVMF
+            .iter()
+            .find(|(c, v)| Path::new(c).exists() && Path::new(v).exists())
+            .map(|(c, v)| {
+                Some(Firmware {
+                    code: c.into(),
+                    vars_template: v.into(),
+                })
+            })
+            .ok_or_else(|| {
+                VirtError::Failed(
+                    "the image asks for UEFI (hw_firmware_type=uefi) and this host has no OVMF firmware (Debian package ovmf)".into(),
+                )
+            }),
+        Some(other) => Err(VirtError::Failed(format!(
+            "hw_firmware_type {other} is not supported (bios, uefi)"
+        ))),
+    }
+}
+
+pub struct Launch<'a> {
+    pub spec: &'a GuestSpec,
+    pub dir: &'a Path,
+    /// `kvm` or `tcg`.
+    pub accel: &'a str,
+    pub mode: Mode,
+    pub kernel: Option<&'a Path>,
+    pub ramdisk: Option<&'a Path>,
+    pub firmware: Option<&'a Firmware>,
+}
+
+/// The device of a disk on `bus` (`hw_disk_bus`), with its drive and boot order.
+fn disk_device(
+    bus: &str,
+    drive: &str,
+    index: usize,
+    boot: Option<usize>,
+) -> Result<Vec<String>, VirtError> {
+    let boot = boot.map(|b| format!(",bootindex={b}")).unwrap_or_default();
+    Ok(match bus {
+        "virtio" => vec![
+            "-device".into(),
+            format!("virtio-blk-pci,drive={drive}{boot}"),
+        ],
+        "scsi" => vec![
+            "-device".into(),
+            format!("scsi-hd,bus=scsi0.0,drive={drive}{boot}"),
+        ],
+        // IDE: two disks per channel; channel 1 unit 1 is kept for the config drive.
+        "ide" if index < 3 => vec![
+            "-device".into(),
+            format!(
+                "ide-hd,bus=ide.{},unit={},drive={drive}{boot}",
+                index / 2,
+                index % 2
+            ),
+        ],
+        "sata" => vec![
+            "-device".into(),
+            format!("ide-hd,bus=ahci0.{index},drive={drive}{boot}"),
+        ],
+        "ide" => {
+            return Err(VirtError::Failed(
+                "too many disks for the IDE bus (3 and the config drive)".into(),
+            ));
+        }
+        other => {
+            return Err(VirtError::Failed(format!(
+                "hw_disk_bus {other} is not supported (virtio, scsi, ide, sata)"
+            )));
+        }
+    })
+}
+
+fn nic_model(model: Option<&str>) -> Result<&'static str, VirtError> {
+    Ok(match model.unwrap_or("virtio") {
+        "virtio" => "virtio-net-pci",
+        "e1000" => "e1000",
+        "e1000e" => "e1000e",
+        "rtl8139" => "rtl8139",
+        "ne2k_pci" => "ne2k_pci",
+        "pcnet" => "pcnet",
+        other => {
+            return Err(VirtError::Failed(format!(
+                "hw_vif_model {other} is not supported"
+            )));
+        }
+    })
+}
+
+/// The whole command line (without the program).
+pub fn argv(l: &Launch) -> Result<Vec<String>, VirtError> {
+    let s = l.spec;
+    let d = |name: &str| path_str(&l.dir.join(name));
+    let mut a: Vec<String> = Vec::new();
+    let mut push = |xs: &[&str]| a.extend(xs.iter().map(|x| x.to_string()));
+    push(&[
+        "-name",
+        &format!("guest=instance-{},debug-threads=on", s.uuid),
+    ]);
+    push(&["-uuid", &s.uuid]);
+    let machine = s
+        .image_properties
+        .get("hw_machine_type")
+        .map(String::as_str)
+        .unwrap_or("pc");
+    if !matches!(machine, "pc" | "q35") && !machine.starts_with("pc-") {
+        return Err(VirtError::Failed(format!(
+            "hw_machine_type {machine} is not supported (pc, q35)"
+        )));
+    }
+    push(&["-machine", &format!("{machine},accel={}", l.accel)]);
+    if l.accel == "kvm" {
+        push(&["-cpu", "host"]);
+    }
+    push(&["-m", &s.memory_mb.max(16).to_string()]);
+    push(&["-smp", &s.vcpus.max(1).to_string()]);
+    push(&[
+        "-smbios",
+        &format!(
+            "type=1,manufacturer=OpenStack Foundation,product=OpenStack Nova,version={},serial={},uuid={},family=Virtual Machine",
+            env!("CARGO_PKG_VERSION"),
+            s.uuid,
+            s.uuid
+        ),
+    ]);
+    push(&["-no-user-config", "-nodefaults", "-display", "none"]);
+    push(&[
+        "-qmp",
+        &format!("unix:{},server=on,wait=off", d("qmp.sock")?),
+    ]);
+    push(&[
+        "-chardev",
+        &format!(
+            "socket,id=console,path={},server=on,wait=off,logfile={},logappend=on",
+            d("serial.sock")?,
+            d("console.log")?
+        ),
+    ]);
+    push(&["-serial", "chardev:console"]);
+    push(&["-pidfile", &d("qemu.pid")?, "-daemonize"]);
+    if let Some(fw) = l.firmware {
+        let vars = l.dir.join("nvram.fd");
+        if !vars.exists() {
+            std::fs::copy(&fw.vars_template, &vars)
+                .map_err(|e| VirtError::Failed(format!("{}: {e}", vars.display())))?;
+        }
+        push(&[
+            "-drive",
+            &format!(
+                "if=pflash,format=raw,unit=0,readonly=on,file={}",
+                path_str(&fw.code)?
+            ),
+        ]);
+        push(&[
+            "-drive",
+            &format!("if=pflash,format=raw,unit=1,file={}", path_str(&vars)?),
+        ]);
+    }
+    if l.mode != Mode::Rescue
+        && let Some(k) = l.kernel
+    {
+        push(&["-kernel", &path_str(k)?]);
+        if let Some(r) = l.ramdisk {
+            push(&["-initrd", &path_str(r)?]);
+        }
+        let cmdline = s
+            .image_properties
+            .get("os_command_line")
+            .cloned()
+            .unwrap_or_else(|| "root=/dev/vda console=tty0 console=ttyS0".into());
+        push(&["-append", &cmdline]);
+    }
+    let bus = s
+        .image_properties
+        .get("hw_disk_bus")
+        .map(String::as_str)
+        .unwrap_or("virtio");
+    if bus == "scsi" {
+        push(&["-device", "virtio-scsi-pci,id=scsi0"]);
+    }
+    if bus == "sata" && machine == "pc" {
+        push(&["-device", "ahci,id=ahci0"]);
+    }
+    let mut disks: Vec<(&str, &str)> = Vec::new();
+    if l.mode == Mode::Rescue {
+        disks.push(("disk.rescue", "qcow2"));
+    }
+    for (file, fmt) in [
+        ("disk", "qcow2"),
+        ("disk.eph0", "qcow2"),
+        ("disk.swap", "raw"),
+    ] {
+        if l.dir.join(file).exists() {
+            disks.push((file, fmt));
+        }
+    }
+    for (n, (file, fmt)) in disks.iter().enumerate() {
+        let id = format!("drive{n}");
+        push(&[
+            "-drive",
+            &format!(
+                "file={},if=none,id={id},format={fmt},discard=unmap",
+                d(file)?
+            ),
+        ]);
+        let boot = (n == 0 && l.kernel.is_none()).then_some(1);
+        for x in disk_device(bus, &id, n, boot)? {
+            push(&[&x]);
+        }
+    }
+    if l.dir.join("disk.config").exists() {
+        push(&[
+            "-drive",
+            &format!(
+                "file={},if=none,id=config,format=raw,readonly=on,media=cdrom",
+                d("disk.config")?
+            ),
+        ]);
+        let cd = if machine == "q35" {
+            "ide-cd,bus=ide.2,drive=config"
+        } else {
+            "ide-cd,bus=ide.1,unit=1,drive=config"
+        };
+        push(&["-device", cd]);
+    }
+    for (n, v) in s.vifs.iter().enumerate() {
+        let model = nic_model(v.model.as_deref())?;
+        push(&[
+            "-netdev",
+            &format!(
+                "tap,id=net{n},ifname={},script=no,downscript=no",
+                v.tap_name
+            ),
+        ]);
+        let mtu = match (model, v.mtu) {
+            ("virtio-net-pci", Some(m)) => format!(",host_mtu={m}"),
+            _ => String::new(),
+        };
+        push(&[
+            "-device",
+            &format!("{model},netdev=net{n},mac={}{mtu}", v.mac_address),
+        ]);
+    }
+    push(&["-device", "virtio-balloon-pci"]);
+    if l.mode == Mode::Incoming {
+        let save = d("state.save")?;
+        if save.contains('\'') {
+            return Err(VirtError::Failed("instances path contains a quote".into()));
+        }
+        push(&["-incoming", &format!("exec:cat '{save}'")]);
+    }
+    Ok(a)
+}
+
+/// What the config drive shows of the guest (Nova's `InstanceMetadata`).
+pub fn instance_metadata(s: &GuestSpec) -> InstanceMetadata {
+    let links: Vec<_> = s
+        .vifs
+        .iter()
+        .map(|v| {
+            json!({
+                "id": v.tap_name,
+                "vif_id": v.port_id,
+                "type": "bridge",
+                "mtu": v.mtu,
+                "ethernet_mac_address": v.mac_address,
+            })
+        })
+        .collect();
+    let mut networks = Vec::new();
+    for v in &s.vifs {
+        for (n, ip) in v.fixed_ips.iter().enumerate() {
+            let v6 = ip.contains(':');
+            networks.push(json!({
+                "id": format!("network{}", networks.len()),
+                "link": v.tap_name,
+                "type": if v6 { "ipv6_dhcp" } else { "ipv4_dhcp" },
+                "network_id": v.network_id,
+                "_index": n,
+            }));
+        }
+    }
+    for n in networks.iter_mut() {
+        if let Some(o) = n.as_object_mut() {
+            o.remove("_index");
+        }
+    }
+    let hex: String = s
+        .uuid
+        .chars()
+        .filter(char::is_ascii_hexdigit)
+        .take(8)
+        .collect();
+    InstanceMetadata {
+        uuid: s.uuid.clone(),
+        name: s.name.clone(),
+        hostname: if s.hostname.is_empty() {
+            s.name.clone()
+        } else {
+            s.hostname.clone()
+        },
+        ec2_id: format!("i-{:0>8}", hex),
+        project_id: s.project_id.clone(),
+        availability_zone: s.availability_zone.clone(),
+        launch_index: s.launch_index,
+        public_keys: match (&s.key_name, &s.key_data) {
+            (Some(n), Some(k)) => vec![(n.clone(), k.clone())],
+            (None, Some(k)) => vec![("key".into(), k.clone())],
+            _ => vec![],
+        },
+        user_data: s.user_data.as_ref().map(|u| {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD
+                .decode(u.trim())
+                .unwrap_or_else(|_| u.as_bytes().to_vec())
+        }),
+        meta: s.metadata.clone(),
+        network_data: json!({"links": links, "networks": networks, "services": []}),
+        local_ipv4: s
+            .vifs
+            .iter()
+            .flat_map(|v| v.fixed_ips.iter())
+            .find(|ip| !ip.contains(':'))
+            .cloned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::VifSpec;
+    use std::collections::BTreeMap;
+
+    fn spec() -> GuestSpec {
+        GuestSpec {
+            uuid: "11111111-2222-3333-4444-555555555555".into(),
+            name: "vm".into(),
+            vcpus: 2,
+            memory_mb: 128,
+            vifs: vec![VifSpec {
+                port_id: "0123456789abcdef".into(),
+                mac_address: "fa:16:3e:00:00:01".into(),
+                network_id: "n".into(),
+                mtu: Some(1450),
+                fixed_ips: vec!["10.0.0.3".into()],
+                tap_name: VifSpec::tap_name_for("0123456789abcdef"),
+                model: None,
+            }],
+            ..Default::default()
+        }
+    }
+
+    fn line(spec: &GuestSpec, dir: &Path, mode: Mode) -> String {
+        argv(&Launch {
+            spec,
+            dir,
+            accel: "tcg",
+            mode,
+            kernel: None,
+            ramdisk: None,
+            firmware: None,
+        })
+        .unwrap()
+        .join(" ")
+    }
+
+    #[test]
+    fn the_guest_sees_openstack_nova() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("disk"), b"").unwrap();
+        std::fs::write(dir.path().join("disk.config"), b"").unwrap();
+        let s = spec();
+        let l = line(&s, dir.path(), Mode::Normal);
+        assert!(l.contains("product=OpenStack Nova"), "{l}");
+        assert!(l.contains(&format!("serial={0},uuid={0}", s.uuid)), "{l}");
+        assert!(l.contains("-machine pc,accel=tcg"), "{l}");
+        assert!(l.contains("virtio-blk-pci,drive=drive0,bootindex=1"), "{l}");
+        assert!(l.contains("ide-cd,bus=ide.1,unit=1,drive=config"), "{l}");
+        assert!(
+            l.contains("tap,id=net0,ifname=tap0123456789a,script=no"),
+            "{l}"
+        );
+        assert!(
+            l.contains("virtio-net-pci,netdev=net0,mac=fa:16:3e:00:00:01,host_mtu=1450"),
+            "{l}"
+        );
+        assert!(!l.contains("-incoming"));
+        // The image's bus and NIC model are honoured; rescue boots its disk first.
+        let mut s2 = s.clone();
+        s2.image_properties = BTreeMap::from([
+            ("hw_disk_bus".to_string(), "scsi".to_string()),
+            ("hw_vif_model".to_string(), "e1000".to_string()),
+        ]);
+        s2.vifs[0].model = Some("e1000".into());
+        std::fs::write(dir.path().join("disk.rescue"), b"").unwrap();
+        let l = line(&s2, dir.path(), Mode::Rescue);
+        assert!(l.contains("virtio-scsi-pci,id=scsi0"), "{l}");
+        assert!(
+            l.contains("scsi-hd,bus=scsi0.0,drive=drive0,bootindex=1"),
+            "{l}"
+        );
+        assert!(l.contains("disk.rescue,if=none,id=drive0"), "{l}");
+        assert!(l.contains("e1000,netdev=net0"), "{l}");
+        s2.image_properties
+            .insert("hw_disk_bus".into(), "floppy".into());
+        assert!(
+            argv(&Launch {
+                spec: &s2,
+                dir: dir.path(),
+                accel: "tcg",
+                mode: Mode::Normal,
+                kernel: None,
+                ramdisk: None,
+                firmware: None,
+            })
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn metadata_for_the_config_drive() {
+        let mut s = spec();
+        s.key_name = Some("k".into());
+        s.key_data = Some("ssh-ed25519 AAAA".into());
+        s.user_data = Some("aGVsbG8=".into());
+        let md = instance_metadata(&s);
+        assert_eq!(md.user_data.as_deref(), Some(&b"hello"[..]));
+        assert_eq!(
+            md.public_keys,
+            vec![("k".into(), "ssh-ed25519 AAAA".into())]
+        );
+        assert_eq!(md.local_ipv4.as_deref(), Some("10.0.0.3"));
+        assert_eq!(
+            md.network_data["links"][0]["ethernet_mac_address"],
+            "fa:16:3e:00:00:01"
+        );
+        assert_eq!(md.network_data["networks"][0]["type"], "ipv4_dhcp");
+        assert_eq!(md.ec2_id, "i-11111111");
+    }
+}

@@ -1,0 +1,311 @@
+//! Real guests through the real API: the server in-process with
+//! `compute_driver = "qemu"` (TCG here), the project's guest image uploaded
+//! to the Image service as a user would, and a server booted, read, stopped,
+//! started, snapshotted and deleted over HTTP as the `openstack` CLI does.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use ferro_test_utils::{Backend, Resp, TestCloud};
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const MV: &str = "compute 2.79";
+
+async fn nova(c: &TestCloud, m: Method, path: &str, tok: &str, body: Value) -> Resp {
+    c.request_h(
+        m,
+        &format!("/compute/v2.1{path}"),
+        Some(tok),
+        body,
+        &[("OpenStack-API-Version", MV)],
+    )
+    .await
+}
+
+fn have(cmd: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {cmd}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Kills, on the way out (a failed assertion included), every QEMU this
+/// test's cloud started: the pids in its instances' pid files whose
+/// command line names that instance.
+struct Reaper(PathBuf);
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        let Ok(rd) = std::fs::read_dir(&self.0) else {
+            return;
+        };
+        for e in rd.filter_map(Result::ok) {
+            let uuid = e.file_name().to_string_lossy().to_string();
+            let Ok(pid) = std::fs::read_to_string(e.path().join("qemu.pid")) else {
+                continue;
+            };
+            let pid = pid.trim().to_string();
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmdline).contains(&uuid) {
+                let _ = Command::new("kill").args(["-KILL", &pid]).status();
+            }
+        }
+    }
+}
+
+async fn wait_status(c: &TestCloud, tok: &str, id: &str, want: &str, within: Duration) -> Value {
+    let t = Instant::now();
+    loop {
+        let r = nova(c, Method::GET, &format!("/servers/{id}"), tok, Value::Null).await;
+        if r.status == 404 && want == "DELETED" {
+            return Value::Null;
+        }
+        let s = &r.body["server"];
+        if s["status"] == want && s["OS-EXT-STS:task_state"].is_null() {
+            return s.clone();
+        }
+        assert!(
+            s["status"] != "ERROR" && t.elapsed() < within,
+            "server {id} is not {want}: {}",
+            r.body
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn console(c: &TestCloud, tok: &str, id: &str) -> String {
+    let r = nova(
+        c,
+        Method::POST,
+        &format!("/servers/{id}/action"),
+        tok,
+        json!({"os-getConsoleOutput": {"length": -1}}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.body["output"].as_str().unwrap_or_default().to_string()
+}
+
+async fn wait_console(c: &TestCloud, tok: &str, id: &str, want: &str, after: usize) -> String {
+    let t = Instant::now();
+    loop {
+        let out = console(c, tok, id).await;
+        if out.matches(want).count() > after {
+            return out;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(180),
+            "no {want:?} on the console: {out}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+fn guest_image() -> Option<String> {
+    for (cmd, pkg) in [
+        ("qemu-system-x86_64", "qemu-system-x86"),
+        ("genisoimage", "genisoimage"),
+        ("qemu-img", "qemu-utils"),
+    ] {
+        if !have(cmd) {
+            ferro_common::skip_or_fail(&format!("{cmd} is not installed (apt-get install {pkg})"));
+            return None;
+        }
+    }
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let out = Command::new("bash")
+        .arg(repo.join("scripts/build-guest-image.sh"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .unwrap()
+            .to_string(),
+    )
+}
+
+fn qemu_pid(dir: &Path, uuid: &str) -> Option<String> {
+    let pid = std::fs::read_to_string(dir.join(uuid).join("qemu.pid")).ok()?;
+    let pid = pid.trim().to_string();
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    String::from_utf8_lossy(&cmdline)
+        .contains(uuid)
+        .then_some(pid)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_is_a_real_guest() {
+    let Some(image_file) = guest_image() else {
+        return;
+    };
+    let c = TestCloud::start_with(Backend::Sqlite, |cfg| {
+        cfg.compute.compute_driver = "qemu".into();
+        cfg.compute.virt_type = "qemu".into();
+        cfg.compute.shutdown_timeout = 10;
+        cfg.compute.report_interval = 1;
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let instances = c.data_dir().join("instances");
+    let _reaper = Reaper(instances.clone());
+    let tok = c.admin_token().await;
+
+    // The hypervisor is this host, as QEMU.
+    let t = Instant::now();
+    let hv = loop {
+        let r = nova(&c, Method::GET, "/os-hypervisors/detail", &tok, Value::Null).await;
+        if let Some(h) = r.body["hypervisors"].as_array().and_then(|a| a.first()) {
+            break h.clone();
+        }
+        assert!(t.elapsed() < Duration::from_secs(15), "{}", r.body);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(hv["hypervisor_type"], "QEMU", "{hv}");
+    assert!(hv["vcpus"].as_u64().unwrap() >= 1);
+
+    // The guest image, uploaded as a user would.
+    let r = c
+        .request(
+            Method::POST,
+            "/image/v2/images",
+            Some(&tok),
+            json!({"name": "ferro-guest", "disk_format": "qcow2", "container_format": "bare", "visibility": "public"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let image = r.body["id"].as_str().unwrap().to_string();
+    let up = c
+        .client
+        .put(format!("{}/image/v2/images/{image}/file", c.url))
+        .header("X-Auth-Token", &tok)
+        .header("Content-Type", "application/octet-stream")
+        .body(std::fs::read(&image_file).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(up.status(), 204);
+
+    // Boot with a config drive and user data.
+    let word = "user-data-ran-here";
+    let ud = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(format!("#!/bin/sh\necho {word}\n"))
+    };
+    let t0 = Instant::now();
+    let r = nova(
+        &c,
+        Method::POST,
+        "/servers",
+        &tok,
+        json!({"server": {"name": "real1", "imageRef": image, "flavorRef": "1",
+            "networks": "none", "config_drive": true, "user_data": ud}}),
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let id = r.body["server"]["id"].as_str().unwrap().to_string();
+    let s = wait_status(&c, &tok, &id, "ACTIVE", Duration::from_secs(120)).await;
+    let active = t0.elapsed();
+    assert_eq!(s["OS-EXT-STS:power_state"], 1, "{s}");
+    assert!(qemu_pid(&instances, &id).is_some(), "no QEMU for {id}");
+    let out = wait_console(&c, &tok, &id, "GUEST-READY", 0).await;
+    let ready = t0.elapsed();
+    for want in [
+        format!("INSTANCE-UUID {id}"),
+        "CONFIG-DRIVE /dev/sr0".into(),
+        "USER-DATA-END status=0".into(),
+    ] {
+        assert!(out.contains(&want), "missing {want}: {out}");
+    }
+    assert!(out.lines().any(|l| l.trim() == word), "{out}");
+    // The base is cached once; the instance disk is an overlay on it.
+    assert!(instances.join("_base").join(&image).is_file());
+
+    // Stop (ACPI power button; the guest powers off) and start.
+    let r = nova(
+        &c,
+        Method::POST,
+        &format!("/servers/{id}/action"),
+        &tok,
+        json!({"os-stop": null}),
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let s = wait_status(&c, &tok, &id, "SHUTOFF", Duration::from_secs(60)).await;
+    assert_eq!(s["OS-EXT-STS:power_state"], 4, "{s}");
+    assert!(qemu_pid(&instances, &id).is_none(), "QEMU still runs");
+    let r = nova(
+        &c,
+        Method::POST,
+        &format!("/servers/{id}/action"),
+        &tok,
+        json!({"os-start": null}),
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    wait_status(&c, &tok, &id, "ACTIVE", Duration::from_secs(60)).await;
+    wait_console(&c, &tok, &id, "GUEST-READY", 1).await;
+
+    // A snapshot is a bootable image in the Image service.
+    let r = nova(
+        &c,
+        Method::POST,
+        &format!("/servers/{id}/action"),
+        &tok,
+        json!({"createImage": {"name": "snap1"}}),
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let snap = r.body["image_id"].as_str().unwrap().to_string();
+    let t = Instant::now();
+    loop {
+        let r = c
+            .request(
+                Method::GET,
+                &format!("/image/v2/images/{snap}"),
+                Some(&tok),
+                Value::Null,
+            )
+            .await;
+        if r.body["status"] == "active" {
+            assert!(r.body["size"].as_u64().unwrap() > 1 << 20, "{}", r.body);
+            assert_eq!(r.body["disk_format"], "qcow2");
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(120), "{}", r.body);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    wait_status(&c, &tok, &id, "ACTIVE", Duration::from_secs(30)).await;
+
+    // Delete: the process and the files go.
+    let pid = qemu_pid(&instances, &id).unwrap();
+    let r = nova(
+        &c,
+        Method::DELETE,
+        &format!("/servers/{id}"),
+        &tok,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    wait_status(&c, &tok, &id, "DELETED", Duration::from_secs(60)).await;
+    let t = Instant::now();
+    while Path::new(&format!("/proc/{pid}")).exists() && t.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "QEMU {pid} survived the delete"
+    );
+    assert!(!instances.join(&id).exists());
+    eprintln!("real guest: ACTIVE after {active:?}, GUEST-READY after {ready:?}");
+    c.stop().await;
+}

@@ -1,0 +1,258 @@
+#!/usr/bin/env bash
+# The real-guest golden path, driven with the real `openstack` CLI against a
+# private ferrostack started with the QEMU driver (virt_type qemu: TCG, as on
+# this machine; FERRO_VIRT_TYPE=kvm or auto elsewhere), all as admin:
+#   hypervisor show says QEMU; upload the project's guest image
+#   (scripts/build-guest-image.sh) as a new user would; `server create --wait
+#   --user-data --config-drive True` and `console log show` shows the user data's
+#   random string and the server's uuid; stop, start, soft and hard reboot, pause,
+#   unpause, suspend, resume, resize --confirm, rebuild, each reaching the upstream
+#   state with the QEMU process in the matching state (running, paused, gone);
+#   `server image create`, and the snapshot boots a second guest; delete leaves no
+#   QEMU process, overlay or socket behind.
+#
+#   scripts/golden-path-qemu.sh
+#
+# Environment: VERBOSE=1, KEEP=1, FERRO_EXTRA_ARGS, FERROSTACK_BIN (see lib.sh),
+# WAIT_S=120 (each wait for a server status), CLI_TIMEOUT=300, FERRO_VIRT_TYPE=qemu.
+#
+# Each step prints `ok - <step>` or `not ok - <step>`; the last line is
+# `golden-path-qemu: N passed, N failed`. Exit status 1 if a step failed.
+source "$(dirname "$0")/lib.sh"
+
+WAIT_S="${WAIT_S:-120}"
+CLI_TIMEOUT="${CLI_TIMEOUT:-300}"
+read -r -a serve_args <<< "${FERRO_EXTRA_ARGS:-}"
+work="$(mktemp -d "${TMPDIR:-/tmp}/ferro-golden-qemu.XXXXXX")"
+data="$work/data"
+# Only the QEMU processes of this run's guests: pid files under its data dir
+# whose process's command line names that guest.
+kill_our_guests() {
+  local f pid uuid
+  for f in "$data"/instances/*/qemu.pid; do
+    [ -f "$f" ] || continue
+    uuid="$(basename "$(dirname "$f")")"; pid="$(cat "$f")"
+    tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$uuid" && kill -KILL "$pid" 2>/dev/null
+  done
+  return 0
+}
+cleanup() {
+  local rc=$?
+  ferro_stop
+  kill_our_guests
+  if [ "${KEEP:-0}" = 1 ]; then
+    echo "golden-path-qemu.sh: kept $work (server log: $data/ferrostack.log)" >&2
+  else
+    rm -rf "$work"
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+bail() {
+  echo "not ok - $1"
+  echo "golden-path-qemu: 0 passed, 1 failed"
+  exit 1
+}
+for c in qemu-system-x86_64:qemu-system-x86 genisoimage:genisoimage qemu-img:qemu-utils; do
+  ferro_need "${c%%:*}" "${c#*:}" || bail "${c%%:*} is installed"
+done
+GUEST_IMAGE="$(bash "$REPO/scripts/build-guest-image.sh" 2> "$work/build.log" | tail -1)"
+[ -f "$GUEST_IMAGE" ] || { cat "$work/build.log"; bail "scripts/build-guest-image.sh built the guest image"; }
+venv="$(ferro_venv)"
+OSC="$venv/bin/openstack"
+PY="$venv/bin/python"
+CLOUD=ferrostack
+export FERROSTACK__COMPUTE__COMPUTE_DRIVER=qemu
+export FERROSTACK__COMPUTE__VIRT_TYPE="${FERRO_VIRT_TYPE:-qemu}"
+export FERROSTACK__COMPUTE__SHUTDOWN_TIMEOUT=20
+ferro_start "$data" "${serve_args[@]}" || bail "start ferrostack (compute_driver qemu)"
+echo "# ferrostack pid $FERRO_PID at $FERRO_URL (data $data, QEMU driver)"
+[ -s "$data/clouds.yaml" ] || bail "ferrostack wrote $data/clouds.yaml"
+cp "$data/clouds.yaml" "$work/clouds.yaml"
+
+mkdir -p "$work/home"
+export HOME="$work/home" XDG_CONFIG_HOME="$work/home/.config" XDG_CACHE_HOME="$work/home/.cache"
+for v in $(compgen -e); do case "$v" in OS_*) unset "$v" ;; esac; done
+export no_proxy="127.0.0.1,localhost${no_proxy:+,$no_proxy}" NO_PROXY="127.0.0.1,localhost"
+export OS_CLIENT_CONFIG_FILE="$work/clouds.yaml"
+
+# shellcheck source=golden_cli.sh
+source "$(dirname "$0")/golden_cli.sh"
+
+IMG=ferro-guest TINY=m1.tiny SMALL=m1.small SRV=g1 SRV2=g2 SNAP=g1-snap
+WORD="golden-$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')"
+IMG_ID='' SRV_ID='' SNAP_ID='' SRV2_ID=''
+INST="$data/instances"
+
+# qemu_state UUID: running | paused | gone (the process of that guest, asked over QMP)
+qemu_state() {
+  local pid; pid="$(cat "$INST/$1/qemu.pid" 2>/dev/null)" || { echo gone; return; }
+  tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$1" || { echo gone; return; }
+  "$PY" - "$INST/$1/qmp.sock" <<'PYEOF'
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX); s.settimeout(10); s.connect(sys.argv[1])
+f = s.makefile("rw")
+f.readline()
+def ex(c):
+    f.write(json.dumps({"execute": c}) + "\n"); f.flush()
+    while True:
+        m = json.loads(f.readline())
+        if "event" not in m:
+            return m
+ex("qmp_capabilities")
+print(ex("query-status")["return"]["status"])
+PYEOF
+}
+expect_qemu() {  # expect_qemu UUID WANT
+  local st t0=$SECONDS
+  while :; do
+    st="$(qemu_state "$1")"
+    [ "$st" = "$2" ] && { echo "QEMU of $1: $st"; return 0; }
+    [ $((SECONDS - t0)) -ge 30 ] && { echo "QEMU of $1: $st (want $2)"; return 1; }
+    sleep 0.5
+  done
+}
+# console_has SERVER TEXT [COUNT]: wait until `console log show` has TEXT COUNT times
+console_has() {
+  local srv="$1" text="$2" n="${3:-1}" t0=$SECONDS got
+  while :; do
+    got="$(admin console log show "$srv" < /dev/null 2>/dev/null | grep -cF -- "$text")"
+    [ "${got:-0}" -ge "$n" ] && { echo "console of $srv: \"$text\" x$got"; return 0; }
+    if [ $((SECONDS - t0)) -ge "$WAIT_S" ]; then
+      echo "console of $srv: \"$text\" x${got:-0} (want $n) after $WAIT_S s; last lines:"
+      admin console log show "$srv" < /dev/null | tail -20
+      return 1
+    fi
+    sleep 1
+  done
+}
+boots() { admin console log show "$1" < /dev/null 2>/dev/null | grep -c GUEST-BOOTED; }
+
+s_hypervisor() {
+  run admin hypervisor list -f json --long || return 1
+  expect_eq "hypervisor type" "$(js col "Hypervisor Type" <<< "$OUT" | head -1)" QEMU
+}
+s_image() {
+  run admin image create -f json --file "$GUEST_IMAGE" --disk-format qcow2 \
+      --container-format bare --public "$IMG" || return 1
+  IMG_ID="$(js get id <<< "$OUT")"
+  expect_eq status "$(js get status <<< "$OUT")" active
+}
+s_flavors() {
+  run admin flavor show -f json "$TINY" && run admin flavor show -f json "$SMALL"
+}
+s_boot() {
+  need IMG_ID || return 1
+  printf '#!/bin/sh\necho %s\n' "$WORD" > "$work/user-data"
+  run admin server create -f json --image "$IMG" --flavor "$TINY" --config-drive True \
+      --user-data "$work/user-data" --nic none --wait "$SRV" || return 1
+  SRV_ID="$(js get id <<< "$OUT")"
+  expect_eq status "$(js get status <<< "$OUT")" ACTIVE || return 1
+  expect_qemu "$SRV_ID" running
+}
+s_console() {
+  need SRV_ID || return 1
+  console_has "$SRV" "INSTANCE-UUID $SRV_ID" && console_has "$SRV" "$WORD" &&
+    console_has "$SRV" GUEST-READY
+}
+act() {  # act WANT_STATUS WANT_QEMU SUBCOMMAND...
+  need SRV_ID || return 1
+  local want="$1" q="$2"; shift 2
+  run admin server "$@" "$SRV" || return 1
+  wait_status "$SRV" "$want" && expect_qemu "$SRV_ID" "$q"
+}
+s_stop() { act SHUTOFF gone stop && expect_eq power_state "$(power_state "$SRV")" Shutdown; }
+s_start() {
+  local b; b="$(boots "$SRV")"
+  act ACTIVE running start && console_has "$SRV" GUEST-BOOTED $((b + 1))
+}
+s_reboot_soft() {
+  local b; b="$(boots "$SRV")"
+  act ACTIVE running reboot --wait && console_has "$SRV" GUEST-BOOTED $((b + 1))
+}
+s_reboot_hard() {
+  local b; b="$(boots "$SRV")"
+  act ACTIVE running reboot --hard --wait && console_has "$SRV" GUEST-BOOTED $((b + 1))
+}
+s_pause() { act PAUSED paused pause && expect_eq power_state "$(power_state "$SRV")" Paused; }
+s_unpause() { act ACTIVE running unpause; }
+s_suspend() {
+  act SUSPENDED gone suspend || return 1
+  [ -s "$INST/$SRV_ID/state.save" ] && echo "memory saved: $(du -h "$INST/$SRV_ID/state.save" | cut -f1)"
+}
+s_resume() {
+  local b; b="$(boots "$SRV")"
+  act ACTIVE running resume || return 1
+  [ ! -e "$INST/$SRV_ID/state.save" ] || { echo "state.save left"; return 1; }
+  # Restored, not rebooted: no new boot on the console.
+  sleep 2; expect_eq "boots after resume" "$(boots "$SRV")" "$b"
+}
+s_resize() {
+  act VERIFY_RESIZE running resize --flavor "$SMALL" --wait || return 1
+  run admin server resize confirm "$SRV" || return 1
+  wait_status "$SRV" ACTIVE || return 1
+  run admin server show -f json "$SRV" || return 1
+  js get flavor <<< "$OUT" | grep -q -- "$SMALL" || { echo "(flavor is not $SMALL)"; return 1; }
+  local pid; pid="$(cat "$INST/$SRV_ID/qemu.pid")"
+  tr '\0' ' ' < "/proc/$pid/cmdline" | grep -q -- "-m 2048" || { echo "QEMU has not 2048 MB"; return 1; }
+  echo "QEMU runs with -m 2048"
+}
+s_rebuild() {
+  local b; b="$(boots "$SRV")"
+  act ACTIVE running rebuild --image "$IMG" --wait || return 1
+  console_has "$SRV" "INSTANCE-UUID $SRV_ID" 1
+}
+s_snapshot() {
+  need SRV_ID || return 1
+  run admin server image create -f json --wait --name "$SNAP" "$SRV" || return 1
+  SNAP_ID="$(js get id <<< "$OUT")"
+  run admin image show -f json "$SNAP_ID" || return 1
+  expect_eq status "$(js get status <<< "$OUT")" active
+}
+s_boot_snapshot() {
+  need SNAP_ID || return 1
+  run admin server create -f json --image "$SNAP" --flavor "$SMALL" --config-drive True \
+      --nic none --wait "$SRV2" || return 1
+  SRV2_ID="$(js get id <<< "$OUT")"
+  expect_qemu "$SRV2_ID" running && console_has "$SRV2" "INSTANCE-UUID $SRV2_ID"
+}
+s_delete() {
+  need SRV_ID || return 1
+  local ids="$SRV_ID $SRV2_ID"
+  run admin server delete --wait $SRV ${SRV2_ID:+$SRV2} || return 1
+  local id left=0
+  for id in $ids; do
+    [ "$(qemu_state "$id")" = gone ] || { echo "QEMU of $id still runs"; left=1; }
+    [ ! -e "$INST/$id" ] || { echo "$INST/$id left:"; ls -la "$INST/$id"; left=1; }
+  done
+  [ "$left" = 0 ] && echo "no QEMU process, overlay or socket left"
+}
+s_cleanup() {
+  run admin image delete "$SNAP" ${IMG_ID:+"$IMG"}
+}
+
+step "hypervisor list --long: QEMU"                                      s_hypervisor
+step "image create --file <guest image> --disk-format qcow2: active"     s_image
+step "flavors $TINY and $SMALL exist"                                    s_flavors
+step "server create --config-drive True --user-data --wait: ACTIVE, QEMU running" s_boot
+step "console log show: the user data's string, the uuid, GUEST-READY"   s_console
+step "server stop: SHUTOFF, no QEMU process"                             s_stop
+step "server start: ACTIVE, QEMU running, booted again"                  s_start
+step "server reboot --wait (soft): ACTIVE, booted again"                 s_reboot_soft
+step "server reboot --hard --wait: ACTIVE, booted again"                 s_reboot_hard
+step "server pause: PAUSED, QEMU paused"                                 s_pause
+step "server unpause: ACTIVE, QEMU running"                              s_unpause
+step "server suspend: SUSPENDED, memory saved, no QEMU process"          s_suspend
+step "server resume: ACTIVE, restored (not rebooted)"                    s_resume
+step "server resize --flavor $SMALL --wait + confirm: ACTIVE, QEMU -m 2048" s_resize
+step "server rebuild --image --wait: ACTIVE, booted from the image again" s_rebuild
+step "server image create --wait: snapshot active"                       s_snapshot
+step "server create --image <snapshot>: a second guest boots"            s_boot_snapshot
+step "server delete --wait: no QEMU process, overlay or socket left"     s_delete
+step "clean-up: images"                                                  s_cleanup
+
+echo "golden-path-qemu: $PASSED passed, $FAILED failed"
+[ "$FAILED" = 0 ]

@@ -258,7 +258,7 @@ ferro_launch() {
   FERRO_PORT="$(free_port)"; FERRO_URL="http://127.0.0.1:$FERRO_PORT"
   mkdir -p "$FDATA"
   t0=$(now_ns)
-  env FERROSTACK__COMPUTE__FAKE_HOSTS="$FAKE_HOSTS" FERROSTACK__COMPUTE__FAKE_VCPUS=1000 \
+  env FERROSTACK__COMPUTE__COMPUTE_DRIVER=fake FERROSTACK__COMPUTE__FAKE_HOSTS="$FAKE_HOSTS" FERROSTACK__COMPUTE__FAKE_VCPUS=1000 \
       FERROSTACK__COMPUTE__FAKE_MEMORY_MB=800000 FERROSTACK__COMPUTE__FAKE_DISK_GB=600000 \
       "$BIN" serve --data-dir "$FDATA" --listen "127.0.0.1:$FERRO_PORT" --admin-password "$PW" \
       "${serve_args[@]}" >> "$FDATA/ferrostack.log" 2>&1 < /dev/null &

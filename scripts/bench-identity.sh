@@ -277,7 +277,7 @@ say "bcrypt: $(cat "$RES/bcrypt.txt") -> bound ${BOUND:-n/a} req/s"
 # ====================================================================== ferrostack cold start
 ferro_cold() {  # DATA_DIR -> "ms rss pss n"
   local port; port=$(free_port)
-  FERROSTACK_ADMIN_PASSWORD="$PW" "$PY" "$BENCH/coldstart.py" "http://127.0.0.1:$port/identity/v3" "$IDLE_S" "$1.log" -- \
+  FERROSTACK__COMPUTE__COMPUTE_DRIVER=fake FERROSTACK_ADMIN_PASSWORD="$PW" "$PY" "$BENCH/coldstart.py" "http://127.0.0.1:$port/identity/v3" "$IDLE_S" "$1.log" -- \
     "$BIN" serve --data-dir "$1" --listen "127.0.0.1:$port" "${serve_args[@]}"
 }
 say "ferrostack cold start: first start on an empty data dir ($RUNS runs)"

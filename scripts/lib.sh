@@ -27,6 +27,9 @@ ferro_start() {
   FERRO_PORT="${FERRO_PORT:-$(free_port)}"
   FERRO_URL="http://127.0.0.1:$FERRO_PORT"
   mkdir -p "$data"
+  # The API checks (Tempest's API groups, the golden paths) run on simulated
+  # hosts unless the caller asks for a driver (golden-path-qemu.sh does).
+  export FERROSTACK__COMPUTE__COMPUTE_DRIVER="${FERROSTACK__COMPUTE__COMPUTE_DRIVER:-fake}"
   "$bin" serve --data-dir "$data" --listen "127.0.0.1:$FERRO_PORT" "$@" \
       > "$data/ferrostack.log" 2>&1 < /dev/null &
   FERRO_PID=$!

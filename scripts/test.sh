@@ -87,6 +87,9 @@ tally /tmp/ferro-golden-image.log
 echo "== openstack CLI compute golden path"
 bash scripts/golden-path-compute.sh 2>&1 | tee /tmp/ferro-golden-compute.log || status=1
 tally /tmp/ferro-golden-compute.log
+echo "== openstack CLI golden path on real guests (QEMU driver)"
+bash scripts/golden-path-qemu.sh 2>&1 | tee /tmp/ferro-golden-qemu.log || status=1
+tally /tmp/ferro-golden-qemu.log
 echo "== openstack CLI network golden path"
 bash scripts/golden-path-network.sh 2>&1 | tee /tmp/ferro-golden-network.log || status=1
 tally /tmp/ferro-golden-network.log

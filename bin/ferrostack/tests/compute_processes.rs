@@ -51,6 +51,7 @@ fn start_with(
         .env("FERROSTACK_ADMIN_PASSWORD", PW)
         .env("FERROSTACK__IDENTITY__PASSWORD_HASH_ROUNDS", "4")
         .env("FERROSTACK__IDENTITY__WRITE_USER_CLOUDS_YAML", "false")
+        .env("FERROSTACK__COMPUTE__COMPUTE_DRIVER", "fake")
         .env("FERROSTACK__COMPUTE__FAKE_HOSTS", "1")
         .env("FERROSTACK__LOG__LEVEL", "warn")
         .stdout(Stdio::null())

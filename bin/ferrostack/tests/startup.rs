@@ -14,6 +14,7 @@ fn ferrostack(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Out
         .env("FERROSTACK_ADMIN_PASSWORD", "startup-test-password")
         .env("FERROSTACK__IDENTITY__PASSWORD_HASH_ROUNDS", "4")
         .env("FERROSTACK__IDENTITY__WRITE_USER_CLOUDS_YAML", "false")
+        .env("FERROSTACK__COMPUTE__COMPUTE_DRIVER", "fake")
         .env("FERROSTACK__LOG__LEVEL", "error")
         .envs(env.iter().copied())
         .stdin(Stdio::null());

@@ -34,6 +34,17 @@ pub fn host_net(cfg: &Config) -> Result<Arc<dyn ferro_network::hostnet::HostNet>
     }
 }
 
+/// Whether QEMU can be run here.
+async fn qemu_installed() -> bool {
+    tokio::process::Command::new("qemu-system-x86_64")
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .await
+        .is_ok_and(|s| s.success())
+}
+
 /// Starts this host's compute agents: one with the QEMU driver, or
 /// `fake_hosts` of them with the fake driver.
 pub async fn start_agents(
@@ -43,7 +54,17 @@ pub async fn start_agents(
     let c = &cfg.compute;
     let interval = Duration::from_secs(c.report_interval.max(1));
     let mut drivers: Vec<(String, Arc<dyn ferro_virt::VirtDriver>)> = Vec::new();
-    match c.compute_driver.as_str() {
+    let driver = match c.compute_driver.as_str() {
+        "auto" if qemu_installed().await => "qemu",
+        "auto" => {
+            tracing::warn!(
+                "compute_driver auto: qemu-system-x86_64 is not installed, so guests are simulated by the fake driver (hypervisor type `fake`); install QEMU (apt-get install qemu-system-x86 qemu-utils genisoimage) for real guests"
+            );
+            "fake"
+        }
+        other => other,
+    };
+    match driver {
         "qemu" => {
             let mut q = ferro_virt::QemuConfig::new(
                 c.instances_path
@@ -54,6 +75,10 @@ pub async fn start_agents(
             q.virt_type = ferro_virt::VirtType::parse(&c.virt_type)
                 .ok_or_else(|| Error::internal(format!("compute.virt_type = {:?}", c.virt_type)))?;
             q.shutdown_timeout = Duration::from_secs(c.shutdown_timeout);
+            q.remove_unused_base_images = c.remove_unused_base_images;
+            q.remove_unused_original_minimum_age =
+                Duration::from_secs(c.remove_unused_original_minimum_age_seconds);
+            q.image_cache_manager_interval = Duration::from_secs(c.image_cache_manager_interval);
             let driver = ferro_virt::QemuDriver::new(q)
                 .await
                 .map_err(|e| Error::internal(format!("compute_driver qemu: {e}")))?;

@@ -56,6 +56,7 @@ impl ComputeAgent {
         tokio::spawn(async move {
             loop {
                 hb.report().await;
+                hb.driver.housekeeping().await;
                 tokio::time::sleep(hb.report_interval).await;
             }
         });

@@ -352,8 +352,10 @@ pub struct BusConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct ComputeConfig {
     /// Hypervisor driver of this host's agent: `qemu` (one QEMU process
-    /// per guest) or `fake` (guests in memory, for API tests and scale
-    /// simulations).
+    /// per guest), `fake` (guests in memory, for API tests and scale
+    /// simulations), or `auto` (the default): `qemu` where
+    /// `qemu-system-x86_64` is installed, else `fake`, said at start-up
+    /// and shown as hypervisor type `fake`.
     pub compute_driver: String,
     /// The QEMU driver's accelerator (Nova's `[libvirt] virt_type`): `kvm`,
     /// `qemu` (TCG emulation), or `auto`: KVM when a probe guest is seen to
@@ -368,6 +370,14 @@ pub struct ComputeConfig {
     pub shutdown_timeout: u64,
     /// Every guest gets a config drive (Nova's `force_config_drive`).
     pub force_config_drive: bool,
+    /// Nova's `[image_cache] remove_unused_base_images`: cached base
+    /// images no guest uses are removed...
+    pub remove_unused_base_images: bool,
+    /// ...once untouched for this many seconds
+    /// (`remove_unused_original_minimum_age_seconds`)...
+    pub remove_unused_original_minimum_age_seconds: u64,
+    /// ...checked every this many seconds (`[image_cache] manager_interval`).
+    pub image_cache_manager_interval: u64,
     /// This host's name (Nova's `host`); default: the machine's hostname.
     pub host: Option<String>,
     /// How many fake hypervisor hosts this process runs (`host`, `host-2`, ...),
@@ -403,11 +413,14 @@ pub struct ComputeConfig {
 impl Default for ComputeConfig {
     fn default() -> Self {
         ComputeConfig {
-            compute_driver: "fake".into(),
+            compute_driver: "auto".into(),
             virt_type: "auto".into(),
             instances_path: None,
             shutdown_timeout: 60,
             force_config_drive: false,
+            remove_unused_base_images: true,
+            remove_unused_original_minimum_age_seconds: 86_400,
+            image_cache_manager_interval: 2400,
             host: None,
             fake_hosts: 2,
             fake_vcpus: 4,
@@ -686,7 +699,7 @@ impl Default for LogConfig {
 }
 
 /// The hypervisor drivers this build has (`compute.compute_driver`).
-pub const COMPUTE_DRIVERS: &[&str] = &["qemu", "fake"];
+pub const COMPUTE_DRIVERS: &[&str] = &["auto", "qemu", "fake"];
 /// The QEMU driver's accelerators (`compute.virt_type`).
 pub const VIRT_TYPES: &[&str] = &["kvm", "qemu", "auto"];
 /// The host network drivers this build has (`network.host_net_driver`).

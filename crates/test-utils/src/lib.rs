@@ -81,6 +81,8 @@ impl TestCloud {
         cfg.identity.password_hash_rounds = 4; // keep tests fast; Keystone's cost is covered by benchmarks
         cfg.identity.admin_password = Some(ADMIN_PASSWORD.into());
         cfg.log.level = "warn".into();
+        // API tests run on simulated hosts; tests of real guests ask for `qemu`.
+        cfg.compute.compute_driver = "fake".into();
         let dbname = format!("ferro_test_{}", uuid::Uuid::new_v4().simple());
         let mut drop_db = None;
         match backend {

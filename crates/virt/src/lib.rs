@@ -84,6 +84,9 @@ pub trait VirtDriver: Send + Sync {
     async fn snapshot(&self, uuid: &str, dest: &Path) -> Result<u64, VirtError>;
     async fn console_output(&self, uuid: &str) -> Result<String, VirtError>;
     async fn power_state(&self, uuid: &str) -> Result<PowerState, VirtError>;
+    /// Periodic upkeep of the host (console log rotation, image cache
+    /// ageing); the agent calls it with each heartbeat.
+    async fn housekeeping(&self) {}
     /// Guests this driver knows of (for power-state sync and clean-up).
     async fn list(&self) -> Vec<String>;
     /// Adopts a guest that existed before a restart (the fake forgets

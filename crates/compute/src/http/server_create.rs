@@ -588,7 +588,11 @@ async fn validate(
     if boot_volume.is_none() && flavor.disk > 0 && min_disk > flavor.disk {
         return Err(bad("Flavor's disk is too small for requested image."));
     }
-    let size = image["size"].as_u64().unwrap_or(0);
+    // Nova compares both the image's bytes and the disk it unpacks to.
+    let size = image["size"]
+        .as_u64()
+        .unwrap_or(0)
+        .max(image["virtual_size"].as_u64().unwrap_or(0));
     if boot_volume.is_none() && flavor.disk > 0 && size > flavor.disk * (1 << 30) {
         return Err(bad("Flavor's disk is too small for requested image."));
     }

@@ -7,6 +7,7 @@
 //! suspended (libvirt's managed save). The process is started with
 //! `-daemonize`, in a session of its own, so it does not die with the agent.
 mod cache;
+pub mod housekeeping;
 mod launch;
 mod qmp;
 
@@ -50,6 +51,12 @@ pub struct QemuConfig {
     pub shutdown_timeout: Duration,
     pub qemu_binary: String,
     pub qemu_img: String,
+    /// Nova's `[image_cache]`: remove bases no guest uses...
+    pub remove_unused_base_images: bool,
+    /// ...once untouched this long (`remove_unused_original_minimum_age_seconds`)...
+    pub remove_unused_original_minimum_age: Duration,
+    /// ...checked this often (`manager_interval`).
+    pub image_cache_manager_interval: Duration,
 }
 
 impl QemuConfig {
@@ -60,6 +67,9 @@ impl QemuConfig {
             shutdown_timeout: Duration::from_secs(60),
             qemu_binary: "qemu-system-x86_64".into(),
             qemu_img: "qemu-img".into(),
+            remove_unused_base_images: true,
+            remove_unused_original_minimum_age: Duration::from_secs(86_400),
+            image_cache_manager_interval: Duration::from_secs(2400),
         }
     }
 }
@@ -70,6 +80,8 @@ pub struct QemuDriver {
     accel: &'static str,
     cache: ImageCache,
     resources: HostResources,
+    /// When the image cache was last aged.
+    last_cache_run: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 /// Runs `prog args`; its stdout, or its stderr as the error.
@@ -123,6 +135,7 @@ impl QemuDriver {
             cfg,
             accel,
             resources,
+            last_cache_run: std::sync::Mutex::new(None),
         })
     }
 
@@ -304,6 +317,10 @@ impl QemuDriver {
                 "Flavor's disk is too small for requested image. Flavor disk is {want} bytes, image is {} bytes.",
                 info.virtual_size
             )));
+        }
+        // A boot touches its base, so the cache manager keeps what is in use.
+        if let Ok(f) = std::fs::File::options().write(true).open(&base) {
+            let _ = f.set_modified(std::time::SystemTime::now());
         }
         let (b, d) = (cache::path_str(&base)?, cache::path_str(disk)?);
         let size = want.max(info.virtual_size).to_string();
@@ -707,6 +724,8 @@ impl VirtDriver for QemuDriver {
         let rescue = dir.join("disk.rescue");
         let _ = std::fs::remove_file(&rescue);
         self.overlay(&image, &rescue, 0).await?;
+        let marker = dir.join("rescue_image");
+        std::fs::write(&marker, &image).map_err(io(&marker))?;
         self.launch(&dir, &spec, Mode::Rescue).await
     }
 
@@ -715,6 +734,7 @@ impl VirtDriver for QemuDriver {
         let spec = self.read_spec(&dir)?;
         self.kill(&dir, uuid).await?;
         let _ = std::fs::remove_file(dir.join("disk.rescue"));
+        let _ = std::fs::remove_file(dir.join("rescue_image"));
         self.launch(&dir, &spec, Mode::Normal).await
     }
 
@@ -806,6 +826,49 @@ impl VirtDriver for QemuDriver {
             "internal-error" | "io-error" => PowerState::Crashed,
             _ => PowerState::Running,
         })
+    }
+
+    /// Rotates console logs; ages the image cache at its interval.
+    async fn housekeeping(&self) {
+        let inst = &self.cfg.instances_path;
+        for uuid in self.list().await {
+            let log = inst.join(&uuid).join("console.log");
+            if let Err(e) = housekeeping::rotate_console(
+                &log,
+                housekeeping::LOG_MAX_SIZE,
+                housekeeping::LOG_MAX_BACKUPS,
+            ) {
+                tracing::warn!(instance = %uuid, "rotating the console log: {e}");
+            }
+        }
+        let due = {
+            let mut last = self
+                .last_cache_run
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let due = last.is_none_or(|t| t.elapsed() >= self.cfg.image_cache_manager_interval);
+            if due {
+                *last = Some(std::time::Instant::now());
+            }
+            due
+        };
+        if !due || !self.cfg.remove_unused_base_images {
+            return;
+        }
+        let used = housekeeping::images_in_use(inst);
+        for base in housekeeping::unused_bases(
+            &inst.join("_base"),
+            &used,
+            self.cfg.remove_unused_original_minimum_age,
+            std::time::SystemTime::now(),
+        ) {
+            match std::fs::remove_file(&base) {
+                Ok(()) => tracing::info!(base = %base.display(), "removed an unused base image"),
+                Err(e) => {
+                    tracing::warn!(base = %base.display(), "removing an unused base image: {e}")
+                }
+            }
+        }
     }
 
     async fn list(&self) -> Vec<String> {

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs ferrostack all-in-one with its embedded defaults (SQLite, the
+# in-process bus) and real guests: installs what a fresh Debian machine lacks
+# for them (QEMU, qemu-img, genisoimage for config drives) when run as root,
+# builds the release binary and starts `ferrostack serve` with the arguments
+# given (see `ferrostack serve --help`).
+#
+#   scripts/run.sh [serve options]
+#
+# Without QEMU (not root, or no apt-get) ferrostack still starts, says so, and
+# simulates guests with the fake driver (hypervisor type `fake`).
+source "$(dirname "$0")/lib.sh"
+if [ "$(id -u)" = 0 ]; then
+  ferro_need qemu-system-x86_64 qemu-system-x86 || true
+  ferro_need genisoimage genisoimage || true
+  # last: installing qemu-system-x86 may replace qemu-utils
+  ferro_need qemu-img qemu-utils || true
+fi
+cd "$REPO"
+cargo build --release -p ferrostack
+exec "$REPO/target/release/ferrostack" serve "$@"

@@ -25,21 +25,10 @@ CLI_TIMEOUT="${CLI_TIMEOUT:-300}"
 read -r -a serve_args <<< "${FERRO_EXTRA_ARGS:-}"
 work="$(mktemp -d "${TMPDIR:-/tmp}/ferro-golden-qemu.XXXXXX")"
 data="$work/data"
-# Only the QEMU processes of this run's guests: pid files under its data dir
-# whose process's command line names that guest.
-kill_our_guests() {
-  local f pid uuid
-  for f in "$data"/instances/*/qemu.pid; do
-    [ -f "$f" ] || continue
-    uuid="$(basename "$(dirname "$f")")"; pid="$(cat "$f")"
-    tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$uuid" && kill -KILL "$pid" 2>/dev/null
-  done
-  return 0
-}
 cleanup() {
   local rc=$?
   ferro_stop
-  kill_our_guests
+  ferro_kill_guests "$data"
   if [ "${KEEP:-0}" = 1 ]; then
     echo "golden-path-qemu.sh: kept $work (server log: $data/ferrostack.log)" >&2
   else

@@ -51,6 +51,20 @@ ferro_stop() {
   FERRO_PID=
 }
 
+# ferro_kill_guests DATA_DIR: SIGKILL the QEMU guests a ferrostack on DATA_DIR
+# started and left behind (QEMU runs in its own session and outlives
+# ferrostack): only pids of its instances' pid files whose command line names
+# that instance.
+ferro_kill_guests() {
+  local f pid uuid
+  for f in "$1"/instances/*/qemu.pid; do
+    [ -f "$f" ] || continue
+    uuid="$(basename "$(dirname "$f")")"; pid="$(cat "$f")"
+    tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$uuid" && kill -KILL "$pid" 2>/dev/null
+  done
+  return 0
+}
+
 # venv with the real clients (openstack CLI, openstacksdk, tempest)
 ferro_venv() { bash "$REPO/scripts/venv.sh"; }
 

@@ -40,6 +40,7 @@ work="$(mktemp -d "${TMPDIR:-/tmp}/ferro-tempest.XXXXXX")"
 cleanup() {
   local rc=$?
   ferro_stop
+  ferro_kill_guests "$work/data"
   if [ -n "${WEB_PID:-}" ]; then kill "$WEB_PID" 2>/dev/null || true; wait "$WEB_PID" 2>/dev/null || true; fi
   if [ "${KEEP:-0}" = 1 ]; then
     echo "tempest.sh: kept $work (server log: $work/data/ferrostack.log," \

@@ -739,11 +739,13 @@ def ensure_images(cloud, url, image_file):
             data = fh.read()
     else:
         data = bytes(1024 * 1024)  # 1 MiB of zeros: enough for the fake driver
+    # A real guest image (qcow2 magic "QFI\xfb") is declared as what it is.
+    disk_format = "qcow2" if data[:4] == b"QFI\xfb" else "raw"
     ids = []
     for name in TEST_IMAGES:
         if name not in existing:
             resp = cloud.request("POST", url + "/v2/images", json={
-                "name": name, "disk_format": "raw", "container_format": "bare",
+                "name": name, "disk_format": disk_format, "container_format": "bare",
                 "visibility": "public"})
             if resp.status_code != 201:
                 raise ProbeError(f"POST /v2/images -> {resp.status_code} {resp.text[:300]}")

@@ -285,6 +285,74 @@ async fn a_server_is_a_real_guest() {
     }
     wait_status(&c, &tok, &id, "ACTIVE", Duration::from_secs(30)).await;
 
+    // A QEMU that refuses to start: ERROR, with QEMU's own words in the fault.
+    let r = c
+        .request(
+            Method::POST,
+            "/image/v2/images",
+            Some(&tok),
+            json!({"name": "odd-machine", "disk_format": "qcow2", "container_format": "bare",
+                   "hw_machine_type": "pc-i440fx-99.9"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let odd = r.body["id"].as_str().unwrap().to_string();
+    let up = c
+        .client
+        .put(format!("{}/image/v2/images/{odd}/file", c.url))
+        .header("X-Auth-Token", &tok)
+        .header("Content-Type", "application/octet-stream")
+        .body(std::fs::read(&image_file).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(up.status(), 204);
+    let r = nova(
+        &c,
+        Method::POST,
+        "/servers",
+        &tok,
+        json!({"server": {"name": "odd", "imageRef": odd, "flavorRef": "1", "networks": "none"}}),
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let odd_id = r.body["server"]["id"].as_str().unwrap().to_string();
+    let t = Instant::now();
+    let fault = loop {
+        let r = nova(
+            &c,
+            Method::GET,
+            &format!("/servers/{odd_id}"),
+            &tok,
+            Value::Null,
+        )
+        .await;
+        if r.body["server"]["status"] == "ERROR" {
+            break r.body["server"]["fault"].clone();
+        }
+        assert!(t.elapsed() < Duration::from_secs(60), "{}", r.body);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        fault["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("machine type")),
+        "{fault}"
+    );
+    assert!(
+        !instances.join(&odd_id).exists(),
+        "a guest that never ran leaves nothing"
+    );
+    let r = nova(
+        &c,
+        Method::DELETE,
+        &format!("/servers/{odd_id}"),
+        &tok,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+
     // Delete: the process and the files go.
     let pid = qemu_pid(&instances, &id).unwrap();
     let r = nova(

@@ -92,7 +92,11 @@ impl ImageCache {
                     info.format
                 )));
             }
-            if declared != info.format && !(declared == "iso" && info.format == "raw") {
+            // Kernels, ramdisks and ISOs are raw to qemu-img.
+            let raw_kinds = ["iso", "aki", "ari", "ami"];
+            if declared != info.format
+                && !(raw_kinds.contains(&declared.as_str()) && info.format == "raw")
+            {
                 tracing_hint(id, &declared, &info.format);
             }
             if KEPT.contains(&info.format.as_str()) {

@@ -263,7 +263,31 @@ fn the_qemu_driver_boots_the_guest_image() {
         .unwrap();
     let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
     let console = rt.block_on(driver.console_output(&spec.uuid)).unwrap();
+    // A file volume hot-plugged into the running guest, and out again.
+    let vol = dir.path().join("vol1.qcow2");
+    assert!(
+        Command::new("qemu-img")
+            .args(["create", "-q", "-f", "qcow2"])
+            .arg(&vol)
+            .arg("64M")
+            .status()
+            .unwrap()
+            .success()
+    );
+    let ci = ferro_virt::ConnectionInfo {
+        driver_volume_type: "file".into(),
+        data: ferro_virt::ConnectionData {
+            volume_id: Some("0a0b0c0d-1111-2222-3333-444455556666".into()),
+            device_path: Some(vol.to_string_lossy().into()),
+            format: Some("qcow2".into()),
+            ..Default::default()
+        },
+    };
+    let volume = rt.block_on(ferro_virt::conformance::volume(
+        &driver, &spec.uuid, "/dev/vdb", &ci,
+    ));
     cleanup(&driver, &spec.uuid);
+    volume.unwrap();
     assert!(missing.is_empty(), "missing {missing:?} in: {log}");
     assert!(ran, "user data did not run: {log}");
     assert_eq!(info["virtual-size"], 1u64 << 30, "{info}");

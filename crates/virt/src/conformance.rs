@@ -77,3 +77,33 @@ pub async fn lifecycle(d: &dyn VirtDriver, spec: &GuestSpec, scratch: &Path) -> 
         other => Err(format!("pause of a destroyed guest: {other:?}")),
     }
 }
+
+/// A volume on a running guest `uuid`: attach (twice: idempotent), listed
+/// at its device, detach (twice: gone already succeeds), no longer listed.
+pub async fn volume(
+    d: &dyn VirtDriver,
+    uuid: &str,
+    device: &str,
+    connection_info: &crate::ConnectionInfo,
+) -> Result<(), String> {
+    ok(
+        d.attach_volume(uuid, device, connection_info).await,
+        "attach_volume",
+    )?;
+    ok(
+        d.attach_volume(uuid, device, connection_info).await,
+        "attach_volume of an attached volume",
+    )?;
+    if d.volumes(uuid).await != vec![device.to_string()] {
+        return Err(format!("volumes after attach: {:?}", d.volumes(uuid).await));
+    }
+    ok(d.detach_volume(uuid, device).await, "detach_volume")?;
+    ok(
+        d.detach_volume(uuid, device).await,
+        "detach_volume of a detached volume",
+    )?;
+    if !d.volumes(uuid).await.is_empty() {
+        return Err(format!("volumes after detach: {:?}", d.volumes(uuid).await));
+    }
+    Ok(())
+}

@@ -415,5 +415,13 @@ mod tests {
         crate::conformance::lifecycle(&d, &spec("conformance"), dir.path())
             .await
             .unwrap();
+        d.spawn(&spec("v")).await.unwrap();
+        let ci = ConnectionInfo {
+            driver_volume_type: "fake".into(),
+            data: Default::default(),
+        };
+        crate::conformance::volume(&d, "v", "/dev/vdb", &ci)
+            .await
+            .unwrap();
     }
 }

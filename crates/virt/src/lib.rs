@@ -15,8 +15,8 @@ pub use qemu::{QemuConfig, QemuDriver, VirtType};
 
 use ferro_rpc::RpcError;
 pub use ferro_rpc::compute::{
-    AssistedSnapshot, ConnectionInfo, DiskKind, DiskSpec, GuestSpec, HostResources, PowerState,
-    VifSpec,
+    AssistedSnapshot, ConnectionData, ConnectionInfo, DiskKind, DiskSpec, GuestSpec, HostResources,
+    PowerState, VifSpec,
 };
 use std::path::Path;
 

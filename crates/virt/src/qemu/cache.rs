@@ -129,6 +129,16 @@ impl ImageCache {
         r
     }
 
+    /// `qemu-img info -U` of a file another process (a guest) holds open.
+    pub async fn info_shared(&self, file: &Path) -> Result<ImageInfo, VirtError> {
+        let out = run(
+            &self.qemu_img,
+            &["info", "-U", "--output=json", &path_str(file)?],
+        )
+        .await?;
+        parse_info(&out)
+    }
+
     /// `qemu-img info` of `file`, under an address-space and CPU-time limit
     /// (Nova's `QEMU_IMG_LIMITS`: 1 GiB, 30 s); refuses backing files and
     /// data files.

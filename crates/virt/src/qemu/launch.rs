@@ -287,6 +287,11 @@ pub fn argv(l: &Launch) -> Result<Vec<String>, VirtError> {
             &format!("{model},netdev=net{n},mac={}{mtu}", v.mac_address),
         ]);
     }
+    for (device, vol) in super::volumes::load(l.dir) {
+        for x in vol.argv(&device) {
+            push(&[&x]);
+        }
+    }
     push(&["-device", "virtio-balloon-pci"]);
     if l.mode == Mode::Incoming {
         let save = d("state.save")?;

@@ -10,11 +10,14 @@ mod cache;
 pub mod housekeeping;
 mod launch;
 mod qmp;
+mod volumes;
 
 pub use cache::{ImageCache, ImageInfo, parse_info};
 pub use launch::{Mode, argv};
 
-use crate::{GuestSpec, HostResources, ImageSource, PowerState, VirtDriver, VirtError};
+use crate::{
+    ConnectionInfo, GuestSpec, HostResources, ImageSource, PowerState, VirtDriver, VirtError,
+};
 use qmp::Qmp;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -826,6 +829,74 @@ impl VirtDriver for QemuDriver {
             "internal-error" | "io-error" => PowerState::Crashed,
             _ => PowerState::Running,
         })
+    }
+
+    /// Hot-plugs a local file volume (cold-plugs it into a stopped guest:
+    /// it is on the command line from the next start).
+    async fn attach_volume(
+        &self,
+        uuid: &str,
+        device: &str,
+        connection_info: &ConnectionInfo,
+    ) -> Result<(), VirtError> {
+        let dir = self.existing(uuid)?;
+        let vol = volumes::from_connection(connection_info)?;
+        let mut all = volumes::load(&dir);
+        if all.get(device) == Some(&vol) {
+            return Ok(());
+        }
+        if self.pid(&dir, uuid).is_some() {
+            let mut q = self.qmp(&dir).await?;
+            volumes::plug(&mut q, device, &vol).await?;
+        }
+        all.insert(device.to_string(), vol);
+        volumes::save(&dir, &all)
+    }
+
+    /// Tells the guest its volume grew (`block_resize` to the file's new size).
+    async fn extend_volume(&self, uuid: &str, device: &str) -> Result<(), VirtError> {
+        let dir = self.existing(uuid)?;
+        let all = volumes::load(&dir);
+        let vol = all
+            .get(device)
+            .ok_or_else(|| VirtError::NotFound(format!("no volume at {device}")))?;
+        if self.pid(&dir, uuid).is_none() {
+            return Ok(());
+        }
+        let info = self.cache.info_shared(Path::new(&vol.path)).await?;
+        let mut q = self.qmp(&dir).await?;
+        q.execute(
+            "block_resize",
+            Some(serde_json::json!({
+                "node-name": volumes::Attached::node(device),
+                "size": info.virtual_size,
+            })),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Unplugs the volume; one the guest will not release stays attached
+    /// and the call fails (Nova's detach timeout).
+    async fn detach_volume(&self, uuid: &str, device: &str) -> Result<(), VirtError> {
+        let dir = self.existing(uuid)?;
+        let mut all = volumes::load(&dir);
+        if !all.contains_key(device) {
+            return Ok(());
+        }
+        if self.pid(&dir, uuid).is_some() {
+            let mut q = self.qmp(&dir).await?;
+            volumes::unplug(&mut q, device, 8, Duration::from_secs(5)).await?;
+        }
+        all.remove(device);
+        volumes::save(&dir, &all)
+    }
+
+    async fn volumes(&self, uuid: &str) -> Vec<String> {
+        match self.existing(uuid) {
+            Ok(dir) => volumes::load(&dir).into_keys().collect(),
+            Err(_) => Vec::new(),
+        }
     }
 
     /// Rotates console logs; ages the image cache at its interval.

@@ -285,6 +285,30 @@ async fn a_server_is_a_real_guest() {
     }
     wait_status(&c, &tok, &id, "ACTIVE", Duration::from_secs(30)).await;
 
+    // A guest that dies behind ferrostack's back: power-state sync (Nova's
+    // sync_power_states) stops the server; start brings it back.
+    let pid = qemu_pid(&instances, &id).unwrap();
+    assert!(
+        Command::new("kill")
+            .args(["-KILL", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let s = wait_status(&c, &tok, &id, "SHUTOFF", Duration::from_secs(30)).await;
+    assert_eq!(s["OS-EXT-STS:power_state"], 4, "{s}");
+    let r = nova(
+        &c,
+        Method::POST,
+        &format!("/servers/{id}/action"),
+        &tok,
+        json!({"os-start": null}),
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    wait_status(&c, &tok, &id, "ACTIVE", Duration::from_secs(60)).await;
+    assert!(qemu_pid(&instances, &id).is_some());
+
     // A QEMU that refuses to start: ERROR, with QEMU's own words in the fault.
     let r = c
         .request(

@@ -425,7 +425,10 @@ mod tests {
         let s = spec();
         let l = line(&s, dir.path(), Mode::Normal);
         // Root, then the flavor's ephemeral and swap disks.
-        assert!(l.contains("disk.eph0,if=none,id=drive1,format=qcow2"), "{l}");
+        assert!(
+            l.contains("disk.eph0,if=none,id=drive1,format=qcow2"),
+            "{l}"
+        );
         assert!(l.contains("disk.swap,if=none,id=drive2,format=raw"), "{l}");
         assert!(l.contains("product=OpenStack Nova"), "{l}");
         assert!(l.contains(&format!("serial={0},uuid={0}", s.uuid)), "{l}");

@@ -347,18 +347,19 @@ async fn assisted_create(AxState(svc): St, c: Caller, raw: Bytes) -> NResult<Res
         .ok_or_else(|| NovaError::conflict(format!("Instance {} is not on a host.", i.uuid)))?;
     let create_info: AssistedSnapshot = serde_json::from_value(info)
         .map_err(|e| NovaError::bad(format!("Invalid create_info: {e}")))?;
-    ops::call_agent(
-        &svc,
-        &host,
-        ComputeRequest::VolumeSnapshotCreate {
-            uuid: i.uuid.clone(),
-            volume_id: volume.clone(),
-            create_info,
-        },
-        Some(&c.request_id),
-    )
-    .await
-    .map_err(|e| NovaError::new(500, format!("Volume snapshot failed: {e}")))?;
+    // Nova casts this to the host and answers at once; the outcome is the
+    // host's to report (a failure is logged there and here).
+    let req = ComputeRequest::VolumeSnapshotCreate {
+        uuid: i.uuid.clone(),
+        volume_id: volume.clone(),
+        create_info,
+    };
+    let (svc2, rid, vol) = (svc.clone(), c.request_id.clone(), volume.clone());
+    tokio::spawn(async move {
+        if let Err(e) = ops::call_agent(&svc2, &host, req, Some(&rid)).await {
+            tracing::warn!(volume = %vol, %host, "assisted volume snapshot failed: {e}");
+        }
+    });
     Ok(json_resp(
         StatusCode::OK,
         json!({"snapshot": {"id": snap, "volumeId": volume}}),
@@ -389,17 +390,16 @@ async fn assisted_delete(
         .host
         .clone()
         .ok_or_else(|| NovaError::conflict(format!("Instance {} is not on a host.", i.uuid)))?;
-    ops::call_agent(
-        &svc,
-        &host,
-        ComputeRequest::VolumeSnapshotDelete {
-            uuid: i.uuid.clone(),
-            volume_id: volume.clone(),
-            snapshot_id: id.clone(),
-        },
-        Some(&c.request_id),
-    )
-    .await
-    .map_err(|e| NovaError::new(500, format!("Volume snapshot delete failed: {e}")))?;
+    let req = ComputeRequest::VolumeSnapshotDelete {
+        uuid: i.uuid.clone(),
+        volume_id: volume.clone(),
+        snapshot_id: id.clone(),
+    };
+    let (svc2, rid) = (svc.clone(), c.request_id.clone());
+    tokio::spawn(async move {
+        if let Err(e) = ops::call_agent(&svc2, &host, req, Some(&rid)).await {
+            tracing::warn!(volume = %volume, %host, "assisted volume snapshot delete failed: {e}");
+        }
+    });
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -309,6 +309,68 @@ async fn a_server_is_a_real_guest() {
     wait_status(&c, &tok, &id, "ACTIVE", Duration::from_secs(60)).await;
     assert!(qemu_pid(&instances, &id).is_some());
 
+    // Boot from a volume made from the image: the volume file is the
+    // guest's boot disk.
+    let r = c
+        .request(
+            Method::POST,
+            "/volume/v3/volumes",
+            Some(&tok),
+            json!({"volume": {"size": 1, "imageRef": image, "name": "root-vol"}}),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let vol = r.body["volume"]["id"].as_str().unwrap().to_string();
+    let t = Instant::now();
+    loop {
+        let r = c
+            .request(
+                Method::GET,
+                &format!("/volume/v3/volumes/{vol}"),
+                Some(&tok),
+                Value::Null,
+            )
+            .await;
+        if r.body["volume"]["status"] == "available" {
+            break;
+        }
+        assert!(
+            r.body["volume"]["status"] != "error" && t.elapsed() < Duration::from_secs(60),
+            "{}",
+            r.body
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let r = nova(
+        &c,
+        Method::POST,
+        "/servers",
+        &tok,
+        json!({"server": {"name": "bfv", "flavorRef": "1", "networks": "none",
+            "config_drive": true,
+            "block_device_mapping_v2": [{"boot_index": 0, "uuid": vol, "source_type": "volume",
+                "destination_type": "volume", "delete_on_termination": true}]}}),
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let bfv = r.body["server"]["id"].as_str().unwrap().to_string();
+    wait_status(&c, &tok, &bfv, "ACTIVE", Duration::from_secs(120)).await;
+    let out = wait_console(&c, &tok, &bfv, &format!("INSTANCE-UUID {bfv}"), 0).await;
+    assert!(
+        !instances.join(&bfv).join("disk").exists(),
+        "no local root disk: {out}"
+    );
+    let r = nova(
+        &c,
+        Method::DELETE,
+        &format!("/servers/{bfv}"),
+        &tok,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    wait_status(&c, &tok, &bfv, "DELETED", Duration::from_secs(60)).await;
+
     // A QEMU that refuses to start: ERROR, with QEMU's own words in the fault.
     let r = c
         .request(

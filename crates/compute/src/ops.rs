@@ -353,7 +353,7 @@ pub fn guest_spec(svc: &ComputeService, i: &Instance) -> GuestSpec {
             size: b.volume_size.unwrap_or(0),
             image_id: None,
             volume_id: b.volume_id.clone().or_else(|| b.uuid.clone()),
-            connection_info: None,
+            connection_info: b.connection_info.clone(),
             delete_on_termination: b.delete_on_termination,
         });
     }

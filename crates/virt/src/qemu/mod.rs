@@ -565,6 +565,7 @@ impl VirtDriver for QemuDriver {
         std::fs::write(&sp, body).map_err(io(&sp))?;
         let r = async {
             self.prepare_disks(&dir, spec).await?;
+            volumes::from_spec(&dir, spec)?;
             self.launch(&dir, spec, Mode::Normal).await
         }
         .await;

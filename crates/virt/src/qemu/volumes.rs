@@ -6,7 +6,7 @@
 //! kept in the guest's `volumes.json`, so a guest started again (start,
 //! reboot, resize) has them on its command line.
 use super::qmp::Qmp;
-use crate::{ConnectionData, ConnectionInfo, VirtError};
+use crate::{ConnectionInfo, VirtError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -20,6 +20,9 @@ pub struct Attached {
     pub path: String,
     pub format: String,
     pub read_only: bool,
+    /// The boot disk of a server booted from volume.
+    #[serde(default)]
+    pub boot: bool,
 }
 
 impl Attached {
@@ -44,10 +47,11 @@ impl Attached {
             self.blockdev(device).to_string(),
             "-device".into(),
             format!(
-                "virtio-blk-pci,drive={},id={},serial={}",
+                "virtio-blk-pci,drive={},id={},serial={}{}",
                 Self::node(device),
                 Self::dev_id(device),
-                self.serial()
+                self.serial(),
+                if self.boot { ",bootindex=1" } else { "" }
             ),
         ]
     }
@@ -89,7 +93,38 @@ pub fn from_connection(ci: &ConnectionInfo) -> Result<Attached, VirtError> {
         path,
         format,
         read_only: ci.data.access_mode.as_deref() == Some("ro"),
+        boot: false,
     })
+}
+
+/// The volumes a new guest boots with (its block device mappings, as
+/// Nova's `block_device_info`), added to `volumes.json`; the one with boot
+/// index 0 is the boot disk.
+pub fn from_spec(dir: &Path, spec: &crate::GuestSpec) -> Result<(), VirtError> {
+    let mut all = load(dir);
+    let mut letter = b'b';
+    for d in spec
+        .disks
+        .iter()
+        .filter(|d| d.kind == crate::DiskKind::Volume)
+    {
+        let Some(ci) = &d.connection_info else {
+            continue;
+        };
+        let mut vol = from_connection(ci)?;
+        vol.boot = d.boot_index == Some(0);
+        let device = match &d.device_name {
+            Some(n) => n.clone(),
+            None => {
+                while all.contains_key(&format!("/dev/vd{}", letter as char)) {
+                    letter += 1;
+                }
+                format!("/dev/vd{}", letter as char)
+            }
+        };
+        all.entry(device).or_insert(vol);
+    }
+    save(dir, &all)
 }
 
 fn file(dir: &Path) -> PathBuf {
@@ -190,6 +225,7 @@ pub async fn unplug(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ConnectionData;
 
     #[test]
     fn a_file_volume_as_qemu_sees_it() {

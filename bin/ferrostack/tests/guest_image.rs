@@ -325,3 +325,35 @@ fn base64_of(s: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(s)
 }
+
+/// The KVM probe of `virt_type = auto` sees a kernel run: here under TCG
+/// (always possible), so a negative answer under KVM means KVM guests hang.
+#[test]
+fn the_kvm_probe_sees_a_kernel_run() {
+    let Some(image) = guest_image() else { return };
+    let dir = Path::new(&image).parent().unwrap();
+    let kernel = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path().join("boot"))
+        .filter_map(|b| std::fs::read_dir(b).ok())
+        .flat_map(|rd| rd.filter_map(Result::ok).map(|e| e.path()))
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("vmlinuz")
+        })
+        .expect("the guest image's kernel");
+    let t = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    assert!(rt.block_on(ferro_virt::qemu::kernel_runs(
+        "qemu-system-x86_64",
+        "tcg",
+        &kernel,
+        &t.path().join("probe.log"),
+    )));
+}

@@ -403,18 +403,58 @@ async fn wait_gone(pid: u32, within: Duration) -> bool {
     }
 }
 
-/// Whether a KVM guest runs here: SeaBIOS, started under KVM, must write
-/// its banner to the debug console within a few seconds (where KVM guests
-/// hang, nothing comes). The answer is remembered in the instances path
-/// for this kernel and QEMU.
+/// A Linux kernel to probe KVM with: the host's own, else the one the
+/// project's guest image was built with.
+fn probe_kernel() -> Option<PathBuf> {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut candidates = vec![
+        PathBuf::from(format!("/boot/vmlinuz-{}", release.trim())),
+        PathBuf::from("/boot/vmlinuz"),
+        PathBuf::from("/vmlinuz"),
+    ];
+    let cache = std::env::var_os("FERRO_GUEST_DIR")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/ferrostack/guest"))
+        });
+    if let Some(dir) = cache
+        && let Ok(rd) = std::fs::read_dir(dir)
+    {
+        let mut found: Vec<PathBuf> = rd
+            .filter_map(Result::ok)
+            .map(|e| e.path().join("boot"))
+            .filter_map(|b| std::fs::read_dir(b).ok())
+            .flat_map(|rd| rd.filter_map(Result::ok).map(|e| e.path()))
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz"))
+            })
+            .collect();
+        found.sort();
+        candidates.extend(found);
+    }
+    candidates.into_iter().find(|p| p.is_file())
+}
+
+/// Whether a KVM guest runs here: a Linux kernel started under KVM must
+/// print its banner on the serial port within a few seconds (on hosts where
+/// KVM guests hang, the firmware runs but the kernel never prints). Without
+/// a kernel to try, KVM is not proven and TCG is used. The answer is kept in
+/// the instances path for this kernel and QEMU.
 async fn probe_kvm(cfg: &QemuConfig, qemu_version: &str) -> bool {
     if !Path::new("/dev/kvm").exists() {
         return false;
     }
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let Some(kernel) = probe_kernel() else {
+        tracing::warn!(
+            "virt_type auto: no Linux kernel to prove that KVM guests run here; using TCG (set compute.virt_type = \"kvm\" to use KVM)"
+        );
+        return false;
+    };
+    let host = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let key = format!(
         "{} {}",
-        kernel.trim(),
+        host.trim(),
         qemu_version.lines().next().unwrap_or("")
     );
     let memo = cfg.instances_path.join("kvm-probe");
@@ -425,21 +465,37 @@ async fn probe_kvm(cfg: &QemuConfig, qemu_version: &str) -> bool {
         return answer.trim() == "yes";
     }
     let log = cfg.instances_path.join("kvm-probe.log");
+    let ok = kernel_runs(&cfg.qemu_binary, "kvm", &kernel, &log).await;
     let _ = std::fs::remove_file(&log);
-    let child = tokio::process::Command::new(&cfg.qemu_binary)
+    let _ = std::fs::write(&memo, format!("{key}={}\n", if ok { "yes" } else { "no" }));
+    tracing::info!(kernel = %kernel.display(), "virt_type auto: KVM guests {}", if ok { "run" } else { "do not run here; using TCG" });
+    ok
+}
+
+/// Whether `kernel`, started by QEMU with accelerator `accel`, prints its
+/// banner on the serial port (written to `log`) within 8 seconds.
+pub async fn kernel_runs(qemu_binary: &str, accel: &str, kernel: &Path, log: &Path) -> bool {
+    let _ = std::fs::remove_file(log);
+    let mut args = vec!["-machine".to_string(), format!("pc,accel={accel}")];
+    if accel == "kvm" {
+        args.extend(["-cpu".to_string(), "host".to_string()]);
+    }
+    let child = tokio::process::Command::new(qemu_binary)
+        .args(args)
         .args([
-            "-machine",
-            "pc,accel=kvm",
             "-nodefaults",
             "-display",
             "none",
+            "-no-reboot",
             "-m",
-            "32",
-            "-chardev",
-            &format!("file,id=dbg,path={}", log.display()),
-            "-device",
-            "isa-debugcon,iobase=0x402,chardev=dbg",
+            "128",
+            "-append",
+            "console=ttyS0 earlyprintk=ttyS0 panic=-1",
+            "-serial",
+            &format!("file:{}", log.display()),
+            "-kernel",
         ])
+        .arg(kernel)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -447,9 +503,9 @@ async fn probe_kvm(cfg: &QemuConfig, qemu_version: &str) -> bool {
         .spawn();
     let mut ok = false;
     if let Ok(mut child) = child {
-        for _ in 0..50 {
+        for _ in 0..80 {
             tokio::time::sleep(Duration::from_millis(100)).await;
-            if std::fs::read_to_string(&log).is_ok_and(|s| s.contains("SeaBIOS")) {
+            if std::fs::read_to_string(log).is_ok_and(|s| s.contains("Linux version")) {
                 ok = true;
                 break;
             }
@@ -459,8 +515,6 @@ async fn probe_kvm(cfg: &QemuConfig, qemu_version: &str) -> bool {
         }
         let _ = child.kill().await;
     }
-    let _ = std::fs::remove_file(&log);
-    let _ = std::fs::write(&memo, format!("{key}={}\n", if ok { "yes" } else { "no" }));
     ok
 }
 

@@ -15,7 +15,7 @@
 source "$(dirname "$0")/lib.sh"
 N="${N:-5}"
 work="$(mktemp -d "${TMPDIR:-/tmp}/ferro-bench-guests.XXXXXX")"
-DP="$REPO/../shared/reference/dataplane"
+DP="$(cd "$REPO/../shared/reference/dataplane" 2>/dev/null && pwd)" || DP=""
 cleanup() {
   local rc=$?
   ferro_stop
@@ -33,15 +33,21 @@ KROOT="$(ls -d "$(dirname "$IMG")"/kernel-* | tail -1)"
 KVER="${KROOT##*/kernel-}"
 
 echo "== prototype ($DP), kernel $KVER"
-if [ -f "$DP/02-network-dhcp-metadata.sh" ]; then
+if [ -n "$DP" ] && [ -f "$DP/02-network-dhcp-metadata.sh" ]; then
   for c in dnsmasq:dnsmasq-base cpio:cpio socat:socat nft:nftables; do ferro_need "${c%%:*}" "${c#*:}"; done
-  export DP_WORK="$work/dp" KVER KROOT
-  bash "$DP/02-network-dhcp-metadata.sh" 2>&1 | grep -E "qemu start -> (DHCP|METADATA)" |
-    sed 's/^\[[^]]*\] /prototype.1 /'
-  bash "$DP/08-concurrency.sh" "$N" 2>&1 | grep -E "qemu start -> METADATA-OK|all [0-9]+ guests" |
-    sed "s/^/prototype.$N /"
-  bash "$DP/cleanup.sh" > /dev/null 2>&1
-  unset DP_WORK
+  # dnsmasq drops to an unprivileged user: it must be able to read its
+  # files under the (mktemp, 0700) work dir.
+  chmod 755 "$work"
+  # The prototypes run in a clean environment, as run by hand.
+  dp() { env -i PATH="$PATH" HOME="$HOME" DP_WORK="$work/dp" KVER="$KVER" KROOT="$KROOT" bash "$@"; }
+  dp "$DP/01b-build-qcow2.sh" > "$work/dp-01b.log" 2>&1 || true
+  # The prototypes' output goes to files: their background processes must not
+  # hold a pipe (the guests do not get their leases then).
+  dp "$DP/02-network-dhcp-metadata.sh" > "$work/dp-02.log" 2>&1 || true
+  grep -E "qemu start -> (DHCP|METADATA)" "$work/dp-02.log" | sed 's/^\[[^]]*\] /prototype.1 /' || true
+  dp "$DP/08-concurrency.sh" "$N" > "$work/dp-08.log" 2>&1 || true
+  grep -E "qemu start -> METADATA-OK|all [0-9]+ guests" "$work/dp-08.log" | sed "s/^/prototype.$N /" || true
+  dp "$DP/cleanup.sh" > /dev/null 2>&1
 else
   echo "prototype not found: no reference figures"
 fi

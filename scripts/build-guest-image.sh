@@ -19,10 +19,15 @@
 # Env: FERRO_GUEST_DIR (default ~/.cache/ferrostack/guest). The image is
 # rebuilt only when the kernel or scripts/guest/ changed.
 set -euo pipefail
+# A failing step says where (set -e alone exits without a word).
+trap 'echo "build-guest-image.sh: line $LINENO: exit status $?" >&2' ERR
 cd "$(dirname "$0")/.."
 REPO=$PWD
 OUT=${FERRO_GUEST_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/ferrostack/guest}
 mkdir -p "$OUT"
+# One build at a time per cache (tests and scripts may ask at once).
+exec 9> "$OUT/.build.lock"
+flock 9
 
 # shellcheck source=lib.sh
 source "$REPO/scripts/lib.sh"
@@ -46,8 +51,8 @@ file -L "$BUSYBOX" 2>/dev/null | grep -q "statically linked" || {
 [ -f /usr/lib/syslinux/mbr/mbr.bin ] || { [ "$(id -u)" = 0 ] && apt-get install -y -q syslinux-common > /dev/null 2>&1; }
 
 # Debian's cloud kernel, unpacked (not installed).
-KPKG=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null | sed -n 's/.*Depends: \(linux-image-[0-9].*\)/\1/p' | head -n 1)
-[ -n "$KPKG" ] || { apt-get update -q > /dev/null 2>&1; KPKG=$(apt-cache depends linux-image-cloud-amd64 | sed -n 's/.*Depends: \(linux-image-[0-9].*\)/\1/p' | head -n 1); }
+KPKG=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null | sed -n 's/.*Depends: \(linux-image-[0-9].*\)/\1/p' | head -n 1 || true)
+[ -n "$KPKG" ] || { apt-get update -q > /dev/null 2>&1; KPKG=$(apt-cache depends linux-image-cloud-amd64 | sed -n 's/.*Depends: \(linux-image-[0-9].*\)/\1/p' | head -n 1 || true); }
 [ -n "$KPKG" ] || { echo "cannot resolve linux-image-cloud-amd64" >&2; exit 1; }
 KVER=${KPKG#linux-image-}
 KROOT=$OUT/kernel-$KVER

@@ -102,6 +102,26 @@ async fn wait_console(c: &TestCloud, tok: &str, id: &str, want: &str, after: usi
     }
 }
 
+/// An image with `body`'s fields and `file`'s bytes, as a user uploads one.
+async fn upload(c: &TestCloud, tok: &str, body: Value, file: &str) -> String {
+    let r = c
+        .request(Method::POST, "/image/v2/images", Some(tok), body)
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let id = r.body["id"].as_str().unwrap().to_string();
+    let up = c
+        .client
+        .put(format!("{}/image/v2/images/{id}/file", c.url))
+        .header("X-Auth-Token", tok)
+        .header("Content-Type", "application/octet-stream")
+        .body(std::fs::read(file).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(up.status(), 204);
+    id
+}
+
 fn guest_image() -> Option<String> {
     for (cmd, pkg) in [
         ("qemu-system-x86_64", "qemu-system-x86"),
@@ -173,26 +193,13 @@ async fn a_server_is_a_real_guest() {
     assert!(hv["vcpus"].as_u64().unwrap() >= 1);
 
     // The guest image, uploaded as a user would.
-    let r = c
-        .request(
-            Method::POST,
-            "/image/v2/images",
-            Some(&tok),
-            json!({"name": "ferro-guest", "disk_format": "qcow2", "container_format": "bare", "visibility": "public"}),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.body);
-    let image = r.body["id"].as_str().unwrap().to_string();
-    let up = c
-        .client
-        .put(format!("{}/image/v2/images/{image}/file", c.url))
-        .header("X-Auth-Token", &tok)
-        .header("Content-Type", "application/octet-stream")
-        .body(std::fs::read(&image_file).unwrap())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(up.status(), 204);
+    let image = upload(
+        &c,
+        &tok,
+        json!({"name": "ferro-guest", "disk_format": "qcow2", "container_format": "bare", "visibility": "public"}),
+        &image_file,
+    )
+    .await;
 
     // Boot with a config drive and user data.
     let word = "user-data-ran-here";
@@ -372,27 +379,14 @@ async fn a_server_is_a_real_guest() {
     wait_status(&c, &tok, &bfv, "DELETED", Duration::from_secs(60)).await;
 
     // A QEMU that refuses to start: ERROR, with QEMU's own words in the fault.
-    let r = c
-        .request(
-            Method::POST,
-            "/image/v2/images",
-            Some(&tok),
-            json!({"name": "odd-machine", "disk_format": "qcow2", "container_format": "bare",
-                   "hw_machine_type": "pc-i440fx-99.9"}),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.body);
-    let odd = r.body["id"].as_str().unwrap().to_string();
-    let up = c
-        .client
-        .put(format!("{}/image/v2/images/{odd}/file", c.url))
-        .header("X-Auth-Token", &tok)
-        .header("Content-Type", "application/octet-stream")
-        .body(std::fs::read(&image_file).unwrap())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(up.status(), 204);
+    let odd = upload(
+        &c,
+        &tok,
+        json!({"name": "odd-machine", "disk_format": "qcow2", "container_format": "bare",
+               "hw_machine_type": "pc-i440fx-99.9"}),
+        &image_file,
+    )
+    .await;
     let r = nova(
         &c,
         Method::POST,

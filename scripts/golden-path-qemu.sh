@@ -74,13 +74,22 @@ source "$(dirname "$0")/golden_cli.sh"
 IMG=ferro-guest TINY=m1.tiny SMALL=m1.small SRV=g1 SRV2=g2 SNAP=g1-snap
 WORD="golden-$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')"
 IMG_ID='' SRV_ID='' SNAP_ID='' SRV2_ID=''
-INST="$data/instances"
+INST="$FERROSTACK__COMPUTE__INSTANCES_PATH"
 
+# qemu_pid UUID: the pid of that guest's QEMU, if it runs
+qemu_pid() {
+  local pid; pid="$(cat "$INST/$1/qemu.pid" 2>/dev/null)" || return 1
+  tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$1" || return 1
+  echo "$pid"
+}
 # qemu_state UUID: running | paused | gone (the process of that guest, asked over QMP)
 qemu_state() {
-  local pid; pid="$(cat "$INST/$1/qemu.pid" 2>/dev/null)" || { echo gone; return; }
-  tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$1" || { echo gone; return; }
-  "$PY" - "$INST/$1/qmp.sock" <<'PYEOF'
+  qemu_pid "$1" > /dev/null || { echo gone; return; }
+  qmp "$1" query-status | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["status"])'
+}
+# qmp UUID COMMAND: QMP's answer (JSON) to COMMAND, from that guest's QEMU
+qmp() {
+  "$PY" - "$INST/$1/run/qmp.sock" "$2" <<'PYEOF'
 import json, socket, sys
 s = socket.socket(socket.AF_UNIX); s.settimeout(10); s.connect(sys.argv[1])
 f = s.makefile("rw")
@@ -92,7 +101,7 @@ def ex(c):
         if "event" not in m:
             return m
 ex("qmp_capabilities")
-print(ex("query-status")["return"]["status"])
+print(json.dumps(ex(sys.argv[2]).get("return")))
 PYEOF
 }
 expect_qemu() {  # expect_qemu UUID WANT
@@ -208,6 +217,54 @@ s_boot_snapshot() {
   SRV2_ID="$(js get id <<< "$OUT")"
   expect_qemu "$SRV2_ID" running && console_has "$SRV2" "INSTANCE-UUID $SRV2_ID"
 }
+# confined UUID RAM_MB: QEMU under an uid of its own with seccomp on, in a
+# cgroup limited to the flavor's RAM plus QEMU's overhead
+confined() {
+  local pid uid seccomp limit cg="ferrostack/instance-$1"
+  pid="$(qemu_pid "$1")" || { echo "no QEMU for $1"; return 1; }
+  uid="$(awk '/^Uid:/{print $2}' "/proc/$pid/status")"
+  seccomp="$(awk '/^Seccomp:/{print $2}' "/proc/$pid/status")"
+  if [ -f /sys/fs/cgroup/cgroup.controllers ]; then limit="$(cat "/sys/fs/cgroup/$cg/memory.max")"
+  else limit="$(cat "/sys/fs/cgroup/memory/$cg/memory.limit_in_bytes")"; fi
+  echo "QEMU $pid of $1: uid $uid, seccomp $seccomp, memory limit $((limit >> 20)) MiB"
+  [ "$uid" != 0 ] && [ "$seccomp" = 2 ] && [ "$((limit >> 20))" = "$(($2 + 208))" ] || return 1
+  UIDS="${UIDS:-} $uid"
+}
+s_confined() {
+  need SRV2_ID || return 1
+  UIDS=''
+  confined "$SRV_ID" 2048 && confined "$SRV2_ID" 2048 || return 1
+  [ "$(tr ' ' '\n' <<< "$UIDS" | sed '/^$/d' | sort -u | wc -l)" = 2 ] || { echo "uids shared:$UIDS"; return 1; }
+  ps -o user,pid,args -p "$(qemu_pid "$SRV_ID")" | cut -c1-100
+}
+# kill -9 of ferrostack while guests run: they still run, and after a
+# restart they are ACTIVE and obey stop and start.
+s_kill9() {
+  need SRV2_ID || return 1
+  local p1 p2; p1="$(qemu_pid "$SRV_ID")" p2="$(qemu_pid "$SRV2_ID")"
+  kill -KILL "$FERRO_PID"; wait "$FERRO_PID" 2>/dev/null || true
+  FERRO_PID=
+  expect_eq "QEMU of $SRV after kill -9" "$(qemu_pid "$SRV_ID")" "$p1" || return 1
+  expect_eq "QEMU of $SRV2 after kill -9" "$(qemu_pid "$SRV2_ID")" "$p2" || return 1
+  ferro_start "$data" "${serve_args[@]}" || return 1
+  echo "# restarted: ferrostack pid $FERRO_PID"
+  wait_status "$SRV" ACTIVE && wait_status "$SRV2" ACTIVE || return 1
+  expect_qemu "$SRV_ID" running && expect_qemu "$SRV2_ID" running || return 1
+  run admin server stop "$SRV2" && wait_status "$SRV2" SHUTOFF && expect_qemu "$SRV2_ID" gone || return 1
+  run admin server start "$SRV2" && wait_status "$SRV2" ACTIVE && expect_qemu "$SRV2_ID" running
+}
+# A guest powered off from inside (the ACPI power button; its OS powers
+# off, QEMU ends): SHUTOFF at the next power-state sync.
+s_poweroff_inside() {
+  need SRV2_ID || return 1
+  # Once the guest has booted again after the start above (a power button
+  # pressed while its kernel starts is not seen).
+  console_has "$SRV2" GUEST-READY 2 || return 1
+  local t0=$SECONDS
+  qmp "$SRV2_ID" system_powerdown > /dev/null || return 1
+  wait_status "$SRV2" SHUTOFF || return 1
+  echo "SHUTOFF $((SECONDS - t0)) s after the guest powered off"
+}
 s_delete() {
   need SRV_ID || return 1
   local ids="$SRV_ID $SRV2_ID"
@@ -240,6 +297,9 @@ step "server resize --flavor $SMALL --wait + confirm: ACTIVE, QEMU -m 2048" s_re
 step "server rebuild --image --wait: ACTIVE, booted from the image again" s_rebuild
 step "server image create --wait: snapshot active"                       s_snapshot
 step "server create --image <snapshot>: a second guest boots"            s_boot_snapshot
+step "confined: own uids, seccomp, cgroup memory = RAM + overhead"    s_confined
+step "kill -9 ferrostack: guests run on; after restart ACTIVE, stop/start" s_kill9
+step "guest powers off from inside: SHUTOFF at the next sync"           s_poweroff_inside
 step "server delete --wait: no QEMU process, overlay or socket left"     s_delete
 step "clean-up: images"                                                  s_cleanup
 

@@ -30,6 +30,22 @@ ferro_start() {
   # The API checks (Tempest's API groups, the golden paths) run on simulated
   # hosts unless the caller asks for a driver (golden-path-qemu.sh does).
   export FERROSTACK__COMPUTE__COMPUTE_DRIVER="${FERROSTACK__COMPUTE__COMPUTE_DRIVER:-fake}"
+  # Guests and volumes stay with this run (as root they would default to
+  # /var/lib/ferrostack). Real guests run under uids of their own, so their
+  # directory must be reachable by every user: one under /var/tmp (0711),
+  # removed by ferro_kill_guests; the same one across restarts of this run.
+  if [ -z "${FERROSTACK__COMPUTE__INSTANCES_PATH:-}" ]; then
+    if [ "$FERROSTACK__COMPUTE__COMPUTE_DRIVER" = fake ]; then
+      export FERROSTACK__COMPUTE__INSTANCES_PATH="$data/instances"
+      export FERROSTACK__VOLUME__VOLUMES_DIR="${FERROSTACK__VOLUME__VOLUMES_DIR:-$data/volumes}"
+    else
+      FERRO_GUESTS="$(mktemp -d /var/tmp/ferro-guests.XXXXXX)"
+      chmod 711 "$FERRO_GUESTS"
+      export FERRO_GUESTS
+      export FERROSTACK__COMPUTE__INSTANCES_PATH="$FERRO_GUESTS/instances"
+      export FERROSTACK__VOLUME__VOLUMES_DIR="${FERROSTACK__VOLUME__VOLUMES_DIR:-$FERRO_GUESTS/volumes}"
+    fi
+  fi
   "$bin" serve --data-dir "$data" --listen "127.0.0.1:$FERRO_PORT" "$@" \
       > "$data/ferrostack.log" 2>&1 < /dev/null &
   FERRO_PID=$!
@@ -51,17 +67,25 @@ ferro_stop() {
   FERRO_PID=
 }
 
-# ferro_kill_guests DATA_DIR: SIGKILL the QEMU guests a ferrostack on DATA_DIR
-# started and left behind (QEMU runs in its own session and outlives
+# ferro_kill_guests [DATA_DIR]: SIGKILL the QEMU guests a ferrostack started
+# by ferro_start left behind (QEMU runs in its own session and outlives
 # ferrostack): only pids of its instances' pid files whose command line names
-# that instance.
+# that instance; then their cgroups and taps, and the run's guest directory.
 ferro_kill_guests() {
-  local f pid uuid
-  for f in "$1"/instances/*/qemu.pid; do
+  local inst="${FERROSTACK__COMPUTE__INSTANCES_PATH:-${1:-}/instances}" f pid uuid tap
+  for f in "$inst"/*/qemu.pid; do
     [ -f "$f" ] || continue
     uuid="$(basename "$(dirname "$f")")"; pid="$(cat "$f")"
-    tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$uuid" && kill -KILL "$pid" 2>/dev/null
+    if tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$uuid"; then
+      kill -KILL "$pid" 2>/dev/null
+      for _ in 1 2 3 4 5 6 7 8 9 10; do [ -d "/proc/$pid" ] || break; sleep 0.1; done
+    fi
+    for c in memory/ cpu/ ""; do rmdir "/sys/fs/cgroup/${c}ferrostack/instance-$uuid" 2>/dev/null || true; done
+    for tap in $(grep -o '"tap_name": *"[^"]*"' "$inst/$uuid/spec.json" 2>/dev/null | sed 's/.*"\([^"]*\)"$/\1/'); do
+      ip link del "$tap" 2>/dev/null || true
+    done
   done
+  if [ -n "${FERRO_GUESTS:-}" ] && [ -d "$FERRO_GUESTS" ]; then rm -rf "$FERRO_GUESTS"; fi
   return 0
 }
 

@@ -49,6 +49,12 @@ impl Drop for Reaper {
             let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
             if String::from_utf8_lossy(&cmdline).contains(&uuid) {
                 let _ = Command::new("kill").args(["-KILL", &pid]).status();
+                std::thread::sleep(Duration::from_millis(300));
+            }
+            // The guest's cgroup goes with it.
+            for c in ["memory/", "cpu/", ""] {
+                let _ =
+                    std::fs::remove_dir(format!("/sys/fs/cgroup/{c}ferrostack/instance-{uuid}"));
             }
         }
     }
@@ -152,6 +158,64 @@ fn guest_image() -> Option<String> {
     )
 }
 
+/// A directory for guests that every user may traverse (0711), under
+/// /var/tmp, removed at the end.
+fn guest_dir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let d = tempfile::Builder::new()
+        .prefix("ferro-guests-")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    d
+}
+
+/// `Field: value` of /proc/<pid>/status.
+fn proc_status(pid: &str, field: &str) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(&format!("{field}:"))
+                .map(|v| v.trim().to_string())
+        })
+        .unwrap_or_default()
+}
+
+fn running_as_root() -> bool {
+    proc_status("self", "Uid").split_whitespace().nth(1) == Some("0")
+}
+
+/// The guest's QEMU: its uid, and the memory limit and CPU shares of its
+/// cgroup (v1 here; the v2 path is tested on a fake tree in ferro-virt).
+fn confinement(pid: &str, uuid: &str) -> (u32, Option<u64>, Option<u64>) {
+    let uid = proc_status(pid, "Uid")
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let read = |p: String| {
+        std::fs::read_to_string(p)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+    };
+    let cg = format!("ferrostack/instance-{uuid}");
+    let (mem, cpu) = if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        let w: Option<u64> = read(format!("/sys/fs/cgroup/{cg}/cpu.weight"));
+        (read(format!("/sys/fs/cgroup/{cg}/memory.max")), w)
+    } else {
+        (
+            read(format!("/sys/fs/cgroup/memory/{cg}/memory.limit_in_bytes")),
+            read(format!("/sys/fs/cgroup/cpu/{cg}/cpu.shares")),
+        )
+    };
+    // The process is in that cgroup.
+    let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+    assert!(own.contains(&cg), "QEMU {pid} is not in {cg}: {own}");
+    (uid, mem, cpu)
+}
+
 fn qemu_pid(dir: &Path, uuid: &str) -> Option<String> {
     let pid = std::fs::read_to_string(dir.join(uuid).join("qemu.pid")).ok()?;
     let pid = pid.trim().to_string();
@@ -166,16 +230,22 @@ async fn a_server_is_a_real_guest() {
     let Some(image_file) = guest_image() else {
         return;
     };
-    let c = TestCloud::start_with(Backend::Sqlite, |cfg| {
+    // Guests run under uids of their own: their directory must be
+    // reachable by every user (the test's data directory is not).
+    let guests = guest_dir();
+    let instances = guests.path().join("instances");
+    let (inst_cfg, vol_cfg) = (instances.clone(), guests.path().join("volumes"));
+    let c = TestCloud::start_with(Backend::Sqlite, move |cfg| {
         cfg.compute.compute_driver = "qemu".into();
         cfg.compute.virt_type = "qemu".into();
         cfg.compute.shutdown_timeout = 10;
         cfg.compute.report_interval = 1;
+        cfg.compute.instances_path = Some(inst_cfg.display().to_string());
+        cfg.volume.volumes_dir = Some(vol_cfg);
     })
     .await
     .unwrap()
     .unwrap();
-    let instances = c.data_dir().join("instances");
     let _reaper = Reaper(instances.clone());
     let tok = c.admin_token().await;
 
@@ -235,6 +305,71 @@ async fn a_server_is_a_real_guest() {
     assert!(out.lines().any(|l| l.trim() == word), "{out}");
     // The base is cached once; the instance disk is an overlay on it.
     assert!(instances.join("_base").join(&image).is_file());
+
+    // Confined: an uid of its own, the seccomp sandbox, a cgroup with the
+    // flavor's RAM plus QEMU's overhead and its CPU share (m1.tiny: 512
+    // MiB, 1 vCPU); QEMU's measured overhead is within the estimate.
+    let pid = qemu_pid(&instances, &id).unwrap();
+    assert_eq!(
+        proc_status(&pid, "Seccomp"),
+        "2",
+        "QEMU {pid} has no seccomp filter"
+    );
+    assert_eq!(proc_status(&pid, "NoNewPrivs"), "1");
+    let overhead = ferro_virt::qemu::overhead_estimate_mb("tcg");
+    if running_as_root() {
+        let (uid, mem, shares) = confinement(&pid, &id);
+        assert!(uid >= 1_879_048_192, "QEMU runs as uid {uid}");
+        assert_eq!(mem, Some((512 + overhead) << 20));
+        assert!(shares.is_some());
+        let measured =
+            ferro_virt::qemu::confine::measured_overhead_mb(pid.parse().unwrap(), 512).unwrap();
+        assert!(
+            measured <= overhead,
+            "QEMU overhead {measured} MiB > estimate {overhead} MiB"
+        );
+        // The disk is the guest's alone; the directory admits only it.
+        use std::os::unix::fs::MetadataExt;
+        let disk = std::fs::metadata(instances.join(&id).join("disk")).unwrap();
+        assert_eq!((disk.uid(), disk.mode() & 0o777), (uid, 0o600));
+        let d = std::fs::metadata(instances.join(&id)).unwrap();
+        assert_eq!((d.uid(), d.gid(), d.mode() & 0o777), (0, uid, 0o710));
+        // Placement keeps QEMU's overhead of each guest out of reach.
+        let node = hv["id"].as_str().unwrap().to_string();
+        let t = Instant::now();
+        loop {
+            let r = c
+                .request_h(
+                    Method::GET,
+                    &format!("/placement/resource_providers/{node}/inventories"),
+                    Some(&tok),
+                    Value::Null,
+                    &[("OpenStack-API-Version", "placement 1.30")],
+                )
+                .await;
+            let reserved = r.body["inventories"]["MEMORY_MB"]["reserved"].as_u64();
+            if reserved == Some(512 + overhead) {
+                break;
+            }
+            assert!(t.elapsed() < Duration::from_secs(15), "{}", r.body);
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+
+    // Suspend (the guest's memory streamed to disk, QEMU gone) and resume.
+    for (action, want) in [("suspend", "SUSPENDED"), ("resume", "ACTIVE")] {
+        let r = nova(
+            &c,
+            Method::POST,
+            &format!("/servers/{id}/action"),
+            &tok,
+            json!({ action: null }),
+        )
+        .await;
+        assert_eq!(r.status, 202, "{}", r.body);
+        wait_status(&c, &tok, &id, want, Duration::from_secs(120)).await;
+        assert_eq!(qemu_pid(&instances, &id).is_some(), want == "ACTIVE");
+    }
 
     // Stop (ACPI power button; the guest powers off) and start.
     let r = nova(
@@ -362,6 +497,14 @@ async fn a_server_is_a_real_guest() {
     assert_eq!(r.status, 202, "{}", r.body);
     let bfv = r.body["server"]["id"].as_str().unwrap().to_string();
     wait_status(&c, &tok, &bfv, "ACTIVE", Duration::from_secs(120)).await;
+    if running_as_root() {
+        // Two guests at once never share an uid.
+        let (a, b) = (
+            qemu_pid(&instances, &id).unwrap(),
+            qemu_pid(&instances, &bfv).unwrap(),
+        );
+        assert_ne!(confinement(&a, &id).0, confinement(&b, &bfv).0);
+    }
     let out = wait_console(&c, &tok, &bfv, &format!("INSTANCE-UUID {bfv}"), 0).await;
     assert!(
         !instances.join(&bfv).join("disk").exists(),

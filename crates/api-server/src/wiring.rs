@@ -66,12 +66,16 @@ pub async fn start_agents(
     };
     match driver {
         "qemu" => {
-            let mut q = ferro_virt::QemuConfig::new(
-                c.instances_path
-                    .as_ref()
-                    .map(std::path::PathBuf::from)
-                    .unwrap_or_else(|| cfg.data_dir().join("instances")),
-            );
+            let mut q = ferro_virt::QemuConfig::new(cfg.instances_path());
+            q.uid_pool = ferro_virt::qemu::confine::UidPool {
+                base: c.guest_uid_base,
+                count: c.guest_uid_count,
+            };
+            q.cgroup_root = c.cgroup_root.clone().into();
+            q.cgroup_parent = c.cgroup_parent.clone();
+            q.memory_overhead_mb =
+                (c.guest_memory_overhead_mb > 0).then_some(c.guest_memory_overhead_mb);
+            q.resume_guests_state_on_host_boot = c.resume_guests_state_on_host_boot;
             q.virt_type = ferro_virt::VirtType::parse(&c.virt_type)
                 .ok_or_else(|| Error::internal(format!("compute.virt_type = {:?}", c.virt_type)))?;
             q.shutdown_timeout = Duration::from_secs(c.shutdown_timeout);
@@ -513,10 +517,7 @@ pub fn volume_backend(
             },
         ))),
         "file" => {
-            let dir = v
-                .volumes_dir
-                .clone()
-                .unwrap_or_else(|| cfg.data_dir().join("volumes"));
+            let dir = cfg.volumes_dir();
             let b = ferro_volume::backend::FileBackend::new(dir, &v.volume_format, v.capacity_gb)
                 .map_err(Error::internal)?;
             Ok(Arc::new(b))

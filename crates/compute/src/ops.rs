@@ -14,7 +14,7 @@ use ferro_rpc::compute::{
 };
 use ferro_scheduler::HostState;
 use serde_json::Value;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -44,7 +44,7 @@ pub async fn start_conductor(svc: Arc<ComputeService>) -> Result<(), Error> {
         .await
         .map_err(|e| Error::internal(format!("conductor subscribe: {e}")))?;
     tokio::spawn(async move {
-        let registered = tokio::sync::Mutex::new(HashSet::<String>::new());
+        let registered = tokio::sync::Mutex::new(Registered::new());
         while let Some(msg) = sub.next().await {
             match ConductorMessage::from_envelope(&msg.envelope, "a compute agent") {
                 Ok(ConductorMessage::Report(report)) => {
@@ -68,7 +68,28 @@ pub async fn start_conductor(svc: Arc<ComputeService>) -> Result<(), Error> {
     Ok(())
 }
 
-fn inventories(svc: &ComputeService, r: &HostResources) -> BTreeMap<String, Inventory> {
+/// The hosts whose agents reported since this controller started, with
+/// the inventories last given to Placement for each.
+type Registered = HashMap<String, BTreeMap<String, Inventory>>;
+
+/// The guests placed on `host` that hold memory there (not deleted, not
+/// shelved and offloaded).
+pub fn guests_on(svc: &ComputeService, host: &str) -> u64 {
+    svc.state
+        .read()
+        .live()
+        .filter(|i| i.host.as_deref() == Some(host) && !i.vm_state.starts_with("shelved_offloaded"))
+        .count() as u64
+}
+
+/// What a host offers Placement: its CPUs, its memory less the configured
+/// reservation and QEMU's overhead for each of its `guests` (Nova's
+/// overhead estimate, kept out of the flavor's allocation), its disk.
+fn inventories(
+    svc: &ComputeService,
+    r: &HostResources,
+    guests: u64,
+) -> BTreeMap<String, Inventory> {
     let c = &svc.cfg.compute;
     let inv = |total: u64, reserved: u64, ratio: f64| Inventory {
         total,
@@ -87,7 +108,7 @@ fn inventories(svc: &ComputeService, r: &HostResources) -> BTreeMap<String, Inve
             "MEMORY_MB".to_string(),
             inv(
                 r.memory_mb,
-                c.reserved_host_memory_mb,
+                c.reserved_host_memory_mb + r.guest_memory_overhead_mb * guests,
                 c.ram_allocation_ratio,
             ),
         ),
@@ -103,8 +124,8 @@ fn inventories(svc: &ComputeService, r: &HostResources) -> BTreeMap<String, Inve
 }
 
 /// Schedulable capacity of one resource class on a host.
-pub fn capacity(svc: &ComputeService, r: &HostResources, rc: &str) -> u64 {
-    inventories(svc, r)
+pub fn capacity(svc: &ComputeService, r: &HostResources, rc: &str, guests: u64) -> u64 {
+    inventories(svc, r, guests)
         .get(rc)
         .map(|i| ((i.total - i.reserved) as f64 * i.allocation_ratio) as u64)
         .unwrap_or(0)
@@ -113,7 +134,7 @@ pub fn capacity(svc: &ComputeService, r: &HostResources, rc: &str) -> u64 {
 async fn handle_report(
     svc: &Arc<ComputeService>,
     report: &AgentReport,
-    registered: &tokio::sync::Mutex<HashSet<String>>,
+    registered: &tokio::sync::Mutex<Registered>,
 ) -> Result<(), Error> {
     let host = report.host.clone();
     if host.is_empty() {
@@ -163,20 +184,28 @@ async fn handle_report(
             Ok((s.clone(), vec![Rec::Service(s)]))
         })
         .await?;
-    if reg.contains(&host) {
+    if reg.contains_key(&host) {
+        // Placement follows the host's guests (their QEMU overhead).
+        if let (Some(node), Some(r)) = (&rec.node_uuid, &rec.resources) {
+            let inv = inventories(svc, r, guests_on(svc, &host));
+            if reg.get(&host) != Some(&inv) {
+                svc.placement
+                    .ensure_provider(node, &host, inv.clone(), vec!["COMPUTE_NODE".into()])
+                    .await?;
+                reg.insert(host.clone(), inv);
+            }
+        }
         drop(reg);
         sync_power_states(svc, &host, &report.power_states).await;
+        reap_deleted(svc, &host, &report.instances).await;
         return Ok(());
     }
+    let mut pushed = BTreeMap::new();
     {
         if let (Some(node), Some(r)) = (&rec.node_uuid, &rec.resources) {
+            pushed = inventories(svc, r, guests_on(svc, &host));
             svc.placement
-                .ensure_provider(
-                    node,
-                    &host,
-                    inventories(svc, r),
-                    vec!["COMPUTE_NODE".into()],
-                )
+                .ensure_provider(node, &host, pushed.clone(), vec!["COMPUTE_NODE".into()])
                 .await?;
             let aggs: Vec<String> = svc
                 .state
@@ -190,19 +219,30 @@ async fn handle_report(
                 svc.placement.set_provider_aggregates(node, aggs).await?;
             }
         }
-        reg.insert(host.clone());
+        reg.insert(host.clone(), pushed);
         drop(reg);
         // A restarted agent forgot its guests (the fake driver keeps none
         // on disk): hand back the ones the database says run there.
+        // With `resume_guests_state_on_host_boot`, guests that ran before
+        // the host went down (the agent finds them stopped) start again.
         let known: HashSet<&String> = report.instances.iter().collect();
+        let resume = svc.cfg.compute.resume_guests_state_on_host_boot;
         let adopt: Vec<(GuestSpec, PowerState)> = {
             let st = svc.state.read();
             st.live()
                 .filter(|i| i.host.as_deref() == Some(host.as_str()))
                 .filter(|i| {
-                    !(known.contains(&i.uuid)
-                        || i.vm_state == "building"
-                        || i.vm_state.starts_with("shelved_offloaded"))
+                    if i.vm_state == "building" || i.vm_state.starts_with("shelved_offloaded") {
+                        return false;
+                    }
+                    if !known.contains(&i.uuid) {
+                        return true;
+                    }
+                    resume
+                        && i.vm_state == "active"
+                        && i.task_state.is_none()
+                        && i.power_state == PowerState::Running.code()
+                        && report.power_states.get(&i.uuid) == Some(&PowerState::Shutdown)
                 })
                 .map(|i| {
                     let ps = match PowerState::from_code(i.power_state) {
@@ -228,6 +268,53 @@ async fn handle_report(
         }
     }
     Ok(())
+}
+
+/// Nova's `_cleanup_running_deleted_instances`: a guest still on its host
+/// after its instance was deleted (the host was down at the time, or the
+/// destroy failed) is reaped, shut down, or logged, as
+/// `running_deleted_instance_action` says, once deleted for
+/// `running_deleted_instance_timeout` seconds.
+async fn reap_deleted(svc: &Arc<ComputeService>, host: &str, reported: &[String]) {
+    let c = &svc.cfg.compute;
+    let action = c.running_deleted_instance_action.as_str();
+    if action == "noop" {
+        return;
+    }
+    let cutoff = (chrono::Utc::now()
+        - chrono::Duration::seconds(c.running_deleted_instance_timeout as i64))
+    .format("%Y-%m-%dT%H:%M:%S%.6f")
+    .to_string();
+    let orphans: Vec<String> = {
+        let st = svc.state.read();
+        reported
+            .iter()
+            .filter(|u| {
+                st.instances.get(*u).is_some_and(|i| {
+                    i.deleted
+                        && i.host.as_deref() == Some(host)
+                        && i.deleted_at
+                            .as_deref()
+                            .is_some_and(|d| d <= cutoff.as_str())
+                })
+            })
+            .cloned()
+            .collect()
+    };
+    for uuid in orphans {
+        let req = match action {
+            "reap" => ComputeRequest::Destroy { uuid: uuid.clone() },
+            "shutdown" => ComputeRequest::PowerOff { uuid: uuid.clone() },
+            _ => {
+                tracing::warn!(instance = %uuid, %host, "a deleted instance's guest is still on its host (running_deleted_instance_action = log)");
+                continue;
+            }
+        };
+        tracing::warn!(instance = %uuid, %host, action, "a deleted instance's guest is still on its host");
+        if let Err(e) = call_agent(svc, host, req, None).await {
+            tracing::warn!(instance = %uuid, %host, "cleaning up a deleted instance's guest: {e}");
+        }
+    }
 }
 
 /// Nova's `_sync_power_states`: the hypervisor is the truth for power; an
@@ -378,6 +465,7 @@ pub fn guest_spec(svc: &ComputeService, i: &Instance) -> GuestSpec {
         launch_index: i.launch_index,
         config_drive: i.config_drive || svc.cfg.compute.force_config_drive,
         image_properties: i.image_properties.clone(),
+        flavor_extra_specs: i.flavor.extra_specs.clone(),
     }
 }
 

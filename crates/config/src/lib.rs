@@ -362,8 +362,33 @@ pub struct ComputeConfig {
     /// run under it (probed once per kernel and QEMU, with a timeout), else TCG.
     pub virt_type: String,
     /// Where the QEMU driver keeps guests' disks and its image cache
-    /// (`_base/`); default `<data_dir>/instances` (Nova's `instances_path`).
+    /// (`_base/`), Nova's `instances_path`. Guests' QEMU processes run
+    /// under uids of their own, so every directory above it must be
+    /// traversable by all users. Default: `/var/lib/ferrostack/instances`
+    /// when run as root, else `<data_dir>/instances`.
     pub instances_path: Option<String>,
+    /// The uids (and groups of the same numbers) guests' QEMU processes run
+    /// under, one per guest: `guest_uid_base` .. `+ guest_uid_count - 1`.
+    /// The default range is one Linux distributions and systemd leave unused.
+    pub guest_uid_base: u32,
+    pub guest_uid_count: u32,
+    /// The cgroup each guest's cgroup (`instance-<uuid>`) is created under,
+    /// relative to the host's hierarchy (v1 or v2) at `cgroup_root`.
+    pub cgroup_parent: String,
+    pub cgroup_root: String,
+    /// QEMU's memory beside the guest's RAM, in MiB, added to each guest's
+    /// cgroup memory limit and reserved in Placement per guest; 0: the
+    /// driver's estimate (TCG: its 128 MiB translation cache + 80 MiB; KVM: 80 MiB).
+    pub guest_memory_overhead_mb: u64,
+    /// After the host rebooted, start the guests that ran before (Nova's
+    /// `resume_guests_state_on_host_boot`); otherwise they are SHUTOFF.
+    pub resume_guests_state_on_host_boot: bool,
+    /// What to do with a guest still running on a host after its instance
+    /// was deleted (Nova's `running_deleted_instance_action`): `reap`
+    /// (destroy it), `shutdown`, `log` or `noop`...
+    pub running_deleted_instance_action: String,
+    /// ...once deleted this many seconds (`running_deleted_instance_timeout`).
+    pub running_deleted_instance_timeout: u64,
     /// Seconds a guest gets to power off cleanly after an ACPI power-button
     /// press before it is stopped hard (Nova's `shutdown_timeout`; an image's
     /// `os_shutdown_timeout` overrides it).
@@ -416,6 +441,14 @@ impl Default for ComputeConfig {
             compute_driver: "auto".into(),
             virt_type: "auto".into(),
             instances_path: None,
+            guest_uid_base: 1_879_048_192,
+            guest_uid_count: 65_536,
+            cgroup_parent: "ferrostack".into(),
+            cgroup_root: "/sys/fs/cgroup".into(),
+            guest_memory_overhead_mb: 0,
+            resume_guests_state_on_host_boot: false,
+            running_deleted_instance_action: "reap".into(),
+            running_deleted_instance_timeout: 0,
             shutdown_timeout: 60,
             force_config_drive: false,
             remove_unused_base_images: true,
@@ -547,7 +580,8 @@ impl Default for NetworkConfig {
 pub struct VolumeConfig {
     /// `file` (a qcow2 or raw file per volume under `volumes_dir`) or `fake`.
     pub volume_driver: String,
-    /// Where the file backend keeps volumes (default: `<data_dir>/volumes`).
+    /// Where the file backend keeps volumes (default:
+    /// `/var/lib/ferrostack/volumes` as root, else `<data_dir>/volumes`).
     pub volumes_dir: Option<PathBuf>,
     /// File format of the file backend: `qcow2` (thin) or `raw`.
     pub volume_format: String,
@@ -764,6 +798,11 @@ impl Config {
         )?;
         one_of("compute.virt_type", &self.compute.virt_type, VIRT_TYPES)?;
         one_of(
+            "compute.running_deleted_instance_action",
+            &self.compute.running_deleted_instance_action,
+            &["reap", "shutdown", "log", "noop"],
+        )?;
+        one_of(
             "network.host_net_driver",
             &self.network.host_net_driver,
             HOST_NET_DRIVERS,
@@ -795,6 +834,27 @@ impl Config {
         self.identity
             .write_user_clouds_yaml
             .unwrap_or(self.data_dir.is_none())
+    }
+
+    /// Where the QEMU driver keeps guests (`compute.instances_path`).
+    pub fn instances_path(&self) -> PathBuf {
+        match &self.compute.instances_path {
+            Some(p) => PathBuf::from(p),
+            None if running_as_root() => PathBuf::from("/var/lib/ferrostack/instances"),
+            None => self.data_dir().join("instances"),
+        }
+    }
+
+    /// Where the file volume backend keeps volumes (`volume.volumes_dir`):
+    /// `/var/lib/ferrostack/volumes` when run as root (guests' QEMU, under
+    /// uids of their own, must reach an attached volume), else
+    /// `<data_dir>/volumes`.
+    pub fn volumes_dir(&self) -> PathBuf {
+        match &self.volume.volumes_dir {
+            Some(p) => p.clone(),
+            None if running_as_root() => PathBuf::from("/var/lib/ferrostack/volumes"),
+            None => self.data_dir().join("volumes"),
+        }
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -832,6 +892,19 @@ impl Config {
 }
 
 /// `$XDG_DATA_HOME/ferrostack`, else `~/.local/share/ferrostack`, else `./ferrostack-data`.
+/// Whether this process runs as root (its effective uid, from /proc).
+pub fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2))
+                .map(|u| u == "0")
+        })
+        .unwrap_or(false)
+}
+
 pub fn default_data_dir() -> PathBuf {
     if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
         return PathBuf::from(x).join("ferrostack");

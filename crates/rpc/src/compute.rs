@@ -52,6 +52,10 @@ pub struct HostResources {
     pub hypervisor_type: String,
     pub hypervisor_version: u64,
     pub cpu_info: String,
+    /// QEMU's memory beside each guest's RAM (MiB), reserved in Placement
+    /// for every guest on the host.
+    #[serde(default)]
+    pub guest_memory_overhead_mb: u64,
 }
 
 /// One network interface of a guest: the Networking port it plugs into.
@@ -200,6 +204,10 @@ pub struct GuestSpec {
     /// `hw_firmware_type`, `os_type`...), as the build saw them.
     #[serde(default)]
     pub image_properties: BTreeMap<String, String>,
+    /// The flavor's extra specs (`quota:cpu_shares`, `quota:cpu_quota`,
+    /// `quota:cpu_period`...).
+    #[serde(default)]
+    pub flavor_extra_specs: BTreeMap<String, String>,
 }
 
 /// How a host downloads images it has not cached: the Image service's

@@ -83,6 +83,10 @@ impl TestCloud {
         cfg.log.level = "warn".into();
         // API tests run on simulated hosts; tests of real guests ask for `qemu`.
         cfg.compute.compute_driver = "fake".into();
+        // Guests and volumes stay in the test's directory (as root they
+        // would default to /var/lib/ferrostack).
+        cfg.compute.instances_path = Some(dir.path().join("instances").display().to_string());
+        cfg.volume.volumes_dir = Some(dir.path().join("volumes"));
         let dbname = format!("ferro_test_{}", uuid::Uuid::new_v4().simple());
         let mut drop_db = None;
         match backend {

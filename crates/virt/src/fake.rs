@@ -69,6 +69,7 @@ impl FakeDriver {
                 hypervisor_type: "fake".into(),
                 hypervisor_version: 1000,
                 cpu_info: "{\"arch\": \"x86_64\", \"model\": \"fake\", \"vendor\": \"ferrostack\", \"topology\": {\"cores\": 1, \"threads\": 1, \"sockets\": 1}, \"features\": []}".into(),
+                guest_memory_overhead_mb: 0,
             },
             guests: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),

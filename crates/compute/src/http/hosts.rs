@@ -61,6 +61,7 @@ async fn host_show(AxState(svc): St, c: Caller, Path(host): Path<String>) -> NRe
             hypervisor_type: String::new(),
             hypervisor_version: 0,
             cpu_info: String::new(),
+            guest_memory_overhead_mb: 0,
         });
     let insts: Vec<&crate::model::Instance> = st
         .live()

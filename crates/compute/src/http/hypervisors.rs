@@ -53,6 +53,7 @@ fn hyp_view(svc: &ComputeService, st: &State, c: &Caller, s: &ServiceRec, detail
                 hypervisor_type: "fake".into(),
                 hypervisor_version: 0,
                 cpu_info: "{}".into(),
+                guest_memory_overhead_mb: 0,
             });
         let insts: Vec<&crate::model::Instance> = st
             .live()

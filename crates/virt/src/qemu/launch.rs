@@ -154,10 +154,13 @@ pub fn argv(l: &Launch) -> Result<Vec<String>, VirtError> {
             "hw_machine_type {machine} is not supported (pc, q35)"
         )));
     }
-    push(&["-machine", &format!("{machine},accel={}", l.accel)]);
+    push(&["-machine", machine]);
     if l.accel == "kvm" {
-        push(&["-cpu", "host"]);
+        push(&["-accel", "kvm", "-cpu", "host"]);
+    } else {
+        push(&["-accel", &format!("tcg,tb-size={}", super::TCG_TB_SIZE_MB)]);
     }
+    push(&["-sandbox", super::confine::SANDBOX]);
     push(&["-m", &s.memory_mb.max(16).to_string()]);
     push(&["-smp", &s.vcpus.max(1).to_string()]);
     push(&[
@@ -172,18 +175,17 @@ pub fn argv(l: &Launch) -> Result<Vec<String>, VirtError> {
     push(&["-no-user-config", "-nodefaults", "-display", "none"]);
     push(&[
         "-qmp",
-        &format!("unix:{},server=on,wait=off", d("qmp.sock")?),
+        &format!("unix:{},server=on,wait=off", d("run/qmp.sock")?),
     ]);
     push(&[
         "-chardev",
         &format!(
             "socket,id=console,path={},server=on,wait=off,logfile={},logappend=on",
-            d("serial.sock")?,
+            d("run/serial.sock")?,
             d("console.log")?
         ),
     ]);
     push(&["-serial", "chardev:console"]);
-    push(&["-pidfile", &d("qemu.pid")?, "-daemonize"]);
     if let Some(fw) = l.firmware {
         let vars = l.dir.join("nvram.fd");
         if !vars.exists() {
@@ -294,11 +296,8 @@ pub fn argv(l: &Launch) -> Result<Vec<String>, VirtError> {
     }
     push(&["-device", "virtio-balloon-pci"]);
     if l.mode == Mode::Incoming {
-        let save = d("state.save")?;
-        if save.contains('\'') {
-            return Err(VirtError::Failed("instances path contains a quote".into()));
-        }
-        push(&["-incoming", &format!("exec:cat '{save}'")]);
+        // The agent feeds `state.save` in over a socket (see `save`).
+        push(&["-incoming", "defer"]);
     }
     Ok(a)
 }
@@ -432,7 +431,11 @@ mod tests {
         assert!(l.contains("disk.swap,if=none,id=drive2,format=raw"), "{l}");
         assert!(l.contains("product=OpenStack Nova"), "{l}");
         assert!(l.contains(&format!("serial={0},uuid={0}", s.uuid)), "{l}");
-        assert!(l.contains("-machine pc,accel=tcg"), "{l}");
+        assert!(l.contains("-machine pc -accel tcg,tb-size=128"), "{l}");
+        assert!(
+            l.contains(&format!("-sandbox {}", super::super::confine::SANDBOX)),
+            "{l}"
+        );
         assert!(l.contains("virtio-blk-pci,drive=drive0,bootindex=1"), "{l}");
         assert!(l.contains("ide-cd,bus=ide.1,unit=1,drive=config"), "{l}");
         assert!(

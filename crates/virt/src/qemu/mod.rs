@@ -3,16 +3,25 @@
 //! `<instances_path>/<uuid>/` (Nova's layout): `spec.json` (what it was
 //! built from), `disk` (a qcow2 overlay on the host's cached base image),
 //! `disk.eph0`, `disk.swap`, `disk.config` (the config drive),
-//! `console.log`, `qmp.sock`, `qemu.pid`, and `state.save` while it is
-//! suspended (libvirt's managed save). The process is started with
-//! `-daemonize`, in a session of its own, so it does not die with the agent.
+//! `console.log`, `qemu.pid`, `qemu.log` (QEMU's own messages),
+//! `state.save` while it is suspended (libvirt's managed save), and `run/`
+//! (QMP and serial sockets). QEMU runs detached (its own session, parent
+//! init), so it does not die with the agent, and confined: an uid of its
+//! own that owns only this guest's files (the directory is `root:<uid>`
+//! 0710), the seccomp sandbox, and a cgroup of its own (see `confine`).
 mod cache;
+pub mod confine;
+mod host;
 pub mod housekeeping;
 mod launch;
+mod process;
 mod qmp;
+mod save;
 mod volumes;
 
 pub use cache::{ImageCache, ImageInfo, parse_info};
+use host::{host_resources, probe_kvm};
+pub use host::{kernel_runs, version_number};
 pub use launch::{Mode, argv};
 
 use crate::{
@@ -60,6 +69,15 @@ pub struct QemuConfig {
     pub remove_unused_original_minimum_age: Duration,
     /// ...checked this often (`manager_interval`).
     pub image_cache_manager_interval: Duration,
+    /// The uids guests run under (used when the agent runs as root).
+    pub uid_pool: confine::UidPool,
+    /// The host's cgroup hierarchy and the parent of guests' cgroups.
+    pub cgroup_root: PathBuf,
+    pub cgroup_parent: String,
+    /// QEMU's memory beside the guest's RAM, MiB (None: the estimate).
+    pub memory_overhead_mb: Option<u64>,
+    /// Start the guests that ran before a host reboot (Nova's option).
+    pub resume_guests_state_on_host_boot: bool,
 }
 
 impl QemuConfig {
@@ -73,6 +91,11 @@ impl QemuConfig {
             remove_unused_base_images: true,
             remove_unused_original_minimum_age: Duration::from_secs(86_400),
             image_cache_manager_interval: Duration::from_secs(2400),
+            uid_pool: confine::UidPool::default(),
+            cgroup_root: PathBuf::from("/sys/fs/cgroup"),
+            cgroup_parent: "ferrostack".into(),
+            memory_overhead_mb: None,
+            resume_guests_state_on_host_boot: false,
         }
     }
 }
@@ -85,6 +108,28 @@ pub struct QemuDriver {
     resources: HostResources,
     /// When the image cache was last aged.
     last_cache_run: std::sync::Mutex<Option<std::time::Instant>>,
+    /// Guests get uids of their own (the agent runs as root).
+    uids: Option<confine::UidPool>,
+    /// Serialises uid assignment.
+    uid_lock: std::sync::Mutex<()>,
+    cgroups: Option<confine::Cgroups>,
+    /// QEMU's memory beside each guest's RAM, MiB.
+    overhead_mb: u64,
+}
+
+/// TCG's translation cache, MiB: bounded (QEMU's default is 1 GiB, grown
+/// as guests run) so that QEMU's overhead, and the cgroup limit, are known.
+pub const TCG_TB_SIZE_MB: u64 = 128;
+
+/// The driver's estimate of QEMU's memory beside a guest's RAM: devices,
+/// libraries and I/O buffers (about 45 MiB measured here, with margin),
+/// and under TCG its translation cache.
+pub fn overhead_estimate_mb(accel: &str) -> u64 {
+    if accel == "tcg" {
+        TCG_TB_SIZE_MB + 80
+    } else {
+        80
+    }
 }
 
 /// Runs `prog args`; its stdout, or its stderr as the error.
@@ -132,14 +177,51 @@ impl QemuDriver {
                 }
             }
         };
-        let resources = host_resources(&cfg.instances_path, &version).await;
+        let overhead_mb = cfg
+            .memory_overhead_mb
+            .unwrap_or_else(|| overhead_estimate_mb(accel));
+        let mut resources = host_resources(&cfg.instances_path, &version).await;
+        resources.guest_memory_overhead_mb = overhead_mb;
+        let root = confine::can_confine();
+        let (uids, cgroups) = if root {
+            reachable_by_all(&cfg.instances_path)?;
+            let cg = confine::Cgroups::detect(&cfg.cgroup_root, &cfg.cgroup_parent);
+            if cg.is_none() {
+                tracing::warn!(root = %cfg.cgroup_root.display(), "no usable cgroup hierarchy (memory and cpu controllers): guests run without cgroup limits");
+            }
+            (Some(cfg.uid_pool.clone()), cg)
+        } else {
+            tracing::warn!(
+                "not running as root: guests' QEMU runs as this user, without uids or cgroups of their own (the seccomp sandbox is still on)"
+            );
+            (None, None)
+        };
         Ok(QemuDriver {
             cache: ImageCache::new(cfg.instances_path.join("_base"), cfg.qemu_img.clone()),
             cfg,
             accel,
             resources,
             last_cache_run: std::sync::Mutex::new(None),
+            uids,
+            uid_lock: std::sync::Mutex::new(()),
+            cgroups,
+            overhead_mb,
         })
+    }
+
+    /// QEMU's memory beside each guest's RAM, MiB (in its cgroup limit
+    /// and reserved in Placement).
+    pub fn overhead_mb(&self) -> u64 {
+        self.overhead_mb
+    }
+
+    /// The uid the guest's QEMU runs as, the limits of its cgroup, and
+    /// the pid, for an operator's (and a test's) inspection.
+    pub fn confinement(&self, uuid: &str) -> Option<(Option<u32>, Option<confine::Limits>, u32)> {
+        let dir = self.existing(uuid).ok()?;
+        let pid = self.pid(&dir, uuid)?;
+        let limits = self.cgroups.as_ref().and_then(|c| c.read(uuid));
+        Some((process::uid_of(pid), limits, pid))
     }
 
     /// `kvm` or `tcg`.
@@ -178,19 +260,27 @@ impl QemuDriver {
     /// only when that process's command line names this guest (pids are
     /// reused).
     fn pid(&self, dir: &Path, uuid: &str) -> Option<u32> {
-        let pid: u32 = std::fs::read_to_string(dir.join("qemu.pid"))
-            .ok()?
-            .trim()
-            .parse()
-            .ok()?;
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-        let want = format!("{}\0", uuid);
-        let text = String::from_utf8_lossy(&cmdline);
-        (text.contains(&want) && text.contains("-uuid")).then_some(pid)
+        process::verified_pid(&dir.join("qemu.pid"), uuid)
     }
 
     async fn qmp(&self, dir: &Path) -> Result<Qmp, VirtError> {
-        Qmp::connect(&dir.join("qmp.sock"), QMP_TIMEOUT).await
+        Qmp::connect(&dir.join("run/qmp.sock"), QMP_TIMEOUT).await
+    }
+
+    /// Whether the guest's QEMU runs and says over QMP that it is this
+    /// instance (a pid and a command line can both be reused after a host
+    /// reboot; QEMU's own answer cannot).
+    async fn verified(&self, dir: &Path, uuid: &str) -> bool {
+        if self.pid(dir, uuid).is_none() {
+            return false;
+        }
+        match self.qmp(dir).await {
+            Ok(mut q) => match q.execute("query-uuid", None).await {
+                Ok(v) => v["UUID"].as_str() == Some(uuid),
+                Err(_) => false,
+            },
+            Err(_) => false,
+        }
     }
 
     /// Ends the guest's process: QMP `quit`, then SIGKILL if it lingers.
@@ -201,11 +291,11 @@ impl QemuDriver {
         if let Ok(mut q) = self.qmp(dir).await {
             let _ = q.execute("quit", None).await;
         }
-        if wait_gone(pid, Duration::from_secs(5)).await {
+        if process::wait_gone(pid, Duration::from_secs(5)).await {
             return Ok(());
         }
         let _ = run("kill", &["-KILL", &pid.to_string()]).await;
-        if wait_gone(pid, Duration::from_secs(10)).await {
+        if process::wait_gone(pid, Duration::from_secs(10)).await {
             Ok(())
         } else {
             Err(VirtError::Failed(format!(
@@ -214,10 +304,19 @@ impl QemuDriver {
         }
     }
 
-    /// Starts QEMU for the guest in `dir` and waits until QMP answers.
+    /// Starts QEMU for the guest in `dir`, confined, and waits until QMP
+    /// answers.
     async fn launch(&self, dir: &Path, spec: &GuestSpec, mode: Mode) -> Result<(), VirtError> {
-        let _ = std::fs::remove_file(dir.join("qmp.sock"));
-        let _ = std::fs::remove_file(dir.join("qemu.pid"));
+        let run_dir = dir.join("run");
+        std::fs::create_dir_all(&run_dir).map_err(io(&run_dir))?;
+        for sock in [
+            "qmp.sock",
+            "serial.sock",
+            save::RESTORE_SOCKET,
+            save::SAVE_SOCKET,
+        ] {
+            let _ = std::fs::remove_file(run_dir.join(sock));
+        }
         let firmware = launch::firmware(spec)?;
         let kernel = match spec.image_properties.get("kernel_id") {
             Some(k) => Some(self.cache.cached(k).ok_or_else(|| {
@@ -240,16 +339,99 @@ impl QemuDriver {
             ramdisk: ramdisk.as_deref(),
             firmware: firmware.as_ref(),
         })?;
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        run(&self.cfg.qemu_binary, &refs).await?;
+        let uid = self.hand_over(dir, spec).await?;
+        let procs = match &self.cgroups {
+            Some(cg) => cg.create(
+                &spec.uuid,
+                &confine::Limits::for_guest(
+                    spec.vcpus,
+                    spec.memory_mb,
+                    self.overhead_mb,
+                    &spec.flavor_extra_specs,
+                )?,
+            )?,
+            None => Vec::new(),
+        };
+        let pidfile = dir.join("qemu.pid");
+        let log = dir.join("qemu.log");
+        process::spawn(&process::Detached {
+            program: &self.cfg.qemu_binary,
+            args: &args,
+            pidfile: &pidfile,
+            log: &log,
+            uid,
+            cgroup_procs: &procs,
+        })
+        .await?;
         let deadline = tokio::time::Instant::now() + QMP_TIMEOUT;
         loop {
             match self.qmp(dir).await {
                 Ok(_) => return Ok(()),
-                Err(e) if tokio::time::Instant::now() > deadline => return Err(e),
-                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                Err(e) => {
+                    let pid: Option<u32> = std::fs::read_to_string(&pidfile)
+                        .ok()
+                        .and_then(|p| p.trim().parse().ok());
+                    let exited = pid.is_some_and(|p| !process::alive(p));
+                    if exited || tokio::time::Instant::now() > deadline {
+                        let why = process::log_tail(&log);
+                        return Err(VirtError::Failed(if why.is_empty() {
+                            format!("QEMU did not start: {e}")
+                        } else {
+                            format!("QEMU did not start: {why}")
+                        }));
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
             }
         }
+    }
+
+    /// Gives the guest's files to its uid (assigned on first use) and
+    /// prepares its taps; `None` when guests are not confined.
+    async fn hand_over(&self, dir: &Path, spec: &GuestSpec) -> Result<Option<u32>, VirtError> {
+        let Some(pool) = &self.uids else {
+            return Ok(None);
+        };
+        let uid = {
+            let _g = self.uid_lock.lock().unwrap_or_else(|p| p.into_inner());
+            pool.assign(&self.cfg.instances_path, dir)?
+        };
+        // root:<uid> 0710: the guest may reach its files, not list or
+        // change what the agent keeps here; other guests may not enter.
+        std::os::unix::fs::chown(dir, Some(0), Some(uid)).map_err(io(dir))?;
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o710))
+                .map_err(io(dir))?;
+        }
+        let console = dir.join("console.log");
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&console)
+            .map_err(io(&console))?;
+        for f in [
+            "run",
+            "console.log",
+            "disk",
+            "disk.eph0",
+            "disk.swap",
+            "disk.config",
+            "disk.rescue",
+            "nvram.fd",
+        ] {
+            let p = dir.join(f);
+            if p.exists() {
+                confine::hand_over(&p, uid)?;
+            }
+        }
+        for vol in volumes::load(dir).values() {
+            confine::hand_over(Path::new(&vol.path), uid)?;
+        }
+        for v in &spec.vifs {
+            process::prepare_tap(&v.tap_name, uid).await?;
+        }
+        Ok(Some(uid))
     }
 
     /// How the guest is started now: rescued while `disk.rescue` exists.
@@ -363,11 +545,31 @@ impl QemuDriver {
         if !timeout.is_zero()
             && let Ok(mut q) = self.qmp(dir).await
             && q.execute("system_powerdown", None).await.is_ok()
-            && wait_gone(pid, timeout).await
+            && process::wait_gone(pid, timeout).await
         {
             return Ok(());
         }
         self.kill(dir, &spec.uuid).await
+    }
+
+    /// Removes what a guest had outside its directory (taps, cgroup) and
+    /// gives its volumes back to root (its uid goes to the next guest).
+    async fn release(&self, dir: &Path, uuid: &str, spec: Option<&GuestSpec>) {
+        if let Some(uid) = confine::read_owner(dir) {
+            for vol in volumes::load(dir).values() {
+                confine::take_back(Path::new(&vol.path), uid);
+            }
+        }
+        if self.uids.is_some()
+            && let Some(spec) = spec
+        {
+            for v in &spec.vifs {
+                process::remove_tap(&v.tap_name).await;
+            }
+        }
+        if let Some(cg) = &self.cgroups {
+            cg.remove(uuid);
+        }
     }
 
     async fn running_guest(&self, uuid: &str) -> Result<(PathBuf, Qmp), VirtError> {
@@ -380,215 +582,25 @@ impl QemuDriver {
     }
 }
 
-/// Waits up to `within` for process `pid` to end.
-async fn wait_gone(pid: u32, within: Duration) -> bool {
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        let alive = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map(|s| {
-                // A zombie has ended; field 3 is its state.
-                s.rsplit(')')
-                    .next()
-                    .and_then(|rest| rest.split_whitespace().next())
-                    != Some("Z")
-            })
-            .unwrap_or(false);
-        if !alive {
-            return true;
+/// Guests' QEMU, under uids of their own, opens files by path below the
+/// instances path: every directory above it must let all users pass.
+fn reachable_by_all(path: &Path) -> Result<(), VirtError> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut p = Some(path);
+    while let Some(dir) = p {
+        if let Ok(m) = std::fs::metadata(dir)
+            && m.permissions().mode() & 0o001 == 0
+        {
+            return Err(VirtError::Failed(format!(
+                "guests run under uids of their own and cannot reach {}: {} is mode {:o}; set compute.instances_path to a path all users may traverse (as root the default is /var/lib/ferrostack/instances)",
+                path.display(),
+                dir.display(),
+                m.permissions().mode() & 0o7777
+            )));
         }
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        p = dir.parent();
     }
-}
-
-/// A Linux kernel to probe KVM with: the host's own, else the one the
-/// project's guest image was built with.
-fn probe_kernel() -> Option<PathBuf> {
-    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let mut candidates = vec![
-        PathBuf::from(format!("/boot/vmlinuz-{}", release.trim())),
-        PathBuf::from("/boot/vmlinuz"),
-        PathBuf::from("/vmlinuz"),
-    ];
-    let cache = std::env::var_os("FERRO_GUEST_DIR")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/ferrostack/guest"))
-        });
-    if let Some(dir) = cache
-        && let Ok(rd) = std::fs::read_dir(dir)
-    {
-        let mut found: Vec<PathBuf> = rd
-            .filter_map(Result::ok)
-            .map(|e| e.path().join("boot"))
-            .filter_map(|b| std::fs::read_dir(b).ok())
-            .flat_map(|rd| rd.filter_map(Result::ok).map(|e| e.path()))
-            .filter(|p| {
-                p.file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz"))
-            })
-            .collect();
-        found.sort();
-        candidates.extend(found);
-    }
-    candidates.into_iter().find(|p| p.is_file())
-}
-
-/// Whether a KVM guest runs here: a Linux kernel started under KVM must
-/// print its banner on the serial port within a few seconds (on hosts where
-/// KVM guests hang, the firmware runs but the kernel never prints). Without
-/// a kernel to try, KVM is not proven and TCG is used. The answer is kept in
-/// the instances path for this kernel and QEMU.
-async fn probe_kvm(cfg: &QemuConfig, qemu_version: &str) -> bool {
-    if !Path::new("/dev/kvm").exists() {
-        return false;
-    }
-    let Some(kernel) = probe_kernel() else {
-        tracing::warn!(
-            "virt_type auto: no Linux kernel to prove that KVM guests run here; using TCG (set compute.virt_type = \"kvm\" to use KVM)"
-        );
-        return false;
-    };
-    let host = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let key = format!(
-        "{} {}",
-        host.trim(),
-        qemu_version.lines().next().unwrap_or("")
-    );
-    let memo = cfg.instances_path.join("kvm-probe");
-    if let Ok(s) = std::fs::read_to_string(&memo)
-        && let Some((k, answer)) = s.rsplit_once('=')
-        && k == key
-    {
-        return answer.trim() == "yes";
-    }
-    let log = cfg.instances_path.join("kvm-probe.log");
-    let ok = kernel_runs(&cfg.qemu_binary, "kvm", &kernel, &log).await;
-    let _ = std::fs::remove_file(&log);
-    let _ = std::fs::write(&memo, format!("{key}={}\n", if ok { "yes" } else { "no" }));
-    tracing::info!(kernel = %kernel.display(), "virt_type auto: KVM guests {}", if ok { "run" } else { "do not run here; using TCG" });
-    ok
-}
-
-/// Whether `kernel`, started by QEMU with accelerator `accel`, prints its
-/// banner on the serial port (written to `log`) within 8 seconds.
-pub async fn kernel_runs(qemu_binary: &str, accel: &str, kernel: &Path, log: &Path) -> bool {
-    let _ = std::fs::remove_file(log);
-    let mut args = vec!["-machine".to_string(), format!("pc,accel={accel}")];
-    if accel == "kvm" {
-        args.extend(["-cpu".to_string(), "host".to_string()]);
-    }
-    let child = tokio::process::Command::new(qemu_binary)
-        .args(args)
-        .args([
-            "-nodefaults",
-            "-display",
-            "none",
-            "-no-reboot",
-            "-m",
-            "128",
-            "-append",
-            "console=ttyS0 earlyprintk=ttyS0 panic=-1",
-            "-serial",
-            &format!("file:{}", log.display()),
-            "-kernel",
-        ])
-        .arg(kernel)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn();
-    let mut ok = false;
-    if let Ok(mut child) = child {
-        for _ in 0..80 {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            if std::fs::read_to_string(log).is_ok_and(|s| s.contains("Linux version")) {
-                ok = true;
-                break;
-            }
-            if let Ok(Some(_)) = child.try_wait() {
-                break;
-            }
-        }
-        let _ = child.kill().await;
-    }
-    ok
-}
-
-/// Nova's version number: major * 1,000,000 + minor * 1,000 + micro.
-pub fn version_number(qemu_version: &str) -> u64 {
-    let v = qemu_version
-        .split_whitespace()
-        .skip_while(|w| *w != "version")
-        .nth(1)
-        .unwrap_or("0");
-    let mut parts = v.split('.').map(|p| {
-        p.chars()
-            .take_while(char::is_ascii_digit)
-            .collect::<String>()
-            .parse::<u64>()
-            .unwrap_or(0)
-    });
-    let (a, b, c) = (
-        parts.next().unwrap_or(0),
-        parts.next().unwrap_or(0),
-        parts.next().unwrap_or(0),
-    );
-    a * 1_000_000 + b * 1_000 + c
-}
-
-/// The host as Placement should see it: its CPUs, memory, the disk under
-/// the instances path, and QEMU's version.
-async fn host_resources(path: &Path, qemu_version: &str) -> HostResources {
-    let vcpus = std::thread::available_parallelism()
-        .map(|n| n.get() as u32)
-        .unwrap_or(1);
-    let memory_mb = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("MemTotal:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<u64>().ok())
-        })
-        .map(|kb| kb / 1024)
-        .unwrap_or(0);
-    let local_gb = match path.to_str() {
-        Some(p) => run("df", &["-B1", "--output=size", p])
-            .await
-            .ok()
-            .and_then(|o| o.lines().nth(1).and_then(|l| l.trim().parse::<u64>().ok()))
-            .map(|b| b >> 30)
-            .unwrap_or(0),
-        None => 0,
-    };
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let field = |k: &str| {
-        cpuinfo
-            .lines()
-            .find(|l| l.starts_with(k))
-            .and_then(|l| l.split_once(':'))
-            .map(|(_, v)| v.trim().to_string())
-            .unwrap_or_default()
-    };
-    let cpu_info = serde_json::json!({
-        "arch": std::env::consts::ARCH,
-        "model": field("model name"),
-        "vendor": field("vendor_id"),
-        "topology": {"sockets": 1, "cores": vcpus, "threads": 1},
-        "features": [],
-    });
-    HostResources {
-        vcpus,
-        memory_mb,
-        local_gb,
-        hypervisor_type: "QEMU".into(),
-        hypervisor_version: version_number(qemu_version),
-        cpu_info: cpu_info.to_string(),
-    }
+    Ok(())
 }
 
 #[async_trait::async_trait]
@@ -625,6 +637,7 @@ impl VirtDriver for QemuDriver {
         .await;
         if r.is_err() && self.pid(&dir, &spec.uuid).is_none() {
             // Nothing of a guest that never ran is kept (a retry starts clean).
+            self.release(&dir, &spec.uuid, Some(spec)).await;
             let _ = std::fs::remove_dir_all(&dir);
         }
         r
@@ -636,6 +649,8 @@ impl VirtDriver for QemuDriver {
             return Ok(());
         }
         self.kill(&dir, uuid).await?;
+        let spec = self.read_spec(&dir).ok();
+        self.release(&dir, uuid, spec.as_ref()).await;
         std::fs::remove_dir_all(&dir).map_err(io(&dir))
     }
 
@@ -693,41 +708,8 @@ impl VirtDriver for QemuDriver {
     /// `state.save` and the process ends; resume restores it.
     async fn suspend(&self, uuid: &str) -> Result<(), VirtError> {
         let (dir, mut q) = self.running_guest(uuid).await?;
-        let save = dir.join("state.save");
-        let tmp = dir.join("state.save.part");
-        let tmp_s = cache::path_str(&tmp)?;
-        if tmp_s.contains('\'') {
-            return Err(VirtError::Failed("instances path contains a quote".into()));
-        }
-        q.execute("stop", None).await?;
-        q.execute(
-            "migrate",
-            Some(serde_json::json!({"uri": format!("exec:cat > '{tmp_s}'")})),
-        )
-        .await?;
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
-        loop {
-            let m = q.execute("query-migrate", None).await?;
-            match m["status"].as_str().unwrap_or("") {
-                "completed" => break,
-                "failed" | "cancelled" => {
-                    let _ = q.execute("cont", None).await;
-                    return Err(VirtError::Failed(format!(
-                        "saving the guest's memory failed: {}",
-                        m["error-desc"].as_str().unwrap_or("unknown")
-                    )));
-                }
-                _ if tokio::time::Instant::now() > deadline => {
-                    let _ = q.execute("migrate_cancel", None).await;
-                    let _ = q.execute("cont", None).await;
-                    return Err(VirtError::Failed(
-                        "saving the guest's memory timed out".into(),
-                    ));
-                }
-                _ => tokio::time::sleep(Duration::from_millis(50)).await,
-            }
-        }
-        std::fs::rename(&tmp, &save).map_err(io(&save))?;
+        let owner = self.uids.as_ref().and_then(|_| confine::read_owner(&dir));
+        save::save(&mut q, &dir, owner, &dir.join("state.save")).await?;
         drop(q);
         self.kill(&dir, uuid).await
     }
@@ -737,8 +719,8 @@ impl VirtDriver for QemuDriver {
         if self.pid(&dir, uuid).is_some() {
             return Ok(());
         }
-        let save = dir.join("state.save");
-        if !save.exists() {
+        let state = dir.join("state.save");
+        if !state.exists() {
             return Err(VirtError::Failed(format!(
                 "instance {uuid} is not suspended"
             )));
@@ -746,27 +728,8 @@ impl VirtDriver for QemuDriver {
         let spec = self.read_spec(&dir)?;
         self.launch(&dir, &spec, Mode::Incoming).await?;
         let mut q = self.qmp(&dir).await?;
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
-        loop {
-            match q.status().await?.as_str() {
-                "running" => break,
-                "inmigrate" | "prelaunch" | "restore-vm" | "finish-migrate" => {}
-                // A guest paused when it was saved stays so: ask it to run.
-                "paused" | "postmigrate" => {
-                    let _ = q.execute("cont", None).await;
-                }
-                other => {
-                    return Err(VirtError::Failed(format!(
-                        "restoring the guest's memory: QEMU is {other}"
-                    )));
-                }
-            }
-            if tokio::time::Instant::now() > deadline {
-                return Err(VirtError::Failed("restoring the guest timed out".into()));
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        std::fs::remove_file(&save).map_err(io(&save))
+        save::restore(&mut q, &dir, &state).await?;
+        std::fs::remove_file(&state).map_err(io(&state))
     }
 
     /// Boots the rescue image (the instance's own when none is named) with
@@ -901,6 +864,12 @@ impl VirtDriver for QemuDriver {
             return Ok(());
         }
         if self.pid(&dir, uuid).is_some() {
+            // The guest's QEMU opens the volume under its own uid.
+            if self.uids.is_some()
+                && let Some(uid) = confine::read_owner(&dir)
+            {
+                confine::hand_over(Path::new(&vol.path), uid)?;
+            }
             let mut q = self.qmp(&dir).await?;
             volumes::plug(&mut q, device, &vol).await?;
         }
@@ -942,6 +911,9 @@ impl VirtDriver for QemuDriver {
         if self.pid(&dir, uuid).is_some() {
             let mut q = self.qmp(&dir).await?;
             volumes::unplug(&mut q, device, 8, Duration::from_secs(5)).await?;
+        }
+        if let (Some(vol), Some(uid)) = (all.get(device), confine::read_owner(&dir)) {
+            confine::take_back(Path::new(&vol.path), uid);
         }
         all.remove(device);
         volumes::save(&dir, &all)
@@ -1015,7 +987,16 @@ impl VirtDriver for QemuDriver {
     /// host rebooted) is started again.
     async fn adopt(&self, spec: &GuestSpec, state: PowerState) -> Result<(), VirtError> {
         let dir = self.existing(&spec.uuid)?;
-        if state == PowerState::Running && self.pid(&dir, &spec.uuid).is_none() {
+        if self.pid(&dir, &spec.uuid).is_some() {
+            if self.verified(&dir, &spec.uuid).await {
+                return Ok(());
+            }
+            return Err(VirtError::Failed(format!(
+                "a process holds instance {}'s pid file and command line but QMP does not answer as that instance",
+                spec.uuid
+            )));
+        }
+        if state == PowerState::Running {
             return self.power_on(&spec.uuid).await;
         }
         Ok(())

@@ -253,17 +253,62 @@ s_kill9() {
   run admin server stop "$SRV2" && wait_status "$SRV2" SHUTOFF && expect_qemu "$SRV2_ID" gone || return 1
   run admin server start "$SRV2" && wait_status "$SRV2" ACTIVE && expect_qemu "$SRV2_ID" running
 }
-# A guest powered off from inside (the ACPI power button; its OS powers
-# off, QEMU ends): SHUTOFF at the next power-state sync.
+# A guest powered off from inside (`poweroff -f` typed on its serial
+# console; QEMU ends): SHUTOFF at the next power-state sync.
 s_poweroff_inside() {
   need SRV2_ID || return 1
   # Once the guest has booted again after the start above (a power button
   # pressed while its kernel starts is not seen).
   console_has "$SRV2" GUEST-READY 2 || return 1
   local t0=$SECONDS
-  qmp "$SRV2_ID" system_powerdown > /dev/null || return 1
+  "$PY" - "$INST/$SRV2_ID/run/serial.sock" <<'PYEOF' || return 1
+import socket, sys
+s = socket.socket(socket.AF_UNIX); s.settimeout(10); s.connect(sys.argv[1])
+s.sendall(b"\npoweroff -f\n")
+s.close()
+PYEOF
   wait_status "$SRV2" SHUTOFF || return 1
   echo "SHUTOFF $((SECONDS - t0)) s after the guest powered off"
+}
+# kill -9 of ferrostack during 10 builds: after the restart each one ends
+# ACTIVE with its QEMU running or ERROR with a fault, never ACTIVE without a
+# guest; deleting them leaves no QEMU behind.
+s_kill9_builds() {
+  need IMG_ID || return 1
+  run admin quota set --instances -1 --cores -1 --ram -1 admin || return 1
+  run admin server create -f json --image "$IMG" --flavor "$TINY" --nic none \
+      --min 10 --max 10 kb || return 1
+  sleep "${KILL_AFTER_S:-4}"
+  kill -KILL "$FERRO_PID"; wait "$FERRO_PID" 2>/dev/null || true
+  FERRO_PID=
+  ferro_start "$data" "${serve_args[@]}" || return 1
+  echo "# killed during the builds, restarted: ferrostack pid $FERRO_PID"
+  local t0=$SECONDS ids id st active=0 error=0 bad=0 pending
+  while :; do
+    run admin server list -f json --name '^kb-' -c ID -c Status > /dev/null || return 1
+    pending="$("$PY" -c 'import json,sys; print(sum(1 for s in json.load(sys.stdin) if s["Status"] not in ("ACTIVE","ERROR")))' <<< "$OUT")"
+    [ "$pending" = 0 ] && break
+    [ $((SECONDS - t0)) -ge 300 ] && { echo "$pending builds unfinished after 300 s"; printf '%s\n' "$OUT"; return 1; }
+    sleep 2
+  done
+  ids="$("$PY" -c 'import json,sys; [print(s["ID"], s["Status"]) for s in json.load(sys.stdin)]' <<< "$OUT")"
+  [ "$(wc -l <<< "$ids")" = 10 ] || { echo "not 10 servers: $ids"; return 1; }
+  while read -r id st; do
+    if [ "$st" = ACTIVE ]; then
+      if qemu_pid "$id" > /dev/null; then active=$((active + 1)); else echo "$id ACTIVE without QEMU"; bad=1; fi
+    else
+      run admin server show -f json -c fault "$id" > /dev/null
+      if grep -q '"message"' <<< "$OUT"; then error=$((error + 1)); else echo "$id ERROR without a fault"; bad=1; fi
+    fi
+  done <<< "$ids"
+  echo "after kill -9 during 10 builds: $active ACTIVE with QEMU running, $error ERROR with a fault"
+  KB_IDS="$(cut -d' ' -f1 <<< "$ids")"
+  [ "$bad" = 0 ] || return 1
+  # shellcheck disable=SC2086
+  run admin server delete --wait $KB_IDS || return 1
+  for id in $KB_IDS; do
+    [ "$(qemu_state "$id")" = gone ] || { echo "QEMU of $id still runs"; return 1; }
+  done
 }
 s_delete() {
   need SRV_ID || return 1
@@ -300,6 +345,7 @@ step "server create --image <snapshot>: a second guest boots"            s_boot_
 step "confined: own uids, seccomp, cgroup memory = RAM + overhead"    s_confined
 step "kill -9 ferrostack: guests run on; after restart ACTIVE, stop/start" s_kill9
 step "guest powers off from inside: SHUTOFF at the next sync"           s_poweroff_inside
+step "kill -9 during 10 builds: each ACTIVE with QEMU or ERROR with a fault" s_kill9_builds
 step "server delete --wait: no QEMU process, overlay or socket left"     s_delete
 step "clean-up: images"                                                  s_cleanup
 

@@ -33,11 +33,12 @@ ferro_start() {
   # Guests and volumes stay with this run (as root they would default to
   # /var/lib/ferrostack). Real guests run under uids of their own, so their
   # directory must be reachable by every user: one under /var/tmp (0711),
-  # removed by ferro_kill_guests; the same one across restarts of this run.
+  # kept across restarts of this run and removed by ferro_kill_guests.
+  local where=()
   if [ -z "${FERROSTACK__COMPUTE__INSTANCES_PATH:-}" ]; then
     if [ "$FERROSTACK__COMPUTE__COMPUTE_DRIVER" = fake ]; then
-      export FERROSTACK__COMPUTE__INSTANCES_PATH="$data/instances"
-      export FERROSTACK__VOLUME__VOLUMES_DIR="${FERROSTACK__VOLUME__VOLUMES_DIR:-$data/volumes}"
+      where=("FERROSTACK__COMPUTE__INSTANCES_PATH=$data/instances"
+             "FERROSTACK__VOLUME__VOLUMES_DIR=${FERROSTACK__VOLUME__VOLUMES_DIR:-$data/volumes}")
     else
       FERRO_GUESTS="$(mktemp -d /var/tmp/ferro-guests.XXXXXX)"
       chmod 711 "$FERRO_GUESTS"
@@ -46,7 +47,7 @@ ferro_start() {
       export FERROSTACK__VOLUME__VOLUMES_DIR="${FERROSTACK__VOLUME__VOLUMES_DIR:-$FERRO_GUESTS/volumes}"
     fi
   fi
-  "$bin" serve --data-dir "$data" --listen "127.0.0.1:$FERRO_PORT" "$@" \
+  env "${where[@]}" "$bin" serve --data-dir "$data" --listen "127.0.0.1:$FERRO_PORT" "$@" \
       > "$data/ferrostack.log" 2>&1 < /dev/null &
   FERRO_PID=$!
   local i

@@ -264,7 +264,11 @@ s_poweroff_inside() {
   "$PY" - "$INST/$SRV2_ID/run/serial.sock" <<'PYEOF' || return 1
 import socket, sys
 s = socket.socket(socket.AF_UNIX); s.settimeout(10); s.connect(sys.argv[1])
-s.sendall(b"\npoweroff -f\n")
+import time
+# One byte at a time, as typed: the guest's UART has a 16-byte FIFO.
+for b in b"\npoweroff -f\n":
+    s.sendall(bytes([b])); time.sleep(0.05)
+time.sleep(1)
 s.close()
 PYEOF
   wait_status "$SRV2" SHUTOFF || return 1

@@ -79,7 +79,7 @@ ferro_kill_guests() {
     uuid="$(basename "$(dirname "$f")")"; pid="$(cat "$f")"
     if tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$uuid"; then
       kill -KILL "$pid" 2>/dev/null
-      for _ in 1 2 3 4 5 6 7 8 9 10; do [ -d "/proc/$pid" ] || break; sleep 0.1; done
+      for _ in $(seq 50); do [ -d "/proc/$pid" ] || break; sleep 0.1; done
     fi
     for c in memory/ cpu/ ""; do rmdir "/sys/fs/cgroup/${c}ferrostack/instance-$uuid" 2>/dev/null || true; done
     for tap in $(grep -o '"tap_name": *"[^"]*"' "$inst/$uuid/spec.json" 2>/dev/null | sed 's/.*"\([^"]*\)"$/\1/'); do

@@ -171,6 +171,17 @@ fn console_until(log: &Path, want: &[&str], within: Duration) -> String {
     text
 }
 
+/// A temporary directory under /var/tmp that every user may traverse (0711).
+fn reachable_tempdir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let d = tempfile::Builder::new()
+        .prefix("ferro-guests-")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    d
+}
+
 /// The QEMU driver (TCG here) boots the project's guest image as Nova
 /// would: a qcow2 overlay on the host's cached base (fetched once for two
 /// concurrent boots), SMBIOS saying OpenStack Nova, the config drive on an
@@ -184,7 +195,9 @@ fn the_qemu_driver_boots_the_guest_image() {
         .enable_all()
         .build()
         .unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    // Guests run under uids of their own (as root): their files must be
+    // reachable by every user, which a private temporary directory is not.
+    let dir = reachable_tempdir();
     let mut cfg = QemuConfig::new(dir.path().join("instances"));
     cfg.virt_type = VirtType::Qemu;
     cfg.shutdown_timeout = Duration::from_secs(8);
@@ -309,7 +322,7 @@ fn the_qemu_driver_boots_the_guest_image() {
         user_data: None,
         ..spec
     };
-    let scratch = tempfile::tempdir().unwrap();
+    let scratch = reachable_tempdir();
     let t2 = Instant::now();
     let r = rt.block_on(ferro_virt::conformance::lifecycle(
         &driver,

@@ -226,7 +226,7 @@ confined() {
   seccomp="$(awk '/^Seccomp:/{print $2}' "/proc/$pid/status")"
   if [ -f /sys/fs/cgroup/cgroup.controllers ]; then limit="$(cat "/sys/fs/cgroup/$cg/memory.max")"
   else limit="$(cat "/sys/fs/cgroup/memory/$cg/memory.limit_in_bytes")"; fi
-  echo "QEMU $pid of $1: uid $uid, seccomp $seccomp, memory limit $((limit >> 20)) MiB"
+  echo "# QEMU $pid of $1: uid $uid, seccomp $seccomp, memory limit $((limit >> 20)) MiB"
   [ "$uid" != 0 ] && [ "$seccomp" = 2 ] && [ "$((limit >> 20))" = "$(($2 + 208))" ] || return 1
   UIDS="${UIDS:-} $uid"
 }
@@ -272,7 +272,7 @@ time.sleep(1)
 s.close()
 PYEOF
   wait_status "$SRV2" SHUTOFF || return 1
-  echo "SHUTOFF $((SECONDS - t0)) s after the guest powered off"
+  echo "# SHUTOFF $((SECONDS - t0)) s after the guest powered off"
 }
 # kill -9 of ferrostack during 10 builds: after the restart each one ends
 # ACTIVE with its QEMU running or ERROR with a fault, never ACTIVE without a
@@ -305,7 +305,7 @@ s_kill9_builds() {
       if grep -q '"message"' <<< "$OUT"; then error=$((error + 1)); else echo "$id ERROR without a fault"; bad=1; fi
     fi
   done <<< "$ids"
-  echo "after kill -9 during 10 builds: $active ACTIVE with QEMU running, $error ERROR with a fault"
+  echo "# after kill -9 during 10 builds: $active ACTIVE with QEMU running, $error ERROR with a fault"
   KB_IDS="$(cut -d' ' -f1 <<< "$ids")"
   [ "$bad" = 0 ] || return 1
   # shellcheck disable=SC2086

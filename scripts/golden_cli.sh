@@ -69,7 +69,8 @@ step() {  # step "description" FUNCTION
   local desc="$1"; shift
   if "$@" > "$work/step.log" 2>&1; then
     PASSED=$((PASSED + 1)); echo "ok - $desc"
-    [ "${VERBOSE:-0}" = 1 ] && sed 's/^/#   /' "$work/step.log"
+    if [ "${VERBOSE:-0}" = 1 ]; then sed 's/^/#   /' "$work/step.log"
+    else grep '^# ' "$work/step.log" | sed 's/^/#   /' || true; fi
   else
     FAILED=$((FAILED + 1)); echo "not ok - $desc"
     sed 's/^/#   /' "$work/step.log"

@@ -87,21 +87,24 @@ qemu_state() {
   qemu_pid "$1" > /dev/null || { echo gone; return; }
   qmp "$1" query-status | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["status"])'
 }
-# qmp UUID COMMAND: QMP's answer (JSON) to COMMAND, from that guest's QEMU
+# qmp UUID COMMAND [ARGUMENTS_JSON]: QMP's answer (JSON) to COMMAND, from that guest's QEMU
 qmp() {
-  "$PY" - "$INST/$1/run/qmp.sock" "$2" <<'PYEOF'
+  "$PY" - "$INST/$1/run/qmp.sock" "$2" "${3:-}" <<'PYEOF'
 import json, socket, sys
 s = socket.socket(socket.AF_UNIX); s.settimeout(10); s.connect(sys.argv[1])
 f = s.makefile("rw")
 f.readline()
-def ex(c):
-    f.write(json.dumps({"execute": c}) + "\n"); f.flush()
+def ex(c, args=None):
+    f.write(json.dumps({"execute": c, **({"arguments": args} if args else {})}) + "\n"); f.flush()
     while True:
         m = json.loads(f.readline())
         if "event" not in m:
             return m
 ex("qmp_capabilities")
-print(json.dumps(ex(sys.argv[2]).get("return")))
+r = ex(sys.argv[2], json.loads(sys.argv[3]) if sys.argv[3] else None)
+if "error" in r:
+    sys.exit(r["error"]["desc"])
+print(json.dumps(r.get("return")))
 PYEOF
 }
 expect_qemu() {  # expect_qemu UUID WANT
@@ -274,6 +277,48 @@ PYEOF
   wait_status "$SRV2" SHUTOFF || return 1
   echo "# SHUTOFF $((SECONDS - t0)) s after the guest powered off"
 }
+# A guest whose disk holds 4 GiB of data (written through its QEMU's block
+# layer while it runs): `server image create` copies it while the guest runs
+# and streams it to the Image service with ferrostack's RSS nearly flat; the
+# image boots.
+s_big_snapshot() {
+  need SRV_ID || return 1
+  local off rss0 peak sampler t0
+  "$PY" - "$INST/$SRV_ID/run/qmp.sock" <<'PYEOF' || return 1
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX); s.settimeout(120); s.connect(sys.argv[1])
+f = s.makefile("rw")
+f.readline()
+def ex(c, args=None):
+    f.write(json.dumps({"execute": c, **({"arguments": args} if args else {})}) + "\n"); f.flush()
+    while True:
+        m = json.loads(f.readline())
+        if "event" not in m:
+            return m
+ex("qmp_capabilities")
+for n in range(64):  # 64 writes of 64 MiB: QEMU's memory stays within its cgroup
+    r = ex("human-monitor-command",
+           {"command-line": f'qemu-io drive0 "write -P 0x5a {n << 26} {1 << 26}"'})
+    if "error" in r or "error" in r.get("return", "").lower():
+        sys.exit(f"write {n}: {r}")
+PYEOF
+  echo "# wrote 4 GiB into the running guest's disk; overlay now $(du -h "$INST/$SRV_ID/disk" | cut -f1)"
+  rss0="$(awk '/^VmRSS:/{print $2}' "/proc/$FERRO_PID/status")"
+  ( while kill -0 "$FERRO_PID" 2>/dev/null; do awk '/^VmRSS:/{print $2}' "/proc/$FERRO_PID/status"; sleep 0.2; done ) > "$work/rss" 2>/dev/null &
+  sampler=$!
+  t0=$SECONDS
+  run admin server image create -f json --wait --name big-snap "$SRV" || { kill "$sampler"; return 1; }
+  kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null || true
+  peak="$(sort -n "$work/rss" | tail -1)"
+  run admin image show -f json big-snap || return 1
+  echo "# 4 GiB disk snapshot in $((SECONDS - t0)) s, image $(( $(js get size <<< "$OUT") >> 20 )) MiB; ferrostack RSS $((rss0 >> 10)) MiB before, $((peak >> 10)) MiB peak (+$(((peak - rss0) >> 10)) MiB)"
+  expect_qemu "$SRV_ID" running || return 1
+  [ $((peak - rss0)) -lt $((64 << 10)) ] || { echo "RSS grew by $(((peak - rss0) >> 10)) MiB (limit 64)"; return 1; }
+  run admin server create -f json --image big-snap --flavor "$SMALL" --nic none --wait g3 || return 1
+  local g3; g3="$(js get id <<< "$OUT")"
+  console_has g3 "INSTANCE-UUID $g3" || return 1
+  run admin server delete --wait g3 && run admin image delete big-snap
+}
 # kill -9 of ferrostack during 10 builds: after the restart each one ends
 # ACTIVE with its QEMU running or ERROR with a fault, never ACTIVE without a
 # guest; deleting them leaves no QEMU behind.
@@ -349,6 +394,7 @@ step "server create --image <snapshot>: a second guest boots"            s_boot_
 step "confined: own uids, seccomp, cgroup memory = RAM + overhead"    s_confined
 step "kill -9 ferrostack: guests run on; after restart ACTIVE, stop/start" s_kill9
 step "guest powers off from inside: SHUTOFF at the next sync"           s_poweroff_inside
+step "4 GiB disk: server image create while running, RSS flat, it boots" s_big_snapshot
 step "kill -9 during 10 builds: each ACTIVE with QEMU or ERROR with a fault" s_kill9_builds
 step "server delete --wait: no QEMU process, overlay or socket left"     s_delete
 step "clean-up: images"                                                  s_cleanup

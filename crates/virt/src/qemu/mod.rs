@@ -9,6 +9,7 @@
 //! init), so it does not die with the agent, and confined: an uid of its
 //! own that owns only this guest's files (the directory is `root:<uid>`
 //! 0710), the seccomp sandbox, and a cgroup of its own (see `confine`).
+mod backup;
 mod cache;
 pub mod confine;
 mod host;
@@ -787,9 +788,9 @@ impl VirtDriver for QemuDriver {
         Ok(())
     }
 
-    /// Copies the root disk (with its base folded in) to `dest` as qcow2.
-    /// A running guest is paused for the copy (QEMU flushes its disks when
-    /// it stops), so the image is consistent.
+    /// Copies the root disk (with its base folded in) to `dest` as qcow2:
+    /// from a running guest with QEMU's `blockdev-backup` while it runs on
+    /// (see `backup`), from a stopped one with `qemu-img convert`.
     async fn snapshot(&self, uuid: &str, dest: &Path) -> Result<u64, VirtError> {
         let dir = self.existing(uuid)?;
         let disk = dir.join("disk");
@@ -798,23 +799,32 @@ impl VirtDriver for QemuDriver {
                 "instance {uuid} has no local root disk to snapshot"
             )));
         }
-        let mut paused = None;
         if self.pid(&dir, uuid).is_some() {
             let mut q = self.qmp(&dir).await?;
-            let was_running = q.status().await? == "running";
-            q.execute("stop", None).await?;
-            paused = Some((q, was_running));
+            let drive = if Self::mode_of(&dir) == Mode::Rescue {
+                "drive1"
+            } else {
+                "drive0"
+            };
+            backup::run(
+                &mut q,
+                &backup::Backup {
+                    dir: &dir,
+                    owner: self.uids.as_ref().and_then(|_| confine::read_owner(&dir)),
+                    drive,
+                    qemu_img: &self.cfg.qemu_img,
+                    dest,
+                },
+            )
+            .await?;
+        } else {
+            let (src, dst) = (cache::path_str(&disk)?, cache::path_str(dest)?);
+            run(
+                &self.cfg.qemu_img,
+                &["convert", "-U", "-f", "qcow2", "-O", "qcow2", &src, &dst],
+            )
+            .await?;
         }
-        let (src, dst) = (cache::path_str(&disk)?, cache::path_str(dest)?);
-        let r = run(
-            &self.cfg.qemu_img,
-            &["convert", "-U", "-f", "qcow2", "-O", "qcow2", &src, &dst],
-        )
-        .await;
-        if let Some((mut q, true)) = paused {
-            q.execute("cont", None).await?;
-        }
-        r?;
         std::fs::metadata(dest).map(|m| m.len()).map_err(io(dest))
     }
 

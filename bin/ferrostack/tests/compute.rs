@@ -556,3 +556,51 @@ async fn power_state_sync_from_heartbeats() {
     }
     c.stop().await;
 }
+
+/// Nova's `running_deleted_instance_action = reap`: a guest left on its
+/// host by a delete whose destroy failed (the instance is deleted locally)
+/// is destroyed at a later heartbeat.
+#[tokio::test]
+async fn a_deleted_instances_guest_is_reaped() {
+    let c = TestCloud::start_with(Backend::Sqlite, |cfg| {
+        cfg.compute.fake_hosts = 1;
+        cfg.compute.report_interval = 1;
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let tok = c.admin_token().await;
+    wait_hosts(&c, &tok, 1).await;
+    let img = image(&c, &tok).await;
+    let r = nova(
+        &c,
+        Method::POST,
+        "/servers",
+        &tok,
+        server_body(&img, "1", "orphan"),
+    )
+    .await;
+    let id = r.body["server"]["id"].as_str().unwrap().to_string();
+    wait_status(&c, &tok, &id, &["ACTIVE"]).await;
+    let driver = c.agents[0].driver.clone();
+    assert!(driver.inject_failure("destroy", 1));
+    let r = nova(
+        &c,
+        Method::DELETE,
+        &format!("/servers/{id}"),
+        &tok,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    wait_status(&c, &tok, &id, &["DELETED"]).await;
+    let t = Instant::now();
+    while driver.list().await.contains(&id) {
+        assert!(
+            t.elapsed() < Duration::from_secs(15),
+            "the deleted instance's guest was not reaped"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    c.stop().await;
+}

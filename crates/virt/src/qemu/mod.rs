@@ -186,6 +186,7 @@ impl QemuDriver {
         let root = confine::can_confine();
         let (uids, cgroups) = if root {
             reachable_by_all(&cfg.instances_path)?;
+            tun_for_all();
             let cg = confine::Cgroups::detect(&cfg.cgroup_root, &cfg.cgroup_parent);
             if cg.is_none() {
                 tracing::warn!(root = %cfg.cgroup_root.display(), "no usable cgroup hierarchy (memory and cpu controllers): guests run without cgroup limits");
@@ -580,6 +581,28 @@ impl QemuDriver {
         }
         let q = self.qmp(&dir).await?;
         Ok((dir, q))
+    }
+}
+
+/// Guests' QEMU, under their own uids, opens the taps the agent made for
+/// them through `/dev/net/tun`, which distributions leave `0666` (opening a
+/// persistent tap needs its owner's uid, creating one needs CAP_NET_ADMIN).
+/// A host where it is `0600` gets the distribution's mode.
+fn tun_for_all() {
+    use std::os::unix::fs::PermissionsExt;
+    let tun = Path::new("/dev/net/tun");
+    if let Ok(m) = std::fs::metadata(tun)
+        && m.permissions().mode() & 0o006 != 0o006
+    {
+        match std::fs::set_permissions(tun, std::fs::Permissions::from_mode(0o666)) {
+            Ok(()) => tracing::info!(
+                "/dev/net/tun was mode {:o}; set to 0666 (the distributions' mode) so guests' QEMU, under their own uids, can open their taps",
+                m.permissions().mode() & 0o777
+            ),
+            Err(e) => tracing::warn!(
+                "/dev/net/tun is not usable by guests' uids ({e}): guests with NICs will not start"
+            ),
+        }
     }
 }
 

@@ -316,7 +316,7 @@ PYEOF
   echo "# 4 GiB disk snapshot in $((SECONDS - t0)) s, image $(( $(js get size <<< "$OUT") >> 20 )) MiB; ferrostack RSS $((rss0 >> 10)) MiB before, $((peak >> 10)) MiB peak (+$(((peak - rss0) >> 10)) MiB)"
   expect_qemu "$SRV_ID" running || return 1
   [ $((peak - rss0)) -lt $((64 << 10)) ] || { echo "RSS grew by $(((peak - rss0) >> 10)) MiB (limit 64)"; return 1; }
-  run admin server create -f json --image big-snap --flavor "$SMALL" --nic none --wait g3 || return 1
+  run admin server create -f json --image big-snap --flavor "$SMALL" --config-drive True --nic none --wait g3 || return 1
   local g3; g3="$(js get id <<< "$OUT")"
   console_has g3 "INSTANCE-UUID $g3" || return 1
   run admin server delete --wait g3 && run admin image delete big-snap

@@ -158,6 +158,8 @@ fn io(what: &Path) -> impl Fn(std::io::Error) -> VirtError + '_ {
 }
 
 const QMP_TIMEOUT: Duration = Duration::from_secs(30);
+/// Nova's `SHUTDOWN_RETRY_INTERVAL`: the power button is pressed again this often.
+const SHUTDOWN_RETRY_INTERVAL: Duration = Duration::from_secs(10);
 /// Nova's `MAX_CONSOLE_BYTES`: the console log answers with its last 100 KiB.
 const MAX_CONSOLE_BYTES: u64 = 100 * 1024;
 
@@ -543,13 +545,21 @@ impl QemuDriver {
         let Some(pid) = self.pid(dir, &spec.uuid) else {
             return Ok(());
         };
-        let timeout = self.shutdown_timeout(spec);
-        if !timeout.is_zero()
-            && let Ok(mut q) = self.qmp(dir).await
-            && q.execute("system_powerdown", None).await.is_ok()
-            && process::wait_gone(pid, timeout).await
-        {
-            return Ok(());
+        // As Nova's libvirt driver: the button is pressed again every
+        // `SHUTDOWN_RETRY_INTERVAL` (a guest still booting misses a press).
+        let deadline = tokio::time::Instant::now() + self.shutdown_timeout(spec);
+        while tokio::time::Instant::now() < deadline {
+            let pressed = match self.qmp(dir).await {
+                Ok(mut q) => q.execute("system_powerdown", None).await.is_ok(),
+                Err(_) => false,
+            };
+            if !pressed {
+                break;
+            }
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if process::wait_gone(pid, left.min(SHUTDOWN_RETRY_INTERVAL)).await {
+                return Ok(());
+            }
         }
         self.kill(dir, &spec.uuid).await
     }

@@ -548,7 +548,12 @@ impl QemuDriver {
         // As Nova's libvirt driver: the button is pressed again every
         // `SHUTDOWN_RETRY_INTERVAL` (a guest still booting misses a press).
         let deadline = tokio::time::Instant::now() + self.shutdown_timeout(spec);
-        while tokio::time::Instant::now() < deadline {
+        // A paused guest cannot see the button: it is stopped hard at once.
+        let paused = match self.qmp(dir).await {
+            Ok(mut q) => q.status().await.is_ok_and(|s| s != "running"),
+            Err(_) => false,
+        };
+        while !paused && tokio::time::Instant::now() < deadline {
             let pressed = match self.qmp(dir).await {
                 Ok(mut q) => q.execute("system_powerdown", None).await.is_ok(),
                 Err(_) => false,

@@ -280,7 +280,7 @@ async fn explain_no_candidates(
                 continue;
             }
             let cap = match (node, res) {
-                (Some(_), Some(r)) => ops::capacity(svc, r, rc, ops::guests_on(svc, host)),
+                (Some(_), Some(r)) => ops::capacity(svc, r, rc, ops::guests_on(svc, host, r)),
                 _ => 0,
             };
             let used = match node {

@@ -73,8 +73,12 @@ pub async fn start_conductor(svc: Arc<ComputeService>) -> Result<(), Error> {
 type Registered = HashMap<String, BTreeMap<String, Inventory>>;
 
 /// The guests placed on `host` that hold memory there (not deleted, not
-/// shelved and offloaded).
-pub fn guests_on(svc: &ComputeService, host: &str) -> u64 {
+/// shelved and offloaded), counted only when its driver reports a per-guest
+/// overhead (the count only multiplies it; a host without one needs no scan).
+pub fn guests_on(svc: &ComputeService, host: &str, r: &HostResources) -> u64 {
+    if r.guest_memory_overhead_mb == 0 {
+        return 0;
+    }
     svc.state
         .read()
         .live()
@@ -187,7 +191,7 @@ async fn handle_report(
     if reg.contains_key(&host) {
         // Placement follows the host's guests (their QEMU overhead).
         if let (Some(node), Some(r)) = (&rec.node_uuid, &rec.resources) {
-            let inv = inventories(svc, r, guests_on(svc, &host));
+            let inv = inventories(svc, r, guests_on(svc, &host, r));
             if reg.get(&host) != Some(&inv) {
                 svc.placement
                     .ensure_provider(node, &host, inv.clone(), vec!["COMPUTE_NODE".into()])
@@ -203,7 +207,7 @@ async fn handle_report(
     let mut pushed = BTreeMap::new();
     {
         if let (Some(node), Some(r)) = (&rec.node_uuid, &rec.resources) {
-            pushed = inventories(svc, r, guests_on(svc, &host));
+            pushed = inventories(svc, r, guests_on(svc, &host, r));
             svc.placement
                 .ensure_provider(node, &host, pushed.clone(), vec!["COMPUTE_NODE".into()])
                 .await?;

@@ -211,6 +211,81 @@ async fn server_lifecycle_and_placement() {
     assert_eq!(s["flavor"]["original_name"], "m1.tiny");
     assert_eq!(placement_used(&c, &tok).await, (1, 512));
 
+    // Diagnostics come from the host's driver: the fake's are Nova's fake
+    // driver's figures, in Nova's 2.48 document.
+    let r = c
+        .request_h(
+            Method::GET,
+            &format!("/compute/v2.1/servers/{id}/diagnostics"),
+            Some(&tok),
+            Value::Null,
+            &[("OpenStack-API-Version", "compute 2.48")],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["driver"], "libvirt");
+    assert_eq!(r.body["hypervisor"], "fake");
+    assert_eq!(r.body["num_cpus"], 1);
+    assert_eq!(r.body["cpu_details"][0]["time"], 17_300_000_000u64);
+    assert_eq!(r.body["memory_details"]["maximum"], 512);
+    let r = nova(
+        &c,
+        Method::GET,
+        &format!("/servers/{id}/diagnostics"),
+        &tok,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    // Consoles: a simulated guest has no screen, so the host's agent says
+    // the console type is unavailable (Nova's 400); the request's shape is
+    // checked first.
+    let r = nova(
+        &c,
+        Method::POST,
+        &format!("/servers/{id}/action"),
+        &tok,
+        json!({"os-getVNCConsole": {"type": "novnc"}}),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(
+        r.body["badRequest"]["message"],
+        "Unavailable console type novnc."
+    );
+    let rc = |protocol: &str, kind: &str| json!({"remote_console": {"protocol": protocol, "type": kind}});
+    let path = format!("/servers/{id}/remote-consoles");
+    let r = nova(&c, Method::POST, &path, &tok, rc("vnc", "novnc")).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = nova(&c, Method::POST, &path, &tok, rc("vnc", "spice-html5")).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(
+        r.body["badRequest"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("type")
+    );
+    let r = c
+        .request_h(
+            Method::POST,
+            &format!("/compute/v2.1{path}"),
+            Some(&tok),
+            rc("vnc", "novnc"),
+            &[("OpenStack-API-Version", "compute 2.5")],
+        )
+        .await;
+    assert_eq!(r.status, 404, "remote-consoles is 2.6+: {}", r.body);
+    let r = nova(
+        &c,
+        Method::POST,
+        "/servers/00000000-0000-0000-0000-000000000000/remote-consoles",
+        &tok,
+        rc("vnc", "novnc"),
+    )
+    .await;
+    assert_eq!(r.status, 404, "{}", r.body);
+
     for (action, want) in [
         (json!({"os-stop": null}), "SHUTOFF"),
         (json!({"os-start": null}), "ACTIVE"),

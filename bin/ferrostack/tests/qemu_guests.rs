@@ -24,6 +24,73 @@ async fn nova(c: &TestCloud, m: Method, path: &str, tok: &str, body: Value) -> R
     .await
 }
 
+/// `POST /servers/{id}/remote-consoles` (2.6+): the URL of a noVNC console.
+async fn remote_console(c: &TestCloud, tok: &str, id: &str) -> String {
+    let r = nova(
+        c,
+        Method::POST,
+        &format!("/servers/{id}/remote-consoles"),
+        tok,
+        json!({"remote_console": {"protocol": "vnc", "type": "novnc"}}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["remote_console"]["type"], "novnc", "{}", r.body);
+    r.body["remote_console"]["url"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Opens the websocket noVNC opens for a console URL (`GET /?token=...`),
+/// with `origin` if given: the status line, and the first frame's payload
+/// when it was upgraded.
+async fn websocket(url: &str, origin: Option<&str>) -> (String, Option<Vec<u8>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://").unwrap();
+    let (authority, query) = rest.split_once('?').unwrap();
+    let authority = authority.split('/').next().unwrap();
+    let token = query.rsplit("%3D").next().unwrap();
+    let mut s = tokio::net::TcpStream::connect(authority).await.unwrap();
+    let mut req = format!(
+        "GET /?token={token} HTTP/1.1\r\nHost: {authority}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: x3JJHMbDL1EzLkh9GBhXDw==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: binary\r\n"
+    );
+    if let Some(o) = origin {
+        req.push_str(&format!("Origin: {o}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break p + 4;
+        }
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut chunk))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "closed before the response: {buf:?}");
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let status =
+        String::from_utf8_lossy(&buf[..buf.iter().position(|b| *b == b'\r').unwrap()]).to_string();
+    if !status.contains(" 101 ") {
+        return (status, None);
+    }
+    let mut frame = buf[head_end..].to_vec();
+    while frame.len() < 2 || frame.len() < 2 + usize::from(frame[1] & 127) {
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut chunk))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "closed before the first frame");
+        frame.extend_from_slice(&chunk[..n]);
+    }
+    let len = usize::from(frame[1] & 127);
+    (status, Some(frame[2..2 + len].to_vec()))
+}
+
 fn have(cmd: &str) -> bool {
     Command::new("sh")
         .args(["-c", &format!("command -v {cmd}")])
@@ -355,6 +422,75 @@ async fn a_server_is_a_real_guest() {
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
     }
+
+    // Diagnostics are measured: the vCPU's time, the boot disk's reads,
+    // the process's uptime; and libvirt's flat map before 2.48.
+    let r = nova(
+        &c,
+        Method::GET,
+        &format!("/servers/{id}/diagnostics"),
+        &tok,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let d = &r.body;
+    assert_eq!(
+        (d["driver"].as_str(), d["hypervisor"].as_str()),
+        (Some("libvirt"), Some("qemu")),
+        "{d}"
+    );
+    assert_eq!(
+        (d["state"].as_str(), d["num_cpus"].as_u64()),
+        (Some("running"), Some(1)),
+        "{d}"
+    );
+    assert!(d["cpu_details"][0]["time"].as_u64().unwrap() > 0, "{d}");
+    assert!(
+        d["disk_details"][0]["read_bytes"].as_u64().unwrap() > 1 << 20,
+        "{d}"
+    );
+    assert!(d["uptime"].as_u64().unwrap() < ready.as_secs() + 60, "{d}");
+    assert_eq!(d["memory_details"]["maximum"], 512, "{d}");
+    assert_eq!(d["config_drive"], true, "{d}");
+    let r = c
+        .request_h(
+            Method::GET,
+            &format!("/compute/v2.1/servers/{id}/diagnostics"),
+            Some(&tok),
+            Value::Null,
+            &[("OpenStack-API-Version", "compute 2.47")],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body["cpu0_time"].as_u64().unwrap() > 0, "{}", r.body);
+    assert!(r.body["vda_read"].as_u64().unwrap() > 0, "{}", r.body);
+    assert_eq!(r.body["memory"], 512 * 1024, "{}", r.body);
+
+    // The browser console: a one-time URL whose websocket reaches the
+    // guest's VNC server, for a client without Origin (Tempest's) or with
+    // this host's; a foreign Origin is refused without spending the token.
+    let url = remote_console(&c, &tok, &id).await;
+    assert!(url.contains("/vnc_lite.html?path=%3Ftoken%3D"), "{url}");
+    let page = reqwest::get(&url).await.unwrap();
+    // noVNC is served from Debian's package where it is installed.
+    if Path::new("/usr/share/novnc/vnc_lite.html").exists() {
+        assert_eq!(page.status(), 200);
+        assert!(page.text().await.unwrap().contains("noVNC"));
+    }
+    let (st, _) = websocket(&url, Some("http://evil.example")).await;
+    assert!(st.contains(" 403 "), "foreign Origin: {st}");
+    let origin = url.split("/vnc_lite").next().unwrap().to_string();
+    let (st, first) = websocket(&url, Some(&origin)).await;
+    assert!(st.contains(" 101 "), "{st}");
+    let greeting = String::from_utf8_lossy(&first.unwrap()).to_string();
+    assert!(greeting.starts_with("RFB 003.00"), "{greeting}");
+    let (st, _) = websocket(&url, None).await;
+    assert!(st.contains(" 403 "), "a used token: {st}");
+    let url = remote_console(&c, &tok, &id).await;
+    let (st, first) = websocket(&url, None).await;
+    assert!(st.contains(" 101 "), "{st}");
+    assert!(first.unwrap().starts_with(b"RFB "));
 
     // Suspend (the guest's memory streamed to disk, QEMU gone) and resume.
     for (action, want) in [("suspend", "SUSPENDED"), ("resume", "ACTIVE")] {

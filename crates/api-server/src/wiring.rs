@@ -105,6 +105,30 @@ pub async fn start_agents(
             )));
         }
     }
+    // The console proxy serves the guests of this process's agents; fake
+    // guests have no screen, so it starts only with the QEMU driver.
+    let console = if driver == "qemu" && cfg.vnc.enabled {
+        let settings = ferro_compute_agent::console::ConsoleSettings {
+            listen: cfg.vnc.novncproxy_listen.clone(),
+            base_url: cfg.vnc.novncproxy_base_url.clone(),
+            public_host: cfg.public_host(),
+            web: cfg.vnc.web.clone().into(),
+            token_ttl: Duration::from_secs(cfg.console.token_ttl.max(1)),
+            allowed_origins: cfg.console.allowed_origins.clone(),
+        };
+        Some(
+            ferro_compute_agent::console::ConsoleProxy::start(settings)
+                .await
+                .map_err(|e| {
+                    Error::internal(format!(
+                        "console proxy on {}: {e} (vnc.novncproxy_listen)",
+                        cfg.vnc.novncproxy_listen
+                    ))
+                })?,
+        )
+    } else {
+        None
+    };
     let mut agents = Vec::new();
     for (host, driver) in drivers {
         let agent = ferro_compute_agent::ComputeAgent::new(
@@ -113,6 +137,7 @@ pub async fn start_agents(
             driver,
             interval,
             cfg.data_dir().join("compute").join(&host),
+            console.clone(),
         );
         agent
             .clone()

@@ -5,6 +5,7 @@
 //! the conductor. It never opens the database (DESIGN.md §3).
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod console;
 mod download;
 mod upload;
 
@@ -28,6 +29,8 @@ pub struct ComputeAgent {
     report_interval: Duration,
     /// Where snapshots are written before they are streamed to the Image service.
     work_dir: PathBuf,
+    /// The host's console proxy (`None`: consoles are disabled).
+    console: Option<Arc<console::ConsoleProxy>>,
 }
 
 impl ComputeAgent {
@@ -37,6 +40,7 @@ impl ComputeAgent {
         driver: Arc<dyn VirtDriver>,
         report_interval: Duration,
         work_dir: PathBuf,
+        console: Option<Arc<console::ConsoleProxy>>,
     ) -> Arc<ComputeAgent> {
         Arc::new(ComputeAgent {
             host,
@@ -44,6 +48,7 @@ impl ComputeAgent {
             bus,
             report_interval,
             work_dir,
+            console,
         })
     }
 
@@ -144,6 +149,16 @@ impl ComputeAgent {
                     output: d.console_output(&uuid).await?,
                 });
             }
+            R::Console { uuid, kind } => {
+                return Ok(ComputeReply::Console {
+                    url: self.console_url(&uuid, &kind).await?,
+                });
+            }
+            R::Diagnostics { uuid } => {
+                return Ok(ComputeReply::Diagnostics {
+                    diagnostics: d.diagnostics(&uuid).await?,
+                });
+            }
             R::Volumes { uuid } => {
                 return Ok(ComputeReply::Volumes {
                     devices: d.volumes(&uuid).await,
@@ -180,6 +195,9 @@ impl ComputeAgent {
             }
             R::Adopt { spec, power_state } => d.adopt(&spec, power_state).await?,
             R::Destroy { uuid } => {
+                if let Some(c) = &self.console {
+                    c.revoke(&uuid);
+                }
                 d.destroy(&uuid).await?;
                 return Ok(ComputeReply::Done {
                     power_state: PowerState::NoState,
@@ -233,6 +251,21 @@ impl ComputeAgent {
         Ok(ComputeReply::Done {
             power_state: d.power_state(&uuid).await.unwrap_or(PowerState::NoState),
         })
+    }
+
+    /// A one-time console URL of a running guest (`novnc` is the one
+    /// console type served here).
+    async fn console_url(&self, uuid: &str, kind: &str) -> Result<String, RpcError> {
+        if kind != "novnc" {
+            return Err(RpcError::Unsupported(format!("console type {kind}")));
+        }
+        let Some(proxy) = &self.console else {
+            return Err(RpcError::Unsupported(
+                "consoles (vnc.enabled is false on this host)".into(),
+            ));
+        };
+        let socket = self.driver.vnc_socket(uuid).await?;
+        Ok(proxy.grant(uuid, socket))
     }
 
     /// The driver writes the guest's disk to a file of this host; the agent
@@ -304,6 +337,7 @@ mod tests {
             Arc::new(FakeDriver::new(4, 4096, 40)),
             Duration::from_secs(3600),
             dir.path().to_path_buf(),
+            None,
         );
         agent.start().await.unwrap();
         let hb = conductor.next().await.unwrap();

@@ -41,6 +41,8 @@ pub struct Config {
     pub volume: VolumeConfig,
     pub bus: BusConfig,
     pub log: LogConfig,
+    pub vnc: VncConfig,
+    pub console: ConsoleConfig,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -715,6 +717,54 @@ pub struct PolicyConfig {
     pub file: Option<PathBuf>,
 }
 
+/// The graphical console of QEMU guests (Nova's `[vnc]`): each compute
+/// host serves the noVNC client and proxies its websocket to the guests'
+/// VNC servers.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VncConfig {
+    /// Guests get a screen and `console url show` works (QEMU driver).
+    pub enabled: bool,
+    /// Where this host's console proxy listens (Nova's
+    /// `novncproxy_host:novncproxy_port`).
+    pub novncproxy_listen: String,
+    /// The URL users are given, before `?path=%3Ftoken%3D<token>`; default
+    /// `http://<public host>:<port>/vnc_lite.html`, the host of `api.public_url`.
+    pub novncproxy_base_url: Option<String>,
+    /// The noVNC client served by the proxy (Debian's `novnc` package).
+    pub web: String,
+}
+impl Default for VncConfig {
+    fn default() -> Self {
+        VncConfig {
+            enabled: true,
+            novncproxy_listen: "0.0.0.0:6080".into(),
+            novncproxy_base_url: None,
+            web: "/usr/share/novnc".into(),
+        }
+    }
+}
+
+/// Console tokens and origins (Nova's `[consoleauth] token_ttl` and
+/// `[console] allowed_origins`).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsoleConfig {
+    /// Seconds a console URL stays usable; each one opens one connection.
+    pub token_ttl: u64,
+    /// Host names a browser page may open consoles from, besides the
+    /// proxy's own (for a dashboard served under another name).
+    pub allowed_origins: Vec<String>,
+}
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        ConsoleConfig {
+            token_ttl: 600,
+            allowed_origins: Vec::new(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogConfig {
@@ -878,6 +928,22 @@ impl Config {
     }
 
     /// Base URL clients reach the listener at.
+    /// The host name (or address) in `public_url()`.
+    pub fn public_host(&self) -> String {
+        let url = self.public_url();
+        let rest = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
+        let authority = rest.split('/').next().unwrap_or_default();
+        if authority.starts_with('[') {
+            return authority
+                .split_once(']')
+                .map_or(authority.to_string(), |(h, _)| format!("{h}]"));
+        }
+        authority
+            .rsplit_once(':')
+            .map_or(authority, |(h, _)| h)
+            .to_string()
+    }
+
     pub fn public_url(&self) -> String {
         if let Some(u) = &self.api.public_url {
             return u.trim_end_matches('/').to_string();

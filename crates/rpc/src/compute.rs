@@ -43,6 +43,51 @@ impl PowerState {
     }
 }
 
+/// What the hypervisor measures of one guest (Nova's instance diagnostics).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Diagnostics {
+    /// `qemu` (TCG) or `kvm`, as Nova's `[libvirt] virt_type`.
+    pub hypervisor: String,
+    /// Seconds since the guest's process started (none when it is not running).
+    pub uptime: Option<u64>,
+    /// CPU time of each vCPU, nanoseconds.
+    pub cpu_times_ns: Vec<u64>,
+    pub disks: Vec<DiskStats>,
+    pub nics: Vec<NicStats>,
+    /// The guest's RAM and what it currently has, MiB.
+    pub memory_max_mb: u64,
+    pub memory_used_mb: u64,
+}
+
+/// I/O through one of the guest's disks since its process started.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct DiskStats {
+    /// The device as the guest names it (`vda`).
+    pub name: String,
+    pub read_bytes: u64,
+    pub read_requests: u64,
+    pub write_bytes: u64,
+    pub write_requests: u64,
+    pub errors_count: u64,
+}
+
+/// Traffic of one of the guest's NICs, seen from the guest (`rx` is what
+/// it received).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct NicStats {
+    pub mac_address: String,
+    /// The host device (`tap...`).
+    pub name: String,
+    pub rx_octets: u64,
+    pub rx_errors: u64,
+    pub rx_drop: u64,
+    pub rx_packets: u64,
+    pub tx_octets: u64,
+    pub tx_errors: u64,
+    pub tx_drop: u64,
+    pub tx_packets: u64,
+}
+
 /// What a host offers, reported to Placement and `os-hypervisors`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct HostResources {
@@ -324,6 +369,15 @@ pub enum ComputeRequest {
     ConsoleOutput {
         uuid: String,
     },
+    /// A one-time URL of the guest's graphical console of `kind` (`novnc`).
+    Console {
+        uuid: String,
+        kind: String,
+    },
+    /// What the hypervisor measures of the guest (`server show --diagnostics`).
+    Diagnostics {
+        uuid: String,
+    },
     PowerState {
         uuid: String,
     },
@@ -376,6 +430,8 @@ impl ComputeRequest {
             | Unrescue { uuid }
             | Snapshot { uuid, .. }
             | ConsoleOutput { uuid }
+            | Console { uuid, .. }
+            | Diagnostics { uuid }
             | PowerState { uuid }
             | AttachVolume { uuid, .. }
             | ExtendVolume { uuid, .. }
@@ -432,6 +488,13 @@ pub enum ComputeReply {
     },
     ConsoleOutput {
         output: String,
+    },
+    /// The URL a browser opens for the console (its token is spent once).
+    Console {
+        url: String,
+    },
+    Diagnostics {
+        diagnostics: Diagnostics,
     },
     Volumes {
         devices: Vec<String>,

@@ -87,6 +87,7 @@ impl TestCloud {
         // would default to /var/lib/ferrostack).
         cfg.compute.instances_path = Some(dir.path().join("instances").display().to_string());
         cfg.volume.volumes_dir = Some(dir.path().join("volumes"));
+        cfg.vnc.novncproxy_listen = "127.0.0.1:0".into();
         let dbname = format!("ferro_test_{}", uuid::Uuid::new_v4().simple());
         let mut drop_db = None;
         match backend {

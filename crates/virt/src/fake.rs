@@ -276,6 +276,45 @@ impl VirtDriver for FakeDriver {
         self.enter("console_output").await?;
         self.with(uuid, |g| Ok(g.console.join("\n") + "\n"))
     }
+    async fn diagnostics(&self, uuid: &str) -> Result<crate::Diagnostics, VirtError> {
+        // Nova's fake driver's figures: nothing is measured here.
+        self.with(uuid, |g| {
+            let running = g.state == PowerState::Running;
+            Ok(crate::Diagnostics {
+                hypervisor: "fake".into(),
+                uptime: running.then_some(46664),
+                cpu_times_ns: vec![17_300_000_000; g.spec.vcpus.max(1) as usize],
+                disks: vec![crate::DiskStats {
+                    name: "vda".into(),
+                    read_bytes: 262_144,
+                    read_requests: 112,
+                    write_bytes: 5_778_432,
+                    write_requests: 488,
+                    errors_count: 1,
+                }],
+                nics: g
+                    .spec
+                    .vifs
+                    .iter()
+                    .map(|v| crate::NicStats {
+                        mac_address: v.mac_address.clone(),
+                        name: v.tap_name.clone(),
+                        ..Default::default()
+                    })
+                    .collect(),
+                memory_max_mb: g.spec.memory_mb,
+                memory_used_mb: 0,
+            })
+        })
+    }
+    async fn vnc_socket(&self, uuid: &str) -> Result<std::path::PathBuf, VirtError> {
+        // A simulated guest has no screen to show.
+        self.with(uuid, |_| {
+            Err(VirtError::Unsupported(
+                "graphical consoles (the fake driver's guests have no screen)",
+            ))
+        })
+    }
     async fn power_state(&self, uuid: &str) -> Result<PowerState, VirtError> {
         self.with(uuid, |g| Ok(g.state))
     }

@@ -15,8 +15,8 @@ pub use qemu::{QemuConfig, QemuDriver, VirtType};
 
 use ferro_rpc::RpcError;
 pub use ferro_rpc::compute::{
-    AssistedSnapshot, ConnectionData, ConnectionInfo, DiskKind, DiskSpec, GuestSpec, HostResources,
-    PowerState, VifSpec,
+    AssistedSnapshot, ConnectionData, ConnectionInfo, Diagnostics, DiskKind, DiskSpec, DiskStats,
+    GuestSpec, HostResources, NicStats, PowerState, VifSpec,
 };
 use std::path::Path;
 
@@ -83,6 +83,14 @@ pub trait VirtDriver: Send + Sync {
     /// service) and returns its size in bytes.
     async fn snapshot(&self, uuid: &str, dest: &Path) -> Result<u64, VirtError>;
     async fn console_output(&self, uuid: &str) -> Result<String, VirtError>;
+    /// What the hypervisor measures of the guest (CPU time per vCPU, disk
+    /// and NIC counters, memory, uptime).
+    async fn diagnostics(&self, uuid: &str) -> Result<Diagnostics, VirtError>;
+    /// The unix socket of the running guest's VNC server, for the host's
+    /// console proxy. Drivers without a screen to show say Unsupported.
+    async fn vnc_socket(&self, _uuid: &str) -> Result<std::path::PathBuf, VirtError> {
+        Err(VirtError::Unsupported("graphical consoles"))
+    }
     async fn power_state(&self, uuid: &str) -> Result<PowerState, VirtError>;
     /// Periodic upkeep of the host (console log rotation, image cache
     /// ageing); the agent calls it with each heartbeat.

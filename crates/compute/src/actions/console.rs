@@ -5,6 +5,7 @@ use crate::caller::Caller;
 use crate::error::{NResult, NovaError};
 use crate::ops;
 use crate::servers::get_instance;
+use ferro_rpc::RpcError;
 use ferro_rpc::compute::{ComputeReply, ComputeRequest};
 use std::sync::Arc;
 
@@ -62,7 +63,7 @@ fn tail(text: &str, n: Option<usize>) -> String {
     }
 }
 
-pub(super) fn remote(
+pub(super) async fn remote(
     svc: &Arc<ComputeService>,
     c: &Caller,
     id: &str,
@@ -72,25 +73,50 @@ pub(super) fn remote(
     if i.vm_state != "active" {
         return Err(NovaError::conflict(format!("Instance {id} is not ready")));
     }
-    let url = console_url(svc, "vnc", &kind, id);
+    let url = console_url(svc, c, &i, &kind).await?;
     Ok(Outcome::Console { kind, url })
 }
 
-/// The URL a browser opens for the instance's console of `kind`.
-pub fn console_url(svc: &ComputeService, protocol: &str, kind: &str, id: &str) -> String {
-    let token = ferro_common::new_uuid();
-    let path = match kind {
-        "novnc" => "vnc_auto.html",
-        "xvpvnc" => "console",
-        "spice-html5" => "spice_auto.html",
-        "serial" => "serial",
-        _ => "console",
-    };
-    let _ = protocol;
-    format!(
-        "{}/console/{path}?path=%3Ftoken%3D{token}&instance={id}",
-        svc.cfg.public_url()
+/// A one-time URL of the instance's console of `kind`, granted by the
+/// agent of its host (the console proxy there checks the token).
+pub async fn console_url(
+    svc: &ComputeService,
+    c: &Caller,
+    i: &crate::model::Instance,
+    kind: &str,
+) -> NResult<String> {
+    let id = &i.uuid;
+    let host = i
+        .host
+        .clone()
+        .ok_or_else(|| NovaError::conflict(format!("Instance {id} is not ready")))?;
+    let reply = ops::call_agent(
+        svc,
+        &host,
+        ComputeRequest::Console {
+            uuid: id.clone(),
+            kind: kind.to_string(),
+        },
+        Some(&c.request_id),
     )
+    .await;
+    match reply {
+        Ok(ComputeReply::Console { url }) => Ok(url),
+        Ok(other) => Err(NovaError::new(
+            500,
+            format!("unexpected answer to console: {other:?}"),
+        )),
+        Err(RpcError::Unsupported(why)) => {
+            tracing::info!(instance = %id, "no {kind} console: {why}");
+            Err(NovaError::bad(format!("Unavailable console type {kind}.")))
+        }
+        Err(RpcError::NotFound(_)) => Err(NovaError::not_found(format!(
+            "Instance {id} could not be found."
+        ))),
+        Err(e) => Err(NovaError::conflict(format!(
+            "Instance {id} is not ready: {e}"
+        ))),
+    }
 }
 
 #[cfg(test)]

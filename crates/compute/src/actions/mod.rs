@@ -140,7 +140,7 @@ pub async fn run(
         }
         ServerCommand::Unrescue => power::unrescue(svc, c, id).await,
         ServerCommand::ConsoleOutput { lines } => console::output(svc, c, id, lines).await,
-        ServerCommand::GetConsole { kind } => console::remote(svc, c, id, kind),
+        ServerCommand::GetConsole { kind } => console::remote(svc, c, id, kind).await,
         ServerCommand::InjectNetworkInfo => admin::inject_network_info(svc, c, id),
         ServerCommand::ResetState(to) => admin::reset_state(svc, c, id, to).await,
         ServerCommand::ForceDelete => admin::force_delete(svc, c, id).await,

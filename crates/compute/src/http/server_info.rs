@@ -206,21 +206,49 @@ async fn remote_console(
     if i.vm_state != "active" && i.vm_state != "rescued" && i.vm_state != "paused" {
         return Err(NovaError::conflict(format!("Instance {id} is not ready")));
     }
+    let url = crate::actions::console_url(&svc, &c, &i, kind).await?;
     Ok(json_resp(
         StatusCode::OK,
-        json!({"remote_console": {"protocol": protocol, "type": kind, "url": crate::actions::console_url(&svc, protocol, kind, &id)}}),
+        json!({"remote_console": {"protocol": protocol, "type": kind, "url": url}}),
     ))
 }
 
 async fn diagnostics(AxState(svc): St, c: Caller, Path(id): Path<String>) -> NResult<Response> {
     c.require_admin(&svc, "os_compute_api:os-server-diagnostics")?;
     let i = get_instance(&svc, &c, &id)?;
-    if i.host.is_none() || i.vm_state == "building" {
-        return Err(NovaError::conflict(format!(
-            "Cannot 'get_diagnostics' instance {id} while it is in vm_state {}",
-            i.vm_state
-        )));
-    }
+    let host = match (&i.host, i.vm_state.as_str()) {
+        (Some(h), vm) if vm != "building" && vm != "shelved_offloaded" => h.clone(),
+        _ => {
+            return Err(NovaError::conflict(format!(
+                "Cannot 'get_diagnostics' instance {id} while it is in vm_state {}",
+                i.vm_state
+            )));
+        }
+    };
+    let d = match crate::ops::call_agent(
+        &svc,
+        &host,
+        ferro_rpc::compute::ComputeRequest::Diagnostics { uuid: id.clone() },
+        Some(&c.request_id),
+    )
+    .await
+    {
+        Ok(ferro_rpc::compute::ComputeReply::Diagnostics { diagnostics }) => diagnostics,
+        Ok(other) => {
+            return Err(NovaError::new(
+                500,
+                format!("unexpected answer to diagnostics: {other:?}"),
+            ));
+        }
+        Err(ferro_rpc::RpcError::Unsupported(_)) => {
+            return Err(NovaError::new(501, "Feature not supported."));
+        }
+        Err(e) => {
+            return Err(NovaError::conflict(format!(
+                "Diagnostics of instance {id} could not be read from its host: {e}"
+            )));
+        }
+    };
     let state = match i.power_state {
         1 => "running",
         3 => "paused",
@@ -229,23 +257,74 @@ async fn diagnostics(AxState(svc): St, c: Caller, Path(id): Path<String>) -> NRe
         6 => "crashed",
         _ => "pending",
     };
-    let v = if c.mv.at_least(48) {
-        json!({
-            "state": state, "driver": "libvirt", "hypervisor": "qemu", "hypervisor_os": "linux",
-            "uptime": 46664, "config_drive": i.config_drive, "num_cpus": i.flavor.vcpus,
-            "num_nics": i.addresses.len(), "num_disks": 1,
-            "cpu_details": (0..i.flavor.vcpus).map(|n| json!({"id": n, "time": 17300000000u64, "utilisation": 15})).collect::<Vec<_>>(),
-            "nic_details": [],
-            "disk_details": [{"read_bytes": 262144, "read_requests": 112, "write_bytes": 5778432, "write_requests": 488, "errors_count": 1}],
-            "memory_details": {"maximum": i.flavor.ram, "used": 0},
-        })
-    } else {
-        let mut m = Map::new();
-        m.insert("cpu0_time".into(), json!(17300000000u64));
-        m.insert("memory".into(), json!(i.flavor.ram * 1024));
-        Value::Object(m)
-    };
-    Ok(json_resp(StatusCode::OK, v))
+    Ok(json_resp(
+        StatusCode::OK,
+        render_diagnostics(&i, state, &d, c.mv.at_least(48)),
+    ))
+}
+
+/// Nova's diagnostics bodies: the 2.48 document, or the libvirt driver's
+/// flat map of older microversions (`cpu0_time`, `vda_read`, `tap..._rx`, `memory` in KiB).
+fn render_diagnostics(
+    i: &crate::model::Instance,
+    state: &str,
+    d: &ferro_rpc::compute::Diagnostics,
+    v2_48: bool,
+) -> Value {
+    if v2_48 {
+        return json!({
+            "state": state, "driver": "libvirt", "hypervisor": d.hypervisor,
+            "hypervisor_os": "linux", "uptime": d.uptime, "config_drive": i.config_drive,
+            "num_cpus": d.cpu_times_ns.len(), "num_nics": d.nics.len(), "num_disks": d.disks.len(),
+            "cpu_details": d.cpu_times_ns.iter().enumerate()
+                .map(|(n, t)| json!({"id": n, "time": t, "utilisation": null}))
+                .collect::<Vec<_>>(),
+            "nic_details": d.nics.iter().map(|n| json!({
+                "mac_address": n.mac_address, "rx_octets": n.rx_octets, "rx_errors": n.rx_errors,
+                "rx_drop": n.rx_drop, "rx_packets": n.rx_packets, "rx_rate": null,
+                "tx_octets": n.tx_octets, "tx_errors": n.tx_errors, "tx_drop": n.tx_drop,
+                "tx_packets": n.tx_packets, "tx_rate": null,
+            })).collect::<Vec<_>>(),
+            "disk_details": d.disks.iter().map(|k| json!({
+                "read_bytes": k.read_bytes, "read_requests": k.read_requests,
+                "write_bytes": k.write_bytes, "write_requests": k.write_requests,
+                "errors_count": k.errors_count,
+            })).collect::<Vec<_>>(),
+            "memory_details": {"maximum": d.memory_max_mb, "used": d.memory_used_mb},
+        });
+    }
+    let mut m = Map::new();
+    for (n, t) in d.cpu_times_ns.iter().enumerate() {
+        m.insert(format!("cpu{n}_time"), json!(t));
+    }
+    m.insert("memory".into(), json!(d.memory_max_mb * 1024));
+    m.insert("memory-actual".into(), json!(d.memory_used_mb * 1024));
+    for k in &d.disks {
+        for (suffix, v) in [
+            ("read", k.read_bytes),
+            ("read_req", k.read_requests),
+            ("write", k.write_bytes),
+            ("write_req", k.write_requests),
+            ("errors", k.errors_count),
+        ] {
+            m.insert(format!("{}_{suffix}", k.name), json!(v));
+        }
+    }
+    for n in &d.nics {
+        for (suffix, v) in [
+            ("rx", n.rx_octets),
+            ("rx_packets", n.rx_packets),
+            ("rx_errors", n.rx_errors),
+            ("rx_drop", n.rx_drop),
+            ("tx", n.tx_octets),
+            ("tx_packets", n.tx_packets),
+            ("tx_errors", n.tx_errors),
+            ("tx_drop", n.tx_drop),
+        ] {
+            m.insert(format!("{}_{suffix}", n.name), json!(v));
+        }
+    }
+    Value::Object(m)
 }
 
 async fn server_migrations(

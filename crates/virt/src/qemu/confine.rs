@@ -328,6 +328,35 @@ impl Cgroups {
         }
     }
 
+    /// Kills what still runs in the guest's cgroup (only that guest's QEMU
+    /// is ever put there) and removes the cgroup.
+    pub async fn kill_and_remove(&self, uuid: &str) {
+        for _ in 0..50 {
+            let pids: BTreeSet<i32> = self
+                .dirs(uuid)
+                .iter()
+                .filter_map(|d| std::fs::read_to_string(d.join("cgroup.procs")).ok())
+                .flat_map(|s| {
+                    s.split_whitespace()
+                        .filter_map(|p| p.parse().ok())
+                        .collect::<Vec<i32>>()
+                })
+                .collect();
+            if pids.is_empty() {
+                break;
+            }
+            for pid in pids {
+                tracing::warn!(instance = %uuid, pid, "killing a QEMU left in a deleted guest's cgroup");
+                let _ = tokio::process::Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status()
+                    .await;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        self.remove(uuid);
+    }
+
     /// Removes the guest's cgroup (its processes are gone).
     pub fn remove(&self, uuid: &str) {
         for d in self.dirs(uuid) {
@@ -482,5 +511,42 @@ mod tests {
         let procs = cg.create("u2", &l).unwrap();
         assert_eq!(procs.len(), 2);
         assert_eq!(cg.read("u2").unwrap(), l);
+    }
+
+    /// On this host's real cgroups (as root): a process left in a guest's
+    /// cgroup whose files are gone is killed and the cgroup removed.
+    #[tokio::test]
+    async fn a_left_over_guest_cgroup_is_emptied_and_removed() {
+        let parent = format!("ferrostack-test-{}", std::process::id());
+        let Some(cg) = Cgroups::detect(Path::new("/sys/fs/cgroup"), &parent)
+            .filter(|_| crate::qemu::confine::can_confine())
+        else {
+            eprintln!("skipped: needs root and a writable /sys/fs/cgroup");
+            return;
+        };
+        let l = Limits::for_guest(1, 64, 32, &BTreeMap::new()).unwrap();
+        let procs = match cg.create("left", &l) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("skipped: cannot create a cgroup here: {e}");
+                return;
+            }
+        };
+        let mut child = std::process::Command::new("sleep")
+            .arg("300")
+            .spawn()
+            .unwrap();
+        for p in &procs {
+            std::fs::write(p, child.id().to_string()).unwrap();
+        }
+        cg.kill_and_remove("left").await;
+        let gone = child.wait().unwrap();
+        assert!(!gone.success(), "killed: {gone:?}");
+        for d in cg.dirs("left") {
+            assert!(!d.exists(), "{} left", d.display());
+            if let Some(p) = d.parent() {
+                let _ = std::fs::remove_dir(p);
+            }
+        }
     }
 }

@@ -133,6 +133,25 @@ fn nic_model(model: Option<&str>) -> Result<&'static str, VirtError> {
     })
 }
 
+/// The display device of the image's `hw_video_model` (libvirt's names);
+/// `None` for `none`, a guest without graphics (and without VNC).
+fn video_device(model: Option<&str>) -> Result<Option<&'static str>, VirtError> {
+    Ok(Some(match model.unwrap_or("vga") {
+        "vga" => "VGA",
+        "cirrus" => "cirrus-vga",
+        "vmvga" => "vmware-svga",
+        "qxl" => "qxl-vga",
+        "virtio" => "virtio-vga",
+        "bochs" => "bochs-display",
+        "none" => return Ok(None),
+        other => {
+            return Err(VirtError::Failed(format!(
+                "hw_video_model {other} is not supported (vga, cirrus, vmvga, qxl, virtio, bochs, none)"
+            )));
+        }
+    }))
+}
+
 /// The whole command line (without the program).
 pub fn argv(l: &Launch) -> Result<Vec<String>, VirtError> {
     let s = l.spec;
@@ -173,6 +192,12 @@ pub fn argv(l: &Launch) -> Result<Vec<String>, VirtError> {
         ),
     ]);
     push(&["-no-user-config", "-nodefaults", "-display", "none"]);
+    // The screen, served by QEMU's VNC server on a socket of the guest's
+    // own directory; the console proxy reaches it there (no TCP port).
+    if let Some(dev) = video_device(s.image_properties.get("hw_video_model").map(String::as_str))? {
+        push(&["-device", dev]);
+        push(&["-vnc", &format!("unix:{}", d(super::VNC_SOCKET)?)]);
+    }
     push(&[
         "-qmp",
         &format!("unix:{},server=on,wait=off", d("run/qmp.sock")?),

@@ -12,6 +12,7 @@
 mod backup;
 mod cache;
 pub mod confine;
+mod diagnostics;
 mod host;
 pub mod housekeeping;
 mod launch;
@@ -162,6 +163,8 @@ const QMP_TIMEOUT: Duration = Duration::from_secs(30);
 const SHUTDOWN_RETRY_INTERVAL: Duration = Duration::from_secs(10);
 /// Nova's `MAX_CONSOLE_BYTES`: the console log answers with its last 100 KiB.
 const MAX_CONSOLE_BYTES: u64 = 100 * 1024;
+/// The guest's VNC server, relative to its directory.
+const VNC_SOCKET: &str = "run/vnc.sock";
 
 impl QemuDriver {
     /// Settles the accelerator (probing KVM once for `auto`) and measures
@@ -685,6 +688,11 @@ impl VirtDriver for QemuDriver {
     async fn destroy(&self, uuid: &str) -> Result<(), VirtError> {
         let dir = self.dir(uuid)?;
         if !dir.exists() {
+            // Its files are gone (removed by hand): what may be left is
+            // its cgroup, with the QEMU that runs in it.
+            if let Some(cg) = &self.cgroups {
+                cg.kill_and_remove(uuid).await;
+            }
             return Ok(());
         }
         self.kill(&dir, uuid).await?;
@@ -876,6 +884,32 @@ impl VirtDriver for QemuDriver {
         };
         let start = data.len().saturating_sub(MAX_CONSOLE_BYTES as usize);
         Ok(String::from_utf8_lossy(&data[start..]).into_owned())
+    }
+
+    async fn diagnostics(&self, uuid: &str) -> Result<crate::Diagnostics, VirtError> {
+        let dir = self.existing(uuid)?;
+        let spec = self.read_spec(&dir)?;
+        // Nova's virt_type names: `kvm`, or `qemu` for TCG.
+        let hypervisor = if self.accel == "kvm" { "kvm" } else { "qemu" };
+        match self.pid(&dir, uuid) {
+            Some(pid) => {
+                let mut q = self.qmp(&dir).await?;
+                diagnostics::running(&mut q, pid, &spec, hypervisor).await
+            }
+            None => Ok(diagnostics::stopped(&spec, hypervisor)),
+        }
+    }
+
+    async fn vnc_socket(&self, uuid: &str) -> Result<PathBuf, VirtError> {
+        let (dir, _) = self.running_guest(uuid).await?;
+        let sock = dir.join(VNC_SOCKET);
+        if !sock.exists() {
+            // hw_video_model=none, or started by a release without VNC.
+            return Err(VirtError::Unsupported(
+                "a console for a guest without graphics",
+            ));
+        }
+        Ok(sock)
     }
 
     async fn power_state(&self, uuid: &str) -> Result<PowerState, VirtError> {

@@ -5,7 +5,8 @@
 #   hypervisor show says QEMU; upload the project's guest image
 #   (scripts/build-guest-image.sh) as a new user would; `server create --wait
 #   --user-data --config-drive True` and `console log show` shows the user data's
-#   random string and the server's uuid; stop, start, soft and hard reboot, pause,
+#   random string and the server's uuid; `console url show` opens noVNC in
+#   headless Chromium, which types on the guest's screen; stop, start, soft and hard reboot, pause,
 #   unpause, suspend, resume, resize --confirm, rebuild, each reaching the upstream
 #   state with the QEMU process in the matching state (running, paused, gone);
 #   `server image create`, and the snapshot boots a second guest; delete leaves no
@@ -45,9 +46,11 @@ bail() {
   echo "golden-path-qemu: 0 passed, 1 failed"
   exit 1
 }
-for c in qemu-system-x86_64:qemu-system-x86 genisoimage:genisoimage qemu-img:qemu-utils; do
+for c in qemu-system-x86_64:qemu-system-x86 genisoimage:genisoimage qemu-img:qemu-utils \
+         chromium:chromium chromedriver:chromium-driver; do
   ferro_need "${c%%:*}" "${c#*:}" || bail "${c%%:*} is installed"
 done
+ferro_need_file /usr/share/novnc/vnc_lite.html novnc || bail "noVNC (Debian's novnc) is installed"
 GUEST_IMAGE="$(bash "$REPO/scripts/build-guest-image.sh" 2> "$work/build.log" | tail -1)"
 [ -f "$GUEST_IMAGE" ] || { cat "$work/build.log"; bail "scripts/build-guest-image.sh built the guest image"; }
 venv="$(ferro_venv)"
@@ -159,6 +162,44 @@ s_console() {
   console_has "$SRV" "INSTANCE-UUID $SRV_ID" && console_has "$SRV" "$WORD" &&
     console_has "$SRV" GUEST-READY
 }
+# Diagnostics are the QEMU process's own counters (CPU time, disk reads).
+s_diagnostics() {
+  need SRV_ID || return 1
+  run admin server show --diagnostics -f json "$SRV" || return 1
+  local got
+  got="$(printf '%s' "$OUT" | "$PY" -c '
+import json, sys
+d = json.load(sys.stdin)
+if "cpu_details" in d:
+    cpu, disk = d["cpu_details"][0]["time"], d["disk_details"][0]["read_bytes"]
+else:
+    cpu, disk = d["cpu0_time"], d["vda_read"]
+print(f"cpu0 {cpu / 1e9:.1f} s, vda read {disk // 1024} KiB" if cpu > 0 and disk > 0 else "empty")
+')" || return 1
+  echo "# diagnostics: $got"
+  [ "$got" != empty ]
+}
+# The browser console: noVNC in headless Chromium types on the guest's screen
+# a command that copies a random string to the serial port, and `console log
+# show` has it. Then the proxy refuses the used token; with a new URL it
+# refuses a foreign Origin (without spending the token), greets a client
+# that sends no Origin (as Tempest's does), and refuses that token again.
+s_vnc() {
+  need SRV_ID || return 1
+  local word url cb="$REPO/scripts/console_browser.py"
+  word="vnc$(od -An -N5 -tx1 /dev/urandom | tr -d ' \n')"
+  run admin console url show -f value -c url "$SRV" || return 1
+  url="$OUT"
+  run "$PY" "$cb" type "$url" "$word" "$work/console.png" || return 1
+  console_has "$SRV" "$word" || return 1
+  echo "# typed through noVNC in Chromium, read back by console log show: $word"
+  run "$PY" "$cb" refused "$url" "" || return 1
+  run admin console url show -f value -c url "$SRV" || return 1
+  url="$OUT"
+  run "$PY" "$cb" refused "$url" "http://evil.example" &&
+    run "$PY" "$cb" rfb "$url" && run "$PY" "$cb" refused "$url" "" || return 1
+  echo "# refused: the used token, a foreign Origin, the token once used; greeted: RFB"
+}
 act() {  # act WANT_STATUS WANT_QEMU SUBCOMMAND...
   need SRV_ID || return 1
   local want="$1" q="$2"; shift 2
@@ -244,17 +285,30 @@ s_confined() {
 # restart they are ACTIVE and obey stop and start.
 s_kill9() {
   need SRV2_ID || return 1
-  local p1 p2; p1="$(qemu_pid "$SRV_ID")" p2="$(qemu_pid "$SRV2_ID")"
+  # A third guest, so that three run when ferrostack dies.
+  local k=g-k9 kid p1 p2 p3 s
+  run admin server create --image "$IMG" --flavor "$TINY" --nic none --wait -f value -c id "$k" || return 1
+  kid="$OUT"
+  p1="$(qemu_pid "$SRV_ID")" p2="$(qemu_pid "$SRV2_ID")" p3="$(qemu_pid "$kid")"
   kill -KILL "$FERRO_PID"; wait "$FERRO_PID" 2>/dev/null || true
   FERRO_PID=
   expect_eq "QEMU of $SRV after kill -9" "$(qemu_pid "$SRV_ID")" "$p1" || return 1
   expect_eq "QEMU of $SRV2 after kill -9" "$(qemu_pid "$SRV2_ID")" "$p2" || return 1
+  expect_eq "QEMU of $k after kill -9" "$(qemu_pid "$kid")" "$p3" || return 1
   ferro_start "$data" "${serve_args[@]}" || return 1
-  echo "# restarted: ferrostack pid $FERRO_PID"
-  wait_status "$SRV" ACTIVE && wait_status "$SRV2" ACTIVE || return 1
-  expect_qemu "$SRV_ID" running && expect_qemu "$SRV2_ID" running || return 1
-  run admin server stop "$SRV2" && wait_status "$SRV2" SHUTOFF && expect_qemu "$SRV2_ID" gone || return 1
-  run admin server start "$SRV2" && wait_status "$SRV2" ACTIVE && expect_qemu "$SRV2_ID" running
+  echo "# restarted: ferrostack pid $FERRO_PID; 3 guests ran through it"
+  for s in "$SRV" "$SRV2" "$k"; do wait_status "$s" ACTIVE || return 1; done
+  expect_qemu "$SRV_ID" running && expect_qemu "$SRV2_ID" running && expect_qemu "$kid" running || return 1
+  # Each obeys stop and start (SRV's own stop/start come in later steps).
+  for s in "$SRV2" "$k"; do run admin server stop "$s" || return 1; done
+  for s in "$SRV2" "$k"; do wait_status "$s" SHUTOFF || return 1; done
+  expect_qemu "$SRV2_ID" gone && expect_qemu "$kid" gone || return 1
+  for s in "$SRV2" "$k"; do run admin server start "$s" || return 1; done
+  for s in "$SRV2" "$k"; do wait_status "$s" ACTIVE || return 1; done
+  expect_qemu "$SRV2_ID" running && expect_qemu "$kid" running || return 1
+  run admin server stop "$SRV" && wait_status "$SRV" SHUTOFF && expect_qemu "$SRV_ID" gone &&
+    run admin server start "$SRV" && wait_status "$SRV" ACTIVE && expect_qemu "$SRV_ID" running || return 1
+  run admin server delete --wait "$k"
 }
 # A guest powered off from inside (`poweroff -f` typed on its serial
 # console; QEMU ends): SHUTOFF at the next power-state sync.
@@ -381,6 +435,8 @@ step "image create --file <guest image> --disk-format qcow2: active"     s_image
 step "flavors $TINY and $SMALL exist"                                    s_flavors
 step "server create --config-drive True --user-data --wait: ACTIVE, QEMU running" s_boot
 step "console log show: the user data's string, the uuid, GUEST-READY"   s_console
+step "server show --diagnostics: the guest's CPU time and disk reads"   s_diagnostics
+step "console url show: noVNC in Chromium types to the guest; tokens one-time, Origin checked" s_vnc
 step "server stop: SHUTOFF, no QEMU process"                             s_stop
 step "server start: ACTIVE, QEMU running, booted again"                  s_start
 step "server reboot --wait (soft): ACTIVE, booted again"                 s_reboot_soft
@@ -394,7 +450,7 @@ step "server rebuild --image --wait: ACTIVE, booted from the image again" s_rebu
 step "server image create --wait: snapshot active"                       s_snapshot
 step "server create --image <snapshot>: a second guest boots"            s_boot_snapshot
 step "confined: own uids, seccomp, cgroup memory = RAM + overhead"    s_confined
-step "kill -9 ferrostack: guests run on; after restart ACTIVE, stop/start" s_kill9
+step "kill -9 ferrostack with 3 guests: they run on; after restart ACTIVE, stop/start" s_kill9
 step "guest powers off from inside: SHUTOFF at the next sync"           s_poweroff_inside
 step "4 GiB disk: server image create while running, RSS flat, it boots" s_big_snapshot
 step "kill -9 during 10 builds: each ACTIVE with QEMU or ERROR with a fault" s_kill9_builds

@@ -47,6 +47,10 @@ ferro_start() {
       export FERROSTACK__VOLUME__VOLUMES_DIR="${FERROSTACK__VOLUME__VOLUMES_DIR:-$FERRO_GUESTS/volumes}"
     fi
   fi
+  # Real guests' console proxy: a port of this run (kept across restarts).
+  if [ "$FERROSTACK__COMPUTE__COMPUTE_DRIVER" != fake ] && [ -z "${FERROSTACK__VNC__NOVNCPROXY_LISTEN:-}" ]; then
+    export FERROSTACK__VNC__NOVNCPROXY_LISTEN="127.0.0.1:$(free_port)"
+  fi
   env "${where[@]}" "$bin" serve --data-dir "$data" --listen "127.0.0.1:$FERRO_PORT" "$@" \
       > "$data/ferrostack.log" 2>&1 < /dev/null &
   FERRO_PID=$!
@@ -97,11 +101,24 @@ ferro_venv() { bash "$REPO/scripts/venv.sh"; }
 # packages when it is not and we are root with apt-get; returns 1 otherwise.
 ferro_need() {
   command -v "$1" > /dev/null && return 0
-  if [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null; then
-    echo "installing ${2:-$1} (apt-get)" >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${2:-$1}" > /dev/null 2>&1 ||
-      { apt-get update -q > /dev/null 2>&1 &&
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${2:-$1}" > /dev/null 2>&1; }
-  fi
+  ferro_apt "${2:-$1}"
   command -v "$1" > /dev/null || { echo "$1 not found (apt-get install ${2:-$1})" >&2; return 1; }
+}
+
+# ferro_need_file PATH DEBIAN_PACKAGE: as ferro_need, for a file (noVNC's client).
+ferro_need_file() {
+  [ -e "$1" ] && return 0
+  ferro_apt "$2"
+  [ -e "$1" ] || { echo "$1 not found (apt-get install $2)" >&2; return 1; }
+}
+
+# ferro_apt PACKAGE: installs it from Debian's packages when root.
+ferro_apt() {
+  if [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null; then
+    echo "installing $1 (apt-get)" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$1" > /dev/null 2>&1 ||
+      { apt-get update -q > /dev/null 2>&1 &&
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$1" > /dev/null 2>&1; }
+  fi
+  return 0
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs ferrostack all-in-one with its embedded defaults (SQLite, the
 # in-process bus) and real guests: installs what a fresh Debian machine lacks
-# for them (QEMU, qemu-img, genisoimage for config drives) when run as root,
+# for them (QEMU, qemu-img, genisoimage for config drives, noVNC for the
+# browser console) when run as root,
 # builds the release binary and starts `ferrostack serve` with the arguments
 # given (see `ferrostack serve --help`).
 #
@@ -13,6 +14,8 @@ source "$(dirname "$0")/lib.sh"
 if [ "$(id -u)" = 0 ]; then
   ferro_need qemu-system-x86_64 qemu-system-x86 || true
   ferro_need genisoimage genisoimage || true
+  # the browser console (`console url show`) serves Debian's noVNC client
+  ferro_need_file /usr/share/novnc/vnc_lite.html novnc || true
   # last: installing qemu-system-x86 may replace qemu-utils
   ferro_need qemu-img qemu-utils || true
 fi

@@ -675,9 +675,12 @@ def compute_sections(cloud, conf, url, image_url, args):
              "ferrostack's default [filter_scheduler] enabled_filters (not visible over the API)")
     nhyp = None
     try:
-        hyps = cloud.get_json(url + "/os-hypervisors").get("hypervisors", [])
+        hyps = cloud.get_json(url + "/os-hypervisors/detail").get("hypervisors", [])
         nhyp = len(hyps)
         why = f"GET /os-hypervisors lists {nhyp} hypervisor(s)"
+        if hyps and all(h.get("hypervisor_type") == "QEMU" for h in hyps):
+            conf.set("compute-feature-enabled", "vnc_console", True,
+                     "QEMU guests have a screen; each host's console proxy serves noVNC")
     except ProbeError as exc:
         log(f"compute hypervisors: {exc}")
         try:

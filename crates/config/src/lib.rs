@@ -1014,6 +1014,18 @@ fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Res
 mod tests {
 
     #[test]
+    fn public_host_is_the_host_of_the_public_url() {
+        let mut c = super::Config::default();
+        assert_eq!(c.public_host(), "127.0.0.1");
+        c.api.public_url = Some("https://cloud.example.com:8443/".into());
+        assert_eq!(c.public_host(), "cloud.example.com");
+        c.api.public_url = Some("http://[fd00::1]:8000".into());
+        assert_eq!(c.public_host(), "[fd00::1]");
+        c.api.public_url = Some("http://10.0.0.5".into());
+        assert_eq!(c.public_host(), "10.0.0.5");
+    }
+
+    #[test]
     fn unknown_driver_names_are_refused_with_the_key() {
         for (var, key) in [
             (

@@ -331,6 +331,27 @@ PYEOF
   wait_status "$SRV2" SHUTOFF || return 1
   echo "# SHUTOFF $((SECONDS - t0)) s after the guest powered off"
 }
+# A host reboot as Nova's resume_guests_state_on_host_boot sees it: while
+# ferrostack is down, the guests' QEMU processes are gone. Started again
+# with the option, the guest that ran boots again; the stopped one stays
+# SHUTOFF.
+s_host_boot() {
+  need SRV_ID SRV2_ID || return 1
+  local b p; b="$(boots "$SRV")"; p="$(qemu_pid "$SRV_ID")"
+  [ -n "$p" ] || { echo "QEMU of $SRV is not running"; return 1; }
+  kill -KILL "$FERRO_PID"; wait "$FERRO_PID" 2>/dev/null || true
+  FERRO_PID=
+  kill -KILL "$p"
+  for _ in $(seq 50); do [ -d "/proc/$p" ] || break; sleep 0.1; done
+  expect_qemu "$SRV_ID" gone || return 1
+  FERROSTACK__COMPUTE__RESUME_GUESTS_STATE_ON_HOST_BOOT=true ferro_start "$data" "${serve_args[@]}" || return 1
+  echo "# restarted with resume_guests_state_on_host_boot: ferrostack pid $FERRO_PID"
+  expect_qemu "$SRV_ID" running && console_has "$SRV" GUEST-BOOTED $((b + 1)) &&
+    wait_status "$SRV" ACTIVE || return 1
+  expect_eq "status of $SRV2 (stopped before)" "$(admin server show -f value -c status "$SRV2" < /dev/null)" SHUTOFF &&
+    expect_qemu "$SRV2_ID" gone || return 1
+  echo "# $SRV booted again after the host's reboot; $SRV2 stayed SHUTOFF"
+}
 # A guest whose disk holds 4 GiB of data (written through its QEMU's block
 # layer while it runs, past the image's own blocks): `server image create` copies it while the guest runs
 # and streams it to the Image service with ferrostack's RSS nearly flat; the
@@ -452,6 +473,7 @@ step "server create --image <snapshot>: a second guest boots"            s_boot_
 step "confined: own uids, seccomp, cgroup memory = RAM + overhead"    s_confined
 step "kill -9 ferrostack with 3 guests: they run on; after restart ACTIVE, stop/start" s_kill9
 step "guest powers off from inside: SHUTOFF at the next sync"           s_poweroff_inside
+step "host reboot + resume_guests_state_on_host_boot: the running guest boots again" s_host_boot
 step "4 GiB disk: server image create while running, RSS flat, it boots" s_big_snapshot
 step "kill -9 during 10 builds: each ACTIVE with QEMU or ERROR with a fault" s_kill9_builds
 step "server delete --wait: no QEMU process, overlay or socket left"     s_delete

@@ -319,6 +319,7 @@ impl QemuDriver {
         for sock in [
             "qmp.sock",
             "serial.sock",
+            "vnc.sock",
             save::RESTORE_SOCKET,
             save::SAVE_SOCKET,
         ] {

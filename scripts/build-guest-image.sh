@@ -63,7 +63,9 @@ if [ ! -f "$KROOT/boot/vmlinuz-$KVER" ]; then
   rm -rf "$KROOT"; mv "$KROOT.tmp/root" "$KROOT"; rm -rf "$KROOT.tmp"
 fi
 
-STAMP=$( (echo "$KVER"; cat "$REPO"/scripts/guest/* "$0"; "$BUSYBOX" | head -n 1) | sha256sum | cut -c1-16)
+# sed, not head: head's early exit would kill busybox with SIGPIPE (status
+# 141 under pipefail) whenever busybox writes after head has left.
+STAMP=$( (echo "$KVER"; cat "$REPO"/scripts/guest/* "$0"; "$BUSYBOX" | sed -n 1p) | sha256sum | cut -c1-16)
 IMG=$OUT/ferro-guest-$STAMP.qcow2
 if [ -f "$IMG" ]; then
   echo "$IMG"

@@ -737,6 +737,11 @@ async fn restart_keeps_data_and_tokens() {
     };
     cfg.identity.password_hash_rounds = 4;
     cfg.api.listen = "127.0.0.1:0".into();
+    // Simulated hosts, and everything in the test's directory (as root the
+    // defaults are under /var/lib/ferrostack).
+    cfg.compute.compute_driver = "fake".into();
+    cfg.compute.instances_path = Some(dir.path().join("instances").display().to_string());
+    cfg.volume.volumes_dir = Some(dir.path().join("volumes"));
     let app = ferro_api_server::App::start(cfg.clone()).await.unwrap();
     let pw = app.admin_password.clone();
     let stored = std::fs::read_to_string(dir.path().join("admin-password")).unwrap();

@@ -116,16 +116,18 @@ pub async fn start_agents(
             token_ttl: Duration::from_secs(cfg.console.token_ttl.max(1)),
             allowed_origins: cfg.console.allowed_origins.clone(),
         };
-        Some(
-            ferro_compute_agent::console::ConsoleProxy::start(settings)
-                .await
-                .map_err(|e| {
-                    Error::internal(format!(
-                        "console proxy on {}: {e} (vnc.novncproxy_listen)",
-                        cfg.vnc.novncproxy_listen
-                    ))
-                })?,
-        )
+        // The API does not depend on it: a taken port leaves consoles
+        // unavailable (400, as for a host without consoles), said loudly.
+        match ferro_compute_agent::console::ConsoleProxy::start(settings).await {
+            Ok(p) => Some(p),
+            Err(e) => {
+                tracing::error!(
+                    "console proxy not started on {} (vnc.novncproxy_listen): {e}; `console url show` answers 400 Unavailable console type until ferrostack restarts with the port free",
+                    cfg.vnc.novncproxy_listen
+                );
+                None
+            }
+        }
     } else {
         None
     };

@@ -533,19 +533,24 @@ pub async fn image_destination(
     })
 }
 
-/// Sends `req` to `host`'s compute agent and waits for its typed answer.
+/// Sends `req` to `host`'s compute agent and waits for its typed answer:
+/// `rpc_response_timeout` for a query, `long_rpc_timeout` for an action
+/// that may take long (a 4 GiB snapshot takes about a minute here).
 pub async fn call_agent(
     svc: &ComputeService,
     host: &str,
     req: ComputeRequest,
     request_id: Option<&str>,
 ) -> Result<ComputeReply, RpcError> {
-    ComputeClient::new(
-        svc.bus.clone(),
-        Duration::from_secs(svc.cfg.compute.rpc_response_timeout.max(1)),
-    )
-    .call(host, &req, request_id)
-    .await
+    let c = &svc.cfg.compute;
+    let secs = if req.long_running() {
+        c.long_rpc_timeout.max(c.rpc_response_timeout)
+    } else {
+        c.rpc_response_timeout
+    };
+    ComputeClient::new(svc.bus.clone(), Duration::from_secs(secs.max(1)))
+        .call(host, &req, request_id)
+        .await
 }
 
 /// A new instance action (what `os-instance-actions` lists).

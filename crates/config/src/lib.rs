@@ -429,8 +429,13 @@ pub struct ComputeConfig {
     pub service_down_time: u64,
     /// Availability zone of hosts in no zoned aggregate.
     pub default_availability_zone: String,
-    /// Seconds a controller waits for an agent call (`rpc_response_timeout`).
+    /// Seconds a controller waits for an agent's answer to a query
+    /// (`rpc_response_timeout`).
     pub rpc_response_timeout: u64,
+    /// Seconds it waits for an action that may take long: a boot that
+    /// downloads an image, a snapshot of a big disk, a stop that waits
+    /// `shutdown_timeout` (Nova's `long_rpc_timeout`).
+    pub long_rpc_timeout: u64,
     /// Flavors created at first start (m1.tiny ... m1.xlarge).
     pub bootstrap_flavors: bool,
     /// Test hook: `<saga step>:fail` or `<saga step>:hang`, comma-separated
@@ -471,6 +476,7 @@ impl Default for ComputeConfig {
             service_down_time: 60,
             default_availability_zone: "nova".into(),
             rpc_response_timeout: 60,
+            long_rpc_timeout: 1800,
             bootstrap_flavors: true,
             fault_injection: None,
         }

@@ -442,6 +442,26 @@ impl ComputeRequest {
         }
     }
 
+    /// Whether it is an action whose answer may take long (downloads,
+    /// disk copies, waits for a guest), so the caller waits Nova's
+    /// `long_rpc_timeout` rather than `rpc_response_timeout`. Queries and
+    /// instant actions are not.
+    pub fn long_running(&self) -> bool {
+        use ComputeRequest::*;
+        !matches!(
+            self,
+            Ping | HostResources
+                | List
+                | ConsoleOutput { .. }
+                | Console { .. }
+                | Diagnostics { .. }
+                | Volumes { .. }
+                | PowerState { .. }
+                | Pause { .. }
+                | Unpause { .. }
+        )
+    }
+
     /// The request's method name on the wire.
     pub fn method(&self) -> String {
         serde_json::to_value(self)
@@ -610,6 +630,32 @@ mod tests {
             disks: vec![],
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn actions_wait_long_queries_do_not() {
+        let u = || "u1".to_string();
+        assert!(
+            ComputeRequest::Snapshot {
+                uuid: u(),
+                dest: ImageDestination {
+                    image_id: "i".into(),
+                    endpoint: "e".into(),
+                    token: "t".into(),
+                },
+            }
+            .long_running()
+        );
+        assert!(ComputeRequest::PowerOff { uuid: u() }.long_running());
+        assert!(!ComputeRequest::PowerState { uuid: u() }.long_running());
+        assert!(
+            !ComputeRequest::Console {
+                uuid: u(),
+                kind: "novnc".into()
+            }
+            .long_running()
+        );
+        assert!(!ComputeRequest::Ping.long_running());
     }
 
     #[test]

@@ -588,8 +588,11 @@ impl QemuDriver {
                 process::remove_tap(&v.tap_name).await;
             }
         }
+        // Whatever is still in the guest's cgroup is that guest's: a QEMU
+        // still exiting, or a launcher that had joined the cgroup when a
+        // failed spawn gave up on it. It goes, and so does the cgroup.
         if let Some(cg) = &self.cgroups {
-            cg.remove(uuid);
+            cg.kill_and_remove(uuid).await;
         }
     }
 

@@ -171,6 +171,25 @@ fn console_until(log: &Path, want: &[&str], within: Duration) -> String {
     text
 }
 
+/// A runtime and a QEMU driver under TCG whose guests live in a fresh
+/// directory. Guests run under uids of their own (as root): their files
+/// must be reachable by every user, which a private temporary directory is not.
+fn tcg_driver(
+    tune: impl FnOnce(&mut QemuConfig),
+) -> (tokio::runtime::Runtime, tempfile::TempDir, QemuDriver) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = reachable_tempdir();
+    let mut cfg = QemuConfig::new(dir.path().join("instances"));
+    cfg.virt_type = VirtType::Qemu;
+    tune(&mut cfg);
+    let driver = rt.block_on(QemuDriver::new(cfg)).unwrap();
+    (rt, dir, driver)
+}
+
 /// A temporary directory under /var/tmp that every user may traverse (0711).
 fn reachable_tempdir() -> tempfile::TempDir {
     use std::os::unix::fs::PermissionsExt;
@@ -190,18 +209,7 @@ fn reachable_tempdir() -> tempfile::TempDir {
 #[test]
 fn the_qemu_driver_boots_the_guest_image() {
     let Some(image) = guest_image() else { return };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    // Guests run under uids of their own (as root): their files must be
-    // reachable by every user, which a private temporary directory is not.
-    let dir = reachable_tempdir();
-    let mut cfg = QemuConfig::new(dir.path().join("instances"));
-    cfg.virt_type = VirtType::Qemu;
-    cfg.shutdown_timeout = Duration::from_secs(8);
-    let driver = rt.block_on(QemuDriver::new(cfg)).unwrap();
+    let (rt, dir, driver) = tcg_driver(|cfg| cfg.shutdown_timeout = Duration::from_secs(8));
     assert_eq!(driver.accel(), "tcg");
     assert_eq!(driver.host_resources().hypervisor_type, "QEMU");
     let source = FileSource {
@@ -415,15 +423,7 @@ fn a_uefi_guest_boots_under_ovmf() {
         (r, format!("{stem}.initrd.gz"), "ari"),
         (root, format!("{stem}.root.qcow2"), "qcow2"),
     ]);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let dir = reachable_tempdir();
-    let mut cfg = QemuConfig::new(dir.path().join("instances"));
-    cfg.virt_type = VirtType::Qemu;
-    let driver = rt.block_on(QemuDriver::new(cfg)).unwrap();
+    let (rt, dir, driver) = tcg_driver(|_| {});
     rt.block_on(driver.cache_images(&[k, r, root], &source))
         .unwrap();
     let md = instance("uefi1");

@@ -106,6 +106,8 @@ RES="$RESULTS_DIR/compute-$stamp"
 TABLE="$RESULTS_DIR/compute-$stamp.txt"
 mkdir -p "$RES"
 work="$(mktemp -d "${TMPDIR:-/tmp}/ferro-bench-compute.XXXXXX")"
+# started as root, ferrostack serves as the user `ferrostack`: it must reach the data dir
+chmod 711 "$work"
 PEER_DATA_DIR="$work/peer"
 peer_up=0
 NS="" NS_USED=""

@@ -56,5 +56,5 @@ echo "== ferrostack (QEMU driver, virt_type ${FERRO_VIRT_TYPE:-qemu}, profile ${
 export FERROSTACK__COMPUTE__COMPUTE_DRIVER=qemu FERROSTACK__COMPUTE__VIRT_TYPE="${FERRO_VIRT_TYPE:-qemu}"
 ferro_start "$work/data" || { echo "bench-guests: ferrostack did not start"; exit 1; }
 python3 "$REPO/scripts/bench/guests.py" "$FERRO_URL" "$(cat "$work/data/admin-password")" \
-  "$FERROSTACK__COMPUTE__INSTANCES_PATH" "$FERRO_PID" "${IMG%.qcow2}.vmlinuz" "${IMG%.qcow2}.initrd.gz" \
+  "$FERROSTACK__COMPUTE__INSTANCES_PATH" "$FERRO_SERVICE_PID" "${IMG%.qcow2}.vmlinuz" "${IMG%.qcow2}.initrd.gz" \
   "${IMG%.qcow2}.root.qcow2" "$N"

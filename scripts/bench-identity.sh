@@ -74,6 +74,8 @@ TABLE="$RESULTS_DIR/identity-$stamp.txt"
 mkdir -p "$RES"
 ROWS="$RES/rows.tsv"; : > "$ROWS"
 work="$(mktemp -d "${TMPDIR:-/tmp}/ferro-bench.XXXXXX")"
+# started as root, ferrostack serves as the user `ferrostack`: it must reach the data dir
+chmod 711 "$work"
 PEER_DATA_DIR="$work/peer"
 peer_up=0
 
@@ -96,11 +98,13 @@ to_ms() { awk -v v="$1" 'BEGIN{ if (v=="") {print "n/a"; exit}
   n=v+0; u=v; sub(/^[0-9.]+/,"",u);
   f=(u=="us")?0.001:(u=="ms")?1:(u=="s")?1000:(u=="m")?60000:-1;
   if (f<0) print "n/a"; else printf "%.2f\n", n*f }'; }
-# pid_mem PID -> "rss_MiB pss_MiB" of one process
-pid_mem() {
-  local r q
-  r=$(awk '/^VmRSS/{print $2}' "/proc/$1/status" 2>/dev/null); q=$(awk '/^Pss:/{print $2}' "/proc/$1/smaps_rollup" 2>/dev/null)
-  awk -v r="${r:-0}" -v q="${q:-0}" 'BEGIN{printf "%.1f %.1f\n", r/1024, q/1024}'
+pid_mem() {  # pid_mem PID... -> "rss_MiB pss_MiB" summed over the PIDs
+  local r q p rs=0 qs=0
+  for p in "$@"; do
+    r=$(awk '/^VmRSS/{print $2}' "/proc/$p/status" 2>/dev/null); q=$(awk '/^Pss:/{print $2}' "/proc/$p/smaps_rollup" 2>/dev/null)
+    rs=$((rs + ${r:-0})); qs=$((qs + ${q:-0}))
+  done
+  awk -v r="$rs" -v q="$qs" 'BEGIN{printf "%.1f %.1f\n", r/1024, q/1024}'
 }
 # group_mem PGID -> "rss_MiB pss_MiB nprocs" summed over the process group (as bench.sh's mem_of)
 group_mem() {
@@ -300,17 +304,17 @@ FERRO_PORT=""
 if ferro_start "$work/ferro" --admin-password "$PW" "${serve_args[@]}"; then
   FBASE="$FERRO_URL/identity/v3"
   sleep "$IDLE_S"
-  echo "idle_after_start $(pid_mem "$FERRO_PID")" > "$RES/mem-ferrostack.txt"
+  echo "idle_after_start $(pid_mem $FERRO_PIDS)" > "$RES/mem-ferrostack.txt"
   TOKEN=$(get_token "$FBASE/auth/tokens"); SUBJECT=$(get_token "$FBASE/auth/tokens")
   if [ -z "$TOKEN" ] || [ -z "$SUBJECT" ]; then
     echo "ferrostack: could not get a token" >> "$RES/problems.txt"
   else
     preflight_all ferrostack "$FBASE"
-    for mode in keepalive close; do suite ferrostack "$mode" "$FBASE" "P:$FERRO_PID"; done
+    for mode in keepalive close; do suite ferrostack "$mode" "$FBASE" "$(printf "P:%s " $FERRO_PIDS)"; done
   fi
   if kill -0 "$FERRO_PID" 2>/dev/null; then
     sleep "$IDLE_S"
-    echo "idle_after_load $(pid_mem "$FERRO_PID")" >> "$RES/mem-ferrostack.txt"
+    echo "idle_after_load $(pid_mem $FERRO_PIDS)" >> "$RES/mem-ferrostack.txt"
   else
     echo "ferrostack (pid $FERRO_PID) DIED during the load tests; log tail:" >> "$RES/problems.txt"
     tail -20 "$work/ferro/ferrostack.log" | sed 's/\x1b\[[0-9;]*m//g; s/^/      /' >> "$RES/problems.txt"

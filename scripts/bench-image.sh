@@ -125,11 +125,13 @@ to_ms() { awk -v v="$1" 'BEGIN{ if (v=="") {print "n/a"; exit}
   if (f<0) print "n/a"; else printf "%.2f\n", n*f }'; }
 kib_mib() { awk -v k="$1" 'BEGIN{ if (k=="" || k<0) print "n/a"; else printf "%.1f", k/1024 }'; }
 mibs() { awk -v b="$1" -v s="$2" 'BEGIN{ if (s+0>0) printf "%.1f", b/1048576/s; else print "n/a" }'; }
-# pid_mem PID -> "rss_MiB pss_MiB" of one process
-pid_mem() {
-  local r q
-  r=$(awk '/^VmRSS/{print $2}' "/proc/$1/status" 2>/dev/null); q=$(awk '/^Pss:/{print $2}' "/proc/$1/smaps_rollup" 2>/dev/null)
-  awk -v r="${r:-0}" -v q="${q:-0}" 'BEGIN{printf "%.1f %.1f\n", r/1024, q/1024}'
+pid_mem() {  # pid_mem PID... -> "rss_MiB pss_MiB" summed over the PIDs
+  local r q p rs=0 qs=0
+  for p in "$@"; do
+    r=$(awk '/^VmRSS/{print $2}' "/proc/$p/status" 2>/dev/null); q=$(awk '/^Pss:/{print $2}' "/proc/$p/smaps_rollup" 2>/dev/null)
+    rs=$((rs + ${r:-0})); qs=$((qs + ${q:-0}))
+  done
+  awk -v r="$rs" -v q="$qs" 'BEGIN{printf "%.1f %.1f\n", r/1024, q/1024}'
 }
 # group_mem PGID -> "rss_MiB pss_MiB nprocs" summed over the process group
 group_mem() {
@@ -329,7 +331,7 @@ if ferro_start "$FDATA" --admin-password "$PW" "${serve_args[@]}"; then
     else problem "ferrostack: GET /image/v2/images -> HTTP $code (binary without the Image service? built $(date -u -r "$SRC_BIN" '+%H:%M:%SZ'))"; fi
   fi
   sleep "$IDLE_S"
-  echo "idle_after_start $(pid_mem "$FERRO_PID")" > "$RES/mem-ferrostack.txt"
+  echo "idle_after_start $(pid_mem $FERRO_PIDS)" > "$RES/mem-ferrostack.txt"
 else
   problem "ferrostack did not start: $(tail -5 "$FDATA/ferrostack.log" 2>/dev/null)"
 fi
@@ -345,7 +347,7 @@ download() {
   local run=$1 step=$2 out=$3 what=$4 code secs got
   say "io run $run: download, $what"
   quiet
-  "$PY" "$BENCH/rss_watch.py" "$FERRO_PID" "$RES/rss-$step-$run.txt" 0.1 -- \
+  "$PY" "$BENCH/rss_watch.py" "$FERRO_SERVICE_PID" "$RES/rss-$step-$run.txt" 0.1 -- \
     curl -sS -m 3600 -o "$out" -w '%{http_code} %{time_total} %{size_download}\n' \
       -H @"$work/auth.hdr" "$FIMG/v2/images/$ID/file" \
     > "$RES/$step-$run.curl" 2> "$RES/$step-$run.err"
@@ -389,7 +391,7 @@ if [ "$ferro_ok" = 1 ]; then
     cat "$SRC" > /dev/null
     say "io run $run: upload $IMAGE_MIB MiB (curl -T) -> image $ID"
     quiet
-    "$PY" "$BENCH/rss_watch.py" "$FERRO_PID" "$RES/rss-upload-$run.txt" 0.1 -- \
+    "$PY" "$BENCH/rss_watch.py" "$FERRO_SERVICE_PID" "$RES/rss-upload-$run.txt" 0.1 -- \
       curl -sS -m 3600 -o "$RES/upload-$run.body" -w '%{http_code} %{time_total} %{size_upload}\n' \
         -T "$SRC" -H 'Content-Type: application/octet-stream' -H @"$work/auth.hdr" "$FIMG/v2/images/$ID/file" \
       > "$RES/upload-$run.curl" 2> "$RES/upload-$run.err"
@@ -439,7 +441,7 @@ if [ "$ferro_ok" = 1 ]; then
   done
   if kill -0 "$FERRO_PID" 2>/dev/null; then
     sleep "$IDLE_S"
-    echo "idle_after_io $(pid_mem "$FERRO_PID")" >> "$RES/mem-ferrostack.txt"
+    echo "idle_after_io $(pid_mem $FERRO_PIDS)" >> "$RES/mem-ferrostack.txt"
   fi
 
   # ---------------------------------------------------------------- list
@@ -450,11 +452,11 @@ if [ "$ferro_ok" = 1 ]; then
       || problem "ferrostack load_images: $(tail -3 "$RES/load-ferrostack.txt")"
     say "ferrostack load: $(tail -1 "$RES/load-ferrostack.txt")"
     list_preflight ferrostack "$FIMG"
-    for mode in keepalive close; do list_suite ferrostack "$mode" "$FIMG" "P:$FERRO_PID"; done
+    for mode in keepalive close; do list_suite ferrostack "$mode" "$FIMG" "$(printf "P:%s " $FERRO_PIDS)"; done
   fi
   if kill -0 "$FERRO_PID" 2>/dev/null; then
     sleep "$IDLE_S"
-    echo "idle_after_list $(pid_mem "$FERRO_PID")" >> "$RES/mem-ferrostack.txt"
+    echo "idle_after_list $(pid_mem $FERRO_PIDS)" >> "$RES/mem-ferrostack.txt"
   else
     problem "ferrostack (pid $FERRO_PID) DIED; log tail: $(tail -20 "$FDATA/ferrostack.log" | sed 's/\x1b\[[0-9;]*m//g')"
   fi

@@ -281,6 +281,30 @@ s_confined() {
   [ "$(tr ' ' '\n' <<< "$UIDS" | sed '/^$/d' | sort -u | wc -l)" = 2 ] || { echo "uids shared:$UIDS"; return 1; }
   ps -o user,pid,args -p "$(qemu_pid "$SRV_ID")" | cut -c1-100
 }
+# Privilege separation: what serves HTTP (the APIs and the console proxy)
+# runs as the service user with no capabilities, a child of the root helper
+# that started it, which itself listens on no TCP port; the guest's files
+# are its uid's with the service's group, its directory the service's.
+s_privsep() {
+  need SRV_ID || return 1
+  local api vnc uid caps svc pid quid
+  api="$FERRO_SERVICE_PID"
+  vnc="$(ss -ltnpH "sport = :${FERROSTACK__VNC__NOVNCPROXY_LISTEN##*:}" | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2)"
+  [ -n "$api" ] || { echo "no process listens on $FERRO_PORT"; return 1; }
+  uid="$(awk '/^Uid:/{print $2}' "/proc/$api/status")"
+  caps="$(awk '/^CapEff:/{print $2}' "/proc/$api/status")"
+  svc="$(id -u ferrostack)" || { echo "no user ferrostack"; return 1; }
+  echo "# API :$FERRO_PORT and console proxy: pid $api, uid $uid ($(id -nu "$uid")), CapEff $caps; root helper: pid $FERRO_PID, uid $(awk '/^Uid:/{print $2}' "/proc/$FERRO_PID/status")"
+  expect_eq "uid serving HTTP" "$uid" "$svc" && expect_eq "its capabilities" "$caps" 0000000000000000 &&
+    expect_eq "console proxy's pid" "$vnc" "$api" &&
+    expect_eq "its parent" "$(awk '{print $4}' "/proc/$api/stat")" "$FERRO_PID" || return 1
+  if ss -ltnpH | grep -q "pid=$FERRO_PID,"; then echo "the root helper listens on TCP"; return 1; fi
+  pid="$(qemu_pid "$SRV_ID")" || return 1
+  quid="$(awk '/^Uid:/{print $2}' "/proc/$pid/status")"
+  stat -c '# %n %U:%G %a' "$INST/$SRV_ID" "$INST/$SRV_ID/disk" "$INST/$SRV_ID/run/qmp.sock"
+  expect_eq "guest directory" "$(stat -c '%u:%g %a' "$INST/$SRV_ID")" "$svc:$quid 710" &&
+    expect_eq "guest disk" "$(stat -c '%u:%g %a' "$INST/$SRV_ID/disk")" "$quid:$(id -g ferrostack) 660" || return 1
+}
 # kill -9 of ferrostack while guests run: they still run, and after a
 # restart they are ACTIVE and obey stop and start.
 s_kill9() {
@@ -380,8 +404,9 @@ for n in range(64):
         sys.exit(f"write {n}: {r}")
 PYEOF
   echo "# wrote 4 GiB into the running guest's disk; overlay now $(du -h "$INST/$SRV_ID/disk" | cut -f1)"
-  rss0="$(awk '/^VmRSS:/{print $2}' "/proc/$FERRO_PID/status")"
-  ( while kill -0 "$FERRO_PID" 2>/dev/null; do awk '/^VmRSS:/{print $2}' "/proc/$FERRO_PID/status"; sleep 0.2; done ) > "$work/rss" 2>/dev/null &
+  # the process serving the APIs and streaming the image
+  rss0="$(awk '/^VmRSS:/{print $2}' "/proc/$FERRO_SERVICE_PID/status")"
+  ( while kill -0 "$FERRO_SERVICE_PID" 2>/dev/null; do awk '/^VmRSS:/{print $2}' "/proc/$FERRO_SERVICE_PID/status"; sleep 0.2; done ) > "$work/rss" 2>/dev/null &
   sampler=$!
   t0=$SECONDS
   run admin server image create -f json --wait --name big-snap "$SRV" || { kill "$sampler"; return 1; }
@@ -471,6 +496,7 @@ step "server rebuild --image --wait: ACTIVE, booted from the image again" s_rebu
 step "server image create --wait: snapshot active"                       s_snapshot
 step "server create --image <snapshot>: a second guest boots"            s_boot_snapshot
 step "confined: own uids, seccomp, cgroup memory = RAM + overhead"    s_confined
+step "privilege separation: HTTP served by user ferrostack, root only in the helper" s_privsep
 step "kill -9 ferrostack with 3 guests: they run on; after restart ACTIVE, stop/start" s_kill9
 step "guest powers off from inside: SHUTOFF at the next sync"           s_poweroff_inside
 step "host reboot + resume_guests_state_on_host_boot: the running guest boots again" s_host_boot

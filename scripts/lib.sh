@@ -27,6 +27,13 @@ ferro_start() {
   FERRO_PORT="${FERRO_PORT:-$(free_port)}"
   FERRO_URL="http://127.0.0.1:$FERRO_PORT"
   mkdir -p "$data"
+  # Started as root, ferrostack serves as the system user `ferrostack`,
+  # which must reach the data directory: the run's own temporary parent
+  # (mktemp's, 0700) lets other users pass, without listing it.
+  if [ "$(id -u)" = 0 ]; then
+    local up; up="$(dirname "$data")"
+    case "$up" in "${TMPDIR:-/tmp}"/?*) if [ -O "$up" ]; then chmod o+x "$up"; fi ;; esac
+  fi
   # The API checks (Tempest's API groups, the golden paths) run on simulated
   # hosts unless the caller asks for a driver (golden-path-qemu.sh does).
   export FERROSTACK__COMPUTE__COMPUTE_DRIVER="${FERROSTACK__COMPUTE__COMPUTE_DRIVER:-fake}"
@@ -56,11 +63,23 @@ ferro_start() {
   FERRO_PID=$!
   local i
   for i in $(seq 1 300); do
-    if curl -fsS -m 2 -o /dev/null "$FERRO_URL/identity/v3" 2>/dev/null; then return 0; fi
+    if curl -fsS -m 2 -o /dev/null "$FERRO_URL/identity/v3" 2>/dev/null; then ferro_pids; return 0; fi
     kill -0 "$FERRO_PID" 2>/dev/null || { echo "ferrostack exited; log:" >&2; tail -50 "$data/ferrostack.log" >&2; return 1; }
     sleep 0.1
   done
   echo "ferrostack did not answer within 30 s" >&2; return 1
+}
+
+# ferro_pids: sets FERRO_SERVICE_PID, the process serving HTTP (started as
+# root, ferrostack's privileged helper FERRO_PID runs it as the user
+# `ferrostack`; otherwise the two are one), and FERRO_PIDS, both: what
+# ferrostack costs is their sum.
+ferro_pids() {
+  FERRO_SERVICE_PID="$(ss -ltnpH "sport = :$FERRO_PORT" 2>/dev/null | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2)"
+  FERRO_SERVICE_PID="${FERRO_SERVICE_PID:-$FERRO_PID}"
+  FERRO_PIDS="$FERRO_PID"
+  if [ "$FERRO_SERVICE_PID" != "$FERRO_PID" ]; then FERRO_PIDS="$FERRO_PID $FERRO_SERVICE_PID"; fi
+  export FERRO_SERVICE_PID FERRO_PIDS
 }
 
 # ferro_stop: SIGTERM the PID we started, wait for it.

@@ -154,7 +154,9 @@ fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(async move {
+    let exit_code = std::sync::Arc::new(std::sync::atomic::AtomicI32::new(0));
+    let exit = exit_code.clone();
+    let r = rt.block_on(async move {
         match cli.command {
             Command::Serve {
                 listen,
@@ -162,11 +164,21 @@ fn main() -> anyhow::Result<()> {
                 roles,
             } => {
                 let roles = ferro_api_server::Roles::parse(&roles).map_err(anyhow::Error::msg)?;
+                ferro_privsep::bind_to_helper().map_err(anyhow::Error::msg)?;
                 if let Some(l) = listen {
                     cfg.api.listen = l;
                 }
                 if admin_password.is_some() {
                     cfg.identity.admin_password = admin_password;
+                }
+                if ferro_privsep::separates(&cfg) {
+                    // Root stays here, in the helper; the service runs as
+                    // its own user and ends this process with its status.
+                    let code = ferro_privsep::supervise(&cfg)
+                        .await
+                        .map_err(anyhow::Error::msg)?;
+                    exit_code.store(code, std::sync::atomic::Ordering::Relaxed);
+                    return Ok(());
                 }
                 if !roles.controller {
                     return serve_compute(cfg).await;
@@ -222,7 +234,14 @@ fn main() -> anyhow::Result<()> {
                 Ok(())
             }
         }
-    })
+    });
+    let code = exit.load(std::sync::atomic::Ordering::Relaxed);
+    if r.is_ok() && code != 0 {
+        drop(rt);
+        drop(_log_guard);
+        std::process::exit(code);
+    }
+    r
 }
 
 fn print_report(app: &ferro_api_server::App) {

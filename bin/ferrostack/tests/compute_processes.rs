@@ -733,3 +733,110 @@ async fn kill_during_many_builds_never_leaves_a_server_without_its_guest() {
     assert!(active > 0);
     drop(s);
 }
+
+fn status_field(pid: u32, field: &str) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(field))
+        .map(|l| l[field.len()..].trim().to_string())
+        .unwrap_or_default()
+}
+
+/// Started as root, `ferrostack serve` keeps root in its privileged helper
+/// only: the process that serves HTTP is the helper's child, runs as the
+/// `ferrostack` system user with no capabilities, owns the data directory,
+/// and dies with the helper (a `kill -9` of ferrostack frees the port).
+#[tokio::test]
+async fn as_root_http_is_served_by_an_unprivileged_child() {
+    if !ferro_config::running_as_root() {
+        eprintln!("skipped: privilege separation starts only as root");
+        return;
+    }
+    let c = reqwest::Client::new();
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut s = start(dir.path(), port, None);
+    token(&c, &s.url).await;
+    let helper = s.child.id();
+    let ss = Command::new("ss")
+        .args(["-ltnpH", &format!("sport = :{port}")])
+        .output()
+        .unwrap();
+    let ss = String::from_utf8_lossy(&ss.stdout).to_string();
+    let server: u32 = ss
+        .split("pid=")
+        .nth(1)
+        .and_then(|r| r.split(',').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("who listens on {port}: {ss}"));
+    assert_ne!(server, helper, "the root helper serves HTTP itself");
+    let ppid = std::fs::read_to_string(format!("/proc/{server}/stat")).unwrap();
+    let ppid: u32 = ppid
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(ppid, helper, "the server is not the helper's child");
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+    let svc: u32 = passwd
+        .lines()
+        .find(|l| l.starts_with("ferrostack:"))
+        .and_then(|l| l.split(':').nth(2))
+        .and_then(|u| u.parse().ok())
+        .expect("the ferrostack user exists");
+    assert_ne!(svc, 0);
+    let uids = status_field(server, "Uid:");
+    assert!(
+        uids.split_whitespace().all(|u| u == svc.to_string()),
+        "uids of the server: {uids}"
+    );
+    assert_eq!(status_field(server, "CapEff:"), "0000000000000000");
+    assert_eq!(status_field(server, "CapPrm:"), "0000000000000000");
+    assert_eq!(
+        status_field(helper, "Uid:").split_whitespace().next(),
+        Some("0")
+    );
+    use std::os::unix::fs::MetadataExt;
+    for f in ["", "ferrostack.db", "fernet-keys"] {
+        let m = std::fs::metadata(dir.path().join(f)).unwrap();
+        assert_eq!(m.uid(), svc, "owner of {f:?}");
+    }
+    // kill -9 of ferrostack: the server goes with it.
+    s.child.kill().unwrap();
+    let _ = s.child.wait();
+    let t = Instant::now();
+    let alive = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|st| {
+            st.rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().next())
+                != Some("Z")
+        })
+    };
+    while alive(server) {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "the server outlived its helper; log: {}",
+            std::fs::read_to_string(&s.log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let ss = Command::new("ss")
+        .args(["-ltnH", &format!("sport = :{port}")])
+        .output()
+        .unwrap();
+    assert!(
+        ss.stdout.is_empty(),
+        "still listening: {}",
+        String::from_utf8_lossy(&ss.stdout)
+    );
+}

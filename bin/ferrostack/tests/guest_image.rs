@@ -185,6 +185,9 @@ fn tcg_driver(
     let dir = reachable_tempdir();
     let mut cfg = QemuConfig::new(dir.path().join("instances"));
     cfg.virt_type = VirtType::Qemu;
+    // Volumes handed to guests must live here (the privileged commands
+    // give nothing else to a guest's uid).
+    cfg.volumes_dir = Some(dir.path().to_path_buf());
     tune(&mut cfg);
     let driver = rt.block_on(QemuDriver::new(cfg)).unwrap();
     (rt, dir, driver)

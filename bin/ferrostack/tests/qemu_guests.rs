@@ -395,10 +395,14 @@ async fn a_server_is_a_real_guest() {
             measured <= overhead,
             "QEMU overhead {measured} MiB > estimate {overhead} MiB"
         );
-        // The disk is the guest's alone; the directory admits only it.
+        // The disk is the guest's and the service's group's (root's in
+        // this in-process server) alone; the directory admits only it.
         use std::os::unix::fs::MetadataExt;
         let disk = std::fs::metadata(instances.join(&id).join("disk")).unwrap();
-        assert_eq!((disk.uid(), disk.mode() & 0o777), (uid, 0o600));
+        assert_eq!(
+            (disk.uid(), disk.gid(), disk.mode() & 0o777),
+            (uid, 0, 0o660)
+        );
         let d = std::fs::metadata(instances.join(&id)).unwrap();
         assert_eq!((d.uid(), d.gid(), d.mode() & 0o777), (0, uid, 0o710));
         // Placement keeps QEMU's overhead of each guest out of reach.

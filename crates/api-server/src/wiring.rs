@@ -83,9 +83,13 @@ pub async fn start_agents(
             q.remove_unused_original_minimum_age =
                 Duration::from_secs(c.remove_unused_original_minimum_age_seconds);
             q.image_cache_manager_interval = Duration::from_secs(c.image_cache_manager_interval);
-            let driver = ferro_virt::QemuDriver::new(q)
-                .await
-                .map_err(|e| Error::internal(format!("compute_driver qemu: {e}")))?;
+            q.volumes_dir = Some(cfg.volumes_dir());
+            // Started by the privileged helper: what needs root goes there.
+            let driver = match ferro_privsep::HelperClient::from_env() {
+                Some(helper) => ferro_virt::QemuDriver::with_host(q, Arc::new(helper)).await,
+                None => ferro_virt::QemuDriver::new(q).await,
+            }
+            .map_err(|e| Error::internal(format!("compute_driver qemu: {e}")))?;
             tracing::info!(accel = driver.accel(), "QEMU driver ready");
             drivers.push((c.host_name(), Arc::new(driver)));
         }

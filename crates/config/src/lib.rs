@@ -43,6 +43,7 @@ pub struct Config {
     pub log: LogConfig,
     pub vnc: VncConfig,
     pub console: ConsoleConfig,
+    pub privsep: PrivsepConfig,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -771,6 +772,33 @@ impl Default for ConsoleConfig {
     }
 }
 
+/// Privilege separation (as oslo.privsep for Nova and Neutron): started as
+/// root, `ferrostack serve` keeps a small privileged helper and runs
+/// everything else (the HTTP APIs, the agents, the console proxy) as an
+/// unprivileged system user, which asks the helper for the few host
+/// changes that need root through a narrow, typed command set.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PrivsepConfig {
+    /// Separate privileges when started as root.
+    pub enabled: bool,
+    /// The system user the service runs as (created, with its group, if
+    /// missing).
+    pub user: String,
+    /// Where the helper's socket lives (root-owned, reachable only by the
+    /// service's group).
+    pub socket_dir: PathBuf,
+}
+impl Default for PrivsepConfig {
+    fn default() -> Self {
+        PrivsepConfig {
+            enabled: true,
+            user: "ferrostack".into(),
+            socket_dir: PathBuf::from("/run/ferrostack"),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogConfig {
@@ -913,8 +941,15 @@ impl Config {
         }
     }
 
+    /// `data_dir`; by default `/var/lib/ferrostack` when run as root (the
+    /// service's own user must reach it: root's home is closed to it),
+    /// else `default_data_dir()`.
     pub fn data_dir(&self) -> PathBuf {
-        self.data_dir.clone().unwrap_or_else(default_data_dir)
+        match &self.data_dir {
+            Some(d) => d.clone(),
+            None if running_as_root() => PathBuf::from(ROOT_DATA_DIR),
+            None => default_data_dir(),
+        }
     }
 
     pub fn database_url(&self) -> String {
@@ -963,7 +998,9 @@ impl Config {
     }
 }
 
-/// `$XDG_DATA_HOME/ferrostack`, else `~/.local/share/ferrostack`, else `./ferrostack-data`.
+/// The data directory of a ferrostack started as root.
+pub const ROOT_DATA_DIR: &str = "/var/lib/ferrostack";
+
 /// Whether this process runs as root (its effective uid, from /proc).
 pub fn running_as_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
@@ -977,6 +1014,7 @@ pub fn running_as_root() -> bool {
         .unwrap_or(false)
 }
 
+/// `$XDG_DATA_HOME/ferrostack`, else `~/.local/share/ferrostack`, else `./ferrostack-data`.
 pub fn default_data_dir() -> PathBuf {
     if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
         return PathBuf::from(x).join("ferrostack");

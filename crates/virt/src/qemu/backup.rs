@@ -19,7 +19,7 @@ pub struct Backup<'a> {
     /// The guest's directory (the target is made there, where its QEMU may
     /// open it) and the uid its QEMU runs as.
     pub dir: &'a Path,
-    pub owner: Option<u32>,
+    pub owner: super::Owner<'a>,
     /// QEMU's name of the root disk (`drive0`, `drive1` when rescued).
     pub drive: &'a str,
     pub qemu_img: &'a str,
@@ -42,8 +42,9 @@ pub async fn run(q: &mut Qmp, b: &Backup<'_>) -> Result<(), VirtError> {
         &["create", "-q", "-f", "qcow2", &t, &virtual_size.to_string()],
     )
     .await?;
-    if let Some(uid) = b.owner {
-        super::confine::hand_over(&target, uid)?;
+    if let Some((host, uid)) = b.owner {
+        let path = target.clone();
+        host.run(super::HostCommand::HandOver { path, uid }).await?;
     }
     // A job left by an agent that died during a copy goes first.
     let _ = q.execute("job-cancel", Some(json!({"id": JOB}))).await;
@@ -70,8 +71,12 @@ pub async fn run(q: &mut Qmp, b: &Backup<'_>) -> Result<(), VirtError> {
         let _ = std::fs::remove_file(&target);
         return Err(e);
     }
-    if let Some(uid) = b.owner {
-        super::confine::take_back(&target, uid);
+    if let Some((host, uid)) = b.owner {
+        let path = target.clone();
+        if let Err(e) = host.run(super::HostCommand::TakeBack { path, uid }).await {
+            let _ = std::fs::remove_file(&target);
+            return Err(e);
+        }
     }
     if std::fs::rename(&target, b.dest).is_err() {
         // Another filesystem: copy, then remove.

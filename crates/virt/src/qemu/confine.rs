@@ -78,21 +78,25 @@ pub fn read_owner(dir: &Path) -> Option<u32> {
         .ok()
 }
 
-/// Gives `path` to `uid` (group `uid`), readable and writable by it alone
-/// (libvirt's DAC labelling of a guest's disks).
-pub fn hand_over(path: &Path, uid: u32) -> Result<(), VirtError> {
+/// Gives `path` to `uid`, with the group `service_gid` of the service
+/// that drives the guest: readable and writable by the two alone (libvirt's
+/// DAC labelling of a guest's disks, with the service's group so that it
+/// can read the console log, reach QEMU's sockets and copy a stopped disk
+/// without root). A directory is setgid, so what QEMU creates in it keeps
+/// the service's group (QEMU runs with umask 007).
+pub fn hand_over(path: &Path, uid: u32, service_gid: u32) -> Result<(), VirtError> {
     let err = |e: std::io::Error| VirtError::Failed(format!("{}: {e}", path.display()));
-    std::os::unix::fs::chown(path, Some(uid), Some(uid)).map_err(err)?;
-    let mode = if path.is_dir() { 0o700 } else { 0o600 };
+    std::os::unix::fs::lchown(path, Some(uid), Some(service_gid)).map_err(err)?;
+    let mode = if path.is_dir() { 0o2770 } else { 0o660 };
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(err)
 }
 
-/// Gives `path` back to root, if `uid` holds it (a volume detached from
-/// the guest that had it).
-pub fn take_back(path: &Path, uid: u32) {
+/// Gives `path` back to the service, if `uid` holds it (a volume detached
+/// from the guest that had it, a snapshot the guest's QEMU wrote).
+pub fn take_back(path: &Path, uid: u32, service_uid: u32, service_gid: u32) {
     use std::os::unix::fs::MetadataExt;
-    if std::fs::metadata(path).is_ok_and(|m| m.uid() == uid) {
-        let _ = std::os::unix::fs::chown(path, Some(0), Some(0));
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.uid() == uid) {
+        let _ = std::os::unix::fs::lchown(path, Some(service_uid), Some(service_gid));
     }
 }
 
@@ -111,7 +115,7 @@ pub fn can_confine() -> bool {
 }
 
 /// The resource limits of one guest's cgroup.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Limits {
     pub memory_bytes: u64,
     /// cgroup v1 `cpu.shares` (libvirt's `<shares>`; v2 gets the weight

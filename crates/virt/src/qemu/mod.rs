@@ -16,6 +16,7 @@ mod diagnostics;
 mod host;
 pub mod housekeeping;
 mod launch;
+pub mod privileged;
 mod process;
 mod qmp;
 mod save;
@@ -29,8 +30,10 @@ pub use launch::{Mode, argv};
 use crate::{
     ConnectionInfo, GuestSpec, HostResources, ImageSource, PowerState, VirtDriver, VirtError,
 };
+use privileged::{HostCommand, Privileged};
 use qmp::Qmp;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// `virt_type` as Nova's libvirt driver names it, plus `auto`.
@@ -80,6 +83,8 @@ pub struct QemuConfig {
     pub memory_overhead_mb: Option<u64>,
     /// Start the guests that ran before a host reboot (Nova's option).
     pub resume_guests_state_on_host_boot: bool,
+    /// Where the volumes attached to guests live (handed to their uids).
+    pub volumes_dir: Option<PathBuf>,
 }
 
 impl QemuConfig {
@@ -98,6 +103,22 @@ impl QemuConfig {
             cgroup_parent: "ferrostack".into(),
             memory_overhead_mb: None,
             resume_guests_state_on_host_boot: false,
+            volumes_dir: None,
+        }
+    }
+
+    /// What a `LocalHost` serving this driver may touch, for a service
+    /// running as `service_uid`:`service_gid`.
+    pub fn host_scope(&self, service_uid: u32, service_gid: u32) -> privileged::HostScope {
+        privileged::HostScope {
+            instances_path: self.instances_path.clone(),
+            volumes_dir: self.volumes_dir.clone(),
+            qemu_binary: self.qemu_binary.clone(),
+            uid_pool: self.uid_pool.clone(),
+            cgroup_root: self.cgroup_root.clone(),
+            cgroup_parent: self.cgroup_parent.clone(),
+            service_uid,
+            service_gid,
         }
     }
 }
@@ -110,7 +131,9 @@ pub struct QemuDriver {
     resources: HostResources,
     /// When the image cache was last aged.
     last_cache_run: std::sync::Mutex<Option<std::time::Instant>>,
-    /// Guests get uids of their own (the agent runs as root).
+    /// Runs what needs root (in this process, or in the privileged helper).
+    host: Arc<dyn Privileged>,
+    /// Guests get uids of their own (`host` confines).
     uids: Option<confine::UidPool>,
     /// Serialises uid assignment.
     uid_lock: std::sync::Mutex<()>,
@@ -158,6 +181,9 @@ fn io(what: &Path) -> impl Fn(std::io::Error) -> VirtError + '_ {
     move |e| VirtError::Failed(format!("{}: {e}", what.display()))
 }
 
+/// The privileged side and the uid of a confined guest.
+pub(crate) type Owner<'a> = Option<(&'a dyn Privileged, u32)>;
+
 const QMP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Nova's `SHUTDOWN_RETRY_INTERVAL`: the power button is pressed again this often.
 const SHUTDOWN_RETRY_INTERVAL: Duration = Duration::from_secs(10);
@@ -167,9 +193,19 @@ const MAX_CONSOLE_BYTES: u64 = 100 * 1024;
 const VNC_SOCKET: &str = "run/vnc.sock";
 
 impl QemuDriver {
-    /// Settles the accelerator (probing KVM once for `auto`) and measures
-    /// the host.
+    /// The driver with its privileged commands run in this process.
     pub async fn new(cfg: QemuConfig) -> Result<QemuDriver, VirtError> {
+        let (uid, gid) = privileged::effective_ids();
+        let host = Arc::new(privileged::LocalHost::new(cfg.host_scope(uid, gid)));
+        QemuDriver::with_host(cfg, host).await
+    }
+
+    /// Settles the accelerator (probing KVM once for `auto`) and measures
+    /// the host; `host` runs what needs root.
+    pub async fn with_host(
+        cfg: QemuConfig,
+        host: Arc<dyn Privileged>,
+    ) -> Result<QemuDriver, VirtError> {
         std::fs::create_dir_all(&cfg.instances_path).map_err(io(&cfg.instances_path))?;
         let version = run(&cfg.qemu_binary, &["--version"]).await?;
         let accel = match cfg.virt_type {
@@ -188,14 +224,9 @@ impl QemuDriver {
             .unwrap_or_else(|| overhead_estimate_mb(accel));
         let mut resources = host_resources(&cfg.instances_path, &version).await;
         resources.guest_memory_overhead_mb = overhead_mb;
-        let root = confine::can_confine();
-        let (uids, cgroups) = if root {
+        let (uids, cgroups) = if host.confines() {
             reachable_by_all(&cfg.instances_path)?;
-            tun_for_all();
             let cg = confine::Cgroups::detect(&cfg.cgroup_root, &cfg.cgroup_parent);
-            if cg.is_none() {
-                tracing::warn!(root = %cfg.cgroup_root.display(), "no usable cgroup hierarchy (memory and cpu controllers): guests run without cgroup limits");
-            }
             (Some(cfg.uid_pool.clone()), cg)
         } else {
             tracing::warn!(
@@ -209,6 +240,7 @@ impl QemuDriver {
             accel,
             resources,
             last_cache_run: std::sync::Mutex::new(None),
+            host,
             uids,
             uid_lock: std::sync::Mutex::new(()),
             cgroups,
@@ -301,7 +333,15 @@ impl QemuDriver {
         if process::wait_gone(pid, Duration::from_secs(5)).await {
             return Ok(());
         }
-        let _ = run("kill", &["-KILL", &pid.to_string()]).await;
+        if let Err(e) = self
+            .host
+            .run(HostCommand::Kill {
+                uuid: uuid.to_string(),
+            })
+            .await
+        {
+            tracing::warn!(instance = %uuid, "killing QEMU: {e}");
+        }
         if process::wait_gone(pid, Duration::from_secs(10)).await {
             Ok(())
         } else {
@@ -348,29 +388,29 @@ impl QemuDriver {
             firmware: firmware.as_ref(),
         })?;
         let uid = self.hand_over(dir, spec).await?;
-        let procs = match &self.cgroups {
-            Some(cg) => cg.create(
-                &spec.uuid,
-                &confine::Limits::for_guest(
-                    spec.vcpus,
-                    spec.memory_mb,
-                    self.overhead_mb,
-                    &spec.flavor_extra_specs,
-                )?,
-            )?,
-            None => Vec::new(),
-        };
+        if self.cgroups.is_some() {
+            let limits = confine::Limits::for_guest(
+                spec.vcpus,
+                spec.memory_mb,
+                self.overhead_mb,
+                &spec.flavor_extra_specs,
+            )?;
+            self.host
+                .run(HostCommand::CreateCgroup {
+                    uuid: spec.uuid.clone(),
+                    limits,
+                })
+                .await?;
+        }
         let pidfile = dir.join("qemu.pid");
         let log = dir.join("qemu.log");
-        process::spawn(&process::Detached {
-            program: &self.cfg.qemu_binary,
-            args: &args,
-            pidfile: &pidfile,
-            log: &log,
-            uid,
-            cgroup_procs: &procs,
-        })
-        .await?;
+        self.host
+            .run(HostCommand::Launch {
+                uuid: spec.uuid.clone(),
+                args,
+                uid,
+            })
+            .await?;
         let deadline = tokio::time::Instant::now() + QMP_TIMEOUT;
         loop {
             match self.qmp(dir).await {
@@ -404,14 +444,14 @@ impl QemuDriver {
             let _g = self.uid_lock.lock().unwrap_or_else(|p| p.into_inner());
             pool.assign(&self.cfg.instances_path, dir)?
         };
-        // root:<uid> 0710: the guest may reach its files, not list or
+        // <service>:<uid> 0710: the guest may reach its files, not list or
         // change what the agent keeps here; other guests may not enter.
-        std::os::unix::fs::chown(dir, Some(0), Some(uid)).map_err(io(dir))?;
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o710))
-                .map_err(io(dir))?;
-        }
+        self.host
+            .run(HostCommand::ShareGuestDir {
+                uuid: spec.uuid.clone(),
+                uid,
+            })
+            .await?;
         let console = dir.join("console.log");
         std::fs::OpenOptions::new()
             .create(true)
@@ -428,16 +468,22 @@ impl QemuDriver {
             "disk.rescue",
             "nvram.fd",
         ] {
-            let p = dir.join(f);
-            if p.exists() {
-                confine::hand_over(&p, uid)?;
+            let path = dir.join(f);
+            if path.exists() {
+                self.host.run(HostCommand::HandOver { path, uid }).await?;
             }
         }
         for vol in volumes::load(dir).values() {
-            confine::hand_over(Path::new(&vol.path), uid)?;
+            let path = PathBuf::from(&vol.path);
+            self.host.run(HostCommand::HandOver { path, uid }).await?;
         }
         for v in &spec.vifs {
-            process::prepare_tap(&v.tap_name, uid).await?;
+            self.host
+                .run(HostCommand::PrepareTap {
+                    name: v.tap_name.clone(),
+                    uid,
+                })
+                .await?;
         }
         Ok(Some(uid))
     }
@@ -576,24 +622,58 @@ impl QemuDriver {
     /// Removes what a guest had outside its directory (taps, cgroup) and
     /// gives its volumes back to root (its uid goes to the next guest).
     async fn release(&self, dir: &Path, uuid: &str, spec: Option<&GuestSpec>) {
-        if let Some(uid) = confine::read_owner(dir) {
+        if self.uids.is_some()
+            && let Some(uid) = confine::read_owner(dir)
+        {
             for vol in volumes::load(dir).values() {
-                confine::take_back(Path::new(&vol.path), uid);
+                self.take_back(Path::new(&vol.path), uid).await;
             }
         }
         if self.uids.is_some()
             && let Some(spec) = spec
         {
             for v in &spec.vifs {
-                process::remove_tap(&v.tap_name).await;
+                let cmd = HostCommand::RemoveTap {
+                    name: v.tap_name.clone(),
+                };
+                if let Err(e) = self.host.run(cmd).await {
+                    tracing::warn!(tap = %v.tap_name, "removing a guest's tap: {e}");
+                }
             }
         }
         // Whatever is still in the guest's cgroup is that guest's: a QEMU
         // still exiting, or a launcher that had joined the cgroup when a
         // failed spawn gave up on it. It goes, and so does the cgroup.
-        if let Some(cg) = &self.cgroups {
-            cg.kill_and_remove(uuid).await;
+        self.remove_cgroup(uuid).await;
+    }
+
+    async fn remove_cgroup(&self, uuid: &str) {
+        if self.cgroups.is_some() {
+            let cmd = HostCommand::RemoveCgroup {
+                uuid: uuid.to_string(),
+            };
+            if let Err(e) = self.host.run(cmd).await {
+                tracing::warn!(instance = %uuid, "removing a guest's cgroup: {e}");
+            }
         }
+    }
+
+    /// Gives a file the guest held back to the service.
+    async fn take_back(&self, path: &Path, uid: u32) {
+        let cmd = HostCommand::TakeBack {
+            path: path.to_path_buf(),
+            uid,
+        };
+        if let Err(e) = self.host.run(cmd).await {
+            tracing::warn!(path = %path.display(), "taking a file back from a guest: {e}");
+        }
+    }
+
+    /// Who hands the guest's files to its uid, and that uid (when guests
+    /// are confined).
+    fn owner(&self, dir: &Path) -> Owner<'_> {
+        self.uids.as_ref()?;
+        Some((self.host.as_ref(), confine::read_owner(dir)?))
     }
 
     async fn running_guest(&self, uuid: &str) -> Result<(PathBuf, Qmp), VirtError> {
@@ -603,28 +683,6 @@ impl QemuDriver {
         }
         let q = self.qmp(&dir).await?;
         Ok((dir, q))
-    }
-}
-
-/// Guests' QEMU, under their own uids, opens the taps the agent made for
-/// them through `/dev/net/tun`, which distributions leave `0666` (opening a
-/// persistent tap needs its owner's uid, creating one needs CAP_NET_ADMIN).
-/// A host where it is `0600` gets the distribution's mode.
-fn tun_for_all() {
-    use std::os::unix::fs::PermissionsExt;
-    let tun = Path::new("/dev/net/tun");
-    if let Ok(m) = std::fs::metadata(tun)
-        && m.permissions().mode() & 0o006 != 0o006
-    {
-        match std::fs::set_permissions(tun, std::fs::Permissions::from_mode(0o666)) {
-            Ok(()) => tracing::info!(
-                "/dev/net/tun was mode {:o}; set to 0666 (the distributions' mode) so guests' QEMU, under their own uids, can open their taps",
-                m.permissions().mode() & 0o777
-            ),
-            Err(e) => tracing::warn!(
-                "/dev/net/tun is not usable by guests' uids ({e}): guests with NICs will not start"
-            ),
-        }
     }
 }
 
@@ -694,9 +752,7 @@ impl VirtDriver for QemuDriver {
         if !dir.exists() {
             // Its files are gone (removed by hand): what may be left is
             // its cgroup, with the QEMU that runs in it.
-            if let Some(cg) = &self.cgroups {
-                cg.kill_and_remove(uuid).await;
-            }
+            self.remove_cgroup(uuid).await;
             return Ok(());
         }
         self.kill(&dir, uuid).await?;
@@ -759,8 +815,7 @@ impl VirtDriver for QemuDriver {
     /// `state.save` and the process ends; resume restores it.
     async fn suspend(&self, uuid: &str) -> Result<(), VirtError> {
         let (dir, mut q) = self.running_guest(uuid).await?;
-        let owner = self.uids.as_ref().and_then(|_| confine::read_owner(&dir));
-        save::save(&mut q, &dir, owner, &dir.join("state.save")).await?;
+        save::save(&mut q, &dir, self.owner(&dir), &dir.join("state.save")).await?;
         drop(q);
         self.kill(&dir, uuid).await
     }
@@ -860,7 +915,7 @@ impl VirtDriver for QemuDriver {
                 &mut q,
                 &backup::Backup {
                     dir: &dir,
-                    owner: self.uids.as_ref().and_then(|_| confine::read_owner(&dir)),
+                    owner: self.owner(&dir),
                     drive,
                     qemu_img: &self.cfg.qemu_img,
                     dest,
@@ -951,10 +1006,9 @@ impl VirtDriver for QemuDriver {
         }
         if self.pid(&dir, uuid).is_some() {
             // The guest's QEMU opens the volume under its own uid.
-            if self.uids.is_some()
-                && let Some(uid) = confine::read_owner(&dir)
-            {
-                confine::hand_over(Path::new(&vol.path), uid)?;
+            if let Some((host, uid)) = self.owner(&dir) {
+                let path = PathBuf::from(&vol.path);
+                host.run(HostCommand::HandOver { path, uid }).await?;
             }
             let mut q = self.qmp(&dir).await?;
             volumes::plug(&mut q, device, &vol).await?;
@@ -998,8 +1052,8 @@ impl VirtDriver for QemuDriver {
             let mut q = self.qmp(&dir).await?;
             volumes::unplug(&mut q, device, 8, Duration::from_secs(5)).await?;
         }
-        if let (Some(vol), Some(uid)) = (all.get(device), confine::read_owner(&dir)) {
-            confine::take_back(Path::new(&vol.path), uid);
+        if let (Some(vol), Some((_, uid))) = (all.get(device), self.owner(&dir)) {
+            self.take_back(Path::new(&vol.path), uid).await;
         }
         all.remove(device);
         volumes::save(&dir, &all)

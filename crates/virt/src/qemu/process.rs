@@ -9,7 +9,9 @@ use std::time::Duration;
 
 /// The launcher: joins the cgroups, records its pid (which QEMU keeps
 /// through `exec`), sends its output to the log, drops to the guest's uid
-/// and group, and becomes QEMU. QEMU's own `-daemonize` cannot be used:
+/// and group, and becomes QEMU with umask 007 (its sockets and files, in
+/// the setgid directories it is handed, stay reachable by the service's
+/// group and by no one else). QEMU's own `-daemonize` cannot be used:
 /// it forks after the seccomp sandbox is on, which the sandbox refuses.
 const LAUNCHER: &str = r#"set -e
 pidfile=$1 log=$2 uid=$3 procs=$4
@@ -19,6 +21,7 @@ IFS=:
 for f in $procs; do echo $$ > "$f"; done
 unset IFS
 echo $$ > "$pidfile"
+umask 007
 if [ -n "$uid" ]; then
   exec setpriv --reuid="$uid" --regid="$uid" --clear-groups -- "$@"
 fi

@@ -24,15 +24,16 @@ fn failed(what: &str, e: impl std::fmt::Display) -> VirtError {
 pub async fn save(
     q: &mut Qmp,
     dir: &Path,
-    owner: Option<u32>,
+    owner: super::Owner<'_>,
     dest: &Path,
 ) -> Result<(), VirtError> {
     let sock = dir.join("run").join(SAVE_SOCKET);
     let _ = std::fs::remove_file(&sock);
     let listener = tokio::net::UnixListener::bind(&sock)
         .map_err(|e| failed(&sock.display().to_string(), e))?;
-    if let Some(uid) = owner {
-        super::confine::hand_over(&sock, uid)?;
+    if let Some((host, uid)) = owner {
+        let path = sock.clone();
+        host.run(super::HostCommand::HandOver { path, uid }).await?;
     }
     let tmp = dest.with_extension("save.part");
     let mut file = tokio::fs::File::create(&tmp)

@@ -1,0 +1,28 @@
+//! Privilege separation, as oslo.privsep gives Nova and Neutron: started as
+//! root, `ferrostack serve` becomes a small privileged helper and runs the
+//! service itself (every HTTP API, the agents, the console proxy) as an
+//! unprivileged system user. The service asks the helper for what needs
+//! root through the QEMU driver's narrow, typed `HostCommand`s, one JSON
+//! line per request over a unix socket that only the service's uid (and
+//! root) may use; the helper checks each command (`LocalHost`) before it
+//! runs it.
+//!
+//! - `client`: the service's side, a `Privileged` that sends commands.
+//! - `server`: the helper's side, which receives, checks and runs them.
+//! - `supervise`: the root process: the service user, the ownership of the
+//!   state directories, the socket, and the service's process.
+pub mod client;
+pub mod server;
+pub mod supervise;
+
+pub use client::HelperClient;
+pub use supervise::{bind_to_helper, separates, supervise};
+
+/// Set in the service's environment: the helper's socket.
+pub const SOCKET_ENV: &str = "FERROSTACK_PRIVSEP_SOCKET";
+
+/// Set in the service's environment: the helper's pid.
+pub const PARENT_ENV: &str = "FERROSTACK_PRIVSEP_PARENT";
+
+/// The longest request line the helper reads.
+pub const MAX_REQUEST: usize = 1 << 20;

@@ -1,0 +1,69 @@
+//! The helper's side: accepts connections from the service's uid (and
+//! root) only, reads one command, checks and runs it, answers.
+use ferro_virt::qemu::privileged::{HostCommand, Privileged};
+use std::sync::Arc;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+
+/// Serves `host` on `listener` for processes of `allowed_uid` until the
+/// listener fails.
+pub async fn serve(listener: UnixListener, host: Arc<dyn Privileged>, allowed_uid: u32) {
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!("privileged helper: accepting a connection: {e}");
+                return;
+            }
+        };
+        let peer = stream.peer_cred().ok().map(|c| c.uid());
+        if !peer.is_some_and(|u| u == allowed_uid || u == 0) {
+            tracing::warn!(
+                ?peer,
+                "privileged helper: refused a connection from another user"
+            );
+            continue;
+        }
+        let host = host.clone();
+        tokio::spawn(async move {
+            if let Err(e) = one(stream, host.as_ref()).await {
+                tracing::warn!("privileged helper: {e}");
+            }
+        });
+    }
+}
+
+async fn one(stream: UnixStream, host: &dyn Privileged) -> std::io::Result<()> {
+    let (r, mut w) = stream.into_split();
+    let mut line = String::new();
+    BufReader::new(r.take(crate::MAX_REQUEST as u64))
+        .read_line(&mut line)
+        .await?;
+    let reply = match serde_json::from_str::<HostCommand>(&line) {
+        Ok(cmd) => {
+            let what = describe(&cmd);
+            match host.run(cmd).await {
+                Ok(()) => {
+                    tracing::debug!(command = %what, "privileged helper: done");
+                    serde_json::json!({"ok": true})
+                }
+                Err(e) => {
+                    tracing::warn!(command = %what, "privileged helper: {e}");
+                    serde_json::json!({"error": e.to_string()})
+                }
+            }
+        }
+        Err(e) => serde_json::json!({"error": format!("privileged command refused: {e}")}),
+    };
+    let mut out = reply.to_string().into_bytes();
+    out.push(b'\n');
+    w.write_all(&out).await
+}
+
+/// A command for the log, without its QEMU arguments.
+fn describe(cmd: &HostCommand) -> String {
+    match cmd {
+        HostCommand::Launch { uuid, uid, .. } => format!("launch {uuid} as {uid:?}"),
+        other => format!("{other:?}"),
+    }
+}

@@ -36,7 +36,7 @@ fn layer(name: &str) -> Option<Layer> {
         "ferro-identity" | "ferro-image" | "ferro-compute" | "ferro-network" | "ferro-volume"
         | "ferro-placement" | "ferro-scheduler" => Service,
         "ferro-compute-agent" => Agent,
-        "ferro-virt" | "ferro-privsep" => Driver,
+        "ferro-virt" | "ferro-privsep" | "ferro-netdriver" => Driver,
         "ferro-api-server" | "ferro-test-utils" | "ferrostack" => Wiring,
         _ => return None,
     })

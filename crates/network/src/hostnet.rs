@@ -1,57 +1,10 @@
 //! The data-plane seam: what a host must realise of the API's desired
 //! state (bridges per network, taps per port, DHCP, router namespaces with
-//! SNAT and floating IPs, security group rules). `FakeHostNet` records it;
-//! the Linux implementation (bridges, VXLAN, namespaces, nftables) comes
-//! with the real data plane and implements the same trait.
-use serde::Serialize;
-use std::collections::BTreeMap;
+//! SNAT and floating IPs, security group rules), in the protocol's types
+//! (`ferro_rpc::network`). `FakeHostNet` records it; the kernel's side is
+//! the `ferro-netdriver` crate, which agents drive.
+pub use ferro_rpc::network::{HostState, NetSpec, PortSpec, RouterSpec};
 use std::sync::Mutex;
-
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub struct NetSpec {
-    pub id: String,
-    pub network_type: String,
-    pub physical_network: Option<String>,
-    pub segmentation_id: Option<i64>,
-    pub mtu: i64,
-    /// DHCP-enabled subnets: (cidr, gateway) for `qdhcp-<net>`.
-    pub dhcp_subnets: Vec<(String, Option<String>)>,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub struct PortSpec {
-    pub id: String,
-    pub network_id: String,
-    pub mac: String,
-    pub ips: Vec<String>,
-    pub device_owner: String,
-    pub admin_up: bool,
-    pub port_security: bool,
-    /// Security group rules as the data plane needs them (stateful).
-    pub rules: Vec<serde_json::Value>,
-    pub allowed_address_pairs: Vec<serde_json::Value>,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub struct RouterSpec {
-    pub id: String,
-    /// (external network, its gateway address with prefix) when set.
-    pub gateway: Option<(String, Vec<String>)>,
-    pub enable_snat: bool,
-    /// Interface addresses with prefix, per internal network.
-    pub interfaces: Vec<(String, String)>,
-    pub routes: Vec<(String, String)>,
-    /// floating address -> fixed address (DNAT/SNAT 1:1).
-    pub floating_ips: Vec<(String, String)>,
-}
-
-/// Everything one host must realise.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub struct HostState {
-    pub networks: BTreeMap<String, NetSpec>,
-    pub ports: BTreeMap<String, PortSpec>,
-    pub routers: BTreeMap<String, RouterSpec>,
-}
 
 #[async_trait::async_trait]
 pub trait HostNet: Send + Sync {

@@ -1,0 +1,92 @@
+//! A host's side of Networking: what the kernel must hold for the desired
+//! state the Networking service computes (`ferro_rpc::network::HostState`),
+//! as Neutron's Linux bridge and DHCP agents build it.
+//!
+//! - `LinuxBridge`: a bridge `brq<network>` per network (no address), the
+//!   guests' taps on it, and DHCP in a namespace `qdhcp-<network>` (a veth
+//!   from the bridge, dnsmasq with a host entry per port). Flat and VXLAN
+//!   segments' bridges; VLAN is refused where the kernel has no 802.1q.
+//! - `FakeHostDriver`: the same decisions without a kernel, for hosts that
+//!   simulate guests.
+//!
+//! Both answer `apply` with the ports that are wired and up; the conformance
+//! test runs them through the same cases.
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod fake;
+pub mod ipv4;
+pub mod linux;
+
+pub use fake::FakeHostDriver;
+pub use ferro_rpc::network::{HostState, NetSpec, PortSpec};
+pub use linux::LinuxBridge;
+
+/// Converges a host's networking to a desired state.
+#[async_trait::async_trait]
+pub trait HostDriver: Send + Sync {
+    fn name(&self) -> &'static str;
+    /// Converges to `desired`, touching only what differs (idempotent);
+    /// returns the ids of the ports that are wired and up.
+    async fn apply(&self, desired: &HostState) -> Result<Vec<String>, String>;
+}
+
+/// The first 11 characters of an id, as Neutron names devices.
+fn short(id: &str) -> &str {
+    &id[..id.len().min(11)]
+}
+
+/// The network's bridge (`brq` + 11 characters of its id).
+pub fn bridge_name(network_id: &str) -> String {
+    format!("brq{}", short(network_id))
+}
+
+/// A port's device on the host side (`tap` + 11 characters of its id): a
+/// guest's tap, or the host end of a DHCP namespace's veth.
+pub fn tap_name(port_id: &str) -> String {
+    format!("tap{}", short(port_id))
+}
+
+/// The DHCP port's device inside its namespace.
+pub fn ns_device(port_id: &str) -> String {
+    format!("ns-{}", short(port_id))
+}
+
+/// The network's DHCP namespace.
+pub fn dhcp_namespace(network_id: &str) -> String {
+    format!("qdhcp-{network_id}")
+}
+
+/// Whether the port is a guest's (its tap comes from the hypervisor).
+pub fn is_guest_port(p: &PortSpec) -> bool {
+    p.device_owner.starts_with("compute:")
+}
+
+/// Whether the port is the network's DHCP port.
+pub fn is_dhcp_port(p: &PortSpec) -> bool {
+    p.device_owner == "network:dhcp"
+}
+
+/// Why a network cannot be realised on this host, if it cannot.
+pub fn unsupported(net: &NetSpec, vlan: bool) -> Option<String> {
+    match net.network_type.as_str() {
+        "flat" | "local" | "vxlan" | "" => None,
+        "vlan" if vlan => None,
+        "vlan" => Some(format!(
+            "network {}: VLAN segments need the kernel's 802.1q support, which this host lacks",
+            net.id
+        )),
+        other => Some(format!(
+            "network {}: segment type {other} is not supported by the Linux bridge driver",
+            net.id
+        )),
+    }
+}
+
+/// Ids must be safe in device, namespace and file names.
+pub fn safe_id(id: &str) -> bool {
+    id.len() >= 11
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}

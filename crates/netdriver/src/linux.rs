@@ -1,0 +1,510 @@
+//! The Linux bridge driver: what Neutron's Linux bridge agent and DHCP agent
+//! build, on this kernel (bridges, veth, network namespaces, dnsmasq).
+//!
+//! For each network with ports here: a bridge `brq<net>` with the
+//! network's MTU and no address; each guest's tap (made by the hypervisor)
+//! joins it, up, at that MTU, or is set down when its port is admin-down.
+//! A network with a DHCP subnet and a DHCP port gets `qdhcp-<net>`: a veth
+//! `tap<port>` (on the bridge) / `ns-<port>` (inside, with the port's MAC
+//! and address) and dnsmasq with Neutron's arguments and files (a host
+//! entry `mac,host-<ip>.openstacklocal.,ip` per port, untagged: dnsmasq
+//! 2.90 crashes on SIGHUP with tagged entries of leased hosts, so a change
+//! restarts it, which takes milliseconds and keeps the leases file).
+//!
+//! What it creates is recorded under `state_dir/<network>/`; networks that
+//! are no longer wanted are torn down from that record only, so another
+//! host's (or test's) devices and namespaces are never touched. Devices may
+//! live in a host namespace of their own (`host_ns`), as each host under
+//! test does.
+use crate::ipv4::Subnet;
+use crate::{HostDriver, HostState, NetSpec, PortSpec};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub struct LinuxBridge {
+    /// The namespace holding this host's bridges and taps (None: the root one).
+    host_ns: Option<String>,
+    /// Per-network records and dnsmasq's files.
+    state_dir: PathBuf,
+    dnsmasq: String,
+    /// Whether the kernel has 802.1q (VLAN segments).
+    vlan: bool,
+    /// One convergence at a time.
+    lock: tokio::sync::Mutex<()>,
+}
+
+/// A link as `ip -j link show` reports it.
+#[derive(Clone, Debug, Default)]
+struct Link {
+    master: Option<String>,
+    mtu: u64,
+    up: bool,
+}
+
+async fn run(prog: &str, args: &[&str]) -> Result<String, String> {
+    let out = tokio::process::Command::new(prog)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|e| format!("{prog}: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!(
+            "{prog} {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+impl LinuxBridge {
+    pub fn new(host_ns: Option<String>, state_dir: PathBuf) -> LinuxBridge {
+        LinuxBridge {
+            host_ns,
+            state_dir,
+            dnsmasq: "dnsmasq".into(),
+            vlan: Path::new("/proc/net/vlan/config").exists(),
+            lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// `ip` in the host's namespace.
+    async fn ip(&self, args: &[&str]) -> Result<String, String> {
+        match &self.host_ns {
+            Some(ns) => {
+                let mut a = vec!["-n", ns.as_str()];
+                a.extend_from_slice(args);
+                run("ip", &a).await
+            }
+            None => run("ip", args).await,
+        }
+    }
+
+    /// The host namespace's links.
+    async fn links(&self) -> Result<BTreeMap<String, Link>, String> {
+        let out = self.ip(&["-j", "link", "show"]).await?;
+        let v: serde_json::Value =
+            serde_json::from_str(&out).map_err(|e| format!("ip -j link show: {e}"))?;
+        let mut links = BTreeMap::new();
+        for l in v.as_array().into_iter().flatten() {
+            let Some(name) = l["ifname"].as_str() else {
+                continue;
+            };
+            let up = l["flags"]
+                .as_array()
+                .is_some_and(|f| f.iter().any(|x| x == "UP"));
+            links.insert(
+                name.to_string(),
+                Link {
+                    master: l["master"].as_str().map(str::to_string),
+                    mtu: l["mtu"].as_u64().unwrap_or(0),
+                    up,
+                },
+            );
+        }
+        Ok(links)
+    }
+
+    fn net_dir(&self, net: &str) -> PathBuf {
+        self.state_dir.join(net)
+    }
+
+    /// The networks this driver has built here (its records).
+    fn recorded(&self) -> BTreeSet<String> {
+        std::fs::read_dir(&self.state_dir)
+            .map(|rd| {
+                rd.filter_map(Result::ok)
+                    .filter(|e| e.path().join("network").is_file())
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .filter(|n| crate::safe_id(n))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn record(&self, net: &str) -> Result<(), String> {
+        let d = self.net_dir(net);
+        std::fs::create_dir_all(&d).map_err(|e| format!("{}: {e}", d.display()))?;
+        std::fs::write(d.join("network"), net).map_err(|e| format!("{}: {e}", d.display()))
+    }
+
+    /// The bridge of `net`, up, at its MTU.
+    async fn bridge(
+        &self,
+        net: &NetSpec,
+        links: &BTreeMap<String, Link>,
+    ) -> Result<String, String> {
+        let br = crate::bridge_name(&net.id);
+        let mtu = net.mtu.max(68).to_string();
+        match links.get(&br) {
+            None => {
+                self.ip(&["link", "add", &br, "mtu", &mtu, "type", "bridge"])
+                    .await?;
+                self.ip(&["link", "set", &br, "up"]).await?;
+            }
+            Some(l) => {
+                if l.mtu != net.mtu.max(68) as u64 {
+                    self.ip(&["link", "set", &br, "mtu", &mtu]).await?;
+                }
+                if !l.up {
+                    self.ip(&["link", "set", &br, "up"]).await?;
+                }
+            }
+        }
+        Ok(br)
+    }
+
+    /// A guest's tap on its bridge (if the hypervisor made it); whether the
+    /// port is up.
+    async fn guest_port(
+        &self,
+        p: &PortSpec,
+        net: &NetSpec,
+        br: &str,
+        links: &BTreeMap<String, Link>,
+    ) -> Result<bool, String> {
+        let tap = crate::tap_name(&p.id);
+        let Some(l) = links.get(&tap) else {
+            return Ok(false);
+        };
+        let mtu = net.mtu.max(68) as u64;
+        if !p.admin_up {
+            if l.up {
+                self.ip(&["link", "set", &tap, "down"]).await?;
+            }
+            return Ok(false);
+        }
+        if l.master.as_deref() != Some(br) || l.mtu != mtu || !l.up {
+            let m = mtu.to_string();
+            self.ip(&["link", "set", &tap, "master", br, "mtu", &m, "up"])
+                .await?;
+        }
+        Ok(true)
+    }
+
+    /// The DHCP namespace, its veth and dnsmasq for `net`; whether the DHCP
+    /// port is up.
+    async fn dhcp(
+        &self,
+        net: &NetSpec,
+        port: &PortSpec,
+        ports: &[&PortSpec],
+        br: &str,
+        links: &BTreeMap<String, Link>,
+    ) -> Result<bool, String> {
+        let subnets: Vec<(Subnet, Option<Ipv4Addr>)> = net
+            .dhcp_subnets
+            .iter()
+            .filter_map(|(c, gw)| {
+                Some((
+                    Subnet::parse(c)?,
+                    gw.as_deref().and_then(|g| g.parse().ok()),
+                ))
+            })
+            .collect();
+        if subnets.is_empty() || !port.admin_up {
+            self.stop_dhcp(&net.id).await;
+            return Ok(false);
+        }
+        let ns = crate::dhcp_namespace(&net.id);
+        if !Path::new("/run/netns").join(&ns).exists() {
+            run("ip", &["netns", "add", &ns]).await?;
+            run("ip", &["-n", &ns, "link", "set", "lo", "up"]).await?;
+        }
+        let tap = crate::tap_name(&port.id);
+        let dev = crate::ns_device(&port.id);
+        let mtu = net.mtu.max(68).to_string();
+        if !links.contains_key(&tap) {
+            self.ip(&[
+                "link", "add", &tap, "mtu", &mtu, "type", "veth", "peer", "name", &dev, "mtu",
+                &mtu, "netns", &ns,
+            ])
+            .await?;
+        }
+        let l = links.get(&tap).cloned().unwrap_or_default();
+        if l.master.as_deref() != Some(br) || !l.up || l.mtu != net.mtu.max(68) as u64 {
+            self.ip(&["link", "set", &tap, "master", br, "mtu", &mtu, "up"])
+                .await?;
+        }
+        // Inside: the port's MAC and its addresses with their prefixes.
+        let want: BTreeSet<String> = port
+            .ips
+            .iter()
+            .filter_map(|ip| {
+                let a: Ipv4Addr = ip.parse().ok()?;
+                let s = subnets.iter().find(|(s, _)| s.contains(a))?;
+                Some(format!("{a}/{}", s.0.prefix))
+            })
+            .collect();
+        let shown = run("ip", &["-n", &ns, "-j", "addr", "show", "dev", &dev]).await?;
+        let v: serde_json::Value = serde_json::from_str(&shown).unwrap_or_default();
+        let have_mac = v[0]["address"].as_str().unwrap_or_default().to_string();
+        let have: BTreeSet<String> = v[0]["addr_info"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|a| a["family"] == "inet")
+            .filter_map(|a| Some(format!("{}/{}", a["local"].as_str()?, a["prefixlen"])))
+            .collect();
+        if !have_mac.eq_ignore_ascii_case(&port.mac) {
+            run(
+                "ip",
+                &["-n", &ns, "link", "set", &dev, "address", &port.mac],
+            )
+            .await?;
+        }
+        for a in want.difference(&have) {
+            run("ip", &["-n", &ns, "addr", "add", a, "dev", &dev]).await?;
+        }
+        for a in have.difference(&want) {
+            run("ip", &["-n", &ns, "addr", "del", a, "dev", &dev]).await?;
+        }
+        run("ip", &["-n", &ns, "link", "set", &dev, "mtu", &mtu, "up"]).await?;
+        self.dnsmasq(net, port, ports, &subnets, &ns, &dev).await?;
+        Ok(true)
+    }
+
+    /// dnsmasq for the network, (re)started when its files or arguments
+    /// change or it is not running.
+    async fn dnsmasq(
+        &self,
+        net: &NetSpec,
+        port: &PortSpec,
+        ports: &[&PortSpec],
+        subnets: &[(Subnet, Option<Ipv4Addr>)],
+        ns: &str,
+        dev: &str,
+    ) -> Result<(), String> {
+        let d = self.net_dir(&net.id);
+        let path = |f: &str| d.join(f).display().to_string();
+        // A host entry per port with an address in a DHCP subnet.
+        let mut hosts = String::new();
+        for p in ports.iter().filter(|p| p.id != port.id) {
+            for ip in &p.ips {
+                let Ok(a) = ip.parse::<Ipv4Addr>() else {
+                    continue;
+                };
+                if subnets.iter().any(|(s, _)| s.contains(a)) {
+                    let name = format!("host-{}", ip.replace('.', "-"));
+                    hosts.push_str(&format!(
+                        "{},{name}.openstacklocal.,{a}\n",
+                        p.mac.to_ascii_lowercase()
+                    ));
+                }
+            }
+        }
+        let mut opts = String::new();
+        let mut args: Vec<String> = vec![
+            "--no-hosts".into(),
+            "--no-resolv".into(),
+            format!("--pid-file={}", path("pid")),
+            format!("--dhcp-hostsfile={}", path("host")),
+            format!("--addn-hosts={}", path("addn_hosts")),
+            format!("--dhcp-optsfile={}", path("opts")),
+            format!("--dhcp-leasefile={}", path("leases")),
+            format!("--interface={dev}"),
+            "--bind-dynamic".into(),
+            "--except-interface=lo".into(),
+        ];
+        for (i, (s, gw)) in subnets.iter().enumerate() {
+            args.push(format!(
+                "--dhcp-range=set:subnet{i},{},static,{},86400s",
+                s.network,
+                s.mask()
+            ));
+            match gw {
+                Some(g) => opts.push_str(&format!("tag:subnet{i},option:router,{g}\n")),
+                // No gateway: no default route (Neutron sends an empty router option).
+                None => opts.push_str(&format!("tag:subnet{i},option:router\n")),
+            }
+        }
+        args.extend([
+            format!("--dhcp-option-force=option:mtu,{}", net.mtu.max(68)),
+            "--dhcp-lease-max=256".into(),
+            "--conf-file=/dev/null".into(),
+            "--domain=openstacklocal".into(),
+            "--port=0".into(),
+            format!("--log-facility={}", path("dnsmasq.log")),
+            "--log-dhcp".into(),
+        ]);
+        let config = format!("{}\n{hosts}{opts}", args.join(" "));
+        let same = std::fs::read_to_string(d.join("config")).is_ok_and(|c| c == config);
+        let running = self.dnsmasq_pid(&net.id);
+        if same && running.is_some() {
+            return Ok(());
+        }
+        if let Some(pid) = running {
+            kill_and_wait(pid).await;
+        }
+        for (f, body) in [
+            ("host", hosts.as_str()),
+            ("opts", opts.as_str()),
+            ("addn_hosts", ""),
+        ] {
+            write_atomic(&d.join(f), body)?;
+        }
+        if !d.join("leases").exists() {
+            write_atomic(&d.join("leases"), "")?;
+        }
+        let mut full = vec!["netns", "exec", ns, self.dnsmasq.as_str()];
+        full.extend(args.iter().map(String::as_str));
+        // dnsmasq forks into the background once it is listening.
+        run("ip", &full).await?;
+        std::fs::write(d.join("config"), config).map_err(|e| format!("{}: {e}", d.display()))?;
+        if self.dnsmasq_pid(&net.id).is_none() {
+            return Err(format!(
+                "dnsmasq for network {} did not start (see {})",
+                net.id,
+                path("dnsmasq.log")
+            ));
+        }
+        Ok(())
+    }
+
+    /// The pid of the network's dnsmasq, if it runs: the pid file's, and
+    /// only when that process's command line names this pid file.
+    fn dnsmasq_pid(&self, net: &str) -> Option<u32> {
+        let pidfile = self.net_dir(net).join("pid");
+        let pid: u32 = std::fs::read_to_string(&pidfile)
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        let want = format!("--pid-file={}", pidfile.display());
+        cmdline
+            .split(|b| *b == 0)
+            .any(|a| a == want.as_bytes())
+            .then_some(pid)
+    }
+
+    async fn stop_dhcp(&self, net: &str) {
+        if let Some(pid) = self.dnsmasq_pid(net) {
+            kill_and_wait(pid).await;
+        }
+        let ns = crate::dhcp_namespace(net);
+        if Path::new("/run/netns").join(&ns).exists()
+            && let Err(e) = run("ip", &["netns", "del", &ns]).await
+        {
+            tracing::warn!(network = net, "removing {ns}: {e}");
+        }
+        let _ = std::fs::remove_file(self.net_dir(net).join("config"));
+    }
+
+    /// Removes what this driver built for `net` (from its record).
+    async fn teardown(&self, net: &str, links: &BTreeMap<String, Link>) {
+        self.stop_dhcp(net).await;
+        let br = crate::bridge_name(net);
+        if links.contains_key(&br)
+            && let Err(e) = self.ip(&["link", "del", &br]).await
+        {
+            tracing::warn!(network = net, "removing {br}: {e}");
+        }
+        let _ = std::fs::remove_dir_all(self.net_dir(net));
+    }
+
+    async fn converge(&self, desired: &HostState) -> Result<Vec<String>, String> {
+        let links = self.links().await?;
+        let mut by_net: BTreeMap<&str, Vec<&PortSpec>> = BTreeMap::new();
+        for p in desired.ports.values() {
+            if crate::safe_id(&p.id) {
+                by_net.entry(p.network_id.as_str()).or_default().push(p);
+            }
+        }
+        let mut up = Vec::new();
+        let mut wanted = BTreeSet::new();
+        let mut errors = Vec::new();
+        for (net_id, ports) in &by_net {
+            let Some(net) = desired.networks.get(*net_id) else {
+                continue;
+            };
+            if !crate::safe_id(&net.id) {
+                continue;
+            }
+            if let Some(why) = crate::unsupported(net, self.vlan) {
+                errors.push(why);
+                continue;
+            }
+            wanted.insert(net.id.clone());
+            let r = async {
+                self.record(&net.id)?;
+                let br = self.bridge(net, &links).await?;
+                let mut net_up = Vec::new();
+                for p in ports {
+                    let ok = if crate::is_guest_port(p) {
+                        self.guest_port(p, net, &br, &links).await?
+                    } else if crate::is_dhcp_port(p) {
+                        self.dhcp(net, p, ports, &br, &links).await?
+                    } else {
+                        false
+                    };
+                    if ok {
+                        net_up.push(p.id.clone());
+                    }
+                }
+                if !ports.iter().any(|p| crate::is_dhcp_port(p)) {
+                    self.stop_dhcp(&net.id).await;
+                }
+                Ok::<_, String>(net_up)
+            }
+            .await;
+            match r {
+                Ok(u) => up.extend(u),
+                Err(e) => errors.push(format!("network {}: {e}", net.id)),
+            }
+        }
+        for gone in self.recorded().difference(&wanted) {
+            self.teardown(gone, &links).await;
+        }
+        for e in &errors {
+            tracing::warn!("{e}");
+        }
+        up.sort();
+        Ok(up)
+    }
+}
+
+#[async_trait::async_trait]
+impl HostDriver for LinuxBridge {
+    fn name(&self) -> &'static str {
+        "linuxbridge"
+    }
+
+    async fn apply(&self, desired: &HostState) -> Result<Vec<String>, String> {
+        let _one = self.lock.lock().await;
+        std::fs::create_dir_all(&self.state_dir)
+            .map_err(|e| format!("{}: {e}", self.state_dir.display()))?;
+        self.converge(desired).await
+    }
+}
+
+async fn kill_and_wait(pid: u32) {
+    let _ = run("kill", &["-TERM", &pid.to_string()]).await;
+    for _ in 0..100 {
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            return;
+        }
+        let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+            s.rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().next())
+                == Some("Z")
+        });
+        if zombie {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = run("kill", &["-KILL", &pid.to_string()]).await;
+}
+
+fn write_atomic(path: &Path, body: &str) -> Result<(), String> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, body).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
+}

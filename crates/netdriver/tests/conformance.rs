@@ -1,0 +1,370 @@
+//! The Linux bridge driver and the fake through the same cases: the same
+//! ports come up, in the same order of events. The Linux run builds real
+//! bridges, veths, a `qdhcp-<net>` namespace and dnsmasq inside a host
+//! namespace this test makes, and a guest namespace (standing in for a
+//! guest, its `eth0` the other end of its "tap") gets its lease from
+//! dnsmasq with busybox's udhcpc. Everything is removed afterwards, also
+//! on failure. The Linux run needs root, dnsmasq and busybox.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use ferro_netdriver::{
+    FakeHostDriver, HostDriver, HostState, LinuxBridge, NetSpec, PortSpec, tap_name,
+};
+use std::process::Command;
+
+fn sh(args: &[&str]) -> (bool, String) {
+    let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+/// Where a guest's tap comes from: the fake driver is told; on Linux a
+/// veth's host end is the tap and its other end the guest's eth0.
+#[async_trait::async_trait]
+trait Hypervisor: Send + Sync {
+    async fn plug(&self, port: &PortSpec);
+}
+
+struct FakeHv<'a>(&'a FakeHostDriver);
+
+#[async_trait::async_trait]
+impl Hypervisor for FakeHv<'_> {
+    async fn plug(&self, port: &PortSpec) {
+        self.0.plug(&tap_name(&port.id));
+    }
+}
+
+/// The test's namespaces; removed on drop with what the driver started.
+struct Rig {
+    host: String,
+    guest: String,
+    net_id: String,
+    state: tempfile::TempDir,
+}
+
+impl Rig {
+    fn new() -> Rig {
+        let pid = std::process::id();
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let r = Rig {
+            host: format!("fnh-{pid}"),
+            guest: format!("fng-{pid}"),
+            net_id: format!("cf{pid:08x}-{nanos:08x}-4e2d-9a1b-0c1d2e3f4a5b"),
+            state: tempfile::tempdir().unwrap(),
+        };
+        for ns in [&r.host, &r.guest] {
+            assert!(sh(&["ip", "netns", "add", ns]).0, "ip netns add {ns}");
+            sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+        }
+        r
+    }
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        // dnsmasq first: a namespace with a live process stays alive.
+        if let Ok(rd) = std::fs::read_dir(self.state.path()) {
+            for e in rd.filter_map(Result::ok) {
+                let pidfile = e.path().join("pid");
+                if let Ok(pid) = std::fs::read_to_string(&pidfile) {
+                    let pid = pid.trim();
+                    let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                    if String::from_utf8_lossy(&cmd).contains(&pidfile.display().to_string()) {
+                        sh(&["kill", "-KILL", pid]);
+                    }
+                }
+            }
+        }
+        let qdhcp = ferro_netdriver::dhcp_namespace(&self.net_id);
+        for ns in [&qdhcp, &self.host, &self.guest] {
+            if std::path::Path::new("/run/netns").join(ns).exists() {
+                sh(&["ip", "netns", "del", ns]);
+            }
+        }
+    }
+}
+
+struct LinuxHv<'a>(&'a Rig);
+
+#[async_trait::async_trait]
+impl Hypervisor for LinuxHv<'_> {
+    async fn plug(&self, port: &PortSpec) {
+        let tap = tap_name(&port.id);
+        let (ok, out) = sh(&[
+            "ip",
+            "-n",
+            &self.0.host,
+            "link",
+            "add",
+            &tap,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            &self.0.guest,
+        ]);
+        assert!(ok, "{out}");
+        for a in [
+            vec!["link", "set", "eth0", "address", port.mac.as_str()],
+            vec!["link", "set", "eth0", "up"],
+        ] {
+            let mut args = vec!["ip", "-n", self.0.guest.as_str()];
+            args.extend(a);
+            assert!(sh(&args).0);
+        }
+    }
+}
+
+fn port(id: String, net: &str, mac: &str, ip: &str, owner: &str) -> PortSpec {
+    PortSpec {
+        id,
+        network_id: net.into(),
+        mac: mac.into(),
+        ips: vec![ip.into()],
+        device_owner: owner.into(),
+        admin_up: true,
+        port_security: true,
+        ..Default::default()
+    }
+}
+
+fn state(net: &NetSpec, ports: &[&PortSpec]) -> HostState {
+    let mut s = HostState::default();
+    s.networks.insert(net.id.clone(), net.clone());
+    for p in ports {
+        s.ports.insert(p.id.clone(), (*p).clone());
+    }
+    s
+}
+
+/// What happens on the real host after each step (nothing for the fake).
+#[async_trait::async_trait]
+trait Check: Send + Sync {
+    async fn after(&self, step: &str, net: &NetSpec, ports: &[&PortSpec]);
+}
+
+struct NoCheck;
+
+#[async_trait::async_trait]
+impl Check for NoCheck {
+    async fn after(&self, _: &str, _: &NetSpec, _: &[&PortSpec]) {}
+}
+
+/// The cases; returns the ports up after each step.
+async fn cases(
+    d: &dyn HostDriver,
+    hv: &dyn Hypervisor,
+    check: &dyn Check,
+    net_id: &str,
+) -> Vec<Vec<String>> {
+    let net = NetSpec {
+        id: net_id.into(),
+        network_type: "flat".into(),
+        mtu: 1400,
+        dhcp_subnets: vec![("10.77.0.0/24".into(), Some("10.77.0.1".into()))],
+        ..Default::default()
+    };
+    let sfx = &net_id[2..12];
+    let dhcp = port(
+        format!("d{sfx}-0000"),
+        net_id,
+        "fa:16:3e:00:00:02",
+        "10.77.0.2",
+        "network:dhcp",
+    );
+    let mut p = port(
+        format!("p{sfx}-0000"),
+        net_id,
+        "fa:16:3e:00:00:10",
+        "10.77.0.10",
+        "compute:nova",
+    );
+    let q = port(
+        format!("q{sfx}-0000"),
+        net_id,
+        "fa:16:3e:00:00:11",
+        "10.77.0.11",
+        "compute:nova",
+    );
+    let mut out = Vec::new();
+    let mut step = async |name: &str, s: HostState, ports: &[&PortSpec]| {
+        let mut up = d.apply(&s).await.unwrap();
+        up.sort();
+        check.after(name, &net, ports).await;
+        out.push(up);
+    };
+    step("empty", HostState::default(), &[]).await;
+    step("dhcp", state(&net, &[&dhcp, &p]), &[&dhcp, &p]).await;
+    hv.plug(&p).await;
+    step("plugged", state(&net, &[&dhcp, &p]), &[&dhcp, &p]).await;
+    step("again", state(&net, &[&dhcp, &p]), &[&dhcp, &p]).await;
+    step("added", state(&net, &[&dhcp, &p, &q]), &[&dhcp, &p, &q]).await;
+    p.admin_up = false;
+    step(
+        "admin-down",
+        state(&net, &[&dhcp, &p, &q]),
+        &[&dhcp, &p, &q],
+    )
+    .await;
+    step("gone", HostState::default(), &[]).await;
+    out
+}
+
+#[tokio::test]
+async fn the_fake_and_linux_bridge_bring_up_the_same_ports() {
+    let net_id = format!("cf{:08x}-0000-4e2d-9a1b-0c1d2e3f4a5b", std::process::id());
+    let fake = FakeHostDriver::default();
+    let want = cases(&fake, &FakeHv(&fake), &NoCheck, &net_id).await;
+    let d = |s: &str| format!("d{}-0000", &net_id[2..12]) == s;
+    assert!(want[0].is_empty() && want[6].is_empty());
+    assert!(want[1].len() == 1 && d(&want[1][0]), "{want:?}");
+    assert_eq!(want[2].len(), 2, "{want:?}");
+    assert_eq!(want[2], want[3]);
+    assert_eq!(want[2], want[4]);
+    assert_eq!(want[5], want[1]);
+
+    let root = sh(&["id", "-u"]).1.trim() == "0";
+    if !root {
+        eprintln!("skipped (Linux bridge half): needs root");
+        return;
+    }
+    for (cmd, pkg) in [("dnsmasq", "dnsmasq-base"), ("busybox", "busybox-static")] {
+        if !sh(&["sh", "-c", &format!("command -v {cmd}")]).0 {
+            ferro_common::skip_or_fail(&format!("{cmd} is not installed ({pkg})"));
+            return;
+        }
+    }
+    let rig = Rig::new();
+    let linux = LinuxBridge::new(Some(rig.host.clone()), rig.state.path().to_path_buf());
+    let real = Real {
+        rig: &rig,
+        pid: std::sync::Mutex::new(None),
+    };
+    let got = cases(&linux, &LinuxHv(&rig), &real, &rig.net_id).await;
+    // The same ports (d: DHCP, p and q: guests) up after each step.
+    let norm = |v: &Vec<Vec<String>>| -> Vec<Vec<String>> {
+        v.iter()
+            .map(|s| s.iter().map(|p| p[..1].to_string()).collect())
+            .collect()
+    };
+    assert_eq!(norm(&got), norm(&want));
+}
+
+/// The kernel's side after each step of the Linux run.
+struct Real<'a> {
+    rig: &'a Rig,
+    /// dnsmasq's pid once the guest had its lease.
+    pid: std::sync::Mutex<Option<String>>,
+}
+
+impl Real<'_> {
+    fn dnsmasq_pid(&self) -> Option<String> {
+        let f = self.rig.state.path().join(&self.rig.net_id).join("pid");
+        let pid = std::fs::read_to_string(f).ok()?.trim().to_string();
+        std::path::Path::new(&format!("/proc/{pid}"))
+            .exists()
+            .then_some(pid)
+    }
+}
+
+#[async_trait::async_trait]
+impl Check for Real<'_> {
+    async fn after(&self, step: &str, net: &NetSpec, ports: &[&PortSpec]) {
+        let r = self.rig;
+        let br = ferro_netdriver::bridge_name(&net.id);
+        let qdhcp = ferro_netdriver::dhcp_namespace(&net.id);
+        let (has_br, _) = sh(&["ip", "-n", &r.host, "link", "show", &br]);
+        match step {
+            "empty" | "gone" => {
+                assert!(!has_br, "{step}: {br} left");
+                assert!(
+                    !std::path::Path::new("/run/netns").join(&qdhcp).exists(),
+                    "{step}: {qdhcp} left"
+                );
+                assert!(self.dnsmasq_pid().is_none(), "{step}: dnsmasq left");
+            }
+            "dhcp" => {
+                assert!(has_br, "no {br}");
+                let (_, mtu) = sh(&["ip", "-n", &r.host, "-o", "link", "show", &br]);
+                assert!(mtu.contains("mtu 1400"), "{mtu}");
+                assert!(self.dnsmasq_pid().is_some(), "dnsmasq is not running");
+            }
+            "plugged" => {
+                // The guest's DHCP request gets its port's address, the
+                // gateway and the network's MTU.
+                let script = r.state.path().join("udhcpc.sh");
+                std::fs::write(
+                    &script,
+                    "#!/bin/sh\n[ \"$1\" = bound ] && echo \"LEASE $ip $subnet $router $mtu\"\nexit 0\n",
+                )
+                .unwrap();
+                sh(&["chmod", "755", &script.display().to_string()]);
+                let (_, out) = sh(&[
+                    "ip",
+                    "netns",
+                    "exec",
+                    &r.guest,
+                    "busybox",
+                    "udhcpc",
+                    "-i",
+                    "eth0",
+                    "-n",
+                    "-q",
+                    "-t",
+                    "5",
+                    "-T",
+                    "1",
+                    "-O",
+                    "mtu",
+                    "-s",
+                    &script.display().to_string(),
+                ]);
+                assert!(
+                    out.contains("LEASE 10.77.0.10 255.255.255.0 10.77.0.1 1400"),
+                    "udhcpc: {out}"
+                );
+                eprintln!("# the guest's DHCP client: {}", out.trim());
+                let tap = tap_name(&ports[1].id);
+                let (_, l) = sh(&["ip", "-n", &r.host, "-o", "link", "show", &tap]);
+                assert!(l.contains(&format!("master {br}")), "{l}");
+                *self.pid.lock().unwrap() = self.dnsmasq_pid();
+            }
+            "again" => {
+                // Nothing changed: dnsmasq was left alone.
+                let hosts =
+                    std::fs::read_to_string(r.state.path().join(&net.id).join("host")).unwrap();
+                assert_eq!(
+                    hosts,
+                    "fa:16:3e:00:00:10,host-10-77-0-10.openstacklocal.,10.77.0.10\n"
+                );
+                assert_eq!(self.dnsmasq_pid(), *self.pid.lock().unwrap());
+            }
+            "added" => {
+                // A new host entry: dnsmasq was restarted with it (never
+                // sent SIGHUP), and it runs.
+                let hosts =
+                    std::fs::read_to_string(r.state.path().join(&net.id).join("host")).unwrap();
+                assert!(
+                    hosts.contains("fa:16:3e:00:00:11,host-10-77-0-11"),
+                    "{hosts}"
+                );
+                let now = self.dnsmasq_pid();
+                assert!(now.is_some());
+                assert_ne!(now, *self.pid.lock().unwrap());
+            }
+            "admin-down" => {
+                let tap = tap_name(&ports[1].id);
+                let (_, l) = sh(&["ip", "-n", &r.host, "-o", "link", "show", &tap]);
+                assert!(!l.contains(",UP"), "{l}");
+            }
+            _ => {}
+        }
+    }
+}

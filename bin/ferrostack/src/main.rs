@@ -273,6 +273,9 @@ async fn serve_compute(cfg: Config) -> anyhow::Result<()> {
     let bus = ferro_api_server::wiring::bus(&cfg)
         .await
         .map_err(startup_error)?;
+    ferro_api_server::wiring::start_network_agent(&cfg, bus.clone())
+        .await
+        .map_err(startup_error)?;
     let agents = ferro_api_server::wiring::start_agents(&cfg, bus)
         .await
         .map_err(startup_error)?;

@@ -35,7 +35,7 @@ fn layer(name: &str) -> Option<Layer> {
         "ferro-db" | "ferro-saga" => Db,
         "ferro-identity" | "ferro-image" | "ferro-compute" | "ferro-network" | "ferro-volume"
         | "ferro-placement" | "ferro-scheduler" => Service,
-        "ferro-compute-agent" => Agent,
+        "ferro-compute-agent" | "ferro-network-agent" => Agent,
         "ferro-virt" | "ferro-privsep" | "ferro-netdriver" => Driver,
         "ferro-api-server" | "ferro-test-utils" | "ferrostack" => Wiring,
         _ => return None,

@@ -119,12 +119,17 @@ impl App {
         )
         .await?;
         let admin_project = identity.project_by_name("default", "admin").await?.id;
+        let bus = wiring::bus(&cfg).await?;
+        // The host's network agent listens before Networking first converges.
+        if roles.compute {
+            wiring::start_network_agent(&cfg, bus.clone()).await?;
+        }
         let network = ferro_network::NetworkService::start(
             identity.db.clone(),
             cfg.clone(),
             identity.clone(),
             &admin_project,
-            wiring::host_net(&cfg)?,
+            wiring::host_net(&cfg, bus.clone())?,
         )
         .await?;
         let volume = ferro_volume::VolumeService::start(
@@ -137,7 +142,6 @@ impl App {
             }),
         )
         .await?;
-        let bus = wiring::bus(&cfg).await?;
         let images = Arc::new(wiring::InProcImages {
             router: ferro_image::http::router().with_state(image.clone()),
         });

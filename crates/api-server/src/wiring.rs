@@ -24,14 +24,54 @@ pub async fn bus(cfg: &Config) -> Result<Arc<dyn Bus>, Error> {
     }
 }
 
-/// The network agent's host driver (`[network] host_net_driver`).
-pub fn host_net(cfg: &Config) -> Result<Arc<dyn ferro_network::hostnet::HostNet>, Error> {
+/// How the Networking service reaches the host's data plane
+/// (`[network] host_net_driver`): the fake records the desired state;
+/// `linuxbridge` sends it to this host's network agent over the bus.
+pub fn host_net(
+    cfg: &Config,
+    bus: Arc<dyn Bus>,
+) -> Result<Arc<dyn ferro_network::hostnet::HostNet>, Error> {
     match cfg.network.host_net_driver.as_str() {
         "fake" => Ok(Arc::new(ferro_network::hostnet::FakeHostNet::default())),
+        "linuxbridge" => Ok(Arc::new(ferro_network::hostnet::BusHostNet::new(
+            ferro_rpc::network::NetworkClient::new(bus, Duration::from_secs(60)),
+            cfg.compute.host_name(),
+        ))),
         other => Err(Error::internal(format!(
-            "network.host_net_driver = {other:?} is not available in this build (fake)"
+            "network.host_net_driver = {other:?} is not available in this build (fake, linuxbridge)"
         ))),
     }
+}
+
+/// Starts this host's network agent when its data plane is real
+/// (`host_net_driver = linuxbridge`).
+pub async fn start_network_agent(
+    cfg: &Config,
+    bus: Arc<dyn Bus>,
+) -> Result<Option<Arc<ferro_network_agent::NetworkAgent>>, Error> {
+    if cfg.network.host_net_driver != "linuxbridge" {
+        return Ok(None);
+    }
+    // Bridges, namespaces and dnsmasq need root; the privileged helper
+    // does not carry network commands yet.
+    if ferro_privsep::HelperClient::from_env().is_some() || !ferro_config::running_as_root() {
+        return Err(Error::internal(
+            "network.host_net_driver = linuxbridge builds bridges, namespaces and dnsmasq, which needs root in the service process, and the privileged helper does not carry network commands yet: start ferrostack as root with [privsep] enabled = false (FERROSTACK__PRIVSEP__ENABLED=false)",
+        ));
+    }
+    let driver = ferro_netdriver::LinuxBridge::new(
+        cfg.network.host_namespace.clone(),
+        cfg.data_dir().join("network"),
+    );
+    let agent =
+        ferro_network_agent::NetworkAgent::new(bus, cfg.compute.host_name(), Arc::new(driver));
+    agent
+        .clone()
+        .start()
+        .await
+        .map_err(|e| Error::internal(format!("starting the network agent: {e}")))?;
+    tracing::info!(host = %agent.host, "network agent ready (Linux bridge)");
+    Ok(Some(agent))
 }
 
 /// Whether QEMU can be run here.

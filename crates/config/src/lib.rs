@@ -514,8 +514,14 @@ impl ComputeConfig {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NetworkConfig {
-    /// Host data-plane driver of the network agent: `fake` (Linux arrives later).
+    /// Host data-plane driver of the network agent: `fake` (ports are up
+    /// when admin-up, nothing is built), or `linuxbridge` (this host's
+    /// network agent builds bridges, guests' taps and DHCP in the kernel).
     pub host_net_driver: String,
+    /// The network namespace holding this host's bridges and taps
+    /// (`linuxbridge`; none: the root namespace). Tests run each host in
+    /// a namespace of their own.
+    pub host_namespace: Option<String>,
     /// Type of project networks (ML2 `tenant_network_types`): `vxlan` or `vlan`.
     pub tenant_network_types: Vec<String>,
     /// VXLAN VNIs handed to project networks, `min:max` (ML2 `vni_ranges`).
@@ -555,6 +561,7 @@ impl Default for NetworkConfig {
     fn default() -> Self {
         NetworkConfig {
             host_net_driver: "fake".into(),
+            host_namespace: None,
             tenant_network_types: vec!["vxlan".into()],
             vni_ranges: vec!["1:1000".into()],
             network_vlan_ranges: vec!["physnet1:1000:2999".into()],
@@ -821,7 +828,7 @@ pub const COMPUTE_DRIVERS: &[&str] = &["auto", "qemu", "fake"];
 /// The QEMU driver's accelerators (`compute.virt_type`).
 pub const VIRT_TYPES: &[&str] = &["kvm", "qemu", "auto"];
 /// The host network drivers this build has (`network.host_net_driver`).
-pub const HOST_NET_DRIVERS: &[&str] = &["fake"];
+pub const HOST_NET_DRIVERS: &[&str] = &["fake", "linuxbridge"];
 /// The volume backends this build has (`volume.volume_driver`).
 pub const VOLUME_DRIVERS: &[&str] = &["file", "fake"];
 /// The image store types this build has (`image.store`, `image.backends.*.store`).

@@ -47,3 +47,39 @@ impl FakeHostNet {
         self.applied.lock().map(|a| a.clone()).unwrap_or_default()
     }
 }
+
+/// A host's network agent reached over the bus: each convergence is a
+/// typed `SyncHost` request to the agent of `host`, which answers with the
+/// ports it wired.
+pub struct BusHostNet {
+    client: ferro_rpc::network::NetworkClient,
+    host: String,
+}
+
+impl BusHostNet {
+    pub fn new(client: ferro_rpc::network::NetworkClient, host: String) -> BusHostNet {
+        BusHostNet { client, host }
+    }
+}
+
+#[async_trait::async_trait]
+impl HostNet for BusHostNet {
+    fn name(&self) -> &'static str {
+        "agent"
+    }
+
+    async fn apply(&self, desired: &HostState) -> Result<Vec<String>, String> {
+        use ferro_rpc::network::{NetworkReply, NetworkRequest};
+        let req = NetworkRequest::SyncHost {
+            state: desired.clone(),
+        };
+        match self.client.call(&self.host, &req, None).await {
+            Ok(NetworkReply::Synced { up }) => Ok(up),
+            Ok(other) => Err(format!(
+                "the network agent of {} answered {other:?}",
+                self.host
+            )),
+            Err(e) => Err(format!("the network agent of {}: {e}", self.host)),
+        }
+    }
+}

@@ -50,3 +50,133 @@ pub struct HostState {
     pub ports: BTreeMap<String, PortSpec>,
     pub routers: BTreeMap<String, RouterSpec>,
 }
+
+/// The network agents' queue: `network.<host>`.
+pub const TOPIC: &str = "network";
+
+/// What the Networking service asks a host's network agent.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "method", rename_all = "snake_case")]
+pub enum NetworkRequest {
+    Ping,
+    /// The whole desired state of the receiving host; the agent converges
+    /// the kernel to it (touching only what differs) and says which ports
+    /// are wired and up.
+    SyncHost {
+        state: HostState,
+    },
+}
+
+impl NetworkRequest {
+    pub fn method(&self) -> &'static str {
+        match self {
+            NetworkRequest::Ping => "ping",
+            NetworkRequest::SyncHost { .. } => "sync_host",
+        }
+    }
+
+    pub fn to_envelope(
+        &self,
+        request_id: Option<&str>,
+    ) -> Result<ferro_bus::Envelope, crate::RpcError> {
+        crate::envelope(self, request_id)
+    }
+
+    /// Reads a request from an envelope (the agent's side).
+    pub fn from_envelope(env: &ferro_bus::Envelope) -> Result<NetworkRequest, crate::RpcError> {
+        crate::open(env, "the network service")
+    }
+}
+
+/// What a network agent answers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum NetworkReply {
+    Pong {
+        host: String,
+        version: u32,
+        driver: String,
+    },
+    /// The ports wired and up (ACTIVE); every other port of the state is DOWN.
+    Synced { up: Vec<String> },
+}
+
+/// Encodes an agent's answer for the bus.
+pub fn reply_to_wire(
+    r: Result<NetworkReply, crate::RpcError>,
+) -> Result<serde_json::Value, String> {
+    match r {
+        Ok(reply) => serde_json::to_value(&reply)
+            .map_err(|e| crate::RpcError::BadMessage(e.to_string()).to_wire()),
+        Err(e) => Err(e.to_wire()),
+    }
+}
+
+/// The Networking service's handle on the hosts' network agents.
+#[derive(Clone)]
+pub struct NetworkClient {
+    bus: std::sync::Arc<dyn ferro_bus::Bus>,
+    timeout: std::time::Duration,
+}
+
+impl NetworkClient {
+    pub fn new(
+        bus: std::sync::Arc<dyn ferro_bus::Bus>,
+        timeout: std::time::Duration,
+    ) -> NetworkClient {
+        NetworkClient { bus, timeout }
+    }
+
+    /// Calls `host`'s network agent and waits for its typed answer.
+    pub async fn call(
+        &self,
+        host: &str,
+        req: &NetworkRequest,
+        request_id: Option<&str>,
+    ) -> Result<NetworkReply, crate::RpcError> {
+        let env = req.to_envelope(request_id)?;
+        let v = self
+            .bus
+            .call(&ferro_bus::Target::server(TOPIC, host), env, self.timeout)
+            .await
+            .map_err(crate::RpcError::from_bus)?;
+        serde_json::from_value(v)
+            .map_err(|e| crate::RpcError::BadMessage(format!("reply to {}: {e}", req.method())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sync_request_crosses_the_wire_intact() {
+        let mut state = HostState::default();
+        state.networks.insert(
+            "n1".into(),
+            NetSpec {
+                id: "n1".into(),
+                network_type: "flat".into(),
+                mtu: 1500,
+                dhcp_subnets: vec![("10.0.0.0/24".into(), Some("10.0.0.1".into()))],
+                ..Default::default()
+            },
+        );
+        let req = NetworkRequest::SyncHost { state };
+        let env = req.to_envelope(Some("req-1")).unwrap();
+        assert_eq!(env.method, "sync_host");
+        assert_eq!(env.args["version"], crate::PROTOCOL_VERSION);
+        assert_eq!(NetworkRequest::from_envelope(&env).unwrap(), req);
+        let mut old = env.clone();
+        old.args.as_object_mut().unwrap().remove("version");
+        assert!(matches!(
+            NetworkRequest::from_envelope(&old),
+            Err(crate::RpcError::Incompatible { .. })
+        ));
+        let wire = reply_to_wire(Ok(NetworkReply::Synced {
+            up: vec!["p1".into()],
+        }))
+        .unwrap();
+        assert_eq!(wire["reply"], "synced");
+    }
+}

@@ -841,3 +841,184 @@ async fn as_root_http_is_served_by_an_unprivileged_child() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Removes the test's host namespace and what the Linux bridge driver made
+/// for the server in `data` (dnsmasq first, then its namespaces).
+struct NetCleanup {
+    host: String,
+    data: std::path::PathBuf,
+}
+
+impl Drop for NetCleanup {
+    fn drop(&mut self) {
+        if let Ok(rd) = std::fs::read_dir(self.data.join("network")) {
+            for e in rd.filter_map(Result::ok) {
+                let pidfile = e.path().join("pid");
+                if let Ok(pid) = std::fs::read_to_string(&pidfile) {
+                    let pid = pid.trim().to_string();
+                    let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                    if String::from_utf8_lossy(&cmd).contains(&pidfile.display().to_string()) {
+                        let _ = Command::new("kill").args(["-KILL", &pid]).status();
+                    }
+                }
+                let ns = format!("qdhcp-{}", e.file_name().to_string_lossy());
+                if std::path::Path::new("/run/netns").join(&ns).exists() {
+                    let _ = Command::new("ip").args(["netns", "del", &ns]).status();
+                }
+            }
+        }
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.host])
+            .status();
+    }
+}
+
+/// Started as root with `host_net_driver = linuxbridge`, the unprivileged
+/// service's network agent has the privileged helper build the data plane:
+/// a network's DHCP namespace and dnsmasq (root's) appear in the test's
+/// host namespace and its DHCP port turns ACTIVE; deleting the network
+/// removes them.
+#[tokio::test]
+async fn as_root_the_helper_builds_the_network_data_plane() {
+    if !ferro_config::running_as_root() {
+        eprintln!("skipped: privilege separation starts only as root");
+        return;
+    }
+    if !Command::new("sh")
+        .args(["-c", "command -v dnsmasq"])
+        .status()
+        .unwrap()
+        .success()
+    {
+        ferro_common::skip_or_fail("dnsmasq is not installed (dnsmasq-base)");
+        return;
+    }
+    let host = format!("fph-{}", std::process::id());
+    assert!(
+        Command::new("ip")
+            .args(["netns", "add", &host])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let _cleanup = NetCleanup {
+        host: host.clone(),
+        data: dir.path().to_path_buf(),
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let s = start_with(
+        dir.path(),
+        port,
+        None,
+        &[],
+        &[
+            ("FERROSTACK__NETWORK__HOST_NET_DRIVER", "linuxbridge"),
+            ("FERROSTACK__NETWORK__HOST_NAMESPACE", &host),
+            ("FERROSTACK__NETWORK__REPORT_INTERVAL", "1"),
+            ("FERROSTACK__NETWORK__BOOTSTRAP_PUBLIC_NETWORK", "false"),
+        ],
+    );
+    let c = reqwest::Client::new();
+    let tok = token(&c, &s.url).await;
+    let n = format!("{}/networking/v2.0", s.url);
+    let (st, net, _) = req(
+        &c,
+        reqwest::Method::POST,
+        &format!("{n}/networks"),
+        Some(&tok),
+        json!({"network": {"name": "lan"}}),
+    )
+    .await;
+    assert_eq!(st, 201, "{net}");
+    let net_id = net["network"]["id"].as_str().unwrap().to_string();
+    let (st, sub, _) = req(
+        &c,
+        reqwest::Method::POST,
+        &format!("{n}/subnets"),
+        Some(&tok),
+        json!({"subnet": {"network_id": net_id, "cidr": "10.79.0.0/24", "ip_version": 4}}),
+    )
+    .await;
+    assert_eq!(st, 201, "{sub}");
+    let t = Instant::now();
+    loop {
+        let (_, ports, _) = req(
+            &c,
+            reqwest::Method::GET,
+            &format!("{n}/ports?network_id={net_id}&device_owner=network:dhcp"),
+            Some(&tok),
+            Value::Null,
+        )
+        .await;
+        if ports["ports"][0]["status"] == "ACTIVE" {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "DHCP port: {ports}; log: {}",
+            std::fs::read_to_string(&s.log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let qdhcp = format!("qdhcp-{net_id}");
+    assert!(std::path::Path::new("/run/netns").join(&qdhcp).exists());
+    // dnsmasq was started by root (the helper; it drops to nobody, as
+    // Debian's dnsmasq does), not by the service.
+    use std::os::unix::fs::MetadataExt;
+    let pidfile = dir.path().join("network").join(&net_id).join("pid");
+    let pid: u32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+    let svc = passwd
+        .lines()
+        .find(|l| l.starts_with("ferrostack:"))
+        .and_then(|l| l.split(':').nth(2))
+        .unwrap()
+        .to_string();
+    let uid = status_field(pid, "Uid:");
+    assert!(
+        !uid.split_whitespace().any(|u| u == svc),
+        "dnsmasq runs as {uid}"
+    );
+    let br = Command::new("ip")
+        .args([
+            "-n",
+            &host,
+            "link",
+            "show",
+            &format!("brq{}", &net_id[..11]),
+        ])
+        .status()
+        .unwrap();
+    assert!(br.success(), "no bridge in {host}");
+
+    assert_eq!(
+        std::fs::metadata(dir.path().join("network")).unwrap().uid(),
+        0
+    );
+    let (st, _, _) = req(
+        &c,
+        reqwest::Method::DELETE,
+        &format!("{n}/networks/{net_id}"),
+        Some(&tok),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(st, 204);
+    let t = Instant::now();
+    while std::path::Path::new("/run/netns").join(&qdhcp).exists() {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "{qdhcp} is still there"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -52,19 +52,22 @@ pub async fn start_network_agent(
     if cfg.network.host_net_driver != "linuxbridge" {
         return Ok(None);
     }
-    // Bridges, namespaces and dnsmasq need root; the privileged helper
-    // does not carry network commands yet.
-    if ferro_privsep::HelperClient::from_env().is_some() || !ferro_config::running_as_root() {
-        return Err(Error::internal(
-            "network.host_net_driver = linuxbridge builds bridges, namespaces and dnsmasq, which needs root in the service process, and the privileged helper does not carry network commands yet: start ferrostack as root with [privsep] enabled = false (FERROSTACK__PRIVSEP__ENABLED=false)",
-        ));
-    }
-    let driver = ferro_netdriver::LinuxBridge::new(
-        cfg.network.host_namespace.clone(),
-        cfg.data_dir().join("network"),
-    );
-    let agent =
-        ferro_network_agent::NetworkAgent::new(bus, cfg.compute.host_name(), Arc::new(driver));
+    // Bridges, namespaces and dnsmasq need root: the privileged helper
+    // builds them when there is one, else this process must be root.
+    let driver: Arc<dyn ferro_netdriver::HostDriver> = match ferro_privsep::HelperClient::from_env()
+    {
+        Some(helper) => Arc::new(ferro_privsep::HelperNetDriver::new(helper)),
+        None if ferro_config::running_as_root() => Arc::new(ferro_netdriver::LinuxBridge::new(
+            cfg.network.host_namespace.clone(),
+            ferro_privsep::supervise::network_state_dir(cfg),
+        )),
+        None => {
+            return Err(Error::internal(
+                "network.host_net_driver = linuxbridge builds bridges, namespaces and dnsmasq: start ferrostack as root (it keeps root in its privileged helper only)",
+            ));
+        }
+    };
+    let agent = ferro_network_agent::NetworkAgent::new(bus, cfg.compute.host_name(), driver);
     agent
         .clone()
         .start()

@@ -412,7 +412,7 @@ impl LinuxBridge {
         let links = self.links().await?;
         let mut by_net: BTreeMap<&str, Vec<&PortSpec>> = BTreeMap::new();
         for p in desired.ports.values() {
-            if crate::safe_id(&p.id) {
+            if crate::safe_id(&p.id) && crate::valid_mac(&p.mac) {
                 by_net.entry(p.network_id.as_str()).or_default().push(p);
             }
         }

@@ -29,6 +29,11 @@ impl HelperClient {
     }
 
     async fn call(&self, cmd: &HostCommand) -> Result<(), String> {
+        self.request(cmd).await.map(|_| ())
+    }
+
+    /// Sends one request line; the helper's answer when it is not an error.
+    async fn request<T: serde::Serialize>(&self, cmd: &T) -> Result<serde_json::Value, String> {
         let mut line = serde_json::to_vec(cmd).map_err(|e| e.to_string())?;
         line.push(b'\n');
         let stream = tokio::net::UnixStream::connect(&self.socket)
@@ -45,9 +50,40 @@ impl HelperClient {
             .map_err(|_| "the privileged helper closed the connection".to_string())?;
         match v["error"].as_str() {
             Some(e) => Err(e.to_string()),
-            None if v["ok"] == true => Ok(()),
+            None if v["ok"] == true => Ok(v),
             None => Err(format!("the privileged helper answered {reply}")),
         }
+    }
+}
+
+/// The host's network data plane built by the privileged helper: the
+/// network agent's driver in a service without root.
+pub struct HelperNetDriver {
+    helper: HelperClient,
+}
+
+impl HelperNetDriver {
+    pub fn new(helper: HelperClient) -> HelperNetDriver {
+        HelperNetDriver { helper }
+    }
+}
+
+#[async_trait::async_trait]
+impl ferro_netdriver::HostDriver for HelperNetDriver {
+    fn name(&self) -> &'static str {
+        "linuxbridge"
+    }
+
+    async fn apply(&self, desired: &ferro_netdriver::HostState) -> Result<Vec<String>, String> {
+        let cmd = crate::NetCommand::NetApply {
+            state: desired.clone(),
+        };
+        let v = match tokio::time::timeout(LIMIT, self.helper.request(&cmd)).await {
+            Ok(r) => r?,
+            Err(_) => return Err("the privileged helper did not answer within 60 s".into()),
+        };
+        serde_json::from_value(v["up"].clone())
+            .map_err(|e| format!("the privileged helper's answer: {e}"))
     }
 }
 

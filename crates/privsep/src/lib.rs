@@ -15,7 +15,7 @@ pub mod client;
 pub mod server;
 pub mod supervise;
 
-pub use client::HelperClient;
+pub use client::{HelperClient, HelperNetDriver};
 pub use supervise::{bind_to_helper, separates, supervise};
 
 /// Set in the service's environment: the helper's socket.
@@ -26,3 +26,22 @@ pub const PARENT_ENV: &str = "FERROSTACK_PRIVSEP_PARENT";
 
 /// The longest request line the helper reads.
 pub const MAX_REQUEST: usize = 1 << 20;
+
+/// The network agent's privileged command: converge this host's network
+/// data plane (bridges, taps, DHCP namespaces and dnsmasq) to `state`. The
+/// helper's Linux bridge driver builds only what it may (ids safe in names,
+/// MACs and addresses that parse), in the namespace and state directory of
+/// the helper's own configuration.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum NetCommand {
+    NetApply { state: ferro_netdriver::HostState },
+}
+
+/// One request to the helper.
+#[derive(Debug, serde::Deserialize)]
+#[serde(untagged)]
+pub(crate) enum Request {
+    Host(ferro_virt::qemu::privileged::HostCommand),
+    Net(NetCommand),
+}

@@ -1,13 +1,20 @@
 //! The helper's side: accepts connections from the service's uid (and
 //! root) only, reads one command, checks and runs it, answers.
+use crate::{NetCommand, Request};
+use ferro_netdriver::HostDriver;
 use ferro_virt::qemu::privileged::{HostCommand, Privileged};
 use std::sync::Arc;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
-/// Serves `host` on `listener` for processes of `allowed_uid` until the
-/// listener fails.
-pub async fn serve(listener: UnixListener, host: Arc<dyn Privileged>, allowed_uid: u32) {
+/// Serves `host` (and `net`, the host's network driver, if it has one) on
+/// `listener` for processes of `allowed_uid` until the listener fails.
+pub async fn serve(
+    listener: UnixListener,
+    host: Arc<dyn Privileged>,
+    net: Option<Arc<dyn HostDriver>>,
+    allowed_uid: u32,
+) {
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(s) => s,
@@ -25,22 +32,39 @@ pub async fn serve(listener: UnixListener, host: Arc<dyn Privileged>, allowed_ui
             continue;
         }
         let host = host.clone();
+        let net = net.clone();
         tokio::spawn(async move {
-            if let Err(e) = one(stream, host.as_ref()).await {
+            if let Err(e) = one(stream, host.as_ref(), net.as_deref()).await {
                 tracing::warn!("privileged helper: {e}");
             }
         });
     }
 }
 
-async fn one(stream: UnixStream, host: &dyn Privileged) -> std::io::Result<()> {
+async fn one(
+    stream: UnixStream,
+    host: &dyn Privileged,
+    net: Option<&dyn HostDriver>,
+) -> std::io::Result<()> {
     let (r, mut w) = stream.into_split();
     let mut line = String::new();
     BufReader::new(r.take(crate::MAX_REQUEST as u64))
         .read_line(&mut line)
         .await?;
-    let reply = match serde_json::from_str::<HostCommand>(&line) {
-        Ok(cmd) => {
+    let reply = match serde_json::from_str::<Request>(&line) {
+        Ok(Request::Net(NetCommand::NetApply { state })) => match net {
+            Some(d) => match d.apply(&state).await {
+                Ok(up) => serde_json::json!({"ok": true, "up": up}),
+                Err(e) => {
+                    tracing::warn!("privileged helper: network: {e}");
+                    serde_json::json!({"error": e})
+                }
+            },
+            None => serde_json::json!({
+                "error": "privileged command refused: this host's network driver is not linuxbridge"
+            }),
+        },
+        Ok(Request::Host(cmd)) => {
             let what = describe(&cmd);
             match host.run(cmd).await {
                 Ok(()) => {

@@ -78,7 +78,13 @@ fn lookup(name: &str) -> Option<(u32, u32)> {
 /// its parents, and every entry that root owns given to it. Files of
 /// guests (owned by a guest uid of `pool`, from before privileges were
 /// separated) get the service's group, as `hand_over` gives it now.
-pub fn own_dir(dir: &Path, uid: u32, gid: u32, pool: &UidPool) -> Result<(), String> {
+pub fn own_dir(
+    dir: &Path,
+    uid: u32,
+    gid: u32,
+    pool: &UidPool,
+    keep: &[PathBuf],
+) -> Result<(), String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let mut up = dir.parent();
     while let Some(p) = up {
@@ -100,6 +106,9 @@ pub fn own_dir(dir: &Path, uid: u32, gid: u32, pool: &UidPool) -> Result<(), Str
         |u: u32| u >= pool.base && u64::from(u) < u64::from(pool.base) + u64::from(pool.count);
     let mut todo = vec![dir.to_path_buf()];
     while let Some(p) = todo.pop() {
+        if keep.contains(&p) {
+            continue;
+        }
         let Ok(m) = std::fs::symlink_metadata(&p) else {
             continue;
         };
@@ -141,6 +150,12 @@ fn state_dirs(cfg: &Config) -> Vec<PathBuf> {
     dirs
 }
 
+/// Where the Linux bridge driver keeps its records, dnsmasq's files and
+/// leases.
+pub fn network_state_dir(cfg: &Config) -> PathBuf {
+    cfg.data_dir().join("network")
+}
+
 /// What the helper may do for the service of `cfg`.
 pub fn scope(cfg: &Config, uid: u32, gid: u32) -> HostScope {
     let c = &cfg.compute;
@@ -163,8 +178,11 @@ pub fn scope(cfg: &Config, uid: u32, gid: u32) -> HostScope {
 pub async fn supervise(cfg: &Config) -> Result<i32, String> {
     let (uid, gid) = service_user(&cfg.privsep.user)?;
     let sc = scope(cfg, uid, gid);
+    // The network data plane's files (dnsmasq's configuration, leases and
+    // pid files) are the helper's, not the service's.
+    let net_state = network_state_dir(cfg);
     for d in state_dirs(cfg) {
-        own_dir(&d, uid, gid, &sc.uid_pool)?;
+        own_dir(&d, uid, gid, &sc.uid_pool, std::slice::from_ref(&net_state))?;
     }
     let old = ferro_config::default_data_dir();
     if cfg.data_dir.is_none() && old.join("ferrostack.db").is_file() {
@@ -190,7 +208,14 @@ pub async fn supervise(cfg: &Config) -> Result<i32, String> {
     std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o660))
         .map_err(|e| format!("{}: {e}", sock.display()))?;
     let host: Arc<dyn Privileged> = Arc::new(LocalHost::new(sc.clone()));
-    let server = tokio::spawn(crate::server::serve(listener, host, uid));
+    let net: Option<Arc<dyn ferro_netdriver::HostDriver>> =
+        (cfg.network.host_net_driver == "linuxbridge").then(|| {
+            Arc::new(ferro_netdriver::LinuxBridge::new(
+                cfg.network.host_namespace.clone(),
+                net_state.clone(),
+            )) as Arc<dyn ferro_netdriver::HostDriver>
+        });
+    let server = tokio::spawn(crate::server::serve(listener, host, net, uid));
 
     let r = run_service(cfg, &sock, uid, gid).await;
     server.abort();

@@ -176,6 +176,7 @@ async fn the_helper_answers_as_the_host_does_and_refuses_the_same() {
     let server = tokio::spawn(ferro_privsep::server::serve(
         listener,
         Arc::new(LocalHost::new(scope)),
+        None,
         SERVICE_GID,
     ));
     let client = HelperClient::new(&sock);

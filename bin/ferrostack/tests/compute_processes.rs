@@ -851,22 +851,7 @@ struct NetCleanup {
 
 impl Drop for NetCleanup {
     fn drop(&mut self) {
-        if let Ok(rd) = std::fs::read_dir(self.data.join("network")) {
-            for e in rd.filter_map(Result::ok) {
-                let pidfile = e.path().join("pid");
-                if let Ok(pid) = std::fs::read_to_string(&pidfile) {
-                    let pid = pid.trim().to_string();
-                    let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-                    if String::from_utf8_lossy(&cmd).contains(&pidfile.display().to_string()) {
-                        let _ = Command::new("kill").args(["-KILL", &pid]).status();
-                    }
-                }
-                let ns = format!("qdhcp-{}", e.file_name().to_string_lossy());
-                if std::path::Path::new("/run/netns").join(&ns).exists() {
-                    let _ = Command::new("ip").args(["netns", "del", &ns]).status();
-                }
-            }
-        }
+        ferro_netdriver::remove_recorded(&self.data.join("network"));
         let _ = Command::new("ip")
             .args(["netns", "del", &self.host])
             .status();

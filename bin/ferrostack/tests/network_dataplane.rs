@@ -33,22 +33,7 @@ struct Namespaces {
 
 impl Drop for Namespaces {
     fn drop(&mut self) {
-        if let Ok(rd) = std::fs::read_dir(&self.network_state) {
-            for e in rd.filter_map(Result::ok) {
-                let pidfile = e.path().join("pid");
-                if let Ok(pid) = std::fs::read_to_string(&pidfile) {
-                    let pid = pid.trim();
-                    let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-                    if String::from_utf8_lossy(&cmd).contains(&pidfile.display().to_string()) {
-                        sh(&["kill", "-KILL", pid]);
-                    }
-                }
-                let ns = format!("qdhcp-{}", e.file_name().to_string_lossy());
-                if std::path::Path::new("/run/netns").join(&ns).exists() {
-                    sh(&["ip", "netns", "del", &ns]);
-                }
-            }
-        }
+        ferro_netdriver::remove_recorded(&self.network_state);
         for ns in [&self.host, &self.guest] {
             sh(&["ip", "netns", "del", ns]);
         }

@@ -19,7 +19,7 @@ pub mod linux;
 
 pub use fake::FakeHostDriver;
 pub use ferro_rpc::network::{HostState, NetSpec, PortSpec};
-pub use linux::LinuxBridge;
+pub use linux::{LinuxBridge, remove_recorded};
 
 /// Converges a host's networking to a desired state.
 #[async_trait::async_trait]

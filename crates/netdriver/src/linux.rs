@@ -508,3 +508,40 @@ fn write_atomic(path: &Path, body: &str) -> Result<(), String> {
     std::fs::write(&tmp, body).map_err(|e| format!("{}: {e}", tmp.display()))?;
     std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
 }
+
+/// Removes, without a runtime, what the Linux bridge driver recorded under
+/// `state_dir`: each network's dnsmasq (only the process whose command line
+/// names that network's pid file) and its `qdhcp-<network>` namespace. For
+/// an operator after a crash, and for tests' clean-up (also on failure);
+/// bridges in a host namespace go with that namespace.
+pub fn remove_recorded(state_dir: &Path) {
+    let Ok(rd) = std::fs::read_dir(state_dir) else {
+        return;
+    };
+    for e in rd.filter_map(Result::ok) {
+        let Some(net) = e.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
+        if !crate::safe_id(&net) {
+            continue;
+        }
+        let pidfile = e.path().join("pid");
+        let want = format!("--pid-file={}", pidfile.display());
+        if let Some(pid) = std::fs::read_to_string(&pidfile)
+            .ok()
+            .and_then(|p| p.trim().parse::<u32>().ok())
+            && std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c.split(|b| *b == 0).any(|a| a == want.as_bytes()))
+        {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+        let ns = crate::dhcp_namespace(&net);
+        if Path::new("/run/netns").join(&ns).exists() {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", &ns])
+                .status();
+        }
+    }
+}

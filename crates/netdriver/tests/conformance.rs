@@ -68,20 +68,8 @@ impl Rig {
 impl Drop for Rig {
     fn drop(&mut self) {
         // dnsmasq first: a namespace with a live process stays alive.
-        if let Ok(rd) = std::fs::read_dir(self.state.path()) {
-            for e in rd.filter_map(Result::ok) {
-                let pidfile = e.path().join("pid");
-                if let Ok(pid) = std::fs::read_to_string(&pidfile) {
-                    let pid = pid.trim();
-                    let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-                    if String::from_utf8_lossy(&cmd).contains(&pidfile.display().to_string()) {
-                        sh(&["kill", "-KILL", pid]);
-                    }
-                }
-            }
-        }
-        let qdhcp = ferro_netdriver::dhcp_namespace(&self.net_id);
-        for ns in [&qdhcp, &self.host, &self.guest] {
+        ferro_netdriver::remove_recorded(self.state.path());
+        for ns in [&self.host, &self.guest] {
             if std::path::Path::new("/run/netns").join(ns).exists() {
                 sh(&["ip", "netns", "del", ns]);
             }

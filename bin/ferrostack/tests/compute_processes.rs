@@ -786,13 +786,7 @@ async fn as_root_http_is_served_by_an_unprivileged_child() {
         .parse()
         .unwrap();
     assert_eq!(ppid, helper, "the server is not the helper's child");
-    let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
-    let svc: u32 = passwd
-        .lines()
-        .find(|l| l.starts_with("ferrostack:"))
-        .and_then(|l| l.split(':').nth(2))
-        .and_then(|u| u.parse().ok())
-        .expect("the ferrostack user exists");
+    let (svc, _) = ferro_privsep::supervise::service_user("ferrostack").unwrap();
     assert_ne!(svc, 0);
     let uids = status_field(server, "Uid:");
     assert!(
@@ -961,12 +955,9 @@ async fn as_root_the_helper_builds_the_network_data_plane() {
         .trim()
         .parse()
         .unwrap();
-    let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
-    let svc = passwd
-        .lines()
-        .find(|l| l.starts_with("ferrostack:"))
-        .and_then(|l| l.split(':').nth(2))
+    let svc = ferro_privsep::supervise::service_user("ferrostack")
         .unwrap()
+        .0
         .to_string();
     let uid = status_field(pid, "Uid:");
     assert!(

@@ -17,6 +17,16 @@ ferro_bin() {
   fi
 }
 
+# ferro_in CMD...: runs CMD in the network namespace FERRO_NETNS when it is
+# set (a test's own host: ferrostack, its clients and its guests' bridges live
+# there), else here.
+# nsenter changes the network namespace only: namespaces ferrostack adds
+# (qdhcp-<network>) are then seen by the test as well (`ip netns exec` would
+# give it a mount namespace of its own).
+ferro_in() {
+  if [ -n "${FERRO_NETNS:-}" ]; then nsenter "--net=/run/netns/$FERRO_NETNS" "$@"; else "$@"; fi
+}
+
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # ferro_start DATA_DIR [extra serve args...]: starts ferrostack in the background,
@@ -37,6 +47,9 @@ ferro_start() {
   # The API checks (Tempest's API groups, the golden paths) run on simulated
   # hosts unless the caller asks for a driver (golden-path-qemu.sh does).
   export FERROSTACK__COMPUTE__COMPUTE_DRIVER="${FERROSTACK__COMPUTE__COMPUTE_DRIVER:-fake}"
+  # Nor do they build networks on this machine: scripts of the data plane
+  # ask for `linuxbridge` inside a namespace of their own (FERRO_NETNS).
+  export FERROSTACK__NETWORK__HOST_NET_DRIVER="${FERROSTACK__NETWORK__HOST_NET_DRIVER:-fake}"
   # Guests and volumes stay with this run (as root they would default to
   # /var/lib/ferrostack). Real guests run under uids of their own, so their
   # directory must be reachable by every user: one under /var/tmp (0711),
@@ -58,12 +71,13 @@ ferro_start() {
   if [ "$FERROSTACK__COMPUTE__COMPUTE_DRIVER" != fake ] && [ -z "${FERROSTACK__VNC__NOVNCPROXY_LISTEN:-}" ]; then
     export FERROSTACK__VNC__NOVNCPROXY_LISTEN="127.0.0.1:$(free_port)"
   fi
-  env "${where[@]}" "$bin" serve --data-dir "$data" --listen "127.0.0.1:$FERRO_PORT" "$@" \
+  # nsenter execs the binary: FERRO_PID is ferrostack's own.
+  ferro_in env "${where[@]}" "$bin" serve --data-dir "$data" --listen "127.0.0.1:$FERRO_PORT" "$@" \
       > "$data/ferrostack.log" 2>&1 < /dev/null &
   FERRO_PID=$!
   local i
   for i in $(seq 1 300); do
-    if curl -fsS -m 2 -o /dev/null "$FERRO_URL/identity/v3" 2>/dev/null; then ferro_pids; return 0; fi
+    if ferro_in curl -fsS -m 2 -o /dev/null "$FERRO_URL/identity/v3" 2>/dev/null; then ferro_pids; return 0; fi
     kill -0 "$FERRO_PID" 2>/dev/null || { echo "ferrostack exited; log:" >&2; tail -50 "$data/ferrostack.log" >&2; return 1; }
     sleep 0.1
   done
@@ -75,7 +89,7 @@ ferro_start() {
 # `ferrostack`; otherwise the two are one), and FERRO_PIDS, both: what
 # ferrostack costs is their sum.
 ferro_pids() {
-  FERRO_SERVICE_PID="$(ss -ltnpH "sport = :$FERRO_PORT" 2>/dev/null | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2)"
+  FERRO_SERVICE_PID="$(ferro_in ss -ltnpH "sport = :$FERRO_PORT" 2>/dev/null | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2)"
   FERRO_SERVICE_PID="${FERRO_SERVICE_PID:-$FERRO_PID}"
   FERRO_PIDS="$FERRO_PID"
   if [ "$FERRO_SERVICE_PID" != "$FERRO_PID" ]; then FERRO_PIDS="$FERRO_PID $FERRO_SERVICE_PID"; fi
@@ -110,6 +124,24 @@ ferro_kill_guests() {
     done
   done
   if [ -n "${FERRO_GUESTS:-}" ] && [ -d "$FERRO_GUESTS" ]; then rm -rf "$FERRO_GUESTS"; fi
+  return 0
+}
+
+# ferro_clean_network DATA_DIR: removes what the Linux bridge driver of the
+# ferrostack with DATA_DIR recorded under DATA_DIR/network: each network's
+# dnsmasq (only the pid whose command line names that network's pid file)
+# and its qdhcp-<network> namespace. Bridges and taps go with FERRO_NETNS.
+ferro_clean_network() {
+  local d net pid
+  for d in "$1"/network/*/; do
+    [ -f "$d/network" ] || continue
+    net="$(basename "$d")"
+    pid="$(cat "$d/pid" 2>/dev/null || true)"
+    if [ -n "$pid" ] && tr '\0' '\n' < "/proc/$pid/cmdline" 2>/dev/null | grep -qxF -- "--pid-file=${d%/}/pid"; then
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+    ip netns del "qdhcp-$net" 2>/dev/null || true
+  done
   return 0
 }
 

@@ -14,6 +14,8 @@ source "$(dirname "$0")/lib.sh"
 if [ "$(id -u)" = 0 ]; then
   ferro_need qemu-system-x86_64 qemu-system-x86 || true
   ferro_need genisoimage genisoimage || true
+  # DHCP for guests' networks (network.host_net_driver auto: linuxbridge)
+  ferro_need dnsmasq dnsmasq-base || true
   # the browser console (`console url show`) serves Debian's noVNC client
   ferro_need_file /usr/share/novnc/vnc_lite.html novnc || true
   # last: installing qemu-system-x86 may replace qemu-utils

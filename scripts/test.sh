@@ -94,6 +94,9 @@ tally /tmp/ferro-golden-compute.log
 echo "== openstack CLI golden path on real guests (QEMU driver)"
 bash scripts/golden-path-qemu.sh 2>&1 | tee /tmp/ferro-golden-qemu.log || status=1
 tally /tmp/ferro-golden-qemu.log
+echo "== openstack CLI: tenant networks of real guests (Linux bridge agent, in a test namespace)"
+bash scripts/guest-network.sh 2>&1 | tee /tmp/ferro-guest-network.log || status=1
+tally /tmp/ferro-guest-network.log
 echo "== openstack CLI network golden path"
 bash scripts/golden-path-network.sh 2>&1 | tee /tmp/ferro-golden-network.log || status=1
 tally /tmp/ferro-golden-network.log

@@ -343,6 +343,13 @@ fn the_qemu_driver_boots_the_guest_image() {
     cleanup(&driver, &spec2.uuid);
     r.unwrap();
     eprintln!("QEMU driver: conformance lifecycle in {:?}", t2.elapsed());
+    let spec3 = GuestSpec {
+        uuid: ferro_common::new_uuid(),
+        ..spec2
+    };
+    let r = rt.block_on(ferro_virt::conformance::paused_start(&driver, &spec3));
+    cleanup(&driver, &spec3.uuid);
+    r.unwrap();
 }
 
 fn base64_of(s: &str) -> String {

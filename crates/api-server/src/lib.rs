@@ -169,6 +169,13 @@ impl App {
         volume.set_compute(Arc::new(wiring::InProcCompute {
             svc: compute.clone(),
         }));
+        network.set_compute(Arc::new(wiring::InProcCompute {
+            svc: compute.clone(),
+        }));
+        // Hosts' network agents tell Networking when guests' taps come and go.
+        if cfg.host_net_driver() == "linuxbridge" {
+            ferro_network::agent::listen(network.clone(), bus.clone()).await?;
+        }
         // Block Storage finishes its interrupted workflows once Compute can
         // hear about them (an in-use extend notifies it).
         volume.recover().await?;

@@ -31,7 +31,7 @@ pub fn host_net(
     cfg: &Config,
     bus: Arc<dyn Bus>,
 ) -> Result<Arc<dyn ferro_network::hostnet::HostNet>, Error> {
-    match cfg.network.host_net_driver.as_str() {
+    match cfg.host_net_driver() {
         "fake" => Ok(Arc::new(ferro_network::hostnet::FakeHostNet::default())),
         "linuxbridge" => Ok(Arc::new(ferro_network::hostnet::BusHostNet::new(
             ferro_rpc::network::NetworkClient::new(bus, Duration::from_secs(60)),
@@ -49,7 +49,7 @@ pub async fn start_network_agent(
     cfg: &Config,
     bus: Arc<dyn Bus>,
 ) -> Result<Option<Arc<ferro_network_agent::NetworkAgent>>, Error> {
-    if cfg.network.host_net_driver != "linuxbridge" {
+    if cfg.host_net_driver() != "linuxbridge" {
         return Ok(None);
     }
     // Bridges, namespaces and dnsmasq need root: the privileged helper
@@ -430,6 +430,7 @@ impl ferro_compute::NetworkApi for InProcNetwork {
                 network_id: v.network_id,
                 mtu: v.mtu,
                 fixed_ips: v.fixed_ips,
+                active: v.active,
             })
             .collect()
     }
@@ -620,6 +621,15 @@ impl ferro_volume::ComputeApi for InProcCompute {
             code => Err(Error::validation(format!(
                 "volume-extended for server {server} answered {code}"
             ))),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl ferro_network::ComputeNotifier for InProcCompute {
+    async fn vif_events(&self, events: Vec<ferro_network::VifEvent>) {
+        for e in events {
+            ferro_compute::vifs::network_event(&self.svc, e.name, &e.server, &e.port);
         }
     }
 }

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 pub const CREATE: &str = "server_create";
 
@@ -438,15 +439,24 @@ async fn spawn_on_host(
     rid: &str,
     acting: Option<&Acting>,
 ) -> Result<PowerState, String> {
-    let (spec, owner) = {
+    let (mut spec, owner) = {
         let st = svc.state.read();
         let i = st.instances.get(uuid).ok_or("instance vanished")?;
         (ops::guest_spec(svc, i), ops::owner(i))
     };
+    // Nova's paused create (its libvirt driver's; a simulated host plugs
+    // nothing): ports not wired yet are waited for.
+    let wait = Duration::from_secs(svc.cfg.compute.vif_plugging_timeout);
+    let unplugged = if wait.is_zero() || !crate::vifs::host_plugs_vifs(svc, host) {
+        Vec::new()
+    } else {
+        crate::vifs::unplugged(svc, uuid)
+    };
+    spec.start_paused = !unplugged.is_empty();
     let req = ops::spawn_request(svc, spec, acting.unwrap_or(&owner)).await;
     const EV: &str = "compute_build_and_run_instance";
     ops::event(svc, uuid, rid, EV, Some(host), None).await;
-    let r = ops::call_agent(svc, host, req, Some(rid))
+    let mut r = ops::call_agent(svc, host, req, Some(rid))
         .await
         .map_err(|e| e.to_string())
         .and_then(|reply| {
@@ -454,6 +464,9 @@ async fn spawn_on_host(
                 .power_state()
                 .ok_or_else(|| format!("unexpected answer to spawn: {reply:?}"))
         });
+    if r.is_ok() && !unplugged.is_empty() {
+        r = run_when_plugged(svc, uuid, host, rid, &unplugged, wait).await;
+    }
     ops::event(
         svc,
         uuid,
@@ -464,6 +477,48 @@ async fn spawn_on_host(
     )
     .await;
     r
+}
+
+/// Waits for `network-vif-plugged` of the guest's `ports`, then lets its
+/// CPUs run; without them in `wait`, the build fails when
+/// `vif_plugging_is_fatal` (Nova's `VirtualInterfaceCreateException`).
+async fn run_when_plugged(
+    svc: &ComputeService,
+    uuid: &str,
+    host: &str,
+    rid: &str,
+    ports: &[String],
+    wait: Duration,
+) -> Result<PowerState, String> {
+    let t = std::time::Instant::now();
+    match crate::vifs::wait_for_plugged(svc, uuid, ports, wait).await {
+        Ok(()) => {
+            tracing::debug!(
+                instance = uuid,
+                ms = t.elapsed().as_millis() as u64,
+                "ports plugged"
+            )
+        }
+        Err(missing) if svc.cfg.compute.vif_plugging_is_fatal => {
+            return Err(format!(
+                "Virtual Interface creation failed: no network-vif-plugged for port(s) {} within {} s",
+                missing.join(", "),
+                wait.as_secs()
+            ));
+        }
+        Err(missing) => tracing::warn!(
+            instance = uuid,
+            "timeout waiting for network-vif-plugged of {}; starting the guest anyway (vif_plugging_is_fatal = false)",
+            missing.join(", ")
+        ),
+    }
+    let req = ComputeRequest::Unpause {
+        uuid: uuid.to_string(),
+    };
+    ops::call_agent(svc, host, req, Some(rid))
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(PowerState::Running)
 }
 
 struct Spawn;

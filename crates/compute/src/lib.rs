@@ -16,6 +16,7 @@ pub mod ops;
 pub mod placement;
 pub mod servers;
 pub mod state;
+pub mod vifs;
 pub mod volumes;
 pub mod workflow;
 
@@ -126,6 +127,9 @@ pub struct Vif {
     pub network_id: String,
     pub mtu: Option<u32>,
     pub fixed_ips: Vec<String>,
+    /// Whether the port is ACTIVE (wired on its host): Nova waits for
+    /// `network-vif-plugged` only of the ports that are not.
+    pub active: bool,
 }
 
 /// The other services compute calls, behind its narrow traits.
@@ -315,6 +319,9 @@ pub struct ComputeService {
     pub sagas: std::sync::OnceLock<ferro_saga::Executor<workflow::Ctx>>,
     /// `<public_url>/compute`
     pub base_url: String,
+    /// Woken by each `network-vif-plugged` event: builds waiting for their
+    /// ports look again.
+    pub vif_events: tokio::sync::Notify,
 }
 
 impl ComputeService {
@@ -355,6 +362,7 @@ impl ComputeService {
             scheduler,
             sagas: std::sync::OnceLock::new(),
             base_url,
+            vif_events: tokio::sync::Notify::new(),
         });
         svc.seed().await?;
         // Unfinished sagas are resumed after start-up; one whose state

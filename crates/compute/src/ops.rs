@@ -470,6 +470,7 @@ pub fn guest_spec(svc: &ComputeService, i: &Instance) -> GuestSpec {
         config_drive: i.config_drive || svc.cfg.compute.force_config_drive,
         image_properties: i.image_properties.clone(),
         flavor_extra_specs: i.flavor.extra_specs.clone(),
+        start_paused: false,
     }
 }
 

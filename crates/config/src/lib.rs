@@ -396,6 +396,12 @@ pub struct ComputeConfig {
     /// press before it is stopped hard (Nova's `shutdown_timeout`; an image's
     /// `os_shutdown_timeout` overrides it).
     pub shutdown_timeout: u64,
+    /// Seconds a new guest waits, paused, for `network-vif-plugged` of its
+    /// ports before it runs (Nova's `vif_plugging_timeout`; 0: no wait).
+    pub vif_plugging_timeout: u64,
+    /// Whether a guest whose ports are not wired in time fails to build
+    /// (Nova's `vif_plugging_is_fatal`); otherwise it runs anyway.
+    pub vif_plugging_is_fatal: bool,
     /// Every guest gets a config drive (Nova's `force_config_drive`).
     pub force_config_drive: bool,
     /// Nova's `[image_cache] remove_unused_base_images`: cached base
@@ -458,6 +464,8 @@ impl Default for ComputeConfig {
             running_deleted_instance_action: "reap".into(),
             running_deleted_instance_timeout: 0,
             shutdown_timeout: 60,
+            vif_plugging_timeout: 300,
+            vif_plugging_is_fatal: true,
             force_config_drive: false,
             remove_unused_base_images: true,
             remove_unused_original_minimum_age_seconds: 86_400,
@@ -515,8 +523,10 @@ impl ComputeConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct NetworkConfig {
     /// Host data-plane driver of the network agent: `fake` (ports are up
-    /// when admin-up, nothing is built), or `linuxbridge` (this host's
-    /// network agent builds bridges, guests' taps and DHCP in the kernel).
+    /// when admin-up, nothing is built), `linuxbridge` (this host's
+    /// network agent builds bridges, guests' taps and DHCP in the kernel),
+    /// or `auto`: `linuxbridge` where guests are real (QEMU), ferrostack
+    /// runs as root and dnsmasq is installed, else `fake`.
     pub host_net_driver: String,
     /// The network namespace holding this host's bridges and taps
     /// (`linuxbridge`; none: the root namespace). Tests run each host in
@@ -560,7 +570,7 @@ pub struct NetworkConfig {
 impl Default for NetworkConfig {
     fn default() -> Self {
         NetworkConfig {
-            host_net_driver: "fake".into(),
+            host_net_driver: "auto".into(),
             host_namespace: None,
             tenant_network_types: vec!["vxlan".into()],
             vni_ranges: vec!["1:1000".into()],
@@ -828,7 +838,7 @@ pub const COMPUTE_DRIVERS: &[&str] = &["auto", "qemu", "fake"];
 /// The QEMU driver's accelerators (`compute.virt_type`).
 pub const VIRT_TYPES: &[&str] = &["kvm", "qemu", "auto"];
 /// The host network drivers this build has (`network.host_net_driver`).
-pub const HOST_NET_DRIVERS: &[&str] = &["fake", "linuxbridge"];
+pub const HOST_NET_DRIVERS: &[&str] = &["auto", "fake", "linuxbridge"];
 /// The volume backends this build has (`volume.volume_driver`).
 pub const VOLUME_DRIVERS: &[&str] = &["file", "fake"];
 /// The image store types this build has (`image.store`, `image.backends.*.store`).
@@ -1009,6 +1019,42 @@ impl Config {
 pub const ROOT_DATA_DIR: &str = "/var/lib/ferrostack";
 
 /// Whether this process runs as root (its effective uid, from /proc).
+/// Whether `cmd` is an executable file in a directory of `PATH`.
+pub fn on_path(cmd: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::env::var_os("PATH").is_some_and(|p| {
+        std::env::split_paths(&p).any(|d| {
+            std::fs::metadata(d.join(cmd))
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+    })
+}
+
+impl Config {
+    /// `network.host_net_driver` with `auto` decided: `linuxbridge` when
+    /// guests are QEMU's (`compute_driver` `qemu`, or `auto` with QEMU
+    /// installed), this process is root (it builds the data plane, or
+    /// keeps root for the privileged helper that does) and dnsmasq is
+    /// installed; `fake` otherwise.
+    pub fn host_net_driver(&self) -> &str {
+        match self.network.host_net_driver.as_str() {
+            "auto" => {
+                let qemu = match self.compute.compute_driver.as_str() {
+                    "qemu" => true,
+                    "auto" => on_path("qemu-system-x86_64"),
+                    _ => false,
+                };
+                if qemu && running_as_root() && on_path("dnsmasq") {
+                    "linuxbridge"
+                } else {
+                    "fake"
+                }
+            }
+            other => other,
+        }
+    }
+}
+
 pub fn running_as_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()

@@ -64,4 +64,9 @@ impl HostDriver for FakeHostDriver {
         }
         Ok(up)
     }
+
+    async fn devices(&self) -> Result<crate::Devices, String> {
+        let plugged = self.plugged.lock().map(|p| p.clone()).unwrap_or_default();
+        Ok(plugged.into_iter().map(|t| (t, None)).collect())
+    }
 }

@@ -21,6 +21,9 @@ pub use fake::FakeHostDriver;
 pub use ferro_rpc::network::{HostState, NetSpec, PortSpec};
 pub use linux::{LinuxBridge, remove_recorded};
 
+/// A host's devices by name, each with its bridge (`master`), if any.
+pub type Devices = std::collections::BTreeMap<String, Option<String>>;
+
 /// Converges a host's networking to a desired state.
 #[async_trait::async_trait]
 pub trait HostDriver: Send + Sync {
@@ -28,6 +31,10 @@ pub trait HostDriver: Send + Sync {
     /// Converges to `desired`, touching only what differs (idempotent);
     /// returns the ids of the ports that are wired and up.
     async fn apply(&self, desired: &HostState) -> Result<Vec<String>, String>;
+    /// The devices in the host's namespace now, each with the bridge it is
+    /// on: the agent looks for guests' taps appearing, going, or made anew
+    /// off their bridge (Neutron's Linux bridge agent polls for them too).
+    async fn devices(&self) -> Result<Devices, String>;
 }
 
 /// The first 11 characters of an id, as Neutron names devices.

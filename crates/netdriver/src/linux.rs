@@ -481,6 +481,15 @@ impl HostDriver for LinuxBridge {
             .map_err(|e| format!("{}: {e}", self.state_dir.display()))?;
         self.converge(desired).await
     }
+
+    async fn devices(&self) -> Result<crate::Devices, String> {
+        Ok(self
+            .links()
+            .await?
+            .into_iter()
+            .map(|(name, l)| (name, l.master))
+            .collect())
+    }
 }
 
 async fn kill_and_wait(pid: u32) {

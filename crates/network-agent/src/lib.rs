@@ -2,36 +2,122 @@
 //! agents are): it serves `network.<host>` on the bus, takes the desired
 //! state of its own host from the Networking service as a typed
 //! `NetworkRequest`, converges the kernel to it through its `HostDriver`,
-//! and answers with the ports that are wired and up. Requests are handled
-//! one at a time, so two convergences never race; the agent never opens
-//! the database.
-use ferro_bus::{Bus, Incoming};
-use ferro_netdriver::HostDriver;
+//! and answers with the ports that are wired and up. Between requests it
+//! watches the host for guests' taps appearing and going (a guest started
+//! or stopped), converges again when they do, and tells the Networking
+//! service which ports are up now (Neutron's `update_device_up`), so
+//! Compute hears `network-vif-plugged`. Convergences are one at a time;
+//! the agent never opens the database.
+use ferro_bus::{Bus, Incoming, Target};
+use ferro_netdriver::{Devices, HostDriver, HostState};
 use ferro_rpc::RpcError;
-use ferro_rpc::network::{NetworkReply, NetworkRequest, TOPIC, reply_to_wire};
+use ferro_rpc::network::{
+    AgentMessage, NetworkReply, NetworkRequest, PLUGIN_TOPIC, TOPIC, reply_to_wire,
+};
 use std::sync::Arc;
+use std::time::Duration;
+
+/// How often the host is looked at for guests' taps (Neutron's Linux
+/// bridge agent: `polling_interval` = 2 s).
+pub const POLLING_INTERVAL: Duration = Duration::from_millis(500);
 
 pub struct NetworkAgent {
     pub host: String,
     pub driver: Arc<dyn HostDriver>,
     bus: Arc<dyn Bus>,
+    /// The last desired state, the guests' taps it was converged with and
+    /// the ports it reported up; held across a convergence so two never race.
+    last: tokio::sync::Mutex<Last>,
+}
+
+#[derive(Default)]
+struct Last {
+    state: Option<HostState>,
+    taps: Devices,
+    up: Vec<String>,
+}
+
+/// The taps of `state`'s guest ports among `devices`, with their bridges.
+fn guest_taps(state: &HostState, devices: &Devices) -> Devices {
+    state
+        .ports
+        .values()
+        .filter(|p| ferro_netdriver::is_guest_port(p))
+        .map(|p| ferro_netdriver::tap_name(&p.id))
+        .filter_map(|t| devices.get(&t).map(|m| (t, m.clone())))
+        .collect()
 }
 
 impl NetworkAgent {
     pub fn new(bus: Arc<dyn Bus>, host: String, driver: Arc<dyn HostDriver>) -> Arc<NetworkAgent> {
-        Arc::new(NetworkAgent { host, driver, bus })
+        Arc::new(NetworkAgent {
+            host,
+            driver,
+            bus,
+            last: tokio::sync::Mutex::new(Last::default()),
+        })
     }
 
-    /// Subscribes, then serves until the bus closes.
+    /// Subscribes, then serves until the bus closes, watching the host's
+    /// taps every `POLLING_INTERVAL` meanwhile.
     pub async fn start(
         self: Arc<Self>,
     ) -> Result<tokio::task::JoinHandle<()>, ferro_bus::BusError> {
         let mut sub = self.bus.serve(TOPIC, &self.host).await?;
+        let watcher = Arc::downgrade(&self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(POLLING_INTERVAL).await;
+                let Some(agent) = watcher.upgrade() else {
+                    return;
+                };
+                if let Err(e) = agent.poll().await {
+                    tracing::warn!(host = %agent.host, "network agent: {e}");
+                }
+            }
+        });
         Ok(tokio::spawn(async move {
             while let Some(msg) = sub.next().await {
                 self.handle(msg).await;
             }
         }))
+    }
+
+    /// Looks at the host once: when a guest's tap of the last desired
+    /// state appeared or went, converges again and, if the ports that are
+    /// up changed, tells the Networking service. Returns whether it did.
+    pub async fn poll(&self) -> Result<bool, String> {
+        let mut last = self.last.lock().await;
+        let Some(state) = last.state.clone() else {
+            return Ok(false);
+        };
+        if !state.ports.values().any(ferro_netdriver::is_guest_port) {
+            return Ok(false);
+        }
+        let taps = guest_taps(&state, &self.driver.devices().await?);
+        if taps == last.taps {
+            return Ok(false);
+        }
+        let up = self.driver.apply(&state).await?;
+        // As seen before converging: a tap that this convergence wired, or
+        // that came meanwhile, differs next time and is looked at again;
+        // a convergence that changed nothing ends the round.
+        last.taps = taps;
+        if up == last.up {
+            return Ok(false);
+        }
+        last.up = up.clone();
+        drop(last);
+        let msg = AgentMessage::PortsUp {
+            host: self.host.clone(),
+            up,
+        };
+        let env = msg.to_envelope().map_err(|e| e.to_string())?;
+        self.bus
+            .cast(&Target::topic(PLUGIN_TOPIC), env)
+            .await
+            .map_err(|e| format!("telling the Networking service: {e}"))?;
+        Ok(true)
     }
 
     async fn handle(&self, msg: Incoming) {
@@ -56,7 +142,13 @@ impl NetworkAgent {
             }),
             NetworkRequest::SyncHost { state } => {
                 let t = std::time::Instant::now();
+                let mut last = self.last.lock().await;
+                let devices = self.driver.devices().await.map_err(RpcError::Failed)?;
                 let up = self.driver.apply(&state).await.map_err(RpcError::Failed)?;
+                last.taps = guest_taps(&state, &devices);
+                last.up = up.clone();
+                last.state = Some(state.clone());
+                drop(last);
                 tracing::debug!(
                     host = %self.host,
                     ports = state.ports.len(),
@@ -154,5 +246,58 @@ mod tests {
         assert_eq!(driver.snapshot(), state());
         let other = client.call("h2", &NetworkRequest::Ping, None).await;
         assert!(matches!(other, Err(RpcError::NoAgent(_))), "{other:?}");
+    }
+
+    /// Between requests the agent watches the host: a guest's tap that
+    /// comes or goes makes it converge again and tell the Networking
+    /// service (`q-plugin`) which ports are up; nothing changed, nothing sent.
+    #[tokio::test]
+    async fn a_guest_tap_coming_and_going_is_reported() {
+        let bus: Arc<dyn Bus> = Arc::new(InProcBus::new());
+        let mut plugin = bus
+            .serve(ferro_rpc::network::PLUGIN_TOPIC, "controller")
+            .await
+            .unwrap();
+        let driver = Arc::new(FakeHostDriver::default());
+        let agent = NetworkAgent::new(bus.clone(), "h1".into(), driver.clone());
+        // No state yet: nothing to watch.
+        assert!(!agent.poll().await.unwrap());
+        agent
+            .dispatch(NetworkRequest::SyncHost { state: state() })
+            .await
+            .unwrap();
+        assert!(!agent.poll().await.unwrap(), "nothing changed");
+        let tap = ferro_netdriver::tap_name("vm-00000000001");
+        driver.plug(&tap);
+        driver.plug("tapunrelated1");
+        assert!(agent.poll().await.unwrap());
+        let msg = tokio::time::timeout(Duration::from_secs(5), plugin.next())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            AgentMessage::from_envelope(&msg.envelope).unwrap(),
+            AgentMessage::PortsUp {
+                host: "h1".into(),
+                up: vec!["dhcp-000000001".into(), "vm-00000000001".into()]
+            }
+        );
+        assert!(!agent.poll().await.unwrap(), "reported once");
+        // Another host's device is no guest's tap of this state.
+        driver.unplug("tapunrelated1");
+        assert!(!agent.poll().await.unwrap());
+        driver.unplug(&tap);
+        assert!(agent.poll().await.unwrap());
+        let msg = tokio::time::timeout(Duration::from_secs(5), plugin.next())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            AgentMessage::from_envelope(&msg.envelope).unwrap(),
+            AgentMessage::PortsUp {
+                host: "h1".into(),
+                up: vec!["dhcp-000000001".into()]
+            }
+        );
     }
 }

@@ -27,6 +27,30 @@ pub fn agent_id(host: &str, binary: &str) -> String {
     .to_string()
 }
 
+/// Listens to the hosts' network agents (`q-plugin`): an agent that saw a
+/// guest's tap appear or go asks for a convergence, which records the
+/// ports' new status and tells Compute.
+pub async fn listen(svc: Arc<NetworkService>, bus: Arc<dyn ferro_bus::Bus>) -> Result<(), Error> {
+    use ferro_rpc::network::{AgentMessage, PLUGIN_TOPIC};
+    let mut sub = bus
+        .serve(PLUGIN_TOPIC, &svc.host)
+        .await
+        .map_err(|e| Error::internal(format!("subscribing to {PLUGIN_TOPIC}: {e}")))?;
+    tokio::spawn(async move {
+        while let Some(msg) = sub.next().await {
+            match AgentMessage::from_envelope(&msg.envelope) {
+                Ok(AgentMessage::PortsUp { host, up }) => {
+                    tracing::debug!(%host, up = up.len(), "a network agent's ports changed");
+                    svc.notify();
+                }
+                Err(e) => tracing::error!("message from a network agent refused: {e}"),
+            }
+            msg.reply(Ok(Value::Null)).await;
+        }
+    });
+    Ok(())
+}
+
 pub async fn start(svc: Arc<NetworkService>) -> Result<(), Error> {
     heartbeat(&svc, true)
         .await
@@ -222,12 +246,19 @@ pub async fn converge(svc: &NetworkService) -> Result<(), String> {
     if !needs(&st) {
         return Ok(());
     }
+    drop(st);
+    let mut events = Vec::new();
     svc.store
         .write(|tx| {
+            events.clear();
             let ports: Vec<Arc<Obj>> = tx.st.iter(Kind::Port).cloned().collect();
             for p in ports {
                 let want_s = port_status(&p, &want, &up);
-                if want_s != s(&p, "status") {
+                let was = s(&p, "status");
+                if want_s != was {
+                    if let Some(e) = vif_event(&p, was, want_s) {
+                        events.push(e);
+                    }
                     let mut o = (*p).clone();
                     o.insert("status".into(), json!(want_s));
                     tx.put(Kind::Port, o);
@@ -245,7 +276,33 @@ pub async fn converge(svc: &NetworkService) -> Result<(), String> {
             Ok(())
         })
         .await
-        .map_err(|e| e.message)
+        .map_err(|e| e.message)?;
+    if !events.is_empty()
+        && let Some(c) = svc.compute()
+    {
+        c.vif_events(events).await;
+    }
+    Ok(())
+}
+
+/// Neutron's Nova notifier: a server's port that became ACTIVE is
+/// `network-vif-plugged`; one that was ACTIVE and is DOWN now,
+/// `network-vif-unplugged`.
+fn vif_event(p: &Obj, was: &str, now: &str) -> Option<crate::VifEvent> {
+    let server = s(p, "device_id");
+    if server.is_empty() || !s(p, "device_owner").starts_with("compute:") {
+        return None;
+    }
+    let name = match (was, now) {
+        (_, "ACTIVE") => "network-vif-plugged",
+        ("ACTIVE", "DOWN") => "network-vif-unplugged",
+        _ => return None,
+    };
+    Some(crate::VifEvent {
+        name,
+        server: server.to_string(),
+        port: s(p, "id").to_string(),
+    })
 }
 
 fn port_status(p: &Obj, want: &HostState, up: &std::collections::HashSet<String>) -> &'static str {

@@ -35,6 +35,24 @@ pub struct NetworkService {
     pub changed: tokio::sync::Notify,
     /// This host's name (agents report under it).
     pub host: String,
+    /// Compute, told when a guest's port goes ACTIVE or DOWN (Neutron's
+    /// Nova notifier: `network-vif-plugged`, `network-vif-unplugged`).
+    compute: std::sync::OnceLock<Arc<dyn ComputeNotifier>>,
+}
+
+/// One of Nova's external events about a server's port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VifEvent {
+    /// `network-vif-plugged` or `network-vif-unplugged`.
+    pub name: &'static str,
+    pub server: String,
+    pub port: String,
+}
+
+/// What Networking tells Compute (Nova's `os-server-external-events`).
+#[async_trait::async_trait]
+pub trait ComputeNotifier: Send + Sync {
+    async fn vif_events(&self, events: Vec<VifEvent>);
 }
 
 impl NetworkService {
@@ -58,6 +76,7 @@ impl NetworkService {
             hostnet,
             changed: tokio::sync::Notify::new(),
             host,
+            compute: std::sync::OnceLock::new(),
         });
         if svc.cfg.network.bootstrap_public_network
             && svc.db.docs_load("neutron_marker").await?.is_empty()
@@ -81,6 +100,15 @@ impl NetworkService {
 
     pub fn notify(&self) {
         self.changed.notify_one();
+    }
+
+    /// Connects Compute, for the events of its guests' ports.
+    pub fn set_compute(&self, c: Arc<dyn ComputeNotifier>) {
+        let _ = self.compute.set(c);
+    }
+
+    pub(crate) fn compute(&self) -> Option<&Arc<dyn ComputeNotifier>> {
+        self.compute.get()
     }
 
     /// The configured default quota of `resource`.

@@ -334,6 +334,7 @@ impl NetworkService {
                     .filter_map(|f| f.get("ip_address").and_then(Value::as_str))
                     .map(str::to_string)
                     .collect(),
+                active: s(p, "status") == "ACTIVE",
             })
             .collect()
     }
@@ -425,6 +426,8 @@ pub struct NovaVif {
     pub network_id: String,
     pub mtu: Option<u32>,
     pub fixed_ips: Vec<String>,
+    /// The port's status is ACTIVE.
+    pub active: bool,
 }
 
 fn interface_view(p: &Obj) -> Value {

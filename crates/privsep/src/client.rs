@@ -85,6 +85,18 @@ impl ferro_netdriver::HostDriver for HelperNetDriver {
         serde_json::from_value(v["up"].clone())
             .map_err(|e| format!("the privileged helper's answer: {e}"))
     }
+
+    async fn devices(&self) -> Result<ferro_netdriver::Devices, String> {
+        let v =
+            match tokio::time::timeout(LIMIT, self.helper.request(&crate::NetCommand::NetDevices))
+                .await
+            {
+                Ok(r) => r?,
+                Err(_) => return Err("the privileged helper did not answer within 60 s".into()),
+            };
+        serde_json::from_value(v["devices"].clone())
+            .map_err(|e| format!("the privileged helper's answer: {e}"))
+    }
 }
 
 #[async_trait::async_trait]

@@ -35,7 +35,11 @@ pub const MAX_REQUEST: usize = 1 << 20;
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum NetCommand {
-    NetApply { state: ferro_netdriver::HostState },
+    NetApply {
+        state: ferro_netdriver::HostState,
+    },
+    /// The devices of the host's namespace (the agent watches guests' taps).
+    NetDevices,
 }
 
 /// One request to the helper.

@@ -64,6 +64,15 @@ async fn one(
                 "error": "privileged command refused: this host's network driver is not linuxbridge"
             }),
         },
+        Ok(Request::Net(NetCommand::NetDevices)) => match net {
+            Some(d) => match d.devices().await {
+                Ok(devices) => serde_json::json!({"ok": true, "devices": devices}),
+                Err(e) => serde_json::json!({"error": e}),
+            },
+            None => serde_json::json!({
+                "error": "privileged command refused: this host's network driver is not linuxbridge"
+            }),
+        },
         Ok(Request::Host(cmd)) => {
             let what = describe(&cmd);
             match host.run(cmd).await {

@@ -209,7 +209,7 @@ pub async fn supervise(cfg: &Config) -> Result<i32, String> {
         .map_err(|e| format!("{}: {e}", sock.display()))?;
     let host: Arc<dyn Privileged> = Arc::new(LocalHost::new(sc.clone()));
     let net: Option<Arc<dyn ferro_netdriver::HostDriver>> =
-        (cfg.network.host_net_driver == "linuxbridge").then(|| {
+        (cfg.host_net_driver() == "linuxbridge").then(|| {
             Arc::new(ferro_netdriver::LinuxBridge::new(
                 cfg.network.host_namespace.clone(),
                 net_state.clone(),
@@ -241,6 +241,12 @@ async fn run_service(cfg: &Config, sock: &Path, uid: u32, gid: u32) -> Result<i3
         )
         // Root's own clouds.yaml is written here, by root.
         .env("FERROSTACK__IDENTITY__WRITE_USER_CLOUDS_YAML", "false")
+        // Decided here, as root: the service without root would not choose
+        // the data plane its helper builds.
+        .env(
+            "FERROSTACK__NETWORK__HOST_NET_DRIVER",
+            cfg.host_net_driver(),
+        )
         .env("HOME", &data)
         .uid(uid)
         .gid(gid);

@@ -253,6 +253,11 @@ pub struct GuestSpec {
     /// `quota:cpu_period`...).
     #[serde(default)]
     pub flavor_extra_specs: BTreeMap<String, String>,
+    /// Start the guest with its CPUs stopped (QEMU `-S`): Nova creates a
+    /// guest paused while it waits for `network-vif-plugged`, and resumes
+    /// it once its ports are wired.
+    #[serde(default)]
+    pub start_paused: bool,
 }
 
 /// How a host downloads images it has not cached: the Image service's

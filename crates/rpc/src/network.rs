@@ -101,6 +101,31 @@ pub enum NetworkReply {
     Synced { up: Vec<String> },
 }
 
+/// The Networking service's queue for what agents tell it (Neutron's
+/// `q-plugin`).
+pub const PLUGIN_TOPIC: &str = "q-plugin";
+
+/// What a network agent tells the Networking service unasked.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "method", rename_all = "snake_case")]
+pub enum AgentMessage {
+    /// The ports of `host`'s last desired state that are now wired and up
+    /// (a guest's tap appeared or went away): Neutron's
+    /// `update_device_up`/`update_device_down`.
+    PortsUp { host: String, up: Vec<String> },
+}
+
+impl AgentMessage {
+    pub fn to_envelope(&self) -> Result<ferro_bus::Envelope, crate::RpcError> {
+        crate::envelope(self, None)
+    }
+
+    /// Reads a message from an envelope (the service's side).
+    pub fn from_envelope(env: &ferro_bus::Envelope) -> Result<AgentMessage, crate::RpcError> {
+        crate::open(env, "a network agent")
+    }
+}
+
 /// Encodes an agent's answer for the bus.
 pub fn reply_to_wire(
     r: Result<NetworkReply, crate::RpcError>,

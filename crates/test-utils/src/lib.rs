@@ -83,6 +83,9 @@ impl TestCloud {
         cfg.log.level = "warn".into();
         // API tests run on simulated hosts; tests of real guests ask for `qemu`.
         cfg.compute.compute_driver = "fake".into();
+        // Nor do they touch the machine's network: tests of the data plane
+        // ask for `linuxbridge` in a namespace of their own.
+        cfg.network.host_net_driver = "fake".into();
         // Guests and volumes stay in the test's directory (as root they
         // would default to /var/lib/ferrostack).
         cfg.compute.instances_path = Some(dir.path().join("instances").display().to_string());

@@ -21,6 +21,25 @@ fn ok<T>(r: Result<T, VirtError>, step: &str) -> Result<T, String> {
     r.map_err(|e| format!("{step}: {e}"))
 }
 
+/// Nova's paused create: a guest spawned with `start_paused` is Paused
+/// until unpaused, and its later starts run at once. `spec.uuid` must be
+/// unused; the guest is destroyed at the end.
+pub async fn paused_start(d: &dyn VirtDriver, spec: &GuestSpec) -> Result<(), String> {
+    let uuid = spec.uuid.as_str();
+    let paused = GuestSpec {
+        start_paused: true,
+        ..spec.clone()
+    };
+    ok(d.spawn(&paused).await, "spawn paused")?;
+    expect_state(d, uuid, PowerState::Paused, "after a paused spawn").await?;
+    ok(d.unpause(uuid).await, "unpause")?;
+    expect_state(d, uuid, PowerState::Running, "after unpause").await?;
+    ok(d.power_off(uuid).await, "power_off")?;
+    ok(d.power_on(uuid).await, "power_on")?;
+    expect_state(d, uuid, PowerState::Running, "a later start").await?;
+    ok(d.destroy(uuid).await, "destroy")
+}
+
 /// The lifecycle of one guest booted from `spec`: spawn (twice: idempotent),
 /// stop/start, soft and hard reboot, pause/unpause, suspend/resume, a
 /// snapshot written to a file under `scratch`, the console, destroy (twice)

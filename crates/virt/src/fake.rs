@@ -167,8 +167,15 @@ impl VirtDriver for FakeDriver {
             .lock()
             .map_err(|_| VirtError::Failed("fake driver state poisoned".into()))?;
         g.entry(spec.uuid.clone()).or_insert_with(|| Guest {
-            spec: spec.clone(),
-            state: PowerState::Running,
+            spec: GuestSpec {
+                start_paused: false,
+                ..spec.clone()
+            },
+            state: if spec.start_paused {
+                PowerState::Paused
+            } else {
+                PowerState::Running
+            },
             rescued: false,
             console: boot_log(spec),
             volumes: Default::default(),
@@ -453,6 +460,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let d = FakeDriver::new(4, 4096, 40);
         crate::conformance::lifecycle(&d, &spec("conformance"), dir.path())
+            .await
+            .unwrap();
+        crate::conformance::paused_start(&d, &spec("paused"))
             .await
             .unwrap();
         d.spawn(&spec("v")).await.unwrap();

@@ -69,6 +69,11 @@ async fn external_events(AxState(svc): St, c: Caller, bytes: Bytes) -> NResult<R
     drop(st);
     // The events that change a guest.
     for r in out.iter_mut() {
+        if r["code"] == 200
+            && let (Some(name), Some(server)) = (r["name"].as_str(), r["server_uuid"].as_str())
+        {
+            crate::vifs::network_event(&svc, name, server, r["tag"].as_str().unwrap_or(""));
+        }
         if r["name"] == "volume-extended" && r["code"] == 200 {
             let uuid = r["server_uuid"].as_str().unwrap_or_default().to_string();
             let vol = r["tag"].as_str().unwrap_or_default().to_string();

@@ -320,6 +320,11 @@ pub fn argv(l: &Launch) -> Result<Vec<String>, VirtError> {
         }
     }
     push(&["-device", "virtio-balloon-pci"]);
+    if l.spec.start_paused && l.mode == Mode::Normal {
+        // Its CPUs wait for QMP `cont` (Nova's paused create while the
+        // ports are wired).
+        push(&["-S"]);
+    }
     if l.mode == Mode::Incoming {
         // The agent feeds `state.save` in over a socket (see `save`).
         push(&["-incoming", "defer"]);
@@ -472,6 +477,14 @@ mod tests {
             "{l}"
         );
         assert!(!l.contains("-incoming"));
+        assert!(!l.split(' ').any(|a| a == "-S"), "{l}");
+        // Nova's paused create: the CPUs wait for `cont`.
+        let paused = GuestSpec {
+            start_paused: true,
+            ..s.clone()
+        };
+        let l = line(&paused, dir.path(), Mode::Normal);
+        assert!(l.split(' ').any(|a| a == "-S"), "{l}");
         // The image's bus and NIC model are honoured; rescue boots its disk first.
         let mut s2 = s.clone();
         s2.image_properties = BTreeMap::from([

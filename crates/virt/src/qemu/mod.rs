@@ -322,8 +322,34 @@ impl QemuDriver {
         }
     }
 
-    /// Ends the guest's process: QMP `quit`, then SIGKILL if it lingers.
+    /// Ends the guest's process: QMP `quit`, then SIGKILL if it lingers;
+    /// then its taps go, as libvirt's do when a domain stops.
     async fn kill(&self, dir: &Path, uuid: &str) -> Result<(), VirtError> {
+        self.kill_process(dir, uuid).await?;
+        self.unplug(dir).await;
+        Ok(())
+    }
+
+    /// Removes the taps prepared for the guest in `dir` (its ports go DOWN
+    /// while it does not run); the next start prepares them again.
+    async fn unplug(&self, dir: &Path) {
+        if self.uids.is_none() {
+            return;
+        }
+        let Ok(spec) = self.read_spec(dir) else {
+            return;
+        };
+        for v in &spec.vifs {
+            let cmd = HostCommand::RemoveTap {
+                name: v.tap_name.clone(),
+            };
+            if let Err(e) = self.host.run(cmd).await {
+                tracing::warn!(tap = %v.tap_name, "removing a guest's tap: {e}");
+            }
+        }
+    }
+
+    async fn kill_process(&self, dir: &Path, uuid: &str) -> Result<(), VirtError> {
         let Some(pid) = self.pid(dir, uuid) else {
             return Ok(());
         };
@@ -593,6 +619,8 @@ impl QemuDriver {
     /// powered off within its shutdown timeout.
     async fn clean_shutdown(&self, dir: &Path, spec: &GuestSpec) -> Result<(), VirtError> {
         let Some(pid) = self.pid(dir, &spec.uuid) else {
+            // It powered itself off: its taps go as well.
+            self.unplug(dir).await;
             return Ok(());
         };
         // As Nova's libvirt driver: the button is pressed again every
@@ -613,6 +641,7 @@ impl QemuDriver {
             }
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             if process::wait_gone(pid, left.min(SHUTDOWN_RETRY_INTERVAL)).await {
+                self.unplug(dir).await;
                 return Ok(());
             }
         }
@@ -731,7 +760,13 @@ impl VirtDriver for QemuDriver {
         }
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
         let sp = dir.join("spec.json");
-        let body = serde_json::to_vec_pretty(spec).map_err(|e| VirtError::Failed(e.to_string()))?;
+        // Only this first start may be paused; later starts run at once.
+        let kept = GuestSpec {
+            start_paused: false,
+            ..spec.clone()
+        };
+        let body =
+            serde_json::to_vec_pretty(&kept).map_err(|e| VirtError::Failed(e.to_string()))?;
         std::fs::write(&sp, body).map_err(io(&sp))?;
         let r = async {
             self.prepare_disks(&dir, spec).await?;
@@ -982,8 +1017,9 @@ impl VirtDriver for QemuDriver {
         }
         let mut q = self.qmp(&dir).await?;
         Ok(match q.status().await?.as_str() {
-            "running" | "inmigrate" | "restore-vm" | "prelaunch" => PowerState::Running,
-            "paused" | "suspended" => PowerState::Paused,
+            "running" | "inmigrate" | "restore-vm" => PowerState::Running,
+            // `prelaunch`: started with `-S`, its CPUs wait for `cont`.
+            "paused" | "suspended" | "prelaunch" => PowerState::Paused,
             "shutdown" | "guest-panicked" => PowerState::Shutdown,
             "internal-error" | "io-error" => PowerState::Crashed,
             _ => PowerState::Running,

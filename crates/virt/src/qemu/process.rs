@@ -136,13 +136,11 @@ pub fn log_tail(log: &Path) -> String {
 /// Creates the tap `name` owned by `uid` (the agent prepares it, QEMU only
 /// opens it), recreating one owned by someone else, and sets it up.
 pub async fn prepare_tap(name: &str, uid: u32) -> Result<(), VirtError> {
-    let owner = std::fs::read_to_string(format!("/sys/class/net/{name}/owner"))
-        .ok()
-        .and_then(|s| s.trim().parse::<i64>().ok());
-    if owner.is_some_and(|o| o != i64::from(uid)) {
+    let owner = tap_owner(name).await;
+    if owner.is_some() && owner != Some(Some(i64::from(uid))) {
         super::run("ip", &["link", "del", name]).await?;
     }
-    if owner != Some(i64::from(uid)) {
+    if owner != Some(Some(i64::from(uid))) {
         let u = uid.to_string();
         super::run(
             "ip",
@@ -157,9 +155,21 @@ pub async fn prepare_tap(name: &str, uid: u32) -> Result<(), VirtError> {
         .map(|_| ())
 }
 
+/// Whether the device `name` exists in this network namespace, and the
+/// uid owning it when it is a tap owned by a uid. Asked of the kernel over
+/// netlink: `/sys/class/net` shows the namespace sysfs was mounted in,
+/// which is not this one in a host that runs in a namespace of its own.
+async fn tap_owner(name: &str) -> Option<Option<i64>> {
+    let out = super::run("ip", &["-j", "-d", "link", "show", "dev", name])
+        .await
+        .ok()?;
+    let v: serde_json::Value = serde_json::from_str(&out).ok()?;
+    Some(v[0]["linkinfo"]["info_data"]["user"].as_i64())
+}
+
 /// Removes the tap `name` if it exists.
 pub async fn remove_tap(name: &str) {
-    if Path::new(&format!("/sys/class/net/{name}")).exists()
+    if tap_owner(name).await.is_some()
         && let Err(e) = super::run("ip", &["link", "del", name]).await
     {
         tracing::warn!(tap = name, "removing a guest's tap: {e}");

@@ -1,0 +1,230 @@
+#!/usr/bin/env bash
+# Tenant networking of real guests on one host, driven with the real
+# `openstack` CLI against a private ferrostack (QEMU driver, Linux bridge
+# network agent) that runs, with its bridges and taps, in a network
+# namespace this script creates (its qdhcp-<network> namespaces are named
+# by network id); nothing is routed out of it:
+#   the network agent reports as the Linux bridge, DHCP and metadata agents;
+#   a network and subnet, a keypair, two guests with fixed addresses and a
+#   config drive: each is created paused until its port is ACTIVE
+#   (network-vif-plugged), gets its lease from dnsmasq in qdhcp-<network>
+#   (seen on its console), and one pings the other over the bridge (its
+#   user data); the DHCP namespace reaches both; a stopped guest's port goes
+#   DOWN and comes back ACTIVE when it starts; deleting the network removes
+#   its bridge, namespace and dnsmasq.
+#
+#   scripts/guest-network.sh
+#
+# Environment: VERBOSE=1, KEEP=1, FERROSTACK_BIN (see lib.sh), WAIT_S=180,
+# CLI_TIMEOUT=300, FERRO_VIRT_TYPE=qemu.
+#
+# Each step prints `ok - <step>` or `not ok - <step>`; the last line is
+# `guest-network: N passed, N failed`. Exit status 1 if a step failed.
+source "$(dirname "$0")/lib.sh"
+
+WAIT_S="${WAIT_S:-180}"
+CLI_TIMEOUT="${CLI_TIMEOUT:-300}"
+work="$(mktemp -d "${TMPDIR:-/tmp}/ferro-guest-net.XXXXXX")"
+data="$work/data"
+FERRO_NETNS="ferro-gn-$$"
+cleanup() {
+  local rc=$?
+  ferro_stop
+  ferro_kill_guests "$data"
+  ferro_clean_network "$data"
+  ip netns del "$FERRO_NETNS" 2>/dev/null || true
+  if [ "${KEEP:-0}" = 1 ]; then
+    echo "guest-network.sh: kept $work (server log: $data/ferrostack.log)" >&2
+  else
+    rm -rf "$work"
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+bail() {
+  echo "not ok - $1"
+  echo "guest-network: 0 passed, 1 failed"
+  exit 1
+}
+[ "$(id -u)" = 0 ] || bail "runs as root (bridges, namespaces and dnsmasq need it)"
+for c in qemu-system-x86_64:qemu-system-x86 genisoimage:genisoimage qemu-img:qemu-utils \
+         dnsmasq:dnsmasq-base busybox:busybox-static; do
+  ferro_need "${c%%:*}" "${c#*:}" || bail "${c%%:*} is installed"
+done
+GUEST_IMAGE="$(bash "$REPO/scripts/build-guest-image.sh" 2> "$work/build.log" | tail -1)"
+[ -f "$GUEST_IMAGE" ] || { cat "$work/build.log"; bail "scripts/build-guest-image.sh built the guest image"; }
+venv="$(ferro_venv)"
+PY="$venv/bin/python"
+# The CLI runs inside the host's namespace, where ferrostack listens.
+OSC="$work/openstack"
+printf '#!/bin/sh\nexec ip netns exec %s %s "$@"\n' "$FERRO_NETNS" "$venv/bin/openstack" > "$OSC"
+chmod +x "$OSC"
+CLOUD=ferrostack
+
+ip netns add "$FERRO_NETNS" || bail "create the test's network namespace"
+ip -n "$FERRO_NETNS" link set lo up
+export FERRO_NETNS
+export FERROSTACK__COMPUTE__COMPUTE_DRIVER=qemu
+export FERROSTACK__COMPUTE__VIRT_TYPE="${FERRO_VIRT_TYPE:-qemu}"
+export FERROSTACK__COMPUTE__SHUTDOWN_TIMEOUT=10
+export FERROSTACK__NETWORK__HOST_NET_DRIVER=linuxbridge
+ferro_start "$data" || bail "start ferrostack (QEMU driver, Linux bridge agent) in $FERRO_NETNS"
+echo "# ferrostack pid $FERRO_PID at $FERRO_URL in namespace $FERRO_NETNS (data $data)"
+cp "$data/clouds.yaml" "$work/clouds.yaml"
+mkdir -p "$work/home"
+export HOME="$work/home" XDG_CONFIG_HOME="$work/home/.config" XDG_CACHE_HOME="$work/home/.cache"
+for v in $(compgen -e); do case "$v" in OS_*) unset "$v" ;; esac; done
+export no_proxy="127.0.0.1,localhost${no_proxy:+,$no_proxy}" NO_PROXY="127.0.0.1,localhost"
+export OS_CLIENT_CONFIG_FILE="$work/clouds.yaml"
+
+# shellcheck source=golden_cli.sh
+source "$(dirname "$0")/golden_cli.sh"
+
+NET=tenant-net SUB=tenant-sub KEY=gn-key IP1=10.77.0.11 IP2=10.77.0.12
+NET_ID='' IMG_ID='' S1='' S2='' P1=''
+
+# console SERVER: the guest's console log.
+console() { admin console log show "$1" < /dev/null 2>/dev/null; }
+# wait_console SERVER PATTERN [TIMEOUT_S]: until the console shows PATTERN.
+wait_console() {
+  local t0=$SECONDS
+  while [ $((SECONDS - t0)) -lt "${3:-$WAIT_S}" ]; do
+    if console "$1" | grep -q -- "$2"; then console "$1" | grep -- "$2" | head -3; return 0; fi
+    sleep 1
+  done
+  echo "no '$2' on the console of $1 after ${3:-$WAIT_S} s; console:"; console "$1" | tail -30
+  return 1
+}
+# port_status PORT: the port's status
+port_status() { admin port show -f value -c status "$1" < /dev/null; }
+wait_port() {  # wait_port PORT WANT
+  local t0=$SECONDS st=''
+  while [ $((SECONDS - t0)) -lt 60 ]; do
+    st="$(port_status "$1")"
+    [ "$st" = "$2" ] && { echo "port $1: $st after $((SECONDS - t0)) s"; return 0; }
+    sleep 0.5
+  done
+  echo "port $1 is $st, not $2"; return 1
+}
+
+s_agents() {
+  run admin network agent list -f json || return 1
+  local t
+  for t in "Linux bridge agent" "DHCP agent" "Metadata agent"; do
+    expect_eq "$t alive" "$(printf '%s' "$OUT" | js where agent_type "$t" alive)" True || return 1
+  done
+}
+
+s_setup() {
+  run admin image create --disk-format qcow2 --container-format bare --public \
+      --file "$GUEST_IMAGE" ferro-guest -f json || return 1
+  IMG_ID="$(printf '%s' "$OUT" | js get id)"
+  run admin network create "$NET" -f json || return 1
+  NET_ID="$(printf '%s' "$OUT" | js get id)"
+  run admin subnet create "$SUB" --network "$NET" --subnet-range 10.77.0.0/24 -f json || return 1
+  ssh-keygen -q -t ed25519 -N '' -f "$work/key" < /dev/null
+  run admin keypair create --public-key "$work/key.pub" "$KEY" -f json
+}
+
+# The first guest pings the second from its user data, until it answers.
+s_boot() {
+  need IMG_ID NET_ID || return 1
+  cat > "$work/ud1" <<EOF
+#!/bin/sh
+i=0
+while [ \$i -lt 120 ]; do
+  if ping -c 1 -W 1 $IP2 > /dev/null 2>&1; then echo "PING-OK $IP2"; exit 0; fi
+  i=\$((i+1)); sleep 1
+done
+echo "PING-FAIL $IP2"
+EOF
+  run admin server create --image "$IMG_ID" --flavor m1.tiny --key-name "$KEY" --config-drive True \
+      --nic "net-id=$NET_ID,v4-fixed-ip=$IP1" --user-data "$work/ud1" gn1 -f json || return 1
+  S1="$(printf '%s' "$OUT" | js get id)"
+  run admin server create --image "$IMG_ID" --flavor m1.tiny --key-name "$KEY" --config-drive True \
+      --nic "net-id=$NET_ID,v4-fixed-ip=$IP2" gn2 -f json || return 1
+  S2="$(printf '%s' "$OUT" | js get id)"
+  wait_status "$S1" ACTIVE && wait_status "$S2" ACTIVE
+}
+
+s_ports_active() {
+  need S1 S2 || return 1
+  run admin port list --server "$S1" -f json || return 1
+  P1="$(printf '%s' "$OUT" | js col id | head -1)"
+  expect_eq "gn1's port" "$(printf '%s' "$OUT" | js col status)" ACTIVE || return 1
+  run admin port list --server "$S2" -f json || return 1
+  expect_eq "gn2's port" "$(printf '%s' "$OUT" | js col status)" ACTIVE
+}
+
+s_leases() {
+  need S1 S2 NET_ID || return 1
+  local mtu; mtu="$(admin network show -f value -c mtu "$NET_ID" < /dev/null)"
+  wait_console "$S1" "DHCP-LEASE ip=$IP1 mask=24 router=10.77.0.1 mtu=$mtu" &&
+    wait_console "$S2" "DHCP-LEASE ip=$IP2 mask=24 router=10.77.0.1 mtu=$mtu"
+}
+
+s_ping_between() {
+  need S1 || return 1
+  wait_console "$S1" "PING-OK $IP2"
+}
+
+s_dhcp_ns_reaches() {
+  need NET_ID || return 1
+  local ns="qdhcp-$NET_ID"
+  run ip netns exec "$ns" busybox ping -c 1 -W 2 "$IP1" && run ip netns exec "$ns" busybox ping -c 1 -W 2 "$IP2"
+}
+
+s_stop_start_port() {
+  need S1 P1 || return 1
+  run admin server stop "$S1" || return 1
+  wait_status "$S1" SHUTOFF && wait_port "$P1" DOWN || return 1
+  run admin server start "$S1" || return 1
+  wait_status "$S1" ACTIVE && wait_port "$P1" ACTIVE
+}
+
+# A hard reboot makes the tap anew at once: it is wired again.
+s_hard_reboot() {
+  need S1 || return 1
+  local before t0=$SECONDS n
+  before="$(console "$S1" | grep -c "DHCP-LEASE ip=$IP1 ")"
+  run admin server reboot --hard "$S1" || return 1
+  wait_status "$S1" ACTIVE || return 1
+  while [ $((SECONDS - t0)) -lt "$WAIT_S" ]; do
+    n="$(console "$S1" | grep -c "DHCP-LEASE ip=$IP1 ")"
+    if [ "$n" -gt "$before" ]; then echo "leases on gn1's console: $before, then $n"; return 0; fi
+    if console "$S1" | tail -n +"$((before + 1))" | grep -q DHCP-FAIL; then break; fi
+    sleep 1
+  done
+  echo "no new lease after the hard reboot; console:"; console "$S1" | tail -20; return 1
+}
+
+s_teardown() {
+  need S1 S2 NET_ID || return 1
+  run admin server delete --wait "$S1" "$S2" || return 1
+  run admin network delete "$NET" || return 1
+  local br="brq${NET_ID:0:11}" t0=$SECONDS
+  while [ $((SECONDS - t0)) -lt 30 ]; do
+    if ! ip -n "$FERRO_NETNS" link show "$br" > /dev/null 2>&1 && [ ! -e "/run/netns/qdhcp-$NET_ID" ]; then
+      echo "$br and qdhcp-$NET_ID are gone"; return 0
+    fi
+    sleep 0.5
+  done
+  echo "$br or qdhcp-$NET_ID is still there"; return 1
+}
+
+step "network agent list shows the Linux bridge, DHCP and metadata agents alive" s_agents
+step "image, network, subnet 10.77.0.0/24 and keypair created" s_setup
+step "two guests with fixed addresses reach ACTIVE" s_boot
+step "their ports are ACTIVE (network-vif-plugged before they ran)" s_ports_active
+step "each guest's console shows its DHCP lease from qdhcp-<network>" s_leases
+step "gn1 pings gn2 across the network's bridge" s_ping_between
+step "the DHCP namespace reaches both guests" s_dhcp_ns_reaches
+step "a stopped guest's port goes DOWN, and ACTIVE again when it starts" s_stop_start_port
+step "after a hard reboot the guest gets its lease again" s_hard_reboot
+step "deleting the guests and the network removes its bridge and qdhcp namespace" s_teardown
+
+echo "guest-network: $PASSED passed, $FAILED failed"
+[ "$FAILED" = 0 ]

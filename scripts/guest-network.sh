@@ -5,13 +5,15 @@
 # namespace this script creates (its qdhcp-<network> namespaces are named
 # by network id); nothing is routed out of it:
 #   the network agent reports as the Linux bridge, DHCP and metadata agents;
-#   a network and subnet, a keypair, two guests with fixed addresses and a
-#   config drive: each is created paused until its port is ACTIVE
-#   (network-vif-plugged), gets its lease from dnsmasq in qdhcp-<network>
-#   (seen on its console), and one pings the other over the bridge (its
-#   user data); the DHCP namespace reaches both; a stopped guest's port goes
-#   DOWN and comes back ACTIVE when it starts; deleting the network removes
-#   its bridge, namespace and dnsmasq.
+#   a network and subnet, a keypair and two guests with fixed addresses, each
+#   created paused until its port is ACTIVE (network-vif-plugged); each gets
+#   its lease from dnsmasq in qdhcp-<network> (seen on its console); gn2,
+#   without a config drive, reads its uuid, EC2 instance-id and key from the
+#   metadata service at 169.254.169.254, which answers no other address; gn1
+#   (config drive) pings gn2 over the bridge from its user data; the DHCP
+#   namespace reaches both; a stopped guest's port goes DOWN and ACTIVE again
+#   when it starts; a hard reboot gets a new lease; deleting the network
+#   removes its bridge, namespace and dnsmasq.
 #
 #   scripts/guest-network.sh
 #
@@ -144,7 +146,8 @@ EOF
   run admin server create --image "$IMG_ID" --flavor m1.tiny --key-name "$KEY" --config-drive True \
       --nic "net-id=$NET_ID,v4-fixed-ip=$IP1" --user-data "$work/ud1" gn1 -f json || return 1
   S1="$(printf '%s' "$OUT" | js get id)"
-  run admin server create --image "$IMG_ID" --flavor m1.tiny --key-name "$KEY" --config-drive True \
+  # No config drive: gn2 reads its identity from 169.254.169.254.
+  run admin server create --image "$IMG_ID" --flavor m1.tiny --key-name "$KEY" \
       --nic "net-id=$NET_ID,v4-fixed-ip=$IP2" gn2 -f json || return 1
   S2="$(printf '%s' "$OUT" | js get id)"
   wait_status "$S1" ACTIVE && wait_status "$S2" ACTIVE
@@ -164,6 +167,22 @@ s_leases() {
   local mtu; mtu="$(admin network show -f value -c mtu "$NET_ID" < /dev/null)"
   wait_console "$S1" "DHCP-LEASE ip=$IP1 mask=24 router=10.77.0.1 mtu=$mtu" &&
     wait_console "$S2" "DHCP-LEASE ip=$IP2 mask=24 router=10.77.0.1 mtu=$mtu"
+}
+
+s_metadata() {
+  need S2 || return 1
+  wait_console "$S2" "METADATA-OK" && wait_console "$S2" "INSTANCE-UUID $S2" &&
+    wait_console "$S2" "INSTANCE-ID i-[0-9a-f]\{8\}" && wait_console "$S2" "SSH-KEYS 1"
+}
+
+# Only a guest's own address is answered: the DHCP namespace itself is no
+# instance.
+s_metadata_unknown() {
+  need NET_ID || return 1
+  local code
+  code="$(ip netns exec "qdhcp-$NET_ID" curl -s -m 5 -o /dev/null -w '%{http_code}' \
+    http://169.254.169.254/openstack/latest/meta_data.json)"
+  expect_eq "status for an address no port holds" "$code" 404
 }
 
 s_ping_between() {
@@ -220,6 +239,8 @@ step "image, network, subnet 10.77.0.0/24 and keypair created" s_setup
 step "two guests with fixed addresses reach ACTIVE" s_boot
 step "their ports are ACTIVE (network-vif-plugged before they ran)" s_ports_active
 step "each guest's console shows its DHCP lease from qdhcp-<network>" s_leases
+step "gn2 reads its uuid, EC2 instance-id and key from 169.254.169.254" s_metadata
+step "the metadata service answers no address that is not an instance's" s_metadata_unknown
 step "gn1 pings gn2 across the network's bridge" s_ping_between
 step "the DHCP namespace reaches both guests" s_dhcp_ns_reaches
 step "a stopped guest's port goes DOWN, and ACTIVE again when it starts" s_stop_start_port

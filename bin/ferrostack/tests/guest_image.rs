@@ -37,6 +37,7 @@ fn instance(name: &str) -> ferro_virt::configdrive::InstanceMetadata {
         meta: [("role".to_string(), "test".to_string())].into(),
         network_data: serde_json::json!({"links": [], "networks": [], "services": []}),
         local_ipv4: Some("10.0.0.5".into()),
+        public_ipv4: None,
     }
 }
 

@@ -121,9 +121,11 @@ impl App {
         let admin_project = identity.project_by_name("default", "admin").await?.id;
         let bus = wiring::bus(&cfg).await?;
         // The host's network agent listens before Networking first converges.
-        if roles.compute {
-            wiring::start_network_agent(&cfg, bus.clone()).await?;
-        }
+        let network_agent = if roles.compute {
+            wiring::start_network_agent(&cfg, bus.clone()).await?
+        } else {
+            None
+        };
         let network = ferro_network::NetworkService::start(
             identity.db.clone(),
             cfg.clone(),
@@ -172,6 +174,12 @@ impl App {
         network.set_compute(Arc::new(wiring::InProcCompute {
             svc: compute.clone(),
         }));
+        // The host's metadata service answers from Compute.
+        if let Some(agent) = &network_agent {
+            agent.metadata.set_source(Arc::new(wiring::InProcCompute {
+                svc: compute.clone(),
+            }));
+        }
         // Hosts' network agents tell Networking when guests' taps come and go.
         if cfg.host_net_driver() == "linuxbridge" {
             ferro_network::agent::listen(network.clone(), bus.clone()).await?;

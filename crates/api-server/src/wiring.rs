@@ -634,6 +634,19 @@ impl ferro_network::ComputeNotifier for InProcCompute {
     }
 }
 
+#[async_trait::async_trait]
+impl ferro_network_agent::metadata::MetadataSource for InProcCompute {
+    async fn fetch(
+        &self,
+        instance: &str,
+        method: &str,
+        path: &str,
+        body: Vec<u8>,
+    ) -> ferro_rpc::metadata::MetadataReply {
+        ferro_compute::metadata::serve(&self.svc, instance, method, path, &body).await
+    }
+}
+
 pub struct InProcVolumes {
     pub svc: Arc<ferro_volume::VolumeService>,
     pub router: Router,

@@ -11,6 +11,7 @@ pub mod caller;
 pub mod error;
 pub mod http;
 pub mod keys;
+pub mod metadata;
 pub mod model;
 pub mod ops;
 pub mod placement;

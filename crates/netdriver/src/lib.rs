@@ -35,7 +35,20 @@ pub trait HostDriver: Send + Sync {
     /// on: the agent looks for guests' taps appearing, going, or made anew
     /// off their bridge (Neutron's Linux bridge agent polls for them too).
     async fn devices(&self) -> Result<Devices, String>;
+    /// A socket listening on 169.254.169.254:80 inside the network's DHCP
+    /// namespace (Neutron's isolated metadata), for the metadata service to
+    /// serve; the namespace must exist (its DHCP port is up).
+    async fn metadata_socket(&self, network_id: &str) -> Result<std::net::TcpListener, String> {
+        Err(format!(
+            "network {network_id}: the {} driver serves no metadata",
+            self.name()
+        ))
+    }
 }
+
+/// The metadata service's address (Neutron's isolated metadata: on the DHCP
+/// port's device inside `qdhcp-<network>`, routed to by DHCP option 121).
+pub const METADATA_IP: std::net::Ipv4Addr = std::net::Ipv4Addr::new(169, 254, 169, 254);
 
 /// The first 11 characters of an id, as Neutron names devices.
 fn short(id: &str) -> &str {

@@ -231,8 +231,9 @@ impl LinuxBridge {
             self.ip(&["link", "set", &tap, "master", br, "mtu", &mtu, "up"])
                 .await?;
         }
-        // Inside: the port's MAC and its addresses with their prefixes.
-        let want: BTreeSet<String> = port
+        // Inside: the port's MAC and its addresses with their prefixes, and
+        // the metadata service's.
+        let mut want: BTreeSet<String> = port
             .ips
             .iter()
             .filter_map(|ip| {
@@ -241,6 +242,7 @@ impl LinuxBridge {
                 Some(format!("{a}/{}", s.0.prefix))
             })
             .collect();
+        want.insert(format!("{}/32", crate::METADATA_IP));
         let shown = run("ip", &["-n", &ns, "-j", "addr", "show", "dev", &dev]).await?;
         let v: serde_json::Value = serde_json::from_str(&shown).unwrap_or_default();
         let have_mac = v[0]["address"].as_str().unwrap_or_default().to_string();
@@ -321,6 +323,24 @@ impl LinuxBridge {
                 Some(g) => opts.push_str(&format!("tag:subnet{i},option:router,{g}\n")),
                 // No gateway: no default route (Neutron sends an empty router option).
                 None => opts.push_str(&format!("tag:subnet{i},option:router\n")),
+            }
+            // Isolated metadata, as Neutron's DHCP agent: a host route to
+            // 169.254.169.254 through the DHCP port (option 121, and 249
+            // for older Windows clients), with the default route beside it
+            // (a client that takes option 121 ignores option 3).
+            let dhcp_ip = port
+                .ips
+                .iter()
+                .filter_map(|ip| ip.parse::<Ipv4Addr>().ok())
+                .find(|a| s.contains(*a));
+            if let Some(d) = dhcp_ip {
+                let mut routes = format!("{}/32,{d}", crate::METADATA_IP);
+                if let Some(g) = gw {
+                    routes.push_str(&format!(",0.0.0.0/0,{g}"));
+                }
+                opts.push_str(&format!(
+                    "tag:subnet{i},option:classless-static-route,{routes}\ntag:subnet{i},249,{routes}\n"
+                ));
             }
         }
         args.extend([
@@ -482,6 +502,17 @@ impl HostDriver for LinuxBridge {
         self.converge(desired).await
     }
 
+    async fn metadata_socket(&self, network_id: &str) -> Result<std::net::TcpListener, String> {
+        if !crate::safe_id(network_id) {
+            return Err(format!("network id {network_id:?}"));
+        }
+        let ns = crate::dhcp_namespace(network_id);
+        let addr = std::net::SocketAddr::from((crate::METADATA_IP, 80));
+        tokio::task::spawn_blocking(move || bind_in_namespace(&ns, addr))
+            .await
+            .map_err(|e| e.to_string())?
+    }
+
     async fn devices(&self) -> Result<crate::Devices, String> {
         Ok(self
             .links()
@@ -510,6 +541,32 @@ async fn kill_and_wait(pid: u32) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let _ = run("kill", &["-KILL", &pid.to_string()]).await;
+}
+
+/// A TCP socket listening on `addr` inside the network namespace `ns`: a
+/// thread of its own enters the namespace, binds, and ends; the socket
+/// stays in the namespace and may be served from anywhere (FINDINGS.md:
+/// one metadata service for every namespace, no proxy per namespace).
+pub fn bind_in_namespace(
+    ns: &str,
+    addr: std::net::SocketAddr,
+) -> Result<std::net::TcpListener, String> {
+    let path = Path::new("/run/netns").join(ns);
+    std::thread::spawn(move || {
+        use std::os::fd::AsFd;
+        let f = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        rustix::thread::move_into_link_name_space(
+            f.as_fd(),
+            Some(rustix::thread::LinkNameSpaceType::Network),
+        )
+        .map_err(|e| format!("entering {}: {e}", path.display()))?;
+        let l = std::net::TcpListener::bind(addr)
+            .map_err(|e| format!("binding {addr} in {}: {e}", path.display()))?;
+        l.set_nonblocking(true).map_err(|e| e.to_string())?;
+        Ok(l)
+    })
+    .join()
+    .map_err(|_| "the thread binding in a namespace panicked".to_string())?
 }
 
 fn write_atomic(path: &Path, body: &str) -> Result<(), String> {

@@ -8,6 +8,8 @@
 //! service which ports are up now (Neutron's `update_device_up`), so
 //! Compute hears `network-vif-plugged`. Convergences are one at a time;
 //! the agent never opens the database.
+pub mod metadata;
+
 use ferro_bus::{Bus, Incoming, Target};
 use ferro_netdriver::{Devices, HostDriver, HostState};
 use ferro_rpc::RpcError;
@@ -28,6 +30,8 @@ pub struct NetworkAgent {
     /// The last desired state, the guests' taps it was converged with and
     /// the ports it reported up; held across a convergence so two never race.
     last: tokio::sync::Mutex<Last>,
+    /// The metadata service at 169.254.169.254 of this host's networks.
+    pub metadata: metadata::MetadataServer,
 }
 
 #[derive(Default)]
@@ -55,7 +59,22 @@ impl NetworkAgent {
             driver,
             bus,
             last: tokio::sync::Mutex::new(Last::default()),
+            metadata: metadata::MetadataServer::default(),
         })
+    }
+
+    /// After a convergence: the metadata service follows the networks
+    /// whose DHCP namespace is up here.
+    async fn after_apply(&self, state: &HostState, up: &[String]) {
+        for net in self.metadata.update(state, up) {
+            let r = match self.driver.metadata_socket(&net).await {
+                Ok(l) => self.metadata.serve(&net, l),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = r {
+                tracing::warn!(host = %self.host, network = %net, "metadata service: {e}");
+            }
+        }
     }
 
     /// Subscribes, then serves until the bus closes, watching the host's
@@ -99,6 +118,7 @@ impl NetworkAgent {
             return Ok(false);
         }
         let up = self.driver.apply(&state).await?;
+        self.after_apply(&state, &up).await;
         // As seen before converging: a tap that this convergence wired, or
         // that came meanwhile, differs next time and is looked at again;
         // a convergence that changed nothing ends the round.
@@ -145,6 +165,7 @@ impl NetworkAgent {
                 let mut last = self.last.lock().await;
                 let devices = self.driver.devices().await.map_err(RpcError::Failed)?;
                 let up = self.driver.apply(&state).await.map_err(RpcError::Failed)?;
+                self.after_apply(&state, &up).await;
                 last.taps = guest_taps(&state, &devices);
                 last.up = up.clone();
                 last.state = Some(state.clone());

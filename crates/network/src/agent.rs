@@ -172,6 +172,7 @@ pub fn desired(st: &State) -> HostState {
                     .filter_map(|f| f["ip_address"].as_str().map(str::to_string))
                     .collect(),
                 device_owner: owner.to_string(),
+                device_id: s(p, "device_id").to_string(),
                 admin_up: b(p, "admin_state_up"),
                 port_security: b(p, "port_security_enabled"),
                 rules,

@@ -86,6 +86,16 @@ impl ferro_netdriver::HostDriver for HelperNetDriver {
             .map_err(|e| format!("the privileged helper's answer: {e}"))
     }
 
+    async fn metadata_socket(&self, network_id: &str) -> Result<std::net::TcpListener, String> {
+        let cmd = crate::NetCommand::NetMetadataSocket {
+            network: network_id.to_string(),
+        };
+        let socket = self.helper.socket.clone();
+        tokio::task::spawn_blocking(move || receive_socket(&socket, &cmd))
+            .await
+            .map_err(|e| e.to_string())?
+    }
+
     async fn devices(&self) -> Result<ferro_netdriver::Devices, String> {
         let v =
             match tokio::time::timeout(LIMIT, self.helper.request(&crate::NetCommand::NetDevices))
@@ -97,6 +107,55 @@ impl ferro_netdriver::HostDriver for HelperNetDriver {
         serde_json::from_value(v["devices"].clone())
             .map_err(|e| format!("the privileged helper's answer: {e}"))
     }
+}
+
+/// Sends `cmd` and reads the answer line with the socket it carries.
+fn receive_socket(
+    socket: &std::path::Path,
+    cmd: &crate::NetCommand,
+) -> Result<std::net::TcpListener, String> {
+    use std::io::Write;
+    let mut stream = std::os::unix::net::UnixStream::connect(socket)
+        .map_err(|e| format!("the privileged helper at {}: {e}", socket.display()))?;
+    stream
+        .set_read_timeout(Some(LIMIT))
+        .map_err(|e| e.to_string())?;
+    let mut line = serde_json::to_vec(cmd).map_err(|e| e.to_string())?;
+    line.push(b'\n');
+    stream.write_all(&line).map_err(|e| e.to_string())?;
+    let mut reply = Vec::new();
+    let mut listener = None;
+    while !reply.contains(&b'\n') {
+        let mut buf = [0u8; 4096];
+        let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+        let mut control = rustix::net::RecvAncillaryBuffer::new(&mut space);
+        let got = rustix::net::recvmsg(
+            &stream,
+            &mut [std::io::IoSliceMut::new(&mut buf)],
+            &mut control,
+            rustix::net::RecvFlags::CMSG_CLOEXEC,
+        )
+        .map_err(|e| format!("the privileged helper's answer: {e}"))?;
+        for msg in control.drain() {
+            if let rustix::net::RecvAncillaryMessage::ScmRights(fds) = msg {
+                for fd in fds {
+                    listener.get_or_insert(std::net::TcpListener::from(fd));
+                }
+            }
+        }
+        if got.bytes == 0 {
+            break;
+        }
+        reply.extend_from_slice(&buf[..got.bytes]);
+    }
+    let v: serde_json::Value = serde_json::from_slice(&reply)
+        .map_err(|_| "the privileged helper closed the connection".to_string())?;
+    if let Some(e) = v["error"].as_str() {
+        return Err(e.to_string());
+    }
+    let l = listener.ok_or("the privileged helper sent no socket")?;
+    l.set_nonblocking(true).map_err(|e| e.to_string())?;
+    Ok(l)
 }
 
 #[async_trait::async_trait]

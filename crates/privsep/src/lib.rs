@@ -40,6 +40,12 @@ pub enum NetCommand {
     },
     /// The devices of the host's namespace (the agent watches guests' taps).
     NetDevices,
+    /// A socket listening on 169.254.169.254:80 inside the network's DHCP
+    /// namespace, passed to the service (SCM_RIGHTS) for its metadata
+    /// service: only root may enter a namespace and bind port 80.
+    NetMetadataSocket {
+        network: String,
+    },
 }
 
 /// One request to the helper.

@@ -51,7 +51,20 @@ async fn one(
     BufReader::new(r.take(crate::MAX_REQUEST as u64))
         .read_line(&mut line)
         .await?;
+    let mut fd: Option<std::net::TcpListener> = None;
     let reply = match serde_json::from_str::<Request>(&line) {
+        Ok(Request::Net(NetCommand::NetMetadataSocket { network })) => match net {
+            Some(d) => match d.metadata_socket(&network).await {
+                Ok(l) => {
+                    fd = Some(l);
+                    serde_json::json!({"ok": true})
+                }
+                Err(e) => serde_json::json!({"error": e}),
+            },
+            None => serde_json::json!({
+                "error": "privileged command refused: this host's network driver is not linuxbridge"
+            }),
+        },
         Ok(Request::Net(NetCommand::NetApply { state })) => match net {
             Some(d) => match d.apply(&state).await {
                 Ok(up) => serde_json::json!({"ok": true, "up": up}),
@@ -90,7 +103,26 @@ async fn one(
     };
     let mut out = reply.to_string().into_bytes();
     out.push(b'\n');
-    w.write_all(&out).await
+    match fd {
+        // The answer carries the socket: one sendmsg with SCM_RIGHTS.
+        Some(l) => {
+            use std::os::fd::AsFd;
+            w.as_ref().writable().await?;
+            let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+            let mut control = rustix::net::SendAncillaryBuffer::new(&mut space);
+            let fds = [l.as_fd()];
+            control.push(rustix::net::SendAncillaryMessage::ScmRights(&fds));
+            rustix::net::sendmsg(
+                w.as_ref(),
+                &[std::io::IoSlice::new(&out)],
+                &mut control,
+                rustix::net::SendFlags::empty(),
+            )
+            .map(|_| ())
+            .map_err(std::io::Error::from)
+        }
+        None => w.write_all(&out).await,
+    }
 }
 
 /// A command for the log, without its QEMU arguments.

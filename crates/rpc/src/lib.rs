@@ -13,6 +13,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod compute;
+pub mod metadata;
 pub mod network;
 
 use serde::{Deserialize, Serialize};

@@ -23,6 +23,10 @@ pub struct PortSpec {
     pub mac: String,
     pub ips: Vec<String>,
     pub device_owner: String,
+    /// The instance (or router) the port belongs to: the metadata service
+    /// answers a guest's request for the instance of the port it came from.
+    #[serde(default)]
+    pub device_id: String,
     pub admin_up: bool,
     pub port_security: bool,
     /// Security group rules as the data plane needs them (stateful).

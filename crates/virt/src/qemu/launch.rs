@@ -6,7 +6,6 @@
 use super::cache::path_str;
 use crate::configdrive::InstanceMetadata;
 use crate::{GuestSpec, VirtError};
-use serde_json::json;
 use std::path::{Path, PathBuf};
 
 /// How the guest is started.
@@ -334,75 +333,7 @@ pub fn argv(l: &Launch) -> Result<Vec<String>, VirtError> {
 
 /// What the config drive shows of the guest (Nova's `InstanceMetadata`).
 pub fn instance_metadata(s: &GuestSpec) -> InstanceMetadata {
-    let links: Vec<_> = s
-        .vifs
-        .iter()
-        .map(|v| {
-            json!({
-                "id": v.tap_name,
-                "vif_id": v.port_id,
-                "type": "bridge",
-                "mtu": v.mtu,
-                "ethernet_mac_address": v.mac_address,
-            })
-        })
-        .collect();
-    let mut networks = Vec::new();
-    for v in &s.vifs {
-        for (n, ip) in v.fixed_ips.iter().enumerate() {
-            let v6 = ip.contains(':');
-            networks.push(json!({
-                "id": format!("network{}", networks.len()),
-                "link": v.tap_name,
-                "type": if v6 { "ipv6_dhcp" } else { "ipv4_dhcp" },
-                "network_id": v.network_id,
-                "_index": n,
-            }));
-        }
-    }
-    for n in networks.iter_mut() {
-        if let Some(o) = n.as_object_mut() {
-            o.remove("_index");
-        }
-    }
-    let hex: String = s
-        .uuid
-        .chars()
-        .filter(char::is_ascii_hexdigit)
-        .take(8)
-        .collect();
-    InstanceMetadata {
-        uuid: s.uuid.clone(),
-        name: s.name.clone(),
-        hostname: if s.hostname.is_empty() {
-            s.name.clone()
-        } else {
-            s.hostname.clone()
-        },
-        ec2_id: format!("i-{:0>8}", hex),
-        project_id: s.project_id.clone(),
-        availability_zone: s.availability_zone.clone(),
-        launch_index: s.launch_index,
-        public_keys: match (&s.key_name, &s.key_data) {
-            (Some(n), Some(k)) => vec![(n.clone(), k.clone())],
-            (None, Some(k)) => vec![("key".into(), k.clone())],
-            _ => vec![],
-        },
-        user_data: s.user_data.as_ref().map(|u| {
-            use base64::Engine;
-            base64::engine::general_purpose::STANDARD
-                .decode(u.trim())
-                .unwrap_or_else(|_| u.as_bytes().to_vec())
-        }),
-        meta: s.metadata.clone(),
-        network_data: json!({"links": links, "networks": networks, "services": []}),
-        local_ipv4: s
-            .vifs
-            .iter()
-            .flat_map(|v| v.fixed_ips.iter())
-            .find(|ip| !ip.contains(':'))
-            .cloned(),
-    }
+    ferro_rpc::metadata::from_spec(s)
 }
 
 #[cfg(test)]

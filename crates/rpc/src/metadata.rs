@@ -1,0 +1,186 @@
+//! What a guest's metadata says (Nova's `InstanceMetadata`,
+//! `nova/api/metadata/base.py`): the OpenStack tree's `meta_data.json` of
+//! each version and the EC2 tree's `meta-data`. The config drive (written
+//! by a host's driver) and the metadata service (answered by Compute) show
+//! the same documents.
+use crate::compute::GuestSpec;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+/// The OpenStack metadata versions Nova serves, oldest first.
+pub const OPENSTACK_VERSIONS: &[&str] = &[
+    "2012-08-10",
+    "2013-04-04",
+    "2013-10-17",
+    "2015-10-15",
+    "2016-06-30",
+    "2016-10-06",
+    "2017-02-22",
+    "2018-08-27",
+    "2020-10-14",
+];
+/// The EC2 metadata versions on a config drive.
+pub const EC2_VERSIONS: &[&str] = &["2009-04-04"];
+
+/// What the instance is, as its metadata shows it.
+#[derive(Clone, Debug, Default)]
+pub struct InstanceMetadata {
+    pub uuid: String,
+    pub name: String,
+    /// The guest's host name (Nova: the sanitized display name).
+    pub hostname: String,
+    /// EC2's `i-%08x` id.
+    pub ec2_id: String,
+    pub project_id: String,
+    pub availability_zone: Option<String>,
+    pub launch_index: u32,
+    /// (key pair name, public key).
+    pub public_keys: Vec<(String, String)>,
+    pub user_data: Option<Vec<u8>>,
+    /// The server's metadata (`meta`).
+    pub meta: BTreeMap<String, String>,
+    /// `network_data.json` (links, networks, services).
+    pub network_data: Value,
+    /// The local IPv4 address, for the EC2 tree.
+    pub local_ipv4: Option<String>,
+    /// The floating IPv4 address, for the EC2 tree's `public-ipv4`.
+    pub public_ipv4: Option<String>,
+}
+
+/// Nova's `meta_data.json` of one version (keys appear with the version
+/// that introduced them).
+pub fn meta_data(md: &InstanceMetadata, version: &str) -> Value {
+    let at_least = |v: &str| version == "latest" || version >= v;
+    let mut m = json!({
+        "uuid": md.uuid,
+        "name": md.name,
+        "hostname": md.hostname,
+        "launch_index": md.launch_index,
+        "availability_zone": md.availability_zone,
+        "meta": md.meta,
+        "public_keys": md.public_keys.iter().cloned().collect::<BTreeMap<String, String>>(),
+        "keys": md.public_keys.iter().map(|(n, k)| json!({"name": n, "type": "ssh", "data": k})).collect::<Vec<_>>(),
+    });
+    if at_least("2013-10-17") {
+        let seed: [u8; 32] = rand::random();
+        m["random_seed"] = json!(base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            seed
+        ));
+    }
+    if at_least("2015-10-15") {
+        m["project_id"] = json!(md.project_id);
+    }
+    if at_least("2016-06-30") {
+        m["devices"] = json!([]);
+    }
+    if at_least("2020-10-14") {
+        m["dedicated_cpus"] = json!([]);
+    }
+    m
+}
+
+/// EC2's `meta-data.json`.
+pub fn ec2_meta_data(md: &InstanceMetadata) -> Value {
+    let mut keys = serde_json::Map::new();
+    for (i, (_, k)) in md.public_keys.iter().enumerate() {
+        keys.insert(i.to_string(), json!({"openssh-key": k}));
+    }
+    json!({
+        "instance-id": md.ec2_id,
+        "ami-launch-index": md.launch_index,
+        "hostname": md.hostname,
+        "local-hostname": md.hostname,
+        "public-hostname": md.hostname,
+        "local-ipv4": md.local_ipv4,
+        "public-ipv4": md.public_ipv4,
+        "placement": {"availability-zone": md.availability_zone},
+        "public-keys": keys,
+        "reservation-id": "",
+        "security-groups": [],
+        "instance-type": "",
+        "ami-id": "",
+    })
+}
+
+/// What the config drive shows of the guest (Nova's `InstanceMetadata`).
+pub fn from_spec(s: &GuestSpec) -> InstanceMetadata {
+    let links: Vec<_> = s
+        .vifs
+        .iter()
+        .map(|v| {
+            json!({
+                "id": v.tap_name,
+                "vif_id": v.port_id,
+                "type": "bridge",
+                "mtu": v.mtu,
+                "ethernet_mac_address": v.mac_address,
+            })
+        })
+        .collect();
+    let mut networks = Vec::new();
+    for v in &s.vifs {
+        for (n, ip) in v.fixed_ips.iter().enumerate() {
+            let v6 = ip.contains(':');
+            networks.push(json!({
+                "id": format!("network{}", networks.len()),
+                "link": v.tap_name,
+                "type": if v6 { "ipv6_dhcp" } else { "ipv4_dhcp" },
+                "network_id": v.network_id,
+                "_index": n,
+            }));
+        }
+    }
+    for n in networks.iter_mut() {
+        if let Some(o) = n.as_object_mut() {
+            o.remove("_index");
+        }
+    }
+    let hex: String = s
+        .uuid
+        .chars()
+        .filter(char::is_ascii_hexdigit)
+        .take(8)
+        .collect();
+    InstanceMetadata {
+        uuid: s.uuid.clone(),
+        name: s.name.clone(),
+        hostname: if s.hostname.is_empty() {
+            s.name.clone()
+        } else {
+            s.hostname.clone()
+        },
+        ec2_id: format!("i-{:0>8}", hex),
+        project_id: s.project_id.clone(),
+        availability_zone: s.availability_zone.clone(),
+        launch_index: s.launch_index,
+        public_keys: match (&s.key_name, &s.key_data) {
+            (Some(n), Some(k)) => vec![(n.clone(), k.clone())],
+            (None, Some(k)) => vec![("key".into(), k.clone())],
+            _ => vec![],
+        },
+        user_data: s.user_data.as_ref().map(|u| {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD
+                .decode(u.trim())
+                .unwrap_or_else(|_| u.as_bytes().to_vec())
+        }),
+        meta: s.metadata.clone(),
+        network_data: json!({"links": links, "networks": networks, "services": []}),
+        local_ipv4: s
+            .vifs
+            .iter()
+            .flat_map(|v| v.fixed_ips.iter())
+            .find(|ip| !ip.contains(':'))
+            .cloned(),
+        public_ipv4: None,
+    }
+}
+
+/// One answer of the metadata service, as the guest gets it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MetadataReply {
+    pub status: u16,
+    pub content_type: String,
+    pub body: Vec<u8>,
+}

@@ -29,8 +29,10 @@ CLI_TIMEOUT="${CLI_TIMEOUT:-300}"
 work="$(mktemp -d "${TMPDIR:-/tmp}/ferro-guest-net.XXXXXX")"
 data="$work/data"
 FERRO_NETNS="ferro-gn-$$"
+PORT_NS="ferro-gnp-$$"
 cleanup() {
   local rc=$?
+  ip netns del "$PORT_NS" 2>/dev/null || true
   ferro_stop
   ferro_kill_guests "$data"
   ferro_clean_network "$data"
@@ -59,6 +61,7 @@ done
 GUEST_IMAGE="$(bash "$REPO/scripts/build-guest-image.sh" 2> "$work/build.log" | tail -1)"
 [ -f "$GUEST_IMAGE" ] || { cat "$work/build.log"; bail "scripts/build-guest-image.sh built the guest image"; }
 venv="$(ferro_venv)"
+READERS="$(bash "$REPO/scripts/cloud-init-readers.sh" 2> "$work/readers.log" | tail -1)" || READERS=''
 PY="$venv/bin/python"
 # The CLI runs inside the host's namespace, where ferrostack listens.
 OSC="$work/openstack"
@@ -185,6 +188,52 @@ s_metadata_unknown() {
   expect_eq "status for an address no port holds" "$code" 404
 }
 
+# Debian's cloud-init, as an independent judge: its OpenStack and EC2
+# readers, run in a namespace plugged in as a port of gn2 (a veth named as
+# the port's tap, which the agent wires like a guest's), read our answers.
+s_cloud_init() {
+  need S2 NET_ID || return 1
+  local host port mac key
+  [ -n "$READERS" ] || { echo "Debian's cloud-init readers are not available (scripts/cloud-init-readers.sh)"; return 1; }
+  host="$(admin compute service list --service nova-compute -f value -c Host < /dev/null | head -1)"
+  run admin port create --network "$NET" --fixed-ip "subnet=$SUB,ip-address=10.77.0.30" \
+      --device-owner compute:nova --device "$S2" --host "$host" gn2-judge -f json || return 1
+  port="$(printf '%s' "$OUT" | js get id)"; mac="$(printf '%s' "$OUT" | js get mac_address)"
+  ip netns add "$PORT_NS" && ip -n "$PORT_NS" link set lo up &&
+    ip -n "$FERRO_NETNS" link add "tap${port:0:11}" type veth peer name eth0 netns "$PORT_NS" &&
+    ip -n "$PORT_NS" link set eth0 address "$mac" up || return 1
+  wait_port "$port" ACTIVE || return 1
+  printf '%s\n' '#!/bin/sh' \
+    'case "$1" in bound|renew)' \
+    '  ip -4 addr flush dev "$interface"; ip -4 addr add "$ip/${mask:-24}" dev "$interface"' \
+    '  set -- $staticroutes' \
+    '  while [ $# -ge 2 ]; do' \
+    '    if [ "$2" = 0.0.0.0 ]; then ip route add "$1" dev "$interface"; else ip route add "$1" via "$2" dev "$interface"; fi' \
+    '    shift 2' \
+    '  done ;;' \
+    'esac' > "$work/udhcpc.sh"
+  chmod +x "$work/udhcpc.sh"
+  run ip netns exec "$PORT_NS" busybox udhcpc -i eth0 -n -q -t 5 -T 2 -O staticroutes -s "$work/udhcpc.sh" || return 1
+  run ip -n "$PORT_NS" route || return 1
+  printf '%s\n' 'import json' \
+    'from cloudinit.sources.helpers import openstack' \
+    'from cloudinit.sources.helpers import ec2' \
+    'url = "http://169.254.169.254"' \
+    'r = openstack.MetadataReader(url).read_v2()' \
+    'e = ec2.get_instance_metadata(metadata_address=url, api_version="2009-04-04")' \
+    'k = e["public-keys"]' \
+    'print(json.dumps({"uuid": r["metadata"]["uuid"], "keys": r["metadata"]["public_keys"],' \
+    '                  "instance_id": e["instance-id"], "local_ipv4": e["local-ipv4"], "ec2_keys": k}))' \
+    > "$work/readers.py"
+  run ip netns exec "$PORT_NS" env PYTHONPATH="$READERS" /usr/bin/python3 "$work/readers.py" || return 1
+  key="$(cut -d' ' -f1,2 "$work/key.pub")"
+  expect_eq "uuid (OpenStack reader)" "$(printf '%s' "$OUT" | js get uuid)" "$S2" || return 1
+  printf '%s' "$OUT" | js get keys | grep -qF "$key" || { echo "the key is not in the OpenStack reader's public_keys"; return 1; }
+  printf '%s' "$OUT" | js get ec2_keys | grep -qF "$key" || { echo "the key is not in the EC2 reader's public-keys"; return 1; }
+  expect_eq "instance-id (EC2 reader) is i-%08x" "$(printf '%s' "$OUT" | js get instance_id | grep -c '^i-[0-9a-f]\{8\}$')" 1 &&
+    expect_eq "local-ipv4" "$(printf '%s' "$OUT" | js get local_ipv4)" "$IP2"
+}
+
 s_ping_between() {
   need S1 || return 1
   wait_console "$S1" "PING-OK $IP2"
@@ -223,6 +272,9 @@ s_hard_reboot() {
 s_teardown() {
   need S1 S2 NET_ID || return 1
   run admin server delete --wait "$S1" "$S2" || return 1
+  # The port the cloud-init step made (a user's port outlives its server).
+  ip netns del "$PORT_NS" 2>/dev/null || true
+  if admin port show gn2-judge > /dev/null 2>&1 < /dev/null; then run admin port delete gn2-judge || return 1; fi
   run admin network delete "$NET" || return 1
   local br="brq${NET_ID:0:11}" t0=$SECONDS
   while [ $((SECONDS - t0)) -lt 30 ]; do
@@ -241,6 +293,7 @@ step "their ports are ACTIVE (network-vif-plugged before they ran)" s_ports_acti
 step "each guest's console shows its DHCP lease from qdhcp-<network>" s_leases
 step "gn2 reads its uuid, EC2 instance-id and key from 169.254.169.254" s_metadata
 step "the metadata service answers no address that is not an instance's" s_metadata_unknown
+step "Debian's cloud-init OpenStack and EC2 readers read gn2's metadata from a port's namespace" s_cloud_init
 step "gn1 pings gn2 across the network's bridge" s_ping_between
 step "the DHCP namespace reaches both guests" s_dhcp_ns_reaches
 step "a stopped guest's port goes DOWN, and ACTIVE again when it starts" s_stop_start_port

@@ -316,10 +316,19 @@ impl NetworkService {
 
     /// The instance's ports as a hypervisor plugs them: port, MAC, network
     /// (with its MTU) and fixed addresses.
+    /// In the order they were made (the first is the guest's first NIC,
+    /// whose address the EC2 metadata shows as `local-ipv4`).
     pub fn nova_vifs(&self, instance: &str) -> Vec<NovaVif> {
         let st = self.store.read();
-        st.iter(Kind::Port)
+        let mut ports: Vec<_> = st
+            .iter(Kind::Port)
             .filter(|p| s(p, "device_id") == instance)
+            .collect();
+        ports.sort_by(|a, b| {
+            (s(a, "created_at"), s(a, "id")).cmp(&(s(b, "created_at"), s(b, "id")))
+        });
+        ports
+            .into_iter()
             .map(|p| NovaVif {
                 port_id: s(p, "id").to_string(),
                 mac_address: s(p, "mac_address").to_string(),

@@ -55,7 +55,7 @@ bail() {
 }
 [ "$(id -u)" = 0 ] || bail "runs as root (bridges, namespaces and dnsmasq need it)"
 for c in qemu-system-x86_64:qemu-system-x86 genisoimage:genisoimage qemu-img:qemu-utils \
-         dnsmasq:dnsmasq-base busybox:busybox-static; do
+         dnsmasq:dnsmasq-base busybox:busybox-static nft:nftables; do
   ferro_need "${c%%:*}" "${c#*:}" || bail "${c%%:*} is installed"
 done
 GUEST_IMAGE="$(bash "$REPO/scripts/build-guest-image.sh" 2> "$work/build.log" | tail -1)"
@@ -89,7 +89,7 @@ export OS_CLIENT_CONFIG_FILE="$work/clouds.yaml"
 source "$(dirname "$0")/golden_cli.sh"
 
 NET=tenant-net SUB=tenant-sub KEY=gn-key IP1=10.77.0.11 IP2=10.77.0.12
-NET_ID='' IMG_ID='' S1='' S2='' P1=''
+NET_ID='' IMG_ID='' S1='' S2='' P1='' SG_ID='' RULE_ID='' JUDGE=''
 
 # console SERVER: the guest's console log.
 console() { admin console log show "$1" < /dev/null 2>/dev/null; }
@@ -131,7 +131,10 @@ s_setup() {
   NET_ID="$(printf '%s' "$OUT" | js get id)"
   run admin subnet create "$SUB" --network "$NET" --subnet-range 10.77.0.0/24 -f json || return 1
   ssh-keygen -q -t ed25519 -N '' -f "$work/key" < /dev/null
-  run admin keypair create --public-key "$work/key.pub" "$KEY" -f json
+  run admin keypair create --public-key "$work/key.pub" "$KEY" -f json || return 1
+  # gn2's group: egress only (a new group's rules), until the test adds ICMP.
+  run admin security group create gn-sg -f json || return 1
+  SG_ID="$(printf '%s' "$OUT" | js get id)"
 }
 
 # The first guest pings the second from its user data, until it answers.
@@ -140,7 +143,7 @@ s_boot() {
   cat > "$work/ud1" <<EOF
 #!/bin/sh
 i=0
-while [ \$i -lt 120 ]; do
+while [ \$i -lt 400 ]; do
   if ping -c 1 -W 1 $IP2 > /dev/null 2>&1; then echo "PING-OK $IP2"; exit 0; fi
   i=\$((i+1)); sleep 1
 done
@@ -151,7 +154,7 @@ EOF
   S1="$(printf '%s' "$OUT" | js get id)"
   # No config drive: gn2 reads its identity from 169.254.169.254.
   run admin server create --image "$IMG_ID" --flavor m1.tiny --key-name "$KEY" \
-      --nic "net-id=$NET_ID,v4-fixed-ip=$IP2" gn2 -f json || return 1
+      --security-group gn-sg --nic "net-id=$NET_ID,v4-fixed-ip=$IP2" gn2 -f json || return 1
   S2="$(printf '%s' "$OUT" | js get id)"
   wait_status "$S1" ACTIVE && wait_status "$S2" ACTIVE
 }
@@ -199,6 +202,7 @@ s_cloud_init() {
   run admin port create --network "$NET" --fixed-ip "subnet=$SUB,ip-address=10.77.0.30" \
       --device-owner compute:nova --device "$S2" --host "$host" gn2-judge -f json || return 1
   port="$(printf '%s' "$OUT" | js get id)"; mac="$(printf '%s' "$OUT" | js get mac_address)"
+  JUDGE="$mac"
   ip netns add "$PORT_NS" && ip -n "$PORT_NS" link set lo up &&
     ip -n "$FERRO_NETNS" link add "tap${port:0:11}" type veth peer name eth0 netns "$PORT_NS" &&
     ip -n "$PORT_NS" link set eth0 address "$mac" up || return 1
@@ -239,10 +243,59 @@ s_ping_between() {
   wait_console "$S1" "PING-OK $IP2"
 }
 
-s_dhcp_ns_reaches() {
-  need NET_ID || return 1
-  local ns="qdhcp-$NET_ID"
-  run ip netns exec "$ns" busybox ping -c 1 -W 2 "$IP1" && run ip netns exec "$ns" busybox ping -c 1 -W 2 "$IP2"
+# ping_from NS ADDR [ping options]: one echo request, a second to answer.
+ping_from() { local ns="$1" a="$2"; shift 2; ip netns exec "$ns" busybox ping -c 1 -W 1 "$@" "$a" > /dev/null 2>&1; }
+# until_ping NS ADDR WANT(ok|blocked) LIMIT_S: pings until the answer is WANT;
+# prints how long that took after the rule change.
+until_ping() {
+  local t0 now r
+  t0=$(date +%s%N)
+  while :; do
+    if ping_from "$1" "$2"; then r=ok; else r=blocked; fi
+    now=$(date +%s%N)
+    if [ "$r" = "$3" ]; then echo "# ping $2 from $1: $r after $(( (now - t0) / 1000000 )) ms"; return 0; fi
+    if [ $(( (now - t0) / 1000000000 )) -ge "$4" ]; then echo "ping $2 from $1: still $r after $4 s"; return 1; fi
+  done
+}
+
+# Security groups: gn2's group has no ingress rule yet.
+s_sg_blocks() {
+  need S1 NET_ID || return 1
+  if console "$S1" | grep -q "PING-OK"; then echo "gn1 reached gn2 before any rule allowed it"; return 1; fi
+  echo "gn1's console: no PING-OK yet"
+  if ping_from "qdhcp-$NET_ID" "$IP2"; then echo "qdhcp-$NET_ID reached gn2 before any rule allowed it"; return 1; fi
+  echo "qdhcp-$NET_ID: $IP2 does not answer"
+}
+
+s_sg_allows() {
+  need SG_ID NET_ID || return 1
+  run admin security group rule create --ingress --protocol icmp "$SG_ID" -f json || return 1
+  RULE_ID="$(printf '%s' "$OUT" | js get id)"
+  until_ping "qdhcp-$NET_ID" "$IP2" ok 2
+}
+
+# Anti-spoofing: the judge's namespace (a port with port security) reaches
+# gn2 with its own address and MAC, and not with another.
+s_spoof() {
+  need JUDGE || return 1
+  ping_from "$PORT_NS" "$IP2" && echo "from its own address 10.77.0.30: answered" || { echo "not answered from its own address"; return 1; }
+  ip -n "$PORT_NS" addr add 10.77.0.99/24 dev eth0 || return 1
+  if ping_from "$PORT_NS" "$IP2" -I 10.77.0.99; then echo "a spoofed source address got through"; return 1; fi
+  echo "from a spoofed address 10.77.0.99: nothing"
+  ip -n "$PORT_NS" addr del 10.77.0.99/24 dev eth0
+  ip -n "$PORT_NS" link set eth0 address fa:16:3e:de:ad:01 || return 1
+  ip -n "$PORT_NS" neigh flush all 2>/dev/null
+  local spoofed=0
+  if ping_from "$PORT_NS" "$IP2"; then spoofed=1; fi
+  ip -n "$PORT_NS" link set eth0 address "$JUDGE"
+  [ "$spoofed" = 0 ] || { echo "a spoofed MAC got through"; return 1; }
+  echo "from a spoofed MAC: nothing"
+}
+
+s_sg_removes() {
+  need RULE_ID NET_ID || return 1
+  run admin security group rule delete "$RULE_ID" || return 1
+  until_ping "qdhcp-$NET_ID" "$IP2" blocked 2
 }
 
 s_stop_start_port() {
@@ -294,8 +347,11 @@ step "each guest's console shows its DHCP lease from qdhcp-<network>" s_leases
 step "gn2 reads its uuid, EC2 instance-id and key from 169.254.169.254" s_metadata
 step "the metadata service answers no address that is not an instance's" s_metadata_unknown
 step "Debian's cloud-init OpenStack and EC2 readers read gn2's metadata from a port's namespace" s_cloud_init
-step "gn1 pings gn2 across the network's bridge" s_ping_between
-step "the DHCP namespace reaches both guests" s_dhcp_ns_reaches
+step "without an ICMP rule in gn2's group, neither gn1 nor the DHCP namespace reach it" s_sg_blocks
+step "an ICMP ingress rule lets the DHCP namespace ping gn2 within 2 s" s_sg_allows
+step "gn1 pings gn2 across the network's bridge once the rule allows it" s_ping_between
+step "a port's namespace reaches gn2 from its own address and MAC, not from spoofed ones" s_spoof
+step "deleting the rule stops new pings within 2 s" s_sg_removes
 step "a stopped guest's port goes DOWN, and ACTIVE again when it starts" s_stop_start_port
 step "after a hard reboot the guest gets its lease again" s_hard_reboot
 step "deleting the guests and the network removes its bridge and qdhcp namespace" s_teardown

@@ -16,6 +16,7 @@ if [ "$(id -u)" = 0 ]; then
   ferro_need genisoimage genisoimage || true
   # DHCP for guests' networks (network.host_net_driver auto: linuxbridge)
   ferro_need dnsmasq dnsmasq-base || true
+  ferro_need nft nftables || true
   # the browser console (`console url show`) serves Debian's noVNC client
   ferro_need_file /usr/share/novnc/vnc_lite.html novnc || true
   # last: installing qemu-system-x86 may replace qemu-utils

@@ -526,7 +526,7 @@ pub struct NetworkConfig {
     /// when admin-up, nothing is built), `linuxbridge` (this host's
     /// network agent builds bridges, guests' taps and DHCP in the kernel),
     /// or `auto`: `linuxbridge` where guests are real (QEMU), ferrostack
-    /// runs as root and dnsmasq is installed, else `fake`.
+    /// runs as root and dnsmasq and nft are installed, else `fake`.
     pub host_net_driver: String,
     /// The network namespace holding this host's bridges and taps
     /// (`linuxbridge`; none: the root namespace). Tests run each host in
@@ -1044,7 +1044,7 @@ impl Config {
                     "auto" => on_path("qemu-system-x86_64"),
                     _ => false,
                 };
-                if qemu && running_as_root() && on_path("dnsmasq") {
+                if qemu && running_as_root() && on_path("dnsmasq") && on_path("nft") {
                     "linuxbridge"
                 } else {
                     "fake"

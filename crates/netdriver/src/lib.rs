@@ -14,6 +14,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod fake;
+pub mod firewall;
 pub mod ipv4;
 pub mod linux;
 

@@ -33,6 +33,9 @@ pub struct LinuxBridge {
     vlan: bool,
     /// One convergence at a time.
     lock: tokio::sync::Mutex<()>,
+    /// The security group ruleset last loaded (reloaded when it differs,
+    /// or when its tables are gone).
+    ruleset: std::sync::Mutex<Option<String>>,
 }
 
 /// A link as `ip -j link show` reports it.
@@ -70,7 +73,93 @@ impl LinuxBridge {
             dnsmasq: "dnsmasq".into(),
             vlan: Path::new("/proc/net/vlan/config").exists(),
             lock: tokio::sync::Mutex::new(()),
+            ruleset: std::sync::Mutex::new(None),
         }
+    }
+
+    /// A command in the host's namespace.
+    async fn in_host(
+        &self,
+        prog: &str,
+        args: &[&str],
+        stdin: Option<&str>,
+    ) -> Result<String, String> {
+        let mut full: Vec<&str> = Vec::new();
+        let cmd = match &self.host_ns {
+            Some(ns) => {
+                full.extend(["netns", "exec", ns.as_str(), prog]);
+                "ip"
+            }
+            None => prog,
+        };
+        full.extend_from_slice(args);
+        let Some(input) = stdin else {
+            return run(cmd, &full).await;
+        };
+        use tokio::io::AsyncWriteExt;
+        let mut child = tokio::process::Command::new(cmd)
+            .args(&full)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("{prog}: {e}"))?;
+        if let Some(mut w) = child.stdin.take() {
+            w.write_all(input.as_bytes())
+                .await
+                .map_err(|e| format!("{prog}: {e}"))?;
+        }
+        let out = child
+            .wait_with_output()
+            .await
+            .map_err(|e| format!("{prog}: {e}"))?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(format!(
+                "{prog} {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        }
+    }
+
+    /// Security groups: the ruleset of `desired`, loaded in one `nft -f`
+    /// transaction when it differs from the last one or its tables were
+    /// removed behind the driver's back. Bridged traffic is sent through
+    /// the inet hooks (br_netfilter) first.
+    async fn firewall(&self, desired: &HostState) -> Result<(), String> {
+        let want = crate::firewall::render(desired);
+        let same = self
+            .ruleset
+            .lock()
+            .map(|r| r.as_deref() == Some(want.as_str()))
+            .unwrap_or(false);
+        if same {
+            let tables = self.in_host("nft", &["list", "tables"], None).await?;
+            let t = crate::firewall::TABLE;
+            if tables.contains(&format!("table bridge {t}"))
+                && tables.contains(&format!("table inet {t}"))
+            {
+                return Ok(());
+            }
+        } else {
+            self.in_host(
+                "sh",
+                &[
+                    "-c",
+                    "echo 1 > /proc/sys/net/bridge/bridge-nf-call-iptables && echo 1 > /proc/sys/net/bridge/bridge-nf-call-ip6tables",
+                ],
+                None,
+            )
+            .await?;
+        }
+        self.in_host("nft", &["-f", "-"], Some(&want)).await?;
+        if let Ok(mut r) = self.ruleset.lock() {
+            *r = Some(want);
+        }
+        Ok(())
     }
 
     /// `ip` in the host's namespace.
@@ -480,6 +569,16 @@ impl LinuxBridge {
         }
         for gone in self.recorded().difference(&wanted) {
             self.teardown(gone, &links).await;
+        }
+        if let Err(e) = self.firewall(desired).await {
+            // No guest port is up without its rules.
+            errors.push(format!("security groups: {e}"));
+            up.retain(|id| {
+                desired
+                    .ports
+                    .get(id)
+                    .is_some_and(|p| !crate::is_guest_port(p))
+            });
         }
         for e in &errors {
             tracing::warn!("{e}");

@@ -147,6 +147,31 @@ pub fn desired(st: &State) -> HostState {
             },
         );
     }
+    // Each group's rules, and its members' addresses (fixed and allowed
+    // pairs'), for rules naming it as their remote group.
+    let mut group_rules: std::collections::HashMap<&str, Vec<&Obj>> = Default::default();
+    for r in st.iter(Kind::SecurityGroupRule) {
+        group_rules
+            .entry(s(r, "security_group_id"))
+            .or_default()
+            .push(r);
+    }
+    let mut members: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for p in st.iter(Kind::Port) {
+        for sg in arr(p, "security_groups").iter().filter_map(Value::as_str) {
+            let m = members.entry(sg.to_string()).or_default();
+            m.extend(
+                arr(p, "fixed_ips")
+                    .iter()
+                    .filter_map(|f| f["ip_address"].as_str().map(str::to_string)),
+            );
+            m.extend(
+                arr(p, "allowed_address_pairs")
+                    .iter()
+                    .filter_map(|a| a["ip_address"].as_str().map(str::to_string)),
+            );
+        }
+    }
     for p in st.iter(Kind::Port) {
         let owner = s(p, "device_owner");
         let bound = !s(p, "binding:host_id").is_empty() || owner.starts_with("network:");
@@ -155,12 +180,11 @@ pub fn desired(st: &State) -> HostState {
         }
         let mut rules = Vec::new();
         for sg in arr(p, "security_groups").iter().filter_map(Value::as_str) {
-            for r in st.iter(Kind::SecurityGroupRule) {
-                if s(r, "security_group_id") == sg {
-                    rules.push(Value::Object((**r).clone()));
-                }
+            for r in group_rules.get(sg).into_iter().flatten() {
+                rules.push(Value::Object((*r).clone()));
             }
         }
+        expand_remote_groups(&mut rules, &members);
         h.ports.insert(
             s(p, "id").to_string(),
             PortSpec {
@@ -304,6 +328,20 @@ fn vif_event(p: &Obj, was: &str, now: &str) -> Option<crate::VifEvent> {
         server: server.to_string(),
         port: s(p, "id").to_string(),
     })
+}
+
+/// `remote_ips` of each rule with a remote group: its members' addresses
+/// (what the host's firewall matches; the group itself is not its concern).
+fn expand_remote_groups(
+    rules: &mut [Value],
+    members: &std::collections::BTreeMap<String, Vec<String>>,
+) {
+    for r in rules {
+        if let Some(g) = r["remote_group_id"].as_str() {
+            let ips = members.get(g).cloned().unwrap_or_default();
+            r["remote_ips"] = Value::from(ips);
+        }
+    }
 }
 
 fn port_status(p: &Obj, want: &HostState, up: &std::collections::HashSet<String>) -> &'static str {

@@ -247,13 +247,15 @@ s_ping_between() {
 ping_from() { local ns="$1" a="$2"; shift 2; ip netns exec "$ns" busybox ping -c 1 -W 1 "$@" "$a" > /dev/null 2>&1; }
 # until_ping NS ADDR WANT(ok|blocked) LIMIT_S: pings until the answer is WANT;
 # prints how long that took after the rule change.
+# (a blocked ping takes its 1 s timeout; the attempts say which ping it was).
 until_ping() {
-  local t0 now r
+  local t0 now r n=0
   t0=$(date +%s%N)
   while :; do
+    n=$((n + 1))
     if ping_from "$1" "$2"; then r=ok; else r=blocked; fi
     now=$(date +%s%N)
-    if [ "$r" = "$3" ]; then echo "# ping $2 from $1: $r after $(( (now - t0) / 1000000 )) ms"; return 0; fi
+    if [ "$r" = "$3" ]; then echo "# ping $2 from $1: $r at attempt $n, $(( (now - t0) / 1000000 )) ms after the change"; return 0; fi
     if [ $(( (now - t0) / 1000000000 )) -ge "$4" ]; then echo "ping $2 from $1: still $r after $4 s"; return 1; fi
   done
 }

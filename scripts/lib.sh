@@ -71,8 +71,11 @@ ferro_start() {
   if [ "$FERROSTACK__COMPUTE__COMPUTE_DRIVER" != fake ] && [ -z "${FERROSTACK__VNC__NOVNCPROXY_LISTEN:-}" ]; then
     export FERROSTACK__VNC__NOVNCPROXY_LISTEN="127.0.0.1:$(free_port)"
   fi
-  # nsenter execs the binary: FERRO_PID is ferrostack's own.
-  ferro_in env "${where[@]}" "$bin" serve --data-dir "$data" --listen "127.0.0.1:$FERRO_PORT" "$@" \
+  # A command, not a function, goes to the background, so that FERRO_PID is
+  # ferrostack's own (nsenter and env exec it).
+  local in_ns=()
+  if [ -n "${FERRO_NETNS:-}" ]; then in_ns=(nsenter "--net=/run/netns/$FERRO_NETNS"); fi
+  "${in_ns[@]}" env "${where[@]}" "$bin" serve --data-dir "$data" --listen "127.0.0.1:$FERRO_PORT" "$@" \
       > "$data/ferrostack.log" 2>&1 < /dev/null &
   FERRO_PID=$!
   local i

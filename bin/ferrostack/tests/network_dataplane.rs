@@ -116,6 +116,35 @@ async fn a_guest_port_gets_its_lease_from_the_networks_dhcp() {
         json!({"subnet": {"network_id": net_id, "cidr": "10.78.0.0/24", "ip_version": 4}}),
     )
     .await;
+    // SLAAC and DHCPv6 are not served by this data plane: refused, with the
+    // reason, and nothing recorded.
+    let r = c
+        .request(
+            Method::POST,
+            "/networking/v2.0/subnets",
+            Some(&tok),
+            json!({"subnet": {"network_id": net_id, "cidr": "fd00:78::/64", "ip_version": 6,
+                   "ipv6_ra_mode": "slaac", "ipv6_address_mode": "slaac"}}),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(
+        r.body["NeutronError"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not served"),
+        "{}",
+        r.body
+    );
+    let subnets = neutron(
+        &c,
+        Method::GET,
+        &format!("/subnets?network_id={net_id}"),
+        &tok,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(subnets["subnets"].as_array().unwrap().len(), 1);
     let host_name = neutron(
         &c,
         Method::GET,

@@ -25,7 +25,7 @@
 //! numbers, ports are numbers.
 use crate::{HostState, PortSpec};
 use serde_json::Value;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
@@ -228,160 +228,367 @@ fn l4(p: &str, lo: Option<u64>, hi: Option<u64>) -> Option<String> {
     })
 }
 
-/// The guest ports whose traffic is filtered, by index (1-based: 0 in a
-/// half of the mark means "no port").
+/// The guest ports whose traffic is filtered.
 fn filtered(state: &HostState) -> Vec<&PortSpec> {
     state
         .ports
         .values()
         .filter(|p| crate::is_guest_port(p) && p.port_security)
         .filter(|p| crate::safe_id(&p.id) && crate::valid_mac(&p.mac))
-        .take(0xfffe)
         .collect()
 }
 
-/// The whole ruleset for `state`: both tables, replaced in one transaction.
-pub fn render(state: &HostState) -> String {
-    let ports = filtered(state);
-    let mut br = String::new();
-    let mut br_chains = String::new();
-    let mut inet_chains = String::new();
-    let mut out_map = Vec::new();
-    let mut in_map = Vec::new();
-    for (i, p) in ports.iter().enumerate() {
-        let idx = (i + 1) as u32;
-        let tap = crate::tap_name(&p.id);
-        let c = crate::short(&p.id).replace('-', "_");
-        let _ = writeln!(br, "    iifname \"{tap}\" jump from_{c}");
-        let _ = writeln!(
-            br,
-            "    oifname \"{tap}\" meta mark set meta mark | 0x{idx:08x}"
-        );
-        let srcs = sources(p);
-        let v4: Vec<String> = srcs
-            .iter()
-            .filter(|(v6, _)| !v6)
-            .map(|(_, a)| a.clone())
-            .chain(["0.0.0.0".to_string()])
-            .collect();
-        let mut v6: Vec<String> = srcs
-            .iter()
-            .filter(|(v6, _)| *v6)
-            .map(|(_, a)| a.clone())
-            .collect();
-        v6.push("::".into());
-        if let Some(ll) = link_local(&p.mac) {
-            v6.push(ll);
-        }
-        let macs: Vec<String> = macs(p).into_iter().collect();
-        let v4_noany: Vec<String> = v4.iter().filter(|a| *a != "0.0.0.0").cloned().collect();
-        let _ = writeln!(br_chains, "  chain from_{c} {{");
-        let _ = writeln!(
-            br_chains,
-            "    meta mark set meta mark | 0x{:08x}",
-            idx << 16
-        );
-        let _ = writeln!(br_chains, "    ether saddr != {} drop", set(&macs));
-        if v4_noany.is_empty() {
-            let _ = writeln!(br_chains, "    ether type arp drop");
-        } else {
-            let _ = writeln!(
-                br_chains,
-                "    ether type arp arp saddr ip != {} drop",
-                set(&v4_noany)
-            );
-        }
-        let _ = writeln!(br_chains, "    ether type ip ip saddr != {} drop", set(&v4));
-        let _ = writeln!(
-            br_chains,
-            "    ether type ip6 ip6 saddr != {} drop",
-            set(&v6)
-        );
-        let _ = writeln!(br_chains, "  }}");
-        out_map.push(format!("0x{:08x} : jump out_{c}", idx << 16));
-        in_map.push(format!("0x{idx:08x} : jump in_{c}"));
-        // Egress.
-        let _ = writeln!(inet_chains, "  chain out_{c} {{");
-        for l in [
-            "ct state invalid drop",
-            // DHCP and neighbour discovery of the guest itself.
-            "meta nfproto ipv4 udp sport 68 udp dport 67 return",
-            "meta nfproto ipv6 udp sport 546 udp dport 547 return",
-            "meta l4proto ipv6-icmp icmpv6 type { nd-router-solicit, nd-neighbor-solicit, nd-neighbor-advert, mld-listener-report, mld2-listener-report } return",
-            // Never a DHCP server or a router.
-            "meta nfproto ipv4 udp sport 67 udp dport 68 drop",
-            "meta nfproto ipv6 udp sport 547 udp dport 546 drop",
-            "meta l4proto ipv6-icmp icmpv6 type { nd-router-advert, nd-redirect } drop",
-            "ct state established,related return",
-        ] {
-            let _ = writeln!(inet_chains, "    {l}");
-        }
-        for r in p.rules.iter().filter(|r| r["direction"] == "egress") {
-            if let Some(m) = rule(r, false) {
-                let _ = writeln!(inet_chains, "    {m} return");
-            }
-        }
-        let _ = writeln!(inet_chains, "    drop\n  }}");
-        // Ingress.
-        let _ = writeln!(inet_chains, "  chain in_{c} {{");
-        for l in [
-            "ct state invalid drop",
-            "ct state established,related accept",
-            "meta nfproto ipv4 udp sport 67 udp dport 68 accept",
-            "meta nfproto ipv6 udp sport 547 udp dport 546 accept",
-            "meta l4proto ipv6-icmp icmpv6 type { nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert, mld-listener-query } accept",
-        ] {
-            let _ = writeln!(inet_chains, "    {l}");
-        }
-        for r in p.rules.iter().filter(|r| r["direction"] == "ingress") {
-            if let Some(m) = rule(r, true) {
-                let _ = writeln!(inet_chains, "    {m} accept");
-            }
-        }
-        let _ = writeln!(inet_chains, "    drop\n  }}");
+/// The most ports one host filters (an index is 16 bits of the mark, 0
+/// meaning none).
+pub const MAX_PORTS: u32 = 0xfffe;
+
+/// One filtered port's part of the ruleset: its tap, the name its chains
+/// share, and the bodies of its chains.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortRules {
+    pub tap: String,
+    pub name: String,
+    /// Its index (1..=MAX_PORTS): the low half of the mark of frames to it,
+    /// the high half of frames from it.
+    pub index: u32,
+    /// `bridge`: frames from it (mark, anti-spoofing).
+    pub from: String,
+    /// `bridge`: frames to it (mark).
+    pub to: String,
+    /// `inet`: its egress and ingress rules.
+    pub egress: String,
+    pub ingress: String,
+}
+
+/// The chains of port `p` with index `index`.
+pub fn port_rules(p: &PortSpec, index: u32) -> PortRules {
+    let mut from = String::new();
+    let mut egress = String::new();
+    let mut ingress = String::new();
+    let srcs = sources(p);
+    let v4: Vec<String> = srcs
+        .iter()
+        .filter(|(v6, _)| !v6)
+        .map(|(_, a)| a.clone())
+        .chain(["0.0.0.0".to_string()])
+        .collect();
+    let mut v6: Vec<String> = srcs
+        .iter()
+        .filter(|(v6, _)| *v6)
+        .map(|(_, a)| a.clone())
+        .collect();
+    v6.push("::".into());
+    if let Some(ll) = link_local(&p.mac) {
+        v6.push(ll);
     }
-    // Conntrack zones: one per network, by the network's bridge.
-    let nets: BTreeSet<&str> = state.networks.keys().map(String::as_str).collect();
-    let mut zones = String::new();
-    for (z, n) in nets.iter().filter(|n| crate::safe_id(n)).enumerate() {
+    let macs: Vec<String> = macs(p).into_iter().collect();
+    let v4_noany: Vec<String> = v4.iter().filter(|a| *a != "0.0.0.0").cloned().collect();
+    let _ = writeln!(from, "    meta mark set meta mark | 0x{:08x}", index << 16);
+    let _ = writeln!(from, "    ether saddr != {} drop", set(&macs));
+    if v4_noany.is_empty() {
+        let _ = writeln!(from, "    ether type arp drop");
+    } else {
         let _ = writeln!(
-            zones,
+            from,
+            "    ether type arp arp saddr ip != {} drop",
+            set(&v4_noany)
+        );
+    }
+    let _ = writeln!(from, "    ether type ip ip saddr != {} drop", set(&v4));
+    let _ = writeln!(from, "    ether type ip6 ip6 saddr != {} drop", set(&v6));
+    for l in [
+        "ct state invalid drop",
+        // DHCP and neighbour discovery of the guest itself.
+        "meta nfproto ipv4 udp sport 68 udp dport 67 return",
+        "meta nfproto ipv6 udp sport 546 udp dport 547 return",
+        "meta l4proto ipv6-icmp icmpv6 type { nd-router-solicit, nd-neighbor-solicit, nd-neighbor-advert, mld-listener-report, mld2-listener-report } return",
+        // Never a DHCP server or a router.
+        "meta nfproto ipv4 udp sport 67 udp dport 68 drop",
+        "meta nfproto ipv6 udp sport 547 udp dport 546 drop",
+        "meta l4proto ipv6-icmp icmpv6 type { nd-router-advert, nd-redirect } drop",
+        "ct state established,related return",
+    ] {
+        let _ = writeln!(egress, "    {l}");
+    }
+    for r in p.rules.iter().filter(|r| r["direction"] == "egress") {
+        if let Some(m) = rule(r, false) {
+            let _ = writeln!(egress, "    {m} return");
+        }
+    }
+    let _ = writeln!(egress, "    drop");
+    for l in [
+        "ct state invalid drop",
+        "ct state established,related accept",
+        "meta nfproto ipv4 udp sport 67 udp dport 68 accept",
+        "meta nfproto ipv6 udp sport 547 udp dport 546 accept",
+        "meta l4proto ipv6-icmp icmpv6 type { nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert, mld-listener-query } accept",
+    ] {
+        let _ = writeln!(ingress, "    {l}");
+    }
+    for r in p.rules.iter().filter(|r| r["direction"] == "ingress") {
+        if let Some(m) = rule(r, true) {
+            let _ = writeln!(ingress, "    {m} accept");
+        }
+    }
+    let _ = writeln!(ingress, "    drop");
+    PortRules {
+        tap: crate::tap_name(&p.id),
+        name: crate::short(&p.id).replace('-', "_"),
+        index,
+        from,
+        to: format!("    meta mark set meta mark | 0x{index:08x}\n"),
+        egress,
+        ingress,
+    }
+}
+
+/// The conntrack zone rules: one zone per network, by its bridge.
+fn zones(state: &HostState) -> String {
+    let mut z = String::new();
+    for (i, n) in state
+        .networks
+        .keys()
+        .filter(|n| crate::safe_id(n))
+        .enumerate()
+    {
+        let _ = writeln!(
+            z,
             "    iifname \"{}\" ct zone set {}",
             crate::bridge_name(n),
-            (z + 1).min(65535)
+            (i + 1).min(65535)
         );
     }
+    z
+}
+
+/// A port's chains, as a table body adds them.
+fn chains(family: &str, r: &PortRules) -> String {
+    let n = &r.name;
+    if family == "bridge" {
+        format!(
+            "  chain from_{n} {{\n{}  }}\n  chain to_{n} {{\n{}  }}\n",
+            r.from, r.to
+        )
+    } else {
+        format!(
+            "  chain out_{n} {{\n{}  }}\n  chain in_{n} {{\n{}  }}\n",
+            r.egress, r.ingress
+        )
+    }
+}
+
+/// The dispatch map elements of a port, per family and map.
+fn elements(r: &PortRules) -> [(&'static str, &'static str, String); 4] {
+    let n = &r.name;
+    [
+        (
+            "bridge",
+            "from_port",
+            format!("\"{}\" : jump from_{n}", r.tap),
+        ),
+        ("bridge", "to_port", format!("\"{}\" : jump to_{n}", r.tap)),
+        (
+            "inet",
+            "egress",
+            format!("0x{:08x} : jump out_{n}", r.index << 16),
+        ),
+        (
+            "inet",
+            "ingress",
+            format!("0x{:08x} : jump in_{n}", r.index),
+        ),
+    ]
+}
+
+/// Both tables whole, replacing what is there, in one transaction.
+fn full(ports: &[&PortRules], zones: &str) -> String {
     let mut s = String::new();
+    let els = |family: &str, map: &str| -> String {
+        let e: Vec<String> = ports
+            .iter()
+            .flat_map(|r| elements(r))
+            .filter(|(f, m, _)| *f == family && *m == map)
+            .map(|(_, _, e)| e)
+            .collect();
+        if e.is_empty() {
+            String::new()
+        } else {
+            format!(" elements = {};", set(&e))
+        }
+    };
     let _ = writeln!(s, "table bridge {TABLE}\ndelete table bridge {TABLE}");
     let _ = writeln!(s, "table bridge {TABLE} {{");
     let _ = writeln!(
         s,
-        "  chain forward {{\n    type filter hook forward priority -200; policy accept;"
+        "  map from_port {{ type ifname : verdict;{} }}",
+        els("bridge", "from_port")
     );
-    s.push_str(&br);
-    let _ = writeln!(s, "  }}");
-    s.push_str(&br_chains);
+    let _ = writeln!(
+        s,
+        "  map to_port {{ type ifname : verdict;{} }}",
+        els("bridge", "to_port")
+    );
+    for r in ports {
+        s.push_str(&chains("bridge", r));
+    }
+    let _ = writeln!(
+        s,
+        "  chain forward {{\n    type filter hook forward priority -200; policy accept;\n    iifname vmap @from_port\n    oifname vmap @to_port\n  }}"
+    );
     let _ = writeln!(s, "}}");
     let _ = writeln!(s, "table inet {TABLE}\ndelete table inet {TABLE}");
     let _ = writeln!(s, "table inet {TABLE} {{");
     let _ = writeln!(
         s,
-        "  chain zone {{\n    type filter hook prerouting priority raw; policy accept;"
+        "  map egress {{ type mark : verdict;{} }}",
+        els("inet", "egress")
     );
-    s.push_str(&zones);
-    let _ = writeln!(s, "  }}");
     let _ = writeln!(
         s,
-        "  chain forward {{\n    type filter hook forward priority filter; policy accept;"
+        "  map ingress {{ type mark : verdict;{} }}",
+        els("inet", "ingress")
     );
-    if !out_map.is_empty() {
-        let _ = writeln!(s, "    meta mark & 0xffff0000 vmap {}", set(&out_map));
-        let _ = writeln!(s, "    meta mark & 0x0000ffff vmap {}", set(&in_map));
+    for r in ports {
+        s.push_str(&chains("inet", r));
     }
-    let _ = writeln!(s, "  }}");
-    s.push_str(&inet_chains);
+    let _ = writeln!(
+        s,
+        "  chain zone {{\n    type filter hook prerouting priority raw; policy accept;\n{zones}  }}"
+    );
+    let _ = writeln!(
+        s,
+        "  chain forward {{\n    type filter hook forward priority filter; policy accept;\n    meta mark & 0xffff0000 vmap @egress\n    meta mark & 0x0000ffff vmap @ingress\n  }}"
+    );
     let _ = writeln!(s, "}}");
     s
+}
+
+/// The whole ruleset for `state` (ports indexed in order): both tables,
+/// replaced in one transaction.
+pub fn render(state: &HostState) -> String {
+    let rules: Vec<PortRules> = filtered(state)
+        .into_iter()
+        .take(MAX_PORTS as usize)
+        .enumerate()
+        .map(|(i, p)| port_rules(p, i as u32 + 1))
+        .collect();
+    full(&rules.iter().collect::<Vec<_>>(), &zones(state))
+}
+
+/// What is loaded in the kernel, so that a change touches only the ports
+/// that changed: their chains are flushed and refilled, a new port's
+/// chains and map elements are added, a gone port's removed, all in one
+/// transaction. Indexes stay with their ports while they are loaded.
+#[derive(Default)]
+pub struct Loaded {
+    ports: BTreeMap<String, PortRules>,
+    zones: Option<String>,
+}
+
+impl Loaded {
+    /// The transaction that takes the kernel from what is loaded to
+    /// `state`, and what is loaded after it; None when nothing changes.
+    /// `whole`: the tables must be replaced whole (first load, or they are
+    /// not as loaded).
+    pub fn plan(&self, state: &HostState, whole: bool) -> Option<(String, Loaded)> {
+        let want = filtered(state);
+        let wanted: BTreeSet<&str> = want.iter().map(|p| p.id.as_str()).collect();
+        // Indexes: kept for loaded ports, the lowest free for new ones.
+        let mut used: BTreeSet<u32> = self
+            .ports
+            .iter()
+            .filter(|(id, _)| wanted.contains(id.as_str()) && !whole)
+            .map(|(_, r)| r.index)
+            .collect();
+        let mut next = 1u32;
+        let mut ports = BTreeMap::new();
+        for p in want {
+            let index = match self.ports.get(&p.id).filter(|_| !whole) {
+                Some(r) => r.index,
+                None => {
+                    while used.contains(&next) {
+                        next += 1;
+                    }
+                    if next > MAX_PORTS {
+                        tracing::warn!(port = %p.id, "more than {MAX_PORTS} filtered ports on one host");
+                        continue;
+                    }
+                    used.insert(next);
+                    next
+                }
+            };
+            ports.insert(p.id.clone(), port_rules(p, index));
+        }
+        let z = zones(state);
+        let after = Loaded {
+            ports,
+            zones: Some(z.clone()),
+        };
+        if whole || self.zones.as_deref() != Some(z.as_str()) {
+            let all: Vec<&PortRules> = after.ports.values().collect();
+            return Some((full(&all, &z), after));
+        }
+        let mut tx = String::new();
+        // Gone: their elements, then their chains.
+        for (id, r) in &self.ports {
+            if after.ports.contains_key(id) {
+                continue;
+            }
+            for (family, map, e) in elements(r) {
+                let key = e.split(" : ").next().unwrap_or_default().to_string();
+                let _ = writeln!(tx, "delete element {family} {TABLE} {map} {{ {key} }}");
+            }
+            let n = &r.name;
+            for (family, c) in [
+                ("bridge", "from"),
+                ("bridge", "to"),
+                ("inet", "out"),
+                ("inet", "in"),
+            ] {
+                let _ = writeln!(tx, "delete chain {family} {TABLE} {c}_{n}");
+            }
+        }
+        for (id, r) in &after.ports {
+            match self.ports.get(id) {
+                // New: its chains, then its elements.
+                None => {
+                    for family in ["bridge", "inet"] {
+                        let _ = writeln!(tx, "table {family} {TABLE} {{\n{}}}", chains(family, r));
+                    }
+                    for (family, map, e) in elements(r) {
+                        let _ = writeln!(tx, "add element {family} {TABLE} {map} {{ {e} }}");
+                    }
+                }
+                // Changed: only the chains whose rules differ.
+                Some(old) => {
+                    let n = &r.name;
+                    for (family, c, was, now) in [
+                        ("bridge", "from", &old.from, &r.from),
+                        ("bridge", "to", &old.to, &r.to),
+                        ("inet", "out", &old.egress, &r.egress),
+                        ("inet", "in", &old.ingress, &r.ingress),
+                    ] {
+                        if was != now {
+                            let _ = writeln!(
+                                tx,
+                                "flush chain {family} {TABLE} {c}_{n}\ntable {family} {TABLE} {{\n  chain {c}_{n} {{\n{now}  }}\n}}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        if tx.is_empty() {
+            None
+        } else {
+            Some((tx, after))
+        }
+    }
+
+    /// Whether anything is loaded.
+    pub fn is_empty(&self) -> bool {
+        self.zones.is_none()
+    }
 }
 
 #[cfg(test)]
@@ -433,13 +640,16 @@ mod tests {
         s.ports.insert("p2".into(), off);
         let r = render(&s);
         assert!(
-            r.contains("iifname \"tapport-aaaaaa\" jump from_port_aaaaaa"),
+            r.contains("\"tapport-aaaaaa\" : jump from_port_aaaaaa"),
             "{r}"
         );
         assert!(
-            r.contains("oifname \"tapport-aaaaaa\" meta mark set meta mark | 0x00000001"),
+            r.contains("\"tapport-aaaaaa\" : jump to_port_aaaaaa"),
             "{r}"
         );
+        assert!(r.contains("0x00010000 : jump out_port_aaaaaa"), "{r}");
+        assert!(r.contains("0x00000001 : jump in_port_aaaaaa"), "{r}");
+        assert!(r.contains("meta mark set meta mark | 0x00000001\n"), "{r}");
         assert!(
             r.contains("ether saddr != { fa:16:3e:00:00:01, fa:16:3e:aa:bb:cc } drop"),
             "{r}"
@@ -468,5 +678,72 @@ mod tests {
             r.contains("iifname \"brqnet-0000000\" ct zone set 1"),
             "{r}"
         );
+    }
+
+    /// A change touches only the ports that changed: their chains, or their
+    /// chains and map elements when they come or go; indexes stay put.
+    #[test]
+    fn a_change_is_planned_per_port() {
+        let mut s = HostState::default();
+        s.networks.insert(
+            "net-0000000001".into(),
+            NetSpec {
+                id: "net-0000000001".into(),
+                ..Default::default()
+            },
+        );
+        for (id, ip, mac) in [
+            ("port-aaaaaaa1", "10.0.0.5", "fa:16:3e:00:00:01"),
+            ("port-bbbbbbb2", "10.0.0.6", "fa:16:3e:00:00:02"),
+        ] {
+            s.ports.insert(id.into(), port(id, ip, mac, vec![]));
+        }
+        let empty = Loaded::default();
+        assert!(empty.is_empty());
+        let (first, loaded) = empty.plan(&s, false).unwrap();
+        assert!(first.contains("delete table inet ferro_sg"), "{first}");
+        assert!(loaded.plan(&s, false).is_none(), "nothing changed");
+        // One rule added to one port: only its ingress chain.
+        s.ports
+            .get_mut("port-bbbbbbb2")
+            .unwrap()
+            .rules
+            .push(json!({"direction": "ingress", "ethertype": "IPv4", "protocol": "icmp"}));
+        let (tx, loaded) = loaded.plan(&s, false).unwrap();
+        assert_eq!(
+            tx.lines()
+                .filter(|l| l.starts_with("flush chain"))
+                .collect::<Vec<_>>(),
+            vec!["flush chain inet ferro_sg in_port_bbbbbb"],
+            "{tx}"
+        );
+        assert!(
+            !tx.contains("delete table") && !tx.contains("port_aaaaaa"),
+            "{tx}"
+        );
+        // The first port goes, a third comes and takes the free index 1.
+        s.ports.remove("port-aaaaaaa1");
+        s.ports.insert(
+            "port-ccccccc3".into(),
+            port("port-ccccccc3", "10.0.0.7", "fa:16:3e:00:00:03", vec![]),
+        );
+        let (tx, loaded) = loaded.plan(&s, false).unwrap();
+        assert!(
+            tx.contains("delete element inet ferro_sg egress { 0x00010000 }"),
+            "{tx}"
+        );
+        assert!(
+            tx.contains("delete chain bridge ferro_sg from_port_aaaaaa"),
+            "{tx}"
+        );
+        assert!(
+            tx.contains("add element inet ferro_sg ingress { 0x00000001 : jump in_port_cccccc }"),
+            "{tx}"
+        );
+        assert!(!tx.contains("port_bbbbbb"), "{tx}");
+        assert_eq!(loaded.ports["port-bbbbbbb2"].index, 2);
+        // Tables found changed: replaced whole.
+        let (tx, _) = loaded.plan(&s, true).unwrap();
+        assert!(tx.contains("delete table bridge ferro_sg"), "{tx}");
     }
 }

@@ -33,9 +33,10 @@ pub struct LinuxBridge {
     vlan: bool,
     /// One convergence at a time.
     lock: tokio::sync::Mutex<()>,
-    /// The security group ruleset last loaded (reloaded when it differs,
-    /// or when its tables are gone).
-    ruleset: std::sync::Mutex<Option<String>>,
+    /// The security group rules loaded in the kernel (a change touches the
+    /// ports that changed; the tables are replaced whole when they are
+    /// gone).
+    loaded: std::sync::Mutex<crate::firewall::Loaded>,
 }
 
 /// A link as `ip -j link show` reports it.
@@ -73,7 +74,7 @@ impl LinuxBridge {
             dnsmasq: "dnsmasq".into(),
             vlan: Path::new("/proc/net/vlan/config").exists(),
             lock: tokio::sync::Mutex::new(()),
-            ruleset: std::sync::Mutex::new(None),
+            loaded: std::sync::Mutex::new(crate::firewall::Loaded::default()),
         }
     }
 
@@ -125,26 +126,29 @@ impl LinuxBridge {
         }
     }
 
-    /// Security groups: the ruleset of `desired`, loaded in one `nft -f`
-    /// transaction when it differs from the last one or its tables were
-    /// removed behind the driver's back. Bridged traffic is sent through
-    /// the inet hooks (br_netfilter) first.
+    /// Security groups: the rules of `desired`, in one `nft -f`
+    /// transaction that touches only the ports that changed, or replaces
+    /// both tables when they are not there (first load, or removed behind
+    /// the driver's back). Bridged traffic is sent through the inet hooks
+    /// (br_netfilter) first.
     async fn firewall(&self, desired: &HostState) -> Result<(), String> {
-        let want = crate::firewall::render(desired);
-        let same = self
-            .ruleset
-            .lock()
-            .map(|r| r.as_deref() == Some(want.as_str()))
-            .unwrap_or(false);
-        if same {
-            let tables = self.in_host("nft", &["list", "tables"], None).await?;
-            let t = crate::firewall::TABLE;
-            if tables.contains(&format!("table bridge {t}"))
-                && tables.contains(&format!("table inet {t}"))
-            {
-                return Ok(());
+        // Both tables there? (`list chains` is cheap; `list tables` makes
+        // nft 1.0 fetch every rule.)
+        let t = crate::firewall::TABLE;
+        let chains = self.in_host("nft", &["list", "chains"], None).await?;
+        let present = chains.contains(&format!("table bridge {t} {{"))
+            && chains.contains(&format!("table inet {t} {{"));
+        let plan = match self.loaded.lock() {
+            Ok(l) => {
+                let whole = !present || l.is_empty();
+                l.plan(desired, whole).map(|(tx, after)| (tx, after, whole))
             }
-        } else {
+            Err(_) => return Err("the security group state is poisoned".into()),
+        };
+        let Some((tx, after, whole)) = plan else {
+            return Ok(());
+        };
+        if whole {
             self.in_host(
                 "sh",
                 &[
@@ -155,11 +159,16 @@ impl LinuxBridge {
             )
             .await?;
         }
-        self.in_host("nft", &["-f", "-"], Some(&want)).await?;
-        if let Ok(mut r) = self.ruleset.lock() {
-            *r = Some(want);
+        let r = self.in_host("nft", &["-f", "-"], Some(&tx)).await;
+        if let Ok(mut l) = self.loaded.lock() {
+            // Failed: replaced whole next time.
+            *l = if r.is_ok() {
+                after
+            } else {
+                crate::firewall::Loaded::default()
+            };
         }
-        Ok(())
+        r.map(|_| ())
     }
 
     /// `ip` in the host's namespace.
@@ -355,7 +364,12 @@ impl LinuxBridge {
         for a in have.difference(&want) {
             run("ip", &["-n", &ns, "addr", "del", a, "dev", &dev]).await?;
         }
-        run("ip", &["-n", &ns, "link", "set", &dev, "mtu", &mtu, "up"]).await?;
+        let dev_up = v[0]["flags"]
+            .as_array()
+            .is_some_and(|f| f.iter().any(|x| x == "UP"));
+        if !dev_up || v[0]["mtu"].as_i64() != Some(net.mtu.max(68)) {
+            run("ip", &["-n", &ns, "link", "set", &dev, "mtu", &mtu, "up"]).await?;
+        }
         self.dnsmasq(net, port, ports, &subnets, &ns, &dev).await?;
         Ok(true)
     }

@@ -199,6 +199,7 @@ pub async fn supervise(cfg: &Config) -> Result<i32, String> {
         .map_err(|e| format!("{}: {e}", sdir.display()))?;
     std::fs::set_permissions(sdir, std::fs::Permissions::from_mode(0o750))
         .map_err(|e| format!("{}: {e}", sdir.display()))?;
+    remove_stale_sockets(sdir);
     let sock = sdir.join(format!("helper-{}.sock", std::process::id()));
     let _ = std::fs::remove_file(&sock);
     let listener =
@@ -346,3 +347,25 @@ async fn copy_clouds_yaml(ours: PathBuf, after: std::time::SystemTime) {
 }
 
 use std::os::unix::fs::OpenOptionsExt;
+
+/// Removes the sockets of helpers that are gone (killed before they could
+/// remove their own): `helper-<pid>.sock` whose pid no longer runs.
+fn remove_stale_sockets(dir: &std::path::Path) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.filter_map(Result::ok) {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("helper-"))
+            .and_then(|n| n.strip_suffix(".sock"))
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}

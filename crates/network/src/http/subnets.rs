@@ -728,6 +728,14 @@ pub fn create_tx(
             "ipv6_ra_mode set to '{r}' with ipv6_address_mode set to '{a}' is not valid. If both attributes are set, they must be the same value"
         )));
     }
+    // This host's Linux bridge data plane does not serve router
+    // advertisements or DHCPv6: a subnet asking for them is refused rather
+    // than left without addresses (IPv6 with static addresses is served).
+    if (ra.is_some() || am.is_some()) && svc.cfg.host_net_driver() == "linuxbridge" {
+        return Err(NeutronError::invalid(
+            "ipv6_ra_mode and ipv6_address_mode (SLAAC, DHCPv6) are not served by this cloud's Linux bridge data plane; create the IPv6 subnet without them".to_string(),
+        ));
+    }
     if matches!(am.as_deref(), Some("slaac" | "dhcpv6-stateless")) && c.len != 64 {
         return Err(NeutronError::invalid(format!(
             "Invalid CIDR {c} for IPv6 address mode. OpenStack uses the EUI-64 address format, which requires the prefix to be /64"

@@ -48,11 +48,32 @@ struct Link {
 }
 
 async fn run(prog: &str, args: &[&str]) -> Result<String, String> {
-    let out = tokio::process::Command::new(prog)
+    run_with(prog, args, None).await
+}
+
+/// Runs `prog` with `args`, `input` on its stdin (nothing when None); its
+/// stdout, or an error naming the command with its stderr.
+async fn run_with(prog: &str, args: &[&str], input: Option<&str>) -> Result<String, String> {
+    use tokio::io::AsyncWriteExt;
+    let mut child = tokio::process::Command::new(prog)
         .args(args)
-        .stdin(std::process::Stdio::null())
+        .stdin(if input.is_some() {
+            std::process::Stdio::piped()
+        } else {
+            std::process::Stdio::null()
+        })
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
-        .output()
+        .spawn()
+        .map_err(|e| format!("{prog}: {e}"))?;
+    if let (Some(text), Some(mut w)) = (input, child.stdin.take()) {
+        w.write_all(text.as_bytes())
+            .await
+            .map_err(|e| format!("{prog}: {e}"))?;
+    }
+    let out = child
+        .wait_with_output()
         .await
         .map_err(|e| format!("{prog}: {e}"))?;
     if out.status.success() {
@@ -94,36 +115,7 @@ impl LinuxBridge {
             None => prog,
         };
         full.extend_from_slice(args);
-        let Some(input) = stdin else {
-            return run(cmd, &full).await;
-        };
-        use tokio::io::AsyncWriteExt;
-        let mut child = tokio::process::Command::new(cmd)
-            .args(&full)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| format!("{prog}: {e}"))?;
-        if let Some(mut w) = child.stdin.take() {
-            w.write_all(input.as_bytes())
-                .await
-                .map_err(|e| format!("{prog}: {e}"))?;
-        }
-        let out = child
-            .wait_with_output()
-            .await
-            .map_err(|e| format!("{prog}: {e}"))?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(format!(
-                "{prog} {}: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr).trim()
-            ))
-        }
+        run_with(cmd, &full, stdin).await
     }
 
     /// Security groups: the rules of `desired`, in one `nft -f`

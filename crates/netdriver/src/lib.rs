@@ -13,13 +13,14 @@
 //! test runs them through the same cases.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod dhcp;
 pub mod fake;
 pub mod firewall;
 pub mod ipv4;
 pub mod linux;
 
 pub use fake::FakeHostDriver;
-pub use ferro_rpc::network::{HostState, NetSpec, PortSpec};
+pub use ferro_rpc::network::{DhcpOpt, DhcpSubnet, HostState, NetSpec, PortSpec};
 pub use linux::{LinuxBridge, remove_recorded};
 
 /// A host's devices by name, each with its bridge (`master`), if any.

@@ -16,8 +16,9 @@
 //! host's (or test's) devices and namespaces are never touched. Devices may
 //! live in a host namespace of their own (`host_ns`), as each host under
 //! test does.
+use crate::dhcp::{DhcpFiles, dhcp_files, dhcp_subnets};
 use crate::ipv4::Subnet;
-use crate::{HostDriver, HostState, NetSpec, PortSpec};
+use crate::{DhcpSubnet, HostDriver, HostState, NetSpec, PortSpec};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -287,16 +288,7 @@ impl LinuxBridge {
         br: &str,
         links: &BTreeMap<String, Link>,
     ) -> Result<bool, String> {
-        let subnets: Vec<(Subnet, Option<Ipv4Addr>)> = net
-            .dhcp_subnets
-            .iter()
-            .filter_map(|(c, gw)| {
-                Some((
-                    Subnet::parse(c)?,
-                    gw.as_deref().and_then(|g| g.parse().ok()),
-                ))
-            })
-            .collect();
+        let subnets = dhcp_subnets(net);
         if subnets.is_empty() || !port.admin_up {
             self.stop_dhcp(&net.id).await;
             return Ok(false);
@@ -373,29 +365,13 @@ impl LinuxBridge {
         net: &NetSpec,
         port: &PortSpec,
         ports: &[&PortSpec],
-        subnets: &[(Subnet, Option<Ipv4Addr>)],
+        subnets: &[(Subnet, &DhcpSubnet)],
         ns: &str,
         dev: &str,
     ) -> Result<(), String> {
         let d = self.net_dir(&net.id);
         let path = |f: &str| d.join(f).display().to_string();
-        // A host entry per port with an address in a DHCP subnet.
-        let mut hosts = String::new();
-        for p in ports.iter().filter(|p| p.id != port.id) {
-            for ip in &p.ips {
-                let Ok(a) = ip.parse::<Ipv4Addr>() else {
-                    continue;
-                };
-                if subnets.iter().any(|(s, _)| s.contains(a)) {
-                    let name = format!("host-{}", ip.replace('.', "-"));
-                    hosts.push_str(&format!(
-                        "{},{name}.openstacklocal.,{a}\n",
-                        p.mac.to_ascii_lowercase()
-                    ));
-                }
-            }
-        }
-        let mut opts = String::new();
+        let DhcpFiles { hosts, opts } = dhcp_files(subnets, port, ports);
         let mut args: Vec<String> = vec![
             "--no-hosts".into(),
             "--no-resolv".into(),
@@ -408,35 +384,12 @@ impl LinuxBridge {
             "--bind-dynamic".into(),
             "--except-interface=lo".into(),
         ];
-        for (i, (s, gw)) in subnets.iter().enumerate() {
+        for (i, (s, _)) in subnets.iter().enumerate() {
             args.push(format!(
                 "--dhcp-range=set:subnet{i},{},static,{},86400s",
                 s.network,
                 s.mask()
             ));
-            match gw {
-                Some(g) => opts.push_str(&format!("tag:subnet{i},option:router,{g}\n")),
-                // No gateway: no default route (Neutron sends an empty router option).
-                None => opts.push_str(&format!("tag:subnet{i},option:router\n")),
-            }
-            // Isolated metadata, as Neutron's DHCP agent: a host route to
-            // 169.254.169.254 through the DHCP port (option 121, and 249
-            // for older Windows clients), with the default route beside it
-            // (a client that takes option 121 ignores option 3).
-            let dhcp_ip = port
-                .ips
-                .iter()
-                .filter_map(|ip| ip.parse::<Ipv4Addr>().ok())
-                .find(|a| s.contains(*a));
-            if let Some(d) = dhcp_ip {
-                let mut routes = format!("{}/32,{d}", crate::METADATA_IP);
-                if let Some(g) = gw {
-                    routes.push_str(&format!(",0.0.0.0/0,{g}"));
-                }
-                opts.push_str(&format!(
-                    "tag:subnet{i},option:classless-static-route,{routes}\ntag:subnet{i},249,{routes}\n"
-                ));
-            }
         }
         args.extend([
             format!("--dhcp-option-force=option:mtu,{}", net.mtu.max(68)),

@@ -8,7 +8,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use ferro_netdriver::{
-    FakeHostDriver, HostDriver, HostState, LinuxBridge, NetSpec, PortSpec, tap_name,
+    DhcpOpt, DhcpSubnet, FakeHostDriver, HostDriver, HostState, LinuxBridge, NetSpec, PortSpec,
+    tap_name,
 };
 use std::process::Command;
 
@@ -156,7 +157,12 @@ async fn cases(
         id: net_id.into(),
         network_type: "flat".into(),
         mtu: 1400,
-        dhcp_subnets: vec![("10.77.0.0/24".into(), Some("10.77.0.1".into()))],
+        dhcp_subnets: vec![DhcpSubnet {
+            cidr: "10.77.0.0/24".into(),
+            gateway: Some("10.77.0.1".into()),
+            dns_nameservers: vec!["10.77.0.53".into()],
+            host_routes: vec![("192.168.77.0/24".into(), "10.77.0.254".into())],
+        }],
         ..Default::default()
     };
     let sfx = &net_id[2..12];
@@ -174,6 +180,11 @@ async fn cases(
         "10.77.0.10",
         "compute:nova",
     );
+    p.extra_dhcp_opts = vec![DhcpOpt {
+        name: "ntp-server".into(),
+        value: "10.77.0.123".into(),
+        ip_version: 4,
+    }];
     let q = port(
         format!("q{sfx}-0000"),
         net_id,
@@ -253,6 +264,11 @@ struct Real<'a> {
 }
 
 impl Real<'_> {
+    fn leases(&self) -> String {
+        let f = self.rig.state.path().join(&self.rig.net_id).join("leases");
+        std::fs::read_to_string(f).unwrap_or_default()
+    }
+
     fn dnsmasq_pid(&self) -> Option<String> {
         let f = self.rig.state.path().join(&self.rig.net_id).join("pid");
         let pid = std::fs::read_to_string(f).ok()?.trim().to_string();
@@ -286,11 +302,13 @@ impl Check for Real<'_> {
             }
             "plugged" => {
                 // The guest's DHCP request gets its port's address, the
-                // gateway and the network's MTU.
+                // gateway, the network's MTU, the subnet's DNS server and
+                // host routes (with the metadata service's through the
+                // DHCP port), and the port's own extra option.
                 let script = r.state.path().join("udhcpc.sh");
                 std::fs::write(
                     &script,
-                    "#!/bin/sh\n[ \"$1\" = bound ] && echo \"LEASE $ip $subnet $router $mtu\"\nexit 0\n",
+                    "#!/bin/sh\n[ \"$1\" = bound ] && echo \"LEASE $ip $subnet $router $mtu dns=$dns routes=$staticroutes ntp=$ntpsrv\"\nexit 0\n",
                 )
                 .unwrap();
                 sh(&["chmod", "755", &script.display().to_string()]);
@@ -311,11 +329,19 @@ impl Check for Real<'_> {
                     "1",
                     "-O",
                     "mtu",
+                    "-O",
+                    "staticroutes",
+                    "-O",
+                    "ntpsrv",
                     "-s",
                     &script.display().to_string(),
                 ]);
                 assert!(
-                    out.contains("LEASE 10.77.0.10 255.255.255.0 10.77.0.1 1400"),
+                    out.contains(
+                        "LEASE 10.77.0.10 255.255.255.0 10.77.0.1 1400 dns=10.77.0.53 \
+                         routes=192.168.77.0/24 10.77.0.254 169.254.169.254/32 10.77.0.2 \
+                         0.0.0.0/0 10.77.0.1 ntp=10.77.0.123"
+                    ),
                     "udhcpc: {out}"
                 );
                 eprintln!("# the guest's DHCP client: {}", out.trim());
@@ -330,9 +356,21 @@ impl Check for Real<'_> {
                     std::fs::read_to_string(r.state.path().join(&net.id).join("host")).unwrap();
                 assert_eq!(
                     hosts,
-                    "fa:16:3e:00:00:10,host-10-77-0-10.openstacklocal.,10.77.0.10\n"
+                    "fa:16:3e:00:00:10,host-10-77-0-10.openstacklocal.,10.77.0.10,set:port-"
+                        .to_string()
+                        + &ports[1].id
+                        + "\n"
                 );
                 assert_eq!(self.dnsmasq_pid(), *self.pid.lock().unwrap());
+                // The agent restarts (a new driver on the same state
+                // directory): nothing to change, so dnsmasq and the
+                // guest's lease are kept.
+                let again = LinuxBridge::new(Some(r.host.clone()), r.state.path().to_path_buf());
+                let mut up = again.apply(&state(net, ports)).await.unwrap();
+                up.sort();
+                assert_eq!(up.len(), 2, "{up:?}");
+                assert_eq!(self.dnsmasq_pid(), *self.pid.lock().unwrap());
+                assert!(self.leases().contains("fa:16:3e:00:00:10 10.77.0.10"));
             }
             "added" => {
                 // A new host entry: dnsmasq was restarted with it (never
@@ -346,6 +384,9 @@ impl Check for Real<'_> {
                 let now = self.dnsmasq_pid();
                 assert!(now.is_some());
                 assert_ne!(now, *self.pid.lock().unwrap());
+                // The new dnsmasq kept the first guest's lease.
+                let leases = self.leases();
+                assert!(leases.contains("fa:16:3e:00:00:10 10.77.0.10"), "{leases}");
             }
             "admin-down" => {
                 let tap = tap_name(&ports[1].id);

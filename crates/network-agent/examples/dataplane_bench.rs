@@ -88,7 +88,10 @@ fn state(net: &str, ports: usize, nrules: usize) -> HostState {
             id: net.into(),
             network_type: "flat".into(),
             mtu: 1500,
-            dhcp_subnets: vec![("10.100.0.0/16".into(), Some("10.100.0.1".into()))],
+            dhcp_subnets: vec![ferro_netdriver::DhcpSubnet::new(
+                "10.100.0.0/16",
+                Some("10.100.0.1"),
+            )],
             ..Default::default()
         },
     );
@@ -119,6 +122,7 @@ fn state(net: &str, ports: usize, nrules: usize) -> HostState {
                 port_security: true,
                 rules: rules(i, nrules),
                 allowed_address_pairs: vec![],
+                extra_dhcp_opts: vec![],
             },
         );
     }
@@ -317,6 +321,7 @@ async fn main() {
                 port_security: true,
                 rules: rules(i, nrules),
                 allowed_address_pairs: vec![],
+                extra_dhcp_opts: vec![],
             },
         );
         agent

@@ -200,7 +200,7 @@ mod tests {
                 id: "net-0000000001".into(),
                 network_type: "flat".into(),
                 mtu: 1500,
-                dhcp_subnets: vec![("10.9.0.0/24".into(), None)],
+                dhcp_subnets: vec![ferro_netdriver::DhcpSubnet::new("10.9.0.0/24", None)],
                 ..Default::default()
             },
         );

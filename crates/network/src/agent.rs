@@ -3,7 +3,7 @@
 //! host's data plane to the API's desired state after every change, then
 //! marks the ports it wired ACTIVE (DOWN when administratively down).
 use crate::NetworkService;
-use crate::hostnet::{HostState, NetSpec, PortSpec, RouterSpec};
+use crate::hostnet::{DhcpOpt, DhcpSubnet, HostState, NetSpec, PortSpec, RouterSpec};
 use crate::ipam::Cidr;
 use crate::store::{Kind, Obj, State, arr, b, now, s};
 use ferro_common::Error;
@@ -123,13 +123,25 @@ pub fn desired(st: &State) -> HostState {
         let dhcp = st
             .subnets_of(s(n, "id"))
             .filter(|x| b(x, "enable_dhcp"))
-            .map(|x| {
-                (
-                    s(x, "cidr").to_string(),
-                    x.get("gateway_ip")
-                        .and_then(Value::as_str)
-                        .map(str::to_string),
-                )
+            .map(|x| DhcpSubnet {
+                cidr: s(x, "cidr").to_string(),
+                gateway: x
+                    .get("gateway_ip")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
+                dns_nameservers: arr(x, "dns_nameservers")
+                    .iter()
+                    .filter_map(|d| d.as_str().map(str::to_string))
+                    .collect(),
+                host_routes: arr(x, "host_routes")
+                    .iter()
+                    .filter_map(|r| {
+                        Some((
+                            r["destination"].as_str()?.to_string(),
+                            r["nexthop"].as_str()?.to_string(),
+                        ))
+                    })
+                    .collect(),
             })
             .collect();
         h.networks.insert(
@@ -201,6 +213,16 @@ pub fn desired(st: &State) -> HostState {
                 port_security: b(p, "port_security_enabled"),
                 rules,
                 allowed_address_pairs: arr(p, "allowed_address_pairs").to_vec(),
+                extra_dhcp_opts: arr(p, "extra_dhcp_opts")
+                    .iter()
+                    .filter_map(|o| {
+                        Some(DhcpOpt {
+                            name: o["opt_name"].as_str()?.to_string(),
+                            value: o["opt_value"].as_str()?.to_string(),
+                            ip_version: o["ip_version"].as_u64().unwrap_or(4) as u8,
+                        })
+                    })
+                    .collect(),
             },
         );
     }

@@ -3,7 +3,7 @@
 //! SNAT and floating IPs, security group rules), in the protocol's types
 //! (`ferro_rpc::network`). `FakeHostNet` records it; the kernel's side is
 //! the `ferro-netdriver` crate, which agents drive.
-pub use ferro_rpc::network::{HostState, NetSpec, PortSpec, RouterSpec};
+pub use ferro_rpc::network::{DhcpOpt, DhcpSubnet, HostState, NetSpec, PortSpec, RouterSpec};
 use std::sync::Mutex;
 
 #[async_trait::async_trait]

@@ -12,8 +12,39 @@ pub struct NetSpec {
     pub physical_network: Option<String>,
     pub segmentation_id: Option<i64>,
     pub mtu: i64,
-    /// DHCP-enabled subnets: (cidr, gateway) for `qdhcp-<net>`.
-    pub dhcp_subnets: Vec<(String, Option<String>)>,
+    /// DHCP-enabled subnets, served from `qdhcp-<net>`.
+    pub dhcp_subnets: Vec<DhcpSubnet>,
+}
+
+/// A DHCP-enabled subnet as its clients are told about it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DhcpSubnet {
+    pub cidr: String,
+    pub gateway: Option<String>,
+    /// Sent as the DNS servers (option 6); `["0.0.0.0"]` sends none.
+    #[serde(default)]
+    pub dns_nameservers: Vec<String>,
+    /// (destination, nexthop), sent as classless static routes (option 121).
+    #[serde(default)]
+    pub host_routes: Vec<(String, String)>,
+}
+
+impl DhcpSubnet {
+    pub fn new(cidr: &str, gateway: Option<&str>) -> DhcpSubnet {
+        DhcpSubnet {
+            cidr: cidr.into(),
+            gateway: gateway.map(str::to_string),
+            ..Default::default()
+        }
+    }
+}
+
+/// A port's `extra_dhcp_opts` entry.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DhcpOpt {
+    pub name: String,
+    pub value: String,
+    pub ip_version: u8,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -32,6 +63,9 @@ pub struct PortSpec {
     /// Security group rules as the data plane needs them (stateful).
     pub rules: Vec<serde_json::Value>,
     pub allowed_address_pairs: Vec<serde_json::Value>,
+    /// Options sent to this port's DHCP client only.
+    #[serde(default)]
+    pub extra_dhcp_opts: Vec<DhcpOpt>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -187,7 +221,7 @@ mod tests {
                 id: "n1".into(),
                 network_type: "flat".into(),
                 mtu: 1500,
-                dhcp_subnets: vec![("10.0.0.0/24".into(), Some("10.0.0.1".into()))],
+                dhcp_subnets: vec![DhcpSubnet::new("10.0.0.0/24", Some("10.0.0.1"))],
                 ..Default::default()
             },
         );

@@ -11,7 +11,8 @@
 #   without a config drive, reads its uuid, EC2 instance-id and key from the
 #   metadata service at 169.254.169.254, which answers no other address; gn1
 #   (config drive) pings gn2 over the bridge from its user data; the DHCP
-#   namespace reaches both; a stopped guest's port goes DOWN and ACTIVE again
+#   namespace reaches both; spoofed addresses and MACs get nothing through,
+#   nor does a port's traffic to a service listening on the host; a stopped guest's port goes DOWN and ACTIVE again
 #   when it starts; a hard reboot gets a new lease; deleting the network
 #   removes its bridge, namespace and dnsmasq.
 #
@@ -29,10 +30,10 @@ CLI_TIMEOUT="${CLI_TIMEOUT:-300}"
 work="$(mktemp -d "${TMPDIR:-/tmp}/ferro-guest-net.XXXXXX")"
 data="$work/data"
 FERRO_NETNS="ferro-gn-$$"
-PORT_NS="ferro-gnp-$$"
+PORT_NS="ferro-gnp-$$" PORT2_NS="ferro-gnq-$$" PORT3_NS="ferro-gnr-$$"
 cleanup() {
   local rc=$?
-  ip netns del "$PORT_NS" 2>/dev/null || true
+  for ns in "$PORT_NS" "$PORT2_NS" "$PORT3_NS"; do ip netns del "$ns" 2>/dev/null || true; done
   ferro_stop
   ferro_kill_guests "$data"
   ferro_clean_network "$data"
@@ -89,7 +90,7 @@ export OS_CLIENT_CONFIG_FILE="$work/clouds.yaml"
 source "$(dirname "$0")/golden_cli.sh"
 
 NET=tenant-net SUB=tenant-sub KEY=gn-key IP1=10.77.0.11 IP2=10.77.0.12
-NET_ID='' IMG_ID='' S1='' S2='' P1='' SG_ID='' RULE_ID='' JUDGE=''
+NET_ID='' IMG_ID='' S1='' S2='' P1='' SG_ID='' RULE_ID='' JUDGE='' CHOST=''
 
 # console SERVER: the guest's console log.
 console() { admin console log show "$1" < /dev/null 2>/dev/null; }
@@ -196,11 +197,11 @@ s_metadata_unknown() {
 # the port's tap, which the agent wires like a guest's), read our answers.
 s_cloud_init() {
   need S2 NET_ID || return 1
-  local host port mac key
+  local port mac key
   [ -n "$READERS" ] || { echo "Debian's cloud-init readers are not available (scripts/cloud-init-readers.sh)"; return 1; }
-  host="$(admin compute service list --service nova-compute -f value -c Host < /dev/null | head -1)"
+  CHOST="$(admin compute service list --service nova-compute -f value -c Host < /dev/null | head -1)"
   run admin port create --network "$NET" --fixed-ip "subnet=$SUB,ip-address=10.77.0.30" \
-      --device-owner compute:nova --device "$S2" --host "$host" gn2-judge -f json || return 1
+      --device-owner compute:nova --device "$S2" --host "$CHOST" gn2-judge -f json || return 1
   port="$(printf '%s' "$OUT" | js get id)"; mac="$(printf '%s' "$OUT" | js get mac_address)"
   JUDGE="$mac"
   ip netns add "$PORT_NS" && ip -n "$PORT_NS" link set lo up &&
@@ -294,6 +295,103 @@ s_spoof() {
   echo "from a spoofed MAC: nothing"
 }
 
+# plug NS PORT_ID MAC: a namespace NS plugged in as the port (a veth
+# named as the port's tap, which the agent wires like a guest's).
+plug() {
+  ip netns add "$1" && ip -n "$1" link set lo up &&
+    ip -n "$FERRO_NETNS" link add "tap${2:0:11}" type veth peer name eth0 netns "$1" &&
+    ip -n "$1" link set eth0 address "$3" up && wait_port "$2" ACTIVE
+}
+
+# Another project's network with the same CIDR: a port there with the
+# judge's own address gets its lease from that network's DHCP and reaches
+# that network's DHCP port while the judge reaches gn2 (one conntrack zone
+# per network), and it reaches nothing of the first network.
+s_same_cidr() {
+  need JUDGE || return 1
+  local port mac
+  run admin project create --domain default gn-other -f json || return 1
+  run admin network create --project gn-other gn-net2 -f json || return 1
+  run admin subnet create --project gn-other --network gn-net2 --subnet-range 10.77.0.0/24 gn-sub2 -f json || return 1
+  run admin port create --project gn-other --network gn-net2 --fixed-ip "subnet=gn-sub2,ip-address=10.77.0.30" \
+      --device-owner compute:nova --host "$CHOST" gn2-other -f json || return 1
+  port="$(printf '%s' "$OUT" | js get id)"; mac="$(printf '%s' "$OUT" | js get mac_address)"
+  plug "$PORT2_NS" "$port" "$mac" || return 1
+  run ip netns exec "$PORT2_NS" busybox udhcpc -i eth0 -n -q -t 5 -T 2 -s "$work/udhcpc.sh" || return 1
+  expect_eq "its address" "$(ip -n "$PORT2_NS" -4 -o addr show dev eth0 | awk '{print $4}')" 10.77.0.30/24 || return 1
+  local a=0 b=0 i
+  for i in 1 2 3; do
+    ping_from "$PORT2_NS" 10.77.0.2 & a=$!
+    ping_from "$PORT_NS" "$IP2" & b=$!
+    wait "$a" || { echo "10.77.0.30 on gn-net2 did not reach its DHCP port"; return 1; }
+    wait "$b" || { echo "10.77.0.30 on $NET did not reach gn2"; return 1; }
+  done
+  echo "the same address on both networks: its DHCP port and gn2 answer, 3 times at once"
+  if ping_from "$PORT2_NS" "$IP2"; then echo "gn-net2 reached gn2 on $NET"; return 1; fi
+  if ping_from "$PORT2_NS" "$IP1"; then echo "gn-net2 reached gn1 on $NET"; return 1; fi
+  echo "from gn-net2: neither gn1 nor gn2 answer"
+}
+
+# A port cannot serve DHCP: an offer from the judge (UDP 67 -> 68) never
+# reaches another port of the network, while the same datagram from
+# another source port does.
+s_dhcp_guard() {
+  need JUDGE NET_ID || return 1
+  local port mac r
+  run admin port create --network "$NET" --fixed-ip "subnet=$SUB,ip-address=10.77.0.31" \
+      --device-owner compute:nova --host "$CHOST" gn2-client -f json || return 1
+  port="$(printf '%s' "$OUT" | js get id)"; mac="$(printf '%s' "$OUT" | js get mac_address)"
+  plug "$PORT3_NS" "$port" "$mac" && ip -n "$PORT3_NS" addr add 10.77.0.31/24 dev eth0 || return 1
+  printf '%s\n' 'import socket, sys' \
+    's = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)' \
+    's.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)' \
+    's.bind(("0.0.0.0", 68)); s.settimeout(float(sys.argv[1]))' \
+    'try: print(s.recvfrom(100)[0].decode())' \
+    'except socket.timeout: print("nothing")' > "$work/listen68.py"
+  printf '%s\n' 'import socket, sys' \
+    's = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)' \
+    's.bind(("10.77.0.30", int(sys.argv[1])))' \
+    'for _ in range(5): s.sendto(sys.argv[2].encode(), ("10.77.0.31", 68))' > "$work/send.py"
+  for from in 1067 67; do
+    ip netns exec "$PORT3_NS" python3 "$work/listen68.py" 3 > "$work/got68" &
+    r=$!
+    sleep 0.5
+    ip netns exec "$PORT_NS" python3 "$work/send.py" "$from" "OFFER-FROM-$from"
+    wait "$r"
+    echo "# from UDP port $from to 10.77.0.31:68: $(cat "$work/got68")"
+    if [ "$from" = 1067 ]; then
+      grep -q OFFER-FROM-1067 "$work/got68" || { echo "the control datagram did not arrive"; return 1; }
+    else
+      expect_eq "a DHCP server's datagram" "$(cat "$work/got68")" nothing || return 1
+    fi
+  done
+}
+
+# The host is protected: a service listening on an address of the host
+# (here its namespace's), which the port's namespace addresses to the
+# bridge's own MAC, is not reached, though the host would even route the
+# answer back.
+s_host_protected() {
+  need JUDGE NET_ID || return 1
+  local br="brq${NET_ID:0:11}" brmac got lpid
+  brmac="$(ip -n "$FERRO_NETNS" -o link show "$br" | sed -n 's/.*link\/ether \([0-9a-f:]*\).*/\1/p')"
+  [ -n "$brmac" ] || { echo "no $br"; return 1; }
+  ip -n "$FERRO_NETNS" addr add 10.200.0.1/32 dev lo &&
+    ip -n "$FERRO_NETNS" route add 10.77.0.30/32 dev "$br" &&
+    ip -n "$PORT_NS" route add 10.200.0.1/32 dev eth0 &&
+    ip -n "$PORT_NS" neigh replace 10.200.0.1 lladdr "$brmac" dev eth0 || return 1
+  ip netns exec "$FERRO_NETNS" sh -c 'echo HOST-SERVICE | timeout 6 busybox nc -l -p 8777' > /dev/null 2>&1 &
+  lpid=$!
+  sleep 0.3
+  got="$(ip netns exec "$PORT_NS" timeout 3 busybox nc 10.200.0.1 8777 < /dev/null 2>&1)"
+  kill "$lpid" 2>/dev/null; wait "$lpid" 2>/dev/null
+  ip -n "$PORT_NS" route del 10.200.0.1/32 dev eth0
+  ip -n "$FERRO_NETNS" route del 10.77.0.30/32 dev "$br"
+  ip -n "$FERRO_NETNS" addr del 10.200.0.1/32 dev lo
+  if printf '%s' "$got" | grep -q HOST-SERVICE; then echo "the port's namespace reached a service listening on the host"; return 1; fi
+  echo "a service at 10.200.0.1:8777 in the host's namespace, sent to $br's MAC: not reached"
+}
+
 s_sg_removes() {
   need RULE_ID NET_ID || return 1
   run admin security group rule delete "$RULE_ID" || return 1
@@ -329,7 +427,13 @@ s_teardown() {
   run admin server delete --wait "$S1" "$S2" || return 1
   # The port the cloud-init step made (a user's port outlives its server).
   ip netns del "$PORT_NS" 2>/dev/null || true
-  if admin port show gn2-judge > /dev/null 2>&1 < /dev/null; then run admin port delete gn2-judge || return 1; fi
+  for ns in "$PORT2_NS" "$PORT3_NS"; do ip netns del "$ns" 2>/dev/null || true; done
+  local p
+  for p in gn2-judge gn2-client gn2-other; do
+    if admin port show "$p" > /dev/null 2>&1 < /dev/null; then run admin port delete "$p" || return 1; fi
+  done
+  if admin network show gn-net2 > /dev/null 2>&1 < /dev/null; then run admin network delete gn-net2 || return 1; fi
+  if admin project show gn-other > /dev/null 2>&1 < /dev/null; then run admin project delete gn-other || return 1; fi
   run admin network delete "$NET" || return 1
   local br="brq${NET_ID:0:11}" t0=$SECONDS
   while [ $((SECONDS - t0)) -lt 30 ]; do
@@ -353,6 +457,9 @@ step "without an ICMP rule in gn2's group, neither gn1 nor the DHCP namespace re
 step "an ICMP ingress rule lets the DHCP namespace ping gn2 within 2 s" s_sg_allows
 step "gn1 pings gn2 across the network's bridge once the rule allows it" s_ping_between
 step "a port's namespace reaches gn2 from its own address and MAC, not from spoofed ones" s_spoof
+step "another project's network with the same CIDR: its port and gn2's neighbours work at once, apart" s_same_cidr
+step "a port serving DHCP reaches no other port" s_dhcp_guard
+step "a port's namespace cannot reach a service listening on the host" s_host_protected
 step "deleting the rule stops new pings within 2 s" s_sg_removes
 step "a stopped guest's port goes DOWN, and ACTIVE again when it starts" s_stop_start_port
 step "after a hard reboot the guest gets its lease again" s_hard_reboot

@@ -7,8 +7,11 @@
 //!   the mark's upper half and checked statelessly against the port's MACs
 //!   and addresses (its own and its allowed address pairs': ARP and IPv4
 //!   source, Ethernet source); a frame to a port gets the port's index in
-//!   the lower half. The bridge family has no conntrack on this kernel,
-//!   so state is kept in the inet table.
+//!   the lower half. A frame from a port that the bridge would deliver to
+//!   the host itself is dropped: guests reach DHCP and metadata (in
+//!   `qdhcp-<net>`, across the bridge), nothing listening on the host.
+//!   The bridge family has no conntrack on this kernel, so state is kept
+//!   in the inet table.
 //! - `inet ferro_sg`: bridged IPv4 and IPv6 reach the inet hooks through
 //!   br_netfilter. Conntrack zones are per network (two projects may use
 //!   the same addresses); the forward chain sends a packet through the
@@ -435,6 +438,14 @@ fn full(ports: &[&PortRules], zones: &str) -> String {
         s,
         "  chain forward {{\n    type filter hook forward priority -200; policy accept;\n    iifname vmap @from_port\n    oifname vmap @to_port\n  }}"
     );
+    // The host is no guest's destination: a frame from a port that the
+    // bridge would deliver to the host itself (its MAC, or a broadcast's
+    // local copy) goes no further, whatever address it names; the
+    // forwarded copies are the forward chain's.
+    let _ = writeln!(
+        s,
+        "  chain input {{\n    type filter hook input priority -200; policy accept;\n    iifname vmap @from_port\n    meta mark & 0xffff0000 != 0 drop\n  }}"
+    );
     let _ = writeln!(s, "}}");
     let _ = writeln!(s, "table inet {TABLE}\ndelete table inet {TABLE}");
     let _ = writeln!(s, "table inet {TABLE} {{");
@@ -611,6 +622,7 @@ mod tests {
             allowed_address_pairs: vec![
                 json!({"ip_address": "10.0.0.128/25", "mac_address": "fa:16:3e:aa:bb:cc"}),
             ],
+            ..Default::default()
         }
     }
 

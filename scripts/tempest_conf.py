@@ -574,6 +574,33 @@ def probe_image_format_enforcement(cloud, conf, url):
         log(f"image format probe: {exc}")
 
 
+def probe_ipv6_address_modes(cloud, conf, url):
+    """Are SLAAC/DHCPv6 subnets served on this cloud's data plane?
+
+    A data plane that cannot send router advertisements or answer DHCPv6
+    refuses such subnets (400); Tempest then skips the tests of those modes.
+    """
+    try:
+        resp = cloud.request("POST", url + "/v2.0/networks",
+                             json={"network": {"name": "tempest-conf-ipv6-probe"}})
+        if resp.status_code != 201:
+            log(f"IPv6 address mode probe: network create -> {resp.status_code}")
+            return
+        net_id = resp.json()["network"]["id"]
+        try:
+            sub = cloud.request("POST", url + "/v2.0/subnets", json={"subnet": {
+                "network_id": net_id, "ip_version": 6, "cidr": "fd00:7e57::/64",
+                "ipv6_ra_mode": "slaac", "ipv6_address_mode": "slaac"}})
+            if sub.status_code == 400:
+                conf.set("network-feature-enabled", "ipv6_subnet_attributes", False,
+                         "a SLAAC subnet was refused (POST /v2.0/subnets -> 400): "
+                         + sub.json().get("NeutronError", {}).get("message", ""))
+        finally:
+            cloud.request("DELETE", f"{url}/v2.0/networks/{net_id}")
+    except (ProbeError, ValueError) as exc:
+        log(f"IPv6 address mode probe: {exc}")
+
+
 def network_sections(cloud, conf, url):
     conf.set("auth", "create_isolated_networks", True)
     conf.set("network", "endpoint_type", cloud.interface)
@@ -581,6 +608,7 @@ def network_sections(cloud, conf, url):
     conf.set("network-feature-enabled", "ipv6_subnet_attributes", True,
              "ipv6_ra_mode/ipv6_address_mode are honoured (EUI-64 for slaac/dhcpv6-stateless)")
     conf.set("network-feature-enabled", "floating_ips", True, "floating IPs through routers")
+    probe_ipv6_address_modes(cloud, conf, url)
     try:
         exts = cloud.get_json(url + "/v2.0/extensions").get("extensions", [])
         conf.set("network-feature-enabled", "api_extensions",

@@ -33,7 +33,9 @@ enum Command {
         #[arg(long, env = "FERROSTACK_ADMIN_PASSWORD", hide_env_values = true)]
         admin_password: Option<String>,
         /// Roles of this process: `controller` (APIs, database, conductor,
-        /// scheduler), `compute` (this host's agents), comma-separated; default all.
+        /// scheduler), `compute` (this host's guests), `network` (this host's
+        /// bridges, DHCP, metadata and security groups), comma-separated;
+        /// default all.
         /// Separate processes need a shared bus (`[bus] url`).
         #[arg(long, default_value = "all")]
         roles: String,
@@ -181,7 +183,7 @@ fn main() -> anyhow::Result<()> {
                     return Ok(());
                 }
                 if !roles.controller {
-                    return serve_compute(cfg).await;
+                    return serve_agents(cfg, roles).await;
                 }
                 serve(cfg, roles).await
             }
@@ -263,26 +265,46 @@ fn print_report(app: &ferro_api_server::App) {
     );
 }
 
-/// `serve --roles compute`: this host's agents only, on the shared bus.
-async fn serve_compute(cfg: Config) -> anyhow::Result<()> {
+/// `serve --roles compute,network` (either or both): this host's agents
+/// only, on the shared bus.
+async fn serve_agents(cfg: Config, roles: ferro_api_server::Roles) -> anyhow::Result<()> {
     if cfg.bus.url.as_deref().is_none_or(str::is_empty) {
         anyhow::bail!(
-            "--roles compute without a controller in this process needs a shared bus: set [bus] url (FERROSTACK__BUS__URL)"
+            "--roles compute or network without a controller in this process needs a shared bus: set [bus] url (FERROSTACK__BUS__URL)"
         );
     }
     let bus = ferro_api_server::wiring::bus(&cfg)
         .await
         .map_err(startup_error)?;
-    ferro_api_server::wiring::start_network_agent(&cfg, bus.clone())
-        .await
-        .map_err(startup_error)?;
-    let agents = ferro_api_server::wiring::start_agents(&cfg, bus)
-        .await
-        .map_err(startup_error)?;
-    for a in &agents {
-        println!("compute agent: {} (driver {})", a.host, a.driver.name());
+    if roles.network {
+        match ferro_api_server::wiring::start_network_agent(&cfg, bus.clone())
+            .await
+            .map_err(startup_error)?
+        {
+            Some(agent) => {
+                // Metadata answers come from the controllers over the bus.
+                ferro_api_server::wiring::metadata_over_bus(&agent, bus.clone());
+                println!(
+                    "network agent: {} (driver {})",
+                    agent.host,
+                    agent.driver.name()
+                );
+            }
+            None => println!(
+                "network agent: none (network.host_net_driver = {}: no data plane on this host)",
+                cfg.host_net_driver()
+            ),
+        }
     }
-    tracing::info!(hosts = agents.len(), "ferrostack compute agents running");
+    if roles.compute {
+        let agents = ferro_api_server::wiring::start_agents(&cfg, bus)
+            .await
+            .map_err(startup_error)?;
+        for a in &agents {
+            println!("compute agent: {} (driver {})", a.host, a.driver.name());
+        }
+        tracing::info!(hosts = agents.len(), "ferrostack compute agents running");
+    }
     ferro_api_server::shutdown_signal().await;
     Ok(())
 }

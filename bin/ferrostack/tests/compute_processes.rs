@@ -998,3 +998,234 @@ async fn as_root_the_helper_builds_the_network_data_plane() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// The namespaces and data directories of a test with processes of
+/// several roles, removed with what their agents built.
+struct RolesCleanup {
+    namespaces: Vec<String>,
+    data: Vec<std::path::PathBuf>,
+}
+
+impl Drop for RolesCleanup {
+    fn drop(&mut self) {
+        for d in &self.data {
+            ferro_netdriver::remove_recorded(&d.join("network"));
+        }
+        for ns in &self.namespaces {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+fn sh_out(args: &[&str]) -> (bool, String) {
+    let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+/// `serve --roles network` as its own process beside `--roles
+/// controller,compute`, over RabbitMQ, as root: the network agent builds
+/// the network's DHCP in the test's host namespace; a guest (a namespace
+/// on its port's tap) gets its lease with the subnet's DNS server, and
+/// reads its own identity from 169.254.169.254, which the agent's process
+/// asks the controller for over the bus.
+#[tokio::test]
+async fn as_root_the_network_role_runs_in_its_own_process() {
+    if !ferro_config::running_as_root() {
+        eprintln!("skipped: the Linux bridge data plane needs root");
+        return;
+    }
+    for (cmd, pkg) in [("dnsmasq", "dnsmasq-base"), ("busybox", "busybox-static")] {
+        if !sh_out(&["sh", "-c", &format!("command -v {cmd}")]).0 {
+            ferro_common::skip_or_fail(&format!("{cmd} is not installed ({pkg})"));
+            return;
+        }
+    }
+    if std::net::TcpStream::connect_timeout(
+        &"127.0.0.1:5672".parse().unwrap(),
+        Duration::from_secs(1),
+    )
+    .is_err()
+    {
+        ferro_common::skip_or_fail("RabbitMQ is not reachable at 127.0.0.1:5672");
+        return;
+    }
+    let pid = std::process::id();
+    let (host_ns, guest_ns) = (format!("frh-{pid}"), format!("frg-{pid}"));
+    let ctl_dir = tempfile::tempdir().unwrap();
+    let net_dir = tempfile::tempdir().unwrap();
+    let _cleanup = RolesCleanup {
+        namespaces: vec![host_ns.clone(), guest_ns.clone()],
+        data: vec![ctl_dir.path().into(), net_dir.path().into()],
+    };
+    for ns in [&host_ns, &guest_ns] {
+        assert!(sh_out(&["ip", "netns", "add", ns]).0);
+        sh_out(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let host = format!("nrole-{pid:08x}");
+    let env = [
+        (
+            "FERROSTACK__BUS__URL",
+            "amqp://guest:guest@127.0.0.1:5672/%2f",
+        ),
+        ("FERROSTACK__COMPUTE__HOST", host.as_str()),
+        ("FERROSTACK__NETWORK__HOST_NET_DRIVER", "linuxbridge"),
+        ("FERROSTACK__NETWORK__HOST_NAMESPACE", host_ns.as_str()),
+        ("FERROSTACK__NETWORK__REPORT_INTERVAL", "1"),
+        ("FERROSTACK__NETWORK__BOOTSTRAP_PUBLIC_NETWORK", "false"),
+    ];
+    let s = start_with(
+        ctl_dir.path(),
+        port,
+        None,
+        &["--roles", "controller,compute"],
+        &env,
+    );
+    let agent = start_with(net_dir.path(), 9, None, &["--roles", "network"], &env);
+    let c = reqwest::Client::new();
+    let tok = token(&c, &s.url).await;
+    let n = format!("{}/networking/v2.0", s.url);
+    let (st, net, _) = req(
+        &c,
+        reqwest::Method::POST,
+        &format!("{n}/networks"),
+        Some(&tok),
+        json!({"network": {"name": "lan"}}),
+    )
+    .await;
+    assert_eq!(st, 201, "{net}");
+    let net_id = net["network"]["id"].as_str().unwrap().to_string();
+    let (st, sub, _) = req(
+        &c,
+        reqwest::Method::POST,
+        &format!("{n}/subnets"),
+        Some(&tok),
+        json!({"subnet": {"network_id": net_id, "cidr": "10.81.0.0/24", "ip_version": 4,
+               "dns_nameservers": ["10.81.0.53"]}}),
+    )
+    .await;
+    assert_eq!(st, 201, "{sub}");
+    let img = upload_image(&c, &s.url, &tok).await;
+    let (st, b, _) = req(&c, reqwest::Method::POST, &format!("{}/compute/v2.1/servers", s.url), Some(&tok),
+        json!({"server": {"name": "vm", "imageRef": img, "flavorRef": "1", "networks": [{"uuid": net_id}]}})).await;
+    assert_eq!(st, 202, "{b}");
+    let id = b["server"]["id"].as_str().unwrap().to_string();
+    let t = Instant::now();
+    while status(&c, &s.url, &tok, &id).await["status"] == "BUILD" {
+        assert!(t.elapsed() < Duration::from_secs(30));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let logs = || {
+        let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
+        format!(
+            "controller: {}{}\nnetwork: {}{}",
+            read(&s.log),
+            read(&ctl_dir.path().join("ferrostack.log")),
+            read(&agent.log),
+            read(&net_dir.path().join("ferrostack.log")),
+        )
+    };
+    let (_, ports, _) = req(
+        &c,
+        reqwest::Method::GET,
+        &format!("{n}/ports?device_id={id}"),
+        Some(&tok),
+        Value::Null,
+    )
+    .await;
+    let vm_port = ports["ports"][0].clone();
+    let port_id = vm_port["id"].as_str().unwrap().to_string();
+    let mac = vm_port["mac_address"].as_str().unwrap();
+    let ip = vm_port["fixed_ips"][0]["ip_address"].as_str().unwrap();
+    // The "hypervisor" plugs the guest: its tap in the host, eth0 inside;
+    // the agent's process wires it and the port turns ACTIVE.
+    let tap = ferro_netdriver::tap_name(&port_id);
+    assert!(
+        sh_out(&[
+            "ip", "-n", &host_ns, "link", "add", &tap, "type", "veth", "peer", "name", "eth0",
+            "netns", &guest_ns
+        ])
+        .0
+    );
+    assert!(
+        sh_out(&[
+            "ip", "-n", &guest_ns, "link", "set", "eth0", "address", mac, "up"
+        ])
+        .0
+    );
+    let t = Instant::now();
+    loop {
+        let (_, p, _) = req(
+            &c,
+            reqwest::Method::GET,
+            &format!("{n}/ports/{port_id}"),
+            Some(&tok),
+            Value::Null,
+        )
+        .await;
+        if p["port"]["status"] == "ACTIVE" {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(30), "{p}\n{}", logs());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let script = ctl_dir.path().join("udhcpc.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\n[ \"$1\" = bound ] && echo \"LEASE $ip dns=$dns\" && ip addr add $ip/24 dev $interface && ip route add 169.254.169.254/32 via $(echo $staticroutes | cut -d' ' -f2) dev $interface\nexit 0\n",
+    )
+    .unwrap();
+    sh_out(&["chmod", "755", &script.display().to_string()]);
+    let (_, out) = sh_out(&[
+        "ip",
+        "netns",
+        "exec",
+        &guest_ns,
+        "busybox",
+        "udhcpc",
+        "-i",
+        "eth0",
+        "-n",
+        "-q",
+        "-t",
+        "5",
+        "-T",
+        "1",
+        "-O",
+        "staticroutes",
+        "-s",
+        &script.display().to_string(),
+    ]);
+    assert!(
+        out.contains(&format!("LEASE {ip} dns=10.81.0.53")),
+        "udhcpc: {out}\n{}",
+        logs()
+    );
+    let (ok, md) = sh_out(&[
+        "ip",
+        "netns",
+        "exec",
+        &guest_ns,
+        "curl",
+        "-sf",
+        "-m",
+        "10",
+        "http://169.254.169.254/openstack/latest/meta_data.json",
+    ]);
+    assert!(
+        ok,
+        "metadata: {md}\nudhcpc: {out}\nroutes: {}\n{}",
+        sh_out(&["ip", "-n", &guest_ns, "route"]).1,
+        logs()
+    );
+    let md: Value = serde_json::from_str(&md).unwrap();
+    assert_eq!(md["uuid"], id.as_str(), "{md}");
+    assert_eq!(md["name"], "vm");
+}

@@ -39,30 +39,40 @@ pub mod wiring;
 pub struct Roles {
     /// APIs, database, conductor and scheduler.
     pub controller: bool,
-    /// This host's compute agents.
+    /// This host's compute agents (its guests).
     pub compute: bool,
+    /// This host's network agent (bridges, DHCP, metadata, security
+    /// groups) when its data plane is real.
+    pub network: bool,
 }
 
 impl Roles {
     pub const ALL: Roles = Roles {
         controller: true,
         compute: true,
+        network: true,
     };
-    /// Parses `controller,compute` (also `all`, `api`).
+    /// Parses `controller,compute,network` (also `all`, `api`).
     pub fn parse(s: &str) -> Result<Roles, String> {
         let mut r = Roles {
             controller: false,
             compute: false,
+            network: false,
         };
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             match part {
                 "all" => r = Roles::ALL,
                 "controller" | "api" => r.controller = true,
                 "compute" => r.compute = true,
-                other => return Err(format!("unknown role {other} (controller, compute, all)")),
+                "network" => r.network = true,
+                other => {
+                    return Err(format!(
+                        "unknown role {other} (controller, compute, network, all)"
+                    ));
+                }
             }
         }
-        if !r.controller && !r.compute {
+        if !r.controller && !r.compute && !r.network {
             return Err("no role given".into());
         }
         Ok(r)
@@ -89,7 +99,8 @@ impl App {
         Self::start_roles(cfg, Roles::ALL).await
     }
 
-    /// Starts the controller; with `roles.compute`, this host's agents too.
+    /// Starts the controller; with `roles.compute` and `roles.network`,
+    /// this host's agents too.
     pub async fn start_roles(cfg: Config, roles: Roles) -> Result<App, Error> {
         let data = cfg.data_dir();
         std::fs::create_dir_all(&data)
@@ -121,7 +132,7 @@ impl App {
         let admin_project = identity.project_by_name("default", "admin").await?.id;
         let bus = wiring::bus(&cfg).await?;
         // The host's network agent listens before Networking first converges.
-        let network_agent = if roles.compute {
+        let network_agent = if roles.network {
             wiring::start_network_agent(&cfg, bus.clone()).await?
         } else {
             None
@@ -180,9 +191,11 @@ impl App {
                 svc: compute.clone(),
             }));
         }
-        // Hosts' network agents tell Networking when guests' taps come and go.
+        // Hosts' network agents tell Networking when guests' taps come and
+        // go, and ask Compute what their guests' metadata says.
         if cfg.host_net_driver() == "linuxbridge" {
             ferro_network::agent::listen(network.clone(), bus.clone()).await?;
+            ferro_compute::metadata::listen(compute.clone(), bus.clone()).await?;
         }
         // Block Storage finishes its interrupted workflows once Compute can
         // hear about them (an in-use extend notifies it).

@@ -88,6 +88,17 @@ async fn qemu_installed() -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// For a network agent without the controller in its process: the
+/// metadata service's answers come from the controllers over the bus.
+pub fn metadata_over_bus(agent: &ferro_network_agent::NetworkAgent, bus: Arc<dyn Bus>) {
+    agent
+        .metadata
+        .set_source(Arc::new(ferro_network_agent::metadata::BusMetadataSource {
+            bus,
+            timeout: Duration::from_secs(30),
+        }));
+}
+
 /// Starts this host's compute agents: one with the QEMU driver, or
 /// `fake_hosts` of them with the fake driver.
 pub async fn start_agents(

@@ -118,6 +118,35 @@ pub async fn serve(
     }
 }
 
+/// Answers the metadata queue for network agents on other hosts (the
+/// agent named the instance; each request is answered on its own task).
+pub async fn listen(
+    svc: std::sync::Arc<ComputeService>,
+    bus: std::sync::Arc<dyn ferro_bus::Bus>,
+) -> Result<(), ferro_common::Error> {
+    use ferro_rpc::metadata::{MetadataRequest, TOPIC};
+    let mut sub = bus
+        .serve(TOPIC, &svc.cfg.compute.host_name())
+        .await
+        .map_err(|e| ferro_common::Error::internal(format!("subscribing to {TOPIC}: {e}")))?;
+    tokio::spawn(async move {
+        while let Some(msg) = sub.next().await {
+            let svc = svc.clone();
+            tokio::spawn(async move {
+                let r = match MetadataRequest::from_envelope(&msg.envelope) {
+                    Ok(q) => {
+                        let a = serve(&svc, &q.instance, &q.http_method, &q.path, &q.body).await;
+                        serde_json::to_value(&a).map_err(|e| e.to_string())
+                    }
+                    Err(e) => Err(e.to_wire()),
+                };
+                msg.reply(r).await;
+            });
+        }
+    });
+    Ok(())
+}
+
 fn version_ok(v: &str) -> bool {
     v == "latest" || OPENSTACK_VERSIONS.contains(&v)
 }

@@ -152,3 +152,41 @@ async fn answer(
     let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     (status, [(header::CONTENT_TYPE, r.content_type)], r.body).into_response()
 }
+
+/// The answers from the controllers over the bus, for a network agent on a
+/// host without the controller (`serve --roles network`): Neutron's
+/// metadata agent proxying to Nova's metadata API.
+pub struct BusMetadataSource {
+    pub bus: Arc<dyn ferro_bus::Bus>,
+    pub timeout: std::time::Duration,
+}
+
+#[async_trait::async_trait]
+impl MetadataSource for BusMetadataSource {
+    async fn fetch(
+        &self,
+        instance: &str,
+        method: &str,
+        path: &str,
+        body: Vec<u8>,
+    ) -> MetadataReply {
+        let req = ferro_rpc::metadata::MetadataRequest {
+            instance: instance.to_string(),
+            http_method: method.to_string(),
+            path: path.to_string(),
+            body,
+        };
+        match ferro_rpc::metadata::ask(self.bus.as_ref(), &req, self.timeout).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(instance, path, "metadata from the controller: {e}");
+                MetadataReply {
+                    status: 500,
+                    content_type: "text/plain".into(),
+                    body: b"An unknown error has occurred. Please try your request again.\n"
+                        .to_vec(),
+                }
+            }
+        }
+    }
+}

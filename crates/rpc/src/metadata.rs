@@ -178,9 +178,97 @@ pub fn from_spec(s: &GuestSpec) -> InstanceMetadata {
 }
 
 /// One answer of the metadata service, as the guest gets it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MetadataReply {
     pub status: u16,
     pub content_type: String,
+    #[serde(with = "b64")]
     pub body: Vec<u8>,
+}
+
+/// Compute's metadata queue: a network agent on a host without the
+/// controller asks any controller (Nova's metadata API behind Neutron's
+/// metadata agent). The instance is the agent's finding (the port the
+/// request came from), never the guest's claim.
+pub const TOPIC: &str = "metadata";
+
+/// A guest's request to the metadata service, for Compute to answer.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "method", rename = "metadata")]
+pub struct MetadataRequest {
+    pub instance: String,
+    /// The HTTP method (GET, or POST for the password).
+    pub http_method: String,
+    pub path: String,
+    #[serde(with = "b64")]
+    pub body: Vec<u8>,
+}
+
+impl MetadataRequest {
+    pub fn to_envelope(&self) -> Result<ferro_bus::Envelope, crate::RpcError> {
+        crate::envelope(self, None)
+    }
+
+    pub fn from_envelope(env: &ferro_bus::Envelope) -> Result<MetadataRequest, crate::RpcError> {
+        crate::open(env, "a network agent")
+    }
+}
+
+/// Asks the controllers' metadata queue.
+pub async fn ask(
+    bus: &dyn ferro_bus::Bus,
+    req: &MetadataRequest,
+    timeout: std::time::Duration,
+) -> Result<MetadataReply, crate::RpcError> {
+    let v = bus
+        .call(
+            &ferro_bus::Target::topic(TOPIC),
+            req.to_envelope()?,
+            timeout,
+        )
+        .await
+        .map_err(crate::RpcError::from_bus)?;
+    serde_json::from_value(v).map_err(|e| crate::RpcError::BadMessage(format!("metadata: {e}")))
+}
+
+/// Bytes as base64 text on the wire.
+mod b64 {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(b))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = String::deserialize(d)?;
+        STANDARD.decode(s).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod wire_tests {
+    use super::*;
+
+    #[test]
+    fn a_metadata_request_and_reply_cross_the_wire_intact() {
+        let req = MetadataRequest {
+            instance: "6f1c".into(),
+            http_method: "POST".into(),
+            path: "/openstack/latest/password".into(),
+            body: b"secret\n\x00".to_vec(),
+        };
+        let env = req.to_envelope().unwrap();
+        assert_eq!(env.method, "metadata");
+        assert_eq!(MetadataRequest::from_envelope(&env).unwrap(), req);
+        let reply = MetadataReply {
+            status: 200,
+            content_type: "application/json".into(),
+            body: vec![0, 255, b'{'],
+        };
+        let v = serde_json::to_value(&reply).unwrap();
+        assert_eq!(v["body"], "AP97");
+        assert_eq!(serde_json::from_value::<MetadataReply>(v).unwrap(), reply);
+    }
 }

@@ -133,10 +133,12 @@ ferro_kill_guests() {
 # ferro_clean_network DATA_DIR: removes what the Linux bridge driver of the
 # ferrostack with DATA_DIR recorded under DATA_DIR/network: each network's
 # dnsmasq (only the pid whose command line names that network's pid file)
-# and its qdhcp-<network> namespace. Bridges and taps go with FERRO_NETNS.
+# and its qdhcp-<network> namespace, and each router's qrouter-<router>
+# namespace. Bridges and taps go with FERRO_NETNS.
 ferro_clean_network() {
   local d net pid
   for d in "$1"/network/*/; do
+    if [ -f "$d/router" ]; then ip netns del "qrouter-$(basename "$d")" 2>/dev/null || true; fi
     [ -f "$d/network" ] || continue
     net="$(basename "$d")"
     pid="$(cat "$d/pid" 2>/dev/null || true)"

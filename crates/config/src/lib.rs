@@ -545,6 +545,12 @@ pub struct NetworkConfig {
     /// Creates the external network `public` (flat on physnet `public`) at first start.
     pub bootstrap_public_network: bool,
     pub public_network_cidr: String,
+    /// The host holds each external network's subnet gateway address on
+    /// that network's bridge (DevStack's `br-ex`), so that floating IPs
+    /// are reachable from the host itself; off where a real router on the
+    /// provider network has that address. Nothing is forwarded between it
+    /// and the host's other interfaces.
+    pub external_host_address: bool,
     /// First three bytes of generated MAC addresses.
     pub base_mac: String,
     pub max_dns_nameservers: usize,
@@ -579,6 +585,7 @@ impl Default for NetworkConfig {
             global_physnet_mtu: 1500,
             bootstrap_public_network: true,
             public_network_cidr: "172.24.4.0/24".into(),
+            external_host_address: true,
             base_mac: "fa:16:3e".into(),
             max_dns_nameservers: 5,
             max_subnet_host_routes: 20,

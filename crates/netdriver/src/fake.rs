@@ -52,6 +52,11 @@ impl HostDriver for FakeHostDriver {
                 plugged.contains(&crate::tap_name(&p.id))
             } else if crate::is_dhcp_port(p) {
                 !net.dhcp_subnets.is_empty()
+            } else if crate::is_router_port(p) {
+                desired
+                    .routers
+                    .get(&p.device_id)
+                    .is_some_and(|r| r.admin_up)
             } else {
                 false
             };

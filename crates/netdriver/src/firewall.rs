@@ -36,7 +36,7 @@ use std::net::IpAddr;
 pub const TABLE: &str = "ferro_sg";
 
 /// One address or prefix as nft takes it.
-fn prefix(s: &str) -> Option<(bool, String)> {
+pub(crate) fn prefix(s: &str) -> Option<(bool, String)> {
     let (addr, len) = match s.split_once('/') {
         Some((a, l)) => (a, Some(l.parse::<u8>().ok()?)),
         None => (s, None),

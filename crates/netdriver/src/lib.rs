@@ -20,7 +20,7 @@ pub mod ipv4;
 pub mod linux;
 
 pub use fake::FakeHostDriver;
-pub use ferro_rpc::network::{DhcpOpt, DhcpSubnet, HostState, NetSpec, PortSpec};
+pub use ferro_rpc::network::{DhcpOpt, DhcpSubnet, HostState, NetSpec, PortSpec, RouterSpec};
 pub use linux::{LinuxBridge, remove_recorded};
 
 /// A host's devices by name, each with its bridge (`master`), if any.
@@ -81,6 +81,27 @@ pub fn dhcp_namespace(network_id: &str) -> String {
 /// Whether the port is a guest's (its tap comes from the hypervisor).
 pub fn is_guest_port(p: &PortSpec) -> bool {
     p.device_owner.starts_with("compute:")
+}
+
+/// Whether the port is a router's (an interface or its gateway).
+pub fn is_router_port(p: &PortSpec) -> bool {
+    p.device_owner == "network:router_interface" || p.device_owner == "network:router_gateway"
+}
+
+/// A router's namespace.
+pub fn router_namespace(router_id: &str) -> String {
+    format!("qrouter-{router_id}")
+}
+
+/// A router port's device inside the router's namespace: `qg-` for the
+/// gateway, `qr-` for an interface (+ 11 characters of the port's id).
+pub fn router_device(p: &PortSpec) -> String {
+    let kind = if p.device_owner == "network:router_gateway" {
+        "qg"
+    } else {
+        "qr"
+    };
+    format!("{kind}-{}", short(&p.id))
 }
 
 /// Whether the port is the network's DHCP port.

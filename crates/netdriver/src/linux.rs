@@ -24,6 +24,8 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod l3;
+
 pub struct LinuxBridge {
     /// The namespace holding this host's bridges and taps (None: the root one).
     host_ns: Option<String>,
@@ -38,6 +40,18 @@ pub struct LinuxBridge {
     /// ports that changed; the tables are replaced whole when they are
     /// gone).
     loaded: std::sync::Mutex<crate::firewall::Loaded>,
+    /// The guard table on external networks' bridges, as last loaded.
+    external: tokio::sync::Mutex<Option<String>>,
+}
+
+/// What `ns_port` builds.
+struct NsPort<'a> {
+    ns: &'a str,
+    dev: &'a str,
+    port: &'a PortSpec,
+    br: &'a str,
+    mtu: i64,
+    addrs: &'a BTreeSet<String>,
 }
 
 /// A link as `ip -j link show` reports it.
@@ -97,6 +111,7 @@ impl LinuxBridge {
             vlan: Path::new("/proc/net/vlan/config").exists(),
             lock: tokio::sync::Mutex::new(()),
             loaded: std::sync::Mutex::new(crate::firewall::Loaded::default()),
+            external: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -201,6 +216,66 @@ impl LinuxBridge {
         Ok(links)
     }
 
+    /// A port of a namespace (`qdhcp-`, `qrouter-`): the namespace, a veth
+    /// from the port's `tap` on bridge `br` to `dev` inside, with the port's
+    /// MAC, exactly the addresses `addrs` (IPv4, with prefixes), the MTU,
+    /// up. Only what differs is changed.
+    async fn ns_port(&self, p: NsPort<'_>, links: &BTreeMap<String, Link>) -> Result<(), String> {
+        let NsPort {
+            ns,
+            dev,
+            port,
+            br,
+            mtu,
+            addrs: want,
+        } = p;
+        if !Path::new("/run/netns").join(ns).exists() {
+            run("ip", &["netns", "add", ns]).await?;
+            run("ip", &["-n", ns, "link", "set", "lo", "up"]).await?;
+        }
+        let tap = crate::tap_name(&port.id);
+        let mtu_n = mtu.max(68);
+        let mtu = mtu_n.to_string();
+        if !links.contains_key(&tap) {
+            self.ip(&[
+                "link", "add", &tap, "mtu", &mtu, "type", "veth", "peer", "name", dev, "mtu", &mtu,
+                "netns", ns,
+            ])
+            .await?;
+        }
+        let l = links.get(&tap).cloned().unwrap_or_default();
+        if l.master.as_deref() != Some(br) || !l.up || l.mtu != mtu_n as u64 {
+            self.ip(&["link", "set", &tap, "master", br, "mtu", &mtu, "up"])
+                .await?;
+        }
+        let shown = run("ip", &["-n", ns, "-j", "addr", "show", "dev", dev]).await?;
+        let v: serde_json::Value = serde_json::from_str(&shown).unwrap_or_default();
+        let have_mac = v[0]["address"].as_str().unwrap_or_default().to_string();
+        let have: BTreeSet<String> = v[0]["addr_info"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|a| a["family"] == "inet")
+            .filter_map(|a| Some(format!("{}/{}", a["local"].as_str()?, a["prefixlen"])))
+            .collect();
+        if !have_mac.eq_ignore_ascii_case(&port.mac) {
+            run("ip", &["-n", ns, "link", "set", dev, "address", &port.mac]).await?;
+        }
+        for a in want.difference(&have) {
+            run("ip", &["-n", ns, "addr", "add", a, "dev", dev]).await?;
+        }
+        for a in have.difference(want) {
+            run("ip", &["-n", ns, "addr", "del", a, "dev", dev]).await?;
+        }
+        let dev_up = v[0]["flags"]
+            .as_array()
+            .is_some_and(|f| f.iter().any(|x| x == "UP"));
+        if !dev_up || v[0]["mtu"].as_i64() != Some(mtu_n) {
+            run("ip", &["-n", ns, "link", "set", dev, "mtu", &mtu, "up"]).await?;
+        }
+        Ok(())
+    }
+
     fn net_dir(&self, net: &str) -> PathBuf {
         self.state_dir.join(net)
     }
@@ -294,27 +369,9 @@ impl LinuxBridge {
             return Ok(false);
         }
         let ns = crate::dhcp_namespace(&net.id);
-        if !Path::new("/run/netns").join(&ns).exists() {
-            run("ip", &["netns", "add", &ns]).await?;
-            run("ip", &["-n", &ns, "link", "set", "lo", "up"]).await?;
-        }
-        let tap = crate::tap_name(&port.id);
         let dev = crate::ns_device(&port.id);
-        let mtu = net.mtu.max(68).to_string();
-        if !links.contains_key(&tap) {
-            self.ip(&[
-                "link", "add", &tap, "mtu", &mtu, "type", "veth", "peer", "name", &dev, "mtu",
-                &mtu, "netns", &ns,
-            ])
-            .await?;
-        }
-        let l = links.get(&tap).cloned().unwrap_or_default();
-        if l.master.as_deref() != Some(br) || !l.up || l.mtu != net.mtu.max(68) as u64 {
-            self.ip(&["link", "set", &tap, "master", br, "mtu", &mtu, "up"])
-                .await?;
-        }
-        // Inside: the port's MAC and its addresses with their prefixes, and
-        // the metadata service's.
+        // Inside: the port's addresses with their prefixes, and the
+        // metadata service's.
         let mut want: BTreeSet<String> = port
             .ips
             .iter()
@@ -325,35 +382,18 @@ impl LinuxBridge {
             })
             .collect();
         want.insert(format!("{}/32", crate::METADATA_IP));
-        let shown = run("ip", &["-n", &ns, "-j", "addr", "show", "dev", &dev]).await?;
-        let v: serde_json::Value = serde_json::from_str(&shown).unwrap_or_default();
-        let have_mac = v[0]["address"].as_str().unwrap_or_default().to_string();
-        let have: BTreeSet<String> = v[0]["addr_info"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|a| a["family"] == "inet")
-            .filter_map(|a| Some(format!("{}/{}", a["local"].as_str()?, a["prefixlen"])))
-            .collect();
-        if !have_mac.eq_ignore_ascii_case(&port.mac) {
-            run(
-                "ip",
-                &["-n", &ns, "link", "set", &dev, "address", &port.mac],
-            )
-            .await?;
-        }
-        for a in want.difference(&have) {
-            run("ip", &["-n", &ns, "addr", "add", a, "dev", &dev]).await?;
-        }
-        for a in have.difference(&want) {
-            run("ip", &["-n", &ns, "addr", "del", a, "dev", &dev]).await?;
-        }
-        let dev_up = v[0]["flags"]
-            .as_array()
-            .is_some_and(|f| f.iter().any(|x| x == "UP"));
-        if !dev_up || v[0]["mtu"].as_i64() != Some(net.mtu.max(68)) {
-            run("ip", &["-n", &ns, "link", "set", &dev, "mtu", &mtu, "up"]).await?;
-        }
+        self.ns_port(
+            NsPort {
+                ns: &ns,
+                dev: &dev,
+                port,
+                br,
+                mtu: net.mtu,
+                addrs: &want,
+            },
+            links,
+        )
+        .await?;
         self.dnsmasq(net, port, ports, &subnets, &ns, &dev).await?;
         Ok(true)
     }
@@ -487,6 +527,10 @@ impl LinuxBridge {
         let mut up = Vec::new();
         let mut wanted = BTreeSet::new();
         let mut errors = Vec::new();
+        // Bridged networks (bridge, MTU) for routers; bridges the host
+        // holds an address on.
+        let mut bridges: BTreeMap<String, (String, i64)> = BTreeMap::new();
+        let mut external = BTreeSet::new();
         for (net_id, ports) in &by_net {
             let Some(net) = desired.networks.get(*net_id) else {
                 continue;
@@ -502,6 +546,9 @@ impl LinuxBridge {
             let r = async {
                 self.record(&net.id)?;
                 let br = self.bridge(net, &links).await?;
+                if !net.host_addresses.is_empty() {
+                    self.host_addresses(&br, &net.host_addresses).await?;
+                }
                 let mut net_up = Vec::new();
                 for p in ports {
                     let ok = if crate::is_guest_port(p) {
@@ -518,13 +565,25 @@ impl LinuxBridge {
                 if !ports.iter().any(|p| crate::is_dhcp_port(p)) {
                     self.stop_dhcp(&net.id).await;
                 }
-                Ok::<_, String>(net_up)
+                Ok::<_, String>((net_up, br))
             }
             .await;
             match r {
-                Ok(u) => up.extend(u),
+                Ok((u, br)) => {
+                    up.extend(u);
+                    if !net.host_addresses.is_empty() {
+                        external.insert(br.clone());
+                    }
+                    bridges.insert(net.id.clone(), (br, net.mtu.max(68)));
+                }
                 Err(e) => errors.push(format!("network {}: {e}", net.id)),
             }
+        }
+        let (router_up, router_errors) = self.routers(desired, &bridges, &links).await;
+        up.extend(router_up);
+        errors.extend(router_errors);
+        if let Err(e) = self.external_guard(&external).await {
+            errors.push(format!("external networks' guard: {e}"));
         }
         for gone in self.recorded().difference(&wanted) {
             self.teardown(gone, &links).await;
@@ -661,11 +720,12 @@ pub fn remove_recorded(state_dir: &Path) {
                 .args(["-KILL", &pid.to_string()])
                 .status();
         }
-        let ns = crate::dhcp_namespace(&net);
-        if Path::new("/run/netns").join(&ns).exists() {
-            let _ = std::process::Command::new("ip")
-                .args(["netns", "del", &ns])
-                .status();
+        for ns in [crate::dhcp_namespace(&net), crate::router_namespace(&net)] {
+            if Path::new("/run/netns").join(&ns).exists() {
+                let _ = std::process::Command::new("ip")
+                    .args(["netns", "del", &ns])
+                    .status();
+            }
         }
     }
 }

@@ -46,15 +46,16 @@ struct Rig {
 }
 
 impl Rig {
-    fn new() -> Rig {
+    /// `tag` keeps the namespaces of tests running at once apart.
+    fn new(tag: &str) -> Rig {
         let pid = std::process::id();
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .subsec_nanos();
         let r = Rig {
-            host: format!("fnh-{pid}"),
-            guest: format!("fng-{pid}"),
+            host: format!("fnh{tag}-{pid}"),
+            guest: format!("fng{tag}-{pid}"),
             net_id: format!("cf{pid:08x}-{nanos:08x}-4e2d-9a1b-0c1d2e3f4a5b"),
             state: tempfile::tempdir().unwrap(),
         };
@@ -240,7 +241,7 @@ async fn the_fake_and_linux_bridge_bring_up_the_same_ports() {
             return;
         }
     }
-    let rig = Rig::new();
+    let rig = Rig::new("d");
     let linux = LinuxBridge::new(Some(rig.host.clone()), rig.state.path().to_path_buf());
     let real = Real {
         rig: &rig,
@@ -394,6 +395,187 @@ impl Check for Real<'_> {
                 assert!(!l.contains(",UP"), "{l}");
             }
             _ => {}
+        }
+    }
+}
+
+/// A router on both drivers: its interface and gateway ports come up; on
+/// Linux, in `qrouter-<id>` inside the test's host namespace, a guest (a
+/// namespace on its port's tap) reaches the host's address on the external
+/// network through SNAT to the router's gateway address, then, once it has
+/// a floating IP, the host reaches it at that address and it reaches the
+/// host from it; the floating IP removed, the host no longer does; the
+/// router deleted, its namespace is gone.
+#[tokio::test]
+async fn the_fake_and_linux_bridge_route_alike() {
+    let pid = std::process::id();
+    let tenant = format!("ct{pid:08x}-0000-4e2d-9a1b-0c1d2e3f4a5b");
+    let ext = format!("ce{pid:08x}-0000-4e2d-9a1b-0c1d2e3f4a5b");
+    let router = format!("cr{pid:08x}-0000-4e2d-9a1b-0c1d2e3f4a5b");
+    let net = |id: &str, host: Vec<String>| NetSpec {
+        id: id.into(),
+        network_type: "flat".into(),
+        mtu: 1500,
+        host_addresses: host,
+        ..Default::default()
+    };
+    let mut vm = port(
+        format!("v{}-0000", &tenant[2..12]),
+        &tenant,
+        "fa:16:3e:00:01:10",
+        "10.88.0.10",
+        "compute:nova",
+    );
+    vm.rules = vec![
+        serde_json::json!({"direction": "ingress", "ethertype": "IPv4", "protocol": "icmp"}),
+        serde_json::json!({"direction": "egress", "ethertype": "IPv4"}),
+    ];
+    let mut qr = port(
+        format!("i{}-0000", &tenant[2..12]),
+        &tenant,
+        "fa:16:3e:00:01:01",
+        "10.88.0.1",
+        "network:router_interface",
+    );
+    qr.device_id = router.clone();
+    let mut qg = port(
+        format!("g{}-0000", &ext[2..12]),
+        &ext,
+        "fa:16:3e:00:02:0a",
+        "172.24.88.10",
+        "network:router_gateway",
+    );
+    qg.device_id = router.clone();
+    let spec = |fips: Vec<(String, String)>| ferro_netdriver::RouterSpec {
+        id: router.clone(),
+        gateway: Some((ext.clone(), vec!["172.24.88.10/24".into()])),
+        interfaces: vec![(tenant.clone(), "10.88.0.1/24".into())],
+        floating_ips: fips,
+        gateway_nexthops: vec!["172.24.88.1".into()],
+        ..Default::default()
+    };
+    let state = |fips: Vec<(String, String)>| {
+        let mut s = HostState::default();
+        s.networks.insert(tenant.clone(), net(&tenant, vec![]));
+        s.networks
+            .insert(ext.clone(), net(&ext, vec!["172.24.88.1/24".into()]));
+        for p in [&vm, &qr, &qg] {
+            s.ports.insert(p.id.clone(), p.clone());
+        }
+        s.routers.insert(router.clone(), spec(fips));
+        s
+    };
+    let fip = vec![("172.24.88.100".to_string(), "10.88.0.10".to_string())];
+    let fake = FakeHostDriver::default();
+    fake.plug(&tap_name(&vm.id));
+    let mut want = Vec::new();
+    for s in [state(vec![]), state(fip.clone()), state(vec![])] {
+        let mut up = fake.apply(&s).await.unwrap();
+        up.sort();
+        want.push(up);
+    }
+    want.push(fake.apply(&HostState::default()).await.unwrap());
+    assert_eq!(want[0].len(), 3, "{want:?}");
+    assert!(want[3].is_empty());
+
+    if sh(&["id", "-u"]).1.trim() != "0" {
+        eprintln!("skipped (Linux bridge half): needs root");
+        return;
+    }
+    for (cmd, pkg) in [("nft", "nftables"), ("busybox", "busybox-static")] {
+        if !sh(&["sh", "-c", &format!("command -v {cmd}")]).0 {
+            ferro_common::skip_or_fail(&format!("{cmd} is not installed ({pkg})"));
+            return;
+        }
+    }
+    let rig = Rig::new("r");
+    let linux = LinuxBridge::new(Some(rig.host.clone()), rig.state.path().to_path_buf());
+    let _routers = RouterCleanup(router.clone());
+    let in_guest = |args: &[&str]| {
+        let mut a = vec!["ip", "netns", "exec", rig.guest.as_str()];
+        a.extend_from_slice(args);
+        sh(&a)
+    };
+    let in_host = |args: &[&str]| {
+        let mut a = vec!["ip", "netns", "exec", rig.host.as_str()];
+        a.extend_from_slice(args);
+        sh(&a)
+    };
+    LinuxHv(&rig).plug(&vm).await;
+    sh(&[
+        "ip",
+        "-n",
+        &rig.guest,
+        "addr",
+        "add",
+        "10.88.0.10/24",
+        "dev",
+        "eth0",
+    ]);
+    sh(&[
+        "ip",
+        "-n",
+        &rig.guest,
+        "route",
+        "add",
+        "default",
+        "via",
+        "10.88.0.1",
+    ]);
+    // The source address the host sees: a listener that prints its peer.
+    let seen = || {
+        let script = "import socket\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind(('172.24.88.1',8088))\ns.listen(1)\ns.settimeout(5)\nc,a=s.accept()\nprint(a[0])\n";
+        let host = rig.host.clone();
+        let listener = std::thread::spawn(move || {
+            sh(&["ip", "netns", "exec", &host, "python3", "-c", script])
+                .1
+                .trim()
+                .to_string()
+        });
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        in_guest(&["busybox", "nc", "-w", "3", "172.24.88.1", "8088"]);
+        listener.join().unwrap()
+    };
+    let mut got = Vec::new();
+    let mut up = linux.apply(&state(vec![])).await.unwrap();
+    up.sort();
+    got.push(up);
+    let ns = format!("qrouter-{router}");
+    assert!(std::path::Path::new("/run/netns").join(&ns).exists());
+    let (_, routes) = sh(&["ip", "-n", &ns, "route"]);
+    assert!(routes.contains("default via 172.24.88.1"), "{routes}");
+    assert!(in_guest(&["busybox", "ping", "-c", "1", "-W", "2", "172.24.88.1"]).0);
+    assert_eq!(seen(), "172.24.88.10", "SNAT to the gateway's address");
+    assert!(
+        !in_host(&["busybox", "ping", "-c", "1", "-W", "1", "172.24.88.100"]).0,
+        "no floating IP yet"
+    );
+    let mut up = linux.apply(&state(fip.clone())).await.unwrap();
+    up.sort();
+    got.push(up);
+    let (ok, out) = in_host(&["busybox", "ping", "-c", "1", "-W", "2", "172.24.88.100"]);
+    assert!(ok, "the host pings the floating IP: {out}");
+    assert_eq!(seen(), "172.24.88.100", "SNAT to the floating IP");
+    let mut up = linux.apply(&state(vec![])).await.unwrap();
+    up.sort();
+    got.push(up);
+    assert!(
+        !in_host(&["busybox", "ping", "-c", "1", "-W", "1", "172.24.88.100"]).0,
+        "the floating IP is gone"
+    );
+    got.push(linux.apply(&HostState::default()).await.unwrap());
+    assert!(!std::path::Path::new("/run/netns").join(&ns).exists());
+    assert_eq!(got, want);
+}
+
+/// A router namespace left by a failed run.
+struct RouterCleanup(String);
+
+impl Drop for RouterCleanup {
+    fn drop(&mut self) {
+        let ns = format!("qrouter-{}", self.0);
+        if std::path::Path::new("/run/netns").join(&ns).exists() {
+            sh(&["ip", "netns", "del", &ns]);
         }
     }
 }

@@ -117,7 +117,9 @@ async fn heartbeat(svc: &NetworkService, starting: bool) -> crate::error::NResul
 }
 
 /// What this host must realise: everything (one host runs every agent).
-pub fn desired(st: &State) -> HostState {
+/// `host_address`: the host holds external networks' gateway addresses
+/// (`network.external_host_address`).
+pub fn desired(st: &State, host_address: bool) -> HostState {
     let mut h = HostState::default();
     for n in st.iter(Kind::Network) {
         let dhcp = st
@@ -156,6 +158,17 @@ pub fn desired(st: &State) -> HostState {
                 segmentation_id: n.get("provider:segmentation_id").and_then(Value::as_i64),
                 mtu: n.get("mtu").and_then(Value::as_i64).unwrap_or(1500),
                 dhcp_subnets: dhcp,
+                host_addresses: if host_address && b(n, "router:external") {
+                    st.subnets_of(s(n, "id"))
+                        .filter(|x| x["ip_version"].as_i64() == Some(4))
+                        .filter_map(|x| {
+                            let c = Cidr::parse_loose(s(x, "cidr"))?;
+                            Some(format!("{}/{}", x["gateway_ip"].as_str()?, c.len))
+                        })
+                        .collect()
+                } else {
+                    Vec::new()
+                },
             },
         );
     }
@@ -235,6 +248,7 @@ pub fn desired(st: &State) -> HostState {
         let rid = s(r, "id");
         let mut spec = RouterSpec {
             id: rid.to_string(),
+            admin_up: b(r, "admin_state_up"),
             ..Default::default()
         };
         if let Some(g) = r.get("external_gateway_info").and_then(Value::as_object) {
@@ -248,6 +262,11 @@ pub fn desired(st: &State) -> HostState {
                 .get("enable_snat")
                 .and_then(Value::as_bool)
                 .unwrap_or(true);
+            spec.gateway_nexthops = st
+                .subnets_of(s(g, "network_id"))
+                .filter(|x| x["ip_version"].as_i64() == Some(4))
+                .filter_map(|x| x["gateway_ip"].as_str().map(str::to_string))
+                .collect();
         }
         for p in st.iter(Kind::Port) {
             if s(p, "device_id") == rid && s(p, "device_owner") == "network:router_interface" {
@@ -280,7 +299,7 @@ pub fn desired(st: &State) -> HostState {
 /// Applies the desired state, then records port (and floating IP) status.
 pub async fn converge(svc: &NetworkService) -> Result<(), String> {
     let st = svc.store.read();
-    let want = desired(&st);
+    let want = desired(&st, svc.cfg.network.external_host_address);
     let up = svc.hostnet.apply(&want).await?;
     let up: std::collections::HashSet<String> = up.into_iter().collect();
     let needs = |st: &State| -> bool {

@@ -14,6 +14,11 @@ pub struct NetSpec {
     pub mtu: i64,
     /// DHCP-enabled subnets, served from `qdhcp-<net>`.
     pub dhcp_subnets: Vec<DhcpSubnet>,
+    /// Addresses (with prefix) the host itself holds on the network's
+    /// bridge: the external network's gateway, as DevStack's `br-ex`, so
+    /// that floating IPs are reachable from the host.
+    #[serde(default)]
+    pub host_addresses: Vec<String>,
 }
 
 /// A DHCP-enabled subnet as its clients are told about it.
@@ -68,7 +73,7 @@ pub struct PortSpec {
     pub extra_dhcp_opts: Vec<DhcpOpt>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RouterSpec {
     pub id: String,
     /// (external network, its gateway address with prefix) when set.
@@ -79,6 +84,30 @@ pub struct RouterSpec {
     pub routes: Vec<(String, String)>,
     /// floating address -> fixed address (DNAT/SNAT 1:1).
     pub floating_ips: Vec<(String, String)>,
+    /// The external subnets' gateways: the router's default route.
+    #[serde(default)]
+    pub gateway_nexthops: Vec<String>,
+    #[serde(default = "yes")]
+    pub admin_up: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for RouterSpec {
+    fn default() -> RouterSpec {
+        RouterSpec {
+            id: String::new(),
+            gateway: None,
+            enable_snat: true,
+            interfaces: Vec::new(),
+            routes: Vec::new(),
+            floating_ips: Vec::new(),
+            gateway_nexthops: Vec::new(),
+            admin_up: true,
+        }
+    }
 }
 
 /// Everything one host must realise.

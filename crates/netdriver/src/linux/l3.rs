@@ -1,0 +1,393 @@
+//! Routers, as Neutron's L3 agent builds them on a Linux bridge host: a
+//! namespace `qrouter-<router>` with a `qr-` veth on each internal
+//! network's bridge and a `qg-` veth on the external network's, IPv4
+//! forwarding on, a default route through the external subnet's gateway,
+//! the router's extra routes, and one nftables table (`ip ferro_nat`):
+//! floating IPs as 1:1 DNAT/SNAT on the `qg-` device (which holds them as
+//! /32 addresses, so it answers ARP for them), and SNAT of everything else
+//! leaving through the gateway to the gateway's address when `enable_snat`.
+//! Traffic between internal networks is routed without NAT unless a
+//! floating IP brought it in (hairpin). A router administratively down has
+//! no namespace, as upstream's agent removes it.
+use super::{LinuxBridge, NsPort, run, run_with};
+use crate::{HostState, PortSpec, RouterSpec};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+/// The NAT table inside a router's namespace.
+pub const NAT_TABLE: &str = "ferro_nat";
+
+/// The ports of router `r` in `state`, interfaces and gateway.
+fn router_ports<'a>(state: &'a HostState, r: &RouterSpec) -> Vec<&'a PortSpec> {
+    state
+        .ports
+        .values()
+        .filter(|p| p.device_id == r.id && crate::is_router_port(p))
+        .filter(|p| crate::safe_id(&p.id) && crate::valid_mac(&p.mac))
+        .collect()
+}
+
+/// The addresses with prefix among `with_prefix` that `p` holds.
+fn addresses_of(p: &PortSpec, with_prefix: &[String]) -> BTreeSet<String> {
+    with_prefix
+        .iter()
+        .filter(|a| {
+            let ip = a.split('/').next().unwrap_or_default();
+            p.ips.iter().any(|x| x == ip)
+        })
+        .filter(|a| {
+            a.split('/')
+                .next()
+                .is_some_and(|ip| ip.parse::<Ipv4Addr>().is_ok())
+        })
+        .cloned()
+        .collect()
+}
+
+/// The router's NAT table, replacing what is there, or None when the
+/// router has no gateway (then there is nothing to translate).
+pub fn render_nat(r: &RouterSpec, qg: &str, gateway_ip: Option<Ipv4Addr>) -> Option<String> {
+    let fips: Vec<(Ipv4Addr, Ipv4Addr)> = r
+        .floating_ips
+        .iter()
+        .filter_map(|(f, x)| Some((f.parse().ok()?, x.parse().ok()?)))
+        .collect();
+    let mut s = format!("table ip {NAT_TABLE}\ndelete table ip {NAT_TABLE}\n");
+    if r.gateway.is_none() {
+        return Some(s);
+    }
+    let _ = writeln!(s, "table ip {NAT_TABLE} {{");
+    for (chain, hook) in [
+        ("prerouting", "prerouting priority dstnat"),
+        ("output", "output priority -100"),
+    ] {
+        let _ = writeln!(
+            s,
+            "  chain {chain} {{\n    type nat hook {hook}; policy accept;"
+        );
+        for (f, x) in &fips {
+            let _ = writeln!(s, "    ip daddr {f} dnat to {x}");
+        }
+        let _ = writeln!(s, "  }}");
+    }
+    let _ = writeln!(
+        s,
+        "  chain postrouting {{\n    type nat hook postrouting priority srcnat; policy accept;"
+    );
+    // Between internal networks: routed as is, unless a floating IP
+    // brought the packet in.
+    let _ = writeln!(s, "    oifname != \"{qg}\" ct status & dnat == 0 accept");
+    for (f, x) in &fips {
+        let _ = writeln!(s, "    ip saddr {x} snat to {f}");
+    }
+    if let Some(g) = gateway_ip.filter(|_| r.enable_snat) {
+        let _ = writeln!(s, "    snat to {g}");
+    }
+    let _ = writeln!(s, "  }}\n}}");
+    Some(s)
+}
+
+impl LinuxBridge {
+    fn router_dir(&self, id: &str) -> std::path::PathBuf {
+        self.state_dir.join(id)
+    }
+
+    /// The routers this driver has built here (its records).
+    pub(super) fn recorded_routers(&self) -> BTreeSet<String> {
+        std::fs::read_dir(&self.state_dir)
+            .map(|rd| {
+                rd.filter_map(Result::ok)
+                    .filter(|e| e.path().join("router").is_file())
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .filter(|n| crate::safe_id(n))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Converges the routers of `desired` whose ports' networks are bridged
+    /// here (`bridges`: network -> bridge); removes the others it built.
+    /// Returns the router ports that are up, and what went wrong.
+    pub(super) async fn routers(
+        &self,
+        desired: &HostState,
+        bridges: &BTreeMap<String, (String, i64)>,
+        links: &BTreeMap<String, super::Link>,
+    ) -> (Vec<String>, Vec<String>) {
+        let mut up = Vec::new();
+        let mut errors = Vec::new();
+        let mut wanted = BTreeSet::new();
+        for r in desired.routers.values() {
+            if !crate::safe_id(&r.id) || !r.admin_up {
+                continue;
+            }
+            let ports: Vec<&PortSpec> = router_ports(desired, r)
+                .into_iter()
+                .filter(|p| bridges.contains_key(&p.network_id))
+                .collect();
+            if ports.is_empty() {
+                continue;
+            }
+            wanted.insert(r.id.clone());
+            match self.router(r, &ports, bridges, links).await {
+                Ok(u) => up.extend(u),
+                Err(e) => errors.push(format!("router {}: {e}", r.id)),
+            }
+        }
+        for gone in self.recorded_routers().difference(&wanted) {
+            self.remove_router(gone).await;
+        }
+        (up, errors)
+    }
+
+    async fn router(
+        &self,
+        r: &RouterSpec,
+        ports: &[&PortSpec],
+        bridges: &BTreeMap<String, (String, i64)>,
+        links: &BTreeMap<String, super::Link>,
+    ) -> Result<Vec<String>, String> {
+        let d = self.router_dir(&r.id);
+        std::fs::create_dir_all(&d).map_err(|e| format!("{}: {e}", d.display()))?;
+        std::fs::write(d.join("router"), &r.id).map_err(|e| format!("{}: {e}", d.display()))?;
+        let ns = crate::router_namespace(&r.id);
+        let fresh = !Path::new("/run/netns").join(&ns).exists();
+        if fresh {
+            run("ip", &["netns", "add", &ns]).await?;
+            run("ip", &["-n", &ns, "link", "set", "lo", "up"]).await?;
+            run(
+                "ip",
+                &[
+                    "netns",
+                    "exec",
+                    &ns,
+                    "sysctl",
+                    "-qw",
+                    "net.ipv4.ip_forward=1",
+                ],
+            )
+            .await?;
+        }
+        let gateway_addrs: Vec<String> = r
+            .gateway
+            .as_ref()
+            .map(|(_, a)| a.clone())
+            .unwrap_or_default();
+        let interface_addrs: Vec<String> = r.interfaces.iter().map(|(_, a)| a.clone()).collect();
+        let mut up = Vec::new();
+        let mut qg = None;
+        for p in ports {
+            let Some((br, mtu)) = bridges.get(&p.network_id) else {
+                continue;
+            };
+            let gw = p.device_owner == "network:router_gateway";
+            let dev = crate::router_device(p);
+            let mut addrs = addresses_of(p, if gw { &gateway_addrs } else { &interface_addrs });
+            if gw {
+                qg = Some((dev.clone(), addrs.clone()));
+                for (f, _) in &r.floating_ips {
+                    if f.parse::<Ipv4Addr>().is_ok() {
+                        addrs.insert(format!("{f}/32"));
+                    }
+                }
+            }
+            self.ns_port(
+                NsPort {
+                    ns: &ns,
+                    dev: &dev,
+                    port: p,
+                    br,
+                    mtu: *mtu,
+                    addrs: &addrs,
+                },
+                links,
+            )
+            .await?;
+            if p.admin_up {
+                up.push(p.id.clone());
+            } else {
+                run("ip", &["-n", &ns, "link", "set", &dev, "down"]).await?;
+            }
+        }
+        // Routes: the default through the external subnet's gateway, and
+        // the router's extra routes; ours carry `proto static`.
+        let mut want: BTreeMap<String, String> = BTreeMap::new();
+        if let Some((_, addrs)) = &qg
+            && !addrs.is_empty()
+            && let Some(nh) = r.gateway_nexthops.first()
+        {
+            want.insert("default".into(), nh.clone());
+        }
+        for (dest, nh) in &r.routes {
+            if let (Some((false, dst)), Ok(_)) =
+                (crate::firewall::prefix(dest), nh.parse::<Ipv4Addr>())
+            {
+                // As `ip -j route` shows them.
+                let dst = match dst.as_str() {
+                    "0.0.0.0/0" => "default".to_string(),
+                    d => d.strip_suffix("/32").unwrap_or(d).to_string(),
+                };
+                want.entry(dst).or_insert_with(|| nh.clone());
+            }
+        }
+        let shown = run("ip", &["-n", &ns, "-j", "route", "show", "proto", "static"]).await?;
+        let v: serde_json::Value = serde_json::from_str(&shown).unwrap_or_default();
+        let have: BTreeMap<String, String> = v
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|x| {
+                Some((
+                    x["dst"].as_str()?.to_string(),
+                    x["gateway"].as_str().unwrap_or_default().to_string(),
+                ))
+            })
+            .collect();
+        let mut route_errors = Vec::new();
+        for (dst, nh) in &have {
+            if want.get(dst) != Some(nh) {
+                let _ = run("ip", &["-n", &ns, "route", "del", dst, "proto", "static"]).await;
+            }
+        }
+        for (dst, nh) in &want {
+            if have.get(dst) != Some(nh)
+                && let Err(e) = run(
+                    "ip",
+                    &[
+                        "-n", &ns, "route", "replace", dst, "via", nh, "proto", "static",
+                    ],
+                )
+                .await
+            {
+                route_errors.push(format!("route {dst} via {nh}: {e}"));
+            }
+        }
+        // NAT, replaced when it differs from what was loaded.
+        let gateway_ip = qg
+            .as_ref()
+            .and_then(|(_, a)| a.iter().next())
+            .and_then(|a| a.split('/').next()?.parse().ok());
+        let qg_dev = qg.as_ref().map(|(d, _)| d.as_str()).unwrap_or("qg-none");
+        if let Some(nat) = render_nat(r, qg_dev, gateway_ip) {
+            let file = d.join("nat");
+            let same = !fresh && std::fs::read_to_string(&file).is_ok_and(|c| c == nat);
+            if !same {
+                // A failed load leaves no record: tried again next time.
+                let _ = std::fs::remove_file(&file);
+                run_with("ip", &["netns", "exec", &ns, "nft", "-f", "-"], Some(&nat)).await?;
+                std::fs::write(&file, &nat).map_err(|e| format!("{}: {e}", file.display()))?;
+            }
+        }
+        if !route_errors.is_empty() {
+            tracing::warn!(router = %r.id, "{}", route_errors.join("; "));
+        }
+        Ok(up)
+    }
+
+    /// Removes router `id`'s namespace (its veths go with it) and record.
+    pub(super) async fn remove_router(&self, id: &str) {
+        let ns = crate::router_namespace(id);
+        if Path::new("/run/netns").join(&ns).exists()
+            && let Err(e) = run("ip", &["netns", "del", &ns]).await
+        {
+            tracing::warn!(router = id, "removing {ns}: {e}");
+        }
+        let _ = std::fs::remove_dir_all(self.router_dir(id));
+    }
+
+    /// The host's own addresses on a network's bridge (`host_addresses`),
+    /// exactly those.
+    pub(super) async fn host_addresses(&self, br: &str, want: &[String]) -> Result<(), String> {
+        let shown = self.ip(&["-j", "addr", "show", "dev", br]).await?;
+        let v: serde_json::Value = serde_json::from_str(&shown).unwrap_or_default();
+        let have: BTreeSet<String> = v[0]["addr_info"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|a| a["family"] == "inet")
+            .filter_map(|a| Some(format!("{}/{}", a["local"].as_str()?, a["prefixlen"])))
+            .collect();
+        let want: BTreeSet<String> = want
+            .iter()
+            .filter(|a| matches!(crate::firewall::prefix(a), Some((false, _))))
+            .cloned()
+            .collect();
+        for a in want.difference(&have) {
+            self.ip(&["addr", "add", a, "dev", br]).await?;
+        }
+        for a in have.difference(&want) {
+            self.ip(&["addr", "del", a, "dev", br]).await?;
+        }
+        Ok(())
+    }
+
+    /// Nothing is routed between the host's other interfaces and the
+    /// bridges it holds an address on (external networks): guests' traffic
+    /// never leaves the machine through its uplink, and nothing from
+    /// outside reaches floating IPs through it. Bridged traffic (in and out
+    /// through the same bridge) is not affected.
+    pub(super) async fn external_guard(&self, bridges: &BTreeSet<String>) -> Result<(), String> {
+        let mut s = "table inet ferro_ext\ndelete table inet ferro_ext\n".to_string();
+        if !bridges.is_empty() {
+            let set = bridges
+                .iter()
+                .map(|b| format!("\"{b}\""))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let _ = writeln!(
+                s,
+                "table inet ferro_ext {{\n  chain forward {{\n    type filter hook forward priority filter - 10; policy accept;\n    iifname {{ {set} }} iifname != oifname drop\n    oifname {{ {set} }} iifname != oifname drop\n  }}\n}}"
+            );
+        }
+        let mut last = self.external.lock().await;
+        if last.as_deref() == Some(s.as_str()) {
+            return Ok(());
+        }
+        self.in_host("nft", &["-f", "-"], Some(&s)).await?;
+        *last = Some(s);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn floating_ips_and_snat_as_the_l3_agent_translates() {
+        let r = RouterSpec {
+            id: "r".into(),
+            gateway: Some(("ext".into(), vec!["172.24.4.10/24".into()])),
+            floating_ips: vec![("172.24.4.100".into(), "10.0.0.5".into())],
+            ..Default::default()
+        };
+        let nat = render_nat(&r, "qg-abc", Some("172.24.4.10".parse().unwrap())).unwrap();
+        assert!(
+            nat.contains("    ip daddr 172.24.4.100 dnat to 10.0.0.5\n"),
+            "{nat}"
+        );
+        assert_eq!(
+            nat.matches("dnat to").count(),
+            2,
+            "prerouting and output: {nat}"
+        );
+        assert!(nat.contains("oifname != \"qg-abc\" ct status & dnat == 0 accept\n    ip saddr 10.0.0.5 snat to 172.24.4.100\n    snat to 172.24.4.10\n"), "{nat}");
+        let off = RouterSpec {
+            enable_snat: false,
+            ..r.clone()
+        };
+        let nat = render_nat(&off, "qg-abc", Some("172.24.4.10".parse().unwrap())).unwrap();
+        assert!(!nat.contains("snat to 172.24.4.10\n"), "{nat}");
+        assert!(
+            nat.contains("snat to 172.24.4.100"),
+            "floating IPs stay: {nat}"
+        );
+        let none = RouterSpec { gateway: None, ..r };
+        assert_eq!(
+            render_nat(&none, "qg-abc", None).unwrap(),
+            "table ip ferro_nat\ndelete table ip ferro_nat\n"
+        );
+    }
+}

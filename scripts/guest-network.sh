@@ -12,9 +12,12 @@
 #   metadata service at 169.254.169.254, which answers no other address; gn1
 #   (config drive) pings gn2 over the bridge from its user data; the DHCP
 #   namespace reaches both; spoofed addresses and MACs get nothing through,
-#   nor does a port's traffic to a service listening on the host; a stopped guest's port goes DOWN and ACTIVE again
-#   when it starts; a hard reboot gets a new lease; deleting the network
-#   removes its bridge, namespace and dnsmasq.
+#   nor do a port's DHCP offers, nor its traffic to a service listening on
+#   the host; another project's network with the same CIDR works beside it;
+#   a stopped guest's port goes DOWN and ACTIVE again when it starts; a hard reboot gets a new lease; a router to `public`
+#   (whose gateway address the host holds) gives gn2 a floating IP that the
+#   host pings and logs in to with SSH; deleting the network removes its
+#   bridge, namespace and dnsmasq.
 #
 #   scripts/guest-network.sh
 #
@@ -422,6 +425,52 @@ s_hard_reboot() {
   echo "no new lease after the hard reboot; console:"; console "$S1" | tail -20; return 1
 }
 
+# A router between the tenant network and `public`, whose gateway address
+# the host holds on its bridge (as DevStack's br-ex): its ports turn ACTIVE;
+# gn2 gets a floating IP; the host pings it and logs in with SSH as
+# cirros, with the keypair's key; the floating IP deleted, it answers no
+# more.
+s_router() {
+  need NET_ID SUB || return 1
+  run admin router create gn-router -f json || return 1
+  run admin router set --external-gateway public gn-router || return 1
+  run admin router add subnet gn-router "$SUB" || return 1
+  local t0=$SECONDS st
+  while [ $((SECONDS - t0)) -lt 30 ]; do
+    st="$(admin port list --router gn-router -f value -c Status < /dev/null | sort -u | tr '\n' ' ')"
+    [ "$st" = "ACTIVE " ] && { echo "the router's ports: ACTIVE after $((SECONDS - t0)) s"; return 0; }
+    sleep 0.5
+  done
+  echo "the router's ports: $st"; return 1
+}
+
+FIP=''
+s_floating_ip() {
+  need S2 SG_ID || return 1
+  local p2
+  p2="$(admin port list --server "$S2" -f value -c ID < /dev/null | head -1)"
+  run admin security group rule create --ingress --protocol icmp "$SG_ID" -f json || return 1
+  run admin security group rule create --ingress --protocol tcp --dst-port 22 "$SG_ID" -f json || return 1
+  run admin floating ip create public --port "$p2" -f json || return 1
+  FIP="$(printf '%s' "$OUT" | js get floating_ip_address)"
+  until_ping "$FERRO_NETNS" "$FIP" ok 10
+}
+
+s_ssh() {
+  need FIP || return 1
+  run ip netns exec "$FERRO_NETNS" ssh -i "$work/key" -o StrictHostKeyChecking=no \
+      -o UserKnownHostsFile=/dev/null -o ConnectTimeout=10 -o BatchMode=yes \
+      "cirros@$FIP" 'id -un; hostname; ip -4 -o addr show dev eth0' || return 1
+  printf '%s' "$OUT" | grep -qx cirros || { echo "not logged in as cirros"; return 1; }
+  printf '%s' "$OUT" | grep -q "inet $IP2/" || { echo "not gn2 ($IP2)"; return 1; }
+}
+
+s_floating_ip_gone() {
+  need FIP || return 1
+  run admin floating ip delete "$FIP" || return 1
+  until_ping "$FERRO_NETNS" "$FIP" blocked 5
+}
+
 s_teardown() {
   need S1 S2 NET_ID || return 1
   run admin server delete --wait "$S1" "$S2" || return 1
@@ -432,6 +481,10 @@ s_teardown() {
   for p in gn2-judge gn2-client gn2-other; do
     if admin port show "$p" > /dev/null 2>&1 < /dev/null; then run admin port delete "$p" || return 1; fi
   done
+  if admin router show gn-router > /dev/null 2>&1 < /dev/null; then
+    run admin router remove subnet gn-router "$SUB" || return 1
+    run admin router delete gn-router || return 1
+  fi
   if admin network show gn-net2 > /dev/null 2>&1 < /dev/null; then run admin network delete gn-net2 || return 1; fi
   if admin project show gn-other > /dev/null 2>&1 < /dev/null; then run admin project delete gn-other || return 1; fi
   run admin network delete "$NET" || return 1
@@ -463,6 +516,10 @@ step "a port's namespace cannot reach a service listening on the host" s_host_pr
 step "deleting the rule stops new pings within 2 s" s_sg_removes
 step "a stopped guest's port goes DOWN, and ACTIVE again when it starts" s_stop_start_port
 step "after a hard reboot the guest gets its lease again" s_hard_reboot
+step "a router from the network to public: its ports turn ACTIVE" s_router
+step "gn2's floating IP answers the host's ping" s_floating_ip
+step "the host logs in to gn2 as cirros with SSH through its floating IP" s_ssh
+step "the floating IP deleted, it answers no more" s_floating_ip_gone
 step "deleting the guests and the network removes its bridge and qdhcp namespace" s_teardown
 
 echo "guest-network: $PASSED passed, $FAILED failed"

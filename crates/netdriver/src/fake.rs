@@ -53,10 +53,7 @@ impl HostDriver for FakeHostDriver {
             } else if crate::is_dhcp_port(p) {
                 !net.dhcp_subnets.is_empty()
             } else if crate::is_router_port(p) {
-                desired
-                    .routers
-                    .get(&p.device_id)
-                    .is_some_and(|r| r.admin_up)
+                desired.routers.contains_key(&p.device_id)
             } else {
                 false
             };

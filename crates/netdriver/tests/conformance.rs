@@ -404,8 +404,10 @@ impl Check for Real<'_> {
 /// namespace on its port's tap) reaches the host's address on the external
 /// network through SNAT to the router's gateway address, then, once it has
 /// a floating IP, the host reaches it at that address and it reaches the
-/// host from it; the floating IP removed, the host no longer does; the
-/// router deleted, its namespace is gone.
+/// host from it; nothing is forwarded through the host's other interfaces;
+/// an admin-down router keeps its ports but routes nothing; the floating
+/// IP removed, the host no longer reaches it; the router deleted, its
+/// namespace is gone.
 #[tokio::test]
 async fn the_fake_and_linux_bridge_route_alike() {
     let pid = std::process::id();
@@ -469,14 +471,22 @@ async fn the_fake_and_linux_bridge_route_alike() {
     let fake = FakeHostDriver::default();
     fake.plug(&tap_name(&vm.id));
     let mut want = Vec::new();
-    for s in [state(vec![]), state(fip.clone()), state(vec![])] {
+    let down = || {
+        let mut s = state(fip.clone());
+        if let Some(r) = s.routers.get_mut(&router) {
+            r.admin_up = false;
+        }
+        s
+    };
+    for s in [state(vec![]), state(fip.clone()), down(), state(vec![])] {
         let mut up = fake.apply(&s).await.unwrap();
         up.sort();
         want.push(up);
     }
     want.push(fake.apply(&HostState::default()).await.unwrap());
     assert_eq!(want[0].len(), 3, "{want:?}");
-    assert!(want[3].is_empty());
+    assert_eq!(want[2], want[0], "an admin-down router's ports stay wired");
+    assert!(want[4].is_empty());
 
     if sh(&["id", "-u"]).1.trim() != "0" {
         eprintln!("skipped (Linux bridge half): needs root");
@@ -490,7 +500,7 @@ async fn the_fake_and_linux_bridge_route_alike() {
     }
     let rig = Rig::new("r");
     let linux = LinuxBridge::new(Some(rig.host.clone()), rig.state.path().to_path_buf());
-    let _routers = RouterCleanup(router.clone());
+    let _routers = RouterCleanup(router.clone(), format!("fno-{pid}"));
     let in_guest = |args: &[&str]| {
         let mut a = vec!["ip", "netns", "exec", rig.guest.as_str()];
         a.extend_from_slice(args);
@@ -546,6 +556,36 @@ async fn the_fake_and_linux_bridge_route_alike() {
     assert!(routes.contains("default via 172.24.88.1"), "{routes}");
     assert!(in_guest(&["busybox", "ping", "-c", "1", "-W", "2", "172.24.88.1"]).0);
     assert_eq!(seen(), "172.24.88.10", "SNAT to the gateway's address");
+    // Nothing leaves through the host's other interfaces, even where the
+    // host forwards: an "uplink" to a namespace standing for the outside.
+    let outside = &_routers.1;
+    assert!(sh(&["ip", "netns", "add", outside]).0);
+    for args in [
+        vec![
+            "-n", &rig.host, "link", "add", "up0", "type", "veth", "peer", "name", "eth0", "netns",
+            outside,
+        ],
+        vec!["-n", &rig.host, "addr", "add", "10.99.0.1/24", "dev", "up0"],
+        vec!["-n", &rig.host, "link", "set", "up0", "up"],
+        vec!["-n", outside, "addr", "add", "10.99.0.2/24", "dev", "eth0"],
+        vec!["-n", outside, "link", "set", "eth0", "up"],
+        vec!["-n", outside, "route", "add", "default", "via", "10.99.0.1"],
+    ] {
+        let mut a = vec!["ip"];
+        a.extend(args);
+        assert!(sh(&a).0, "{a:?}");
+    }
+    assert!(in_host(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]).0);
+    let out = || in_guest(&["busybox", "ping", "-c", "1", "-W", "1", "10.99.0.2"]).0;
+    assert!(!out(), "a guest reached the outside through the host");
+    assert!(in_host(&["nft", "delete", "table", "inet", "ferro_ext"]).0);
+    assert!(
+        out(),
+        "without the guard the host would forward (the check can fail)"
+    );
+    let again = LinuxBridge::new(Some(rig.host.clone()), rig.state.path().to_path_buf());
+    again.apply(&state(vec![])).await.unwrap();
+    assert!(!out(), "the guard is back");
     assert!(
         !in_host(&["busybox", "ping", "-c", "1", "-W", "1", "172.24.88.100"]).0,
         "no floating IP yet"
@@ -556,6 +596,14 @@ async fn the_fake_and_linux_bridge_route_alike() {
     let (ok, out) = in_host(&["busybox", "ping", "-c", "1", "-W", "2", "172.24.88.100"]);
     assert!(ok, "the host pings the floating IP: {out}");
     assert_eq!(seen(), "172.24.88.100", "SNAT to the floating IP");
+    // Administratively down: wired, routing nothing.
+    let mut up = linux.apply(&down()).await.unwrap();
+    up.sort();
+    got.push(up);
+    assert!(
+        !in_host(&["busybox", "ping", "-c", "1", "-W", "1", "172.24.88.100"]).0,
+        "an admin-down router still routes"
+    );
     let mut up = linux.apply(&state(vec![])).await.unwrap();
     up.sort();
     got.push(up);
@@ -568,14 +616,15 @@ async fn the_fake_and_linux_bridge_route_alike() {
     assert_eq!(got, want);
 }
 
-/// A router namespace left by a failed run.
-struct RouterCleanup(String);
+/// A router namespace left by a failed run, and the "outside" namespace.
+struct RouterCleanup(String, String);
 
 impl Drop for RouterCleanup {
     fn drop(&mut self) {
-        let ns = format!("qrouter-{}", self.0);
-        if std::path::Path::new("/run/netns").join(&ns).exists() {
-            sh(&["ip", "netns", "del", &ns]);
+        for ns in [format!("qrouter-{}", self.0), self.1.clone()] {
+            if std::path::Path::new("/run/netns").join(&ns).exists() {
+                sh(&["ip", "netns", "del", &ns]);
+            }
         }
     }
 }

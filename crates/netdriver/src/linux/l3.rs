@@ -7,8 +7,10 @@
 //! /32 addresses, so it answers ARP for them), and SNAT of everything else
 //! leaving through the gateway to the gateway's address when `enable_snat`.
 //! Traffic between internal networks is routed without NAT unless a
-//! floating IP brought it in (hairpin). A router administratively down has
-//! no namespace, as upstream's agent removes it.
+//! floating IP brought it in (hairpin). A router administratively down
+//! keeps its ports wired (they are ACTIVE, as with OVN, and Tempest waits
+//! for that on the routers it creates down) but routes nothing: forwarding
+//! off, no routes of ours, no NAT.
 use super::{LinuxBridge, NsPort, run, run_with};
 use crate::{HostState, PortSpec, RouterSpec};
 use std::collections::{BTreeMap, BTreeSet};
@@ -120,7 +122,7 @@ impl LinuxBridge {
         let mut errors = Vec::new();
         let mut wanted = BTreeSet::new();
         for r in desired.routers.values() {
-            if !crate::safe_id(&r.id) || !r.admin_up {
+            if !crate::safe_id(&r.id) {
                 continue;
             }
             let ports: Vec<&PortSpec> = router_ports(desired, r)
@@ -157,18 +159,15 @@ impl LinuxBridge {
         if fresh {
             run("ip", &["netns", "add", &ns]).await?;
             run("ip", &["-n", &ns, "link", "set", "lo", "up"]).await?;
-            run(
-                "ip",
-                &[
-                    "netns",
-                    "exec",
-                    &ns,
-                    "sysctl",
-                    "-qw",
-                    "net.ipv4.ip_forward=1",
-                ],
-            )
-            .await?;
+        }
+        // Forwarding follows the router's admin state (kept in its record).
+        let forward = if r.admin_up { "1" } else { "0" };
+        let ffile = d.join("forward");
+        if fresh || std::fs::read_to_string(&ffile).ok().as_deref() != Some(forward) {
+            let _ = std::fs::remove_file(&ffile);
+            let kv = format!("net.ipv4.ip_forward={forward}");
+            run("ip", &["netns", "exec", &ns, "sysctl", "-qw", &kv]).await?;
+            std::fs::write(&ffile, forward).map_err(|e| format!("{}: {e}", ffile.display()))?;
         }
         let gateway_addrs: Vec<String> = r
             .gateway
@@ -187,7 +186,7 @@ impl LinuxBridge {
             let mut addrs = addresses_of(p, if gw { &gateway_addrs } else { &interface_addrs });
             if gw {
                 qg = Some((dev.clone(), addrs.clone()));
-                for (f, _) in &r.floating_ips {
+                for (f, _) in r.floating_ips.iter().filter(|_| r.admin_up) {
                     if f.parse::<Ipv4Addr>().is_ok() {
                         addrs.insert(format!("{f}/32"));
                     }
@@ -214,13 +213,14 @@ impl LinuxBridge {
         // Routes: the default through the external subnet's gateway, and
         // the router's extra routes; ours carry `proto static`.
         let mut want: BTreeMap<String, String> = BTreeMap::new();
-        if let Some((_, addrs)) = &qg
+        if r.admin_up
+            && let Some((_, addrs)) = &qg
             && !addrs.is_empty()
             && let Some(nh) = r.gateway_nexthops.first()
         {
             want.insert("default".into(), nh.clone());
         }
-        for (dest, nh) in &r.routes {
+        for (dest, nh) in r.routes.iter().filter(|_| r.admin_up) {
             if let (Some((false, dst)), Ok(_)) =
                 (crate::firewall::prefix(dest), nh.parse::<Ipv4Addr>())
             {
@@ -270,7 +270,12 @@ impl LinuxBridge {
             .and_then(|(_, a)| a.iter().next())
             .and_then(|a| a.split('/').next()?.parse().ok());
         let qg_dev = qg.as_ref().map(|(d, _)| d.as_str()).unwrap_or("qg-none");
-        if let Some(nat) = render_nat(r, qg_dev, gateway_ip) {
+        let nat = if r.admin_up {
+            render_nat(r, qg_dev, gateway_ip)
+        } else {
+            render_nat(&RouterSpec::default(), qg_dev, None)
+        };
+        if let Some(nat) = nat {
             let file = d.join("nat");
             let same = !fresh && std::fs::read_to_string(&file).is_ok_and(|c| c == nat);
             if !same {
@@ -331,15 +336,17 @@ impl LinuxBridge {
     pub(super) async fn external_guard(&self, bridges: &BTreeSet<String>) -> Result<(), String> {
         let mut s = "table inet ferro_ext\ndelete table inet ferro_ext\n".to_string();
         if !bridges.is_empty() {
-            let set = bridges
-                .iter()
-                .map(|b| format!("\"{b}\""))
-                .collect::<Vec<_>>()
-                .join(", ");
             let _ = writeln!(
                 s,
-                "table inet ferro_ext {{\n  chain forward {{\n    type filter hook forward priority filter - 10; policy accept;\n    iifname {{ {set} }} iifname != oifname drop\n    oifname {{ {set} }} iifname != oifname drop\n  }}\n}}"
+                "table inet ferro_ext {{\n  chain forward {{\n    type filter hook forward priority filter - 10; policy accept;"
             );
+            for b in bridges {
+                let _ = writeln!(
+                    s,
+                    "    iifname \"{b}\" oifname != \"{b}\" drop\n    oifname \"{b}\" iifname != \"{b}\" drop"
+                );
+            }
+            let _ = writeln!(s, "  }}\n}}");
         }
         let mut last = self.external.lock().await;
         if last.as_deref() == Some(s.as_str()) {

@@ -57,10 +57,14 @@ pub async fn start_network_agent(
     let driver: Arc<dyn ferro_netdriver::HostDriver> = match ferro_privsep::HelperClient::from_env()
     {
         Some(helper) => Arc::new(ferro_privsep::HelperNetDriver::new(helper)),
-        None if ferro_config::running_as_root() => Arc::new(ferro_netdriver::LinuxBridge::new(
-            cfg.network.host_namespace.clone(),
-            ferro_privsep::supervise::network_state_dir(cfg),
-        )),
+        None if ferro_config::running_as_root() => Arc::new(
+            ferro_netdriver::LinuxBridge::new(
+                cfg.network.host_namespace.clone(),
+                ferro_privsep::supervise::network_state_dir(cfg),
+            )
+            .with_interface_mappings(&cfg.network.physical_interface_mappings)
+            .map_err(Error::internal)?,
+        ),
         None => {
             return Err(Error::internal(
                 "network.host_net_driver = linuxbridge builds bridges, namespaces and dnsmasq: start ferrostack as root (it keeps root in its privileged helper only)",

@@ -540,6 +540,10 @@ pub struct NetworkConfig {
     pub network_vlan_ranges: Vec<String>,
     /// Physical networks that may carry flat networks (`*`: any).
     pub flat_networks: Vec<String>,
+    /// `physnet:interface` (the Linux bridge agent's
+    /// `physical_interface_mappings`): a flat network on that physical
+    /// network has the host's interface on its bridge.
+    pub physical_interface_mappings: Vec<String>,
     /// MTU of the underlying fabric; vxlan networks get 50 bytes less.
     pub global_physnet_mtu: u32,
     /// Creates the external network `public` (flat on physnet `public`) at first start.
@@ -582,6 +586,7 @@ impl Default for NetworkConfig {
             vni_ranges: vec!["1:1000".into()],
             network_vlan_ranges: vec!["physnet1:1000:2999".into()],
             flat_networks: vec!["*".into()],
+            physical_interface_mappings: Vec::new(),
             global_physnet_mtu: 1500,
             bootstrap_public_network: true,
             public_network_cidr: "172.24.4.0/24".into(),

@@ -42,6 +42,8 @@ pub struct LinuxBridge {
     loaded: std::sync::Mutex<crate::firewall::Loaded>,
     /// The guard table on external networks' bridges, as last loaded.
     external: tokio::sync::Mutex<Option<String>>,
+    /// Physical network -> the host's interface carrying it.
+    interfaces: BTreeMap<String, String>,
 }
 
 /// What `ns_port` builds.
@@ -112,7 +114,34 @@ impl LinuxBridge {
             lock: tokio::sync::Mutex::new(()),
             loaded: std::sync::Mutex::new(crate::firewall::Loaded::default()),
             external: tokio::sync::Mutex::new(None),
+            interfaces: BTreeMap::new(),
         }
+    }
+
+    /// With `physnet:interface` mappings (Neutron's
+    /// `physical_interface_mappings`): a flat network on a mapped physical
+    /// network has that interface on its bridge. Malformed entries are
+    /// refused.
+    pub fn with_interface_mappings(mut self, mappings: &[String]) -> Result<LinuxBridge, String> {
+        for m in mappings {
+            match m.split_once(':') {
+                Some((p, i))
+                    if !p.is_empty()
+                        && !i.is_empty()
+                        && i.len() <= 15
+                        && i.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) =>
+                {
+                    self.interfaces.insert(p.to_string(), i.to_string());
+                }
+                _ => {
+                    return Err(format!(
+                        "network.physical_interface_mappings: {m:?} is not physnet:interface"
+                    ));
+                }
+            }
+        }
+        Ok(self)
     }
 
     /// A command in the host's namespace.
@@ -320,6 +349,28 @@ impl LinuxBridge {
                 if !l.up {
                     self.ip(&["link", "set", &br, "up"]).await?;
                 }
+            }
+        }
+        // A flat network on a mapped physical network: the host's
+        // interface on the bridge.
+        if net.network_type == "flat"
+            && let Some(iface) = net
+                .physical_network
+                .as_ref()
+                .and_then(|p| self.interfaces.get(p))
+        {
+            match links.get(iface) {
+                None => {
+                    return Err(format!(
+                        "interface {iface} of physical network {} is not on this host",
+                        net.physical_network.as_deref().unwrap_or_default()
+                    ));
+                }
+                Some(l) if l.master.as_deref() != Some(br.as_str()) || !l.up => {
+                    self.ip(&["link", "set", iface, "master", &br, "up"])
+                        .await?;
+                }
+                Some(_) => {}
             }
         }
         Ok(br)

@@ -404,7 +404,8 @@ impl Check for Real<'_> {
 /// namespace on its port's tap) reaches the host's address on the external
 /// network through SNAT to the router's gateway address, then, once it has
 /// a floating IP, the host reaches it at that address and it reaches the
-/// host from it; nothing is forwarded through the host's other interfaces;
+/// host from it, and so does a host on the external network's physical
+/// interface; nothing is forwarded through the host's other interfaces;
 /// an admin-down router keeps its ports but routes nothing; the floating
 /// IP removed, the host no longer reaches it; the router deleted, its
 /// namespace is gone.
@@ -417,6 +418,7 @@ async fn the_fake_and_linux_bridge_route_alike() {
     let net = |id: &str, host: Vec<String>| NetSpec {
         id: id.into(),
         network_type: "flat".into(),
+        physical_network: Some(if host.is_empty() { "tenant" } else { "public" }.into()),
         mtu: 1500,
         host_addresses: host,
         ..Default::default()
@@ -499,8 +501,38 @@ async fn the_fake_and_linux_bridge_route_alike() {
         }
     }
     let rig = Rig::new("r");
-    let linux = LinuxBridge::new(Some(rig.host.clone()), rig.state.path().to_path_buf());
-    let _routers = RouterCleanup(router.clone(), format!("fno-{pid}"));
+    // The external network is also on a "physical" interface of the host,
+    // whose other end is a provider host (a namespace).
+    let mappings = ["public:phys0".to_string()];
+    let linux = LinuxBridge::new(Some(rig.host.clone()), rig.state.path().to_path_buf())
+        .with_interface_mappings(&mappings)
+        .unwrap();
+    let _routers = RouterCleanup(
+        router.clone(),
+        vec![format!("fno-{pid}"), format!("fnp-{pid}")],
+    );
+    let provider = &_routers.1[1];
+    assert!(sh(&["ip", "netns", "add", provider]).0);
+    for args in [
+        vec![
+            "-n", &rig.host, "link", "add", "phys0", "type", "veth", "peer", "name", "eth0",
+            "netns", provider,
+        ],
+        vec![
+            "-n",
+            provider,
+            "addr",
+            "add",
+            "172.24.88.50/24",
+            "dev",
+            "eth0",
+        ],
+        vec!["-n", provider, "link", "set", "eth0", "up"],
+    ] {
+        let mut a = vec!["ip"];
+        a.extend(args);
+        assert!(sh(&a).0, "{a:?}");
+    }
     let in_guest = |args: &[&str]| {
         let mut a = vec!["ip", "netns", "exec", rig.guest.as_str()];
         a.extend_from_slice(args);
@@ -558,7 +590,7 @@ async fn the_fake_and_linux_bridge_route_alike() {
     assert_eq!(seen(), "172.24.88.10", "SNAT to the gateway's address");
     // Nothing leaves through the host's other interfaces, even where the
     // host forwards: an "uplink" to a namespace standing for the outside.
-    let outside = &_routers.1;
+    let outside = &_routers.1[0];
     assert!(sh(&["ip", "netns", "add", outside]).0);
     for args in [
         vec![
@@ -595,6 +627,23 @@ async fn the_fake_and_linux_bridge_route_alike() {
     got.push(up);
     let (ok, out) = in_host(&["busybox", "ping", "-c", "1", "-W", "2", "172.24.88.100"]);
     assert!(ok, "the host pings the floating IP: {out}");
+    let (ok, out) = sh(&[
+        "ip",
+        "netns",
+        "exec",
+        provider,
+        "busybox",
+        "ping",
+        "-c",
+        "1",
+        "-W",
+        "2",
+        "172.24.88.100",
+    ]);
+    assert!(
+        ok,
+        "a host on the provider network pings the floating IP: {out}"
+    );
     assert_eq!(seen(), "172.24.88.100", "SNAT to the floating IP");
     // Administratively down: wired, routing nothing.
     let mut up = linux.apply(&down()).await.unwrap();
@@ -616,12 +665,12 @@ async fn the_fake_and_linux_bridge_route_alike() {
     assert_eq!(got, want);
 }
 
-/// A router namespace left by a failed run, and the "outside" namespace.
-struct RouterCleanup(String, String);
+/// A router namespace left by a failed run, and the test's other ones.
+struct RouterCleanup(String, Vec<String>);
 
 impl Drop for RouterCleanup {
     fn drop(&mut self) {
-        for ns in [format!("qrouter-{}", self.0), self.1.clone()] {
+        for ns in std::iter::once(format!("qrouter-{}", self.0)).chain(self.1.clone()) {
             if std::path::Path::new("/run/netns").join(&ns).exists() {
                 sh(&["ip", "netns", "del", &ns]);
             }

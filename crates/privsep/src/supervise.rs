@@ -209,13 +209,15 @@ pub async fn supervise(cfg: &Config) -> Result<i32, String> {
     std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o660))
         .map_err(|e| format!("{}: {e}", sock.display()))?;
     let host: Arc<dyn Privileged> = Arc::new(LocalHost::new(sc.clone()));
-    let net: Option<Arc<dyn ferro_netdriver::HostDriver>> =
-        (cfg.host_net_driver() == "linuxbridge").then(|| {
-            Arc::new(ferro_netdriver::LinuxBridge::new(
-                cfg.network.host_namespace.clone(),
-                net_state.clone(),
-            )) as Arc<dyn ferro_netdriver::HostDriver>
-        });
+    let net = (cfg.host_net_driver() == "linuxbridge").then(|| {
+        ferro_netdriver::LinuxBridge::new(cfg.network.host_namespace.clone(), net_state.clone())
+            .with_interface_mappings(&cfg.network.physical_interface_mappings)
+    });
+    let net: Option<Arc<dyn ferro_netdriver::HostDriver>> = match net {
+        Some(Ok(d)) => Some(Arc::new(d)),
+        Some(Err(e)) => return Err(e),
+        None => None,
+    };
     let server = tokio::spawn(crate::server::serve(listener, host, net, uid));
 
     let r = run_service(cfg, &sock, uid, gid).await;

@@ -460,8 +460,9 @@ s_ssh() {
   need FIP || return 1
   run ip netns exec "$FERRO_NETNS" ssh -i "$work/key" -o StrictHostKeyChecking=no \
       -o UserKnownHostsFile=/dev/null -o ConnectTimeout=10 -o BatchMode=yes \
-      "cirros@$FIP" 'id -un; hostname; ip -4 -o addr show dev eth0' || return 1
-  printf '%s' "$OUT" | grep -qx cirros || { echo "not logged in as cirros"; return 1; }
+      "cirros@$FIP" 'echo "user=$USER home=$HOME"; hostname; ip -4 -o addr show dev eth0' || return 1
+  # (the image's cirros has uid 0, so `id -un` says root)
+  printf '%s' "$OUT" | grep -qx "user=cirros home=/home/cirros" || { echo "not logged in as cirros"; return 1; }
   printf '%s' "$OUT" | grep -q "inet $IP2/" || { echo "not gn2 ($IP2)"; return 1; }
 }
 

@@ -46,6 +46,17 @@ pub struct LinuxBridge {
     interfaces: BTreeMap<String, String>,
 }
 
+/// The IPv4 addresses with prefixes of a link as `ip -j addr show` shows it.
+fn ipv4_addresses(link: &serde_json::Value) -> BTreeSet<String> {
+    link["addr_info"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|a| a["family"] == "inet")
+        .filter_map(|a| Some(format!("{}/{}", a["local"].as_str()?, a["prefixlen"])))
+        .collect()
+}
+
 /// What `ns_port` builds.
 struct NsPort<'a> {
     ns: &'a str,
@@ -280,13 +291,7 @@ impl LinuxBridge {
         let shown = run("ip", &["-n", ns, "-j", "addr", "show", "dev", dev]).await?;
         let v: serde_json::Value = serde_json::from_str(&shown).unwrap_or_default();
         let have_mac = v[0]["address"].as_str().unwrap_or_default().to_string();
-        let have: BTreeSet<String> = v[0]["addr_info"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|a| a["family"] == "inet")
-            .filter_map(|a| Some(format!("{}/{}", a["local"].as_str()?, a["prefixlen"])))
-            .collect();
+        let have = ipv4_addresses(&v[0]);
         if !have_mac.eq_ignore_ascii_case(&port.mac) {
             run("ip", &["-n", ns, "link", "set", dev, "address", &port.mac]).await?;
         }

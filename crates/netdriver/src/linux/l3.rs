@@ -307,13 +307,7 @@ impl LinuxBridge {
     pub(super) async fn host_addresses(&self, br: &str, want: &[String]) -> Result<(), String> {
         let shown = self.ip(&["-j", "addr", "show", "dev", br]).await?;
         let v: serde_json::Value = serde_json::from_str(&shown).unwrap_or_default();
-        let have: BTreeSet<String> = v[0]["addr_info"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|a| a["family"] == "inet")
-            .filter_map(|a| Some(format!("{}/{}", a["local"].as_str()?, a["prefixlen"])))
-            .collect();
+        let have = super::ipv4_addresses(&v[0]);
         let want: BTreeSet<String> = want
             .iter()
             .filter(|a| matches!(crate::firewall::prefix(a), Some((false, _))))

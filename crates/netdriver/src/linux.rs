@@ -310,16 +310,23 @@ impl LinuxBridge {
         Ok(())
     }
 
+    /// The state directory of a network or router (ids never collide).
     fn net_dir(&self, net: &str) -> PathBuf {
         self.state_dir.join(net)
     }
 
     /// The networks this driver has built here (its records).
     fn recorded(&self) -> BTreeSet<String> {
+        self.recorded_with("network")
+    }
+
+    /// The ids of the records (state directories) holding file `marker`
+    /// (`network`, `router`).
+    fn recorded_with(&self, marker: &str) -> BTreeSet<String> {
         std::fs::read_dir(&self.state_dir)
             .map(|rd| {
                 rd.filter_map(Result::ok)
-                    .filter(|e| e.path().join("network").is_file())
+                    .filter(|e| e.path().join(marker).is_file())
                     .filter_map(|e| e.file_name().into_string().ok())
                     .filter(|n| crate::safe_id(n))
                     .collect()

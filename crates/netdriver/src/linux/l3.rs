@@ -21,14 +21,16 @@ use std::path::Path;
 /// The NAT table inside a router's namespace.
 pub const NAT_TABLE: &str = "ferro_nat";
 
-/// The ports of router `r` in `state`, interfaces and gateway.
-fn router_ports<'a>(state: &'a HostState, r: &RouterSpec) -> Vec<&'a PortSpec> {
-    state
-        .ports
-        .values()
-        .filter(|p| p.device_id == r.id && crate::is_router_port(p))
-        .filter(|p| crate::safe_id(&p.id) && crate::valid_mac(&p.mac))
-        .collect()
+/// The routers' ports in `state` (interfaces and gateways) by router,
+/// found in one pass over the ports.
+fn router_ports(state: &HostState) -> BTreeMap<&str, Vec<&PortSpec>> {
+    let mut by_router: BTreeMap<&str, Vec<&PortSpec>> = BTreeMap::new();
+    for p in state.ports.values().filter(|p| crate::is_router_port(p)) {
+        if crate::safe_id(&p.id) && crate::valid_mac(&p.mac) {
+            by_router.entry(p.device_id.as_str()).or_default().push(p);
+        }
+    }
+    by_router
 }
 
 /// The addresses with prefix among `with_prefix` that `p` holds.
@@ -92,21 +94,9 @@ pub fn render_nat(r: &RouterSpec, qg: &str, gateway_ip: Option<Ipv4Addr>) -> Opt
 }
 
 impl LinuxBridge {
-    fn router_dir(&self, id: &str) -> std::path::PathBuf {
-        self.state_dir.join(id)
-    }
-
     /// The routers this driver has built here (its records).
     pub(super) fn recorded_routers(&self) -> BTreeSet<String> {
-        std::fs::read_dir(&self.state_dir)
-            .map(|rd| {
-                rd.filter_map(Result::ok)
-                    .filter(|e| e.path().join("router").is_file())
-                    .filter_map(|e| e.file_name().into_string().ok())
-                    .filter(|n| crate::safe_id(n))
-                    .collect()
-            })
-            .unwrap_or_default()
+        self.recorded_with("router")
     }
 
     /// Converges the routers of `desired` whose ports' networks are bridged
@@ -121,12 +111,16 @@ impl LinuxBridge {
         let mut up = Vec::new();
         let mut errors = Vec::new();
         let mut wanted = BTreeSet::new();
+        let by_router = router_ports(desired);
         for r in desired.routers.values() {
             if !crate::safe_id(&r.id) {
                 continue;
             }
-            let ports: Vec<&PortSpec> = router_ports(desired, r)
+            let ports: Vec<&PortSpec> = by_router
+                .get(r.id.as_str())
                 .into_iter()
+                .flatten()
+                .copied()
                 .filter(|p| bridges.contains_key(&p.network_id))
                 .collect();
             if ports.is_empty() {
@@ -151,7 +145,7 @@ impl LinuxBridge {
         bridges: &BTreeMap<String, (String, i64)>,
         links: &BTreeMap<String, super::Link>,
     ) -> Result<Vec<String>, String> {
-        let d = self.router_dir(&r.id);
+        let d = self.net_dir(&r.id);
         std::fs::create_dir_all(&d).map_err(|e| format!("{}: {e}", d.display()))?;
         std::fs::write(d.join("router"), &r.id).map_err(|e| format!("{}: {e}", d.display()))?;
         let ns = crate::router_namespace(&r.id);
@@ -299,7 +293,7 @@ impl LinuxBridge {
         {
             tracing::warn!(router = id, "removing {ns}: {e}");
         }
-        let _ = std::fs::remove_dir_all(self.router_dir(id));
+        let _ = std::fs::remove_dir_all(self.net_dir(id));
     }
 
     /// The host's own addresses on a network's bridge (`host_addresses`),

@@ -131,12 +131,6 @@ impl App {
         .await?;
         let admin_project = identity.project_by_name("default", "admin").await?.id;
         let bus = wiring::bus(&cfg).await?;
-        // The host's network agent listens before Networking first converges.
-        let network_agent = if roles.network {
-            wiring::start_network_agent(&cfg, bus.clone()).await?
-        } else {
-            None
-        };
         let network = ferro_network::NetworkService::start(
             identity.db.clone(),
             cfg.clone(),
@@ -185,17 +179,24 @@ impl App {
         network.set_compute(Arc::new(wiring::InProcCompute {
             svc: compute.clone(),
         }));
+        // Hosts' network agents report to Networking, tell it when guests'
+        // taps come and go, and ask Compute what their guests' metadata
+        // says; this host's agent starts once that is heard (its first
+        // report is what makes it a host that Networking converges).
+        if cfg.host_net_driver() == "linuxbridge" {
+            ferro_network::agent::listen(network.clone(), bus.clone()).await?;
+            ferro_compute::metadata::listen(compute.clone(), bus.clone()).await?;
+        }
+        let network_agent = if roles.network {
+            wiring::start_network_agent(&cfg, bus.clone()).await?
+        } else {
+            None
+        };
         // The host's metadata service answers from Compute.
         if let Some(agent) = &network_agent {
             agent.metadata.set_source(Arc::new(wiring::InProcCompute {
                 svc: compute.clone(),
             }));
-        }
-        // Hosts' network agents tell Networking when guests' taps come and
-        // go, and ask Compute what their guests' metadata says.
-        if cfg.host_net_driver() == "linuxbridge" {
-            ferro_network::agent::listen(network.clone(), bus.clone()).await?;
-            ferro_compute::metadata::listen(compute.clone(), bus.clone()).await?;
         }
         // Block Storage finishes its interrupted workflows once Compute can
         // hear about them (an in-use extend notifies it).

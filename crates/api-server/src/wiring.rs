@@ -35,7 +35,6 @@ pub fn host_net(
         "fake" => Ok(Arc::new(ferro_network::hostnet::FakeHostNet::default())),
         "linuxbridge" => Ok(Arc::new(ferro_network::hostnet::BusHostNet::new(
             ferro_rpc::network::NetworkClient::new(bus, Duration::from_secs(60)),
-            cfg.compute.host_name(),
         ))),
         other => Err(Error::internal(format!(
             "network.host_net_driver = {other:?} is not available in this build (fake, linuxbridge)"
@@ -63,6 +62,7 @@ pub async fn start_network_agent(
                 ferro_privsep::supervise::network_state_dir(cfg),
             )
             .with_interface_mappings(&cfg.network.physical_interface_mappings)
+            .and_then(|d| d.with_local_ip(cfg.network.local_ip.as_deref()))
             .map_err(Error::internal)?,
         ),
         None => {
@@ -71,7 +71,13 @@ pub async fn start_network_agent(
             ));
         }
     };
-    let agent = ferro_network_agent::NetworkAgent::new(bus, cfg.compute.host_name(), driver);
+    let agent = ferro_network_agent::NetworkAgent::reporting(
+        bus,
+        cfg.compute.host_name(),
+        driver,
+        cfg.network.local_ip.clone().filter(|a| !a.is_empty()),
+        Duration::from_secs(cfg.network.report_interval),
+    );
     agent
         .clone()
         .start()

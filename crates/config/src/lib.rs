@@ -532,6 +532,12 @@ pub struct NetworkConfig {
     /// (`linuxbridge`; none: the root namespace). Tests run each host in
     /// a namespace of their own.
     pub host_namespace: Option<String>,
+    /// This host's tunnel endpoint (the Linux bridge agent's `[vxlan]
+    /// local_ip`): with it, a vxlan network's bridge here carries a VXLAN
+    /// device (`vxlan-<vni>`, UDP 4789) from this address to the other
+    /// hosts with ports on the network; without it, vxlan networks stay on
+    /// this host.
+    pub local_ip: Option<String>,
     /// Type of project networks (ML2 `tenant_network_types`): `vxlan` or `vlan`.
     pub tenant_network_types: Vec<String>,
     /// VXLAN VNIs handed to project networks, `min:max` (ML2 `vni_ranges`).
@@ -582,6 +588,7 @@ impl Default for NetworkConfig {
         NetworkConfig {
             host_net_driver: "auto".into(),
             host_namespace: None,
+            local_ip: None,
             tenant_network_types: vec!["vxlan".into()],
             vni_ranges: vec!["1:1000".into()],
             network_vlan_ranges: vec!["physnet1:1000:2999".into()],

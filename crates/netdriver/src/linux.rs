@@ -44,6 +44,16 @@ pub struct LinuxBridge {
     external: tokio::sync::Mutex<Option<String>>,
     /// Physical network -> the host's interface carrying it.
     interfaces: BTreeMap<String, String>,
+    /// This host's tunnel endpoint: vxlan networks get a VXLAN device.
+    local_ip: Option<Ipv4Addr>,
+}
+
+/// The UDP port of VXLAN (IANA; the Linux bridge agent's default).
+pub const VXLAN_PORT: u16 = 4789;
+
+/// The VXLAN device of a VNI (the Linux bridge agent's name).
+pub fn vxlan_device(vni: i64) -> String {
+    format!("vxlan-{vni}")
 }
 
 /// The IPv4 addresses with prefixes of a link as `ip -j addr show` shows it.
@@ -73,6 +83,8 @@ struct Link {
     master: Option<String>,
     mtu: u64,
     up: bool,
+    /// A VXLAN device's (VNI, local address).
+    vxlan: Option<(u64, String)>,
 }
 
 async fn run(prog: &str, args: &[&str]) -> Result<String, String> {
@@ -126,7 +138,22 @@ impl LinuxBridge {
             loaded: std::sync::Mutex::new(crate::firewall::Loaded::default()),
             external: tokio::sync::Mutex::new(None),
             interfaces: BTreeMap::new(),
+            local_ip: None,
         }
+    }
+
+    /// With this host's tunnel endpoint (the Linux bridge agent's
+    /// `local_ip`): a vxlan network's bridge carries `vxlan-<vni>` from
+    /// it. Refused unless it is an IPv4 address.
+    pub fn with_local_ip(mut self, local_ip: Option<&str>) -> Result<LinuxBridge, String> {
+        self.local_ip = match local_ip {
+            None | Some("") => None,
+            Some(a) => Some(
+                a.parse::<Ipv4Addr>()
+                    .map_err(|_| format!("network.local_ip: {a:?} is not an IPv4 address"))?,
+            ),
+        };
+        Ok(self)
     }
 
     /// With `physnet:interface` mappings (Neutron's
@@ -233,7 +260,7 @@ impl LinuxBridge {
 
     /// The host namespace's links.
     async fn links(&self) -> Result<BTreeMap<String, Link>, String> {
-        let out = self.ip(&["-j", "link", "show"]).await?;
+        let out = self.ip(&["-d", "-j", "link", "show"]).await?;
         let v: serde_json::Value =
             serde_json::from_str(&out).map_err(|e| format!("ip -j link show: {e}"))?;
         let mut links = BTreeMap::new();
@@ -250,6 +277,13 @@ impl LinuxBridge {
                     master: l["master"].as_str().map(str::to_string),
                     mtu: l["mtu"].as_u64().unwrap_or(0),
                     up,
+                    vxlan: (l["linkinfo"]["info_kind"] == "vxlan").then(|| {
+                        let d = &l["linkinfo"]["info_data"];
+                        (
+                            d["id"].as_u64().unwrap_or(0),
+                            d["local"].as_str().unwrap_or("").to_string(),
+                        )
+                    }),
                 },
             );
         }
@@ -385,7 +419,108 @@ impl LinuxBridge {
                 Some(_) => {}
             }
         }
+        self.vxlan(net, &br, links).await?;
         Ok(br)
+    }
+
+    /// A vxlan network's tunnel: `vxlan-<vni>` from this host's endpoint
+    /// on the bridge, at the network's MTU, flooding broadcasts and unknown
+    /// unicast to exactly the network's other hosts (all-zeros FDB
+    /// entries, as the Linux bridge agent's l2population; the rest is
+    /// learnt). Without an endpoint, or for another type, no tunnel: a
+    /// VXLAN device left on the bridge is removed.
+    async fn vxlan(
+        &self,
+        net: &NetSpec,
+        br: &str,
+        links: &BTreeMap<String, Link>,
+    ) -> Result<(), String> {
+        let want = match (
+            net.network_type.as_str(),
+            self.local_ip,
+            net.segmentation_id,
+        ) {
+            ("vxlan", Some(local), Some(vni)) if (1..1 << 24).contains(&vni) => {
+                Some((vxlan_device(vni), vni, local.to_string()))
+            }
+            _ => None,
+        };
+        for (name, l) in links {
+            let stale = l.vxlan.is_some()
+                && l.master.as_deref() == Some(br)
+                && want.as_ref().is_none_or(|(d, _, _)| d != name);
+            if stale {
+                self.ip(&["link", "del", name]).await?;
+            }
+        }
+        let Some((dev, vni, local)) = want else {
+            return Ok(());
+        };
+        let mtu = net.mtu.max(68) as u64;
+        let made = match links.get(&dev) {
+            Some(l) if l.vxlan.as_ref() == Some(&(vni as u64, local.clone())) => Some(l),
+            Some(_) => {
+                // Another VNI's or endpoint's device under this name.
+                self.ip(&["link", "del", &dev]).await?;
+                None
+            }
+            None => None,
+        };
+        if made.is_none() {
+            let (id, port) = (vni.to_string(), VXLAN_PORT.to_string());
+            self.ip(&[
+                "link", "add", &dev, "type", "vxlan", "id", &id, "local", &local, "dstport", &port,
+            ])
+            .await?;
+        }
+        if made.is_none_or(|l| l.master.as_deref() != Some(br) || l.mtu != mtu || !l.up) {
+            let m = mtu.to_string();
+            self.ip(&["link", "set", &dev, "master", br, "mtu", &m, "up"])
+                .await?;
+        }
+        // Flooding entries: exactly the peers.
+        let out = self
+            .in_host("bridge", &["-j", "fdb", "show", "dev", &dev], None)
+            .await?;
+        let have: BTreeSet<String> = serde_json::from_str::<serde_json::Value>(&out)
+            .map_err(|e| format!("bridge -j fdb show dev {dev}: {e}"))?
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["mac"] == "00:00:00:00:00:00")
+            .filter_map(|e| e["dst"].as_str().map(str::to_string))
+            .collect();
+        let want: BTreeSet<String> = net
+            .tunnel_peers
+            .iter()
+            .filter(|p| p.parse::<Ipv4Addr>().is_ok() && **p != local)
+            .cloned()
+            .collect();
+        for gone in have.difference(&want) {
+            self.in_host(
+                "bridge",
+                &["fdb", "del", "00:00:00:00:00:00", "dev", &dev, "dst", gone],
+                None,
+            )
+            .await?;
+        }
+        for new in want.difference(&have) {
+            self.in_host(
+                "bridge",
+                &[
+                    "fdb",
+                    "append",
+                    "00:00:00:00:00:00",
+                    "dev",
+                    &dev,
+                    "dst",
+                    new,
+                ],
+                None,
+            )
+            .await?;
+        }
+        Ok(())
     }
 
     /// A guest's tap on its bridge (if the hypervisor made it); whether the
@@ -571,6 +706,14 @@ impl LinuxBridge {
     async fn teardown(&self, net: &str, links: &BTreeMap<String, Link>) {
         self.stop_dhcp(net).await;
         let br = crate::bridge_name(net);
+        for (name, l) in links {
+            if l.vxlan.is_some()
+                && l.master.as_deref() == Some(br.as_str())
+                && let Err(e) = self.ip(&["link", "del", name]).await
+            {
+                tracing::warn!(network = net, "removing {name}: {e}");
+            }
+        }
         if links.contains_key(&br)
             && let Err(e) = self.ip(&["link", "del", &br]).await
         {

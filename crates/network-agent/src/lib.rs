@@ -32,6 +32,10 @@ pub struct NetworkAgent {
     last: tokio::sync::Mutex<Last>,
     /// The metadata service at 169.254.169.254 of this host's networks.
     pub metadata: metadata::MetadataServer,
+    /// This host's tunnel endpoint, told to the Networking service.
+    pub tunnel_ip: Option<String>,
+    /// How often the agent tells the Networking service it is alive.
+    pub report_interval: Duration,
 }
 
 #[derive(Default)]
@@ -54,13 +58,42 @@ fn guest_taps(state: &HostState, devices: &Devices) -> Devices {
 
 impl NetworkAgent {
     pub fn new(bus: Arc<dyn Bus>, host: String, driver: Arc<dyn HostDriver>) -> Arc<NetworkAgent> {
+        NetworkAgent::reporting(bus, host, driver, None, Duration::from_secs(30))
+    }
+
+    /// An agent with this host's tunnel endpoint, reporting every
+    /// `report_interval` (Neutron's `report_interval`).
+    pub fn reporting(
+        bus: Arc<dyn Bus>,
+        host: String,
+        driver: Arc<dyn HostDriver>,
+        tunnel_ip: Option<String>,
+        report_interval: Duration,
+    ) -> Arc<NetworkAgent> {
         Arc::new(NetworkAgent {
             host,
             driver,
             bus,
             last: tokio::sync::Mutex::new(Last::default()),
             metadata: metadata::MetadataServer::default(),
+            tunnel_ip,
+            report_interval: report_interval.max(Duration::from_secs(1)),
         })
+    }
+
+    /// Tells the Networking service that this agent is alive, with its
+    /// tunnel endpoint (`report_state`).
+    pub async fn report(&self) -> Result<(), String> {
+        let msg = AgentMessage::Report {
+            host: self.host.clone(),
+            tunnel_ip: self.tunnel_ip.clone(),
+            driver: self.driver.name().to_string(),
+        };
+        let env = msg.to_envelope().map_err(|e| e.to_string())?;
+        self.bus
+            .cast(&Target::topic(PLUGIN_TOPIC), env)
+            .await
+            .map_err(|e| format!("reporting to the Networking service: {e}"))
     }
 
     /// After a convergence: the metadata service follows the networks
@@ -83,13 +116,23 @@ impl NetworkAgent {
         self: Arc<Self>,
     ) -> Result<tokio::task::JoinHandle<()>, ferro_bus::BusError> {
         let mut sub = self.bus.serve(TOPIC, &self.host).await?;
+        if let Err(e) = self.report().await {
+            tracing::warn!(host = %self.host, "network agent: {e}");
+        }
         let watcher = Arc::downgrade(&self);
         tokio::spawn(async move {
+            let mut reported = tokio::time::Instant::now();
             loop {
                 tokio::time::sleep(POLLING_INTERVAL).await;
                 let Some(agent) = watcher.upgrade() else {
                     return;
                 };
+                if reported.elapsed() >= agent.report_interval {
+                    reported = tokio::time::Instant::now();
+                    if let Err(e) = agent.report().await {
+                        tracing::warn!(host = %agent.host, "network agent: {e}");
+                    }
+                }
                 if let Err(e) = agent.poll().await {
                     tracing::warn!(host = %agent.host, "network agent: {e}");
                 }

@@ -43,6 +43,17 @@ pub async fn listen(svc: Arc<NetworkService>, bus: Arc<dyn ferro_bus::Bus>) -> R
                     tracing::debug!(%host, up = up.len(), "a network agent's ports changed");
                     svc.notify();
                 }
+                Ok(AgentMessage::Report {
+                    host,
+                    tunnel_ip,
+                    driver,
+                }) => match reported(&svc, &host, tunnel_ip, &driver).await {
+                    Ok(true) => svc.notify(),
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::warn!(%host, "recording a network agent's report: {}", e.message)
+                    }
+                },
                 Err(e) => tracing::error!("message from a network agent refused: {e}"),
             }
             msg.reply(Ok(Value::Null)).await;
@@ -51,37 +62,88 @@ pub async fn listen(svc: Arc<NetworkService>, bus: Arc<dyn ferro_bus::Bus>) -> R
     Ok(())
 }
 
+/// Starts the convergence loop: after every change, and at least every
+/// `report_interval` (then even unchanged states are sent again, which
+/// repairs what was changed behind the agents' backs, and agents that
+/// stopped reporting are found dead). With the fake data plane this
+/// process is the one host and beats for its agents itself.
 pub async fn start(svc: Arc<NetworkService>) -> Result<(), Error> {
-    heartbeat(&svc, true)
-        .await
-        .map_err(|e| Error::internal(e.message))?;
+    let own = !svc.hostnet.per_host();
+    if own {
+        let (host, az) = (
+            svc.host.clone(),
+            svc.cfg.network.default_availability_zone.clone(),
+        );
+        heartbeat(&svc, &host, &az, json!({}), true)
+            .await
+            .map_err(|e| Error::internal(e.message))?;
+    }
     let s2 = svc.clone();
     tokio::spawn(async move {
         let every = Duration::from_secs(s2.cfg.network.report_interval.max(1));
         let mut last_beat = tokio::time::Instant::now();
+        let mut force = true;
         loop {
-            if let Err(e) = converge(&s2).await {
+            if let Err(e) = converge(&s2, force).await {
                 tracing::warn!("network agent: {e}");
             }
-            if last_beat.elapsed() >= every {
-                if let Err(e) = heartbeat(&s2, false).await {
+            if own && last_beat.elapsed() >= every {
+                let (host, az) = (
+                    s2.host.clone(),
+                    s2.cfg.network.default_availability_zone.clone(),
+                );
+                if let Err(e) = heartbeat(&s2, &host, &az, json!({}), false).await {
                     tracing::warn!("network agent heartbeat: {}", e.message);
                 }
                 last_beat = tokio::time::Instant::now();
             }
-            let _ = tokio::time::timeout(every, s2.changed.notified()).await;
+            force = tokio::time::timeout(every, s2.changed.notified())
+                .await
+                .is_err();
         }
     });
     Ok(())
 }
 
-async fn heartbeat(svc: &NetworkService, starting: bool) -> crate::error::NResult<()> {
-    let host = svc.host.clone();
+/// Records a host's network agent report (its agents' heartbeat, its
+/// tunnel endpoint); whether that changes where things run (the host was
+/// not alive, or its endpoint moved).
+async fn reported(
+    svc: &NetworkService,
+    host: &str,
+    tunnel_ip: Option<String>,
+    driver: &str,
+) -> crate::error::NResult<bool> {
+    let before = crate::hosts::live_hosts(
+        &svc.store.read(),
+        svc.cfg.network.agent_down_time,
+        chrono::Utc::now(),
+    )
+    .remove(host);
+    let mut conf = json!({"interface_mappings": {}, "devices": 0, "driver": driver,
+                          "l2_population": true, "tunnel_types": []});
+    if let Some(ip) = &tunnel_ip {
+        conf["tunneling_ip"] = json!(ip);
+        conf["tunnel_types"] = json!(["vxlan"]);
+    }
     let az = svc.cfg.network.default_availability_zone.clone();
+    heartbeat(svc, host, &az, conf, before.is_none()).await?;
+    Ok(before.is_none_or(|b| b.tunnel_ip != tunnel_ip))
+}
+
+/// The heartbeat of `host`'s agents (DHCP, L3, Linux bridge, metadata);
+/// `bridge_conf` is the Linux bridge agent's `configurations`.
+async fn heartbeat(
+    svc: &NetworkService,
+    host: &str,
+    az: &str,
+    bridge_conf: Value,
+    starting: bool,
+) -> crate::error::NResult<()> {
     svc.store
         .write(|tx| {
             for (atype, binary, topic) in AGENT_TYPES {
-                let id = agent_id(&host, binary);
+                let id = agent_id(host, binary);
                 let t = now();
                 let mut a: Obj = match tx.get(Kind::Agent, &id) {
                     Some(a) => (*a).clone(),
@@ -108,6 +170,9 @@ async fn heartbeat(svc: &NetworkService, starting: bool) -> crate::error::NResul
                 if starting {
                     a.insert("started_at".into(), json!(t));
                 }
+                if atype == "Linux bridge agent" {
+                    a.insert("configurations".into(), bridge_conf.clone());
+                }
                 a.insert("heartbeat_timestamp".into(), json!(t));
                 tx.put(Kind::Agent, a);
             }
@@ -116,7 +181,8 @@ async fn heartbeat(svc: &NetworkService, starting: bool) -> crate::error::NResul
         .await
 }
 
-/// What this host must realise: everything (one host runs every agent).
+/// What the hosts must realise together (`hosts::split` gives each its
+/// share).
 /// `host_address`: the host holds external networks' gateway addresses
 /// (`network.external_host_address`).
 pub fn desired(st: &State, host_address: bool) -> HostState {
@@ -169,6 +235,7 @@ pub fn desired(st: &State, host_address: bool) -> HostState {
                 } else {
                     Vec::new()
                 },
+                tunnel_peers: Vec::new(),
             },
         );
     }
@@ -296,12 +363,56 @@ pub fn desired(st: &State, host_address: bool) -> HostState {
     h
 }
 
-/// Applies the desired state, then records port (and floating IP) status.
-pub async fn converge(svc: &NetworkService) -> Result<(), String> {
-    let st = svc.store.read();
+/// Offers each host its share of the desired state (DHCP and routers of
+/// hosts found dead moved first), then records port (and floating IP)
+/// status from what the hosts last reported up. `force`: hosts get their
+/// share even if it did not change.
+pub async fn converge(svc: &NetworkService, force: bool) -> Result<(), String> {
+    let mut st = svc.store.read();
+    let shares_of = |st: &State, want: &HostState| {
+        if !svc.hostnet.per_host() {
+            return std::collections::BTreeMap::from([(svc.host.clone(), want.clone())]);
+        }
+        let hosts =
+            crate::hosts::live_hosts(st, svc.cfg.network.agent_down_time, chrono::Utc::now());
+        crate::hosts::split(want, st, &hosts)
+    };
+    if svc.hostnet.per_host() {
+        let hosts =
+            crate::hosts::live_hosts(&st, svc.cfg.network.agent_down_time, chrono::Utc::now());
+        let moves = crate::hosts::reschedule(&st, &hosts);
+        if !moves.is_empty() {
+            svc.store
+                .write(|tx| {
+                    for (id, host) in &moves {
+                        match host {
+                            Some(h) => {
+                                tracing::info!(binding = %id, host = %h, "scheduled");
+                                tx.put(
+                                    Kind::Binding,
+                                    json!({"id": id, "host": h})
+                                        .as_object()
+                                        .cloned()
+                                        .unwrap_or_default(),
+                                );
+                            }
+                            None => tx.del(Kind::Binding, id),
+                        }
+                    }
+                    Ok(())
+                })
+                .await
+                .map_err(|e| e.message)?;
+            st = svc.store.read();
+        }
+    }
     let want = desired(&st, svc.cfg.network.external_host_address);
-    let up = svc.hostnet.apply(&want).await?;
-    let up: std::collections::HashSet<String> = up.into_iter().collect();
+    let up = svc.workers.offer(
+        &svc.hostnet,
+        shares_of(&st, &want),
+        force,
+        svc.changed.clone(),
+    );
     let needs = |st: &State| -> bool {
         st.iter(Kind::Port)
             .any(|p| port_status(p, &want, &up) != s(p, "status"))

@@ -9,9 +9,15 @@ use std::sync::Mutex;
 #[async_trait::async_trait]
 pub trait HostNet: Send + Sync {
     fn name(&self) -> &'static str;
-    /// Converges the host to `desired` (idempotent); returns the port ids
+    /// Converges `host` to `desired` (idempotent); returns the port ids
     /// that are wired and up.
-    async fn apply(&self, desired: &HostState) -> Result<Vec<String>, String>;
+    async fn apply(&self, host: &str, desired: &HostState) -> Result<Vec<String>, String>;
+    /// Whether the hosts are real: each gets its own share of the desired
+    /// state, from the agents that report in. The fake has one host that
+    /// realises everything.
+    fn per_host(&self) -> bool {
+        true
+    }
 }
 
 /// Records the desired state; every port it is given is "wired".
@@ -26,7 +32,10 @@ impl HostNet for FakeHostNet {
     fn name(&self) -> &'static str {
         "fake"
     }
-    async fn apply(&self, desired: &HostState) -> Result<Vec<String>, String> {
+    fn per_host(&self) -> bool {
+        false
+    }
+    async fn apply(&self, _host: &str, desired: &HostState) -> Result<Vec<String>, String> {
         if let Ok(mut a) = self.applied.lock() {
             *a = desired.clone();
         }
@@ -48,17 +57,16 @@ impl FakeHostNet {
     }
 }
 
-/// A host's network agent reached over the bus: each convergence is a
-/// typed `SyncHost` request to the agent of `host`, which answers with the
-/// ports it wired.
+/// The hosts' network agents reached over the bus: each convergence is a
+/// typed `SyncHost` request to the agent of its host, which answers with
+/// the ports it wired.
 pub struct BusHostNet {
     client: ferro_rpc::network::NetworkClient,
-    host: String,
 }
 
 impl BusHostNet {
-    pub fn new(client: ferro_rpc::network::NetworkClient, host: String) -> BusHostNet {
-        BusHostNet { client, host }
+    pub fn new(client: ferro_rpc::network::NetworkClient) -> BusHostNet {
+        BusHostNet { client }
     }
 }
 
@@ -68,18 +76,15 @@ impl HostNet for BusHostNet {
         "agent"
     }
 
-    async fn apply(&self, desired: &HostState) -> Result<Vec<String>, String> {
+    async fn apply(&self, host: &str, desired: &HostState) -> Result<Vec<String>, String> {
         use ferro_rpc::network::{NetworkReply, NetworkRequest};
         let req = NetworkRequest::SyncHost {
             state: desired.clone(),
         };
-        match self.client.call(&self.host, &req, None).await {
+        match self.client.call(host, &req, None).await {
             Ok(NetworkReply::Synced { up }) => Ok(up),
-            Ok(other) => Err(format!(
-                "the network agent of {} answered {other:?}",
-                self.host
-            )),
-            Err(e) => Err(format!("the network agent of {}: {e}", self.host)),
+            Ok(other) => Err(format!("the network agent of {host} answered {other:?}")),
+            Err(e) => Err(format!("the network agent of {host}: {e}")),
         }
     }
 }

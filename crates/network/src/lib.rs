@@ -8,6 +8,7 @@
 pub mod agent;
 pub mod error;
 pub mod hostnet;
+pub mod hosts;
 pub mod http;
 pub mod ipam;
 pub mod nova;
@@ -32,7 +33,9 @@ pub struct NetworkService {
     pub base_url: String,
     pub hostnet: Arc<dyn hostnet::HostNet>,
     /// Wakes the agent after a change it may have to apply.
-    pub changed: tokio::sync::Notify,
+    pub changed: Arc<tokio::sync::Notify>,
+    /// One convergence worker per host with a live network agent.
+    pub(crate) workers: hosts::Workers,
     /// This host's name (agents report under it).
     pub host: String,
     /// Compute, told when a guest's port goes ACTIVE or DOWN (Neutron's
@@ -74,7 +77,8 @@ impl NetworkService {
             validator,
             store,
             hostnet,
-            changed: tokio::sync::Notify::new(),
+            changed: Arc::new(tokio::sync::Notify::new()),
+            workers: hosts::Workers::default(),
             host,
             compute: std::sync::OnceLock::new(),
         });

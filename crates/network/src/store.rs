@@ -29,9 +29,13 @@ pub enum Kind {
     Quota,
     Agent,
     Segment,
+    /// Where a network's DHCP (`dhcp:<network>`) or a router
+    /// (`l3:<router>`) is hosted: `{"id", "host"}` (Neutron's DHCP and L3
+    /// agent bindings).
+    Binding,
 }
 
-pub const KINDS: [Kind; 13] = [
+pub const KINDS: [Kind; 14] = [
     Kind::Network,
     Kind::Subnet,
     Kind::Port,
@@ -45,6 +49,7 @@ pub const KINDS: [Kind; 13] = [
     Kind::Quota,
     Kind::Agent,
     Kind::Segment,
+    Kind::Binding,
 ];
 
 impl Kind {
@@ -63,6 +68,7 @@ impl Kind {
             Kind::Quota => "neutron_quota",
             Kind::Agent => "neutron_agent",
             Kind::Segment => "neutron_segment",
+            Kind::Binding => "neutron_binding",
         }
     }
     fn idx(self) -> usize {
@@ -107,7 +113,7 @@ pub struct SubnetIps {
 
 #[derive(Clone, Default)]
 pub struct State {
-    tables: [imbl::OrdMap<String, Arc<Obj>>; 13],
+    tables: [imbl::OrdMap<String, Arc<Obj>>; 14],
     /// subnet id -> allocated addresses (derived from ports' fixed_ips)
     pub ips: imbl::HashMap<String, SubnetIps>,
     /// network id -> MAC addresses in use there
@@ -187,7 +193,7 @@ impl State {
                 .insert(s(o, "mac_address").to_string());
         }
     }
-    fn set(&mut self, k: Kind, id: String, o: Option<Arc<Obj>>) {
+    pub(crate) fn set(&mut self, k: Kind, id: String, o: Option<Arc<Obj>>) {
         if let Some(old) = self.tables[k.idx()].remove(&id) {
             self.unindex(k, &old);
         }

@@ -19,6 +19,12 @@ pub struct NetSpec {
     /// that floating IPs are reachable from the host.
     #[serde(default)]
     pub host_addresses: Vec<String>,
+    /// The tunnel endpoints of the other hosts with ports on this network
+    /// (vxlan): the receiving host floods its broadcasts and unknown
+    /// unicast to exactly these, as the Linux bridge agent's l2population
+    /// does.
+    #[serde(default)]
+    pub tunnel_peers: Vec<String>,
 }
 
 /// A DHCP-enabled subnet as its clients are told about it.
@@ -180,6 +186,14 @@ pub enum AgentMessage {
     /// (a guest's tap appeared or went away): Neutron's
     /// `update_device_up`/`update_device_down`.
     PortsUp { host: String, up: Vec<String> },
+    /// The agent of `host` is alive (sent every `report_interval`; Neutron's
+    /// `report_state`): its tunnel endpoint, when it has one, is where other
+    /// hosts send `host`'s share of VXLAN networks.
+    Report {
+        host: String,
+        tunnel_ip: Option<String>,
+        driver: String,
+    },
 }
 
 impl AgentMessage {

@@ -98,6 +98,9 @@ tally /tmp/ferro-golden-qemu.log
 echo "== openstack CLI: tenant networks of real guests (Linux bridge agent, in a test namespace)"
 bash scripts/guest-network.sh 2>&1 | tee /tmp/ferro-guest-network.log || status=1
 tally /tmp/ferro-guest-network.log
+echo "== openstack CLI: two hosts and a controller over RabbitMQ (VXLAN, DHCP and router failover)"
+bash scripts/multi-host.sh 2>&1 | tee /tmp/ferro-multi-host.log || status=1
+tally /tmp/ferro-multi-host.log
 echo "== openstack CLI network golden path"
 bash scripts/golden-path-network.sh 2>&1 | tee /tmp/ferro-golden-network.log || status=1
 tally /tmp/ferro-golden-network.log

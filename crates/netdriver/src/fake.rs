@@ -48,7 +48,7 @@ impl HostDriver for FakeHostDriver {
             if !p.admin_up || crate::unsupported(net, false).is_some() {
                 continue;
             }
-            let wired = if crate::is_guest_port(p) {
+            let wired = if crate::is_local_guest_port(p) {
                 plugged.contains(&crate::tap_name(&p.id))
             } else if crate::is_dhcp_port(p) {
                 !net.dhcp_subnets.is_empty()

@@ -236,7 +236,7 @@ fn filtered(state: &HostState) -> Vec<&PortSpec> {
     state
         .ports
         .values()
-        .filter(|p| crate::is_guest_port(p) && p.port_security)
+        .filter(|p| crate::is_local_guest_port(p) && p.port_security)
         .filter(|p| crate::safe_id(&p.id) && crate::valid_mac(&p.mac))
         .collect()
 }

@@ -83,6 +83,12 @@ pub fn is_guest_port(p: &PortSpec) -> bool {
     p.device_owner.starts_with("compute:")
 }
 
+/// Whether the port is a guest's on this host (not known here only for
+/// DHCP and metadata): its tap is wired and filtered here.
+pub fn is_local_guest_port(p: &PortSpec) -> bool {
+    is_guest_port(p) && !p.elsewhere
+}
+
 /// Whether the port is a router's (an interface or its gateway).
 pub fn is_router_port(p: &PortSpec) -> bool {
     p.device_owner == "network:router_interface" || p.device_owner == "network:router_gateway"

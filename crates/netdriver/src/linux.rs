@@ -757,7 +757,7 @@ impl LinuxBridge {
                 }
                 let mut net_up = Vec::new();
                 for p in ports {
-                    let ok = if crate::is_guest_port(p) {
+                    let ok = if crate::is_local_guest_port(p) {
                         self.guest_port(p, net, &br, &links).await?
                     } else if crate::is_dhcp_port(p) {
                         self.dhcp(net, p, ports, &br, &links).await?

@@ -723,17 +723,19 @@ async fn the_fake_and_linux_bridge_tunnel_alike() {
         d.plug(&tap_name(&p.id));
         want.push(d.apply(&share(p, vec![peer])).await.unwrap());
     }
+    // a hosting the network's DHCP knows b's guest, and wires nothing for it.
+    let known = |s: HostState| {
+        let mut s = s;
+        let mut e = pb.clone();
+        e.elsewhere = true;
+        s.ports.insert(e.id.clone(), e);
+        s
+    };
+    want.push(fa.apply(&known(share(&pa, vec![ulb]))).await.unwrap());
     want.push(fa.apply(&share(&pa, vec![])).await.unwrap());
     want.push(fa.apply(&HostState::default()).await.unwrap());
-    assert_eq!(
-        want,
-        [
-            vec![pa.id.clone()],
-            vec![pb.id.clone()],
-            vec![pa.id.clone()],
-            vec![]
-        ]
-    );
+    let one = |p: &PortSpec| vec![p.id.clone()];
+    assert_eq!(want, [one(&pa), one(&pb), one(&pa), one(&pa), vec![]]);
 
     if sh(&["id", "-u"]).1.trim() != "0" {
         eprintln!("skipped (Linux bridge half): needs root");
@@ -804,6 +806,15 @@ async fn the_fake_and_linux_bridge_tunnel_alike() {
         ping(&b, "10.89.0.10"),
         "b's guest reaches a's over the tunnel"
     );
+    got.push(la.apply(&known(share(&pa, vec![ulb]))).await.unwrap());
+    let (_, rules) = sh(&[
+        "ip", "netns", "exec", &a.host, "nft", "list", "table", "bridge", "ferro_sg",
+    ]);
+    assert!(
+        rules.contains(&tap_name(&pa.id)) && !rules.contains(&tap_name(&pb.id)),
+        "rules on a for a's guest only: {rules}"
+    );
+    assert!(ping(&b, "10.89.0.10"), "still reachable");
     // Without its flooding entry, a's guest cannot find b's (its ARP
     // broadcast stays on a); forgotten neighbours first.
     got.push(la.apply(&share(&pa, vec![])).await.unwrap());

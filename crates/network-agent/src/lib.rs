@@ -50,7 +50,7 @@ fn guest_taps(state: &HostState, devices: &Devices) -> Devices {
     state
         .ports
         .values()
-        .filter(|p| ferro_netdriver::is_guest_port(p))
+        .filter(|p| ferro_netdriver::is_local_guest_port(p))
         .map(|p| ferro_netdriver::tap_name(&p.id))
         .filter_map(|t| devices.get(&t).map(|m| (t, m.clone())))
         .collect()
@@ -153,7 +153,11 @@ impl NetworkAgent {
         let Some(state) = last.state.clone() else {
             return Ok(false);
         };
-        if !state.ports.values().any(ferro_netdriver::is_guest_port) {
+        if !state
+            .ports
+            .values()
+            .any(ferro_netdriver::is_local_guest_port)
+        {
             return Ok(false);
         }
         let taps = guest_taps(&state, &self.driver.devices().await?);

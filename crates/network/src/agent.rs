@@ -303,6 +303,7 @@ pub fn desired(st: &State, host_address: bool) -> HostState {
                         })
                     })
                     .collect(),
+                elsewhere: false,
             },
         );
     }

@@ -171,6 +171,27 @@ pub fn split(
                 .insert(host.clone());
         }
     }
+    // A network's DHCP host knows its guests on the other hosts, for
+    // their leases and their metadata (as Neutron's DHCP agent is given
+    // every port of its networks).
+    for (id, spec) in full
+        .ports
+        .iter()
+        .filter(|(_, p)| p.device_owner.starts_with("compute:"))
+    {
+        let Some(dhcp) = bound_host(st, &dhcp_binding(&spec.network_id)) else {
+            continue;
+        };
+        let here = st.get(Kind::Port, id).and_then(|p| port_host(st, p));
+        if here == Some(dhcp) {
+            continue;
+        }
+        if let Some(share) = shares.get_mut(dhcp) {
+            let mut known = spec.clone();
+            known.elsewhere = true;
+            share.ports.insert(id.clone(), known);
+        }
+    }
     for (host, share) in shares.iter_mut() {
         for (net, there) in &on {
             if !there.contains(host) {
@@ -423,7 +444,19 @@ mod tests {
         let keys = |h: &str| shares[h].ports.keys().cloned().collect::<Vec<_>>();
         assert_eq!(keys("a"), ["pa", "pr"]);
         assert_eq!(keys("b"), ["pb"]);
-        assert_eq!(keys("c"), ["pc", "pd"]);
+        // c hosts vx's DHCP: it knows vx's guests elsewhere (and the one
+        // whose host is dead), without wiring them.
+        assert_eq!(keys("c"), ["pa", "pb", "pc", "pd", "pnowhere"]);
+        let elsewhere = |h: &str| {
+            shares[h]
+                .ports
+                .values()
+                .filter(|p| p.elsewhere)
+                .map(|p| p.id.as_str())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(elsewhere("c"), ["pa", "pb", "pnowhere"]);
+        assert!(elsewhere("a").is_empty() && elsewhere("b").is_empty());
         assert_eq!(shares["a"].routers.keys().collect::<Vec<_>>(), ["r1"]);
         assert!(shares["b"].routers.is_empty());
         assert_eq!(

@@ -77,6 +77,11 @@ pub struct PortSpec {
     /// Options sent to this port's DHCP client only.
     #[serde(default)]
     pub extra_dhcp_opts: Vec<DhcpOpt>,
+    /// The port is realised on another host: this one knows it for the
+    /// network's DHCP and metadata service, which it hosts, and wires
+    /// nothing for it.
+    #[serde(default)]
+    pub elsewhere: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -122,7 +122,7 @@ fn state(net: &str, ports: usize, nrules: usize) -> HostState {
                 port_security: true,
                 rules: rules(i, nrules),
                 allowed_address_pairs: vec![],
-                extra_dhcp_opts: vec![],
+                ..Default::default()
             },
         );
     }
@@ -321,7 +321,7 @@ async fn main() {
                 port_security: true,
                 rules: rules(i, nrules),
                 allowed_address_pairs: vec![],
-                extra_dhcp_opts: vec![],
+                ..Default::default()
             },
         );
         agent

@@ -87,7 +87,9 @@ async fn a_guest_port_gets_its_lease_from_the_networks_dhcp() {
     let c = TestCloud::start_with(Backend::Sqlite, move |cfg| {
         cfg.network.host_net_driver = "linuxbridge".into();
         cfg.network.host_namespace = Some(h2);
-        cfg.network.report_interval = 1;
+        // The default interval (30 s): a port turns ACTIVE because the
+        // agent said so when its tap came (within the 20 s allowed), not
+        // because of the periodic resynchronisation.
     })
     .await
     .unwrap()

@@ -41,7 +41,9 @@ pub async fn listen(svc: Arc<NetworkService>, bus: Arc<dyn ferro_bus::Bus>) -> R
             match AgentMessage::from_envelope(&msg.envelope) {
                 Ok(AgentMessage::PortsUp { host, up }) => {
                     tracing::debug!(%host, up = up.len(), "a network agent's ports changed");
-                    svc.notify();
+                    if !svc.hostnet.per_host() || svc.workers.reported(&host, up) {
+                        svc.notify();
+                    }
                 }
                 Ok(AgentMessage::Report {
                     host,

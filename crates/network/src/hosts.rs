@@ -273,6 +273,28 @@ impl Workers {
     }
 }
 
+impl Workers {
+    /// What `host`'s agent says is up now (it saw a guest's tap come or
+    /// go between convergences); whether that changed anything.
+    pub fn reported(&self, host: &str, up: Vec<String>) -> bool {
+        let by_host = match self.by_host.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let Some(w) = by_host.get(host) else {
+            return false;
+        };
+        let up: HashSet<String> = up.into_iter().collect();
+        match w.up.lock() {
+            Ok(mut u) if *u != up => {
+                *u = up;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
 fn spawn(hostnet: Arc<dyn HostNet>, host: String, changed: Arc<tokio::sync::Notify>) -> Worker {
     let (offered, mut rx) = tokio::sync::watch::channel(None::<HostState>);
     let up = Arc::new(Mutex::new(HashSet::new()));

@@ -1,15 +1,20 @@
 //! Routes under `/networking`: version discovery, `/v2.0` resources,
 //! extensions, and the generic tag sub-resource.
-pub mod misc;
+pub mod agents;
+pub mod ip_availability;
 pub mod networks;
 pub mod ports;
+pub mod quotas;
+pub mod rbac;
 pub mod routers;
 pub mod secgroups;
+pub mod service_providers;
+pub mod subnetpools;
 pub mod subnets;
 
 use crate::error::{NResult, NeutronError};
-use crate::store::{Kind, touch};
-use crate::{Caller, NetworkService};
+use crate::store::{Kind, Obj, State as NState, b, touch};
+use crate::{Caller, NetworkService, net_visible};
 use axum::Router;
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::StatusCode;
@@ -103,7 +108,12 @@ pub fn router() -> Router<Arc<NetworkService>> {
         .merge(ports::routes())
         .merge(routers::routes())
         .merge(secgroups::routes())
-        .merge(misc::routes())
+        .merge(quotas::routes())
+        .merge(agents::routes())
+        .merge(ip_availability::routes())
+        .merge(rbac::routes())
+        .merge(subnetpools::routes())
+        .merge(service_providers::routes())
         .route(
             "/v2.0/{res}/{id}/tags",
             get(tags_get).put(tags_replace).delete(tags_clear),
@@ -399,6 +409,17 @@ fn check_tag(t: &str) -> NResult<()> {
     Ok(())
 }
 
+/// Whether `c` can see `o` of kind `k` (for tags and generic lookups).
+pub fn visible(st: &NState, c: &Caller, k: Kind, o: &Obj) -> bool {
+    match k {
+        Kind::Network => net_visible(st, c, o),
+        Kind::Subnet => crate::subnet_visible(st, c, o),
+        Kind::Port => crate::port_visible(st, c, o),
+        Kind::SecurityGroup | Kind::SubnetPool => c.owns(o) || b(o, "shared"),
+        _ => c.owns(o),
+    }
+}
+
 /// Reads the tagged resource, checking the caller can see it.
 fn tagged(svc: &NetworkService, c: &Caller, res: &str, id: &str) -> NResult<(Kind, Vec<String>)> {
     let (k, what) = tag_kind(res).ok_or_else(|| {
@@ -407,7 +428,7 @@ fn tagged(svc: &NetworkService, c: &Caller, res: &str, id: &str) -> NResult<(Kin
     let st = svc.store.read();
     let o = st
         .get(k, id)
-        .filter(|o| misc::visible(&st, c, k, o))
+        .filter(|o| visible(&st, c, k, o))
         .ok_or_else(|| NeutronError::not_found(what, id))?;
     let tags = crate::store::arr(o, "tags")
         .iter()

@@ -2,14 +2,24 @@
 //! project id in the path (clients use both), microversion negotiation
 //! and the authenticated caller.
 pub mod attachments;
+pub mod availability_zones;
+pub mod backups;
+pub mod clusters;
+pub mod default_types;
+pub mod extensions;
 pub mod groups;
+pub mod manageable;
 pub mod messages;
 pub mod metadata;
-pub mod misc;
+pub mod pools;
+pub mod quotas;
+pub mod resource_filters;
+pub mod services;
 pub mod snapshots;
 pub mod transfers;
 pub mod types;
 pub mod volumes;
+pub mod workers;
 
 use crate::error::{CResult, CinderError};
 use crate::views::Mv;
@@ -302,7 +312,17 @@ pub fn router(svc: Arc<VolumeService>) -> Router {
         .merge(snapshots::routes())
         .merge(types::routes())
         .merge(attachments::routes())
-        .merge(misc::routes())
+        .merge(availability_zones::routes())
+        .merge(extensions::routes())
+        .merge(quotas::routes())
+        .merge(resource_filters::routes())
+        .merge(default_types::routes())
+        .merge(services::routes())
+        .merge(pools::routes())
+        .merge(manageable::routes())
+        .merge(backups::routes())
+        .merge(workers::routes())
+        .merge(clusters::routes())
         .merge(transfers::routes())
         .merge(messages::routes())
         .merge(groups::routes())

@@ -119,7 +119,7 @@ fn parse_time(x: &str) -> Option<chrono::NaiveDateTime> {
 /// Volume filters users may give: Cinder's configured ones and the old
 /// spellings and extras it also takes.
 fn user_filter(k: &str) -> bool {
-    super::misc::resource_filters_of("volume").contains(&k)
+    super::resource_filters::resource_filters_of("volume").contains(&k)
         || matches!(k, "glance_metadata" | "display_name" | "volume_type")
 }
 

@@ -16,7 +16,8 @@
 #   the host; another project's network with the same CIDR works beside it;
 #   a stopped guest's port goes DOWN and ACTIVE again when it starts; a hard reboot gets a new lease; a router to `public`
 #   (whose gateway address the host holds) gives gn2 a floating IP that the
-#   host pings and logs in to with SSH; deleting the network removes its
+#   host pings and logs in to with SSH; a NIC hot-plugged into gn2 gets its
+#   lease on another network and leaves when removed; deleting the network removes its
 #   bridge, namespace and dnsmasq.
 #
 #   scripts/guest-network.sh
@@ -448,7 +449,8 @@ FIP=''
 s_floating_ip() {
   need S2 SG_ID || return 1
   local p2
-  p2="$(admin port list --server "$S2" -f value -c ID < /dev/null | head -1)"
+  # gn2's own port (the cloud-init step's port is gn2's too).
+  p2="$(admin port list --server "$S2" --fixed-ip "ip-address=$IP2" -f value -c ID < /dev/null)"
   run admin security group rule create --ingress --protocol icmp "$SG_ID" -f json || return 1
   run admin security group rule create --ingress --protocol tcp --dst-port 22 "$SG_ID" -f json || return 1
   run admin floating ip create public --port "$p2" -f json || return 1
@@ -464,6 +466,35 @@ s_ssh() {
   # (the image's cirros has uid 0, so `id -un` says root)
   printf '%s' "$OUT" | grep -qx "user=cirros home=/home/cirros" || { echo "not logged in as cirros"; return 1; }
   printf '%s' "$OUT" | grep -q "inet $IP2/" || { echo "not gn2 ($IP2)"; return 1; }
+}
+
+# gssh CMD: CMD in gn2 over SSH through its floating IP.
+gssh() {
+  run ip netns exec "$FERRO_NETNS" ssh -i "$work/key" -o StrictHostKeyChecking=no \
+      -o UserKnownHostsFile=/dev/null -o ConnectTimeout=10 -o BatchMode=yes "cirros@$FIP" "$1"
+}
+
+# os-interface: a NIC hot-plugged into the running gn2 gets its lease on
+# the other network; removed, it leaves the guest.
+s_nic_hotplug() {
+  need FIP S2 || return 1
+  run admin network create gn-nic -f json || return 1
+  run admin subnet create gn-nic-sub --network gn-nic --subnet-range 10.79.0.0/24 -f json || return 1
+  run admin port list --server "$S2" -f value -c ID || return 1
+  local before; before="$(printf '%s\n' "$OUT" | grep -c .)"
+  run admin server add network "$S2" gn-nic || return 1
+  run admin port list --server "$S2" --network gn-nic -f json || return 1
+  local ip; ip="$(printf '%s' "$OUT" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)[0]["Fixed IP Addresses"][0]["ip_address"])')"
+  gssh 'i=0; while [ ! -e /sys/class/net/eth1 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+        ip link set eth1 up && udhcpc -i eth1 -n -q -t 5 -T 2 -s /bin/true 2>&1' || return 1
+  printf '%s' "$OUT" | grep -q "lease of $ip obtained" || { echo "eth1 did not get $ip"; return 1; }
+  run admin server remove network "$S2" gn-nic || return 1
+  gssh 'i=0; while [ -e /sys/class/net/eth1 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+        ls /sys/class/net' || return 1
+  printf '%s' "$OUT" | grep -qx eth1 && { echo "eth1 is still in the guest"; return 1; }
+  run admin port list --server "$S2" -f value -c ID || return 1
+  expect_eq "gn2's ports" "$(printf '%s\n' "$OUT" | grep -c .)" "$before" || return 1
+  run admin network delete gn-nic
 }
 
 s_floating_ip_gone() {
@@ -520,6 +551,7 @@ step "after a hard reboot the guest gets its lease again" s_hard_reboot
 step "a router from the network to public: its ports turn ACTIVE" s_router
 step "gn2's floating IP answers the host's ping" s_floating_ip
 step "the host logs in to gn2 as cirros with SSH through its floating IP" s_ssh
+step "a NIC hot-plugged into gn2 (server add network) gets its lease there; removed, it leaves the guest" s_nic_hotplug
 step "the floating IP deleted, it answers no more" s_floating_ip_gone
 step "deleting the guests and the network removes its bridge and qdhcp namespace" s_teardown
 

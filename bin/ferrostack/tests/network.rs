@@ -1158,6 +1158,12 @@ async fn nova_network_proxies() {
     )
     .await;
     assert_eq!(show.body["interfaceAttachment"]["tag"], Value::Null);
+    // The host's hypervisor has the NICs: its guest's diagnostics list them.
+    let mac = |v: &Value| v["mac_addr"].as_str().unwrap().to_string();
+    let plugged = nic_macs(&c, &tok, &sid).await;
+    assert_eq!(plugged.len(), 3, "{plugged:?}");
+    assert!(plugged.contains(&mac(&a.body["interfaceAttachment"])));
+    assert!(plugged.contains(&mac(&b.body["interfaceAttachment"])));
     // Detach: the port Nova made is deleted, the given one only unbound.
     for port in [&made, &given] {
         let d = nova(
@@ -1192,6 +1198,8 @@ async fn nova_network_proxies() {
     )
     .await;
     assert_eq!(g.body["port"]["device_id"], "");
+    // ... and the hypervisor's NICs are gone with them.
+    assert_eq!(nic_macs(&c, &tok, &sid).await.len(), 1);
     let again = nova(
         &c,
         Method::DELETE,
@@ -1203,4 +1211,26 @@ async fn nova_network_proxies() {
     .await;
     assert_eq!(again.status, 404);
     c.stop().await;
+}
+
+/// The MACs of the NICs the server's hypervisor has (its diagnostics).
+async fn nic_macs(c: &TestCloud, tok: &str, sid: &str) -> Vec<String> {
+    let d = nova(
+        c,
+        Method::GET,
+        &format!("/servers/{sid}/diagnostics"),
+        tok,
+        Value::Null,
+        "2.48",
+    )
+    .await;
+    assert_eq!(d.status, 200, "{}", d.body);
+    let mut macs: Vec<String> = d.body["nic_details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["mac_address"].as_str().unwrap().to_string())
+        .collect();
+    macs.sort();
+    macs
 }

@@ -10,6 +10,7 @@ pub mod build;
 pub mod caller;
 pub mod error;
 pub mod http;
+pub mod interfaces;
 pub mod keys;
 pub mod metadata;
 pub mod model;

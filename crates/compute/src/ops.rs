@@ -391,12 +391,10 @@ pub fn service_up(svc: &ComputeService, s: &ServiceRec) -> bool {
         .unwrap_or(false)
 }
 
-/// What the host's driver boots: the flavor, the image, the ports the
-/// build bound (as VIFs) and the disks (local ones from the flavor, volumes
-/// from the block device mappings).
-pub fn guest_spec(svc: &ComputeService, i: &Instance) -> GuestSpec {
-    let vifs = svc
-        .network
+/// The instance's ports as its hypervisor plugs them (the image's
+/// `hw_vif_model` for each NIC).
+pub fn vif_specs(svc: &ComputeService, i: &Instance) -> Vec<VifSpec> {
+    svc.network
         .vifs(&i.uuid)
         .into_iter()
         .map(|v| VifSpec {
@@ -408,7 +406,14 @@ pub fn guest_spec(svc: &ComputeService, i: &Instance) -> GuestSpec {
             fixed_ips: v.fixed_ips,
             model: i.image_properties.get("hw_vif_model").cloned(),
         })
-        .collect();
+        .collect()
+}
+
+/// What the host's driver boots: the flavor, the image, the ports the
+/// build bound (as VIFs) and the disks (local ones from the flavor, volumes
+/// from the block device mappings).
+pub fn guest_spec(svc: &ComputeService, i: &Instance) -> GuestSpec {
+    let vifs = vif_specs(svc, i);
     let bus = i.image_properties.get("hw_disk_bus").cloned();
     let local = |kind, size| DiskSpec {
         kind,

@@ -400,6 +400,18 @@ pub enum ComputeRequest {
         uuid: String,
         device: String,
     },
+    /// `os-interface` attach: the port's NIC hot-plugged into the guest
+    /// (in its definition for the next start when it does not run).
+    AttachInterface {
+        uuid: String,
+        vif: VifSpec,
+    },
+    /// `os-interface` detach: the port's NIC unplugged (the guest must
+    /// release it) and its tap removed.
+    DetachInterface {
+        uuid: String,
+        port_id: String,
+    },
     Volumes {
         uuid: String,
     },
@@ -441,6 +453,8 @@ impl ComputeRequest {
             | AttachVolume { uuid, .. }
             | ExtendVolume { uuid, .. }
             | DetachVolume { uuid, .. }
+            | AttachInterface { uuid, .. }
+            | DetachInterface { uuid, .. }
             | Volumes { uuid }
             | VolumeSnapshotCreate { uuid, .. }
             | VolumeSnapshotDelete { uuid, .. } => Some(uuid),

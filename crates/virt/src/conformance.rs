@@ -126,3 +126,34 @@ pub async fn volume(
     }
     Ok(())
 }
+
+/// A NIC on a running guest `uuid`: attach (twice: idempotent), the
+/// guest's diagnostics list it; detach (twice: gone already succeeds),
+/// no longer listed.
+pub async fn interface(d: &dyn VirtDriver, uuid: &str, vif: &crate::VifSpec) -> Result<(), String> {
+    let macs = |diag: crate::Diagnostics| -> Vec<String> {
+        diag.nics.into_iter().map(|n| n.mac_address).collect()
+    };
+    ok(d.attach_interface(uuid, vif).await, "attach_interface")?;
+    ok(
+        d.attach_interface(uuid, vif).await,
+        "attach_interface of an attached NIC",
+    )?;
+    let after = macs(ok(d.diagnostics(uuid).await, "diagnostics")?);
+    if after.iter().filter(|m| **m == vif.mac_address).count() != 1 {
+        return Err(format!("NICs after attach: {after:?}"));
+    }
+    ok(
+        d.detach_interface(uuid, &vif.port_id).await,
+        "detach_interface",
+    )?;
+    ok(
+        d.detach_interface(uuid, &vif.port_id).await,
+        "detach_interface of a detached NIC",
+    )?;
+    let gone = macs(ok(d.diagnostics(uuid).await, "diagnostics")?);
+    if gone.contains(&vif.mac_address) {
+        return Err(format!("NICs after detach: {gone:?}"));
+    }
+    Ok(())
+}

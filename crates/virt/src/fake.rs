@@ -1,7 +1,8 @@
 //! An in-memory hypervisor. `fail_on("spawn")` makes the next (or every)
 //! named operation fail, for fault-injection tests.
 use crate::{
-    AssistedSnapshot, ConnectionInfo, GuestSpec, HostResources, PowerState, VirtDriver, VirtError,
+    AssistedSnapshot, ConnectionInfo, GuestSpec, HostResources, PowerState, VifSpec, VirtDriver,
+    VirtError,
 };
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -363,6 +364,22 @@ impl VirtDriver for FakeDriver {
             Ok(())
         })
     }
+    async fn attach_interface(&self, uuid: &str, vif: &VifSpec) -> Result<(), VirtError> {
+        self.enter("attach_interface").await?;
+        self.with(uuid, |g| {
+            if !g.spec.vifs.iter().any(|v| v.port_id == vif.port_id) {
+                g.spec.vifs.push(vif.clone());
+            }
+            Ok(())
+        })
+    }
+    async fn detach_interface(&self, uuid: &str, port_id: &str) -> Result<(), VirtError> {
+        self.enter("detach_interface").await?;
+        self.with(uuid, |g| {
+            g.spec.vifs.retain(|v| v.port_id != port_id);
+            Ok(())
+        })
+    }
     async fn volume_snapshot_create(
         &self,
         uuid: &str,
@@ -473,5 +490,15 @@ mod tests {
         crate::conformance::volume(&d, "v", "/dev/vdb", &ci)
             .await
             .unwrap();
+        let vif = crate::VifSpec {
+            port_id: "p2".into(),
+            mac_address: "fa:16:3e:00:00:02".into(),
+            network_id: "n2".into(),
+            mtu: Some(1450),
+            fixed_ips: vec![],
+            tap_name: crate::VifSpec::tap_name_for("p2"),
+            model: None,
+        };
+        crate::conformance::interface(&d, "v", &vif).await.unwrap();
     }
 }

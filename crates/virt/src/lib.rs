@@ -119,6 +119,16 @@ pub trait VirtDriver: Send + Sync {
     async fn detach_volume(&self, _uuid: &str, _device: &str) -> Result<(), VirtError> {
         Err(VirtError::Unsupported("detach_volume"))
     }
+    /// Hot-plugs the NIC of `vif` (a stopped guest has it from its next
+    /// start). Attaching what is already there succeeds.
+    async fn attach_interface(&self, _uuid: &str, _vif: &VifSpec) -> Result<(), VirtError> {
+        Err(VirtError::Unsupported("attach_interface"))
+    }
+    /// Unplugs the NIC of the port (gone already succeeds); one the guest
+    /// will not release stays and the call fails.
+    async fn detach_interface(&self, _uuid: &str, _port_id: &str) -> Result<(), VirtError> {
+        Err(VirtError::Unsupported("detach_interface"))
+    }
     /// Snapshots an attached file-based volume for Block Storage (Nova's
     /// assisted volume snapshots: `create_info` names the new file).
     async fn volume_snapshot_create(

@@ -152,11 +152,7 @@ async fn interface_attach(
         "os_compute_api:os-attach-interfaces:create",
     )?;
     interface_ready(&i, "attach_interface")?;
-    let host = i.host.clone().unwrap_or_default();
-    let v = svc
-        .network
-        .attach_interface(&i.uuid, &i.project_id, &host, &nic)
-        .await?;
+    let v = crate::interfaces::attach(&svc, &i, &nic, &c.request_id).await?;
     Ok(json_resp(
         StatusCode::OK,
         json!({"interfaceAttachment": interface_view(&c, v)}),
@@ -175,6 +171,6 @@ async fn interface_detach(
         "os_compute_api:os-attach-interfaces:delete",
     )?;
     interface_ready(&i, "detach_interface")?;
-    svc.network.detach_interface(&i.uuid, &port).await?;
+    crate::interfaces::detach(&svc, &i, &port, &c.request_id).await?;
     Ok(StatusCode::ACCEPTED.into_response())
 }

@@ -116,7 +116,7 @@ fn disk_device(
     })
 }
 
-fn nic_model(model: Option<&str>) -> Result<&'static str, VirtError> {
+pub(crate) fn nic_model(model: Option<&str>) -> Result<&'static str, VirtError> {
     Ok(match model.unwrap_or("virtio") {
         "virtio" => "virtio-net-pci",
         "e1000" => "e1000",
@@ -295,12 +295,16 @@ pub fn argv(l: &Launch) -> Result<Vec<String>, VirtError> {
         };
         push(&["-device", cd]);
     }
-    for (n, v) in s.vifs.iter().enumerate() {
+    for v in &s.vifs {
         let model = nic_model(v.model.as_deref())?;
+        let (netdev, id) = (
+            super::nics::netdev_id(&v.tap_name),
+            super::nics::device_id(&v.tap_name),
+        );
         push(&[
             "-netdev",
             &format!(
-                "tap,id=net{n},ifname={},script=no,downscript=no",
+                "tap,id={netdev},ifname={},script=no,downscript=no",
                 v.tap_name
             ),
         ]);
@@ -310,7 +314,7 @@ pub fn argv(l: &Launch) -> Result<Vec<String>, VirtError> {
         };
         push(&[
             "-device",
-            &format!("{model},netdev=net{n},mac={}{mtu}", v.mac_address),
+            &format!("{model},netdev={netdev},mac={}{mtu},id={id}", v.mac_address),
         ]);
     }
     for (device, vol) in super::volumes::load(l.dir) {
@@ -400,11 +404,11 @@ mod tests {
         assert!(l.contains("virtio-blk-pci,drive=drive0,bootindex=1"), "{l}");
         assert!(l.contains("ide-cd,bus=ide.1,unit=1,drive=config"), "{l}");
         assert!(
-            l.contains("tap,id=net0,ifname=tap0123456789a,script=no"),
+            l.contains("tap,id=net-tap0123456789a,ifname=tap0123456789a,script=no"),
             "{l}"
         );
         assert!(
-            l.contains("virtio-net-pci,netdev=net0,mac=fa:16:3e:00:00:01,host_mtu=1450"),
+            l.contains("virtio-net-pci,netdev=net-tap0123456789a,mac=fa:16:3e:00:00:01,host_mtu=1450,id=nic-tap0123456789a"),
             "{l}"
         );
         assert!(!l.contains("-incoming"));
@@ -431,7 +435,7 @@ mod tests {
             "{l}"
         );
         assert!(l.contains("disk.rescue,if=none,id=drive0"), "{l}");
-        assert!(l.contains("e1000,netdev=net0"), "{l}");
+        assert!(l.contains("e1000,netdev=net-tap"), "{l}");
         s2.image_properties
             .insert("hw_disk_bus".into(), "floppy".into());
         assert!(

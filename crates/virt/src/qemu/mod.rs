@@ -16,6 +16,7 @@ mod diagnostics;
 mod host;
 pub mod housekeeping;
 mod launch;
+mod nics;
 pub mod privileged;
 mod process;
 mod qmp;
@@ -28,7 +29,8 @@ pub use host::{kernel_runs, version_number};
 pub use launch::{Mode, argv};
 
 use crate::{
-    ConnectionInfo, GuestSpec, HostResources, ImageSource, PowerState, VirtDriver, VirtError,
+    ConnectionInfo, GuestSpec, HostResources, ImageSource, PowerState, VifSpec, VirtDriver,
+    VirtError,
 };
 use privileged::{HostCommand, Privileged};
 use qmp::Qmp;
@@ -333,20 +335,35 @@ impl QemuDriver {
     /// Removes the taps prepared for the guest in `dir` (its ports go DOWN
     /// while it does not run); the next start prepares them again.
     async fn unplug(&self, dir: &Path) {
-        if self.uids.is_none() {
-            return;
-        }
         let Ok(spec) = self.read_spec(dir) else {
             return;
         };
         for v in &spec.vifs {
-            let cmd = HostCommand::RemoveTap {
-                name: v.tap_name.clone(),
-            };
-            if let Err(e) = self.host.run(cmd).await {
-                tracing::warn!(tap = %v.tap_name, "removing a guest's tap: {e}");
-            }
+            self.remove_tap(&v.tap_name).await;
         }
+    }
+
+    /// Removes a tap this driver prepared (guests confined: QEMU does not
+    /// make its taps then).
+    async fn remove_tap(&self, tap: &str) {
+        if self.uids.is_none() {
+            return;
+        }
+        let cmd = HostCommand::RemoveTap {
+            name: tap.to_string(),
+        };
+        if let Err(e) = self.host.run(cmd).await {
+            tracing::warn!(%tap, "removing a guest's tap: {e}");
+        }
+    }
+
+    /// Replaces the guest's definition (`spec.json`) whole.
+    fn write_spec(&self, dir: &Path, spec: &GuestSpec) -> Result<(), VirtError> {
+        let (sp, tmp) = (dir.join("spec.json"), dir.join("spec.json.tmp"));
+        let body = serde_json::to_vec_pretty(spec).map_err(|e| VirtError::Failed(e.to_string()))?;
+        std::fs::write(&tmp, body)
+            .and_then(|_| std::fs::rename(&tmp, &sp))
+            .map_err(io(&sp))
     }
 
     async fn kill_process(&self, dir: &Path, uuid: &str) -> Result<(), VirtError> {
@@ -1093,6 +1110,48 @@ impl VirtDriver for QemuDriver {
         }
         all.remove(device);
         volumes::save(&dir, &all)
+    }
+
+    /// Hot-plugs the port's NIC into a running guest; a guest that does
+    /// not run has it from its next start. Either way it is in the guest's
+    /// definition.
+    async fn attach_interface(&self, uuid: &str, vif: &VifSpec) -> Result<(), VirtError> {
+        let dir = self.existing(uuid)?;
+        let mut spec = self.read_spec(&dir)?;
+        if spec.vifs.iter().any(|v| v.port_id == vif.port_id) {
+            return Ok(());
+        }
+        if self.pid(&dir, uuid).is_some() {
+            // The guest's QEMU opens the tap under its own uid.
+            if let Some((host, uid)) = self.owner(&dir) {
+                let name = vif.tap_name.clone();
+                host.run(HostCommand::PrepareTap { name, uid }).await?;
+            }
+            let mut q = self.qmp(&dir).await?;
+            if let Err(e) = nics::plug(&mut q, vif).await {
+                self.remove_tap(&vif.tap_name).await;
+                return Err(e);
+            }
+        }
+        spec.vifs.push(vif.clone());
+        self.write_spec(&dir, &spec)
+    }
+
+    /// Unplugs the port's NIC (the guest must release it, as for a
+    /// volume) and removes its tap.
+    async fn detach_interface(&self, uuid: &str, port_id: &str) -> Result<(), VirtError> {
+        let dir = self.existing(uuid)?;
+        let mut spec = self.read_spec(&dir)?;
+        let Some(vif) = spec.vifs.iter().find(|v| v.port_id == port_id).cloned() else {
+            return Ok(());
+        };
+        if self.pid(&dir, uuid).is_some() {
+            let mut q = self.qmp(&dir).await?;
+            nics::unplug(&mut q, &vif.tap_name, 8, Duration::from_secs(5)).await?;
+        }
+        self.remove_tap(&vif.tap_name).await;
+        spec.vifs.retain(|v| v.port_id != port_id);
+        self.write_spec(&dir, &spec)
     }
 
     async fn volumes(&self, uuid: &str) -> Vec<String> {

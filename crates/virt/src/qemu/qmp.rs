@@ -87,6 +87,43 @@ impl Qmp {
         }
     }
 
+    /// Whether the device `id` is on the machine (`/machine/peripheral`).
+    pub async fn has_device(&mut self, id: &str) -> Result<bool, VirtError> {
+        let list = self
+            .execute("qom-list", Some(json!({"path": "/machine/peripheral"})))
+            .await?;
+        Ok(list
+            .as_array()
+            .is_some_and(|a| a.iter().any(|p| p["name"] == id)))
+    }
+
+    /// Removes the device `id`: `device_del`, asked again every `interval`
+    /// until the guest releases it or `attempts` run out (Nova's detach
+    /// retries); whether it is gone.
+    pub async fn remove_device(
+        &mut self,
+        id: &str,
+        attempts: u32,
+        interval: std::time::Duration,
+    ) -> Result<bool, VirtError> {
+        let mut gone = !self.has_device(id).await?;
+        let mut n = 0;
+        while !gone && n < attempts {
+            n += 1;
+            // A second device_del while one is pending is refused; that is fine.
+            let _ = self.execute("device_del", Some(json!({"id": id}))).await;
+            let until = tokio::time::Instant::now() + interval;
+            while tokio::time::Instant::now() < until {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                if !self.has_device(id).await? {
+                    gone = true;
+                    break;
+                }
+            }
+        }
+        Ok(gone)
+    }
+
     /// QEMU's run state (`running`, `paused`, `shutdown`, `inmigrate`...).
     pub async fn status(&mut self) -> Result<String, VirtError> {
         let s = self.execute("query-status", None).await?;

@@ -174,15 +174,6 @@ pub async fn plug(q: &mut Qmp, device: &str, a: &Attached) -> Result<(), VirtErr
     Ok(())
 }
 
-async fn present(q: &mut Qmp, dev_id: &str) -> Result<bool, VirtError> {
-    let list = q
-        .execute("qom-list", Some(json!({"path": "/machine/peripheral"})))
-        .await?;
-    Ok(list
-        .as_array()
-        .is_some_and(|a| a.iter().any(|p| p["name"] == dev_id)))
-}
-
 /// Unplugs the device at `device`: `device_del`, asked again every
 /// `interval` until the guest releases it or `attempts` run out; then the
 /// block node is removed.
@@ -192,22 +183,9 @@ pub async fn unplug(
     attempts: u32,
     interval: Duration,
 ) -> Result<(), VirtError> {
-    let id = Attached::dev_id(device);
-    let mut gone = !present(q, &id).await?;
-    let mut n = 0;
-    while !gone && n < attempts {
-        n += 1;
-        // A second device_del while one is pending is refused; that is fine.
-        let _ = q.execute("device_del", Some(json!({"id": id}))).await;
-        let until = tokio::time::Instant::now() + interval;
-        while tokio::time::Instant::now() < until {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            if !present(q, &id).await? {
-                gone = true;
-                break;
-            }
-        }
-    }
+    let gone = q
+        .remove_device(&Attached::dev_id(device), attempts, interval)
+        .await?;
     if !gone {
         return Err(VirtError::Failed(format!(
             "the guest did not release the device {device} after {attempts} attempts"

@@ -19,7 +19,11 @@
 #   KEEP=1               keep the temp dir (server data, tempest workspace, logs)
 #   FERRO_EXTRA_ARGS     extra arguments for `ferrostack serve` (word-split)
 #   FERROSTACK_BIN       use this binary instead of building (see lib.sh)
-#   TEMPEST_CONF_ARGS    extra arguments for tempest_conf.py (word-split)
+#   TEMPEST_CONF_ARGS    extra arguments for tempest_conf.py (word-split);
+#                        `--validation --image-file IMG` on the real data plane
+#                        (run inside a network namespace of its own, QEMU and
+#                        linuxbridge) for the scenario tests: SSH into guests
+#                        through floating IPs
 #   TEMPEST_WEB_DOWNLOAD 1 (default): serve a qcow2 over local HTTP and enable
 #                        web-download for it; 0: web-download stays off
 #   TEMPEST_IMAGE_STORES 2 (default): ferrostack runs with two image stores
@@ -92,6 +96,11 @@ esac
 
 # ---------------------------------------------------------------- server and config
 venv="$(ferro_venv)"
+# With guests reachable (TEMPEST_CONF_ARGS=--validation), Tempest pings
+# their floating IPs from here with the system's `ping`.
+case "${TEMPEST_CONF_ARGS:-}" in
+  *--validation*) ferro_need ping iputils-ping || exit 2 ;;
+esac
 data="$work/data"
 # Two image stores, so Tempest's multistore tests (copy-image, import to
 # several stores, delete from one store, stores ordered by weight) run

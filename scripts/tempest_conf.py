@@ -861,6 +861,10 @@ def parse_args(argv):
     p.add_argument("--log-dir", help="[DEFAULT] log_dir (tempest.log goes there)")
     p.add_argument("--lock-path", help="[oslo_concurrency] lock_path")
     p.add_argument("--image-file", help="disk image uploaded for image_ref (default: zeros)")
+    p.add_argument("--validation", action="store_true",
+                   help="guests are reachable from the test runner through floating IPs "
+                        "(a real data plane with the runner beside the public network): "
+                        "run_validation with SSH as cirros, for the scenario tests")
     p.add_argument("--http-image",
                    help="[image] http_image and http_qcow2_image: a qcow2 the cloud can "
                         "web-download (default: Tempest's, on the internet)")
@@ -869,6 +873,27 @@ def parse_args(argv):
     p.add_argument("--skip-compliance-probe", action="store_true",
                    help="do not measure lockout/password history (leaves tempest defaults)")
     return p.parse_args(argv)
+
+
+def validation_section(conf, args):
+    """Tempest reaches its guests as it does on OpenStack's gate: through a
+    floating IP on the public network, with a keypair, as the image's user
+    (the project's guest image is cirros-like: user cirros, udhcpc)."""
+    why = "guests reachable through floating IPs from the runner"
+    conf.set("validation", "run_validation", True, why)
+    conf.set("validation", "connect_method", "floating")
+    conf.set("validation", "auth_method", "keypair")
+    conf.set("validation", "ip_version_for_ssh", 4)
+    conf.set("validation", "image_ssh_user", "cirros")
+    conf.set("validation", "image_alt_ssh_user", "cirros")
+    conf.set("validation", "ping_timeout", 120)
+    conf.set("validation", "connect_timeout", 60)
+    conf.set("validation", "ssh_timeout", 300)
+    conf.set("scenario", "dhcp_client", "udhcpc")
+    if args.image_file:
+        conf.set("scenario", "img_file", os.path.abspath(args.image_file))
+        conf.set("scenario", "img_disk_format", "qcow2")
+        conf.set("scenario", "img_container_format", "bare")
 
 
 def main(argv=None):
@@ -884,8 +909,11 @@ def main(argv=None):
     auth_section(conf, creds)
     identity_sections(cloud, conf, args)
     service_sections(cloud, conf, args)
-    conf.set("validation", "run_validation", False,
-             "no guest is reachable by SSH from the test runner")
+    if args.validation:
+        validation_section(conf, args)
+    else:
+        conf.set("validation", "run_validation", False,
+                 "no guest is reachable by SSH from the test runner")
 
     known = tempest_known_options()
     if known is not None:

@@ -1210,6 +1210,47 @@ async fn nova_network_proxies() {
     )
     .await;
     assert_eq!(again.status, 404);
+
+    // multinic (before 2.44): one more fixed address on the server's port
+    // on net1, then one fewer.
+    let act = |body: Value, mv: &'static str| {
+        let (c, tok, sid) = (&c, tok.clone(), sid.clone());
+        async move {
+            nova(
+                c,
+                Method::POST,
+                &format!("/servers/{sid}/action"),
+                &tok,
+                body,
+                mv,
+            )
+            .await
+        }
+    };
+    let addrs = |srv: &Value| -> Vec<String> {
+        srv["addresses"]["net1"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["addr"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let before = addrs(&wait_server(&c, &tok, &sid, "ACTIVE").await);
+    assert_eq!(before.len(), 1, "{before:?}");
+    let r = act(json!({"addFixedIp": {"networkId": net}}), "2.1").await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let two = addrs(&wait_server(&c, &tok, &sid, "ACTIVE").await);
+    assert_eq!(two.len(), 2, "{two:?}");
+    let added = two.iter().find(|a| !before.contains(a)).unwrap().clone();
+    let r = act(json!({"addFixedIp": {"networkId": net, "x": 1}}), "2.1").await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = act(json!({"addFixedIp": {"networkId": net}}), "2.44").await;
+    assert_eq!(r.status, 404, "{}", r.body);
+    let r = act(json!({"removeFixedIp": {"address": "10.9.9.9"}}), "2.1").await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = act(json!({"removeFixedIp": {"address": added}}), "2.1").await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    assert_eq!(addrs(&wait_server(&c, &tok, &sid, "ACTIVE").await), before);
     c.stop().await;
 }
 

@@ -1,7 +1,8 @@
 //! `POST /servers/{id}/action`: parses the body into a typed
 //! [`ServerCommand`], lets the service layer (`crate::actions`) decide, and
 //! renders its [`Outcome`] as Nova does. The legacy network actions
-//! (`addFloatingIp`, `removeFloatingIp`, and the security group ones when a
+//! (`addFloatingIp`, `removeFloatingIp`, `addFixedIp`, `removeFixedIp`
+//! (multinic), and the security group ones when a
 //! Networking service exists) are proxies to Networking, as in Nova.
 use super::request::{Caller, Mv, St, body, json_resp};
 use crate::ComputeService;
@@ -44,6 +45,12 @@ async fn action(
         "addFloatingIp" => return super::floating_ips::add_floating_ip(&svc, &c, &id, arg).await,
         "removeFloatingIp" => {
             return super::floating_ips::remove_floating_ip(&svc, &c, &id, arg).await;
+        }
+        "addFixedIp" if svc.network.present() => {
+            return super::multinic::add_fixed_ip(&svc, &c, &id, arg).await;
+        }
+        "removeFixedIp" if svc.network.present() => {
+            return super::multinic::remove_fixed_ip(&svc, &c, &id, arg).await;
         }
         "addSecurityGroup" | "removeSecurityGroup" if svc.network.present() => {
             let sg = security_group_name(arg)?;

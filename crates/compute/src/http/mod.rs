@@ -14,6 +14,7 @@ pub mod images;
 pub mod interfaces;
 pub mod keypairs;
 pub mod migrations;
+pub mod multinic;
 pub mod netproxy;
 pub mod networks;
 pub mod quotas;

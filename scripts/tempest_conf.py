@@ -613,6 +613,9 @@ def network_sections(cloud, conf, url):
         exts = cloud.get_json(url + "/v2.0/extensions").get("extensions", [])
         conf.set("network-feature-enabled", "api_extensions",
                  sorted(e["alias"] for e in exts) or [""], "from GET /v2.0/extensions")
+        if any(e["alias"] == "port-security" for e in exts):
+            conf.set("network-feature-enabled", "port_security", True,
+                     "ports with port_security_enabled = false (scenario tests)")
     except ProbeError as exc:
         log(f"network extensions: {exc}")
     try:

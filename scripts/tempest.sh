@@ -98,8 +98,13 @@ esac
 venv="$(ferro_venv)"
 # With guests reachable (TEMPEST_CONF_ARGS=--validation), Tempest pings
 # their floating IPs from here with the system's `ping`.
+# Run from a test namespace, apt reaches its mirror from the machine's own.
 case "${TEMPEST_CONF_ARGS:-}" in
-  *--validation*) ferro_need ping iputils-ping || exit 2 ;;
+  *--validation*)
+    if ! command -v ping > /dev/null && [ "$(id -u)" = 0 ]; then
+      nsenter -t 1 -n bash -c "source '$REPO/scripts/lib.sh'; ferro_need ping iputils-ping" || true
+    fi
+    ferro_need ping iputils-ping || exit 2 ;;
 esac
 data="$work/data"
 # Two image stores, so Tempest's multistore tests (copy-image, import to

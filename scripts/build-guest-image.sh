@@ -41,6 +41,7 @@ need sfdisk fdisk
 need qemu-img qemu-utils
 need dropbear dropbear-bin
 need dropbearkey dropbear-bin
+need lsblk util-linux
 [ -x /bin/busybox ] && /bin/busybox --list | grep -qx udhcpc || need busybox busybox-static
 BUSYBOX=$(command -v busybox)
 file -L "$BUSYBOX" 2>/dev/null | grep -q "statically linked" || {
@@ -98,13 +99,15 @@ done
 install -m 0755 scripts/guest/init "$I/init"
 (cd "$I" && find . | cpio -o -H newc --quiet | gzip -9) > "$W/initrd.gz"
 
-# root file system: busybox, dropbear with its libraries, init, user cirros.
+# root file system: busybox, dropbear and lsblk with their libraries, init, user cirros.
 R=$W/root; busybox_tree "$R"; mkdir -p "$R"/{home/cirros,etc/dropbear,run/config,lib64,root}
 install -m 0755 scripts/guest/init "$R/sbin/init"
 install -m 0755 scripts/guest/udhcpc.script "$R/etc/udhcpc.script"
 touch "$R/etc/ferrostack-root"
-for b in "$(command -v dropbear)" "$(command -v dropbearkey)"; do
-  cp "$b" "$R/usr/sbin/"
+# lsblk (util-linux, on every Debian): Tempest's remote client lists the
+# guest's disks with it.
+for b in "$(command -v dropbear)" "$(command -v dropbearkey)" "$(command -v lsblk)"; do
+  case "$b" in */lsblk) cp "$b" "$R/usr/bin/" ;; *) cp "$b" "$R/usr/sbin/" ;; esac
   for lib in $(ldd "$b" | grep -o '/[^ ]*'); do
     mkdir -p "$R$(dirname "$lib")"; cp -L "$lib" "$R$lib"
   done

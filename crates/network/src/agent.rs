@@ -372,50 +372,32 @@ pub fn desired(st: &State, host_address: bool) -> HostState {
 /// share even if it did not change.
 pub async fn converge(svc: &NetworkService, force: bool) -> Result<(), String> {
     let mut st = svc.store.read();
-    let shares_of = |st: &State, want: &HostState| {
-        if !svc.hostnet.per_host() {
-            return std::collections::BTreeMap::from([(svc.host.clone(), want.clone())]);
-        }
-        let hosts =
-            crate::hosts::live_hosts(st, svc.cfg.network.agent_down_time, chrono::Utc::now());
-        crate::hosts::split(want, st, &hosts)
-    };
-    if svc.hostnet.per_host() {
+    let shares = if svc.hostnet.per_host() {
         let hosts =
             crate::hosts::live_hosts(&st, svc.cfg.network.agent_down_time, chrono::Utc::now());
         let moves = crate::hosts::reschedule(&st, &hosts);
         if !moves.is_empty() {
             svc.store
                 .write(|tx| {
-                    for (id, host) in &moves {
-                        match host {
-                            Some(h) => {
-                                tracing::info!(binding = %id, host = %h, "scheduled");
-                                tx.put(
-                                    Kind::Binding,
-                                    json!({"id": id, "host": h})
-                                        .as_object()
-                                        .cloned()
-                                        .unwrap_or_default(),
-                                );
-                            }
-                            None => tx.del(Kind::Binding, id),
-                        }
-                    }
+                    crate::hosts::record_moves(tx, &moves);
                     Ok(())
                 })
                 .await
                 .map_err(|e| e.message)?;
             st = svc.store.read();
         }
-    }
-    let want = desired(&st, svc.cfg.network.external_host_address);
-    let up = svc.workers.offer(
-        &svc.hostnet,
-        shares_of(&st, &want),
-        force,
-        svc.changed.clone(),
-    );
+        let want = desired(&st, svc.cfg.network.external_host_address);
+        let shares = crate::hosts::split(&want, &st, &hosts);
+        (want, shares)
+    } else {
+        let want = desired(&st, svc.cfg.network.external_host_address);
+        let shares = std::collections::BTreeMap::from([(svc.host.clone(), want.clone())]);
+        (want, shares)
+    };
+    let (want, shares) = shares;
+    let up = svc
+        .workers
+        .offer(&svc.hostnet, shares, force, svc.changed.clone());
     let needs = |st: &State| -> bool {
         st.iter(Kind::Port)
             .any(|p| port_status(p, &want, &up) != s(p, "status"))

@@ -124,6 +124,22 @@ pub fn reschedule(st: &State, hosts: &BTreeMap<String, LiveHost>) -> Vec<(String
     out
 }
 
+/// Writes what `reschedule` decided.
+pub fn record_moves(tx: &mut crate::store::Tx, moves: &[(String, Option<String>)]) {
+    for (id, host) in moves {
+        match host {
+            Some(h) => {
+                tracing::info!(binding = %id, host = %h, "scheduled");
+                let mut o = Obj::new();
+                o.insert("id".into(), Value::from(id.as_str()));
+                o.insert("host".into(), Value::from(h.as_str()));
+                tx.put(Kind::Binding, o);
+            }
+            None => tx.del(Kind::Binding, id),
+        }
+    }
+}
+
 /// Where a port is realised: a guest's port on the host it is bound to,
 /// a DHCP port on its network's DHCP host, a router's port on the
 /// router's host.

@@ -776,15 +776,12 @@ impl VirtDriver for QemuDriver {
             return Ok(());
         }
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-        let sp = dir.join("spec.json");
         // Only this first start may be paused; later starts run at once.
         let kept = GuestSpec {
             start_paused: false,
             ..spec.clone()
         };
-        let body =
-            serde_json::to_vec_pretty(&kept).map_err(|e| VirtError::Failed(e.to_string()))?;
-        std::fs::write(&sp, body).map_err(io(&sp))?;
+        self.write_spec(&dir, &kept)?;
         let r = async {
             self.prepare_disks(&dir, spec).await?;
             volumes::from_spec(&dir, spec)?;
@@ -935,9 +932,7 @@ impl VirtDriver for QemuDriver {
         }
         let mut new = spec.clone();
         new.image_id = old.image_id.clone().or(new.image_id);
-        let sp = dir.join("spec.json");
-        let body = serde_json::to_vec_pretty(&new).map_err(|e| VirtError::Failed(e.to_string()))?;
-        std::fs::write(&sp, body).map_err(io(&sp))?;
+        self.write_spec(&dir, &new)?;
         self.prepare_disks(&dir, &new).await?;
         if was_running {
             self.launch(&dir, &new, Mode::Normal).await?;

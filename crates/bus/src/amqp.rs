@@ -24,11 +24,25 @@
 //! connection that is then lost fails at once with `BusError::Transport`
 //! (its reply queue is gone with the connection) instead of hanging until its
 //! timeout.
+//!
+//! # Nothing vanishes silently
+//!
+//! The publishing channel runs in confirm mode and `call`/`cast` publish
+//! with `mandatory`: a message no queue is bound for (the host never served
+//! on this broker, or has not re-attached yet after a broker restart) comes
+//! back. A call retries it until its deadline, or [`PUBLISH_WAIT`] if
+//! sooner (an agent re-attaching after a restart is back within its
+//! backoff), then fails with [`BusError::NoConsumer`]; a cast fails with it
+//! at once. A call's request carries the call's remaining timeout as its
+//! AMQP `expiration` (as oslo.messaging does): a request queued for an agent
+//! that is down runs if the agent returns while the caller still waits, and
+//! never after the caller gave up. A consumer whose subscription is gone
+//! returns deliveries to the queue unacknowledged instead of dropping them.
 use crate::{Bus, BusError, Envelope, Incoming, Replier, Reply, Subscription, Target};
 use futures_util::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
-    ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+    ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::FieldTable;
 use lapin::{
@@ -54,6 +68,8 @@ const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// Bound on one connection attempt (TCP + AMQP handshake + topology).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Between attempts of a call whose request no queue was bound for.
+const NO_ROUTE_RETRY: Duration = Duration::from_millis(200);
 
 fn transport(e: lapin::Error) -> BusError {
     BusError::Transport(Box::new(e))
@@ -227,6 +243,9 @@ fn fanout_exchange(topic: &str) -> String {
 async fn establish(inner: &Inner) -> Result<Arc<Live>, lapin::Error> {
     let conn = Connection::connect(&inner.url, ConnectionProperties::default()).await?;
     let publish = conn.create_channel().await?;
+    publish
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
     publish
         .exchange_declare(
             EXCHANGE.into(),
@@ -491,6 +510,14 @@ async fn consume(
     tx: mpsc::Sender<Incoming>,
 ) {
     while let Some(Ok(d)) = consumer.next().await {
+        if tx.is_closed() {
+            // Nobody reads this subscription any more. Closing its channel
+            // (its own, see `attach`) hands this message and any other
+            // unacknowledged one back to their queues, and ends the
+            // subscription's other consumers.
+            let _ = ch.close(200, "subscription dropped".into()).await;
+            return;
+        }
         let _ = d.acker.ack(BasicAckOptions::default()).await;
         let envelope = match Envelope::decode(&d.data) {
             Ok(e) => e,
@@ -511,9 +538,12 @@ async fn consume(
             return;
         }
     }
+    if tx.is_closed() {
+        return;
+    }
     if dead(&conn, ch.status()) {
         lost.raise();
-    } else if !tx.is_closed() {
+    } else {
         tracing::info!(queue = %consumer.queue(), "bus consumer cancelled by the broker");
     }
 }
@@ -568,13 +598,29 @@ impl Inner {
         key: &str,
         body: &[u8],
         props: BasicProperties,
-    ) -> Result<(), BusError> {
+        mandatory: bool,
+    ) -> Result<Routed, BusError> {
         self.with_live(deadline, |live| {
             let props = props.clone();
-            async move { publish_on(&live, exchange, key, body, props).await }
+            async move { publish_on(&live, exchange, key, body, props, mandatory).await }
         })
         .await
     }
+}
+
+/// What became of a published message.
+#[derive(Debug, PartialEq)]
+enum Routed {
+    /// The broker took it (queued, or dropped by design: not mandatory).
+    Yes,
+    /// Mandatory and no queue is bound for its key: it came back.
+    Returned,
+    /// The broker could not take it (a negative confirm).
+    Refused,
+}
+
+fn refused(key: &str) -> BusError {
+    transport_msg(&format!("the broker refused a message for {key}"))
 }
 
 async fn publish_on(
@@ -583,18 +629,29 @@ async fn publish_on(
     key: &str,
     body: &[u8],
     props: BasicProperties,
-) -> Result<(), lapin::Error> {
-    live.publish
+    mandatory: bool,
+) -> Result<Routed, lapin::Error> {
+    let confirm = live
+        .publish
         .basic_publish(
             exchange.into(),
             key.into(),
-            BasicPublishOptions::default(),
+            BasicPublishOptions {
+                mandatory,
+                ..Default::default()
+            },
             body,
             props,
         )
         .await?
         .await?;
-    Ok(())
+    if !confirm.is_ack() {
+        return Ok(Routed::Refused);
+    }
+    Ok(match confirm.take_message() {
+        Some(_) => Routed::Returned,
+        None => Routed::Yes,
+    })
 }
 
 /// Answers a call on whatever connection is current when the reply is sent.
@@ -623,6 +680,7 @@ impl Replier for AmqpReplier {
                 &self.reply_to,
                 &body,
                 props,
+                false,
             )
             .await;
         if let Err(e) = r {
@@ -640,24 +698,42 @@ impl Bus for AmqpBus {
         let key = to.key();
         let pending = &self.inner.pending;
         // Each attempt registers a fresh waiter and names the reply queue
-        // of the connection it publishes on.
-        let sent = self
-            .inner
-            .with_live(deadline, |live| {
-                let (tx, rx) = oneshot::channel();
-                if let Ok(mut p) = pending.lock() {
-                    p.insert(corr.clone(), tx);
+        // of the connection it publishes on. A request no queue is bound
+        // for comes back and is sent again until the host's consumer is
+        // there (it may be re-attaching after a broker restart).
+        let no_route_until = deadline.min(Instant::now() + PUBLISH_WAIT);
+        let sent = loop {
+            let sent = self
+                .inner
+                .with_live(deadline, |live| {
+                    let (tx, rx) = oneshot::channel();
+                    if let Ok(mut p) = pending.lock() {
+                        p.insert(corr.clone(), tx);
+                    }
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    let props = BasicProperties::default()
+                        .with_reply_to(live.reply_queue.as_str().into())
+                        .with_correlation_id(corr.as_str().into())
+                        .with_expiration(left.as_millis().max(1).to_string().as_str().into());
+                    let (body, key) = (&body, &key);
+                    async move {
+                        let routed = publish_on(&live, EXCHANGE, key, body, props, true).await?;
+                        Ok((routed, live, rx))
+                    }
+                })
+                .await;
+            match sent {
+                Ok((Routed::Returned, _, _)) => {
+                    if Instant::now() + NO_ROUTE_RETRY >= no_route_until {
+                        break Err(BusError::NoConsumer(key.clone()));
+                    }
+                    tokio::time::sleep(NO_ROUTE_RETRY).await;
                 }
-                let props = BasicProperties::default()
-                    .with_reply_to(live.reply_queue.as_str().into())
-                    .with_correlation_id(corr.as_str().into());
-                let (body, key) = (&body, &key);
-                async move {
-                    publish_on(&live, EXCHANGE, key, body, props).await?;
-                    Ok((live, rx))
-                }
-            })
-            .await;
+                Ok((Routed::Yes, live, rx)) => break Ok((live, rx)),
+                Ok((Routed::Refused, _, _)) => break Err(refused(&key)),
+                Err(e) => break Err(e),
+            }
+        };
         let res = match sent {
             Err(e) => Err(e),
             Ok((live, rx)) => tokio::select! {
@@ -680,15 +756,22 @@ impl Bus for AmqpBus {
     }
 
     async fn cast(&self, to: &Target, msg: Envelope) -> Result<(), BusError> {
-        self.inner
+        let routed = self
+            .inner
             .publish(
                 Instant::now() + PUBLISH_WAIT,
                 EXCHANGE,
                 &to.key(),
                 &msg.encode()?,
                 BasicProperties::default(),
+                true,
             )
-            .await
+            .await?;
+        match routed {
+            Routed::Yes => Ok(()),
+            Routed::Returned => Err(BusError::NoConsumer(to.key())),
+            Routed::Refused => Err(refused(&to.key())),
+        }
     }
 
     async fn fanout(&self, topic: &str, msg: Envelope) -> Result<(), BusError> {
@@ -706,10 +789,14 @@ impl Bus for AmqpBus {
                             FieldTable::default(),
                         )
                         .await?;
-                    publish_on(&live, ex, "", body, BasicProperties::default()).await
+                    publish_on(&live, ex, "", body, BasicProperties::default(), false).await
                 }
             })
             .await
+            .and_then(|r| match r {
+                Routed::Refused => Err(refused(topic)),
+                _ => Ok(()),
+            })
     }
 
     async fn serve(&self, topic: &str, server: &str) -> Result<Subscription, BusError> {

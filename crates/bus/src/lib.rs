@@ -8,6 +8,7 @@
 
 pub mod amqp;
 pub mod inproc;
+pub mod testing;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

@@ -2,6 +2,7 @@
 //! RabbitMQ is reachable at 127.0.0.1:5672 (skipped with a message otherwise).
 #![allow(clippy::unwrap_used)]
 
+use ferro_bus::testing::BrokerProxy;
 use ferro_bus::{AmqpBus, Bus, BusError, Envelope, InProcBus, Target};
 use serde_json::json;
 use std::sync::Arc;
@@ -119,9 +120,9 @@ async fn conformance(bus: Arc<dyn Bus>, topic: &str) {
     assert_eq!(hosts, ["host-a", "host-b"]);
 }
 
-/// A call nobody serves fails within its timeout instead of hanging: the
-/// in-process bus knows there is no consumer, RabbitMQ drops the unroutable
-/// request and the call times out.
+/// A call nobody serves fails within its timeout with `NoConsumer` instead
+/// of hanging: the in-process bus knows there is no consumer, RabbitMQ
+/// returns the unroutable (mandatory) request. A cast fails the same way.
 async fn call_without_consumer(bus: Arc<dyn Bus>, topic: &str) {
     let timeout = Duration::from_secs(1);
     let started = std::time::Instant::now();
@@ -133,13 +134,23 @@ async fn call_without_consumer(bus: Arc<dyn Bus>, topic: &str) {
         )
         .await;
     assert!(
-        matches!(r, Err(BusError::Timeout(_) | BusError::NoConsumer(_))),
-        "expected a timeout or no-consumer error, got {r:?}"
+        matches!(r, Err(BusError::NoConsumer(_))),
+        "expected a no-consumer error, got {r:?}"
     );
     assert!(
         started.elapsed() < timeout + Duration::from_millis(500),
         "the call took {:?}",
         started.elapsed()
+    );
+    let r = bus
+        .cast(
+            &Target::server(topic, "nowhere"),
+            Envelope::new("echo", json!({})),
+        )
+        .await;
+    assert!(
+        matches!(r, Err(BusError::NoConsumer(_))),
+        "expected a no-consumer error, got {r:?}"
     );
 }
 
@@ -215,101 +226,75 @@ async fn amqp_call_without_consumer() {
     bus.delete_topic(&topic, &["host-a"]).await.unwrap();
 }
 
-/// A TCP proxy to RabbitMQ that can play a broker restart: `down()` cuts
-/// every proxied connection and refuses new ones, `up()` accepts again on
-/// the same port.
-struct FlakyProxy {
-    port: u16,
-    accept: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
-    conns: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
-}
-
-impl FlakyProxy {
-    async fn start() -> FlakyProxy {
-        let listener = Self::listen(0);
-        let port = listener.local_addr().unwrap().port();
-        let proxy = FlakyProxy {
-            port,
-            accept: std::sync::Mutex::new(None),
-            conns: Arc::default(),
-        };
-        proxy.serve(listener);
-        proxy
+/// A host whose consumer is gone keeps its queue: a call to it waits there
+/// and is answered when a consumer returns while the caller still waits; a
+/// call whose caller gave up expires and is never delivered; a message
+/// that reached a subscription dropped meanwhile goes back to the queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amqp_requests_wait_for_a_returning_host_until_they_expire() {
+    if !rabbit_reachable() {
+        return;
     }
-
-    fn url(&self) -> String {
-        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+    let topic = unique("away");
+    let caller = Arc::new(AmqpBus::connect(RABBIT_URL).await.unwrap());
+    // The host serves once (its queue exists), then its subscription is
+    // dropped while its connection stays up: the broker still thinks it
+    // consumes.
+    let host = Arc::new(AmqpBus::connect(RABBIT_URL).await.unwrap());
+    drop(host.serve(&topic, "host-a").await.unwrap());
+    let to = Target::server(&topic, "host-a");
+    let t = std::time::Instant::now();
+    let r = caller
+        .call(
+            &to,
+            Envelope::new("expired", json!({})),
+            Duration::from_secs(1),
+        )
+        .await;
+    assert!(matches!(r, Err(BusError::Timeout(_))), "{r:?}");
+    assert!(
+        t.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        t.elapsed()
+    );
+    // A cast queued now must survive the dropped subscription.
+    caller
+        .cast(&to, Envelope::new("kept", json!({})))
+        .await
+        .unwrap();
+    let pending = {
+        let caller = caller.clone();
+        let to = to.clone();
+        tokio::spawn(async move {
+            caller
+                .call(
+                    &to,
+                    Envelope::new("echo", json!({"n": 2})),
+                    Duration::from_secs(15),
+                )
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The host comes back on a new connection.
+    let back = Arc::new(AmqpBus::connect(RABBIT_URL).await.unwrap());
+    let (seen_tx, mut seen) = tokio::sync::mpsc::channel(64);
+    spawn_agent(
+        back.serve(&topic, "host-a").await.unwrap(),
+        "host-a",
+        seen_tx,
+    );
+    let v = pending.await.unwrap().unwrap();
+    assert_eq!(v["args"]["n"], 2, "{v}");
+    let mut methods = Vec::new();
+    while let Ok(Some((_, m))) =
+        tokio::time::timeout(Duration::from_millis(1500), seen.recv()).await
+    {
+        methods.push(m);
     }
-
-    fn listen(port: u16) -> tokio::net::TcpListener {
-        let sock = tokio::net::TcpSocket::new_v4().unwrap();
-        sock.set_reuseaddr(true).unwrap();
-        sock.bind(([127, 0, 0, 1], port).into()).unwrap();
-        sock.listen(64).unwrap()
-    }
-
-    fn serve(&self, listener: tokio::net::TcpListener) {
-        let conns = self.conns.clone();
-        let task = tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
-                let Ok(upstream) = tokio::net::TcpStream::connect(("127.0.0.1", 5672)).await else {
-                    continue;
-                };
-                let pipe = tokio::spawn(async move {
-                    tokio::select! {
-                        _ = pump(&client, &upstream) => {}
-                        _ = pump(&upstream, &client) => {}
-                    }
-                });
-                conns.lock().unwrap().push(pipe);
-            }
-        });
-        *self.accept.lock().unwrap() = Some(task);
-    }
-
-    /// The "broker" goes away: live connections are cut, new ones refused.
-    async fn down(&self) {
-        if let Some(t) = self.accept.lock().unwrap().take() {
-            t.abort();
-        }
-        let conns: Vec<_> = self.conns.lock().unwrap().drain(..).collect();
-        for c in conns {
-            c.abort();
-            let _ = c.await; // the sockets are closed once the task is gone
-        }
-    }
-
-    /// The "broker" is back on the same port.
-    fn up(&self) {
-        self.serve(Self::listen(self.port));
-    }
-}
-
-/// Copies bytes one way until either side closes (no `io-util` needed).
-async fn pump(from: &tokio::net::TcpStream, to: &tokio::net::TcpStream) {
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        if from.readable().await.is_err() {
-            return;
-        }
-        let n = match from.try_read(&mut buf) {
-            Ok(0) => return,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-            Err(_) => return,
-        };
-        let mut done = 0;
-        while done < n {
-            if to.writable().await.is_err() {
-                return;
-            }
-            match to.try_write(&buf[done..n]) {
-                Ok(k) => done += k,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(_) => return,
-            }
-        }
-    }
+    methods.sort();
+    assert_eq!(methods, ["echo", "kept"], "the expired call must never run");
+    back.delete_topic(&topic, &["host-a"]).await.unwrap();
 }
 
 /// Waits (a bounded time) until an agent reports `method`, skipping others.
@@ -349,7 +334,7 @@ async fn amqp_survives_broker_restart() {
     if !rabbit_reachable() {
         return;
     }
-    let proxy = FlakyProxy::start().await;
+    let proxy = BrokerProxy::start().await;
     let bus = Arc::new(AmqpBus::connect(&proxy.url()).await.unwrap());
     let topic = unique("restart");
     let (seen_tx, mut seen) = tokio::sync::mpsc::channel(64);

@@ -159,11 +159,10 @@ pub async fn start_agents(
         }
         "fake" => {
             for host in c.fake_host_names() {
-                let driver = Arc::new(ferro_virt::FakeDriver::new(
-                    c.fake_vcpus,
-                    c.fake_memory_mb,
-                    c.fake_disk_gb,
-                ));
+                let driver = Arc::new(
+                    ferro_virt::FakeDriver::new(c.fake_vcpus, c.fake_memory_mb, c.fake_disk_gb)
+                        .with_delay(Duration::from_millis(c.fake_delay_ms)),
+                );
                 drivers.push((host, driver));
             }
         }

@@ -25,7 +25,7 @@ pub enum BusError {
     Timeout(String),
     #[error("remote error: {0}")]
     Remote(String),
-    #[error("bus transport")]
+    #[error("bus transport: {0}")]
     Transport(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("bad message: {0}")]
     Codec(String),

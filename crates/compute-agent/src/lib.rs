@@ -13,7 +13,7 @@ use ferro_bus::{Bus, Incoming, Target};
 use ferro_rpc::RpcError;
 use ferro_rpc::compute::{
     AgentReport, CONDUCTOR_TOPIC, ComputeReply, ComputeRequest, ConductorMessage, ImageDestination,
-    PowerState, TOPIC, reply_to_wire,
+    PowerState, Registration, TOPIC, reply_to_wire,
 };
 use ferro_virt::VirtDriver;
 use std::collections::{BTreeMap, HashMap};
@@ -21,6 +21,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
+
+/// How long a starting agent waits for the conductor's answer.
+const REGISTER_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct ComputeAgent {
     pub host: String,
@@ -52,10 +55,12 @@ impl ComputeAgent {
         })
     }
 
-    /// Subscribes and runs until the bus closes; heartbeats meanwhile.
+    /// Registers with the conductor, then subscribes and runs until the
+    /// bus closes; heartbeats meanwhile.
     pub async fn start(
         self: Arc<Self>,
     ) -> Result<tokio::task::JoinHandle<()>, ferro_bus::BusError> {
+        self.register().await;
         let mut sub = self.bus.serve(TOPIC, &self.host).await?;
         let hb = self.clone();
         tokio::spawn(async move {
@@ -290,8 +295,44 @@ impl ComputeAgent {
         r
     }
 
-    /// Heartbeat: the host, its resources, the guests it runs and their power states.
-    pub async fn report(&self) {
+    /// Nova's `init_host`, before the queue is consumed: tells the
+    /// conductor this agent starts, and takes back the guests it answers
+    /// with (a driver that keeps no state across restarts forgot them), so
+    /// requests that waited in the host's queue find them. Without an
+    /// answer (no controller yet) the agent serves anyway; the conductor
+    /// hands guests back by `Adopt` requests on the first heartbeat it hears.
+    async fn register(&self) {
+        let report = self.host_report().await;
+        let env = match ConductorMessage::Register(report).to_envelope() {
+            Ok(env) => env,
+            Err(e) => {
+                tracing::error!("cannot encode the registration: {e}");
+                return;
+            }
+        };
+        let answer = self
+            .bus
+            .call(&Target::topic(CONDUCTOR_TOPIC), env, REGISTER_TIMEOUT)
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|v| serde_json::from_value::<Registration>(v).map_err(|e| e.to_string()));
+        let reg = match answer {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(host = %self.host, "not registered with a conductor before serving: {e}");
+                return;
+            }
+        };
+        for a in reg.adopt {
+            let uuid = a.spec.uuid.clone();
+            if let Err(e) = self.driver.adopt(&a.spec, a.power_state).await {
+                tracing::warn!(instance = %uuid, "guest not taken back: {e}");
+            }
+        }
+    }
+
+    /// The host, its resources, the guests it runs and their power states.
+    async fn host_report(&self) -> AgentReport {
         let instances = self.driver.list().await;
         let mut power_states = BTreeMap::new();
         for uuid in &instances {
@@ -299,14 +340,19 @@ impl ComputeAgent {
                 power_states.insert(uuid.clone(), ps);
             }
         }
-        let msg = ConductorMessage::Report(AgentReport {
+        AgentReport {
             host: self.host.clone(),
             binary: "nova-compute".into(),
             resources: self.driver.host_resources(),
             driver: self.driver.name().into(),
             instances,
             power_states,
-        });
+        }
+    }
+
+    /// Heartbeat: the host, its resources, the guests it runs and their power states.
+    pub async fn report(&self) {
+        let msg = ConductorMessage::Report(self.host_report().await);
         let sent = match msg.to_envelope() {
             Ok(env) => self
                 .bus
@@ -341,11 +387,42 @@ mod tests {
             dir.path().to_path_buf(),
             None,
         );
-        agent.start().await.unwrap();
+        let started = tokio::spawn(agent.clone().start());
+        // Before it serves, the agent registers and takes back what the
+        // conductor hands it.
+        let reg = conductor.next().await.unwrap();
+        let ConductorMessage::Register(r) =
+            ConductorMessage::from_envelope(&reg.envelope, "agent").unwrap()
+        else {
+            panic!("expected a registration first");
+        };
+        assert_eq!(r.host, "h1");
+        assert!(r.instances.is_empty());
+        let kept = GuestSpec {
+            uuid: "kept".into(),
+            name: "kept".into(),
+            vcpus: 1,
+            memory_mb: 64,
+            ..Default::default()
+        };
+        reg.reply(Ok(serde_json::to_value(Registration {
+            adopt: vec![ferro_rpc::compute::Adoption {
+                spec: kept,
+                power_state: PowerState::Shutdown,
+            }],
+        })
+        .unwrap()))
+        .await;
+        started.await.unwrap().unwrap();
         let hb = conductor.next().await.unwrap();
         let ConductorMessage::Report(r) =
-            ConductorMessage::from_envelope(&hb.envelope, "agent").unwrap();
+            ConductorMessage::from_envelope(&hb.envelope, "agent").unwrap()
+        else {
+            panic!("expected a heartbeat");
+        };
         assert_eq!(r.host, "h1");
+        assert_eq!(r.instances, ["kept"]);
+        assert_eq!(r.power_states["kept"], PowerState::Shutdown);
         let client = ComputeClient::new(bus.clone(), Duration::from_secs(5));
         let spec = GuestSpec {
             uuid: "u1".into(),

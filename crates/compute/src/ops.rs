@@ -8,9 +8,9 @@ use crate::state::{Rec, State, now};
 use ferro_common::Error;
 use ferro_rpc::RpcError;
 use ferro_rpc::compute::{
-    AgentReport, CONDUCTOR_TOPIC, ComputeClient, ComputeReply, ComputeRequest, ConductorMessage,
-    DiskKind, DiskSpec, GuestSpec, HostResources, ImageAccess, ImageDestination, PowerState,
-    VifSpec,
+    Adoption, AgentReport, CONDUCTOR_TOPIC, ComputeClient, ComputeReply, ComputeRequest,
+    ConductorMessage, DiskKind, DiskSpec, GuestSpec, HostResources, ImageAccess, ImageDestination,
+    PowerState, Registration, VifSpec,
 };
 use ferro_scheduler::HostState;
 use serde_json::Value;
@@ -48,13 +48,26 @@ pub async fn start_conductor(svc: Arc<ComputeService>) -> Result<(), Error> {
         while let Some(msg) = sub.next().await {
             match ConductorMessage::from_envelope(&msg.envelope, "a compute agent") {
                 Ok(ConductorMessage::Report(report)) => {
-                    if let Err(e) = handle_report(&svc, &report, &registered).await {
-                        tracing::warn!(
+                    match handle_report(&svc, &report, &registered, false).await {
+                        Ok(adopt) => hand_back(&svc, &report.host, adopt).await,
+                        Err(e) => tracing::warn!(
                             "heartbeat from {} not recorded: {}",
                             report.host,
                             e.log_message()
-                        );
+                        ),
                     }
+                }
+                Ok(ConductorMessage::Register(report)) => {
+                    let r = handle_report(&svc, &report, &registered, true).await;
+                    let answer = match r {
+                        Ok(adopt) => {
+                            tracing::info!(host = %report.host, guests = adopt.len(), "compute agent registered");
+                            serde_json::to_value(Registration { adopt }).map_err(|e| e.to_string())
+                        }
+                        Err(e) => Err(e.log_message()),
+                    };
+                    msg.reply(answer).await;
+                    continue;
                 }
                 // An agent of another release: say why it is not used.
                 Err(e) => tracing::error!(
@@ -135,14 +148,18 @@ pub fn capacity(svc: &ComputeService, r: &HostResources, rc: &str, guests: u64) 
         .unwrap_or(0)
 }
 
+/// Records a host's heartbeat. The first one this controller hears from a
+/// host, and any from an agent that is `starting`, also (re)register the
+/// host with Placement and return the guests the host must take back.
 async fn handle_report(
     svc: &Arc<ComputeService>,
     report: &AgentReport,
     registered: &tokio::sync::Mutex<Registered>,
-) -> Result<(), Error> {
+    starting: bool,
+) -> Result<Vec<Adoption>, Error> {
     let host = report.host.clone();
     if host.is_empty() {
-        return Ok(());
+        return Ok(vec![]);
     }
     let resources = Some(report.resources.clone());
     if let Ok(mut hb) = svc.state.heartbeats.lock() {
@@ -188,7 +205,7 @@ async fn handle_report(
             Ok((s.clone(), vec![Rec::Service(s)]))
         })
         .await?;
-    if reg.contains_key(&host) {
+    if reg.contains_key(&host) && !starting {
         // Placement follows the host's guests (their QEMU overhead).
         if let (Some(node), Some(r)) = (&rec.node_uuid, &rec.resources) {
             let inv = inventories(svc, r, guests_on(svc, &host, r));
@@ -202,7 +219,7 @@ async fn handle_report(
         drop(reg);
         sync_power_states(svc, &host, &report.power_states).await;
         reap_deleted(svc, &host, &report.instances).await;
-        return Ok(());
+        return Ok(vec![]);
     }
     let mut pushed = BTreeMap::new();
     {
@@ -257,21 +274,24 @@ async fn handle_report(
                 })
                 .collect()
         };
-        for (spec, power_state) in adopt {
-            let uuid = spec.uuid.clone();
-            if let Err(e) = call_agent(
-                svc,
-                &host,
-                ComputeRequest::Adopt { spec, power_state },
-                None,
-            )
-            .await
-            {
-                tracing::warn!(instance = %uuid, %host, "guest not handed back to its host: {e}");
-            }
+        Ok(adopt
+            .into_iter()
+            .map(|(spec, power_state)| Adoption { spec, power_state })
+            .collect())
+    }
+}
+
+/// Hands guests back to a host whose agent is already serving (this
+/// controller restarted, the agent did not): one `Adopt` each.
+async fn hand_back(svc: &Arc<ComputeService>, host: &str, adopt: Vec<Adoption>) {
+    for Adoption { spec, power_state } in adopt {
+        let uuid = spec.uuid.clone();
+        if let Err(e) =
+            call_agent(svc, host, ComputeRequest::Adopt { spec, power_state }, None).await
+        {
+            tracing::warn!(instance = %uuid, %host, "guest not handed back to its host: {e}");
         }
     }
-    Ok(())
 }
 
 /// Nova's `_cleanup_running_deleted_instances`: a guest still on its host

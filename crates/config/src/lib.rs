@@ -422,6 +422,9 @@ pub struct ComputeConfig {
     pub fake_vcpus: u32,
     pub fake_memory_mb: u64,
     pub fake_disk_gb: u64,
+    /// Milliseconds each fake hypervisor operation takes (0: instant), to
+    /// model a real hypervisor's latency in tests and benchmarks.
+    pub fake_delay_ms: u64,
     /// Allocation ratios reported to Placement (Nova's `initial_*_allocation_ratio`).
     pub cpu_allocation_ratio: f64,
     pub ram_allocation_ratio: f64,
@@ -475,6 +478,7 @@ impl Default for ComputeConfig {
             fake_vcpus: 4,
             fake_memory_mb: 32768,
             fake_disk_gb: 500,
+            fake_delay_ms: 0,
             cpu_allocation_ratio: 4.0,
             ram_allocation_ratio: 1.0,
             disk_allocation_ratio: 1.0,

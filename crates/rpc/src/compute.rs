@@ -568,7 +568,28 @@ pub struct AgentReport {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "method", rename_all = "snake_case")]
 pub enum ConductorMessage {
+    /// The periodic heartbeat (a cast).
     Report(AgentReport),
+    /// An agent starting, before it consumes its queue (Nova's `init_host`
+    /// runs before its RPC server starts): a call answered with a
+    /// [`Registration`], so requests that waited in the host's queue while
+    /// the agent was down find their guests.
+    Register(AgentReport),
+}
+
+/// The conductor's answer to [`ConductorMessage::Register`].
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Registration {
+    /// Guests the database places on the host that the agent must take
+    /// (back) under its management before serving requests.
+    pub adopt: Vec<Adoption>,
+}
+
+/// One guest handed to a host, with the power state it should have.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Adoption {
+    pub spec: GuestSpec,
+    pub power_state: PowerState,
 }
 
 impl ConductorMessage {

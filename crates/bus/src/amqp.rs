@@ -231,6 +231,33 @@ impl AmqpBus {
             })
             .await
     }
+
+    /// Removes the queues of `servers` on `topic` only (a decommissioned
+    /// host), leaving the topic's shared queue and exchange to others.
+    pub async fn delete_server_queues(
+        &self,
+        topic: &str,
+        servers: &[&str],
+    ) -> Result<(), BusError> {
+        use lapin::options::QueueDeleteOptions;
+        if let Ok(mut subs) = self.inner.subs.lock() {
+            subs.retain(|s| s.topic != topic || !servers.contains(&s.server.as_str()));
+        }
+        let names: Vec<String> = servers.iter().map(|s| format!("{topic}.{s}")).collect();
+        self.inner
+            .with_live(Instant::now() + PUBLISH_WAIT, |live| {
+                let names = &names;
+                async move {
+                    for n in names {
+                        live.publish
+                            .queue_delete(n.as_str().into(), QueueDeleteOptions::default())
+                            .await?;
+                    }
+                    Ok(())
+                }
+            })
+            .await
+    }
 }
 
 fn fanout_exchange(topic: &str) -> String {

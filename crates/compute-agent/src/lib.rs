@@ -412,7 +412,7 @@ mod tests {
             }],
         })
         .unwrap()))
-        .await;
+            .await;
         started.await.unwrap().unwrap();
         let hb = conductor.next().await.unwrap();
         let ConductorMessage::Report(r) =

@@ -481,6 +481,21 @@ impl ComputeRequest {
         )
     }
 
+    /// A question that changes nothing on the host: safe to send again
+    /// when the connection carrying the first attempt was lost.
+    pub fn idempotent(&self) -> bool {
+        use ComputeRequest::*;
+        matches!(
+            self,
+            Ping | HostResources
+                | List
+                | ConsoleOutput { .. }
+                | Diagnostics { .. }
+                | Volumes { .. }
+                | PowerState { .. }
+        )
+    }
+
     /// The request's method name on the wire.
     pub fn method(&self) -> String {
         serde_json::to_value(self)
@@ -623,7 +638,10 @@ impl ComputeClient {
         ComputeClient { bus, timeout }
     }
 
-    /// Calls `host`'s agent and waits for its typed answer.
+    /// Calls `host`'s agent and waits for its typed answer. An idempotent
+    /// question whose connection was lost under it is asked once more
+    /// (the bus has reconnected or waits for it); an action is not, since
+    /// the agent may have run it.
     pub async fn call(
         &self,
         host: &str,
@@ -631,11 +649,16 @@ impl ComputeClient {
         request_id: Option<&str>,
     ) -> Result<ComputeReply, RpcError> {
         let env = req.to_envelope(request_id)?;
-        let v = self
-            .bus
-            .call(&Target::server(TOPIC, host), env, self.timeout)
-            .await
-            .map_err(RpcError::from_bus)?;
+        let to = Target::server(TOPIC, host);
+        let first = self.bus.call(&to, env.clone(), self.timeout).await;
+        let v = match first {
+            Err(ferro_bus::BusError::Transport(e)) if req.idempotent() => {
+                tracing::info!(%host, method = %req.method(), "asking again after a lost connection: {e}");
+                self.bus.call(&to, env, self.timeout).await
+            }
+            r => r,
+        }
+        .map_err(RpcError::from_bus)?;
         serde_json::from_value(v)
             .map_err(|e| RpcError::BadMessage(format!("reply to {}: {e}", req.method())))
     }

@@ -311,8 +311,46 @@ fn the_qemu_driver_boots_the_guest_image() {
     let volume = rt.block_on(ferro_virt::conformance::volume(
         &driver, &spec.uuid, "/dev/vdb", &ci,
     ));
+    // An attached volume with data in it, snapshotted while the guest runs
+    // (QEMU's blockdev-backup), in its own format and as raw.
+    assert!(
+        Command::new("qemu-io")
+            .args(["-f", "qcow2", "-c", "write -P 0x5a 1M 64k"])
+            .arg(&vol)
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+    let snapshot = rt.block_on(ferro_virt::conformance::volume_snapshot(
+        &driver, &spec.uuid, "/dev/vdc", &ci,
+    ));
+    let raw = dir.path().join("raw-copy");
+    let raw_snapshot = rt.block_on(async {
+        driver.attach_volume(&spec.uuid, "/dev/vdc", &ci).await?;
+        let info = ferro_virt::AssistedSnapshot {
+            snapshot_id: "s2".into(),
+            format: Some("raw".into()),
+            new_file: Some("raw-copy".into()),
+        };
+        let r = driver
+            .volume_snapshot_create(&spec.uuid, "0a0b0c0d-1111-2222-3333-444455556666", &info)
+            .await;
+        driver.detach_volume(&spec.uuid, "/dev/vdc").await?;
+        r
+    });
     cleanup(&driver, &spec.uuid);
     volume.unwrap();
+    snapshot.unwrap();
+    raw_snapshot.unwrap();
+    let bytes = std::fs::read(&raw).unwrap();
+    assert_eq!(bytes.len(), 64 << 20, "the raw copy has the volume's size");
+    assert!(
+        bytes[1 << 20..(1 << 20) + (64 << 10)]
+            .iter()
+            .all(|b| *b == 0x5a),
+        "the raw copy holds what was written"
+    );
     assert!(missing.is_empty(), "missing {missing:?} in: {log}");
     assert!(ran, "user data did not run: {log}");
     assert_eq!(info["virtual-size"], 1u64 << 30, "{info}");

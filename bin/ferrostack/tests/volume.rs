@@ -691,6 +691,72 @@ async fn nova_attach_detach_and_boot_from_volume() {
     )
     .await;
     assert_eq!(r.body["volumeAttachments"].as_array().unwrap().len(), 1);
+    // A snapshot of the in-use volume (force): its server's host copies it
+    // (the hypervisor holds the file open), into the backend's snapshot file.
+    let vol_file = c.data_dir().join("volumes").join(format!("volume-{v1}"));
+    let fmt = String::from_utf8(
+        std::process::Command::new("qemu-img")
+            .args(["info", "-U", "--output=json"])
+            .arg(&vol_file)
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let fmt: Value = serde_json::from_str(&fmt).unwrap();
+    let fmt = fmt["format"].as_str().unwrap().to_string();
+    assert!(
+        std::process::Command::new("qemu-io")
+            .args(["-f", &fmt, "-c", "write -P 0x5a 0 64k"])
+            .arg(&vol_file)
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+    let r = cinder(
+        &c,
+        Method::POST,
+        "/snapshots",
+        &tok,
+        json!({"snapshot": {"volume_id": v1, "force": true, "name": "hot"}}),
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let snap = r.body["snapshot"]["id"].as_str().unwrap().to_string();
+    wait(
+        &c,
+        &tok,
+        &format!("/snapshots/{snap}"),
+        "snapshot",
+        Some("available"),
+    )
+    .await;
+    let same = std::process::Command::new("qemu-img")
+        .args(["compare", "-U", "-f", &fmt, "-F", &fmt])
+        .arg(&vol_file)
+        .arg(
+            c.data_dir()
+                .join("volumes")
+                .join(format!("snapshot-{snap}")),
+        )
+        .output()
+        .unwrap();
+    assert!(
+        same.status.success(),
+        "the host's copy is the snapshot: {}",
+        String::from_utf8_lossy(&same.stdout)
+    );
+    let r = cinder(
+        &c,
+        Method::DELETE,
+        &format!("/snapshots/{snap}"),
+        &tok,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    wait(&c, &tok, &format!("/snapshots/{snap}"), "snapshot", None).await;
     // Assisted snapshots of the attached volume: Nova casts them to the
     // host and answers at once (200 with the snapshot, 204 for the delete).
     let r = nova(

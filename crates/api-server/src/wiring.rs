@@ -643,6 +643,25 @@ impl ferro_volume::ComputeApi for InProcCompute {
             ))),
         }
     }
+    async fn snapshot_attached(
+        &self,
+        server: &str,
+        volume_id: &str,
+        snapshot_id: &str,
+        new_file: &std::path::Path,
+        format: &str,
+    ) -> Result<(), Error> {
+        ferro_compute::volumes::snapshot_attached(
+            &self.svc,
+            server,
+            volume_id,
+            snapshot_id,
+            new_file,
+            format,
+        )
+        .await
+        .map_err(Error::internal)
+    }
 }
 
 #[async_trait::async_trait]

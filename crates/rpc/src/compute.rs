@@ -310,6 +310,31 @@ pub struct AssistedSnapshot {
     pub new_file: Option<String>,
 }
 
+impl AssistedSnapshot {
+    /// Where the snapshot goes: a file in the volume's own directory,
+    /// named by `new_file` (a bare name, as Nova's libvirt driver reads it
+    /// for Cinder's file drivers, or a full path into that directory).
+    /// `None` without a `new_file` or when it points anywhere else.
+    pub fn target(&self, volume_file: &str) -> Option<std::path::PathBuf> {
+        let dir = std::path::Path::new(volume_file).parent()?;
+        let f = std::path::Path::new(self.new_file.as_deref()?);
+        let name = if f.is_absolute() {
+            if f.parent()? != dir {
+                return None;
+            }
+            std::path::Path::new(f.file_name()?)
+        } else {
+            f
+        };
+        let mut parts = name.components();
+        match (parts.next(), parts.next()) {
+            (Some(std::path::Component::Normal(_)), None) => {}
+            _ => return None,
+        }
+        Some(dir.join(name))
+    }
+}
+
 /// What the conductor asks a compute agent.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "method", rename_all = "snake_case")]
@@ -668,6 +693,24 @@ impl ComputeClient {
 mod tests {
     use super::*;
     use crate::PROTOCOL_VERSION;
+
+    #[test]
+    fn an_assisted_snapshot_stays_in_the_volume_directory() {
+        let at = |f: &str| {
+            AssistedSnapshot {
+                snapshot_id: "s".into(),
+                format: None,
+                new_file: Some(f.into()),
+            }
+            .target("/v/volume-1")
+        };
+        assert_eq!(at("snap"), Some("/v/snap".into()));
+        assert_eq!(at("/v/snap"), Some("/v/snap".into()));
+        assert_eq!(at("/etc/passwd"), None);
+        assert_eq!(at("../x"), None);
+        assert_eq!(at("a/b"), None);
+        assert_eq!(at(""), None);
+    }
 
     fn spec() -> GuestSpec {
         GuestSpec {

@@ -38,6 +38,13 @@ pub trait VolumeBackend: Send + Sync {
     async fn create_from_file(&self, id: &str, src: &Path, size_gb: u64) -> BResult<()>;
     async fn clone_volume(&self, src: &str, id: &str, size_gb: u64) -> BResult<()>;
     async fn create_snapshot(&self, vol: &str, snap: &str) -> BResult<()>;
+    /// Where a snapshot's file goes and its format, for a backend whose
+    /// snapshots of attached volumes the guest's hypervisor makes (a file
+    /// a running QEMU holds open is copied by that QEMU); `None`: the
+    /// backend snapshots by itself.
+    fn snapshot_file(&self, _snap: &str) -> Option<(PathBuf, String)> {
+        None
+    }
     async fn create_from_snapshot(&self, snap: &str, id: &str, size_gb: u64) -> BResult<()>;
     /// Rolls the volume back to the snapshot's content (size unchanged).
     async fn revert_to_snapshot(&self, vol: &str, snap: &str) -> BResult<()>;
@@ -329,6 +336,9 @@ impl VolumeBackend for FileBackend {
         let src = self.existing(self.volume_path(src))?;
         self.convert_into(&src, &self.volume_path(id), id, size_gb)
             .await
+    }
+    fn snapshot_file(&self, snap: &str) -> Option<(PathBuf, String)> {
+        Some((self.snapshot_path(snap), self.format.clone()))
     }
     async fn create_snapshot(&self, vol: &str, snap: &str) -> BResult<()> {
         let src = self.existing(self.volume_path(vol))?;

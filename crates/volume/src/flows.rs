@@ -360,7 +360,7 @@ async fn run_step(
             )
             .await
         }
-        "snapshot_create.backend" => b.create_snapshot(state.volume_id.as_deref().unwrap_or_default(), &id).await,
+        "snapshot_create.backend" => snapshot_backend(svc, state, &id).await,
         "snapshot_create.finish" => {
             set(
                 svc,
@@ -519,6 +519,31 @@ async fn on_failure(svc: &Arc<VolumeService>, name: &str, state: &FlowState, why
     tracing::warn!(saga = name, id, %why, "block storage workflow failed");
     if let Err(e) = r {
         tracing::error!(saga = name, id, "recording the failure: {e}");
+    }
+}
+
+/// A snapshot's data: copied by the backend, or, for a file volume a
+/// server holds attached (an in-use snapshot), by that server's hypervisor
+/// at a point in time while the guest runs on.
+async fn snapshot_backend(
+    svc: &VolumeService,
+    state: &FlowState,
+    snap: &str,
+) -> crate::backend::BResult<()> {
+    let vol = state.volume_id.as_deref().unwrap_or_default();
+    let server = svc
+        .store
+        .read()
+        .attachments_of(vol)
+        .filter(|a| s(a, "attach_status") == "attached")
+        .map(|a| s(a, "instance_uuid").to_string())
+        .find(|x| !x.is_empty());
+    match (svc.compute(), svc.backend.snapshot_file(snap), server) {
+        (Some(compute), Some((file, format)), Some(server)) => compute
+            .snapshot_attached(&server, vol, snap, &file, &format)
+            .await
+            .map_err(|e| e.log_message()),
+        _ => svc.backend.create_snapshot(vol, snap).await,
     }
 }
 

@@ -41,6 +41,18 @@ pub trait ImageApi: Send + Sync {
 pub trait ComputeApi: Send + Sync {
     /// The volume, attached to `server`, grew (`volume-extended`).
     async fn volume_extended(&self, server: &str, volume_id: &str) -> Result<(), Error>;
+    /// A point-in-time copy of the volume attached to `server`, made by
+    /// its host's hypervisor into `new_file` (Nova's assisted volume
+    /// snapshot, for file volumes the running guest holds open); waits
+    /// for the copy.
+    async fn snapshot_attached(
+        &self,
+        server: &str,
+        volume_id: &str,
+        snapshot_id: &str,
+        new_file: &Path,
+        format: &str,
+    ) -> Result<(), Error>;
 }
 
 /// No Image service: creating from an image is refused.

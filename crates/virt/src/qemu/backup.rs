@@ -20,7 +20,8 @@ pub struct Backup<'a> {
     /// open it) and the uid its QEMU runs as.
     pub dir: &'a Path,
     pub owner: super::Owner<'a>,
-    /// QEMU's name of the root disk (`drive0`, `drive1` when rescued).
+    /// QEMU's name of the disk: a drive (`drive0`, `drive1` when rescued)
+    /// or a block node (`vol-vdb`, a hot-plugged volume).
     pub drive: &'a str,
     pub qemu_img: &'a str,
     pub dest: &'a Path,
@@ -29,11 +30,20 @@ pub struct Backup<'a> {
 pub async fn run(q: &mut Qmp, b: &Backup<'_>) -> Result<(), VirtError> {
     // The disk's size, as QEMU sees it.
     let blocks = q.execute("query-block", None).await?;
-    let virtual_size = blocks
+    let by_drive = blocks
         .as_array()
         .and_then(|a| a.iter().find(|d| d["device"] == b.drive))
-        .and_then(|d| d["inserted"]["image"]["virtual-size"].as_u64())
-        .ok_or_else(|| VirtError::Failed(format!("QEMU has no disk {}", b.drive)))?;
+        .and_then(|d| d["inserted"]["image"]["virtual-size"].as_u64());
+    let virtual_size = match by_drive {
+        Some(v) => Some(v),
+        None => q
+            .execute("query-named-block-nodes", Some(json!({"flat": true})))
+            .await?
+            .as_array()
+            .and_then(|a| a.iter().find(|n| n["node-name"] == b.drive))
+            .and_then(|n| n["image"]["virtual-size"].as_u64()),
+    }
+    .ok_or_else(|| VirtError::Failed(format!("QEMU has no disk {}", b.drive)))?;
     let target = b.dir.join("snapshot.part");
     let _ = std::fs::remove_file(&target);
     let t = super::cache::path_str(&target)?;

@@ -29,8 +29,8 @@ pub use host::{kernel_runs, version_number};
 pub use launch::{Mode, argv};
 
 use crate::{
-    ConnectionInfo, GuestSpec, HostResources, ImageSource, PowerState, VifSpec, VirtDriver,
-    VirtError,
+    AssistedSnapshot, ConnectionInfo, GuestSpec, HostResources, ImageSource, PowerState, VifSpec,
+    VirtDriver, VirtError,
 };
 use privileged::{HostCommand, Privileged};
 use qmp::Qmp;
@@ -1147,6 +1147,86 @@ impl VirtDriver for QemuDriver {
         self.remove_tap(&vif.tap_name).await;
         spec.vifs.retain(|v| v.port_id != port_id);
         self.write_spec(&dir, &spec)
+    }
+
+    /// A point-in-time copy of an attached file volume into
+    /// `create_info.new_file`, in `create_info.format` (the volume's own
+    /// when unset). While the guest runs, QEMU copies the volume's block
+    /// node with `blockdev-backup` (copy-before-write: the volume as it was
+    /// when the job started, every write the guest had flushed included)
+    /// and the guest runs on; a stopped guest's file is copied directly.
+    async fn volume_snapshot_create(
+        &self,
+        uuid: &str,
+        volume_id: &str,
+        create_info: &AssistedSnapshot,
+    ) -> Result<(), VirtError> {
+        let dir = self.existing(uuid)?;
+        let (device, vol) = volumes::load(&dir)
+            .into_iter()
+            .find(|(_, a)| a.volume_id == volume_id)
+            .ok_or_else(|| VirtError::NotFound(format!("volume {volume_id} on {uuid}")))?;
+        let dest = create_info.target(&vol.path).ok_or_else(|| {
+            VirtError::Failed(
+                "a volume snapshot needs a new_file in the volume's directory or an absolute one"
+                    .into(),
+            )
+        })?;
+        let format = create_info.format.clone().unwrap_or(vol.format.clone());
+        if !matches!(format.as_str(), "raw" | "qcow2") {
+            return Err(VirtError::Failed(format!(
+                "volume snapshot format {format} is not supported"
+            )));
+        }
+        let dest_s = cache::path_str(&dest)?;
+        if self.pid(&dir, uuid).is_none() {
+            let src = vol.path.clone();
+            return run(
+                &self.cfg.qemu_img,
+                &[
+                    "convert",
+                    "-U",
+                    "-f",
+                    &vol.format,
+                    "-O",
+                    &format,
+                    &src,
+                    &dest_s,
+                ],
+            )
+            .await
+            .map(|_| ());
+        }
+        // QEMU writes a qcow2 copy in the guest's directory; it becomes
+        // the snapshot file, converted when another format is asked for.
+        let copy = dir.join(format!("volume-snapshot-{}.qcow2", create_info.snapshot_id));
+        let mut q = self.qmp(&dir).await?;
+        backup::run(
+            &mut q,
+            &backup::Backup {
+                dir: &dir,
+                owner: self.owner(&dir),
+                drive: &volumes::Attached::node(&device),
+                qemu_img: &self.cfg.qemu_img,
+                dest: &copy,
+            },
+        )
+        .await?;
+        let copy_s = cache::path_str(&copy)?;
+        let r = if format == "qcow2" {
+            std::fs::rename(&copy, &dest)
+                .or_else(|_| std::fs::copy(&copy, &dest).map(|_| ()))
+                .map_err(|e| VirtError::Failed(format!("{}: {e}", dest.display())))
+        } else {
+            run(
+                &self.cfg.qemu_img,
+                &["convert", "-f", "qcow2", "-O", &format, &copy_s, &dest_s],
+            )
+            .await
+            .map(|_| ())
+        };
+        let _ = std::fs::remove_file(&copy);
+        r
     }
 
     async fn volumes(&self, uuid: &str) -> Vec<String> {

@@ -93,7 +93,8 @@ for k in drivers/virtio/virtio_ring.ko drivers/virtio/virtio.ko \
          drivers/cdrom/cdrom.ko fs/isofs/isofs.ko drivers/acpi/button.ko drivers/input/evdev.ko \
          drivers/scsi/scsi_common.ko drivers/scsi/scsi_mod.ko drivers/ata/libata.ko \
          drivers/ata/ata_piix.ko drivers/scsi/sr_mod.ko \
-         drivers/scsi/sd_mod.ko drivers/scsi/virtio_scsi.ko; do
+         drivers/scsi/sd_mod.ko drivers/scsi/virtio_scsi.ko \
+         fs/fat/fat.ko fs/fat/vfat.ko fs/nls/nls_cp437.ko fs/nls/nls_ascii.ko; do
   cp "$M/$k" "$I/lib/modules/"
 done
 install -m 0755 scripts/guest/init "$I/init"
@@ -131,6 +132,20 @@ while [ $# -gt 0 ]; do case "$1" in -*) shift ;; *) break ;; esac; done
 exec "$@"
 SUDO
 chmod 0755 "$R/usr/bin/sudo"
+# `mkfs -t TYPE` (what Tempest's remote client runs) over busybox's makers.
+cat > "$R/sbin/mkfs" <<'MKFS'
+#!/bin/sh
+t=ext2
+while [ $# -gt 0 ]; do case "$1" in -t) t=$2; shift 2 ;; *) break ;; esac; done
+case "$t" in
+  vfat|fat|msdos) exec mkdosfs "$@" ;;
+  ext2) exec mke2fs "$@" ;;
+  *) echo "mkfs: $t is not supported here (vfat, ext2)" >&2; exit 1 ;;
+esac
+MKFS
+chmod 0755 "$R/sbin/mkfs"
+printf '#!/bin/sh\nexec mkdosfs "$@"\n' > "$R/sbin/mkfs.vfat"
+chmod 0755 "$R/sbin/mkfs.vfat"
 echo "ferrostack test guest ($(date -u +%F))" > "$R/etc/issue"
 chmod 0700 "$R/root"
 

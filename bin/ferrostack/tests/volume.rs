@@ -925,6 +925,146 @@ async fn nova_attach_detach_and_boot_from_volume() {
     .await;
     assert_eq!(v["bootable"], "true");
     assert_eq!(v["attachments"][0]["device"], "/dev/vda");
+    // createImage of a volume-backed server (Nova's snapshot_volume_backed):
+    // a forced snapshot of its volume and an active, empty image carrying
+    // the mapping; createBackup is refused.
+    let r = nova(
+        &c,
+        Method::POST,
+        &format!("/servers/{bfv}/action"),
+        &tok,
+        json!({"createBackup": {"name": "b", "backup_type": "daily", "rotation": 1}}),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = nova(
+        &c,
+        Method::POST,
+        &format!("/servers/{bfv}/action"),
+        &tok,
+        json!({"createImage": {"name": "bfv-snap"}}),
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let snap_img = r.body["image_id"].as_str().unwrap().to_string();
+    let im = c
+        .request(
+            Method::GET,
+            &format!("/image/v2/images/{snap_img}"),
+            Some(&tok),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(im.body["status"], "active", "{}", im.body);
+    assert_eq!(im.body["size"], 0);
+    assert_eq!(im.body["bdm_v2"], "True");
+    let bdm: Value =
+        serde_json::from_str(im.body["block_device_mapping"].as_str().unwrap()).unwrap();
+    assert_eq!(bdm[0]["source_type"], "snapshot", "{bdm}");
+    assert_eq!(bdm[0]["boot_index"], 0);
+    let vsnap = bdm[0]["snapshot_id"].as_str().unwrap().to_string();
+    wait(
+        &c,
+        &tok,
+        &format!("/snapshots/{vsnap}"),
+        "snapshot",
+        Some("available"),
+    )
+    .await;
+    // A server from that image boots from a new volume made from the snapshot.
+    let from_img = boot(
+        &c,
+        &tok,
+        json!({"name": "from-snap", "imageRef": snap_img, "flavorRef": "1", "networks": "none"}),
+    )
+    .await;
+    let s = nova(
+        &c,
+        Method::GET,
+        &format!("/servers/{from_img}"),
+        &tok,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(s.body["server"]["image"], "", "volume-backed: {}", s.body);
+    let root2 = s.body["server"]["os-extended-volumes:volumes_attached"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let v = wait(
+        &c,
+        &tok,
+        &format!("/volumes/{root2}"),
+        "volume",
+        Some("in-use"),
+    )
+    .await;
+    assert_eq!(v["snapshot_id"], vsnap.as_str());
+    // Shelving a volume-backed server offloads it at once, with no image.
+    let r = nova(
+        &c,
+        Method::POST,
+        &format!("/servers/{from_img}/action"),
+        &tok,
+        json!({"shelve": null}),
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    server_status(&c, &tok, &from_img, "SHELVED_OFFLOADED").await;
+    let imgs = c
+        .request(
+            Method::GET,
+            "/image/v2/images?name=from-snap-shelved",
+            Some(&tok),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(
+        imgs.body["images"].as_array().unwrap().len(),
+        0,
+        "{}",
+        imgs.body
+    );
+    let r = nova(
+        &c,
+        Method::POST,
+        &format!("/servers/{from_img}/action"),
+        &tok,
+        json!({"unshelve": null}),
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    server_status(&c, &tok, &from_img, "ACTIVE").await;
+    let r = nova(
+        &c,
+        Method::DELETE,
+        &format!("/servers/{from_img}"),
+        &tok,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(r.status, 204);
+    server_status(&c, &tok, &from_img, "DELETED").await;
+    wait(&c, &tok, &format!("/volumes/{root2}"), "volume", None).await;
+    let r = c
+        .request(
+            Method::DELETE,
+            &format!("/image/v2/images/{snap_img}"),
+            Some(&tok),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(r.status, 204);
+    let r = cinder(
+        &c,
+        Method::DELETE,
+        &format!("/snapshots/{vsnap}"),
+        &tok,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    wait(&c, &tok, &format!("/snapshots/{vsnap}"), "snapshot", None).await;
     // Boot from an existing volume, kept after the server.
     let r = nova(
         &c,

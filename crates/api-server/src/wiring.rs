@@ -324,6 +324,22 @@ impl ferro_compute::ImageApi for InProcImages {
             }
         }
     }
+    async fn upload(&self, token: &str, id: &str, data: Vec<u8>) -> Result<(), Error> {
+        let (s, v) = self
+            .call(
+                Method::PUT,
+                &format!("/v2/images/{id}/file"),
+                token,
+                "application/octet-stream",
+                data,
+            )
+            .await?;
+        if s.is_success() {
+            Ok(())
+        } else {
+            Err(image_error(s, &v))
+        }
+    }
     async fn patch(&self, token: &str, id: &str, ops: Value) -> Result<Value, Error> {
         let (s, v) = self
             .call(

@@ -867,6 +867,8 @@ pub async fn clear_stale_tasks(svc: &Arc<ComputeService>) -> Result<(), Error> {
         .instances
         .values()
         .filter(|i| !i.deleted && (i.task_state.is_some() || i.vm_state == "building"))
+        // What this process started since is owned by its workers.
+        .filter(|i| i.updated_at < svc.started_at)
         .map(|i| i.uuid.clone())
         .collect();
     drop(st);

@@ -45,6 +45,8 @@ pub trait ImageApi: Send + Sync {
     async fn list(&self, token: &str, query: &str) -> Result<Vec<Value>, Error>;
     /// Applies a JSON-patch document (`application/openstack-images-v2.1-json-patch`).
     async fn patch(&self, token: &str, id: &str, ops: Value) -> Result<Value, Error>;
+    /// Uploads the image's data (`PUT /v2/images/{id}/file`).
+    async fn upload(&self, token: &str, id: &str, data: Vec<u8>) -> Result<(), Error>;
 }
 
 /// What compute needs of the Networking service (implemented by the
@@ -324,6 +326,9 @@ pub struct ComputeService {
     /// Woken by each `network-vif-plugged` event: builds waiting for their
     /// ports look again.
     pub vif_events: tokio::sync::Notify,
+    /// When this process started (as `updated_at` is written): start-up
+    /// recovery clears only task states older than this.
+    pub started_at: String,
 }
 
 impl ComputeService {
@@ -365,6 +370,7 @@ impl ComputeService {
             sagas: std::sync::OnceLock::new(),
             base_url,
             vif_events: tokio::sync::Notify::new(),
+            started_at: state::now(),
         });
         svc.seed().await?;
         // Unfinished sagas are resumed after start-up; one whose state

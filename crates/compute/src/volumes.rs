@@ -281,6 +281,12 @@ pub(crate) fn volume_bdms(i: &Instance) -> impl Iterator<Item = &Bdm> {
     i.bdms.iter().filter(|b| b.destination_type == "volume")
 }
 
+/// Nova's `is_volume_backed_instance`: no image of its own, its root disk
+/// a volume.
+pub(crate) fn is_volume_backed(i: &Instance) -> bool {
+    i.image_ref.is_empty() && volume_bdms(i).any(|b| b.boot_index == Some(0))
+}
+
 /// Runs the detach saga for one volume mapping.
 pub async fn detach_one(
     svc: &Arc<ComputeService>,

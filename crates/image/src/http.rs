@@ -1034,8 +1034,11 @@ pub(crate) async fn receive(
     let cap = svc.cfg.image.image_size_cap;
     let check = |head: &[u8]| -> Result<crate::inspect::Inspection, Error> {
         let ins = crate::inspect::inspect(head).map_err(bad)?;
+        // No bytes are no format: an empty image is a placeholder (Nova's
+        // snapshot of a volume-backed server carries only properties).
         if let Some(df) = disk_format
             && svc.cfg.image.require_image_format_match
+            && !head.is_empty()
         {
             crate::inspect::matches(df, ins.format).map_err(bad)?;
         }

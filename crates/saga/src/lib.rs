@@ -98,6 +98,39 @@ pub struct Executor<C: Send + Sync> {
     log: Arc<dyn SagaLog>,
     ctx: Arc<C>,
     defs: HashMap<&'static str, Arc<SagaDef<C>>>,
+    /// Sagas this executor is driving now: recovery leaves them alone.
+    driving: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+}
+
+/// Marks a saga as driven by this executor while it lives.
+struct Driving {
+    set: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    id: String,
+}
+
+impl Driving {
+    /// None when the saga is already being driven here.
+    fn claim(
+        set: &Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+        id: &str,
+    ) -> Option<Driving> {
+        let fresh = set
+            .lock()
+            .map(|mut s| s.insert(id.to_string()))
+            .unwrap_or(true);
+        fresh.then(|| Driving {
+            set: set.clone(),
+            id: id.to_string(),
+        })
+    }
+}
+
+impl Drop for Driving {
+    fn drop(&mut self) {
+        if let Ok(mut s) = self.set.lock() {
+            s.remove(&self.id);
+        }
+    }
 }
 
 impl<C: Send + Sync + 'static> Executor<C> {
@@ -106,6 +139,7 @@ impl<C: Send + Sync + 'static> Executor<C> {
             log,
             ctx,
             defs: HashMap::new(),
+            driving: Arc::default(),
         }
     }
 
@@ -128,6 +162,7 @@ impl<C: Send + Sync + 'static> Executor<C> {
             state,
             error: None,
         };
+        let _driving = Driving::claim(&self.driving, id);
         self.log.create(&rec).await.map_err(SagaError::Log)?;
         self.drive(&def, rec).await
     }
@@ -144,10 +179,14 @@ impl<C: Send + Sync + 'static> Executor<C> {
             .map_err(|e| SagaError::Log(ferro_common::Error::internal(e.to_string())))
     }
 
-    /// Resumes every unfinished saga (call once at start-up).
+    /// Resumes every unfinished saga (call once at start-up); one this
+    /// executor is already driving (started since) is left to it.
     pub async fn recover(&self) -> Result<Vec<(String, Result<Value, SagaError>)>, SagaError> {
         let mut out = Vec::new();
         for rec in self.log.unfinished().await.map_err(SagaError::Log)? {
+            let Some(_driving) = Driving::claim(&self.driving, &rec.id) else {
+                continue;
+            };
             let Some(def) = self.defs.get(rec.name.as_str()).cloned() else {
                 tracing::warn!(saga = %rec.id, name = %rec.name, "unfinished saga of an unknown kind");
                 continue;

@@ -162,3 +162,32 @@ async fn a_kill_at_any_step_is_finished_by_recovery() {
         );
     }
 }
+
+/// Recovery at start-up must not take over a saga this executor started
+/// since (it would run its steps a second time, concurrently).
+#[tokio::test]
+async fn recovery_leaves_a_saga_driven_here_alone() {
+    let (_d, log) = db_log().await;
+    let world = Arc::new(World::default());
+    *world.hang_at.lock().unwrap() = Some("port");
+    let mut ex = Executor::new(log.clone(), world.clone());
+    ex.register(def());
+    let ex = Arc::new(ex);
+    let ex2 = ex.clone();
+    let running = tokio::spawn(async move { ex2.run("server-create", "s1", json!({})).await });
+    world.entered.notified().await;
+    let recovered = ex.recover().await.unwrap();
+    assert!(
+        recovered.is_empty(),
+        "recovery drove a saga already running here: {:?}",
+        recovered.iter().map(|(id, _)| id).collect::<Vec<_>>()
+    );
+    running.abort();
+    // A new executor (the next process) does recover it.
+    let world2 = Arc::new(World::default());
+    let mut next = Executor::new(log.clone(), world2.clone());
+    next.register(def());
+    let recovered = next.recover().await.unwrap();
+    assert_eq!(recovered.len(), 1);
+    assert!(recovered[0].1.is_ok());
+}

@@ -391,10 +391,17 @@ impl VirtDriver for FakeDriver {
         // A file volume is copied where Block Storage asked, as a
         // hypervisor would (the fake converts no formats).
         let source = self.with(uuid, |g| {
+            // Hot-plugged, or one the guest was built with (boot from volume).
             let ci = g
                 .volumes
                 .values()
                 .map(|(ci, _)| ci)
+                .chain(
+                    g.spec
+                        .disks
+                        .iter()
+                        .filter_map(|d| d.connection_info.as_ref()),
+                )
                 .find(|ci| ci.data.volume_id.as_deref() == Some(volume_id));
             Ok(ci.and_then(|ci| {
                 ci.data
@@ -404,6 +411,11 @@ impl VirtDriver for FakeDriver {
             }))
         })?;
         let mut made = None;
+        if create_info.new_file.is_some() && source.is_none() {
+            return Err(VirtError::NotFound(format!(
+                "file volume {volume_id} on {uuid}"
+            )));
+        }
         if let Some((src, format)) = source
             && create_info.new_file.is_some()
         {

@@ -87,6 +87,51 @@ fn start_shelve(svc: &Arc<ComputeService>, c: &Caller, i: Instance) {
             None,
         )
         .await;
+        if crate::volumes::is_volume_backed(&i) {
+            // Nova shelves a volume-backed server by offloading it at once:
+            // its disk is the volume, nothing to snapshot.
+            let r = ops::call_agent(
+                &svc2,
+                &host,
+                ComputeRequest::PowerOff {
+                    uuid: i.uuid.clone(),
+                },
+                Some(&rid),
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+            ops::event(
+                &svc2,
+                &i.uuid,
+                &rid,
+                "compute_shelve_instance",
+                Some(&host),
+                Some(r.clone()),
+            )
+            .await;
+            if r.is_ok() {
+                let _ = svc2
+                    .state
+                    .update_instance(&i.uuid, |x| {
+                        x.vm_state = "shelved".into();
+                        x.power_state = 4;
+                        x.task_state = Some("shelving_offloading".into());
+                        Ok(())
+                    })
+                    .await;
+                offload(&svc2, &i.uuid, &rid).await;
+            } else {
+                let _ = svc2
+                    .state
+                    .update_instance(&i.uuid, |x| {
+                        x.task_state = None;
+                        Ok(())
+                    })
+                    .await;
+            }
+            return;
+        }
         let r = async {
             let base = if i.image_ref.is_empty() { None } else { svc2.image.get(&tok, &i.image_ref).await.ok().flatten() };
             let body = json!({
@@ -238,11 +283,16 @@ async fn run_unshelve(
     let r = async {
         crate::build::claim_for(svc, &mut state).await?;
         let host = state.host.clone().unwrap_or_default();
-        let (spec, owner) = {
+        let (mut spec, owner) = {
             let st = svc.state.read();
             let i = st.instances.get(&uuid).ok_or("instance vanished")?;
             (ops::guest_spec(svc, i), ops::owner(i))
         };
+        // The guest comes back from its shelve snapshot, not from the
+        // image it was first built from (what it wrote since is there).
+        if let Some(img) = &i.shelved_image {
+            spec.image_id = Some(img.clone());
+        }
         if let Err(e) = ops::call_agent(
             svc,
             &host,

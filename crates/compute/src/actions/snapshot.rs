@@ -3,7 +3,7 @@ use super::Outcome;
 use super::guard::begin;
 use crate::ComputeService;
 use crate::caller::Caller;
-use crate::error::NResult;
+use crate::error::{NResult, NovaError};
 use crate::ops;
 use crate::servers::get_instance;
 use ferro_rpc::compute::ComputeRequest;
@@ -45,6 +45,14 @@ pub(super) async fn create_image(
     };
     let backup = backup.map(|b| (b.backup_type, b.rotation));
     let i0 = get_instance(svc, c, id)?;
+    if crate::volumes::is_volume_backed(&i0) {
+        if backup.is_some() {
+            return Err(NovaError::bad(
+                "Backup is not supported for volume-backed instances.",
+            ));
+        }
+        return volume_backed(svc, c, id, name, meta).await;
+    }
     let base = if i0.image_ref.is_empty() {
         None
     } else {
@@ -178,5 +186,111 @@ pub(super) async fn create_image(
         )
         .await;
     });
+    Ok(Outcome::Image(image_id))
+}
+
+/// Nova's `snapshot_volume_backed`: a snapshot of each of the server's
+/// volumes (forced: they are in use; the host copies a file volume at a
+/// point in time), and an image that holds no data, only the block device
+/// mapping that boots a new server from those snapshots (size 0, active).
+async fn volume_backed(
+    svc: &Arc<ComputeService>,
+    c: &Caller,
+    id: &str,
+    name: String,
+    meta: BTreeMap<String, String>,
+) -> NResult<Outcome> {
+    let i = begin(
+        svc,
+        c,
+        id,
+        "createImage",
+        "createImage",
+        &["active", "stopped", "paused", "suspended"],
+        None,
+        false,
+    )
+    .await?;
+    let cinder = |method: &'static str, path: String, body: Option<serde_json::Value>| {
+        let svc = svc.clone();
+        let tok = c.token().to_string();
+        async move {
+            svc.volumes
+                .cinder(&tok, method, &path, body)
+                .await
+                .ok_or_else(|| NovaError::bad("Block Storage is not available."))
+        }
+    };
+    let mut mapping = Vec::new();
+    let mut bdms: Vec<_> = crate::volumes::volume_bdms(&i).cloned().collect();
+    bdms.sort_by_key(|b| b.boot_index.unwrap_or(i64::MAX));
+    for b in &bdms {
+        let Some(vol) = b.volume_id.clone() else {
+            continue;
+        };
+        let size = match b.volume_size {
+            Some(n) => n,
+            None => {
+                let (st, v) = cinder("GET", format!("/v3/volumes/{vol}"), None).await?;
+                if st != 200 {
+                    return Err(NovaError::bad(format!("Volume {vol} could not be found.")));
+                }
+                v["volume"]["size"].as_u64().unwrap_or(1)
+            }
+        };
+        let body = json!({"snapshot": {"volume_id": vol, "force": true,
+            "name": format!("snapshot for {name}"), "description": ""}});
+        let (st, v) = cinder("POST", "/v3/snapshots".into(), Some(body)).await?;
+        if st != 202 {
+            let why = v
+                .as_object()
+                .and_then(|o| o.values().next())
+                .and_then(|e| e["message"].as_str())
+                .unwrap_or("the volume snapshot was refused")
+                .to_string();
+            return Err(NovaError::bad(why));
+        }
+        mapping.push(json!({
+            "source_type": "snapshot",
+            "destination_type": "volume",
+            "snapshot_id": v["snapshot"]["id"],
+            "boot_index": b.boot_index,
+            "delete_on_termination": b.delete_on_termination,
+            "volume_size": size,
+            "device_name": b.device_name,
+            "disk_bus": null,
+            "device_type": null,
+            "guest_format": null,
+            "no_device": null,
+            "image_id": null,
+            "volume_id": null,
+            "tag": null,
+        }));
+    }
+    let mut props = json!({
+        "name": name,
+        "visibility": "private",
+        // What Nova's Glance client sets for an image it activates empty.
+        "disk_format": "qcow2",
+        "container_format": "bare",
+        "root_device_name": "/dev/vda",
+        "block_device_mapping": serde_json::to_string(&mapping).unwrap_or_default(),
+        "bdm_v2": "True",
+    });
+    // The properties the server booted with that describe its hardware.
+    for (k, v) in i
+        .image_properties
+        .iter()
+        .filter(|(k, _)| k.starts_with("hw_"))
+    {
+        props[k] = json!(v);
+    }
+    for (k, v) in &meta {
+        props[k] = json!(v);
+    }
+    let created = svc.image.create(c.token(), props).await?;
+    let image_id = created["id"].as_str().unwrap_or_default().to_string();
+    // No data: an empty upload makes it active, as Nova's Glance client does.
+    svc.image.upload(c.token(), &image_id, Vec::new()).await?;
     Ok(Outcome::Image(image_id))
 }

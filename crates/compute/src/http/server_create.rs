@@ -580,6 +580,54 @@ async fn validate(
     if image["status"] != "active" {
         return Err(bad(format!("Image {check_image} is not active.")));
     }
+    // An image made from a volume-backed server holds no data, only the
+    // block device mapping that boots from its volumes' snapshots (Nova's
+    // image-defined mappings); requested mappings win on the same device.
+    let (bdms, image_ref) = match image["block_device_mapping"].as_str() {
+        Some(list) if boot_volume.is_none() => {
+            let defined: Vec<Value> = serde_json::from_str(list).map_err(|_| {
+                bad(format!(
+                    "Image {check_image} has an invalid block_device_mapping."
+                ))
+            })?;
+            let mut bdms = bdms;
+            for m in defined {
+                let dev = m["device_name"].as_str().map(str::to_string);
+                if dev.is_some() && bdms.iter().any(|b| b.device_name == dev) {
+                    continue;
+                }
+                let uuid = ["snapshot_id", "volume_id", "image_id"]
+                    .iter()
+                    .find_map(|k| m[*k].as_str().map(str::to_string));
+                bdms.push(Bdm {
+                    source_type: m["source_type"].as_str().unwrap_or("snapshot").into(),
+                    destination_type: m["destination_type"].as_str().unwrap_or("volume").into(),
+                    uuid,
+                    boot_index: m["boot_index"].as_i64(),
+                    volume_size: m["volume_size"].as_u64(),
+                    delete_on_termination: m["delete_on_termination"].as_bool().unwrap_or(false),
+                    device_name: dev,
+                    tag: None,
+                    volume_id: None,
+                    attachment_id: None,
+                    created_volume: false,
+                    connection_info: None,
+                });
+            }
+            let root_volume = bdms
+                .iter()
+                .any(|b| b.boot_index == Some(0) && b.destination_type == "volume");
+            (
+                bdms,
+                if root_volume {
+                    String::new()
+                } else {
+                    image_ref
+                },
+            )
+        }
+        _ => (bdms, image_ref),
+    };
     let min_disk = image["min_disk"].as_u64().unwrap_or(0);
     let min_ram = image["min_ram"].as_u64().unwrap_or(0);
     if min_ram > flavor.ram {

@@ -525,6 +525,46 @@ async fn router_floating_ip_and_server_ports() {
             (fip.clone(), "floating".to_string())
         ]
     );
+    // Its status follows the router's host: ACTIVE once in place, DOWN
+    // while the router is administratively down, ACTIVE again after.
+    let fip_status = |want: &'static str| {
+        let (c, tok, fid) = (&c, tok.clone(), fid.clone());
+        async move {
+            let t0 = std::time::Instant::now();
+            loop {
+                let f = neutron(
+                    c,
+                    Method::GET,
+                    &format!("/floatingips/{fid}"),
+                    &tok,
+                    Value::Null,
+                )
+                .await;
+                if f.body["floatingip"]["status"] == want {
+                    return;
+                }
+                assert!(
+                    t0.elapsed() < Duration::from_secs(10),
+                    "floating IP not {want}: {}",
+                    f.body
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    fip_status("ACTIVE").await;
+    for (up, want) in [(false, "DOWN"), (true, "ACTIVE")] {
+        let r = neutron(
+            &c,
+            Method::PUT,
+            &format!("/routers/{rid}"),
+            &tok,
+            json!({"router": {"admin_state_up": up}}),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        fip_status(want).await;
+    }
     // The interface cannot go while the floating IP needs it.
     let rm = neutron(
         &c,
@@ -566,6 +606,7 @@ async fn router_floating_ip_and_server_ports() {
     )
     .await;
     assert_eq!(f.body["floatingip"]["port_id"], Value::Null);
+    fip_status("DOWN").await;
     assert_eq!(
         neutron(
             &c,

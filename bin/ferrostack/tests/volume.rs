@@ -691,6 +691,48 @@ async fn nova_attach_detach_and_boot_from_volume() {
     )
     .await;
     assert_eq!(r.body["volumeAttachments"].as_array().unwrap().len(), 1);
+    // Bug #2004555: what Compute holds is detached only through Compute;
+    // a user's (or an admin's) call to Block Storage is refused with 409.
+    let att_id = v["attachments"][0]["attachment_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for (path, body) in [
+        ("os-detach", json!({"os-detach": {}})),
+        ("os-detach", json!({"os-detach": {"attachment_id": att_id}})),
+        (
+            "os-terminate_connection",
+            json!({"os-terminate_connection": {"connector": {}}}),
+        ),
+        (
+            "os-force_detach",
+            json!({"os-force_detach": {"attachment_id": att_id}}),
+        ),
+    ] {
+        let r = cinder(
+            &c,
+            Method::POST,
+            &format!("/volumes/{v1}/action"),
+            &tok,
+            body,
+        )
+        .await;
+        assert_eq!(r.status, 409, "{path}: {}", r.body);
+        assert_eq!(
+            r.body["conflictingRequest"]["message"],
+            format!("Detach volume from instance {srv} using the Compute API")
+        );
+    }
+    let r = c
+        .request_h(
+            Method::DELETE,
+            &format!("/volume/v3/attachments/{att_id}"),
+            Some(&tok),
+            Value::Null,
+            &[("OpenStack-API-Version", "volume 3.27")],
+        )
+        .await;
+    assert_eq!(r.status, 409, "{}", r.body);
     // A snapshot of the in-use volume (force): its server's host copies it
     // (the hypervisor holds the file open), into the backend's snapshot file.
     let vol_file = c.data_dir().join("volumes").join(format!("volume-{v1}"));

@@ -63,6 +63,7 @@ pub async fn start_network_agent(
             )
             .with_interface_mappings(&cfg.network.physical_interface_mappings)
             .and_then(|d| d.with_local_ip(cfg.network.local_ip.as_deref()))
+            .and_then(|d| d.with_external_uplink(cfg.network.external_uplink.as_deref()))
             .map_err(Error::internal)?,
         ),
         None => {
@@ -658,6 +659,15 @@ impl ferro_volume::ComputeApi for InProcCompute {
                 "volume-extended for server {server} answered {code}"
             ))),
         }
+    }
+    async fn server_volume_attachment(
+        &self,
+        server: &str,
+        volume_id: &str,
+    ) -> Result<Option<String>, Error> {
+        Ok(ferro_compute::volumes::server_volume_attachment(
+            &self.svc, server, volume_id,
+        ))
     }
     async fn snapshot_attached(
         &self,

@@ -469,6 +469,20 @@ pub async fn unprepare_block_devices(svc: &Arc<ComputeService>, uuid: &str) -> R
 /// `server` grew, so the guest is told (`extend_volume` instance action,
 /// `compute_extend_volume` event). Answers the event's code: 200, 404
 /// (no such server) or 422 (not running anywhere).
+/// Nova's `get_server_volume` for Block Storage: the attachment id by which
+/// the (live) server holds the volume, None when it does not.
+pub fn server_volume_attachment(
+    svc: &ComputeService,
+    server: &str,
+    volume_id: &str,
+) -> Option<String> {
+    let st = svc.state.read();
+    let i = st.instances.get(server).filter(|i| !i.deleted)?;
+    volume_bdms(i)
+        .find(|b| b.volume_id.as_deref() == Some(volume_id))
+        .map(|b| b.attachment_id.clone().unwrap_or_default())
+}
+
 /// Block Storage's snapshot of a file volume attached to `server`: the
 /// host's hypervisor copies it into `new_file` at a point in time (Nova's
 /// assisted volume snapshot, as Cinder's file drivers ask for it); waits

@@ -542,6 +542,13 @@ pub struct NetworkConfig {
     /// hosts with ports on the network; without it, vxlan networks stay on
     /// this host.
     pub local_ip: Option<String>,
+    /// The host's interface that external networks whose address this host
+    /// holds (`public`) may reach the world through: traffic from their
+    /// bridges is forwarded out of it, masqueraded as the host's address,
+    /// and answers come back. Unset (the default): nothing is routed
+    /// between those bridges and any other interface; guests reach only
+    /// the host. Never set it in tests.
+    pub external_uplink: Option<String>,
     /// Type of project networks (ML2 `tenant_network_types`): `vxlan` or `vlan`.
     pub tenant_network_types: Vec<String>,
     /// VXLAN VNIs handed to project networks, `min:max` (ML2 `vni_ranges`).
@@ -593,6 +600,7 @@ impl Default for NetworkConfig {
             host_net_driver: "auto".into(),
             host_namespace: None,
             local_ip: None,
+            external_uplink: None,
             tenant_network_types: vec!["vxlan".into()],
             vni_ranges: vec!["1:1000".into()],
             network_vlan_ranges: vec!["physnet1:1000:2999".into()],

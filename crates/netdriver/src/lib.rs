@@ -148,3 +148,15 @@ pub fn valid_mac(mac: &str) -> bool {
             .iter()
             .all(|p| p.len() == 2 && p.chars().all(|c| c.is_ascii_hexdigit()))
 }
+
+/// A name Linux accepts for a network interface (`IFNAMSIZ`: at most 15
+/// bytes; no `/`, whitespace or `:`, not `.` or `..`).
+pub fn valid_ifname(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 15
+        && name != "."
+        && name != ".."
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@'))
+}

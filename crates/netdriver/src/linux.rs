@@ -46,6 +46,9 @@ pub struct LinuxBridge {
     interfaces: BTreeMap<String, String>,
     /// This host's tunnel endpoint: vxlan networks get a VXLAN device.
     local_ip: Option<Ipv4Addr>,
+    /// The interface external networks may reach the world through
+    /// (`network.external_uplink`); None: they reach only this host.
+    uplink: Option<String>,
 }
 
 /// The UDP port of VXLAN (IANA; the Linux bridge agent's default).
@@ -139,6 +142,7 @@ impl LinuxBridge {
             external: tokio::sync::Mutex::new(None),
             interfaces: BTreeMap::new(),
             local_ip: None,
+            uplink: None,
         }
     }
 
@@ -152,6 +156,22 @@ impl LinuxBridge {
                 a.parse::<Ipv4Addr>()
                     .map_err(|_| format!("network.local_ip: {a:?} is not an IPv4 address"))?,
             ),
+        };
+        Ok(self)
+    }
+
+    /// Forwarding (and masquerading) external networks out of `uplink`
+    /// (`network.external_uplink`); off unless asked. Refused unless it is
+    /// an interface name.
+    pub fn with_external_uplink(mut self, uplink: Option<&str>) -> Result<LinuxBridge, String> {
+        self.uplink = match uplink {
+            None | Some("") => None,
+            Some(i) if crate::valid_ifname(i) => Some(i.to_string()),
+            Some(i) => {
+                return Err(format!(
+                    "network.external_uplink: {i:?} is not an interface name"
+                ));
+            }
         };
         Ok(self)
     }

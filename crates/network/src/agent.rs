@@ -399,11 +399,12 @@ pub async fn converge(svc: &NetworkService, force: bool) -> Result<(), String> {
         .workers
         .offer(&svc.hostnet, shares, force, svc.changed.clone());
     let needs = |st: &State| -> bool {
+        let routers = routers_up(st, &want, &up);
         st.iter(Kind::Port)
             .any(|p| port_status(p, &want, &up) != s(p, "status"))
             || st
                 .iter(Kind::FloatingIp)
-                .any(|f| fip_status(f) != s(f, "status"))
+                .any(|f| fip_status(f, &routers) != s(f, "status"))
     };
     if !needs(&st) {
         return Ok(());
@@ -426,9 +427,10 @@ pub async fn converge(svc: &NetworkService, force: bool) -> Result<(), String> {
                     tx.put(Kind::Port, o);
                 }
             }
+            let routers = routers_up(&tx.st, &want, &up);
             let fips: Vec<Arc<Obj>> = tx.st.iter(Kind::FloatingIp).cloned().collect();
             for f in fips {
-                let want_s = fip_status(&f);
+                let want_s = fip_status(&f, &routers);
                 if want_s != s(&f, "status") {
                     let mut o = (*f).clone();
                     o.insert("status".into(), json!(want_s));
@@ -493,10 +495,31 @@ fn port_status(p: &Obj, want: &HostState, up: &std::collections::HashSet<String>
     }
 }
 
-fn fip_status(f: &Obj) -> &'static str {
-    if s(f, "port_id").is_empty() {
-        "DOWN"
-    } else {
+/// The routers whose floating IPs are in place: administratively up, with
+/// a gateway port its host reports wired (the NAT is loaded with it).
+fn routers_up(
+    st: &State,
+    want: &HostState,
+    up: &std::collections::HashSet<String>,
+) -> std::collections::HashSet<String> {
+    st.iter(Kind::Port)
+        .filter(|p| s(p, "device_owner") == "network:router_gateway")
+        .filter(|p| port_status(p, want, up) == "ACTIVE")
+        .map(|p| s(p, "device_id").to_string())
+        .filter(|r| {
+            st.get(Kind::Router, r)
+                .is_some_and(|r| b(r, "admin_state_up"))
+        })
+        .collect()
+}
+
+/// As the L3 agent reports it: ACTIVE once associated and in place on its
+/// router's host, DOWN otherwise (disassociated, router down or without
+/// its gateway wired).
+fn fip_status(f: &Obj, routers_up: &std::collections::HashSet<String>) -> &'static str {
+    if !s(f, "port_id").is_empty() && routers_up.contains(s(f, "router_id")) {
         "ACTIVE"
+    } else {
+        "DOWN"
     }
 }

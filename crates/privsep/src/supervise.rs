@@ -213,6 +213,7 @@ pub async fn supervise(cfg: &Config) -> Result<i32, String> {
         ferro_netdriver::LinuxBridge::new(cfg.network.host_namespace.clone(), net_state.clone())
             .with_interface_mappings(&cfg.network.physical_interface_mappings)
             .and_then(|d| d.with_local_ip(cfg.network.local_ip.as_deref()))
+            .and_then(|d| d.with_external_uplink(cfg.network.external_uplink.as_deref()))
     });
     let net: Option<Arc<dyn ferro_netdriver::HostDriver>> = match net {
         Some(Ok(d)) => Some(Arc::new(d)),

@@ -41,6 +41,14 @@ pub trait ImageApi: Send + Sync {
 pub trait ComputeApi: Send + Sync {
     /// The volume, attached to `server`, grew (`volume-extended`).
     async fn volume_extended(&self, server: &str, volume_id: &str) -> Result<(), Error>;
+    /// Nova's `get_server_volume`: the Block Storage attachment by which
+    /// `server` holds `volume_id` (empty if it keeps none), or None when
+    /// the server, or the volume on it, is not found.
+    async fn server_volume_attachment(
+        &self,
+        server: &str,
+        volume_id: &str,
+    ) -> Result<Option<String>, Error>;
     /// A point-in-time copy of the volume attached to `server`, made by
     /// its host's hypervisor into `new_file` (Nova's assisted volume
     /// snapshot, for file volumes the running guest holds open); waits

@@ -320,25 +320,18 @@ impl LinuxBridge {
     /// bridges it holds an address on (external networks): guests' traffic
     /// never leaves the machine through its uplink, and nothing from
     /// outside reaches floating IPs through it. Bridged traffic (in and out
-    /// through the same bridge) is not affected.
+    /// through the same bridge) is not affected. With an uplink configured
+    /// (`network.external_uplink`), those bridges reach the world through
+    /// it, masqueraded, and the host forwards.
     pub(super) async fn external_guard(&self, bridges: &BTreeSet<String>) -> Result<(), String> {
-        let mut s = "table inet ferro_ext\ndelete table inet ferro_ext\n".to_string();
-        if !bridges.is_empty() {
-            let _ = writeln!(
-                s,
-                "table inet ferro_ext {{\n  chain forward {{\n    type filter hook forward priority filter - 10; policy accept;"
-            );
-            for b in bridges {
-                let _ = writeln!(
-                    s,
-                    "    iifname \"{b}\" oifname != \"{b}\" drop\n    oifname \"{b}\" iifname != \"{b}\" drop"
-                );
-            }
-            let _ = writeln!(s, "  }}\n}}");
-        }
+        let s = render_external_guard(bridges, self.uplink.as_deref());
         let mut last = self.external.lock().await;
         if last.as_deref() == Some(s.as_str()) {
             return Ok(());
+        }
+        if self.uplink.is_some() && !bridges.is_empty() {
+            self.in_host("sysctl", &["-qw", "net.ipv4.ip_forward=1"], None)
+                .await?;
         }
         self.in_host("nft", &["-f", "-"], Some(&s)).await?;
         *last = Some(s);
@@ -346,9 +339,73 @@ impl LinuxBridge {
     }
 }
 
+/// The host's `ferro_ext` table for the external `bridges`: isolated, or
+/// forwarded and masqueraded out of `uplink` when one is configured.
+pub fn render_external_guard(bridges: &BTreeSet<String>, uplink: Option<&str>) -> String {
+    let mut s = "table inet ferro_ext\ndelete table inet ferro_ext\n".to_string();
+    if bridges.is_empty() {
+        return s;
+    }
+    let _ = writeln!(
+        s,
+        "table inet ferro_ext {{\n  chain forward {{\n    type filter hook forward priority filter - 10; policy accept;"
+    );
+    for b in bridges {
+        if let Some(u) = uplink {
+            let _ = writeln!(
+                s,
+                "    iifname \"{b}\" oifname \"{u}\" accept\n    iifname \"{u}\" oifname \"{b}\" ct state established,related accept"
+            );
+        }
+        let _ = writeln!(
+            s,
+            "    iifname \"{b}\" oifname != \"{b}\" drop\n    oifname \"{b}\" iifname != \"{b}\" drop"
+        );
+    }
+    let _ = writeln!(s, "  }}");
+    if let Some(u) = uplink {
+        let _ = writeln!(
+            s,
+            "  chain postrouting {{\n    type nat hook postrouting priority srcnat; policy accept;"
+        );
+        for b in bridges {
+            let _ = writeln!(s, "    iifname \"{b}\" oifname \"{u}\" masquerade");
+        }
+        let _ = writeln!(s, "  }}");
+    }
+    let _ = writeln!(s, "}}");
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn external_bridges_reach_the_world_only_through_a_configured_uplink() {
+        let br: BTreeSet<String> = ["brq-public".to_string()].into();
+        let closed = render_external_guard(&br, None);
+        assert!(closed.contains("iifname \"brq-public\" oifname != \"brq-public\" drop"));
+        assert!(
+            !closed.contains("masquerade") && !closed.contains("accept\n"),
+            "{closed}"
+        );
+        let open = render_external_guard(&br, Some("eth0"));
+        assert!(
+            open.contains("iifname \"brq-public\" oifname \"eth0\" accept"),
+            "{open}"
+        );
+        assert!(open.contains(
+            "iifname \"eth0\" oifname \"brq-public\" ct state established,related accept"
+        ));
+        assert!(open.contains("iifname \"brq-public\" oifname \"eth0\" masquerade"));
+        // The accepts come before the drops that would catch them.
+        assert!(open.find("oifname \"eth0\" accept") < open.find("drop"));
+        assert_eq!(
+            render_external_guard(&BTreeSet::new(), Some("eth0")),
+            "table inet ferro_ext\ndelete table inet ferro_ext\n"
+        );
+    }
 
     #[test]
     fn floating_ips_and_snat_as_the_l3_agent_translates() {

@@ -363,6 +363,71 @@ async fn update(
     Ok(ok(json!({"attachment": views::attachment(&a, true)})))
 }
 
+/// Cinder's `attachment_deletion_allowed` (bug #2004555, OSSA-2023-003):
+/// an attachment that a server on Compute holds (it has the volume
+/// connected, under this attachment) is removed only through Compute,
+/// never by a user's call here, or the host keeps a device the volume no
+/// longer backs. Compute's own detach reaches Block Storage in process, not
+/// through these routes. Without an `attachment`, the volume's only one is
+/// meant; several and no id: refused.
+pub(crate) async fn deletion_allowed(
+    svc: &VolumeService,
+    attachment: Option<&str>,
+    volume: Option<&str>,
+) -> CResult<()> {
+    let att = {
+        let st = svc.store.read();
+        match (attachment, volume) {
+            (Some(a), _) => match st.get(Kind::Attachment, a) {
+                Some(a) => Some(a.clone()),
+                // Not found: the caller says so in its own words.
+                None => return Ok(()),
+            },
+            (None, Some(v)) => {
+                let all: Vec<_> = st.attachments_of(v).cloned().collect();
+                match all.len() {
+                    0 => return Ok(()),
+                    1 => all.into_iter().next(),
+                    _ => None,
+                }
+            }
+            (None, None) => return Ok(()),
+        }
+    };
+    let server = match att {
+        None => String::new(),
+        Some(a) => {
+            if let Some(v) = volume
+                && s(&a, "volume_id") != v
+            {
+                return Err(CinderError::bad(
+                    "Invalid input received: Mismatched volume and attachment",
+                ));
+            }
+            let server = s(&a, "instance_uuid");
+            if server.is_empty() || a.get("connection_info").is_none_or(Value::is_null) {
+                return Ok(());
+            }
+            let Some(compute) = svc.compute() else {
+                return Ok(());
+            };
+            match compute
+                .server_volume_attachment(server, s(&a, "volume_id"))
+                .await
+                .map_err(|e| CinderError::new(503, e.log_message()))?
+            {
+                // Not on Compute (or under another attachment): only here.
+                None => return Ok(()),
+                Some(held) if held != s(&a, "id") => return Ok(()),
+                Some(_) => server.to_string(),
+            }
+        }
+    };
+    Err(CinderError::conflict(format!(
+        "Detach volume from instance {server} using the Compute API"
+    )))
+}
+
 async fn delete(AxState(svc): St, c: Caller, mv: Mv, Path(id): Path<String>) -> CResult<Response> {
     need_27(mv)?;
     c.require_writer("volume:attachment_delete")?;
@@ -370,6 +435,7 @@ async fn delete(AxState(svc): St, c: Caller, mv: Mv, Path(id): Path<String>) -> 
         let st = svc.store.read();
         find_att(&st, &c, &id)?;
     }
+    deletion_allowed(&svc, Some(&id), None).await?;
     svc.store.write(|tx| detach(tx, &id)).await?;
     Ok(ok(json!({"attachments": []})))
 }
@@ -669,6 +735,7 @@ pub async fn action(
                 .get("attachment_id")
                 .and_then(Value::as_str)
                 .map(str::to_string);
+            deletion_allowed(&svc, att.as_deref(), Some(&id)).await?;
             svc.store
                 .write(|tx| {
                     let ids = attachment_ids(&tx.st, &id, att.as_deref());
@@ -694,6 +761,7 @@ pub async fn action(
                 .get("attachment_id")
                 .and_then(Value::as_str)
                 .map(str::to_string);
+            deletion_allowed(&svc, att.as_deref(), Some(&id)).await?;
             svc.store
                 .write(|tx| {
                     let ids = attachment_ids(&tx.st, &id, att.as_deref());
@@ -733,6 +801,7 @@ pub async fn action(
             if arg.get("connector").and_then(Value::as_object).is_none() {
                 return Err(CinderError::bad("Must specify 'connector'"));
             }
+            deletion_allowed(&svc, None, Some(&id)).await?;
             Ok(accepted_empty())
         }
         "os-volume_upload_image" => upload_image(&svc, &c, &id, &arg).await,

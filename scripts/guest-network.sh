@@ -17,7 +17,10 @@
 #   a stopped guest's port goes DOWN and ACTIVE again when it starts; a hard reboot gets a new lease; a router to `public`
 #   (whose gateway address the host holds) gives gn2 a floating IP that the
 #   host pings and logs in to with SSH; a NIC hot-plugged into gn2 gets its
-#   lease on another network and leaves when removed; deleting the network removes its
+#   lease on another network and leaves when removed; inside gn2 the metadata
+#   service's public-ipv4 is the floating IP and the public gateway answers
+#   through the router; disassociated, the floating IP reaches nothing, and
+#   moved to gn1 it leads there; deleting the network removes its
 #   bridge, namespace and dnsmasq.
 #
 #   scripts/guest-network.sh
@@ -497,6 +500,40 @@ s_nic_hotplug() {
   run admin network delete gn-nic
 }
 
+# Inside gn2: the metadata service's public-ipv4 is its floating IP, and
+# it reaches the public network's gateway (the host), whose answers come
+# back only through the router's translation (the host has no route to
+# the tenant network).
+s_fip_inside() {
+  need FIP || return 1
+  local gw
+  gw="$(admin subnet list --network public -f value -c ID < /dev/null | head -1)"
+  gw="$(admin subnet show "$gw" -f value -c gateway_ip < /dev/null)"
+  gssh "timeout 5 wget -q -O - http://169.254.169.254/2009-04-04/meta-data/public-ipv4; echo;
+        ping -c 1 -W 2 $gw > /dev/null && echo GATEWAY-REACHED $gw" || return 1
+  printf '%s\n' "$OUT" | grep -qx "$FIP" || { echo "public-ipv4 is not $FIP"; return 1; }
+  printf '%s' "$OUT" | grep -q "GATEWAY-REACHED $gw" || { echo "gn2 did not reach $gw"; return 1; }
+}
+
+# Disassociated, the floating IP reaches nothing; associated with gn1's
+# port, the same address logs in to gn1.
+s_fip_moves() {
+  need FIP S1 || return 1
+  local p1
+  run admin floating ip unset --port "$FIP" || return 1
+  until_ping "$FERRO_NETNS" "$FIP" blocked 5 || return 1
+  p1="$(admin port list --server "$S1" --fixed-ip "ip-address=$IP1" -f value -c ID < /dev/null)"
+  # gn1's group (its project's default) lets the host in too.
+  local sg
+  sg="$(admin port show "$p1" -f json -c security_group_ids < /dev/null | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["security_group_ids"][0])')"
+  run admin security group rule create --ingress --protocol icmp "$sg" -f json || return 1
+  run admin security group rule create --ingress --protocol tcp --dst-port 22 "$sg" -f json || return 1
+  run admin floating ip set --port "$p1" "$FIP" || return 1
+  until_ping "$FERRO_NETNS" "$FIP" ok 10 || return 1
+  gssh 'ip -4 -o addr show dev eth0' || return 1
+  printf '%s' "$OUT" | grep -q "inet $IP1/" || { echo "$FIP does not lead to gn1 ($IP1)"; return 1; }
+}
+
 s_floating_ip_gone() {
   need FIP || return 1
   run admin floating ip delete "$FIP" || return 1
@@ -552,6 +589,8 @@ step "a router from the network to public: its ports turn ACTIVE" s_router
 step "gn2's floating IP answers the host's ping" s_floating_ip
 step "the host logs in to gn2 as cirros with SSH through its floating IP" s_ssh
 step "a NIC hot-plugged into gn2 (server add network) gets its lease there; removed, it leaves the guest" s_nic_hotplug
+step "inside gn2: metadata public-ipv4 is its floating IP; it reaches the public gateway through the router" s_fip_inside
+step "the floating IP disassociated answers nothing; associated with gn1, it leads to gn1" s_fip_moves
 step "the floating IP deleted, it answers no more" s_floating_ip_gone
 step "deleting the guests and the network removes its bridge and qdhcp namespace" s_teardown
 

@@ -139,22 +139,7 @@ async fn kill_mid_delete_then_restart_finishes_it() {
         .port();
     let s = start(dir.path(), port, Some("delete:hang"));
     let tok = token(&c, &s.url).await;
-    let (_, img, _) = req(
-        &c,
-        reqwest::Method::POST,
-        &format!("{}/image/v2/images", s.url),
-        Some(&tok),
-        json!({"name": "img", "disk_format": "raw", "container_format": "bare"}),
-    )
-    .await;
-    let img = img["id"].as_str().unwrap().to_string();
-    c.put(format!("{}/image/v2/images/{img}/file", s.url))
-        .header("X-Auth-Token", &tok)
-        .header("Content-Type", "application/octet-stream")
-        .body(vec![1u8; 1024])
-        .send()
-        .await
-        .unwrap();
+    let img = upload_image(&c, &s.url, &tok).await;
     let t = Instant::now();
     let id = loop {
         let (st, b, _) = req(

@@ -63,7 +63,7 @@ pub struct Fault {
 }
 
 /// A block device mapping as requested and as attached.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct Bdm {
     pub source_type: String,
     pub destination_type: String,

@@ -87,52 +87,13 @@ fn start_shelve(svc: &Arc<ComputeService>, c: &Caller, i: Instance) {
             None,
         )
         .await;
-        if crate::volumes::is_volume_backed(&i) {
-            // Nova shelves a volume-backed server by offloading it at once:
-            // its disk is the volume, nothing to snapshot.
-            let r = ops::call_agent(
-                &svc2,
-                &host,
-                ComputeRequest::PowerOff {
-                    uuid: i.uuid.clone(),
-                },
-                Some(&rid),
-            )
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string());
-            ops::event(
-                &svc2,
-                &i.uuid,
-                &rid,
-                "compute_shelve_instance",
-                Some(&host),
-                Some(r.clone()),
-            )
-            .await;
-            if r.is_ok() {
-                let _ = svc2
-                    .state
-                    .update_instance(&i.uuid, |x| {
-                        x.vm_state = "shelved".into();
-                        x.power_state = 4;
-                        x.task_state = Some("shelving_offloading".into());
-                        Ok(())
-                    })
-                    .await;
-                offload(&svc2, &i.uuid, &rid).await;
-            } else {
-                let _ = svc2
-                    .state
-                    .update_instance(&i.uuid, |x| {
-                        x.task_state = None;
-                        Ok(())
-                    })
-                    .await;
-            }
-            return;
-        }
         let r = async {
+            if crate::volumes::is_volume_backed(&i) {
+                // Nova shelves a volume-backed server by offloading it at
+                // once: its disk is the volume, there is nothing to snapshot.
+                ops::call_agent(&svc2, &host, ComputeRequest::PowerOff { uuid: i.uuid.to_string() }, Some(&rid)).await?;
+                return Ok::<Option<String>, String>(None);
+            }
             let base = if i.image_ref.is_empty() { None } else { svc2.image.get(&tok, &i.image_ref).await.ok().flatten() };
             let body = json!({
                 "name": format!("{}-shelved", i.name),
@@ -145,7 +106,7 @@ fn start_shelve(svc: &Arc<ComputeService>, c: &Caller, i: Instance) {
             let dest = ops::image_destination(&svc2, &iid, &acting).await?;
             ops::call_agent(&svc2, &host, ComputeRequest::Snapshot { uuid: i.uuid.clone(), dest }, Some(&rid)).await?;
             ops::call_agent(&svc2, &host, ComputeRequest::PowerOff { uuid: i.uuid.to_string() }, Some(&rid)).await?;
-            Ok::<String, String>(iid)
+            Ok(Some(iid))
         }.await;
         let res = r.as_ref().map(|_| ()).map_err(Clone::clone);
         match r {
@@ -155,7 +116,7 @@ fn start_shelve(svc: &Arc<ComputeService>, c: &Caller, i: Instance) {
                     .update_instance(&i.uuid, move |x| {
                         x.vm_state = "shelved".into();
                         x.power_state = 4;
-                        x.shelved_image = Some(iid);
+                        x.shelved_image = iid;
                         x.task_state = Some("shelving_offloading".into());
                         Ok(())
                     })

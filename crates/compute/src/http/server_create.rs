@@ -317,11 +317,7 @@ fn parse(c: &Caller, b: &Value, s: &Map<String, Value>) -> NResult<Parsed> {
                 volume_size: m["volume_size"].as_u64(),
                 delete_on_termination: m["delete_on_termination"].as_bool().unwrap_or(false),
                 device_name: dev,
-                tag: None,
-                volume_id: None,
-                attachment_id: None,
-                created_volume: false,
-                connection_info: None,
+                ..Default::default()
             });
         }
     }
@@ -607,11 +603,7 @@ async fn validate(
                     volume_size: m["volume_size"].as_u64(),
                     delete_on_termination: m["delete_on_termination"].as_bool().unwrap_or(false),
                     device_name: dev,
-                    tag: None,
-                    volume_id: None,
-                    attachment_id: None,
-                    created_volume: false,
-                    connection_info: None,
+                    ..Default::default()
                 });
             }
             let root_volume = bdms

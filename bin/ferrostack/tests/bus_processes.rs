@@ -16,26 +16,6 @@ use std::time::{Duration, Instant};
 /// would answer each other's agents. The tests here take turns.
 static ONE_CLOUD_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-fn rabbit_reachable() -> bool {
-    let up = std::net::TcpStream::connect_timeout(
-        &"127.0.0.1:5672".parse().unwrap(),
-        Duration::from_secs(1),
-    )
-    .is_ok();
-    if !up {
-        ferro_common::skip_or_fail("RabbitMQ is not reachable at 127.0.0.1:5672");
-    }
-    up
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Waits until `host` is an up hypervisor; returns the up ones' names.
 async fn wait_host_up(c: &reqwest::Client, url: &str, tok: &str, host: &str) -> Vec<String> {
     let t = Instant::now();
@@ -71,23 +51,13 @@ async fn wait_host_up(c: &reqwest::Client, url: &str, tok: &str, host: &str) -> 
 #[tokio::test]
 async fn controller_and_compute_roles_over_rabbitmq() {
     let _turn = ONE_CLOUD_AT_A_TIME.lock().await;
-    if std::net::TcpStream::connect_timeout(
-        &"127.0.0.1:5672".parse().unwrap(),
-        Duration::from_secs(1),
-    )
-    .is_err()
-    {
-        ferro_common::skip_or_fail("RabbitMQ is not reachable at 127.0.0.1:5672");
+    if !rabbit_reachable() {
         return;
     }
     let bus = "amqp://guest:guest@127.0.0.1:5672/%2f";
     let c = reqwest::Client::new();
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let suffix = format!("{:08x}", std::process::id() ^ port as u32);
     let ctl_host = format!("ctl-{suffix}");
     let cpu_host = format!("cpu-{suffix}");

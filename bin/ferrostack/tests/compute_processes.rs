@@ -708,13 +708,7 @@ async fn as_root_the_network_role_runs_in_its_own_process() {
             return;
         }
     }
-    if std::net::TcpStream::connect_timeout(
-        &"127.0.0.1:5672".parse().unwrap(),
-        Duration::from_secs(1),
-    )
-    .is_err()
-    {
-        ferro_common::skip_or_fail("RabbitMQ is not reachable at 127.0.0.1:5672");
+    if !rabbit_reachable() {
         return;
     }
     let pid = std::process::id();

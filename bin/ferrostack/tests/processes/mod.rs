@@ -205,3 +205,24 @@ pub async fn all_servers(c: &reqwest::Client, url: &str, tok: &str) -> Vec<Value
         out.extend(page);
     }
 }
+
+/// Whether RabbitMQ answers at 127.0.0.1:5672; says why a test is skipped.
+pub fn rabbit_reachable() -> bool {
+    let up = std::net::TcpStream::connect_timeout(
+        &"127.0.0.1:5672".parse().unwrap(),
+        Duration::from_secs(1),
+    )
+    .is_ok();
+    if !up {
+        ferro_common::skip_or_fail("RabbitMQ is not reachable at 127.0.0.1:5672");
+    }
+    up
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

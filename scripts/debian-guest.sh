@@ -54,7 +54,7 @@ bail() {
 }
 [ "$(id -u)" = 0 ] || bail "runs as root (bridges, namespaces, dnsmasq and mmdebstrap need it)"
 for c in qemu-system-x86_64:qemu-system-x86 genisoimage:genisoimage qemu-img:qemu-utils \
-         dnsmasq:dnsmasq-base nft:nftables ssh:openssh-client ping:iputils-ping; do
+         dnsmasq:dnsmasq-base nft:nftables conntrack:conntrack ssh:openssh-client ping:iputils-ping; do
   ferro_need "${c%%:*}" "${c#*:}" || bail "${c%%:*} is installed"
 done
 t_build=$SECONDS

@@ -63,7 +63,7 @@ bail() {
 }
 [ "$(id -u)" = 0 ] || bail "runs as root (bridges, namespaces and dnsmasq need it)"
 for c in qemu-system-x86_64:qemu-system-x86 genisoimage:genisoimage qemu-img:qemu-utils \
-         dnsmasq:dnsmasq-base busybox:busybox-static nft:nftables; do
+         dnsmasq:dnsmasq-base busybox:busybox-static nft:nftables conntrack:conntrack; do
   ferro_need "${c%%:*}" "${c#*:}" || bail "${c%%:*} is installed"
 done
 GUEST_IMAGE="$(bash "$REPO/scripts/build-guest-image.sh" 2> "$work/build.log" | tail -1)"
@@ -515,13 +515,25 @@ s_fip_inside() {
   printf '%s' "$OUT" | grep -q "GATEWAY-REACHED $gw" || { echo "gn2 did not reach $gw"; return 1; }
 }
 
-# Disassociated, the floating IP reaches nothing; associated with gn1's
-# port, the same address logs in to gn1.
+# Disassociated, the floating IP reaches nothing, and an SSH session open
+# through it ends (the router forgets its connections, as the L3 agent
+# deletes their conntrack state); associated with gn1's port, the same
+# address logs in to gn1.
 s_fip_moves() {
   need FIP S1 || return 1
-  local p1
-  run admin floating ip unset --port "$FIP" || return 1
-  until_ping "$FERRO_NETNS" "$FIP" blocked 5 || return 1
+  local p1 ticks="$work/ticks" sshpid i=0 a b
+  ip netns exec "$FERRO_NETNS" ssh -i "$work/key" -o StrictHostKeyChecking=no \
+      -o UserKnownHostsFile=/dev/null -o ConnectTimeout=10 -o BatchMode=yes \
+      "cirros@$FIP" 'while :; do echo tick; sleep 0.2; done' > "$ticks" 2> /dev/null &
+  sshpid=$!
+  until [ -s "$ticks" ] || [ $i -ge 150 ]; do sleep 0.1; i=$((i + 1)); done
+  [ -s "$ticks" ] || { kill "$sshpid"; echo "the SSH session did not start"; return 1; }
+  run admin floating ip unset --port "$FIP" || { kill "$sshpid"; return 1; }
+  until_ping "$FERRO_NETNS" "$FIP" blocked 5 || { kill "$sshpid"; return 1; }
+  sleep 1; a="$(wc -l < "$ticks")"; sleep 3; b="$(wc -l < "$ticks")"
+  kill "$sshpid" 2> /dev/null; wait "$sshpid" 2> /dev/null
+  [ "$a" = "$b" ] || { echo "the session through the floating IP still runs ($a, then $b lines)"; return 1; }
+  echo "the open session stopped at $a lines"
   p1="$(admin port list --server "$S1" --fixed-ip "ip-address=$IP1" -f value -c ID < /dev/null)"
   # gn1's group (its project's default) lets the host in too.
   local sg
@@ -590,7 +602,7 @@ step "gn2's floating IP answers the host's ping" s_floating_ip
 step "the host logs in to gn2 as cirros with SSH through its floating IP" s_ssh
 step "a NIC hot-plugged into gn2 (server add network) gets its lease there; removed, it leaves the guest" s_nic_hotplug
 step "inside gn2: metadata public-ipv4 is its floating IP; it reaches the public gateway through the router" s_fip_inside
-step "the floating IP disassociated answers nothing; associated with gn1, it leads to gn1" s_fip_moves
+step "the floating IP disassociated answers nothing and its open SSH session ends; associated with gn1, it leads to gn1" s_fip_moves
 step "the floating IP deleted, it answers no more" s_floating_ip_gone
 step "deleting the guests and the network removes its bridge and qdhcp namespace" s_teardown
 

@@ -75,7 +75,7 @@ bail() {
 }
 [ "$(id -u)" = 0 ] || bail "runs as root (bridges, namespaces and dnsmasq need it)"
 for c in qemu-system-x86_64:qemu-system-x86 genisoimage:genisoimage qemu-img:qemu-utils \
-         dnsmasq:dnsmasq-base busybox:busybox-static nft:nftables socat:socat; do
+         dnsmasq:dnsmasq-base busybox:busybox-static nft:nftables socat:socat conntrack:conntrack; do
   ferro_need "${c%%:*}" "${c#*:}" || bail "${c%%:*} is installed"
 done
 if ! timeout 2 bash -c 'exec 3<>/dev/tcp/127.0.0.1/5672' 2>/dev/null; then

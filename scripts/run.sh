@@ -17,6 +17,8 @@ if [ "$(id -u)" = 0 ]; then
   # DHCP for guests' networks (network.host_net_driver auto: linuxbridge)
   ferro_need dnsmasq dnsmasq-base || true
   ferro_need nft nftables || true
+  # a floating IP that goes takes its open connections with it
+  ferro_need conntrack conntrack || true
   # the browser console (`console url show`) serves Debian's noVNC client
   ferro_need_file /usr/share/novnc/vnc_lite.html novnc || true
   # last: installing qemu-system-x86 may replace qemu-utils

@@ -20,7 +20,8 @@ fi
 
 # Tests need QEMU (the guest image boots under it; qemu-img serves the file
 # volume backend), genisoimage (config drives), dnsmasq (DHCP in qdhcp
-# namespaces), nftables (security groups) and busybox (its udhcpc is the DHCP client of the network
+# namespaces), nftables (security groups), conntrack (a removed floating
+# IP's connections are forgotten) and busybox (its udhcpc is the DHCP client of the network
 # driver's test); the project installs them.
 # qemu-utils comes last: installing qemu-system-x86 may replace it.
 if [ "$(id -u)" = 0 ]; then
@@ -29,6 +30,7 @@ if [ "$(id -u)" = 0 ]; then
     ferro_need genisoimage genisoimage &&
     ferro_need dnsmasq dnsmasq-base &&
     ferro_need nft nftables &&
+    ferro_need conntrack conntrack &&
     ferro_need busybox busybox-static &&
     ferro_need qemu-img qemu-utils) || exit 1
 fi

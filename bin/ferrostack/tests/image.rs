@@ -44,58 +44,6 @@ fn store_files(c: &TestCloud) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// A member user in a fresh project; returns (project id, token).
-async fn member_user(c: &TestCloud, admin: &str, name: &str) -> (String, String) {
-    let p = c
-        .ks(
-            Method::POST,
-            "/projects",
-            admin,
-            json!({"project": {"name": name}}),
-        )
-        .await
-        .body["project"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let u = c
-        .ks(
-            Method::POST,
-            "/users",
-            admin,
-            json!({"user": {"name": name, "password": "pw"}}),
-        )
-        .await
-        .body["user"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let member = c
-        .ks(Method::GET, "/roles?name=member", admin, Value::Null)
-        .await
-        .body["roles"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    assert_eq!(
-        c.ks(
-            Method::PUT,
-            &format!("/projects/{p}/users/{u}/roles/{member}"),
-            admin,
-            Value::Null
-        )
-        .await
-        .status,
-        204
-    );
-    let t = c
-        .password_token(json!({"id": u}), "pw", Some(json!({"project": {"id": p}})))
-        .await
-        .header("x-subject-token")
-        .unwrap();
-    (p, t)
-}
-
 fn qcow2_header(backing: bool) -> Vec<u8> {
     let mut h = vec![0u8; 4096];
     h[..4].copy_from_slice(b"QFI\xfb");
@@ -115,8 +63,8 @@ async fn image_suite(backend: Backend) {
         return;
     };
     let admin = c.admin_token().await;
-    let (pa, ta) = member_user(&c, &admin, "alice").await;
-    let (pb, tb) = member_user(&c, &admin, "bob").await;
+    let (pa, ta) = c.member_user(&admin, "alice").await;
+    let (pb, tb) = c.member_user(&admin, "bob").await;
 
     // discovery and catalog
     assert_eq!(
@@ -1073,7 +1021,7 @@ async fn multiple_stores() {
     let dir = |s: &str| c.data_dir().join("image-stores").join(s);
     std::fs::remove_dir_all(dir("gone")).unwrap();
     let tok = c.admin_token().await;
-    let (_, member) = member_user(&c, &tok, "ms-member").await;
+    let (_, member) = c.member_user(&tok, "ms-member").await;
 
     let r = img(&c, Method::GET, "/v2/info/stores", &member, Value::Null).await;
     assert_eq!(r.status, 200);

@@ -565,6 +565,203 @@ async fn router_floating_ip_and_server_ports() {
         assert_eq!(r.status, 200, "{}", r.body);
         fip_status(want).await;
     }
+    // Agent scheduling (l3_agent_scheduler): the router's L3 agent; taken
+    // off it, the router is realised nowhere (its floating IP goes DOWN)
+    // and stays unhosted; added back, it works again.
+    let agent_of = |typ: &'static str| {
+        let (c, tok) = (&c, tok.clone());
+        async move {
+            let a = neutron(
+                c,
+                Method::GET,
+                &format!("/agents?agent_type={typ}"),
+                &tok,
+                Value::Null,
+            )
+            .await;
+            a.body["agents"][0]["id"].as_str().unwrap().to_string()
+        }
+    };
+    let (l3, dhcp) = (agent_of("L3 agent").await, agent_of("DHCP agent").await);
+    let hosting = |path: String| {
+        let (c, tok) = (&c, tok.clone());
+        async move {
+            let r = neutron(c, Method::GET, &path, &tok, Value::Null).await;
+            assert_eq!(r.status, 200, "{path}: {}", r.body);
+            r.body
+        }
+    };
+    let l3_agents = hosting(format!("/routers/{rid}/l3-agents")).await;
+    assert_eq!(l3_agents["agents"][0]["id"], l3.as_str(), "{l3_agents}");
+    let on_agent = hosting(format!("/agents/{l3}/l3-routers")).await;
+    assert!(
+        on_agent["routers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["id"] == rid.as_str())
+    );
+    let off = neutron(
+        &c,
+        Method::DELETE,
+        &format!("/agents/{l3}/l3-routers/{rid}"),
+        &tok,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(off.status, 204, "{}", off.body);
+    assert_eq!(
+        hosting(format!("/routers/{rid}/l3-agents")).await["agents"],
+        json!([])
+    );
+    fip_status("DOWN").await;
+    // Not an L3 agent; not a router.
+    let wrong = neutron(
+        &c,
+        Method::POST,
+        &format!("/agents/{dhcp}/l3-routers"),
+        &tok,
+        json!({"router_id": rid}),
+    )
+    .await;
+    assert_eq!(
+        (
+            wrong.status.as_u16(),
+            wrong.body["NeutronError"]["type"].as_str()
+        ),
+        (404, Some("InvalidL3Agent")),
+        "{}",
+        wrong.body
+    );
+    let wrong = neutron(
+        &c,
+        Method::POST,
+        &format!("/agents/{l3}/l3-routers"),
+        &tok,
+        json!({"router_id": "nope"}),
+    )
+    .await;
+    assert_eq!(wrong.status, 404, "{}", wrong.body);
+    let back = neutron(
+        &c,
+        Method::POST,
+        &format!("/agents/{l3}/l3-routers"),
+        &tok,
+        json!({"router_id": rid}),
+    )
+    .await;
+    assert_eq!((back.status.as_u16(), &back.body), (201, &Value::Null));
+    assert_eq!(
+        hosting(format!("/routers/{rid}/l3-agents")).await["agents"][0]["id"],
+        l3.as_str()
+    );
+    fip_status("ACTIVE").await;
+    // Adding it where it is already is no change.
+    let again = neutron(
+        &c,
+        Method::POST,
+        &format!("/agents/{l3}/l3-routers"),
+        &tok,
+        json!({"router_id": rid}),
+    )
+    .await;
+    assert_eq!(again.status, 201, "{}", again.body);
+    // DHCP (dhcp_agent_scheduler): the subnet's network is served; one
+    // without a subnet is not, until an admin adds it.
+    let served = hosting(format!("/networks/{net}/dhcp-agents")).await;
+    assert_eq!(served["agents"][0]["id"], dhcp.as_str(), "{served}");
+    let bare = neutron(
+        &c,
+        Method::POST,
+        "/networks",
+        &tok,
+        json!({"network": {"name": "bare"}}),
+    )
+    .await;
+    let bare = bare.body["network"]["id"].as_str().unwrap().to_string();
+    let nets_of = |v: Value| {
+        v["networks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["id"].as_str().unwrap().to_string())
+            .collect::<HashSet<_>>()
+    };
+    let nets = nets_of(hosting(format!("/agents/{dhcp}/dhcp-networks")).await);
+    assert!(nets.contains(&net) && !nets.contains(&bare), "{nets:?}");
+    let add = neutron(
+        &c,
+        Method::POST,
+        &format!("/agents/{dhcp}/dhcp-networks"),
+        &tok,
+        json!({"network_id": bare}),
+    )
+    .await;
+    assert_eq!(add.status, 201, "{}", add.body);
+    let add = neutron(
+        &c,
+        Method::POST,
+        &format!("/agents/{dhcp}/dhcp-networks"),
+        &tok,
+        json!({"network_id": bare}),
+    )
+    .await;
+    assert_eq!(
+        (
+            add.status.as_u16(),
+            add.body["NeutronError"]["type"].as_str()
+        ),
+        (409, Some("NetworkHostedByDHCPAgent"))
+    );
+    assert!(nets_of(hosting(format!("/agents/{dhcp}/dhcp-networks")).await).contains(&bare));
+    let rm = neutron(
+        &c,
+        Method::DELETE,
+        &format!("/agents/{dhcp}/dhcp-networks/{bare}"),
+        &tok,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(rm.status, 204, "{}", rm.body);
+    let rm = neutron(
+        &c,
+        Method::DELETE,
+        &format!("/agents/{dhcp}/dhcp-networks/{bare}"),
+        &tok,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(
+        (rm.status.as_u16(), rm.body["NeutronError"]["type"].as_str()),
+        (409, Some("NetworkNotHostedByDhcpAgent"))
+    );
+    assert_eq!(
+        hosting(format!("/networks/{bare}/dhcp-agents")).await["agents"],
+        json!([])
+    );
+    assert_eq!(
+        neutron(
+            &c,
+            Method::DELETE,
+            &format!("/networks/{bare}"),
+            &tok,
+            Value::Null
+        )
+        .await
+        .status,
+        204
+    );
+    // Scheduling is for admins.
+    let (_, user) = c.member_user(&tok, "sched-user").await;
+    let denied = neutron(
+        &c,
+        Method::GET,
+        &format!("/routers/{rid}/l3-agents"),
+        &user,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(denied.status, 403, "{}", denied.body);
     // The interface cannot go while the floating IP needs it.
     let rm = neutron(
         &c,

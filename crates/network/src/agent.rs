@@ -390,7 +390,19 @@ pub async fn converge(svc: &NetworkService, force: bool) -> Result<(), String> {
         let shares = crate::hosts::split(&want, &st, &hosts);
         (want, shares)
     } else {
-        let want = desired(&st, svc.cfg.network.external_host_address);
+        let stale = crate::hosts::stale_bindings(&st);
+        if !stale.is_empty() {
+            svc.store
+                .write(|tx| {
+                    crate::hosts::record_moves(tx, &stale);
+                    Ok(())
+                })
+                .await
+                .map_err(|e| e.message)?;
+            st = svc.store.read();
+        }
+        let mut want = desired(&st, svc.cfg.network.external_host_address);
+        crate::hosts::drop_unscheduled(&mut want, &st);
         let shares = std::collections::BTreeMap::from([(svc.host.clone(), want.clone())]);
         (want, shares)
     };

@@ -74,28 +74,86 @@ pub fn bound_host<'a>(st: &'a State, binding: &str) -> Option<&'a str> {
         .filter(|h| !h.is_empty())
 }
 
+/// Whether an admin took the binding off its agent (Neutron's
+/// `remove_router_from_l3_agent` and `remove_network_from_dhcp_agent`):
+/// the router or network stays unhosted, on no host, until an admin adds
+/// it to an agent again (or, for a router, an update reschedules it).
+pub fn unscheduled(st: &State, binding: &str) -> bool {
+    st.get(Kind::Binding, binding)
+        .is_some_and(|o| s(o, "host").is_empty())
+}
+
+/// The host whose agent hosts a binding, as the scheduler API shows it:
+/// the recorded host; with no record, `own` (the one host of a data plane
+/// that is not per host, which realises everything not unscheduled).
+pub fn hosting<'a>(st: &'a State, binding: &str, own: Option<&'a str>) -> Option<&'a str> {
+    match st.get(Kind::Binding, binding) {
+        Some(o) => Some(s(o, "host")).filter(|h| !h.is_empty()),
+        None => own,
+    }
+}
+
+/// A network whose DHCP is served here (it has a DHCP port).
+pub fn dhcp_served(st: &State, network: &str) -> bool {
+    st.iter(Kind::Port)
+        .any(|p| s(p, "device_owner") == "network:dhcp" && s(p, "network_id") == network)
+}
+
+/// The bindings whose network or router is gone, to remove.
+pub fn stale_bindings(st: &State) -> Vec<(String, Option<String>)> {
+    st.iter(Kind::Binding)
+        .map(|o| s(o, "id"))
+        .filter(|id| match id.split_once(':') {
+            Some(("dhcp", n)) => st.get(Kind::Network, n).is_none(),
+            Some(("l3", r)) => st.get(Kind::Router, r).is_none(),
+            _ => true,
+        })
+        .map(|id| (id.to_string(), None))
+        .collect()
+}
+
+/// Leaves out of a one-host desired state the routers and DHCP servers an
+/// admin unscheduled, with their ports.
+pub fn drop_unscheduled(want: &mut HostState, st: &State) {
+    want.routers
+        .retain(|id, _| !unscheduled(st, &l3_binding(id)));
+    want.ports.retain(|_, p| match p.device_owner.as_str() {
+        "network:dhcp" => !unscheduled(st, &dhcp_binding(&p.network_id)),
+        "network:router_interface" | "network:router_gateway" => {
+            !unscheduled(st, &l3_binding(&p.device_id))
+        }
+        _ => true,
+    });
+}
+
+/// A router update reschedules a router an admin left unhosted (Neutron's
+/// L3 notifier schedules unhosted routers on every router update).
+pub fn reschedule_unhosted(tx: &mut crate::store::Tx, router: &str) {
+    let b = l3_binding(router);
+    if unscheduled(&tx.st, &b) {
+        tx.del(Kind::Binding, &b);
+    }
+}
+
 /// The bindings to write so that every network served by DHCP and every
 /// router has a live host: `(binding, Some(host))` to set, `(binding,
 /// None)` to remove (its network or router is gone). A binding whose host
 /// is alive stays; one whose host died moves to the live host with the
-/// fewest bindings of its kind; with no live host it stays as it is.
+/// fewest bindings of its kind; with no live host it stays as it is. An
+/// unscheduled one stays unhosted.
 pub fn reschedule(st: &State, hosts: &BTreeMap<String, LiveHost>) -> Vec<(String, Option<String>)> {
     let dhcp: BTreeSet<String> = st
         .iter(Kind::Port)
         .filter(|p| s(p, "device_owner") == "network:dhcp")
         .map(|p| dhcp_binding(s(p, "network_id")))
+        .filter(|b| !unscheduled(st, b))
         .collect();
     let l3: BTreeSet<String> = st
         .iter(Kind::Router)
         .map(|r| l3_binding(s(r, "id")))
+        .filter(|b| !unscheduled(st, b))
         .collect();
-    let mut out = Vec::new();
-    for o in st.iter(Kind::Binding) {
-        let id = s(o, "id");
-        if !dhcp.contains(id) && !l3.contains(id) {
-            out.push((id.to_string(), None));
-        }
-    }
+    let mut out = stale_bindings(st);
     for (wanted, can) in [
         (&dhcp, (|h: &LiveHost| h.dhcp) as fn(&LiveHost) -> bool),
         (&l3, |h: &LiveHost| h.l3),
@@ -391,12 +449,17 @@ mod tests {
         let mut objs = agents("a", "10.0.0.1", "2026-12-07T09:59:58Z");
         objs.extend(agents("b", "10.0.0.2", "2026-12-07T09:58:00Z")); // dead
         objs.extend(agents("c", "10.0.0.3", "2026-12-07T09:59:59Z"));
-        for n in ["n1", "n2", "n3"] {
+        for n in ["n1", "n2", "n3", "n4"] {
+            objs.push((Kind::Network, json!({"id": n})));
             objs.push((
                 Kind::Port,
                 json!({"id": format!("dhcp-{n}"), "network_id": n, "device_owner": "network:dhcp"}),
             ));
         }
+        // An admin took n4 and r2 off their agents: they stay unhosted.
+        objs.push((Kind::Binding, json!({"id": "dhcp:n4", "host": ""})));
+        objs.push((Kind::Router, json!({"id": "r2"})));
+        objs.push((Kind::Binding, json!({"id": "l3:r2", "host": ""})));
         objs.push((Kind::Router, json!({"id": "r1"})));
         objs.push((Kind::Binding, json!({"id": "dhcp:n1", "host": "a"})));
         objs.push((Kind::Binding, json!({"id": "dhcp:n2", "host": "b"})));

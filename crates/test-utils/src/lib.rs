@@ -251,6 +251,58 @@ impl TestCloud {
         r.header("x-subject-token").unwrap()
     }
 
+    /// A member user in a fresh project; returns (project id, token).
+    pub async fn member_user(&self, admin: &str, name: &str) -> (String, String) {
+        let p = self
+            .ks(
+                Method::POST,
+                "/projects",
+                admin,
+                json!({"project": {"name": name}}),
+            )
+            .await
+            .body["project"]["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let u = self
+            .ks(
+                Method::POST,
+                "/users",
+                admin,
+                json!({"user": {"name": name, "password": "pw"}}),
+            )
+            .await
+            .body["user"]["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let member = self
+            .ks(Method::GET, "/roles?name=member", admin, Value::Null)
+            .await
+            .body["roles"][0]["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            self.ks(
+                Method::PUT,
+                &format!("/projects/{p}/users/{u}/roles/{member}"),
+                admin,
+                Value::Null
+            )
+            .await
+            .status,
+            204
+        );
+        let t = self
+            .password_token(json!({"id": u}), "pw", Some(json!({"project": {"id": p}})))
+            .await
+            .header("x-subject-token")
+            .unwrap();
+        (p, t)
+    }
+
     pub async fn stop(mut self) {
         self.shutdown_now().await;
     }

@@ -93,6 +93,57 @@ pub fn render_nat(r: &RouterSpec, qg: &str, gateway_ip: Option<Ipv4Addr>) -> Opt
     Some(s)
 }
 
+/// The floating IP translations a router's record holds (`fip fixed`
+/// per line).
+fn read_translations(file: &Path) -> BTreeSet<(String, String)> {
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let (f, x) = l.split_once(' ')?;
+            Some((f.to_string(), x.to_string()))
+        })
+        .collect()
+}
+
+/// The floating IPs whose translation was in `before` and is not in
+/// `now` (removed, or moved to another fixed address).
+pub fn translations_gone(
+    before: &BTreeSet<(String, String)>,
+    now: &BTreeSet<(String, String)>,
+) -> BTreeSet<String> {
+    before
+        .difference(now)
+        .map(|(f, _)| f.clone())
+        .filter(|f| f.parse::<Ipv4Addr>().is_ok())
+        .collect()
+}
+
+/// Deletes the connection tracking state of the connections to and from
+/// floating IP `fip` in namespace `ns` (`conntrack -D`, by original and
+/// by reply destination). Without the `conntrack` tool, open connections
+/// live on until they time out; that is logged.
+async fn forget_flows(ns: &str, fip: &str) {
+    for by in ["--orig-dst", "--reply-dst"] {
+        // conntrack exits 1 when nothing matched.
+        match tokio::process::Command::new("ip")
+            .args(["netns", "exec", ns, "conntrack", "-D", by, fip])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .await
+        {
+            Ok(o) if o.status.success() || o.status.code() == Some(1) => {}
+            Ok(o) => tracing::warn!(
+                %ns, %fip,
+                "forgetting the floating IP's connections: {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            ),
+            Err(e) => tracing::warn!(%ns, %fip, "forgetting the floating IP's connections: {e}"),
+        }
+    }
+}
+
 impl LinuxBridge {
     /// The routers this driver has built here (its records).
     pub(super) fn recorded_routers(&self) -> BTreeSet<String> {
@@ -279,6 +330,23 @@ impl LinuxBridge {
                 std::fs::write(&file, &nat).map_err(|e| format!("{}: {e}", file.display()))?;
             }
         }
+        // Connections translated for a floating IP that is gone (or leads
+        // elsewhere now) are forgotten, as the L3 agent deletes their
+        // conntrack state: an open session through it ends with it.
+        let now: BTreeSet<(String, String)> = if r.admin_up && qg.is_some() {
+            r.floating_ips.iter().cloned().collect()
+        } else {
+            BTreeSet::new()
+        };
+        let file = d.join("floating_ips");
+        let before = read_translations(&file);
+        if before != now {
+            for fip in translations_gone(&before, &now) {
+                forget_flows(&ns, &fip).await;
+            }
+            let text: String = now.iter().map(|(f, x)| format!("{f} {x}\n")).collect();
+            std::fs::write(&file, text).map_err(|e| format!("{}: {e}", file.display()))?;
+        }
         if !route_errors.is_empty() {
             tracing::warn!(router = %r.id, "{}", route_errors.join("; "));
         }
@@ -405,6 +473,27 @@ mod tests {
             render_external_guard(&BTreeSet::new(), Some("eth0")),
             "table inet ferro_ext\ndelete table inet ferro_ext\n"
         );
+    }
+
+    #[test]
+    fn a_floating_ip_removed_or_moved_loses_its_connections() {
+        let set = |v: &[(&str, &str)]| -> BTreeSet<(String, String)> {
+            v.iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect()
+        };
+        let before = set(&[
+            ("172.24.4.10", "10.0.0.5"),
+            ("172.24.4.11", "10.0.0.6"),
+            ("172.24.4.12", "10.0.0.7"),
+        ]);
+        let now = set(&[("172.24.4.10", "10.0.0.5"), ("172.24.4.11", "10.0.0.9")]);
+        let gone: Vec<String> = translations_gone(&before, &now).into_iter().collect();
+        assert_eq!(
+            gone,
+            vec!["172.24.4.11".to_string(), "172.24.4.12".to_string()]
+        );
+        assert!(translations_gone(&now, &now).is_empty());
     }
 
     #[test]

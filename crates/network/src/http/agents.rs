@@ -38,7 +38,7 @@ const AGENT_ATTRS: &[&str] = &[
     "resources_synced",
 ];
 
-fn agent_view(svc: &NetworkService, a: &Obj) -> Obj {
+pub(super) fn agent_view(svc: &NetworkService, a: &Obj) -> Obj {
     let mut v = a.clone();
     let alive = chrono::DateTime::parse_from_rfc3339(s(a, "heartbeat_timestamp"))
         .map(|t| {
@@ -74,7 +74,7 @@ async fn agent_list(State(svc): St, c: Caller, RawQuery(q): RawQuery) -> NResult
     Ok(ok(render(items, &p, "agents", &coll_url(&svc, "agents"))?))
 }
 
-fn get_agent(svc: &NetworkService, c: &Caller, id: &str) -> NResult<Obj> {
+pub(super) fn get_agent(svc: &NetworkService, c: &Caller, id: &str) -> NResult<Obj> {
     if !c.admin {
         return Err(NeutronError::new(
             404,

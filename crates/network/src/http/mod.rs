@@ -7,6 +7,7 @@ pub mod ports;
 pub mod quotas;
 pub mod rbac;
 pub mod routers;
+pub mod scheduling;
 pub mod secgroups;
 pub mod service_providers;
 pub mod subnetpools;
@@ -113,6 +114,7 @@ pub fn router() -> Router<Arc<NetworkService>> {
         .merge(ip_availability::routes())
         .merge(rbac::routes())
         .merge(subnetpools::routes())
+        .merge(scheduling::routes())
         .merge(service_providers::routes())
         .route(
             "/v2.0/{res}/{id}/tags",
@@ -214,6 +216,16 @@ pub const EXTENSIONS: &[(&str, &str, &str)] = &[
         "extra_dhcp_opt",
         "Neutron Extra DHCP options",
         "Extra options configuration for DHCP. For example PXE boot options to DHCP clients can be specified (e.g. tftp-server, server-ip-address, bootfile-name)",
+    ),
+    (
+        "dhcp_agent_scheduler",
+        "DHCP Agent Scheduler",
+        "Schedule networks among dhcp agents",
+    ),
+    (
+        "l3_agent_scheduler",
+        "L3 Agent Scheduler",
+        "Schedule routers among l3 agents",
     ),
     (
         "extraroute",

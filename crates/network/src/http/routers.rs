@@ -431,6 +431,7 @@ async fn update(
             }
             touch(&mut o);
             tx.put(Kind::Router, o.clone());
+            crate::hosts::reschedule_unhosted(tx, &id);
             Ok(o)
         })
         .await?;
@@ -520,6 +521,7 @@ pub fn add_interface_tx(
     body: &Value,
 ) -> NResult<Value> {
     let r = get_router(&tx.st, c, id)?;
+    crate::hosts::reschedule_unhosted(tx, id);
     let b_ = body.as_object().cloned().unwrap_or_default();
     let sub_id = b_
         .get("subnet_id")

@@ -46,7 +46,24 @@ pub trait HostDriver: Send + Sync {
             self.name()
         ))
     }
+    /// A socket listening on `ROUTER_METADATA_PORT` inside the router's
+    /// namespace, to which the router redirects what its internal networks
+    /// send to 169.254.169.254:80 (the L3 agent's metadata proxy); the
+    /// namespace must exist.
+    async fn router_metadata_socket(
+        &self,
+        router_id: &str,
+    ) -> Result<std::net::TcpListener, String> {
+        Err(format!(
+            "router {router_id}: the {} driver serves no metadata",
+            self.name()
+        ))
+    }
 }
+
+/// The port of the metadata service inside a router's namespace (that of
+/// the L3 agent's haproxy).
+pub const ROUTER_METADATA_PORT: u16 = 9697;
 
 /// The metadata service's address (Neutron's isolated metadata: on the DHCP
 /// port's device inside `qdhcp-<network>`, routed to by DHCP option 121).

@@ -856,6 +856,23 @@ impl HostDriver for LinuxBridge {
             .map_err(|e| e.to_string())?
     }
 
+    async fn router_metadata_socket(
+        &self,
+        router_id: &str,
+    ) -> Result<std::net::TcpListener, String> {
+        if !crate::safe_id(router_id) {
+            return Err(format!("router id {router_id:?}"));
+        }
+        let ns = crate::router_namespace(router_id);
+        let addr = std::net::SocketAddr::from((
+            std::net::Ipv4Addr::UNSPECIFIED,
+            crate::ROUTER_METADATA_PORT,
+        ));
+        tokio::task::spawn_blocking(move || bind_in_namespace(&ns, addr))
+            .await
+            .map_err(|e| e.to_string())?
+    }
+
     async fn devices(&self) -> Result<crate::Devices, String> {
         Ok(self
             .links()

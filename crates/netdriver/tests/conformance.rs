@@ -588,6 +588,44 @@ async fn the_fake_and_linux_bridge_route_alike() {
     assert!(routes.contains("default via 172.24.88.1"), "{routes}");
     assert!(in_guest(&["busybox", "ping", "-c", "1", "-W", "2", "172.24.88.1"]).0);
     assert_eq!(seen(), "172.24.88.10", "SNAT to the gateway's address");
+    // The metadata service through the router: what the guest sends to
+    // 169.254.169.254:80 by its default route reaches the router's
+    // metadata socket, at the address of the interface it came in by.
+    let l = linux.router_metadata_socket(&router).await.unwrap();
+    let server = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        // Non-blocking: a request that never comes fails the test.
+        let t0 = std::time::Instant::now();
+        let (mut c, peer) = loop {
+            match l.accept() {
+                Ok(x) => break x,
+                Err(_) if t0.elapsed() < std::time::Duration::from_secs(8) => {
+                    std::thread::sleep(std::time::Duration::from_millis(20))
+                }
+                Err(e) => return format!("no request came: {e}"),
+            }
+        };
+        let _ = c.set_nonblocking(false);
+        let mut buf = [0u8; 512];
+        let _ = c.read(&mut buf);
+        let local = c
+            .local_addr()
+            .map(|a| a.ip().to_string())
+            .unwrap_or_default();
+        let _ = write!(c, "HTTP/1.0 200 OK\r\n\r\n{local} {}", peer.ip());
+        String::new()
+    });
+    let (_, got_md) = in_guest(&[
+        "sh",
+        "-c",
+        "printf 'GET /latest/meta-data/ HTTP/1.0\\r\\n\\r\\n' | busybox nc -w 3 169.254.169.254 80",
+    ]);
+    let err = server.join().unwrap();
+    assert!(err.is_empty(), "{err}");
+    assert!(
+        got_md.trim_end().ends_with("10.88.0.1 10.88.0.10"),
+        "the interface's address, the guest's: {got_md}"
+    );
     // Nothing leaves through the host's other interfaces, even where the
     // host forwards: an "uplink" to a namespace standing for the outside.
     let outside = &_routers.1[0];

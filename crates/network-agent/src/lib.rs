@@ -97,15 +97,15 @@ impl NetworkAgent {
     }
 
     /// After a convergence: the metadata service follows the networks
-    /// whose DHCP namespace is up here.
+    /// whose DHCP namespace and the routers that are up here.
     async fn after_apply(&self, state: &HostState, up: &[String]) {
-        for net in self.metadata.update(state, up) {
-            let r = match self.driver.metadata_socket(&net).await {
-                Ok(l) => self.metadata.serve(&net, l),
-                Err(e) => Err(e),
+        for scope in self.metadata.update(state, up) {
+            let socket = match &scope {
+                metadata::Scope::Network(n) => self.driver.metadata_socket(n).await,
+                metadata::Scope::Router(r) => self.driver.router_metadata_socket(r).await,
             };
-            if let Err(e) = r {
-                tracing::warn!(host = %self.host, network = %net, "metadata service: {e}");
+            if let Err(e) = socket.and_then(|l| self.metadata.serve(&scope, l)) {
+                tracing::warn!(host = %self.host, "metadata service of {scope}: {e}");
             }
         }
     }

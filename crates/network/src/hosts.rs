@@ -245,25 +245,39 @@ pub fn split(
                 .insert(host.clone());
         }
     }
-    // A network's DHCP host knows its guests on the other hosts, for
-    // their leases and their metadata (as Neutron's DHCP agent is given
-    // every port of its networks).
+    // A network's DHCP host, and the hosts of the routers on it, know its
+    // guests on the other hosts, for their leases and their metadata (as
+    // Neutron's DHCP agent is given every port of its networks, and its
+    // metadata agent answers the L3 agent's proxy for any of them).
+    let mut routers_on: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for r in full.routers.values() {
+        if let Some(h) = bound_host(st, &l3_binding(&r.id)) {
+            for (net, _) in &r.interfaces {
+                routers_on.entry(net.as_str()).or_default().insert(h);
+            }
+        }
+    }
     for (id, spec) in full
         .ports
         .iter()
         .filter(|(_, p)| p.device_owner.starts_with("compute:"))
     {
-        let Some(dhcp) = bound_host(st, &dhcp_binding(&spec.network_id)) else {
-            continue;
-        };
         let here = st.get(Kind::Port, id).and_then(|p| port_host(st, p));
-        if here == Some(dhcp) {
-            continue;
-        }
-        if let Some(share) = shares.get_mut(dhcp) {
-            let mut known = spec.clone();
-            known.elsewhere = true;
-            share.ports.insert(id.clone(), known);
+        let knowers = bound_host(st, &dhcp_binding(&spec.network_id))
+            .into_iter()
+            .chain(
+                routers_on
+                    .get(spec.network_id.as_str())
+                    .into_iter()
+                    .flatten()
+                    .copied(),
+            );
+        for host in knowers.filter(|h| here != Some(*h)) {
+            if let Some(share) = shares.get_mut(host) {
+                let mut known = spec.clone();
+                known.elsewhere = true;
+                share.ports.insert(id.clone(), known);
+            }
         }
     }
     for (host, share) in shares.iter_mut() {
@@ -535,6 +549,7 @@ mod tests {
             "r1".into(),
             RouterSpec {
                 id: "r1".into(),
+                interfaces: vec![("vx".into(), "10.9.0.1/24".into())],
                 ..Default::default()
             },
         );
@@ -543,7 +558,9 @@ mod tests {
         let st = state(objs);
         let shares = split(&full, &st, &live_hosts(&st, 75, now()));
         let keys = |h: &str| shares[h].ports.keys().cloned().collect::<Vec<_>>();
-        assert_eq!(keys("a"), ["pa", "pr"]);
+        // a hosts r1, on vx: it knows vx's guests elsewhere too (for the
+        // metadata its router proxies).
+        assert_eq!(keys("a"), ["pa", "pb", "pnowhere", "pr"]);
         assert_eq!(keys("b"), ["pb"]);
         // c hosts vx's DHCP: it knows vx's guests elsewhere (and the one
         // whose host is dead), without wiring them.
@@ -557,7 +574,8 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         assert_eq!(elsewhere("c"), ["pa", "pb", "pnowhere"]);
-        assert!(elsewhere("a").is_empty() && elsewhere("b").is_empty());
+        assert_eq!(elsewhere("a"), ["pb", "pnowhere"]);
+        assert!(elsewhere("b").is_empty());
         assert_eq!(shares["a"].routers.keys().collect::<Vec<_>>(), ["r1"]);
         assert!(shares["b"].routers.is_empty());
         assert_eq!(

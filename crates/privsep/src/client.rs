@@ -96,6 +96,19 @@ impl ferro_netdriver::HostDriver for HelperNetDriver {
             .map_err(|e| e.to_string())?
     }
 
+    async fn router_metadata_socket(
+        &self,
+        router_id: &str,
+    ) -> Result<std::net::TcpListener, String> {
+        let cmd = crate::NetCommand::NetRouterMetadataSocket {
+            router: router_id.to_string(),
+        };
+        let socket = self.helper.socket.clone();
+        tokio::task::spawn_blocking(move || receive_socket(&socket, &cmd))
+            .await
+            .map_err(|e| e.to_string())?
+    }
+
     async fn devices(&self) -> Result<ferro_netdriver::Devices, String> {
         let v =
             match tokio::time::timeout(LIMIT, self.helper.request(&crate::NetCommand::NetDevices))

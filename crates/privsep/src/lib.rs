@@ -46,6 +46,11 @@ pub enum NetCommand {
     NetMetadataSocket {
         network: String,
     },
+    /// A socket listening on the metadata port inside the router's
+    /// namespace, passed to the service as `NetMetadataSocket`'s is.
+    NetRouterMetadataSocket {
+        router: String,
+    },
 }
 
 /// One request to the helper.

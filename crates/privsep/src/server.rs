@@ -41,6 +41,26 @@ pub async fn serve(
     }
 }
 
+/// The answer to a request for a socket, which goes with it in `fd`.
+fn socket_reply(
+    r: Result<std::net::TcpListener, String>,
+    fd: &mut Option<std::net::TcpListener>,
+) -> serde_json::Value {
+    match r {
+        Ok(l) => {
+            *fd = Some(l);
+            serde_json::json!({"ok": true})
+        }
+        Err(e) => serde_json::json!({"error": e}),
+    }
+}
+
+fn not_linuxbridge() -> serde_json::Value {
+    serde_json::json!({
+        "error": "privileged command refused: this host's network driver is not linuxbridge"
+    })
+}
+
 async fn one(
     stream: UnixStream,
     host: &dyn Privileged,
@@ -54,16 +74,12 @@ async fn one(
     let mut fd: Option<std::net::TcpListener> = None;
     let reply = match serde_json::from_str::<Request>(&line) {
         Ok(Request::Net(NetCommand::NetMetadataSocket { network })) => match net {
-            Some(d) => match d.metadata_socket(&network).await {
-                Ok(l) => {
-                    fd = Some(l);
-                    serde_json::json!({"ok": true})
-                }
-                Err(e) => serde_json::json!({"error": e}),
-            },
-            None => serde_json::json!({
-                "error": "privileged command refused: this host's network driver is not linuxbridge"
-            }),
+            Some(d) => socket_reply(d.metadata_socket(&network).await, &mut fd),
+            None => not_linuxbridge(),
+        },
+        Ok(Request::Net(NetCommand::NetRouterMetadataSocket { router })) => match net {
+            Some(d) => socket_reply(d.router_metadata_socket(&router).await, &mut fd),
+            None => not_linuxbridge(),
         },
         Ok(Request::Net(NetCommand::NetApply { state })) => match net {
             Some(d) => match d.apply(&state).await {
@@ -73,18 +89,14 @@ async fn one(
                     serde_json::json!({"error": e})
                 }
             },
-            None => serde_json::json!({
-                "error": "privileged command refused: this host's network driver is not linuxbridge"
-            }),
+            None => not_linuxbridge(),
         },
         Ok(Request::Net(NetCommand::NetDevices)) => match net {
             Some(d) => match d.devices().await {
                 Ok(devices) => serde_json::json!({"ok": true, "devices": devices}),
                 Err(e) => serde_json::json!({"error": e}),
             },
-            None => serde_json::json!({
-                "error": "privileged command refused: this host's network driver is not linuxbridge"
-            }),
+            None => not_linuxbridge(),
         },
         Ok(Request::Host(cmd)) => {
             let what = describe(&cmd);

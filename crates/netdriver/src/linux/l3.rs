@@ -59,7 +59,10 @@ pub fn render_nat(r: &RouterSpec, qg: &str, gateway_ip: Option<Ipv4Addr>) -> Opt
         .filter_map(|(f, x)| Some((f.parse().ok()?, x.parse().ok()?)))
         .collect();
     let mut s = format!("table ip {NAT_TABLE}\ndelete table ip {NAT_TABLE}\n");
-    if r.gateway.is_none() {
+    // The metadata service, for what the internal networks send to
+    // 169.254.169.254:80 (the L3 agent's redirect to its proxy).
+    let metadata = !r.interfaces.is_empty();
+    if r.gateway.is_none() && !metadata {
         return Some(s);
     }
     let _ = writeln!(s, "table ip {NAT_TABLE} {{");
@@ -67,14 +70,29 @@ pub fn render_nat(r: &RouterSpec, qg: &str, gateway_ip: Option<Ipv4Addr>) -> Opt
         ("prerouting", "prerouting priority dstnat"),
         ("output", "output priority -100"),
     ] {
+        if r.gateway.is_none() && chain == "output" {
+            continue;
+        }
         let _ = writeln!(
             s,
             "  chain {chain} {{\n    type nat hook {hook}; policy accept;"
         );
-        for (f, x) in &fips {
+        if metadata && chain == "prerouting" {
+            let _ = writeln!(
+                s,
+                "    iifname \"qr-*\" ip daddr {} tcp dport 80 redirect to :{}",
+                crate::METADATA_IP,
+                crate::ROUTER_METADATA_PORT
+            );
+        }
+        for (f, x) in fips.iter().filter(|_| r.gateway.is_some()) {
             let _ = writeln!(s, "    ip daddr {f} dnat to {x}");
         }
         let _ = writeln!(s, "  }}");
+    }
+    if r.gateway.is_none() {
+        let _ = writeln!(s, "}}");
+        return Some(s);
     }
     let _ = writeln!(
         s,
@@ -525,10 +543,31 @@ mod tests {
             nat.contains("snat to 172.24.4.100"),
             "floating IPs stay: {nat}"
         );
-        let none = RouterSpec { gateway: None, ..r };
+        let none = RouterSpec {
+            gateway: None,
+            ..r.clone()
+        };
         assert_eq!(
             render_nat(&none, "qg-abc", None).unwrap(),
             "table ip ferro_nat\ndelete table ip ferro_nat\n"
         );
+        // With internal networks: their requests to 169.254.169.254:80 go
+        // to the metadata proxy, with or without a gateway.
+        let redirect =
+            "    iifname \"qr-*\" ip daddr 169.254.169.254 tcp dport 80 redirect to :9697\n";
+        for gateway in [None, r.gateway.clone()] {
+            let inside = RouterSpec {
+                gateway: gateway.clone(),
+                interfaces: vec![("n".into(), "10.0.0.1/24".into())],
+                ..r.clone()
+            };
+            let nat = render_nat(&inside, "qg-abc", None).unwrap();
+            assert_eq!(nat.matches(redirect).count(), 1, "{nat}");
+            assert_eq!(
+                nat.matches("dnat to").count(),
+                if gateway.is_some() { 2 } else { 0 },
+                "{nat}"
+            );
+        }
     }
 }

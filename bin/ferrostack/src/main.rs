@@ -34,8 +34,8 @@ enum Command {
         admin_password: Option<String>,
         /// Roles of this process: `controller` (APIs, database, conductor,
         /// scheduler), `compute` (this host's guests), `network` (this host's
-        /// bridges, DHCP, metadata and security groups), comma-separated;
-        /// default all.
+        /// bridges, DHCP, metadata and security groups), `volume` (this
+        /// host's volume backend), comma-separated; default all.
         /// Separate processes need a shared bus (`[bus] url`).
         #[arg(long, default_value = "all")]
         roles: String,
@@ -265,12 +265,12 @@ fn print_report(app: &ferro_api_server::App) {
     );
 }
 
-/// `serve --roles compute,network` (either or both): this host's agents
-/// only, on the shared bus.
+/// `serve --roles compute,network,volume` (any of them): this host's
+/// agents only, on the shared bus.
 async fn serve_agents(cfg: Config, roles: ferro_api_server::Roles) -> anyhow::Result<()> {
     if cfg.bus.url.as_deref().is_none_or(str::is_empty) {
         anyhow::bail!(
-            "--roles compute or network without a controller in this process needs a shared bus: set [bus] url (FERROSTACK__BUS__URL)"
+            "--roles compute, network or volume without a controller in this process needs a shared bus: set [bus] url (FERROSTACK__BUS__URL)"
         );
     }
     let bus = ferro_api_server::wiring::bus(&cfg)
@@ -295,6 +295,16 @@ async fn serve_agents(cfg: Config, roles: ferro_api_server::Roles) -> anyhow::Re
                 cfg.host_net_driver()
             ),
         }
+    }
+    if roles.volume {
+        let agent = ferro_api_server::wiring::start_volume_agent(&cfg, bus.clone())
+            .await
+            .map_err(startup_error)?;
+        println!(
+            "volume agent: {} (driver {})",
+            agent.host,
+            agent.driver.name()
+        );
     }
     if roles.compute {
         let agents = ferro_api_server::wiring::start_agents(&cfg, bus)

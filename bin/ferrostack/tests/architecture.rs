@@ -35,8 +35,8 @@ fn layer(name: &str) -> Option<Layer> {
         "ferro-db" | "ferro-saga" => Db,
         "ferro-identity" | "ferro-image" | "ferro-compute" | "ferro-network" | "ferro-volume"
         | "ferro-placement" | "ferro-scheduler" => Service,
-        "ferro-compute-agent" | "ferro-network-agent" => Agent,
-        "ferro-virt" | "ferro-privsep" | "ferro-netdriver" => Driver,
+        "ferro-compute-agent" | "ferro-network-agent" | "ferro-volume-agent" => Agent,
+        "ferro-virt" | "ferro-privsep" | "ferro-netdriver" | "ferro-voldriver" => Driver,
         "ferro-api-server" | "ferro-test-utils" | "ferrostack" => Wiring,
         _ => return None,
     })

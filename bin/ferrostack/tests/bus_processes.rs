@@ -116,6 +116,162 @@ async fn controller_and_compute_roles_over_rabbitmq() {
     }
 }
 
+/// `--roles volume` as its own process: the controller's Block Storage
+/// sends volume work over RabbitMQ to the volume agent of
+/// `volume.volume_host`, whose file driver writes the volume where that
+/// agent keeps volumes; with the agent gone, the backend is reported down
+/// and a new volume ends in `error`.
+#[tokio::test]
+async fn volume_role_over_rabbitmq() {
+    let _turn = ONE_CLOUD_AT_A_TIME.lock().await;
+    if !rabbit_reachable() {
+        return;
+    }
+    let bus = "amqp://guest:guest@127.0.0.1:5672/%2f";
+    let c = reqwest::Client::new();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let suffix = format!("{:08x}", std::process::id() ^ port as u32);
+    let (ctl_host, vol_host) = (format!("ctl-{suffix}"), format!("vol-{suffix}"));
+    let ctl_volumes = dir.path().join("volumes");
+    let s = start_with(
+        dir.path(),
+        port,
+        None,
+        &["--roles", "controller"],
+        &[
+            ("FERROSTACK__BUS__URL", bus),
+            ("FERROSTACK__COMPUTE__HOST", &ctl_host),
+            ("FERROSTACK__VOLUME__VOLUME_HOST", &vol_host),
+            (
+                "FERROSTACK__VOLUME__VOLUMES_DIR",
+                ctl_volumes.to_str().unwrap(),
+            ),
+        ],
+    );
+    let vdir = tempfile::tempdir().unwrap();
+    let volumes = vdir.path().join("volumes");
+    let mut agent = start_with(
+        vdir.path(),
+        9,
+        None,
+        &["--roles", "volume"],
+        &[
+            ("FERROSTACK__BUS__URL", bus),
+            ("FERROSTACK__COMPUTE__HOST", &vol_host),
+            ("FERROSTACK__VOLUME__VOLUMES_DIR", volumes.to_str().unwrap()),
+        ],
+    );
+    let tok = token(&c, &s.url).await;
+    let (_, p, _) = req(
+        &c,
+        reqwest::Method::GET,
+        &format!("{}/identity/v3/projects?name=admin", s.url),
+        Some(&tok),
+        Value::Null,
+    )
+    .await;
+    let cinder = format!(
+        "{}/volume/v3/{}",
+        s.url,
+        p["projects"][0]["id"].as_str().unwrap()
+    );
+    let backend_state = || {
+        let (c, tok, cinder) = (c.clone(), tok.clone(), cinder.clone());
+        async move {
+            let (_, b, _) = req(
+                &c,
+                reqwest::Method::GET,
+                &format!("{cinder}/os-services?binary=cinder-volume"),
+                Some(&tok),
+                Value::Null,
+            )
+            .await;
+            b["services"][0]["backend_state"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        }
+    };
+    let t = Instant::now();
+    while backend_state().await != "up" {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "the volume agent never answered"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let create = |name: &'static str| {
+        let (c, tok, cinder) = (c.clone(), tok.clone(), cinder.clone());
+        async move {
+            let (st, b, _) = req(
+                &c,
+                reqwest::Method::POST,
+                &format!("{cinder}/volumes"),
+                Some(&tok),
+                json!({"volume": {"size": 1, "name": name}}),
+            )
+            .await;
+            assert_eq!(st, 202, "{b}");
+            b["volume"]["id"].as_str().unwrap().to_string()
+        }
+    };
+    let wait = |id: String, want: &'static str| {
+        let (c, tok, cinder) = (c.clone(), tok.clone(), cinder.clone());
+        async move {
+            let t = Instant::now();
+            loop {
+                let (_, b, _) = req(
+                    &c,
+                    reqwest::Method::GET,
+                    &format!("{cinder}/volumes/{id}"),
+                    Some(&tok),
+                    Value::Null,
+                )
+                .await;
+                let st = b["volume"]["status"]
+                    .as_str()
+                    .unwrap_or("deleted")
+                    .to_string();
+                if st == want {
+                    return;
+                }
+                assert!(t.elapsed() < Duration::from_secs(30), "volume {id}: {b}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let id = create("on-the-agent").await;
+    wait(id.clone(), "available").await;
+    let file = volumes.join(format!("volume-{id}"));
+    assert!(file.exists(), "the agent's driver wrote {}", file.display());
+    assert!(!ctl_volumes.join(format!("volume-{id}")).exists());
+    let (st, _, _) = req(
+        &c,
+        reqwest::Method::DELETE,
+        &format!("{cinder}/volumes/{id}"),
+        Some(&tok),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(st, 202);
+    wait(id, "deleted").await;
+    assert!(!file.exists(), "the agent deleted the file");
+    // The agent gone: the backend is down, and a volume cannot be made.
+    let _ = agent.child.kill();
+    let _ = agent.child.wait();
+    let t = Instant::now();
+    while backend_state().await != "down" {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "the backend stayed up"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let orphan = create("no-agent").await;
+    wait(orphan, "error").await;
+}
+
 async fn create_server(c: &reqwest::Client, url: &str, tok: &str, img: &str, name: &str) -> String {
     let (st, b, _) = req(
         c,

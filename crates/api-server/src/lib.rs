@@ -44,6 +44,8 @@ pub struct Roles {
     /// This host's network agent (bridges, DHCP, metadata, security
     /// groups) when its data plane is real.
     pub network: bool,
+    /// This host's volume agent (the volume backend).
+    pub volume: bool,
 }
 
 impl Roles {
@@ -51,13 +53,15 @@ impl Roles {
         controller: true,
         compute: true,
         network: true,
+        volume: true,
     };
-    /// Parses `controller,compute,network` (also `all`, `api`).
+    /// Parses `controller,compute,network,volume` (also `all`, `api`).
     pub fn parse(s: &str) -> Result<Roles, String> {
         let mut r = Roles {
             controller: false,
             compute: false,
             network: false,
+            volume: false,
         };
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             match part {
@@ -65,14 +69,15 @@ impl Roles {
                 "controller" | "api" => r.controller = true,
                 "compute" => r.compute = true,
                 "network" => r.network = true,
+                "volume" => r.volume = true,
                 other => {
                     return Err(format!(
-                        "unknown role {other} (controller, compute, network, all)"
+                        "unknown role {other} (controller, compute, network, volume, all)"
                     ));
                 }
             }
         }
-        if !r.controller && !r.compute && !r.network {
+        if !r.controller && !r.compute && !r.network && !r.volume {
             return Err("no role given".into());
         }
         Ok(r)
@@ -89,6 +94,7 @@ pub struct App {
     pub volume: Arc<ferro_volume::VolumeService>,
     pub bus: Arc<dyn ferro_bus::Bus>,
     pub agents: Vec<Arc<ferro_compute_agent::ComputeAgent>>,
+    pub volume_agent: Option<Arc<ferro_volume_agent::VolumeAgent>>,
     pub report: BootstrapReport,
     pub admin_password: String,
 }
@@ -139,11 +145,18 @@ impl App {
             wiring::host_net(&cfg, bus.clone())?,
         )
         .await?;
+        // The volume agent serves before Block Storage starts, which may
+        // resume interrupted workflows on it.
+        let volume_agent = if roles.volume {
+            Some(wiring::start_volume_agent(&cfg, bus.clone()).await?)
+        } else {
+            None
+        };
         let volume = ferro_volume::VolumeService::start(
             identity.db.clone(),
             cfg.clone(),
             identity.clone(),
-            wiring::volume_backend(&cfg)?,
+            wiring::volume_backend(&cfg, bus.clone()),
             Arc::new(wiring::InProcImages {
                 router: ferro_image::http::router().with_state(image.clone()),
             }),
@@ -224,6 +237,7 @@ impl App {
             volume,
             bus,
             agents,
+            volume_agent,
             report,
             admin_password: password,
         })

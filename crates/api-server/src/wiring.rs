@@ -615,13 +615,12 @@ impl ferro_volume::ImageApi for InProcImages {
     }
 }
 
-/// The volume backend of `cfg` (`[volume] volume_driver`).
-pub fn volume_backend(
-    cfg: &Config,
-) -> Result<Arc<dyn ferro_volume::backend::VolumeBackend>, Error> {
+/// The volume driver of `cfg` (`[volume] volume_driver`), which this
+/// host's volume agent owns.
+pub fn volume_driver(cfg: &Config) -> Result<Arc<dyn ferro_voldriver::VolumeDriver>, Error> {
     let v = &cfg.volume;
     match v.volume_driver.as_str() {
-        "fake" => Ok(Arc::new(ferro_volume::backend::FakeBackend::new(
+        "fake" => Ok(Arc::new(ferro_voldriver::FakeDriver::new(
             if v.capacity_gb > 0 {
                 v.capacity_gb
             } else {
@@ -630,7 +629,7 @@ pub fn volume_backend(
         ))),
         "file" => {
             let dir = cfg.volumes_dir();
-            let b = ferro_volume::backend::FileBackend::new(dir, &v.volume_format, v.capacity_gb)
+            let b = ferro_voldriver::FileDriver::new(dir, &v.volume_format, v.capacity_gb)
                 .map_err(Error::internal)?;
             Ok(Arc::new(b))
         }
@@ -638,6 +637,41 @@ pub fn volume_backend(
             "volume_driver {other} is not available (file, fake)"
         ))),
     }
+}
+
+/// This host's volume agent (`--roles volume`), serving on the bus.
+pub async fn start_volume_agent(
+    cfg: &Config,
+    bus: Arc<dyn Bus>,
+) -> Result<Arc<ferro_volume_agent::VolumeAgent>, Error> {
+    let agent =
+        ferro_volume_agent::VolumeAgent::new(bus, cfg.compute.host_name(), volume_driver(cfg)?);
+    agent
+        .clone()
+        .start()
+        .await
+        .map_err(|e| Error::internal(format!("starting the volume agent: {e}")))?;
+    tracing::info!(host = %agent.host, driver = agent.driver.name(), "volume agent ready");
+    Ok(agent)
+}
+
+/// Block Storage's backend: the volume agent of `volume.volume_host`
+/// (default this host), over the bus.
+pub fn volume_backend(
+    cfg: &Config,
+    bus: Arc<dyn Bus>,
+) -> Arc<dyn ferro_volume::backend::VolumeBackend> {
+    let host = cfg
+        .volume
+        .volume_host
+        .clone()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| cfg.compute.host_name());
+    Arc::new(ferro_volume::backend::BusVolumeBackend::new(
+        ferro_rpc::volume::VolumeClient::new(bus),
+        host,
+        cfg.volume.volume_driver.clone(),
+    ))
 }
 
 /// Compute's view of the Block Storage service: the attachment steps

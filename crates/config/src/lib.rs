@@ -657,6 +657,9 @@ pub struct VolumeConfig {
     pub per_volume_size_limit: i64,
     /// Test hook: `<saga step>:fail` or `<saga step>:hang`, comma-separated. Never set in production.
     pub fault_injection: Option<String>,
+    /// The host whose volume agent (`serve --roles volume`) holds this
+    /// cloud's volumes (default: this host, as in all-in-one).
+    pub volume_host: Option<String>,
 }
 impl Default for VolumeConfig {
     fn default() -> Self {
@@ -675,6 +678,7 @@ impl Default for VolumeConfig {
             quota_groups: 10,
             per_volume_size_limit: -1,
             fault_injection: None,
+            volume_host: None,
         }
     }
 }

@@ -15,6 +15,7 @@
 pub mod compute;
 pub mod metadata;
 pub mod network;
+pub mod volume;
 
 use serde::{Deserialize, Serialize};
 

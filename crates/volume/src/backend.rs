@@ -1,21 +1,20 @@
-//! The `VolumeBackend` trait (Cinder's volume driver) with `FakeBackend`
-//! (in memory, for API tests and scale runs) and `FileBackend` (a qcow2 or
-//! raw file per volume and per snapshot in one directory, driven by
-//! `qemu-img`). LVM and Ceph RBD fit the same trait: every call names
-//! volumes and snapshots by id, sizes are GiB, and `export` returns the
-//! `connection_info` a compute host attaches.
-use serde_json::{Value, json};
-use std::collections::HashMap;
+//! The backend as Block Storage sees it: the `VolumeBackend` seam its
+//! workflows and handlers call, and `BusVolumeBackend`, which sends each
+//! call over the bus to the volume agent that owns the driver
+//! (`ferro_rpc::volume`, Cinder's `cinder-volume` topic). The service
+//! never touches a volume's data itself.
+//!
+//! Paths (`create_from_file`'s source, `copy_to_file`'s destination, a
+//! snapshot file) are on the agent's host: image data crosses between the
+//! Image service and a volume through this host's files, so a volume agent
+//! on another host needs the controller's temporary directory shared.
+use ferro_rpc::volume::{VolumeClient, VolumeReply, VolumeRequest};
+use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+
+pub use ferro_rpc::volume::Capacity;
 
 pub type BResult<T> = Result<T, String>;
-
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Capacity {
-    pub total_gb: f64,
-    pub free_gb: f64,
-}
 
 #[async_trait::async_trait]
 pub trait VolumeBackend: Send + Sync {
@@ -26,10 +25,9 @@ pub trait VolumeBackend: Send + Sync {
     fn vendor(&self) -> &str {
         "ferrostack"
     }
-    /// `backend_state` in the services list (3.49): `up` or `down`.
-    fn state(&self) -> &'static str {
-        "up"
-    }
+    /// `backend_state` in the services list (3.49): `up` or `down` (also
+    /// when its agent does not answer).
+    async fn state(&self) -> &'static str;
     async fn capacity(&self) -> Capacity;
     /// A blank volume of `size_gb`.
     async fn create(&self, id: &str, size_gb: u64) -> BResult<()>;
@@ -39,12 +37,9 @@ pub trait VolumeBackend: Send + Sync {
     async fn clone_volume(&self, src: &str, id: &str, size_gb: u64) -> BResult<()>;
     async fn create_snapshot(&self, vol: &str, snap: &str) -> BResult<()>;
     /// Where a snapshot's file goes and its format, for a backend whose
-    /// snapshots of attached volumes the guest's hypervisor makes (a file
-    /// a running QEMU holds open is copied by that QEMU); `None`: the
-    /// backend snapshots by itself.
-    fn snapshot_file(&self, _snap: &str) -> Option<(PathBuf, String)> {
-        None
-    }
+    /// snapshots of attached volumes the guest's hypervisor makes; `None`:
+    /// the backend snapshots by itself.
+    async fn snapshot_file(&self, snap: &str) -> BResult<Option<(PathBuf, String)>>;
     async fn create_from_snapshot(&self, snap: &str, id: &str, size_gb: u64) -> BResult<()>;
     /// Rolls the volume back to the snapshot's content (size unchanged).
     async fn revert_to_snapshot(&self, vol: &str, snap: &str) -> BResult<()>;
@@ -52,443 +47,175 @@ pub trait VolumeBackend: Send + Sync {
     /// Idempotent: deleting what is not there succeeds.
     async fn delete(&self, id: &str) -> BResult<()>;
     async fn delete_snapshot(&self, snap: &str) -> BResult<()>;
-    /// What a compute host needs to attach the volume.
-    async fn export(&self, id: &str) -> BResult<Value>;
+    /// What the host of `connector` needs to attach the volume.
+    async fn export(&self, id: &str, connector: &Value) -> BResult<Value>;
+    /// Closes what `export` opened for `connector` (idempotent).
+    async fn unexport(&self, id: &str, connector: &Value) -> BResult<()>;
     /// Writes the volume's content to `dst` in `format` (upload-to-image).
     async fn copy_to_file(&self, id: &str, dst: &Path, format: &str) -> BResult<()>;
     /// Ids of the volumes and of the snapshots the backend holds.
     async fn inventory(&self) -> BResult<(Vec<String>, Vec<String>)>;
 }
 
-/// In memory: records sizes, never touches the disk.
-#[derive(Default)]
-pub struct FakeBackend {
-    vols: Mutex<HashMap<String, u64>>,
-    snaps: Mutex<HashMap<String, u64>>,
-    pub total_gb: u64,
+/// The backend of the volume agent of `host`, over the bus.
+pub struct BusVolumeBackend {
+    client: VolumeClient,
+    host: String,
+    name: String,
 }
 
-impl FakeBackend {
-    pub fn new(total_gb: u64) -> Self {
-        FakeBackend {
-            total_gb,
-            ..Default::default()
-        }
+impl BusVolumeBackend {
+    /// `name`: the backend's name (`[volume] volume_driver`), known
+    /// without asking, for the services and pools it names.
+    pub fn new(client: VolumeClient, host: String, name: String) -> BusVolumeBackend {
+        BusVolumeBackend { client, host, name }
     }
-    fn vols(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
-        self.vols.lock().unwrap_or_else(|p| p.into_inner())
-    }
-    fn snaps(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
-        self.snaps.lock().unwrap_or_else(|p| p.into_inner())
-    }
-    fn size_of(&self, id: &str) -> BResult<u64> {
-        self.vols()
-            .get(id)
-            .copied()
-            .ok_or_else(|| format!("volume {id} is not on the backend"))
-    }
-}
 
-#[async_trait::async_trait]
-impl VolumeBackend for FakeBackend {
-    fn name(&self) -> &str {
-        "fake"
+    async fn call(&self, req: VolumeRequest) -> BResult<VolumeReply> {
+        self.client
+            .call(&self.host, &req)
+            .await
+            .map_err(|e| format!("the volume agent of {}: {e}", self.host))
     }
-    fn protocol(&self) -> &str {
-        "fake"
-    }
-    async fn capacity(&self) -> Capacity {
-        Capacity {
-            total_gb: self.total_gb as f64,
-            free_gb: self.total_gb as f64,
+
+    async fn done(&self, req: VolumeRequest) -> BResult<()> {
+        match self.call(req).await? {
+            VolumeReply::Done => Ok(()),
+            other => Err(format!("the volume agent answered {other:?}")),
         }
-    }
-    async fn create(&self, id: &str, size_gb: u64) -> BResult<()> {
-        self.vols().insert(id.into(), size_gb);
-        Ok(())
-    }
-    async fn create_from_file(&self, id: &str, src: &Path, size_gb: u64) -> BResult<()> {
-        if !src.exists() {
-            return Err(format!("{} does not exist", src.display()));
-        }
-        self.create(id, size_gb).await
-    }
-    async fn clone_volume(&self, src: &str, id: &str, size_gb: u64) -> BResult<()> {
-        self.size_of(src)?;
-        self.create(id, size_gb).await
-    }
-    async fn create_snapshot(&self, vol: &str, snap: &str) -> BResult<()> {
-        let size = self.size_of(vol)?;
-        self.snaps().insert(snap.into(), size);
-        Ok(())
-    }
-    async fn create_from_snapshot(&self, snap: &str, id: &str, size_gb: u64) -> BResult<()> {
-        if !self.snaps().contains_key(snap) {
-            return Err(format!("snapshot {snap} is not on the backend"));
-        }
-        self.create(id, size_gb).await
-    }
-    async fn revert_to_snapshot(&self, vol: &str, snap: &str) -> BResult<()> {
-        self.size_of(vol)?;
-        if !self.snaps().contains_key(snap) {
-            return Err(format!("snapshot {snap} is not on the backend"));
-        }
-        Ok(())
-    }
-    async fn extend(&self, id: &str, size_gb: u64) -> BResult<()> {
-        self.size_of(id)?;
-        self.vols().insert(id.into(), size_gb);
-        Ok(())
-    }
-    async fn delete(&self, id: &str) -> BResult<()> {
-        self.vols().remove(id);
-        Ok(())
-    }
-    async fn delete_snapshot(&self, snap: &str) -> BResult<()> {
-        self.snaps().remove(snap);
-        Ok(())
-    }
-    async fn export(&self, id: &str) -> BResult<Value> {
-        self.size_of(id)?;
-        Ok(json!({"driver_volume_type": "fake", "data": {"volume_id": id}}))
-    }
-    async fn copy_to_file(&self, id: &str, dst: &Path, _format: &str) -> BResult<()> {
-        self.size_of(id)?;
-        std::fs::write(dst, b"").map_err(|e| e.to_string())
-    }
-    async fn inventory(&self) -> BResult<(Vec<String>, Vec<String>)> {
-        Ok((
-            self.vols().keys().cloned().collect(),
-            self.snaps().keys().cloned().collect(),
-        ))
     }
 }
 
-/// One file per volume (`volume-<id>`) and per snapshot (`snapshot-<id>`)
-/// in `dir`, qcow2 (thin) or raw. Snapshots are full copies, so each file
-/// stands alone and deleting in any order is safe. Every file is written
-/// under a temporary name and renamed into place, so a failure leaves no
-/// half-written volume behind.
-pub struct FileBackend {
-    pub dir: PathBuf,
-    /// `qcow2` or `raw`.
-    pub format: String,
-    /// Capacity to report; 0 means the filesystem's own size.
-    pub capacity_gb: u64,
-}
-
-const GIB: u64 = 1 << 30;
-
-impl FileBackend {
-    pub fn new(dir: PathBuf, format: &str, capacity_gb: u64) -> BResult<Self> {
-        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        // Left-overs of an interrupted write are never a live volume.
-        if let Ok(rd) = std::fs::read_dir(&dir) {
-            for e in rd.flatten() {
-                if e.file_name().to_string_lossy().starts_with(".tmp-") {
-                    let _ = std::fs::remove_file(e.path());
-                }
-            }
-        }
-        Ok(FileBackend {
-            dir,
-            format: if format == "raw" { "raw" } else { "qcow2" }.into(),
-            capacity_gb,
-        })
-    }
-    pub fn volume_path(&self, id: &str) -> PathBuf {
-        self.dir.join(format!("volume-{id}"))
-    }
-    pub fn snapshot_path(&self, id: &str) -> PathBuf {
-        self.dir.join(format!("snapshot-{id}"))
-    }
-    fn tmp_path(&self, id: &str) -> PathBuf {
-        self.dir.join(format!(".tmp-{id}"))
-    }
-    fn existing(&self, p: PathBuf) -> BResult<PathBuf> {
-        if p.exists() {
-            Ok(p)
-        } else {
-            Err(format!("{} does not exist", p.display()))
-        }
-    }
-    /// Converts `src` into a new file at `dst` of `size_gb`, atomically.
-    async fn convert_into(&self, src: &Path, dst: &Path, id: &str, size_gb: u64) -> BResult<()> {
-        let tmp = self.tmp_path(id);
-        let r = async {
-            qemu_img(&[
-                "convert",
-                "-O",
-                &self.format,
-                &src.to_string_lossy(),
-                &tmp.to_string_lossy(),
-            ])
-            .await?;
-            grow(&tmp, &self.format, size_gb).await?;
-            tokio::fs::rename(&tmp, dst)
-                .await
-                .map_err(|e| e.to_string())
-        }
-        .await;
-        if r.is_err() {
-            let _ = tokio::fs::remove_file(&tmp).await;
-        }
-        r
-    }
-}
-
-async fn qemu_img(args: &[&str]) -> BResult<String> {
-    let out = tokio::process::Command::new("qemu-img")
-        .args(args)
-        .output()
-        .await
-        .map_err(|e| format!("qemu-img: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "qemu-img {}: {}",
-            args.first().copied().unwrap_or(""),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// The virtual size of an image file, in bytes.
-pub async fn virtual_size(p: &Path) -> BResult<u64> {
-    let out = qemu_img(&["info", "--output=json", &p.to_string_lossy()]).await?;
-    let v: Value = serde_json::from_str(&out).map_err(|e| e.to_string())?;
-    v["virtual-size"]
-        .as_u64()
-        .ok_or_else(|| "qemu-img info: no virtual-size".to_string())
-}
-
-/// Grows the file to `size_gb` if it is smaller.
-async fn grow(p: &Path, format: &str, size_gb: u64) -> BResult<()> {
-    if virtual_size(p).await? < size_gb * GIB {
-        qemu_img(&[
-            "resize",
-            "-f",
-            format,
-            &p.to_string_lossy(),
-            &format!("{}", size_gb * GIB),
-        ])
-        .await?;
-    }
-    Ok(())
+fn path(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
 }
 
 #[async_trait::async_trait]
-impl VolumeBackend for FileBackend {
+impl VolumeBackend for BusVolumeBackend {
     fn name(&self) -> &str {
-        "file"
+        &self.name
     }
     fn protocol(&self) -> &str {
-        "file"
+        &self.name
     }
-    /// Down when the volume directory is gone or not writable.
-    fn state(&self) -> &'static str {
-        match std::fs::metadata(&self.dir) {
-            Ok(m) if m.is_dir() && !m.permissions().readonly() => "up",
+    async fn state(&self) -> &'static str {
+        match self.call(VolumeRequest::Describe).await {
+            Ok(VolumeReply::Described { state, .. }) if state == "up" => "up",
             _ => "down",
         }
     }
     async fn capacity(&self) -> Capacity {
-        // Physical space only: what volumes promise (thin files) is counted
-        // by the service from its records, not by reading every file.
-        let (fs_total, fs_free) = fs_space(&self.dir);
-        let total = if self.capacity_gb > 0 {
-            self.capacity_gb as f64
-        } else {
-            fs_total
-        };
-        Capacity {
-            total_gb: total,
-            free_gb: fs_free.min(total).max(0.0),
+        match self.call(VolumeRequest::Describe).await {
+            Ok(VolumeReply::Described { capacity, .. }) => capacity,
+            Ok(_) | Err(_) => Capacity {
+                total_gb: 0.0,
+                free_gb: 0.0,
+            },
         }
     }
     async fn create(&self, id: &str, size_gb: u64) -> BResult<()> {
-        let tmp = self.tmp_path(id);
-        let r = async {
-            qemu_img(&[
-                "create",
-                "-q",
-                "-f",
-                &self.format,
-                &tmp.to_string_lossy(),
-                &format!("{}", size_gb * GIB),
-            ])
-            .await?;
-            tokio::fs::rename(&tmp, self.volume_path(id))
-                .await
-                .map_err(|e| e.to_string())
-        }
-        .await;
-        if r.is_err() {
-            let _ = tokio::fs::remove_file(&tmp).await;
-        }
-        r
+        self.done(VolumeRequest::Create {
+            id: id.into(),
+            size_gb,
+        })
+        .await
     }
     async fn create_from_file(&self, id: &str, src: &Path, size_gb: u64) -> BResult<()> {
-        self.convert_into(src, &self.volume_path(id), id, size_gb)
-            .await
+        self.done(VolumeRequest::CreateFromFile {
+            id: id.into(),
+            src: path(src),
+            size_gb,
+        })
+        .await
     }
     async fn clone_volume(&self, src: &str, id: &str, size_gb: u64) -> BResult<()> {
-        let src = self.existing(self.volume_path(src))?;
-        self.convert_into(&src, &self.volume_path(id), id, size_gb)
-            .await
-    }
-    fn snapshot_file(&self, snap: &str) -> Option<(PathBuf, String)> {
-        Some((self.snapshot_path(snap), self.format.clone()))
+        self.done(VolumeRequest::CloneVolume {
+            src: src.into(),
+            id: id.into(),
+            size_gb,
+        })
+        .await
     }
     async fn create_snapshot(&self, vol: &str, snap: &str) -> BResult<()> {
-        let src = self.existing(self.volume_path(vol))?;
-        self.convert_into(&src, &self.snapshot_path(snap), snap, 0)
-            .await
+        self.done(VolumeRequest::CreateSnapshot {
+            volume: vol.into(),
+            snapshot: snap.into(),
+        })
+        .await
+    }
+    async fn snapshot_file(&self, snap: &str) -> BResult<Option<(PathBuf, String)>> {
+        match self
+            .call(VolumeRequest::SnapshotFile {
+                snapshot: snap.into(),
+            })
+            .await?
+        {
+            VolumeReply::SnapshotFile { file } => Ok(file.map(|(p, f)| (PathBuf::from(p), f))),
+            other => Err(format!("the volume agent answered {other:?}")),
+        }
     }
     async fn create_from_snapshot(&self, snap: &str, id: &str, size_gb: u64) -> BResult<()> {
-        let src = self.existing(self.snapshot_path(snap))?;
-        self.convert_into(&src, &self.volume_path(id), id, size_gb)
-            .await
+        self.done(VolumeRequest::CreateFromSnapshot {
+            snapshot: snap.into(),
+            id: id.into(),
+            size_gb,
+        })
+        .await
     }
     async fn revert_to_snapshot(&self, vol: &str, snap: &str) -> BResult<()> {
-        let dst = self.existing(self.volume_path(vol))?;
-        let size = virtual_size(&dst).await? / GIB;
-        let src = self.existing(self.snapshot_path(snap))?;
-        self.convert_into(&src, &dst, vol, size).await
+        self.done(VolumeRequest::RevertToSnapshot {
+            volume: vol.into(),
+            snapshot: snap.into(),
+        })
+        .await
     }
     async fn extend(&self, id: &str, size_gb: u64) -> BResult<()> {
-        let p = self.existing(self.volume_path(id))?;
-        grow(&p, &self.format, size_gb).await
+        self.done(VolumeRequest::Extend {
+            id: id.into(),
+            size_gb,
+        })
+        .await
     }
     async fn delete(&self, id: &str) -> BResult<()> {
-        remove_if_exists(&self.volume_path(id)).await
+        self.done(VolumeRequest::Delete { id: id.into() }).await
     }
     async fn delete_snapshot(&self, snap: &str) -> BResult<()> {
-        remove_if_exists(&self.snapshot_path(snap)).await
+        self.done(VolumeRequest::DeleteSnapshot {
+            snapshot: snap.into(),
+        })
+        .await
     }
-    async fn export(&self, id: &str) -> BResult<Value> {
-        let p = self.existing(self.volume_path(id))?;
-        Ok(json!({"driver_volume_type": "file",
-                  "data": {"device_path": p.to_string_lossy(), "format": self.format,
-                           "volume_id": id}}))
+    async fn export(&self, id: &str, connector: &Value) -> BResult<Value> {
+        match self
+            .call(VolumeRequest::Export {
+                id: id.into(),
+                connector: connector.clone(),
+            })
+            .await?
+        {
+            VolumeReply::Connection { info } => Ok(info),
+            other => Err(format!("the volume agent answered {other:?}")),
+        }
+    }
+    async fn unexport(&self, id: &str, connector: &Value) -> BResult<()> {
+        self.done(VolumeRequest::Unexport {
+            id: id.into(),
+            connector: connector.clone(),
+        })
+        .await
     }
     async fn copy_to_file(&self, id: &str, dst: &Path, format: &str) -> BResult<()> {
-        let src = self.existing(self.volume_path(id))?;
-        let fmt = if format == "raw" { "raw" } else { "qcow2" };
-        qemu_img(&[
-            "convert",
-            "-O",
-            fmt,
-            &src.to_string_lossy(),
-            &dst.to_string_lossy(),
-        ])
+        self.done(VolumeRequest::CopyToFile {
+            id: id.into(),
+            dst: path(dst),
+            format: format.into(),
+        })
         .await
-        .map(|_| ())
     }
     async fn inventory(&self) -> BResult<(Vec<String>, Vec<String>)> {
-        let mut vols = Vec::new();
-        let mut snaps = Vec::new();
-        let rd = std::fs::read_dir(&self.dir).map_err(|e| e.to_string())?;
-        for e in rd.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if let Some(id) = name.strip_prefix("volume-") {
-                vols.push(id.to_string());
-            } else if let Some(id) = name.strip_prefix("snapshot-") {
-                snaps.push(id.to_string());
-            }
+        match self.call(VolumeRequest::Inventory).await? {
+            VolumeReply::Inventory { volumes, snapshots } => Ok((volumes, snapshots)),
+            other => Err(format!("the volume agent answered {other:?}")),
         }
-        Ok((vols, snaps))
-    }
-}
-
-async fn remove_if_exists(p: &Path) -> BResult<()> {
-    match tokio::fs::remove_file(p).await {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(format!("{}: {e}", p.display())),
-    }
-}
-
-/// (total, free) GiB of the filesystem holding `p`, from `df`.
-fn fs_space(p: &Path) -> (f64, f64) {
-    let out = std::process::Command::new("df")
-        .args(["-k", "--output=size,avail"])
-        .arg(p)
-        .output();
-    let Ok(out) = out else {
-        return (0.0, 0.0);
-    };
-    let text = String::from_utf8_lossy(&out.stdout);
-    let nums: Vec<f64> = text
-        .lines()
-        .nth(1)
-        .unwrap_or("")
-        .split_whitespace()
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    match nums.as_slice() {
-        [t, a] => ((t / 1048576.0).floor(), (a / 1048576.0).floor()),
-        _ => (0.0, 0.0),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn have_qemu_img() -> bool {
-        std::process::Command::new("qemu-img")
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success())
-    }
-
-    async fn conformance(b: &dyn VolumeBackend) {
-        b.create("v1", 1).await.unwrap();
-        b.create_snapshot("v1", "s1").await.unwrap();
-        b.create_from_snapshot("s1", "v2", 2).await.unwrap();
-        b.clone_volume("v2", "v3", 3).await.unwrap();
-        b.extend("v1", 2).await.unwrap();
-        b.revert_to_snapshot("v1", "s1").await.unwrap();
-        assert!(b.export("v1").await.is_ok());
-        assert!(b.create_snapshot("nope", "s2").await.is_err());
-        let (mut v, s) = b.inventory().await.unwrap();
-        v.sort();
-        assert_eq!(v, vec!["v1", "v2", "v3"]);
-        assert_eq!(s, vec!["s1"]);
-        b.delete_snapshot("s1").await.unwrap();
-        for id in ["v1", "v2", "v3", "v3"] {
-            b.delete(id).await.unwrap();
-        }
-        let (v, s) = b.inventory().await.unwrap();
-        assert!(v.is_empty() && s.is_empty());
-    }
-
-    #[tokio::test]
-    async fn fake_backend_conformance() {
-        conformance(&FakeBackend::new(100)).await;
-    }
-
-    #[tokio::test]
-    async fn file_backend_conformance() {
-        if !have_qemu_img() {
-            ferro_common::skip_or_fail("qemu-img is not installed");
-            return;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let b = FileBackend::new(dir.path().to_path_buf(), "qcow2", 0).unwrap();
-        conformance(&b).await;
-        b.create("big", 1).await.unwrap();
-        b.extend("big", 3).await.unwrap();
-        assert_eq!(virtual_size(&b.volume_path("big")).await.unwrap(), 3 * GIB);
-        assert!(b.capacity().await.total_gb > 0.0);
-        // Nothing temporary is left behind by a failed copy.
-        assert!(b.clone_volume("missing", "x", 1).await.is_err());
-        let names: Vec<String> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect();
-        assert_eq!(names, vec!["volume-big"]);
     }
 }

@@ -538,7 +538,11 @@ async fn snapshot_backend(
         .filter(|a| s(a, "attach_status") == "attached")
         .map(|a| s(a, "instance_uuid").to_string())
         .find(|x| !x.is_empty());
-    match (svc.compute(), svc.backend.snapshot_file(snap), server) {
+    let file = match server {
+        Some(_) => svc.backend.snapshot_file(snap).await?,
+        None => None,
+    };
+    match (svc.compute(), file, server) {
         (Some(compute), Some((file, format)), Some(server)) => compute
             .snapshot_attached(&server, vol, snap, &file, &format)
             .await

@@ -59,14 +59,17 @@ impl VolumeService {
     /// Deletes the attachment; the volume is `available` when none is left.
     /// Releasing what is already gone succeeds.
     pub async fn nova_release(&self, attachment: &str) -> CResult<()> {
-        self.store
+        let gone = self
+            .store
             .write(|tx| {
                 if tx.get(Kind::Attachment, attachment).is_none() {
-                    return Ok(());
+                    return Ok(None);
                 }
-                attachments::detach(tx, attachment)
+                attachments::detach(tx, attachment).map(Some)
             })
-            .await
+            .await?;
+        attachments::release(self, &gone.into_iter().collect::<Vec<_>>()).await;
+        Ok(())
     }
 
     /// Marks an in-use volume `detaching` (rolled back by `nova_roll_detaching`).

@@ -73,9 +73,10 @@ pub async fn req(
     tok: Option<&str>,
     body: Value,
 ) -> (u16, Value, reqwest::header::HeaderMap) {
-    let mut rb = c
-        .request(m, url)
-        .header("OpenStack-API-Version", "compute 2.79, placement 1.39");
+    let mut rb = c.request(m, url).header(
+        "OpenStack-API-Version",
+        "compute 2.79, placement 1.39, volume 3.49",
+    );
     if let Some(t) = tok {
         rb = rb.header("X-Auth-Token", t);
     }

@@ -156,7 +156,7 @@ pub async fn connect(
     };
     let mut info = svc
         .backend
-        .export(&vol)
+        .export(&vol, &Value::Object(connector.clone()))
         .await
         .map_err(CinderError::internal)?;
     info["data"]["access_mode"] = json!("rw");
@@ -228,13 +228,28 @@ pub fn complete(
 }
 
 /// Removes the attachment; the volume is `available` when none is left.
-pub fn detach(tx: &mut Tx, att: &str) -> CResult<()> {
+/// Returns it, for `release` once the removal is written.
+pub fn detach(tx: &mut Tx, att: &str) -> CResult<Obj> {
     let a = tx.get(Kind::Attachment, att).ok_or_else(|| {
         CinderError::not_found(format!("Volume attachment {att} could not be found."))
     })?;
     tx.del(Kind::Attachment, att);
     settle_volume(tx, s(&a, "volume_id"));
-    Ok(())
+    Ok(a)
+}
+
+/// Closes the backend's exports of attachments that are gone (Cinder's
+/// `terminate_connection` when an attachment is deleted): each one with a
+/// connector. A failure is logged; the attachment is gone either way.
+pub async fn release(svc: &VolumeService, gone: &[Obj]) {
+    for a in gone {
+        let Some(conn) = a.get("connector").filter(|c| c.is_object()) else {
+            continue;
+        };
+        if let Err(e) = svc.backend.unexport(s(a, "volume_id"), conn).await {
+            tracing::warn!(attachment = s(a, "id"), "closing the volume's export: {e}");
+        }
+    }
 }
 
 // ------------------------------------------------------ /v3/attachments
@@ -331,7 +346,9 @@ async fn create(AxState(svc): St, c: Caller, mv: Mv, Body(body): Body) -> CResul
         Some(conn) if !conn.is_empty() => match connect(&svc, &id, conn).await {
             Ok(a) => a,
             Err(e) => {
-                let _ = svc.store.write(|tx| detach(tx, &id)).await;
+                if let Ok(gone) = svc.store.write(|tx| detach(tx, &id)).await {
+                    release(&svc, &[gone]).await;
+                }
                 return Err(e);
             }
         },
@@ -436,7 +453,8 @@ async fn delete(AxState(svc): St, c: Caller, mv: Mv, Path(id): Path<String>) -> 
         find_att(&st, &c, &id)?;
     }
     deletion_allowed(&svc, Some(&id), None).await?;
-    svc.store.write(|tx| detach(tx, &id)).await?;
+    let gone = svc.store.write(|tx| detach(tx, &id)).await?;
+    release(&svc, &[gone]).await;
     Ok(ok(json!({"attachments": []})))
 }
 
@@ -736,7 +754,8 @@ pub async fn action(
                 .and_then(Value::as_str)
                 .map(str::to_string);
             deletion_allowed(&svc, att.as_deref(), Some(&id)).await?;
-            svc.store
+            let gone = svc
+                .store
                 .write(|tx| {
                     let ids = attachment_ids(&tx.st, &id, att.as_deref());
                     // Detaching what is not attached changes nothing (Cinder's
@@ -744,15 +763,17 @@ pub async fn action(
                     if att.is_none() && ids.len() > 1 {
                         return Err(CinderError::invalid("volume", "Detach volume failed: More than one attachment, but no attachment_id provided."));
                     }
+                    let mut gone = Vec::new();
                     for a in &ids {
-                        detach(tx, a)?;
+                        gone.push(detach(tx, a)?);
                     }
                     if ids.is_empty() && tx.st.attachments_of(&id).next().is_none() {
                         settle_volume(tx, &id);
                     }
-                    Ok(())
+                    Ok(gone)
                 })
                 .await?;
+            release(&svc, &gone).await;
             Ok(accepted_empty())
         }
         "os-force_detach" => {
@@ -762,7 +783,8 @@ pub async fn action(
                 .and_then(Value::as_str)
                 .map(str::to_string);
             deletion_allowed(&svc, att.as_deref(), Some(&id)).await?;
-            svc.store
+            let gone = svc
+                .store
                 .write(|tx| {
                     let ids = attachment_ids(&tx.st, &id, att.as_deref());
                     if let Some(a) = &att
@@ -772,13 +794,16 @@ pub async fn action(
                             "Volume attachment {a} could not be found."
                         )));
                     }
+                    let mut gone = Vec::new();
                     for a in &ids {
+                        gone.extend(tx.get(Kind::Attachment, a));
                         tx.del(Kind::Attachment, a);
                     }
                     settle_volume(tx, &id);
-                    Ok(())
+                    Ok(gone)
                 })
                 .await?;
+            release(&svc, &gone).await;
             Ok(accepted_empty())
         }
         "os-initialize_connection" => {
@@ -787,10 +812,9 @@ pub async fn action(
                 .get("connector")
                 .and_then(Value::as_object)
                 .ok_or_else(|| CinderError::bad("Must specify 'connector'"))?;
-            let _ = conn;
             let mut info = svc
                 .backend
-                .export(&id)
+                .export(&id, &Value::Object(conn.clone()))
                 .await
                 .map_err(CinderError::internal)?;
             info["data"]["access_mode"] = json!("rw");
@@ -798,10 +822,14 @@ pub async fn action(
         }
         "os-terminate_connection" => {
             c.require_writer("volume:terminate_connection")?;
-            if arg.get("connector").and_then(Value::as_object).is_none() {
+            let Some(conn) = arg.get("connector").filter(|c| c.is_object()) else {
                 return Err(CinderError::bad("Must specify 'connector'"));
-            }
+            };
             deletion_allowed(&svc, None, Some(&id)).await?;
+            svc.backend
+                .unexport(&id, conn)
+                .await
+                .map_err(CinderError::internal)?;
             Ok(accepted_empty())
         }
         "os-volume_upload_image" => upload_image(&svc, &c, &id, &arg).await,

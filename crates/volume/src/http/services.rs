@@ -45,6 +45,12 @@ async fn services(AxState(svc): St, c: Caller, mv: Mv, q: Query) -> CResult<Resp
     c.require_admin("volume_extension:services:index")?;
     let now = crate::store::now();
     let _ = started_at(&svc);
+    // The volume agent's answer (down when it does not answer).
+    let backend_state = if mv.at_least(49) {
+        Some(svc.backend.state().await)
+    } else {
+        None
+    };
     let list: Vec<Value> = service_list(&svc)
         .into_iter()
         .filter(|(b, h)| {
@@ -68,8 +74,8 @@ async fn services(AxState(svc): St, c: Caller, mv: Mv, q: Query) -> CResult<Resp
                 // No service here is clustered (Cinder's active-active HA).
                 s["cluster"] = Value::Null;
             }
-            if mv.at_least(49) && s["binary"] == "cinder-volume" {
-                s["backend_state"] = json!(svc.backend.state());
+            if let Some(state) = backend_state.filter(|_| s["binary"] == "cinder-volume") {
+                s["backend_state"] = json!(state);
             }
             s
         })

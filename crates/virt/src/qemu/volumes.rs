@@ -191,13 +191,28 @@ pub async fn unplug(
             "the guest did not release the device {device} after {attempts} attempts"
         )));
     }
-    let _ = q
-        .execute(
-            "blockdev-del",
-            Some(json!({"node-name": Attached::node(device)})),
-        )
-        .await;
-    Ok(())
+    remove_node(q, &Attached::node(device)).await
+}
+
+/// Removes a block node once nothing holds it: just after the device that
+/// used it is deleted, QEMU may still call it busy for a moment, and a
+/// node left behind would refuse the next attach at the same device.
+async fn remove_node(q: &mut Qmp, node: &str) -> Result<(), VirtError> {
+    let mut last = String::new();
+    for _ in 0..40 {
+        match q
+            .execute("blockdev-del", Some(json!({"node-name": node})))
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(e) if e.to_string().contains("Failed to find node") => return Ok(()),
+            Err(e) => last = e.to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Err(VirtError::Failed(format!(
+        "removing the block node {node}: {last}"
+    )))
 }
 
 #[cfg(test)]

@@ -522,3 +522,145 @@ fn a_uefi_guest_boots_under_ovmf() {
         t.elapsed()
     );
 }
+
+/// A volume of another host, over NBD (`volume.remote_transport = nbd`):
+/// the volume host's file driver exports it with a key that only the
+/// attachment's connection info carries; without that key, or with
+/// another, the export does not open. The QEMU driver attaches it to a
+/// running guest, which writes to it; after detach the export is gone and
+/// the data is in the volume's file.
+#[test]
+fn a_volume_of_another_host_attaches_over_nbd_with_its_key() {
+    use ferro_voldriver::VolumeDriver;
+    let Some(image) = guest_image() else { return };
+    if Command::new("qemu-storage-daemon")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        ferro_common::skip_or_fail("qemu-storage-daemon is not installed (qemu-system-common)");
+        return;
+    }
+    let (rt, dir, driver) = tcg_driver(|_| {});
+    let vdir = dir.path().join("volume-host");
+    let vd = ferro_voldriver::FileDriver::new(vdir.clone(), "qcow2", 0)
+        .unwrap()
+        .with_nbd("volume-host", "127.0.0.1");
+    rt.block_on(vd.create("v1", 1)).unwrap();
+    let connector = serde_json::json!({"host": "compute-host"});
+    let info = rt.block_on(vd.export("v1", &connector)).unwrap();
+    assert_eq!(info["driver_volume_type"], "nbd", "{info}");
+    let port = info["data"]["port"].as_u64().unwrap();
+    // Idempotent: the same export again.
+    assert_eq!(rt.block_on(vd.export("v1", &connector)).unwrap(), info);
+    let open_with = |identity: Option<&str>, key: &str| {
+        let keys = tempfile::tempdir().unwrap();
+        std::fs::write(
+            keys.path().join("keys.psk"),
+            format!("{}:{key}\n", identity.unwrap_or("x")),
+        )
+        .unwrap();
+        let mut c = Command::new("qemu-img");
+        c.arg("info");
+        let mut opts = format!(
+            "driver=nbd,server.type=inet,server.host=127.0.0.1,server.port={port},export=v1"
+        );
+        if let Some(id) = identity {
+            c.arg("--object").arg(format!(
+                "tls-creds-psk,id=t0,endpoint=client,dir={},username={id}",
+                keys.path().display()
+            ));
+            opts.push_str(",tls-creds=t0");
+        }
+        c.arg("--image-opts")
+            .arg(opts)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    };
+    let identity = info["data"]["tls_psk_identity"].as_str().unwrap();
+    let key = info["data"]["tls_psk_key"].as_str().unwrap();
+    assert!(!open_with(None, ""), "the export opened without TLS");
+    assert!(
+        !open_with(Some(identity), &"0".repeat(64)),
+        "the export opened with another key"
+    );
+    assert!(
+        open_with(Some(identity), key),
+        "the attachment's key opens it"
+    );
+
+    let source = FileSource {
+        file: image,
+        fetches: 0.into(),
+    };
+    let img = "7b5f3c1e-0000-4000-8000-000000000003";
+    rt.block_on(driver.cache_images(&[img], &source)).unwrap();
+    let md = instance("nbd1");
+    let marker = format!("nbd-marker-{}", &md.uuid[..8]);
+    let script = format!(
+        "#!/bin/sh\ni=0; while [ ! -b /dev/vdb ] && [ $i -lt 900 ]; do sleep 0.1; i=$((i+1)); done\n\
+         echo {marker} | dd of=/dev/vdb bs=512 conv=sync,fsync 2>/dev/null && echo NBD-WROTE\n"
+    );
+    let spec = GuestSpec {
+        uuid: md.uuid.clone(),
+        name: "nbd1".into(),
+        hostname: "nbd1".into(),
+        vcpus: 1,
+        memory_mb: 192,
+        root_gb: 1,
+        image_id: Some(img.into()),
+        user_data: Some(base64_of(&script)),
+        project_id: "p1".into(),
+        config_drive: true,
+        ..Default::default()
+    };
+    rt.block_on(driver.spawn(&spec)).unwrap();
+    let ci = ferro_virt::ConnectionInfo::from_json(&info).unwrap();
+    let attached = rt.block_on(driver.attach_volume(&spec.uuid, "/dev/vdb", &ci));
+    let guest_dir = dir.path().join("instances").join(&spec.uuid);
+    let log = console_until(
+        &guest_dir.join("console.log"),
+        &["NBD-WROTE"],
+        Duration::from_secs(150),
+    );
+    let detached = rt.block_on(driver.detach_volume(&spec.uuid, "/dev/vdb"));
+    let _ = rt.block_on(driver.destroy(&spec.uuid));
+    attached.unwrap();
+    detached.unwrap();
+    assert!(log.contains("NBD-WROTE"), "the guest did not write: {log}");
+    // Detached and unexported: the port is closed and the key gone.
+    rt.block_on(vd.unexport("v1", &connector)).unwrap();
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port as u16)).is_err(),
+        "the export still listens"
+    );
+    assert!(
+        std::fs::read_dir(vdir.join(".exports"))
+            .map(|mut d| d.next().is_none())
+            .unwrap_or(true),
+        "an export's key is left"
+    );
+    let raw = dir.path().join("v1.raw");
+    assert!(
+        Command::new("qemu-img")
+            .args(["convert", "-O", "raw"])
+            .arg(vdir.join("volume-v1"))
+            .arg(&raw)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut head = vec![0u8; 64];
+    std::fs::File::open(&raw)
+        .unwrap()
+        .read_exact(&mut head)
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&head).starts_with(&marker),
+        "the volume's file holds what the guest wrote: {:?}",
+        String::from_utf8_lossy(&head)
+    );
+}

@@ -629,8 +629,17 @@ pub fn volume_driver(cfg: &Config) -> Result<Arc<dyn ferro_voldriver::VolumeDriv
         ))),
         "file" => {
             let dir = cfg.volumes_dir();
-            let b = ferro_voldriver::FileDriver::new(dir, &v.volume_format, v.capacity_gb)
+            let mut b = ferro_voldriver::FileDriver::new(dir, &v.volume_format, v.capacity_gb)
                 .map_err(Error::internal)?;
+            if v.remote_transport == "nbd" {
+                let listen = v
+                    .target_ip
+                    .clone()
+                    .or_else(|| cfg.network.local_ip.clone())
+                    .filter(|a| !a.is_empty())
+                    .unwrap_or_else(|| "127.0.0.1".into());
+                b = b.with_nbd(&cfg.compute.host_name(), &listen);
+            }
             Ok(Arc::new(b))
         }
         other => Err(Error::internal(format!(

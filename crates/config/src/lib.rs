@@ -660,6 +660,13 @@ pub struct VolumeConfig {
     /// The host whose volume agent (`serve --roles volume`) holds this
     /// cloud's volumes (default: this host, as in all-in-one).
     pub volume_host: Option<String>,
+    /// How the file backend opens a volume to another host: `none` (the
+    /// file's path: a file system the hosts share) or `nbd` (NBD with TLS
+    /// and a pre-shared key per attachment).
+    pub remote_transport: String,
+    /// The address NBD exports listen on (Cinder's `target_ip_address`;
+    /// default `network.local_ip`, else 127.0.0.1).
+    pub target_ip: Option<String>,
 }
 impl Default for VolumeConfig {
     fn default() -> Self {
@@ -679,6 +686,8 @@ impl Default for VolumeConfig {
             per_volume_size_limit: -1,
             fault_injection: None,
             volume_host: None,
+            remote_transport: "none".into(),
+            target_ip: None,
         }
     }
 }
@@ -952,6 +961,11 @@ impl Config {
             "volume.volume_format",
             &self.volume.volume_format,
             &["qcow2", "raw"],
+        )?;
+        one_of(
+            "volume.remote_transport",
+            &self.volume.remote_transport,
+            &["none", "nbd"],
         )?;
         one_of("image.store", &self.image.store, IMAGE_STORES)?;
         for (id, b) in &self.image.backends {

@@ -15,6 +15,8 @@ pub type BResult<T> = Result<T, String>;
 
 pub use ferro_rpc::volume::Capacity;
 
+pub mod nbd;
+
 #[async_trait::async_trait]
 pub trait VolumeDriver: Send + Sync {
     /// `volume_backend_name` (also the pool name).
@@ -178,6 +180,9 @@ pub struct FileDriver {
     pub format: String,
     /// Capacity to report; 0 means the filesystem's own size.
     pub capacity_gb: u64,
+    /// This host, and how other hosts reach its volumes (`with_nbd`);
+    /// without it every host gets the file's path (a shared file system).
+    remote: Option<(String, nbd::NbdExports)>,
 }
 
 const GIB: u64 = 1 << 30;
@@ -197,7 +202,26 @@ impl FileDriver {
             dir,
             format: if format == "raw" { "raw" } else { "qcow2" }.into(),
             capacity_gb,
+            remote: None,
         })
+    }
+
+    /// Volumes attached from a host other than `host` are exported over NBD
+    /// with a key per attachment, listening on `listen`.
+    pub fn with_nbd(mut self, host: &str, listen: &str) -> Self {
+        let exports = nbd::NbdExports {
+            dir: self.dir.join(".exports"),
+            listen: listen.to_string(),
+        };
+        self.remote = Some((host.to_string(), exports));
+        self
+    }
+
+    /// The NBD exports, when the connector's host is another host.
+    fn remote_for<'a>(&'a self, connector: &'a Value) -> Option<(&'a nbd::NbdExports, &'a str)> {
+        let (own, exports) = self.remote.as_ref()?;
+        let host = connector.get("host").and_then(Value::as_str)?;
+        (host != own).then_some((exports, host))
     }
     pub fn volume_path(&self, id: &str) -> PathBuf {
         self.dir.join(format!("volume-{id}"))
@@ -369,11 +393,20 @@ impl VolumeDriver for FileDriver {
     async fn delete_snapshot(&self, snap: &str) -> BResult<()> {
         remove_if_exists(&self.snapshot_path(snap)).await
     }
-    async fn export(&self, id: &str, _connector: &Value) -> BResult<Value> {
+    async fn export(&self, id: &str, connector: &Value) -> BResult<Value> {
         let p = self.existing(self.volume_path(id))?;
+        if let Some((exports, host)) = self.remote_for(connector) {
+            return exports.export(id, &p, &self.format, host).await;
+        }
         Ok(json!({"driver_volume_type": "file",
                   "data": {"device_path": p.to_string_lossy(), "format": self.format,
                            "volume_id": id}}))
+    }
+    async fn unexport(&self, id: &str, connector: &Value) -> BResult<()> {
+        match self.remote_for(connector) {
+            Some((exports, host)) => exports.unexport(id, host).await,
+            None => Ok(()),
+        }
     }
     async fn copy_to_file(&self, id: &str, dst: &Path, format: &str) -> BResult<()> {
         let src = self.existing(self.volume_path(id))?;

@@ -517,8 +517,9 @@ impl QemuDriver {
             }
         }
         for vol in volumes::load(dir).values() {
-            let path = PathBuf::from(&vol.path);
-            self.host.run(HostCommand::HandOver { path, uid }).await?;
+            for path in vol.files() {
+                self.host.run(HostCommand::HandOver { path, uid }).await?;
+            }
         }
         for v in &spec.vifs {
             self.host
@@ -672,7 +673,9 @@ impl QemuDriver {
             && let Some(uid) = confine::read_owner(dir)
         {
             for vol in volumes::load(dir).values() {
-                self.take_back(Path::new(&vol.path), uid).await;
+                for path in vol.files() {
+                    self.take_back(&path, uid).await;
+                }
             }
         }
         if self.uids.is_some()
@@ -1047,16 +1050,18 @@ impl VirtDriver for QemuDriver {
         connection_info: &ConnectionInfo,
     ) -> Result<(), VirtError> {
         let dir = self.existing(uuid)?;
-        let vol = volumes::from_connection(connection_info)?;
+        let mut vol = volumes::from_connection(connection_info)?;
         let mut all = volumes::load(&dir);
-        if all.get(device) == Some(&vol) {
+        if all.get(device).is_some_and(|a| a.same_target(&vol)) {
             return Ok(());
         }
+        vol.place_key(&dir, device)?;
         if self.pid(&dir, uuid).is_some() {
             // The guest's QEMU opens the volume under its own uid.
             if let Some((host, uid)) = self.owner(&dir) {
-                let path = PathBuf::from(&vol.path);
-                host.run(HostCommand::HandOver { path, uid }).await?;
+                for path in vol.files() {
+                    host.run(HostCommand::HandOver { path, uid }).await?;
+                }
             }
             let mut q = self.qmp(&dir).await?;
             volumes::plug(&mut q, device, &vol).await?;
@@ -1073,6 +1078,12 @@ impl VirtDriver for QemuDriver {
             .get(device)
             .ok_or_else(|| VirtError::NotFound(format!("no volume at {device}")))?;
         if self.pid(&dir, uuid).is_none() {
+            return Ok(());
+        }
+        if vol.nbd.is_some() {
+            // NBD tells a client no size change (as with Nova's NBD-backed
+            // volumes): the guest sees the new size from its next start.
+            tracing::info!(%uuid, %device, "a volume over NBD grew; the guest sees it when it starts again");
             return Ok(());
         }
         let info = self.cache.info_shared(Path::new(&vol.path)).await?;
@@ -1101,7 +1112,14 @@ impl VirtDriver for QemuDriver {
             volumes::unplug(&mut q, device, 8, Duration::from_secs(5)).await?;
         }
         if let (Some(vol), Some((_, uid))) = (all.get(device), self.owner(&dir)) {
-            self.take_back(Path::new(&vol.path), uid).await;
+            for path in vol.files() {
+                self.take_back(&path, uid).await;
+            }
+        }
+        if let Some(n) = all.get(device).and_then(|v| v.nbd.as_ref())
+            && !n.psk_dir.is_empty()
+        {
+            let _ = std::fs::remove_dir_all(&n.psk_dir);
         }
         all.remove(device);
         volumes::save(&dir, &all)

@@ -17,12 +17,31 @@ use std::time::Duration;
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Attached {
     pub volume_id: String,
+    /// A local file's path (empty for a remote volume).
     pub path: String,
     pub format: String,
     pub read_only: bool,
     /// The boot disk of a server booted from volume.
     #[serde(default)]
     pub boot: bool,
+    /// A volume of another host, over NBD.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbd: Option<NbdTarget>,
+}
+
+/// A volume exported by another host over NBD with TLS and a pre-shared
+/// key (Block Storage's `nbd` transport).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct NbdTarget {
+    pub host: String,
+    pub port: u16,
+    pub export: String,
+    pub identity: String,
+    pub key: String,
+    /// The directory holding the key as QEMU reads it (`keys.psk`), in the
+    /// guest's directory; set when the volume is placed there.
+    #[serde(default)]
+    pub psk_dir: String,
 }
 
 impl Attached {
@@ -40,9 +59,90 @@ impl Attached {
     pub fn dev_id(device: &str) -> String {
         format!("dev-{}", Self::short(device))
     }
+    /// Whether `other` is this volume, reached the same way (an NBD key
+    /// placed in a guest's directory is not part of it).
+    pub fn same_target(&self, other: &Attached) -> bool {
+        let target = |a: &Attached| {
+            (
+                a.volume_id.clone(),
+                a.path.clone(),
+                a.format.clone(),
+                a.read_only,
+                a.nbd
+                    .as_ref()
+                    .map(|n| (n.host.clone(), n.port, n.export.clone(), n.key.clone())),
+            )
+        };
+        target(self) == target(other)
+    }
+    /// The TLS credentials object of a volume over NBD.
+    pub fn creds(device: &str) -> String {
+        format!("tls-{}", Self::short(device))
+    }
+    /// What the guest's QEMU opens, to hand to its uid: a local file, or an
+    /// NBD volume's key (directory and file).
+    pub fn files(&self) -> Vec<PathBuf> {
+        match &self.nbd {
+            Some(n) if !n.psk_dir.is_empty() => {
+                let d = PathBuf::from(&n.psk_dir);
+                vec![d.join("keys.psk"), d]
+            }
+            Some(_) => Vec::new(),
+            None => vec![PathBuf::from(&self.path)],
+        }
+    }
+    /// Writes an NBD volume's key into `guest_dir`, where only the guest's
+    /// QEMU (and the service) read it.
+    pub fn place_key(&mut self, guest_dir: &Path, device: &str) -> Result<(), VirtError> {
+        let Some(n) = self.nbd.as_mut() else {
+            return Ok(());
+        };
+        let d = guest_dir.join(format!("psk-{}", Self::short(device)));
+        let err = |e: std::io::Error| VirtError::Failed(format!("{}: {e}", d.display()));
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&d)
+                .map_err(err)?;
+        }
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(d.join("keys.psk"))
+                .map_err(err)?;
+            std::io::Write::write_all(&mut f, format!("{}:{}\n", n.identity, n.key).as_bytes())
+                .map_err(err)?;
+        }
+        n.psk_dir = d.to_string_lossy().into_owned();
+        Ok(())
+    }
+    /// The `tls-creds-psk` object of an NBD volume.
+    fn creds_object(&self, device: &str) -> Option<Value> {
+        let n = self.nbd.as_ref()?;
+        Some(
+            json!({"qom-type": "tls-creds-psk", "id": Self::creds(device),
+                    "endpoint": "client", "dir": n.psk_dir, "username": n.identity}),
+        )
+    }
     /// `-blockdev` JSON and `-device` of a cold-plugged volume.
     pub fn argv(&self, device: &str) -> Vec<String> {
-        vec![
+        let mut v = Vec::new();
+        if let Some(n) = &self.nbd {
+            v.push("-object".into());
+            v.push(format!(
+                "tls-creds-psk,id={},endpoint=client,dir={},username={}",
+                Self::creds(device),
+                n.psk_dir,
+                n.identity
+            ));
+        }
+        v.extend([
             "-blockdev".into(),
             self.blockdev(device).to_string(),
             "-device".into(),
@@ -53,9 +153,20 @@ impl Attached {
                 self.serial(),
                 if self.boot { ",bootindex=1" } else { "" }
             ),
-        ]
+        ]);
+        v
     }
     fn blockdev(&self, device: &str) -> Value {
+        if let Some(n) = &self.nbd {
+            return json!({
+                "driver": "raw",
+                "node-name": Self::node(device),
+                "read-only": self.read_only,
+                "file": {"driver": "nbd", "read-only": self.read_only,
+                         "server": {"type": "inet", "host": n.host, "port": n.port.to_string()},
+                         "export": n.export, "tls-creds": Self::creds(device)},
+            });
+        }
         json!({
             "driver": self.format,
             "node-name": Self::node(device),
@@ -69,11 +180,50 @@ impl Attached {
     }
 }
 
-/// What a connection info says of a local file volume.
+/// What a connection info says of a volume: a local file, or a volume of
+/// another host over NBD.
 pub fn from_connection(ci: &ConnectionInfo) -> Result<Attached, VirtError> {
+    if ci.driver_volume_type == "nbd" {
+        let s = |k: &str| {
+            ci.data
+                .extra
+                .get(k)
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .ok_or_else(|| VirtError::Failed(format!("nbd connection info has no {k}")))
+        };
+        let port = ci
+            .data
+            .extra
+            .get("port")
+            .and_then(Value::as_u64)
+            .and_then(|p| u16::try_from(p).ok())
+            .ok_or_else(|| VirtError::Failed("nbd connection info has no port".into()))?;
+        let key = s("tls_psk_key")?;
+        let identity = s("tls_psk_identity")?;
+        let safe = |x: &str| x.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+        if !safe(&key) || !safe(&identity) {
+            return Err(VirtError::Failed("nbd connection info: a bad key".into()));
+        }
+        return Ok(Attached {
+            volume_id: ci.data.volume_id.clone().unwrap_or_default(),
+            path: String::new(),
+            format: "raw".into(),
+            read_only: ci.data.access_mode.as_deref() == Some("ro"),
+            boot: false,
+            nbd: Some(NbdTarget {
+                host: s("host")?,
+                port,
+                export: s("export_name")?,
+                identity,
+                key,
+                psk_dir: String::new(),
+            }),
+        });
+    }
     if ci.driver_volume_type != "file" && ci.driver_volume_type != "local" {
         return Err(VirtError::Failed(format!(
-            "volume transport {} is not supported by the QEMU driver yet (file)",
+            "volume transport {} is not supported by the QEMU driver (file, nbd)",
             ci.driver_volume_type
         )));
     }
@@ -94,6 +244,7 @@ pub fn from_connection(ci: &ConnectionInfo) -> Result<Attached, VirtError> {
         format,
         read_only: ci.data.access_mode.as_deref() == Some("ro"),
         boot: false,
+        nbd: None,
     })
 }
 
@@ -122,6 +273,7 @@ pub fn from_spec(dir: &Path, spec: &crate::GuestSpec) -> Result<(), VirtError> {
                 format!("/dev/vd{}", letter as char)
             }
         };
+        vol.place_key(dir, &device)?;
         all.entry(device).or_insert(vol);
     }
     save(dir, &all)
@@ -150,7 +302,13 @@ pub fn save(dir: &Path, v: &BTreeMap<String, Attached>) -> Result<(), VirtError>
 
 /// Hot-plugs `a` at `device` into the running guest behind `q`.
 pub async fn plug(q: &mut Qmp, device: &str, a: &Attached) -> Result<(), VirtError> {
-    q.execute("blockdev-add", Some(a.blockdev(device))).await?;
+    if let Some(obj) = a.creds_object(device) {
+        q.execute("object-add", Some(obj)).await?;
+    }
+    if let Err(e) = q.execute("blockdev-add", Some(a.blockdev(device))).await {
+        drop_creds(q, device).await;
+        return Err(e);
+    }
     let r = q
         .execute(
             "device_add",
@@ -169,9 +327,17 @@ pub async fn plug(q: &mut Qmp, device: &str, a: &Attached) -> Result<(), VirtErr
                 Some(json!({"node-name": Attached::node(device)})),
             )
             .await;
+        drop_creds(q, device).await;
         return Err(e);
     }
     Ok(())
+}
+
+/// Removes an NBD volume's credentials object, if there is one.
+async fn drop_creds(q: &mut Qmp, device: &str) {
+    let _ = q
+        .execute("object-del", Some(json!({"id": Attached::creds(device)})))
+        .await;
 }
 
 /// Unplugs the device at `device`: `device_del`, asked again every
@@ -191,7 +357,9 @@ pub async fn unplug(
             "the guest did not release the device {device} after {attempts} attempts"
         )));
     }
-    remove_node(q, &Attached::node(device)).await
+    remove_node(q, &Attached::node(device)).await?;
+    drop_creds(q, device).await;
+    Ok(())
 }
 
 /// Removes a block node once nothing holds it: just after the device that

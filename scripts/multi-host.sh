@@ -16,7 +16,11 @@
 #   the network's DHCP and the router move to B, B stops flooding to A, and a
 #   new guest on B gets its lease, its metadata and the router from B;
 #   host A returns: it lets go of what moved, the hosts flood to each other
-#   again, and its guest, which ran on, is reached from B.
+#   again, and its guest, which ran on, is reached from B;
+#   host A also holds the volumes (`--roles compute,network,volume`): one
+#   attached to a new guest on B travels over NBD with a key made for the
+#   attachment; the guest writes, B cannot open the export without the key,
+#   and after detach the export is gone and A's file holds the data.
 #
 #   scripts/multi-host.sh
 #
@@ -109,7 +113,9 @@ export FERROSTACK__NETWORK__REPORT_INTERVAL=1 FERROSTACK__NETWORK__AGENT_DOWN_TI
 export FERROSTACK__NETWORK__BOOTSTRAP_PUBLIC_NETWORK=false
 export FERROSTACK__BUS__URL='amqp://guest:guest@127.0.0.1:5672/%2f'
 export FERROSTACK__COMPUTE__SHUTDOWN_TIMEOUT=10
+# Block Storage sends volume work to host A's volume agent.
 FERROSTACK__COMPUTE__HOST="mh-ctl-$$" FERROSTACK__COMPUTE__COMPUTE_DRIVER=fake \
+  FERROSTACK__VOLUME__VOLUME_HOST="$HOSTA" \
   ferro_start "$data" --roles controller || bail "start the controller (--roles controller)"
 echo "# controller pid $FERRO_PID at $FERRO_URL (data $data)"
 
@@ -132,10 +138,11 @@ for h in a b; do
   HOLDER[$h]=$!
 done
 sleep 0.5
-# start_host a|b: `serve --roles compute,network` on that host.
+# start_host a|b: `serve --roles compute,network` on that host; A also
+# holds the volumes (`volume`), which it opens to B over NBD.
 start_host() {
-  local h="$1" host="$HOSTA" ip=$ULA
-  [ "$h" = b ] && host="$HOSTB" ip=$ULB
+  local h="$1" host="$HOSTA" ip=$ULA roles=compute,network,volume
+  [ "$h" = b ] && host="$HOSTB" ip=$ULB roles=compute,network
   mkdir -p "$work/$h"
   nsenter -t "${HOLDER[$h]}" -n -m \
     env FERROSTACK__COMPUTE__HOST="$host" FERROSTACK__COMPUTE__COMPUTE_DRIVER=qemu \
@@ -143,8 +150,9 @@ start_host() {
         FERROSTACK__NETWORK__LOCAL_IP="$ip" \
         FERROSTACK__COMPUTE__INSTANCES_PATH="$FERRO_GUESTS_DIR/$h/instances" \
         FERROSTACK__VOLUME__VOLUMES_DIR="$FERRO_GUESTS_DIR/$h/volumes" \
+        FERROSTACK__VOLUME__REMOTE_TRANSPORT=nbd \
         FERROSTACK__VNC__NOVNCPROXY_LISTEN="127.0.0.1:$(free_port)" \
-    "$BIN" serve --roles compute,network --data-dir "$work/$h" --listen 127.0.0.1:9 \
+    "$BIN" serve --roles "$roles" --data-dir "$work/$h" --listen 127.0.0.1:9 \
     >> "$work/$h/ferrostack.log" 2>&1 < /dev/null &
   HOST_PID[$h]=$!
 }
@@ -379,6 +387,55 @@ s_a_returns() {
   console "$S2" | tail -20; return 1
 }
 
+wait_volume() {  # wait_volume VOLUME STATUS
+  local t0=$SECONDS st=''
+  while [ $((SECONDS - t0)) -lt 60 ]; do
+    st="$(admin volume show -f value -c status "$1" < /dev/null)"
+    [ "$st" = "$2" ] && return 0
+    sleep 0.5
+  done
+  echo "volume $1 is $st, not $2"; return 1
+}
+
+# A volume of host A (its volume agent exports it over NBD with a key made
+# for the attachment) attached to a new guest on B: the guest writes
+# through it; B without the key cannot open the export; detached, the
+# export is gone and A's file holds what the guest wrote.
+VOL='' S4=''
+s_volume_nbd() {
+  need IMG_ID NET_ID || return 1
+  run admin volume create --size 1 mh-vol -f json || return 1
+  VOL="$(printf '%s' "$OUT" | js get id)"
+  wait_volume "$VOL" available || return 1
+  local marker="mh-nbd-$$" ud="$work/ud-nbd" exp port
+  printf '#!/bin/sh\ni=0; while [ ! -b /dev/vdb ] && [ $i -lt 1800 ]; do sleep 0.1; i=$((i+1)); done\necho %s | dd of=/dev/vdb bs=512 conv=sync,fsync 2>/dev/null && echo NBD-WROTE\n' \
+    "$marker" > "$ud"
+  run admin server create --image "$IMG_ID" --flavor m1.tiny --availability-zone "nova:$HOSTB" \
+      --nic "net-id=$NET_ID" --user-data "$ud" mh4 -f json || return 1
+  S4="$(printf '%s' "$OUT" | js get id)"
+  wait_status "$S4" ACTIVE || return 1
+  run admin server add volume "$S4" "$VOL" || return 1
+  wait_console "$S4" NBD-WROTE || return 1
+  exp="$FERRO_GUESTS_DIR/a/volumes/.exports/$VOL@$HOSTB"
+  [ -f "$exp/connection.json" ] || { echo "host A has no NBD export of $VOL to $HOSTB"; ls -la "$FERRO_GUESTS_DIR/a/volumes/.exports"; return 1; }
+  port="$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["data"]["port"])' "$exp/connection.json")"
+  echo "# the guest on B wrote to host A's volume through $ULA:$port"
+  if in_host b qemu-img info --image-opts \
+      "driver=nbd,server.type=inet,server.host=$ULA,server.port=$port,export=$VOL" > /dev/null 2>&1; then
+    echo "host B opened the export without the attachment's key"; return 1
+  fi
+  run admin server remove volume "$S4" "$VOL" || return 1
+  wait_volume "$VOL" available || return 1
+  [ ! -e "$exp" ] || { echo "the export is still there after detach"; return 1; }
+  if in_host b timeout 3 bash -c "exec 3<>/dev/tcp/$ULA/$port" 2> /dev/null; then
+    echo "the export's port still answers after detach"; return 1
+  fi
+  run qemu-img convert -O raw "$FERRO_GUESTS_DIR/a/volumes/volume-$VOL" "$work/vol.raw" || return 1
+  head -c 64 "$work/vol.raw" | grep -q "$marker" || { echo "host A's file does not hold what the guest wrote"; return 1; }
+  run admin server delete --wait "$S4" || return 1
+  run admin volume delete "$VOL"
+}
+
 s_teardown() {
   need S2 S3 NET_ID || return 1
   run admin server delete --wait "$S1" "$S2" "$S3" || return 1
@@ -406,6 +463,7 @@ step "host A dies: its agents are reported dead" s_kill_a
 step "the network's DHCP and the router move to host B, which stops flooding to A" s_moved
 step "a new guest on B gets its lease, metadata and router from B and reaches the guest on B" s_after
 step "host A returns: it lets go of the DHCP and the router, flooding between the hosts is back, and the guest on B reaches the guest on A" s_a_returns
+step "a volume of host A attached to a new guest on B over NBD: the guest writes, B cannot open it without the key, detached the export is gone and A's file holds the data" s_volume_nbd
 step "deleting servers, router and network leaves nothing on either host" s_teardown
 
 echo "multi-host: $PASSED passed, $FAILED failed"

@@ -234,7 +234,7 @@ impl ComputeAgent {
                 connection_info,
                 ..
             } => d.attach_volume(&uuid, &device, &connection_info).await?,
-            R::ExtendVolume { uuid, device } => d.extend_volume(&uuid, &device).await?,
+            R::ExtendVolume { uuid, device, size } => d.extend_volume(&uuid, &device, size).await?,
             R::DetachVolume { uuid, device } => d.detach_volume(&uuid, &device).await?,
             R::AttachInterface { uuid, vif } => d.attach_interface(&uuid, &vif).await?,
             R::DetachInterface { uuid, port_id } => d.detach_interface(&uuid, &port_id).await?,

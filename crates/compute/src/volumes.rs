@@ -563,6 +563,12 @@ pub async fn volume_extended(
         tracing::warn!(server, "recording extend_volume: {}", e.log_message());
         return 500;
     }
+    // The new size, as Nova's `requested_size`: from Block Storage's record.
+    let size = svc
+        .volumes
+        .get(&i.project_id, true, volume_id)
+        .and_then(|v| v["size"].as_u64())
+        .map(|gib| gib << 30);
     let svc = svc.clone();
     let (uuid, volume) = (i.uuid.clone(), volume_id.to_string());
     tokio::spawn(async move {
@@ -575,6 +581,7 @@ pub async fn volume_extended(
                 ComputeRequest::ExtendVolume {
                     uuid: uuid.clone(),
                     device,
+                    size,
                 },
                 Some(&rid),
             )

@@ -420,6 +420,9 @@ pub enum ComputeRequest {
     ExtendVolume {
         uuid: String,
         device: String,
+        /// The volume's new size in bytes (Nova's `requested_size`).
+        #[serde(default)]
+        size: Option<u64>,
     },
     DetachVolume {
         uuid: String,

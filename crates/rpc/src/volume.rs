@@ -148,6 +148,11 @@ impl VolumeRequest {
 #[serde(tag = "reply", rename_all = "snake_case")]
 pub enum VolumeReply {
     Done,
+    /// `here`: the driver grew the volume; false when a running guest's
+    /// hypervisor holds it and grows it itself.
+    Extended {
+        here: bool,
+    },
     Described {
         name: String,
         protocol: String,

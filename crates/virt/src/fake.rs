@@ -345,7 +345,12 @@ impl VirtDriver for FakeDriver {
             Ok(())
         })
     }
-    async fn extend_volume(&self, uuid: &str, device: &str) -> Result<(), VirtError> {
+    async fn extend_volume(
+        &self,
+        uuid: &str,
+        device: &str,
+        _size: Option<u64>,
+    ) -> Result<(), VirtError> {
         self.enter("extend_volume").await?;
         self.with(uuid, |g| {
             let info = g

@@ -110,9 +110,15 @@ pub trait VirtDriver: Send + Sync {
     ) -> Result<(), VirtError> {
         Err(VirtError::Unsupported("attach_volume"))
     }
-    /// Tells the guest the volume at `device` grew (Block Storage's
-    /// `volume-extended` event; QEMU's `block_resize`).
-    async fn extend_volume(&self, _uuid: &str, _device: &str) -> Result<(), VirtError> {
+    /// Tells the guest the volume at `device` grew to `size` bytes (Block
+    /// Storage's `volume-extended` event; QEMU's `block_resize`, which also
+    /// grows a file the guest holds).
+    async fn extend_volume(
+        &self,
+        _uuid: &str,
+        _device: &str,
+        _size: Option<u64>,
+    ) -> Result<(), VirtError> {
         Err(VirtError::Unsupported("extend_volume"))
     }
     /// Unplugs the volume at `device` (gone already succeeds).

@@ -48,7 +48,10 @@ pub trait VolumeDriver: Send + Sync {
     async fn create_from_snapshot(&self, snap: &str, id: &str, size_gb: u64) -> BResult<()>;
     /// Rolls the volume back to the snapshot's content (size unchanged).
     async fn revert_to_snapshot(&self, vol: &str, snap: &str) -> BResult<()>;
-    async fn extend(&self, id: &str, size_gb: u64) -> BResult<()>;
+    /// Grows the volume; `Ok(false)` when a running guest's hypervisor
+    /// holds it open, which grows it itself (QEMU's `block_resize`) when
+    /// Compute is told of the new size.
+    async fn extend(&self, id: &str, size_gb: u64) -> BResult<bool>;
     /// Idempotent: deleting what is not there succeeds.
     async fn delete(&self, id: &str) -> BResult<()>;
     async fn delete_snapshot(&self, snap: &str) -> BResult<()>;
@@ -140,10 +143,10 @@ impl VolumeDriver for FakeDriver {
         }
         Ok(())
     }
-    async fn extend(&self, id: &str, size_gb: u64) -> BResult<()> {
+    async fn extend(&self, id: &str, size_gb: u64) -> BResult<bool> {
         self.size_of(id)?;
         self.vols().insert(id.into(), size_gb);
-        Ok(())
+        Ok(true)
     }
     async fn delete(&self, id: &str) -> BResult<()> {
         self.vols().remove(id);
@@ -282,7 +285,8 @@ async fn qemu_img(args: &[&str]) -> BResult<String> {
 
 /// The virtual size of an image file, in bytes.
 pub async fn virtual_size(p: &Path) -> BResult<u64> {
-    let out = qemu_img(&["info", "--output=json", &p.to_string_lossy()]).await?;
+    // -U: reading the size of a file a running guest holds is safe.
+    let out = qemu_img(&["info", "-U", "--output=json", &p.to_string_lossy()]).await?;
     let v: Value = serde_json::from_str(&out).map_err(|e| e.to_string())?;
     v["virtual-size"]
         .as_u64()
@@ -383,9 +387,21 @@ impl VolumeDriver for FileDriver {
         let src = self.existing(self.snapshot_path(snap))?;
         self.convert_into(&src, &dst, vol, size).await
     }
-    async fn extend(&self, id: &str, size_gb: u64) -> BResult<()> {
+    async fn extend(&self, id: &str, size_gb: u64) -> BResult<bool> {
         let p = self.existing(self.volume_path(id))?;
-        grow(&p, &self.format, size_gb).await
+        if let Some((_, exports)) = &self.remote
+            && exports.exported().iter().any(|(v, _)| v == id)
+        {
+            return Err(format!(
+                "volume {id} is exported over NBD: it grows once detached"
+            ));
+        }
+        match grow(&p, &self.format, size_gb).await {
+            Ok(()) => Ok(true),
+            // A running guest's QEMU holds the file (its write lock).
+            Err(e) if e.contains("lock") => Ok(false),
+            Err(e) => Err(e),
+        }
     }
     async fn delete(&self, id: &str) -> BResult<()> {
         remove_if_exists(&self.volume_path(id)).await
@@ -528,5 +544,42 @@ mod tests {
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect();
         assert_eq!(names, vec!["volume-big"]);
+    }
+
+    /// A volume a running process holds (as a guest's QEMU does) is not
+    /// grown here: `extend` says so, and the holder grows it.
+    #[tokio::test]
+    async fn a_held_volume_is_left_to_its_holder() {
+        if !have_qemu_img() {
+            ferro_common::skip_or_fail("qemu-img is not installed");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let b = FileDriver::new(dir.path().to_path_buf(), "qcow2", 0).unwrap();
+        b.create("held", 1).await.unwrap();
+        let file = b.volume_path("held");
+        let holder = std::process::Command::new("qemu-storage-daemon")
+            .arg("--blockdev")
+            .arg(format!(
+                "driver=file,node-name=f,filename={}",
+                file.display()
+            ))
+            .arg("--blockdev")
+            .arg("driver=qcow2,node-name=q,file=f")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn();
+        let Ok(mut holder) = holder else {
+            ferro_common::skip_or_fail("qemu-storage-daemon is not installed");
+            return;
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let held = b.extend("held", 2).await;
+        let _ = holder.kill();
+        let _ = holder.wait();
+        assert_eq!(held, Ok(false), "a held file is left to its holder");
+        assert_eq!(virtual_size(&file).await.unwrap(), GIB);
+        assert_eq!(b.extend("held", 2).await, Ok(true));
+        assert_eq!(virtual_size(&file).await.unwrap(), 2 * GIB);
     }
 }

@@ -82,7 +82,11 @@ impl VolumeAgent {
             VolumeRequest::RevertToSnapshot { volume, snapshot } => {
                 done(d.revert_to_snapshot(&volume, &snapshot).await)
             }
-            VolumeRequest::Extend { id, size_gb } => done(d.extend(&id, size_gb).await),
+            VolumeRequest::Extend { id, size_gb } => d
+                .extend(&id, size_gb)
+                .await
+                .map(|here| VolumeReply::Extended { here })
+                .map_err(RpcError::Failed),
             VolumeRequest::Delete { id } => done(d.delete(&id).await),
             VolumeRequest::DeleteSnapshot { snapshot } => done(d.delete_snapshot(&snapshot).await),
             VolumeRequest::Export { id, connector } => d

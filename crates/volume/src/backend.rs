@@ -43,7 +43,9 @@ pub trait VolumeBackend: Send + Sync {
     async fn create_from_snapshot(&self, snap: &str, id: &str, size_gb: u64) -> BResult<()>;
     /// Rolls the volume back to the snapshot's content (size unchanged).
     async fn revert_to_snapshot(&self, vol: &str, snap: &str) -> BResult<()>;
-    async fn extend(&self, id: &str, size_gb: u64) -> BResult<()>;
+    /// `Ok(false)`: a running guest's hypervisor holds the volume and
+    /// grows it when Compute hears of the new size.
+    async fn extend(&self, id: &str, size_gb: u64) -> BResult<bool>;
     /// Idempotent: deleting what is not there succeeds.
     async fn delete(&self, id: &str) -> BResult<()>;
     async fn delete_snapshot(&self, snap: &str) -> BResult<()>;
@@ -169,12 +171,17 @@ impl VolumeBackend for BusVolumeBackend {
         })
         .await
     }
-    async fn extend(&self, id: &str, size_gb: u64) -> BResult<()> {
-        self.done(VolumeRequest::Extend {
-            id: id.into(),
-            size_gb,
-        })
-        .await
+    async fn extend(&self, id: &str, size_gb: u64) -> BResult<bool> {
+        match self
+            .call(VolumeRequest::Extend {
+                id: id.into(),
+                size_gb,
+            })
+            .await?
+        {
+            VolumeReply::Extended { here } => Ok(here),
+            other => Err(format!("the volume agent answered {other:?}")),
+        }
     }
     async fn delete(&self, id: &str) -> BResult<()> {
         self.done(VolumeRequest::Delete { id: id.into() }).await

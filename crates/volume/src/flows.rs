@@ -289,7 +289,15 @@ async fn run_step(
             })
             .await
             .map_err(|e| e.message),
-        "extend.backend" => b.extend(&id, size(state)).await,
+        "extend.backend" => {
+            let here = b.extend(&id, size(state)).await?;
+            // Held open: only a running guest may, and its hypervisor grows
+            // it when told (`extend.notify`).
+            if !here && state.previous_status.as_deref() != Some("in-use") {
+                return Err(format!("volume {id} is held open by a process"));
+            }
+            Ok(())
+        }
         "extend.finish" => {
             set(
                 svc,

@@ -1070,8 +1070,15 @@ impl VirtDriver for QemuDriver {
         volumes::save(&dir, &all)
     }
 
-    /// Tells the guest its volume grew (`block_resize` to the file's new size).
-    async fn extend_volume(&self, uuid: &str, device: &str) -> Result<(), VirtError> {
+    /// Tells the guest its volume grew: `block_resize` to the new size
+    /// (which grows the file too when the volume host could not, the guest
+    /// holding it), or to the file's size when none is given.
+    async fn extend_volume(
+        &self,
+        uuid: &str,
+        device: &str,
+        size: Option<u64>,
+    ) -> Result<(), VirtError> {
         let dir = self.existing(uuid)?;
         let all = volumes::load(&dir);
         let vol = all
@@ -1087,12 +1094,13 @@ impl VirtDriver for QemuDriver {
             return Ok(());
         }
         let info = self.cache.info_shared(Path::new(&vol.path)).await?;
+        let size = size.unwrap_or(0).max(info.virtual_size);
         let mut q = self.qmp(&dir).await?;
         q.execute(
             "block_resize",
             Some(serde_json::json!({
                 "node-name": volumes::Attached::node(device),
-                "size": info.virtual_size,
+                "size": size,
             })),
         )
         .await

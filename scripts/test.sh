@@ -21,7 +21,8 @@ fi
 # Tests need QEMU (the guest image boots under it; qemu-img serves the file
 # volume backend), genisoimage (config drives), dnsmasq (DHCP in qdhcp
 # namespaces), nftables (security groups), conntrack (a removed floating
-# IP's connections are forgotten) and busybox (its udhcpc is the DHCP client of the network
+# IP's connections are forgotten), tgt and qemu-block-extra (iSCSI exports and
+# QEMU's initiator) and busybox (its udhcpc is the DHCP client of the network
 # driver's test); the project installs them.
 # qemu-utils comes last: installing qemu-system-x86 may replace it.
 if [ "$(id -u)" = 0 ]; then
@@ -31,6 +32,8 @@ if [ "$(id -u)" = 0 ]; then
     ferro_need dnsmasq dnsmasq-base &&
     ferro_need nft nftables &&
     ferro_need conntrack conntrack &&
+    ferro_need tgtd tgt &&
+    ferro_need_file /usr/lib/x86_64-linux-gnu/qemu/block-iscsi.so qemu-block-extra &&
     ferro_need busybox busybox-static &&
     ferro_need qemu-img qemu-utils) || exit 1
 fi

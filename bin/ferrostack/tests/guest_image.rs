@@ -529,6 +529,77 @@ fn a_uefi_guest_boots_under_ovmf() {
 /// another, the export does not open. The QEMU driver attaches it to a
 /// running guest, which writes to it; after detach the export is gone and
 /// the data is in the volume's file.
+/// A new guest writes a marker to the volume of `info` hot-plugged at
+/// /dev/vdb and syncs it; the volume is detached and the guest destroyed.
+/// Returns the marker.
+fn guest_writes_to_vdb(
+    rt: &tokio::runtime::Runtime,
+    dir: &tempfile::TempDir,
+    driver: &QemuDriver,
+    image: String,
+    name: &str,
+    info: &serde_json::Value,
+) -> String {
+    let source = FileSource {
+        file: image,
+        fetches: 0.into(),
+    };
+    let img = "7b5f3c1e-0000-4000-8000-000000000003";
+    rt.block_on(driver.cache_images(&[img], &source)).unwrap();
+    let md = instance(name);
+    let marker = format!("{name}-marker-{}", &md.uuid[..8]);
+    let script = format!(
+        "#!/bin/sh\ni=0; while [ ! -b /dev/vdb ] && [ $i -lt 900 ]; do sleep 0.1; i=$((i+1)); done\n\
+         echo {marker} | dd of=/dev/vdb bs=512 conv=sync,fsync 2>/dev/null && echo VOL-WROTE\n"
+    );
+    let spec = GuestSpec {
+        uuid: md.uuid.clone(),
+        name: name.into(),
+        hostname: name.into(),
+        vcpus: 1,
+        memory_mb: 192,
+        root_gb: 1,
+        image_id: Some(img.into()),
+        user_data: Some(base64_of(&script)),
+        project_id: "p1".into(),
+        config_drive: true,
+        ..Default::default()
+    };
+    rt.block_on(driver.spawn(&spec)).unwrap();
+    let ci = ferro_virt::ConnectionInfo::from_json(info).unwrap();
+    let attached = rt.block_on(driver.attach_volume(&spec.uuid, "/dev/vdb", &ci));
+    let guest_dir = dir.path().join("instances").join(&spec.uuid);
+    let log = console_until(
+        &guest_dir.join("console.log"),
+        &["VOL-WROTE"],
+        Duration::from_secs(150),
+    );
+    let creds: Vec<_> = std::fs::read_dir(&guest_dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("psk-") || n.starts_with("chap-"))
+        .collect();
+    let detached = rt.block_on(driver.detach_volume(&spec.uuid, "/dev/vdb"));
+    let left: Vec<_> = std::fs::read_dir(&guest_dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("psk-") || n.starts_with("chap-"))
+        .collect();
+    let _ = rt.block_on(driver.destroy(&spec.uuid));
+    attached.unwrap();
+    detached.unwrap();
+    assert!(log.contains("VOL-WROTE"), "the guest did not write: {log}");
+    assert_eq!(
+        creds.len(),
+        1,
+        "the attachment's credentials in the guest's directory"
+    );
+    assert!(left.is_empty(), "credentials left after detach: {left:?}");
+    marker
+}
+
 #[test]
 fn a_volume_of_another_host_attaches_over_nbd_with_its_key() {
     use ferro_voldriver::VolumeDriver;
@@ -592,45 +663,7 @@ fn a_volume_of_another_host_attaches_over_nbd_with_its_key() {
         "the attachment's key opens it"
     );
 
-    let source = FileSource {
-        file: image,
-        fetches: 0.into(),
-    };
-    let img = "7b5f3c1e-0000-4000-8000-000000000003";
-    rt.block_on(driver.cache_images(&[img], &source)).unwrap();
-    let md = instance("nbd1");
-    let marker = format!("nbd-marker-{}", &md.uuid[..8]);
-    let script = format!(
-        "#!/bin/sh\ni=0; while [ ! -b /dev/vdb ] && [ $i -lt 900 ]; do sleep 0.1; i=$((i+1)); done\n\
-         echo {marker} | dd of=/dev/vdb bs=512 conv=sync,fsync 2>/dev/null && echo NBD-WROTE\n"
-    );
-    let spec = GuestSpec {
-        uuid: md.uuid.clone(),
-        name: "nbd1".into(),
-        hostname: "nbd1".into(),
-        vcpus: 1,
-        memory_mb: 192,
-        root_gb: 1,
-        image_id: Some(img.into()),
-        user_data: Some(base64_of(&script)),
-        project_id: "p1".into(),
-        config_drive: true,
-        ..Default::default()
-    };
-    rt.block_on(driver.spawn(&spec)).unwrap();
-    let ci = ferro_virt::ConnectionInfo::from_json(&info).unwrap();
-    let attached = rt.block_on(driver.attach_volume(&spec.uuid, "/dev/vdb", &ci));
-    let guest_dir = dir.path().join("instances").join(&spec.uuid);
-    let log = console_until(
-        &guest_dir.join("console.log"),
-        &["NBD-WROTE"],
-        Duration::from_secs(150),
-    );
-    let detached = rt.block_on(driver.detach_volume(&spec.uuid, "/dev/vdb"));
-    let _ = rt.block_on(driver.destroy(&spec.uuid));
-    attached.unwrap();
-    detached.unwrap();
-    assert!(log.contains("NBD-WROTE"), "the guest did not write: {log}");
+    let marker = guest_writes_to_vdb(&rt, &dir, &driver, image, "nbd1", &info);
     // Detached and unexported: the port is closed and the key gone.
     rt.block_on(vd.unexport("v1", &connector)).unwrap();
     assert!(
@@ -662,5 +695,203 @@ fn a_volume_of_another_host_attaches_over_nbd_with_its_key() {
         String::from_utf8_lossy(&head).starts_with(&marker),
         "the volume's file holds what the guest wrote: {:?}",
         String::from_utf8_lossy(&head)
+    );
+}
+
+#[test]
+fn a_volume_of_another_host_attaches_over_iscsi_with_its_chap_account() {
+    use ferro_voldriver::VolumeDriver;
+    let Some(image) = guest_image() else { return };
+    if Command::new("tgtd").arg("--version").output().is_err() {
+        ferro_common::skip_or_fail("tgtd is not installed (Debian's tgt)");
+        return;
+    }
+    if !Path::new("/usr/lib/x86_64-linux-gnu/qemu/block-iscsi.so").exists() {
+        ferro_common::skip_or_fail("QEMU's iSCSI initiator is not installed (qemu-block-extra)");
+        return;
+    }
+    let (rt, dir, driver) = tcg_driver(|_| {});
+    let vdir = dir.path().join("volume-host");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let vd = ferro_voldriver::FileDriver::new(vdir.clone(), "raw", 0)
+        .unwrap()
+        .with_iscsi("volume-host", "127.0.0.1", port)
+        .unwrap();
+    rt.block_on(vd.create("v1", 1)).unwrap();
+    let connector = serde_json::json!({"host": "compute-host"});
+    let info = rt.block_on(vd.export("v1", &connector)).unwrap();
+    assert_eq!(info["driver_volume_type"], "iscsi", "{info}");
+    // Without the account QEMU's initiator is not let in.
+    let d = &info["data"];
+    let anonymous = Command::new("qemu-img")
+        .arg("info")
+        .arg("--image-opts")
+        .arg(format!(
+            "driver=iscsi,transport=tcp,portal={},target={},lun=1",
+            d["target_portal"].as_str().unwrap(),
+            d["target_iqn"].as_str().unwrap()
+        ))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(!anonymous.success(), "the target opened without CHAP");
+
+    let marker = guest_writes_to_vdb(&rt, &dir, &driver, image, "iscsi1", &info);
+    rt.block_on(vd.unexport("v1", &connector)).unwrap();
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "the portal still listens after the last export"
+    );
+    let mut head = vec![0u8; 64];
+    std::fs::File::open(vdir.join("volume-v1"))
+        .unwrap()
+        .read_exact(&mut head)
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&head).starts_with(&marker),
+        "the volume's file holds what the guest wrote: {:?}",
+        String::from_utf8_lossy(&head)
+    );
+}
+
+/// Benchmark (run by `scripts/bench-volumes.sh`, not in the default run):
+/// one TCG guest; a local (file), an NBD and an iSCSI volume each
+/// hot-plugged in turn: attach call -> the disk seen by the guest, and a
+/// 64 MiB sequential write with fsync inside the guest, beside the same
+/// write to a file in the volumes' directory on the host, in one run.
+#[test]
+#[ignore = "a benchmark: scripts/bench-volumes.sh"]
+fn volume_transports_benchmark() {
+    use ferro_voldriver::VolumeDriver;
+    let Some(image) = guest_image() else { return };
+    let (rt, dir, driver) = tcg_driver(|_| {});
+    let mib = 64;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let local = ferro_voldriver::FileDriver::new(dir.path().join("local"), "qcow2", 0).unwrap();
+    let nbd = ferro_voldriver::FileDriver::new(dir.path().join("nbd"), "qcow2", 0)
+        .unwrap()
+        .with_nbd("volume-host", "127.0.0.1");
+    let iscsi = ferro_voldriver::FileDriver::new(dir.path().join("iscsi"), "raw", 0)
+        .unwrap()
+        .with_iscsi("volume-host", "127.0.0.1", port)
+        .unwrap();
+    let transports: [(&str, &ferro_voldriver::FileDriver, &str); 3] = [
+        ("local file (qcow2)", &local, "volume-host"),
+        ("NBD, TLS-PSK (qcow2 served raw)", &nbd, "compute-host"),
+        ("iSCSI, tgt + CHAP (raw)", &iscsi, "compute-host"),
+    ];
+    let source = FileSource {
+        file: image,
+        fetches: 0.into(),
+    };
+    let img = "7b5f3c1e-0000-4000-8000-000000000003";
+    rt.block_on(driver.cache_images(&[img], &source)).unwrap();
+    let md = instance("bench1");
+    let script = format!(
+        "#!/bin/sh\nn=0\nwhile [ $n -lt {} ]; do\n\
+         i=0; while [ ! -b /dev/vdb ] && [ $i -lt 9000 ]; do sleep 0.02; i=$((i+1)); done\n\
+         echo SEEN-$n\n\
+         dd if=/dev/zero of=/dev/vdb bs=1M count={mib} conv=fsync 2>/dev/null && echo WROTE-$n\n\
+         i=0; while [ -b /dev/vdb ] && [ $i -lt 9000 ]; do sleep 0.05; i=$((i+1)); done\n\
+         n=$((n+1))\ndone\n",
+        transports.len()
+    );
+    let spec = GuestSpec {
+        uuid: md.uuid.clone(),
+        name: "bench1".into(),
+        hostname: "bench1".into(),
+        vcpus: 1,
+        memory_mb: 256,
+        root_gb: 1,
+        image_id: Some(img.into()),
+        user_data: Some(base64_of(&script)),
+        project_id: "p1".into(),
+        config_drive: true,
+        ..Default::default()
+    };
+    rt.block_on(driver.spawn(&spec)).unwrap();
+    let console = dir
+        .path()
+        .join("instances")
+        .join(&spec.uuid)
+        .join("console.log");
+    // The guest is up when its user data runs (it waits for the disk).
+    let booted = console_until(&console, &[&md.uuid], Duration::from_secs(150));
+    assert!(
+        booted.contains(&md.uuid),
+        "the guest did not boot: {booted}"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let until = |what: &str| -> Instant {
+        let t = Instant::now();
+        loop {
+            let text = std::fs::read_to_string(&console).unwrap_or_default();
+            if text.contains(what) {
+                return Instant::now();
+            }
+            assert!(t.elapsed() < Duration::from_secs(300), "no {what}: {text}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    let mut rows = Vec::new();
+    for (n, (name, vd, host)) in transports.iter().enumerate() {
+        let id = format!("b{n}");
+        rt.block_on(vd.create(&id, 1)).unwrap();
+        let connector = serde_json::json!({"host": host});
+        let t0 = Instant::now();
+        let info = rt.block_on(vd.export(&id, &connector)).unwrap();
+        let ci = ferro_virt::ConnectionInfo::from_json(&info).unwrap();
+        rt.block_on(driver.attach_volume(&spec.uuid, "/dev/vdb", &ci))
+            .unwrap();
+        let seen = until(&format!("SEEN-{n}"));
+        let wrote = until(&format!("WROTE-{n}"));
+        rt.block_on(driver.detach_volume(&spec.uuid, "/dev/vdb"))
+            .unwrap();
+        rt.block_on(vd.unexport(&id, &connector)).unwrap();
+        let write = wrote.duration_since(seen).as_secs_f64();
+        rows.push((
+            name.to_string(),
+            seen.duration_since(t0).as_secs_f64(),
+            write,
+            f64::from(mib) / write,
+        ));
+    }
+    let _ = rt.block_on(driver.destroy(&spec.uuid));
+    // The reference: the same write to a file beside the volumes, on the host.
+    let reference = dir.path().join("local").join("host-reference");
+    let t = Instant::now();
+    let ok = Command::new("dd")
+        .arg("if=/dev/zero")
+        .arg(format!("of={}", reference.display()))
+        .args(["bs=1M", &format!("count={mib}"), "conv=fsync"])
+        .stderr(Stdio::null())
+        .status()
+        .unwrap()
+        .success();
+    let host = t.elapsed().as_secs_f64();
+    assert!(ok);
+    println!("\nvolume transports (TCG guest, {mib} MiB sequential write with fsync)");
+    println!(
+        "{:<34} {:>18} {:>14} {:>9}",
+        "transport", "attach -> seen (s)", "write (s)", "MiB/s"
+    );
+    for (name, seen, write, rate) in &rows {
+        println!("{name:<34} {seen:>18.2} {write:>14.2} {rate:>9.1}");
+    }
+    println!(
+        "{:<34} {:>18} {:>14.2} {:>9.1}",
+        "host: dd to a file, same directory",
+        "-",
+        host,
+        f64::from(mib) / host
     );
 }

@@ -631,14 +631,20 @@ pub fn volume_driver(cfg: &Config) -> Result<Arc<dyn ferro_voldriver::VolumeDriv
             let dir = cfg.volumes_dir();
             let mut b = ferro_voldriver::FileDriver::new(dir, &v.volume_format, v.capacity_gb)
                 .map_err(Error::internal)?;
-            if v.remote_transport == "nbd" {
-                let listen = v
-                    .target_ip
-                    .clone()
-                    .or_else(|| cfg.network.local_ip.clone())
-                    .filter(|a| !a.is_empty())
-                    .unwrap_or_else(|| "127.0.0.1".into());
-                b = b.with_nbd(&cfg.compute.host_name(), &listen);
+            let listen = v
+                .target_ip
+                .clone()
+                .or_else(|| cfg.network.local_ip.clone())
+                .filter(|a| !a.is_empty())
+                .unwrap_or_else(|| "127.0.0.1".into());
+            match v.remote_transport.as_str() {
+                "nbd" => b = b.with_nbd(&cfg.compute.host_name(), &listen),
+                "iscsi" => {
+                    b = b
+                        .with_iscsi(&cfg.compute.host_name(), &listen, v.target_port)
+                        .map_err(Error::internal)?
+                }
+                _ => {}
             }
             Ok(Arc::new(b))
         }

@@ -661,12 +661,15 @@ pub struct VolumeConfig {
     /// cloud's volumes (default: this host, as in all-in-one).
     pub volume_host: Option<String>,
     /// How the file backend opens a volume to another host: `none` (the
-    /// file's path: a file system the hosts share) or `nbd` (NBD with TLS
-    /// and a pre-shared key per attachment).
+    /// file's path: a file system the hosts share), `nbd` (NBD with TLS
+    /// and a pre-shared key per attachment) or `iscsi` (a `tgt` target
+    /// with a CHAP account per attachment; raw volumes only).
     pub remote_transport: String,
-    /// The address NBD exports listen on (Cinder's `target_ip_address`;
+    /// The address exports listen on (Cinder's `target_ip_address`;
     /// default `network.local_ip`, else 127.0.0.1).
     pub target_ip: Option<String>,
+    /// The iSCSI portal's port (Cinder's `target_port`).
+    pub target_port: u16,
 }
 impl Default for VolumeConfig {
     fn default() -> Self {
@@ -688,6 +691,7 @@ impl Default for VolumeConfig {
             volume_host: None,
             remote_transport: "none".into(),
             target_ip: None,
+            target_port: 3260,
         }
     }
 }
@@ -965,8 +969,15 @@ impl Config {
         one_of(
             "volume.remote_transport",
             &self.volume.remote_transport,
-            &["none", "nbd"],
+            &["none", "nbd", "iscsi"],
         )?;
+        if self.volume.remote_transport == "iscsi" && self.volume.volume_format != "raw" {
+            return Err(ConfigError::Invalid(format!(
+                "volume.remote_transport = iscsi needs volume.volume_format = raw \
+                 (a target serves a volume's file as a disk of fixed size), not {}",
+                self.volume.volume_format
+            )));
+        }
         one_of("image.store", &self.image.store, IMAGE_STORES)?;
         for (id, b) in &self.image.backends {
             one_of(

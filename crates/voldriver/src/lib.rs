@@ -15,6 +15,7 @@ pub type BResult<T> = Result<T, String>;
 
 pub use ferro_rpc::volume::Capacity;
 
+pub mod iscsi;
 pub mod nbd;
 
 #[async_trait::async_trait]
@@ -172,6 +173,39 @@ impl VolumeDriver for FakeDriver {
     }
 }
 
+/// How volumes reach other hosts.
+enum Remote {
+    Nbd(nbd::NbdExports),
+    Iscsi(iscsi::IscsiExports),
+}
+
+impl Remote {
+    async fn export(&self, id: &str, file: &Path, format: &str, host: &str) -> BResult<Value> {
+        match self {
+            Remote::Nbd(n) => n.export(id, file, format, host).await,
+            Remote::Iscsi(i) => i.export(id, file, host).await,
+        }
+    }
+    async fn unexport(&self, id: &str, host: &str) -> BResult<()> {
+        match self {
+            Remote::Nbd(n) => n.unexport(id, host).await,
+            Remote::Iscsi(i) => i.unexport(id, host).await,
+        }
+    }
+    fn exported(&self) -> Vec<(String, String)> {
+        match self {
+            Remote::Nbd(n) => n.exported(),
+            Remote::Iscsi(i) => i.exported(),
+        }
+    }
+    fn name(&self) -> &'static str {
+        match self {
+            Remote::Nbd(_) => "NBD",
+            Remote::Iscsi(_) => "iSCSI",
+        }
+    }
+}
+
 /// One file per volume (`volume-<id>`) and per snapshot (`snapshot-<id>`)
 /// in `dir`, qcow2 (thin) or raw. Snapshots are full copies, so each file
 /// stands alone and deleting in any order is safe. Every file is written
@@ -183,9 +217,10 @@ pub struct FileDriver {
     pub format: String,
     /// Capacity to report; 0 means the filesystem's own size.
     pub capacity_gb: u64,
-    /// This host, and how other hosts reach its volumes (`with_nbd`);
-    /// without it every host gets the file's path (a shared file system).
-    remote: Option<(String, nbd::NbdExports)>,
+    /// This host, and how other hosts reach its volumes (`with_nbd`,
+    /// `with_iscsi`); without it every host gets the file's path (a shared
+    /// file system).
+    remote: Option<(String, Remote)>,
 }
 
 const GIB: u64 = 1 << 30;
@@ -216,12 +251,29 @@ impl FileDriver {
             dir: self.dir.join(".exports"),
             listen: listen.to_string(),
         };
-        self.remote = Some((host.to_string(), exports));
+        self.remote = Some((host.to_string(), Remote::Nbd(exports)));
         self
     }
 
-    /// The NBD exports, when the connector's host is another host.
-    fn remote_for<'a>(&'a self, connector: &'a Value) -> Option<(&'a nbd::NbdExports, &'a str)> {
+    /// Volumes attached from a host other than `host` are exported over
+    /// iSCSI (a `tgtd` this driver runs, portal `listen:port`) with a CHAP
+    /// account per attachment. A target serves a file as a disk of fixed
+    /// size, so the volumes must be raw.
+    pub fn with_iscsi(mut self, host: &str, listen: &str, port: u16) -> BResult<Self> {
+        if self.format != "raw" {
+            return Err(format!(
+                "iSCSI exports need raw volumes (volume_format = raw), not {}",
+                self.format
+            ));
+        }
+        let exports =
+            iscsi::IscsiExports::new(self.dir.join(".exports").join("iscsi"), listen, port);
+        self.remote = Some((host.to_string(), Remote::Iscsi(exports)));
+        Ok(self)
+    }
+
+    /// The exports, when the connector's host is another host.
+    fn remote_for<'a>(&'a self, connector: &'a Value) -> Option<(&'a Remote, &'a str)> {
         let (own, exports) = self.remote.as_ref()?;
         let host = connector.get("host").and_then(Value::as_str)?;
         (host != own).then_some((exports, host))
@@ -393,7 +445,8 @@ impl VolumeDriver for FileDriver {
             && exports.exported().iter().any(|(v, _)| v == id)
         {
             return Err(format!(
-                "volume {id} is exported over NBD: it grows once detached"
+                "volume {id} is exported over {}: it grows once detached",
+                exports.name()
             ));
         }
         match grow(&p, &self.format, size_gb).await {

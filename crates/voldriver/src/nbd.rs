@@ -22,7 +22,7 @@ pub struct NbdExports {
 }
 
 /// A name a file system and QEMU accept for a host name.
-fn safe(s: &str) -> String {
+pub(crate) fn safe(s: &str) -> String {
     s.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
@@ -34,7 +34,7 @@ fn safe(s: &str) -> String {
         .collect()
 }
 
-fn random_hex(bytes: usize) -> BResult<String> {
+pub(crate) fn random_hex(bytes: usize) -> BResult<String> {
     let mut b = vec![0u8; bytes];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))

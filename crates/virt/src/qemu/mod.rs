@@ -1087,10 +1087,11 @@ impl VirtDriver for QemuDriver {
         if self.pid(&dir, uuid).is_none() {
             return Ok(());
         }
-        if vol.nbd.is_some() {
-            // NBD tells a client no size change (as with Nova's NBD-backed
-            // volumes): the guest sees the new size from its next start.
-            tracing::info!(%uuid, %device, "a volume over NBD grew; the guest sees it when it starts again");
+        if vol.nbd.is_some() || vol.iscsi.is_some() {
+            // Neither transport tells a client of a size change here (the
+            // volume host refuses to grow an exported volume): the guest
+            // sees a new size from its next start.
+            tracing::info!(%uuid, %device, "a remote volume grew; the guest sees it when it starts again");
             return Ok(());
         }
         let info = self.cache.info_shared(Path::new(&vol.path)).await?;
@@ -1124,10 +1125,9 @@ impl VirtDriver for QemuDriver {
                 self.take_back(&path, uid).await;
             }
         }
-        if let Some(n) = all.get(device).and_then(|v| v.nbd.as_ref())
-            && !n.psk_dir.is_empty()
-        {
-            let _ = std::fs::remove_dir_all(&n.psk_dir);
+        if let Some(c) = all.get(device).and_then(volumes::Attached::credentials) {
+            let _ = std::fs::remove_dir_all(&c);
+            let _ = std::fs::remove_file(&c);
         }
         all.remove(device);
         volumes::save(&dir, &all)

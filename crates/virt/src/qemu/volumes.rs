@@ -4,7 +4,10 @@
 //! rules: the block node goes only after the device, and a guest that never
 //! lets go is an error that leaves the volume attached). The attachments are
 //! kept in the guest's `volumes.json`, so a guest started again (start,
-//! reboot, resize) has them on its command line.
+//! reboot, resize) has them on its command line. A volume of another host
+//! comes over NBD (TLS with a pre-shared key) or iSCSI (QEMU's own
+//! initiator, CHAP); its credentials are kept in the guest's directory,
+//! readable by the guest's QEMU only.
 use super::qmp::Qmp;
 use crate::{ConnectionInfo, VirtError};
 use serde::{Deserialize, Serialize};
@@ -27,6 +30,25 @@ pub struct Attached {
     /// A volume of another host, over NBD.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nbd: Option<NbdTarget>,
+    /// A volume of another host, over iSCSI.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iscsi: Option<IscsiTarget>,
+}
+
+/// A volume exported by another host as an iSCSI target with a CHAP
+/// account (Block Storage's `iscsi` transport).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct IscsiTarget {
+    /// `host:port`.
+    pub portal: String,
+    pub iqn: String,
+    pub lun: u32,
+    pub user: String,
+    pub password: String,
+    /// The file holding the password as QEMU's `secret` object reads it,
+    /// in the guest's directory; set when the volume is placed there.
+    #[serde(default)]
+    pub secret_file: String,
 }
 
 /// A volume exported by another host over NBD with TLS and a pre-shared
@@ -71,6 +93,15 @@ impl Attached {
                 a.nbd
                     .as_ref()
                     .map(|n| (n.host.clone(), n.port, n.export.clone(), n.key.clone())),
+                a.iscsi.as_ref().map(|i| {
+                    (
+                        i.portal.clone(),
+                        i.iqn.clone(),
+                        i.lun,
+                        i.user.clone(),
+                        i.password.clone(),
+                    )
+                }),
             )
         };
         target(self) == target(other)
@@ -79,9 +110,20 @@ impl Attached {
     pub fn creds(device: &str) -> String {
         format!("tls-{}", Self::short(device))
     }
+    /// The CHAP secret object of a volume over iSCSI.
+    pub fn secret(device: &str) -> String {
+        format!("sec-{}", Self::short(device))
+    }
     /// What the guest's QEMU opens, to hand to its uid: a local file, or an
     /// NBD volume's key (directory and file).
     pub fn files(&self) -> Vec<PathBuf> {
+        if let Some(i) = &self.iscsi {
+            return if i.secret_file.is_empty() {
+                Vec::new()
+            } else {
+                vec![PathBuf::from(&i.secret_file)]
+            };
+        }
         match &self.nbd {
             Some(n) if !n.psk_dir.is_empty() => {
                 let d = PathBuf::from(&n.psk_dir);
@@ -91,9 +133,37 @@ impl Attached {
             None => vec![PathBuf::from(&self.path)],
         }
     }
+    /// What of the credentials to remove from the guest's directory when
+    /// the volume goes.
+    pub fn credentials(&self) -> Option<PathBuf> {
+        if let Some(i) = &self.iscsi
+            && !i.secret_file.is_empty()
+        {
+            return Some(PathBuf::from(&i.secret_file));
+        }
+        self.nbd
+            .as_ref()
+            .filter(|n| !n.psk_dir.is_empty())
+            .map(|n| PathBuf::from(&n.psk_dir))
+    }
     /// Writes an NBD volume's key into `guest_dir`, where only the guest's
     /// QEMU (and the service) read it.
     pub fn place_key(&mut self, guest_dir: &Path, device: &str) -> Result<(), VirtError> {
+        if let Some(i) = self.iscsi.as_mut() {
+            let p = guest_dir.join(format!("chap-{}", Self::short(device)));
+            let err = |e: std::io::Error| VirtError::Failed(format!("{}: {e}", p.display()));
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&p)
+                .map_err(err)?;
+            std::io::Write::write_all(&mut f, i.password.as_bytes()).map_err(err)?;
+            i.secret_file = p.to_string_lossy().into_owned();
+            return Ok(());
+        }
         let Some(n) = self.nbd.as_mut() else {
             return Ok(());
         };
@@ -124,6 +194,10 @@ impl Attached {
     }
     /// The `tls-creds-psk` object of an NBD volume.
     fn creds_object(&self, device: &str) -> Option<Value> {
+        if let Some(i) = &self.iscsi {
+            return Some(json!({"qom-type": "secret", "id": Self::secret(device),
+                               "format": "raw", "file": i.secret_file}));
+        }
         let n = self.nbd.as_ref()?;
         Some(
             json!({"qom-type": "tls-creds-psk", "id": Self::creds(device),
@@ -142,6 +216,14 @@ impl Attached {
                 n.identity
             ));
         }
+        if let Some(i) = &self.iscsi {
+            v.push("-object".into());
+            v.push(format!(
+                "secret,id={},format=raw,file={}",
+                Self::secret(device),
+                i.secret_file
+            ));
+        }
         v.extend([
             "-blockdev".into(),
             self.blockdev(device).to_string(),
@@ -157,6 +239,16 @@ impl Attached {
         v
     }
     fn blockdev(&self, device: &str) -> Value {
+        if let Some(i) = &self.iscsi {
+            return json!({
+                "driver": "raw",
+                "node-name": Self::node(device),
+                "read-only": self.read_only,
+                "file": {"driver": "iscsi", "transport": "tcp", "portal": i.portal,
+                         "target": i.iqn, "lun": i.lun, "user": i.user,
+                         "password-secret": Self::secret(device)},
+            });
+        }
         if let Some(n) = &self.nbd {
             return json!({
                 "driver": "raw",
@@ -181,8 +273,11 @@ impl Attached {
 }
 
 /// What a connection info says of a volume: a local file, or a volume of
-/// another host over NBD.
+/// another host over NBD or iSCSI.
 pub fn from_connection(ci: &ConnectionInfo) -> Result<Attached, VirtError> {
+    if ci.driver_volume_type == "iscsi" {
+        return from_iscsi(ci);
+    }
     if ci.driver_volume_type == "nbd" {
         let s = |k: &str| {
             ci.data
@@ -219,11 +314,12 @@ pub fn from_connection(ci: &ConnectionInfo) -> Result<Attached, VirtError> {
                 key,
                 psk_dir: String::new(),
             }),
+            iscsi: None,
         });
     }
     if ci.driver_volume_type != "file" && ci.driver_volume_type != "local" {
         return Err(VirtError::Failed(format!(
-            "volume transport {} is not supported by the QEMU driver (file, nbd)",
+            "volume transport {} is not supported by the QEMU driver (file, nbd, iscsi)",
             ci.driver_volume_type
         )));
     }
@@ -245,6 +341,65 @@ pub fn from_connection(ci: &ConnectionInfo) -> Result<Attached, VirtError> {
         read_only: ci.data.access_mode.as_deref() == Some("ro"),
         boot: false,
         nbd: None,
+        iscsi: None,
+    })
+}
+
+/// Cinder's iSCSI connection info: one portal, a target and a LUN, and
+/// CHAP credentials (QEMU's initiator logs in with them).
+fn from_iscsi(ci: &ConnectionInfo) -> Result<Attached, VirtError> {
+    let x = &ci.data.extra;
+    let s = |k: &str| {
+        x.get(k)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| VirtError::Failed(format!("iscsi connection info has no {k}")))
+    };
+    let lun = x
+        .get("target_lun")
+        .and_then(Value::as_u64)
+        .and_then(|l| u32::try_from(l).ok())
+        .ok_or_else(|| VirtError::Failed("iscsi connection info has no target_lun".into()))?;
+    let (user, password) = match x.get("auth_method").and_then(Value::as_str) {
+        Some(m) if m.eq_ignore_ascii_case("chap") => (s("auth_username")?, s("auth_password")?),
+        _ => {
+            return Err(VirtError::Failed(
+                "iscsi connection info without CHAP credentials is refused".into(),
+            ));
+        }
+    };
+    let plain = |v: &str| {
+        !v.is_empty()
+            && v.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | ':' | '[' | ']'))
+    };
+    let (portal, iqn) = (s("target_portal")?, s("target_iqn")?);
+    if ![&portal, &iqn, &user, &password].iter().all(|v| plain(v)) {
+        return Err(VirtError::Failed(
+            "iscsi connection info: a bad portal, target or credential".into(),
+        ));
+    }
+    let format = ci.data.format.clone().unwrap_or_else(|| "raw".into());
+    if format != "raw" {
+        return Err(VirtError::Failed(format!(
+            "an iscsi volume of format {format} is not supported"
+        )));
+    }
+    Ok(Attached {
+        volume_id: ci.data.volume_id.clone().unwrap_or_default(),
+        path: String::new(),
+        format,
+        read_only: ci.data.access_mode.as_deref() == Some("ro"),
+        boot: false,
+        nbd: None,
+        iscsi: Some(IscsiTarget {
+            portal,
+            iqn,
+            lun,
+            user,
+            password,
+            secret_file: String::new(),
+        }),
     })
 }
 
@@ -333,11 +488,11 @@ pub async fn plug(q: &mut Qmp, device: &str, a: &Attached) -> Result<(), VirtErr
     Ok(())
 }
 
-/// Removes an NBD volume's credentials object, if there is one.
+/// Removes a remote volume's credentials object, if there is one.
 async fn drop_creds(q: &mut Qmp, device: &str) {
-    let _ = q
-        .execute("object-del", Some(json!({"id": Attached::creds(device)})))
-        .await;
+    for id in [Attached::creds(device), Attached::secret(device)] {
+        let _ = q.execute("object-del", Some(json!({"id": id}))).await;
+    }
 }
 
 /// Unplugs the device at `device`: `device_del`, asked again every
@@ -420,5 +575,60 @@ mod tests {
         )
         .unwrap();
         assert_eq!(load(d.path())["/dev/vdb"], a);
+    }
+
+    #[test]
+    fn an_iscsi_volume_as_qemu_sees_it() {
+        let info = |extra: serde_json::Value| ConnectionInfo {
+            driver_volume_type: "iscsi".into(),
+            data: ConnectionData {
+                volume_id: Some("v1".into()),
+                format: Some("raw".into()),
+                extra: serde_json::from_value(extra).unwrap(),
+                ..Default::default()
+            },
+        };
+        let good = json!({"target_portal": "10.0.0.1:3260",
+                          "target_iqn": "iqn.2010-10.org.openstack:volume-v1.h",
+                          "target_lun": 1, "auth_method": "CHAP",
+                          "auth_username": "att01", "auth_password": "0123abcd"});
+        let mut a = from_connection(&info(good.clone())).unwrap();
+        let d = tempfile::tempdir().unwrap();
+        a.place_key(d.path(), "/dev/vdc").unwrap();
+        let secret = d.path().join("chap-vdc");
+        assert_eq!(std::fs::read_to_string(&secret).unwrap(), "0123abcd");
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&secret).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        assert_eq!(a.files(), vec![secret.clone()]);
+        let args = a.argv("/dev/vdc").join(" ");
+        assert!(
+            args.contains(&format!(
+                "secret,id=sec-vdc,format=raw,file={}",
+                secret.display()
+            )),
+            "{args}"
+        );
+        assert!(args.contains(r#""driver":"iscsi""#), "{args}");
+        assert!(args.contains(r#""password-secret":"sec-vdc""#), "{args}");
+        assert!(args.contains(r#""portal":"10.0.0.1:3260""#), "{args}");
+        assert!(
+            !args.contains("0123abcd"),
+            "the password is never on the command line"
+        );
+        // No CHAP, or values that could smuggle options, are refused.
+        let mut no_chap = good.clone();
+        no_chap["auth_method"] = json!("None");
+        assert!(from_connection(&info(no_chap)).is_err());
+        let mut bad = good.clone();
+        bad["target_iqn"] = json!("iqn.x,file=/etc/shadow");
+        assert!(from_connection(&info(bad)).is_err());
+        let mut qcow = good;
+        qcow["auth_username"] = json!("att01");
+        let mut ci = info(qcow);
+        ci.data.format = Some("qcow2".into());
+        assert!(from_connection(&ci).is_err());
     }
 }

@@ -45,13 +45,14 @@ pub fn start_with(
         .arg("--listen")
         .arg(format!("127.0.0.1:{port}"))
         .args(args)
-        .envs(env.iter().map(|(k, v)| (*k, *v)))
         .env("FERROSTACK_ADMIN_PASSWORD", PW)
         .env("FERROSTACK__IDENTITY__PASSWORD_HASH_ROUNDS", "4")
         .env("FERROSTACK__IDENTITY__WRITE_USER_CLOUDS_YAML", "false")
         .env("FERROSTACK__COMPUTE__COMPUTE_DRIVER", "fake")
         .env("FERROSTACK__COMPUTE__FAKE_HOSTS", "1")
         .env("FERROSTACK__LOG__LEVEL", "warn")
+        // The test's own settings win over those defaults.
+        .envs(env.iter().map(|(k, v)| (*k, *v)))
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap());
     match inject {

@@ -631,18 +631,21 @@ pub fn volume_driver(cfg: &Config) -> Result<Arc<dyn ferro_voldriver::VolumeDriv
             let dir = cfg.volumes_dir();
             let mut b = ferro_voldriver::FileDriver::new(dir, &v.volume_format, v.capacity_gb)
                 .map_err(Error::internal)?;
-            let listen = v
-                .target_ip
-                .clone()
-                .or_else(|| cfg.network.local_ip.clone())
-                .filter(|a| !a.is_empty())
-                .unwrap_or_else(|| "127.0.0.1".into());
+            let listen = cfg.volume_target_ip();
+            let host = cfg.compute.host_name();
             match v.remote_transport.as_str() {
-                "nbd" => b = b.with_nbd(&cfg.compute.host_name(), &listen),
+                "nbd" => b = b.with_nbd(&host, &listen),
+                // tgtd and its management socket need root: without it the
+                // privileged helper runs them.
                 "iscsi" => {
-                    b = b
-                        .with_iscsi(&cfg.compute.host_name(), &listen, v.target_port)
-                        .map_err(Error::internal)?
+                    b = match ferro_privsep::HelperClient::from_env() {
+                        Some(helper) => b.with_iscsi_targets(
+                            &host,
+                            Arc::new(ferro_privsep::HelperIscsi::new(helper)),
+                        ),
+                        None => b.with_iscsi(&host, &listen, v.target_port),
+                    }
+                    .map_err(Error::internal)?
                 }
                 _ => {}
             }

@@ -1010,6 +1010,17 @@ impl Config {
     /// `/var/lib/ferrostack/volumes` when run as root (guests' QEMU, under
     /// uids of their own, must reach an attached volume), else
     /// `<data_dir>/volumes`.
+    /// The address volume exports listen on (`volume.target_ip`, else
+    /// `network.local_ip`, else 127.0.0.1).
+    pub fn volume_target_ip(&self) -> String {
+        self.volume
+            .target_ip
+            .clone()
+            .or_else(|| self.network.local_ip.clone())
+            .filter(|a| !a.is_empty())
+            .unwrap_or_else(|| "127.0.0.1".into())
+    }
+
     pub fn volumes_dir(&self) -> PathBuf {
         match &self.volume.volumes_dir {
             Some(p) => p.clone(),

@@ -186,3 +186,58 @@ impl Privileged for HelperClient {
         }
     }
 }
+
+/// iSCSI targets made by the privileged helper: the volume agent's in a
+/// service without root.
+pub struct HelperIscsi {
+    helper: HelperClient,
+}
+
+impl HelperIscsi {
+    pub fn new(helper: HelperClient) -> HelperIscsi {
+        HelperIscsi { helper }
+    }
+
+    async fn request(&self, cmd: &crate::VolCommand) -> Result<serde_json::Value, String> {
+        match tokio::time::timeout(LIMIT, self.helper.request(cmd)).await {
+            Ok(r) => r,
+            Err(_) => Err("the privileged helper did not answer within 60 s".into()),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl ferro_voldriver::iscsi::IscsiTargets for HelperIscsi {
+    /// The helper opens its own `volume-<id>`, not a path it is sent.
+    async fn export(
+        &self,
+        volume: &str,
+        _file: &std::path::Path,
+        host: &str,
+    ) -> Result<serde_json::Value, String> {
+        let v = self
+            .request(&crate::VolCommand::IscsiExport {
+                volume: volume.to_string(),
+                host: host.to_string(),
+            })
+            .await?;
+        Ok(v["info"].clone())
+    }
+    async fn unexport(&self, volume: &str, host: &str) -> Result<(), String> {
+        self.request(&crate::VolCommand::IscsiUnexport {
+            volume: volume.to_string(),
+            host: host.to_string(),
+        })
+        .await
+        .map(|_| ())
+    }
+    async fn exported(&self) -> Vec<(String, String)> {
+        match self.request(&crate::VolCommand::IscsiExported).await {
+            Ok(v) => serde_json::from_value(v["exported"].clone()).unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!("the iSCSI exports, from the privileged helper: {e}");
+                Vec::new()
+            }
+        }
+    }
+}

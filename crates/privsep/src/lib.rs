@@ -2,10 +2,11 @@
 //! root, `ferrostack serve` becomes a small privileged helper and runs the
 //! service itself (every HTTP API, the agents, the console proxy) as an
 //! unprivileged system user. The service asks the helper for what needs
-//! root through the QEMU driver's narrow, typed `HostCommand`s, one JSON
-//! line per request over a unix socket that only the service's uid (and
-//! root) may use; the helper checks each command (`LocalHost`) before it
-//! runs it.
+//! root through the QEMU driver's narrow, typed `HostCommand`s, the network
+//! agent's `NetCommand`s and the volume agent's `VolCommand`s (iSCSI
+//! targets), one JSON line per request over a unix socket that only the
+//! service's uid (and root) may use; the helper checks each command before
+//! it runs it.
 //!
 //! - `client`: the service's side, a `Privileged` that sends commands.
 //! - `server`: the helper's side, which receives, checks and runs them.
@@ -15,7 +16,7 @@ pub mod client;
 pub mod server;
 pub mod supervise;
 
-pub use client::{HelperClient, HelperNetDriver};
+pub use client::{HelperClient, HelperIscsi, HelperNetDriver};
 pub use supervise::{bind_to_helper, separates, supervise};
 
 /// Set in the service's environment: the helper's socket.
@@ -53,10 +54,23 @@ pub enum NetCommand {
     },
 }
 
+/// The volume agent's privileged commands: iSCSI targets of this host's
+/// volumes (`tgtd` and its management socket need root). The helper names
+/// the file itself, `volume-<id>` in its own `volume.volumes_dir`, from an
+/// id it checks.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum VolCommand {
+    IscsiExport { volume: String, host: String },
+    IscsiUnexport { volume: String, host: String },
+    IscsiExported,
+}
+
 /// One request to the helper.
 #[derive(Debug, serde::Deserialize)]
 #[serde(untagged)]
 pub(crate) enum Request {
     Host(ferro_virt::qemu::privileged::HostCommand),
     Net(NetCommand),
+    Vol(VolCommand),
 }

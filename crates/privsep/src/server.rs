@@ -1,18 +1,26 @@
 //! The helper's side: accepts connections from the service's uid (and
 //! root) only, reads one command, checks and runs it, answers.
-use crate::{NetCommand, Request};
+use crate::{NetCommand, Request, VolCommand};
 use ferro_netdriver::HostDriver;
 use ferro_virt::qemu::privileged::{HostCommand, Privileged};
 use std::sync::Arc;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
-/// Serves `host` (and `net`, the host's network driver, if it has one) on
-/// `listener` for processes of `allowed_uid` until the listener fails.
+/// This host's iSCSI targets of the volumes in `volumes_dir`.
+pub struct IscsiHost {
+    pub exports: ferro_voldriver::iscsi::IscsiExports,
+    pub volumes_dir: std::path::PathBuf,
+}
+
+/// Serves `host` (and `net`, the host's network driver, and `iscsi`, its
+/// volumes' iSCSI targets, if it has them) on `listener` for processes of
+/// `allowed_uid` until the listener fails.
 pub async fn serve(
     listener: UnixListener,
     host: Arc<dyn Privileged>,
     net: Option<Arc<dyn HostDriver>>,
+    iscsi: Option<Arc<IscsiHost>>,
     allowed_uid: u32,
 ) {
     loop {
@@ -33,8 +41,9 @@ pub async fn serve(
         }
         let host = host.clone();
         let net = net.clone();
+        let iscsi = iscsi.clone();
         tokio::spawn(async move {
-            if let Err(e) = one(stream, host.as_ref(), net.as_deref()).await {
+            if let Err(e) = one(stream, host.as_ref(), net.as_deref(), iscsi.as_deref()).await {
                 tracing::warn!("privileged helper: {e}");
             }
         });
@@ -61,10 +70,71 @@ fn not_linuxbridge() -> serde_json::Value {
     })
 }
 
+/// A volume id the helper names a file with, and a host a target with.
+fn plain_name(s: &str) -> Result<&str, String> {
+    if !s.is_empty()
+        && s.len() <= 255
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && !s.starts_with('.')
+    {
+        Ok(s)
+    } else {
+        Err(format!("privileged command refused: a bad name {s:?}"))
+    }
+}
+
+async fn volume_command(cmd: VolCommand, iscsi: Option<&IscsiHost>) -> serde_json::Value {
+    let Some(i) = iscsi else {
+        return serde_json::json!({
+            "error": "privileged command refused: this host does not export volumes over iSCSI"
+        });
+    };
+    let r = match cmd {
+        VolCommand::IscsiExport { volume, host } => {
+            match plain_name(&volume).and_then(|_| plain_name(&host)) {
+                Ok(_) => {
+                    let file = i.volumes_dir.join(format!("volume-{volume}"));
+                    if file.is_file() {
+                        i.exports
+                            .export(&volume, &file, &host)
+                            .await
+                            .map(|info| serde_json::json!({"ok": true, "info": info}))
+                    } else {
+                        Err(format!(
+                            "volume {volume} is not in {}",
+                            i.volumes_dir.display()
+                        ))
+                    }
+                }
+                Err(e) => Err(e),
+            }
+        }
+        VolCommand::IscsiUnexport { volume, host } => {
+            match plain_name(&volume).and_then(|_| plain_name(&host)) {
+                Ok(_) => i
+                    .exports
+                    .unexport(&volume, &host)
+                    .await
+                    .map(|()| serde_json::json!({"ok": true})),
+                Err(e) => Err(e),
+            }
+        }
+        VolCommand::IscsiExported => {
+            Ok(serde_json::json!({"ok": true, "exported": i.exports.exported()}))
+        }
+    };
+    r.unwrap_or_else(|e| {
+        tracing::warn!("privileged helper: iSCSI: {e}");
+        serde_json::json!({"error": e})
+    })
+}
+
 async fn one(
     stream: UnixStream,
     host: &dyn Privileged,
     net: Option<&dyn HostDriver>,
+    iscsi: Option<&IscsiHost>,
 ) -> std::io::Result<()> {
     let (r, mut w) = stream.into_split();
     let mut line = String::new();
@@ -98,6 +168,7 @@ async fn one(
             },
             None => not_linuxbridge(),
         },
+        Ok(Request::Vol(cmd)) => volume_command(cmd, iscsi).await,
         Ok(Request::Host(cmd)) => {
             let what = describe(&cmd);
             match host.run(cmd).await {

@@ -220,7 +220,20 @@ pub async fn supervise(cfg: &Config) -> Result<i32, String> {
         Some(Err(e)) => return Err(e),
         None => None,
     };
-    let server = tokio::spawn(crate::server::serve(listener, host, net, uid));
+    // The volume agent's iSCSI targets (tgtd needs root).
+    let iscsi = (cfg.volume.volume_driver == "file" && cfg.volume.remote_transport == "iscsi")
+        .then(|| {
+            let volumes_dir = cfg.volumes_dir();
+            Arc::new(crate::server::IscsiHost {
+                exports: ferro_voldriver::iscsi::IscsiExports::new(
+                    ferro_voldriver::FileDriver::iscsi_dir(&volumes_dir),
+                    &cfg.volume_target_ip(),
+                    cfg.volume.target_port,
+                ),
+                volumes_dir,
+            })
+        });
+    let server = tokio::spawn(crate::server::serve(listener, host, net, iscsi, uid));
 
     let r = run_service(cfg, &sock, uid, gid).await;
     server.abort();

@@ -177,6 +177,7 @@ async fn the_helper_answers_as_the_host_does_and_refuses_the_same() {
         listener,
         Arc::new(LocalHost::new(scope)),
         None,
+        None,
         SERVICE_GID,
     ));
     let client = HelperClient::new(&sock);
@@ -267,4 +268,82 @@ async fn the_helper_answers_as_the_host_does_and_refuses_the_same() {
         })
         .await;
     assert!(r.is_ok(), "{r:?}");
+}
+
+/// The volume agent's iSCSI targets through the helper, as a service
+/// without root makes them: the helper opens only `volume-<id>` of its own
+/// volumes directory, refuses names that could leave it, and its targets
+/// are the ones `IscsiExports` makes directly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_helper_makes_the_volume_agents_iscsi_targets() {
+    use ferro_voldriver::iscsi::IscsiTargets;
+    if std::process::Command::new("tgtd")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: tgtd is not installed (Debian's tgt)");
+        return;
+    }
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: tgtd needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let volumes = dir.path().join("volumes");
+    std::fs::create_dir_all(&volumes).unwrap();
+    let f = std::fs::File::create(volumes.join("volume-v1")).unwrap();
+    f.set_len(1 << 20).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let iscsi = Arc::new(ferro_privsep::server::IscsiHost {
+        exports: ferro_voldriver::iscsi::IscsiExports::new(
+            ferro_voldriver::FileDriver::iscsi_dir(&volumes),
+            "127.0.0.1",
+            port,
+        ),
+        volumes_dir: volumes.clone(),
+    });
+    let sock: PathBuf = dir.path().join("helper.sock");
+    let listener = tokio::net::UnixListener::bind(&sock).unwrap();
+    let scope = layout(dir.path());
+    let server = tokio::spawn(ferro_privsep::server::serve(
+        listener,
+        Arc::new(LocalHost::new(scope)),
+        None,
+        Some(iscsi),
+        SERVICE_GID,
+    ));
+    let targets = ferro_privsep::HelperIscsi::new(HelperClient::new(&sock));
+    // The path the service sends is not what the helper opens.
+    let info = targets
+        .export("v1", Path::new("/etc/shadow"), "host-b")
+        .await
+        .unwrap();
+    assert_eq!(info["driver_volume_type"], "iscsi", "{info}");
+    assert_eq!(info["data"]["auth_method"], "CHAP", "{info}");
+    assert_eq!(
+        targets.exported().await,
+        vec![("v1".to_string(), "host-b".to_string())]
+    );
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+    for (vol, host) in [
+        ("../v1", "host-b"),
+        ("v1", "a/b"),
+        ("", "h"),
+        ("v2", "host-b"),
+    ] {
+        let r = targets.export(vol, Path::new("x"), host).await;
+        assert!(r.is_err(), "{vol} {host}: {r:?}");
+    }
+    targets.unexport("v1", "host-b").await.unwrap();
+    assert!(targets.exported().await.is_empty());
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "the portal still listens after the last target"
+    );
+    server.abort();
 }

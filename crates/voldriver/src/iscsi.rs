@@ -20,6 +20,31 @@ use std::time::Duration;
 /// Cinder's `target_prefix`.
 const IQN_PREFIX: &str = "iqn.2010-10.org.openstack:";
 
+/// What makes and removes the targets: `IscsiExports` itself, or the
+/// privileged helper running it for a service without root.
+#[async_trait::async_trait]
+pub trait IscsiTargets: Send + Sync {
+    /// Opens `file`, the volume's raw file, to `host`: its connection info.
+    async fn export(&self, volume: &str, file: &Path, host: &str) -> BResult<Value>;
+    /// Closes the volume's target for `host` (idempotent).
+    async fn unexport(&self, volume: &str, host: &str) -> BResult<()>;
+    /// The (volume, host) pairs exported now.
+    async fn exported(&self) -> Vec<(String, String)>;
+}
+
+#[async_trait::async_trait]
+impl IscsiTargets for IscsiExports {
+    async fn export(&self, volume: &str, file: &Path, host: &str) -> BResult<Value> {
+        IscsiExports::export(self, volume, file, host).await
+    }
+    async fn unexport(&self, volume: &str, host: &str) -> BResult<()> {
+        IscsiExports::unexport(self, volume, host).await
+    }
+    async fn exported(&self) -> Vec<(String, String)> {
+        IscsiExports::exported(self)
+    }
+}
+
 pub struct IscsiExports {
     /// Where the exports' records, the daemon's pid and log live.
     pub dir: PathBuf,

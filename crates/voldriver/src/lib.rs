@@ -176,7 +176,7 @@ impl VolumeDriver for FakeDriver {
 /// How volumes reach other hosts.
 enum Remote {
     Nbd(nbd::NbdExports),
-    Iscsi(iscsi::IscsiExports),
+    Iscsi(std::sync::Arc<dyn iscsi::IscsiTargets>),
 }
 
 impl Remote {
@@ -192,10 +192,10 @@ impl Remote {
             Remote::Iscsi(i) => i.unexport(id, host).await,
         }
     }
-    fn exported(&self) -> Vec<(String, String)> {
+    async fn exported(&self) -> Vec<(String, String)> {
         match self {
             Remote::Nbd(n) => n.exported(),
-            Remote::Iscsi(i) => i.exported(),
+            Remote::Iscsi(i) => i.exported().await,
         }
     }
     fn name(&self) -> &'static str {
@@ -259,17 +259,31 @@ impl FileDriver {
     /// iSCSI (a `tgtd` this driver runs, portal `listen:port`) with a CHAP
     /// account per attachment. A target serves a file as a disk of fixed
     /// size, so the volumes must be raw.
-    pub fn with_iscsi(mut self, host: &str, listen: &str, port: u16) -> BResult<Self> {
+    pub fn with_iscsi(self, host: &str, listen: &str, port: u16) -> BResult<Self> {
+        let exports = iscsi::IscsiExports::new(Self::iscsi_dir(&self.dir), listen, port);
+        self.with_iscsi_targets(host, std::sync::Arc::new(exports))
+    }
+
+    /// As `with_iscsi`, with the targets made by `targets` (the privileged
+    /// helper's, when the service runs without root).
+    pub fn with_iscsi_targets(
+        mut self,
+        host: &str,
+        targets: std::sync::Arc<dyn iscsi::IscsiTargets>,
+    ) -> BResult<Self> {
         if self.format != "raw" {
             return Err(format!(
                 "iSCSI exports need raw volumes (volume_format = raw), not {}",
                 self.format
             ));
         }
-        let exports =
-            iscsi::IscsiExports::new(self.dir.join(".exports").join("iscsi"), listen, port);
-        self.remote = Some((host.to_string(), Remote::Iscsi(exports)));
+        self.remote = Some((host.to_string(), Remote::Iscsi(targets)));
         Ok(self)
+    }
+
+    /// Where the iSCSI exports of volumes in `volumes_dir` keep their records.
+    pub fn iscsi_dir(volumes_dir: &Path) -> PathBuf {
+        volumes_dir.join(".exports").join("iscsi")
     }
 
     /// The exports, when the connector's host is another host.
@@ -442,7 +456,7 @@ impl VolumeDriver for FileDriver {
     async fn extend(&self, id: &str, size_gb: u64) -> BResult<bool> {
         let p = self.existing(self.volume_path(id))?;
         if let Some((_, exports)) = &self.remote
-            && exports.exported().iter().any(|(v, _)| v == id)
+            && exports.exported().await.iter().any(|(v, _)| v == id)
         {
             return Err(format!(
                 "volume {id} is exported over {}: it grows once detached",

@@ -17,10 +17,14 @@
 #   new guest on B gets its lease, its metadata and the router from B;
 #   host A returns: it lets go of what moved, the hosts flood to each other
 #   again, and its guest, which ran on, is reached from B;
-#   host A also holds the volumes (`--roles compute,network,volume`): one
-#   attached to a new guest on B travels over NBD with a key made for the
-#   attachment; the guest writes, B cannot open the export without the key,
-#   and after detach the export is gone and A's file holds the data.
+#   host A also holds the volumes (a volume agent, `serve --roles volume`):
+#   one attached to a new guest on B travels over NBD with a key made for
+#   the attachment; the guest writes, B cannot open the export without the
+#   key, and after detach the export is gone and A's file holds the data;
+#   A's volume agent restarts serving iSCSI (raw volumes, tgt): a volume
+#   attached to the same guest travels through a target with a CHAP account
+#   made for the attachment; the guest writes, B cannot log in without the
+#   account, and after detach the target and its portal are gone.
 #
 #   scripts/multi-host.sh
 #
@@ -40,9 +44,11 @@ HOSTA="mh-a-$$" HOSTB="mh-b-$$"
 ULA=10.250.0.1 ULB=10.250.0.2
 RELAYS=()
 declare -A HOST_PID=() HOLDER=()
+VOL_PID=''
 cleanup() {
   local rc=$?
   local h p
+  stop_volumes
   for h in a b; do
     p="${HOST_PID[$h]:-}"
     if [ -n "$p" ]; then
@@ -79,7 +85,7 @@ bail() {
 }
 [ "$(id -u)" = 0 ] || bail "runs as root (bridges, namespaces and dnsmasq need it)"
 for c in qemu-system-x86_64:qemu-system-x86 genisoimage:genisoimage qemu-img:qemu-utils \
-         dnsmasq:dnsmasq-base busybox:busybox-static nft:nftables socat:socat conntrack:conntrack; do
+         dnsmasq:dnsmasq-base busybox:busybox-static nft:nftables socat:socat conntrack:conntrack tgtd:tgt; do
   ferro_need "${c%%:*}" "${c#*:}" || bail "${c%%:*} is installed"
 done
 if ! timeout 2 bash -c 'exec 3<>/dev/tcp/127.0.0.1/5672' 2>/dev/null; then
@@ -138,19 +144,16 @@ for h in a b; do
   HOLDER[$h]=$!
 done
 sleep 0.5
-# start_host a|b: `serve --roles compute,network` on that host; A also
-# holds the volumes (`volume`), which it opens to B over NBD.
+# start_host a|b: `serve --roles compute,network` on that host.
 start_host() {
-  local h="$1" host="$HOSTA" ip=$ULA roles=compute,network,volume
-  [ "$h" = b ] && host="$HOSTB" ip=$ULB roles=compute,network
+  local h="$1" host="$HOSTA" ip=$ULA roles=compute,network
+  [ "$h" = b ] && host="$HOSTB" ip=$ULB
   mkdir -p "$work/$h"
   nsenter -t "${HOLDER[$h]}" -n -m \
     env FERROSTACK__COMPUTE__HOST="$host" FERROSTACK__COMPUTE__COMPUTE_DRIVER=qemu \
         FERROSTACK__COMPUTE__VIRT_TYPE="${FERRO_VIRT_TYPE:-qemu}" \
         FERROSTACK__NETWORK__LOCAL_IP="$ip" \
         FERROSTACK__COMPUTE__INSTANCES_PATH="$FERRO_GUESTS_DIR/$h/instances" \
-        FERROSTACK__VOLUME__VOLUMES_DIR="$FERRO_GUESTS_DIR/$h/volumes" \
-        FERROSTACK__VOLUME__REMOTE_TRANSPORT=nbd \
         FERROSTACK__VNC__NOVNCPROXY_LISTEN="127.0.0.1:$(free_port)" \
     "$BIN" serve --roles "$roles" --data-dir "$work/$h" --listen 127.0.0.1:9 \
     >> "$work/$h/ferrostack.log" 2>&1 < /dev/null &
@@ -167,6 +170,40 @@ relay() {
       "UNIX-CONNECT:$work/relay-$port.sock" &
     RELAYS+=($!); HOST_RELAYS[$h]="${HOST_RELAYS[$h]} $!"
   done
+}
+# start_volumes nbd|iscsi: host A's volume agent (`serve --roles volume`),
+# opening volumes to other hosts over that transport (iSCSI: raw volumes).
+start_volumes() {
+  local format=qcow2
+  [ "$1" = iscsi ] && format=raw
+  mkdir -p "$work/a-vol"
+  nsenter -t "${HOLDER[a]}" -n -m \
+    env FERROSTACK__COMPUTE__HOST="$HOSTA" FERROSTACK__NETWORK__LOCAL_IP="$ULA" \
+        FERROSTACK__VOLUME__VOLUMES_DIR="$FERRO_GUESTS_DIR/a/volumes" \
+        FERROSTACK__VOLUME__REMOTE_TRANSPORT="$1" FERROSTACK__VOLUME__VOLUME_FORMAT="$format" \
+        FERROSTACK__VNC__NOVNCPROXY_LISTEN="127.0.0.1:$(free_port)" \
+    "$BIN" serve --roles volume --data-dir "$work/a-vol" --listen 127.0.0.1:9 \
+    > "$work/a-vol/ferrostack-$1.log" 2>&1 < /dev/null &
+  VOL_PID=$!
+  local t0=$SECONDS
+  while [ $((SECONDS - t0)) -lt 60 ]; do
+    grep -q "^volume agent: " "$work/a-vol/ferrostack-$1.log" 2>/dev/null && return 0
+    kill -0 "$VOL_PID" 2>/dev/null || break
+    sleep 0.5
+  done
+  echo "host A's volume agent ($1) did not come up"; tail -5 "$work/a-vol/ferrostack-$1.log"; return 1
+}
+# stop_volumes: stops host A's volume agent, and the tgtd it started.
+stop_volumes() {
+  [ -n "$VOL_PID" ] || return 0
+  kill -TERM "$VOL_PID" 2>/dev/null || true
+  wait "$VOL_PID" 2>/dev/null || true
+  VOL_PID=''
+  local pidf="$FERRO_GUESTS_DIR/a/volumes/.exports/iscsi/tgtd.pid" p
+  if [ -f "$pidf" ]; then
+    p="$(cat "$pidf")"
+    grep -q tgtd "/proc/$p/cmdline" 2>/dev/null && kill -KILL "$p" 2>/dev/null || true
+  fi
 }
 relay a; relay b
 start_host a
@@ -400,16 +437,18 @@ wait_volume() {  # wait_volume VOLUME STATUS
 # A volume of host A (its volume agent exports it over NBD with a key made
 # for the attachment) attached to a new guest on B: the guest writes
 # through it; B without the key cannot open the export; detached, the
-# export is gone and A's file holds what the guest wrote.
+# export is gone and A's file holds what the guest wrote. The guest stays
+# for the iSCSI step: its user data writes to each volume that appears.
 VOL='' S4=''
 s_volume_nbd() {
   need IMG_ID NET_ID || return 1
+  start_volumes nbd || return 1
   run admin volume create --size 1 mh-vol -f json || return 1
   VOL="$(printf '%s' "$OUT" | js get id)"
   wait_volume "$VOL" available || return 1
-  local marker="mh-nbd-$$" ud="$work/ud-nbd" exp port
-  printf '#!/bin/sh\ni=0; while [ ! -b /dev/vdb ] && [ $i -lt 1800 ]; do sleep 0.1; i=$((i+1)); done\necho %s | dd of=/dev/vdb bs=512 conv=sync,fsync 2>/dev/null && echo NBD-WROTE\n' \
-    "$marker" > "$ud"
+  local ud="$work/ud-vol" exp port
+  printf '#!/bin/sh\nfor t in NBD ISCSI; do\n i=0; while [ ! -b /dev/vdb ] && [ $i -lt 3000 ]; do sleep 0.1; i=$((i+1)); done\n echo mh-$t-%s | dd of=/dev/vdb bs=512 conv=sync,fsync 2>/dev/null && echo $t-WROTE\n i=0; while [ -b /dev/vdb ] && [ $i -lt 3000 ]; do sleep 0.1; i=$((i+1)); done\ndone\n' \
+    "$$" > "$ud"
   run admin server create --image "$IMG_ID" --flavor m1.tiny --availability-zone "nova:$HOSTB" \
       --nic "net-id=$NET_ID" --user-data "$ud" mh4 -f json || return 1
   S4="$(printf '%s' "$OUT" | js get id)"
@@ -431,13 +470,53 @@ s_volume_nbd() {
     echo "the export's port still answers after detach"; return 1
   fi
   run qemu-img convert -O raw "$FERRO_GUESTS_DIR/a/volumes/volume-$VOL" "$work/vol.raw" || return 1
-  head -c 64 "$work/vol.raw" | grep -q "$marker" || { echo "host A's file does not hold what the guest wrote"; return 1; }
+  head -c 64 "$work/vol.raw" | grep -q "mh-NBD-$$" || { echo "host A's file does not hold what the guest wrote"; return 1; }
+  run admin volume delete "$VOL"
+}
+
+# Host A's volume agent restarts serving iSCSI: a new (raw) volume attached
+# to the same guest on B goes through a tgt target with a CHAP account made
+# for the attachment; B cannot log in without the account or with another
+# password; detached, the target and the portal are gone and A's file holds
+# what the guest wrote.
+s_volume_iscsi() {
+  need S4 || return 1
+  stop_volumes
+  start_volumes iscsi || return 1
+  run admin volume create --size 1 mh-vol-iscsi -f json || return 1
+  VOL="$(printf '%s' "$OUT" | js get id)"
+  wait_volume "$VOL" available || return 1
+  run admin server add volume "$S4" "$VOL" || return 1
+  wait_console "$S4" ISCSI-WROTE || return 1
+  local rec="$FERRO_GUESTS_DIR/a/volumes/.exports/iscsi/$VOL@$HOSTB/target.json" iqn user
+  [ -f "$rec" ] || { echo "host A has no iSCSI target of $VOL for $HOSTB"; ls -laR "$FERRO_GUESTS_DIR/a/volumes/.exports"; return 1; }
+  iqn="$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["iqn"])' "$rec")"
+  user="$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["user"])' "$rec")"
+  echo "# the guest on B wrote to host A's volume through $ULA:3260 $iqn"
+  if in_host b qemu-img info --image-opts \
+      "driver=iscsi,transport=tcp,portal=$ULA:3260,target=$iqn,lun=1" > /dev/null 2>&1; then
+    echo "host B logged in to the target without CHAP"; return 1
+  fi
+  if in_host b qemu-img info --object secret,id=s0,data=0123456789abcdef --image-opts \
+      "driver=iscsi,transport=tcp,portal=$ULA:3260,target=$iqn,lun=1,user=$user,password-secret=s0" > /dev/null 2>&1; then
+    echo "host B logged in to the target with another password"; return 1
+  fi
+  run admin server remove volume "$S4" "$VOL" || return 1
+  wait_volume "$VOL" available || return 1
+  [ ! -e "$(dirname "$rec")" ] || { echo "the target's record is still there after detach"; return 1; }
+  if in_host b timeout 3 bash -c "exec 3<>/dev/tcp/$ULA/3260" 2> /dev/null; then
+    echo "the portal still answers after the last detach"; return 1
+  fi
+  head -c 64 "$FERRO_GUESTS_DIR/a/volumes/volume-$VOL" | grep -q "mh-ISCSI-$$" || { echo "host A's file does not hold what the guest wrote"; return 1; }
   run admin server delete --wait "$S4" || return 1
+  S4=''
   run admin volume delete "$VOL"
 }
 
 s_teardown() {
   need S2 S3 NET_ID || return 1
+  # The volume steps' guest, if a failed step left it.
+  [ -n "$S4" ] && admin server delete --wait "$S4" > /dev/null 2>&1 < /dev/null
   run admin server delete --wait "$S1" "$S2" "$S3" || return 1
   run admin router remove subnet mh-router mh-sub || return 1
   run admin router delete mh-router || return 1
@@ -464,6 +543,7 @@ step "the network's DHCP and the router move to host B, which stops flooding to 
 step "a new guest on B gets its lease, metadata and router from B and reaches the guest on B" s_after
 step "host A returns: it lets go of the DHCP and the router, flooding between the hosts is back, and the guest on B reaches the guest on A" s_a_returns
 step "a volume of host A attached to a new guest on B over NBD: the guest writes, B cannot open it without the key, detached the export is gone and A's file holds the data" s_volume_nbd
+step "host A's volume agent serves iSCSI: a volume attached to the guest on B through a target with a CHAP account for the attachment; B cannot log in without it; detached, the target and portal are gone and A's file holds the data" s_volume_iscsi
 step "deleting servers, router and network leaves nothing on either host" s_teardown
 
 echo "multi-host: $PASSED passed, $FAILED failed"

@@ -75,6 +75,27 @@ fn open_exports(volumes: &Path) -> Vec<String> {
         .collect()
 }
 
+/// Stops, on the way out (a failed assertion included), the export
+/// daemons the volume agent left in `volumes`.
+struct ExportReaper(std::path::PathBuf);
+impl Drop for ExportReaper {
+    fn drop(&mut self) {
+        let Ok(rd) = std::fs::read_dir(self.0.join(".exports")) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let Ok(pid) = std::fs::read_to_string(e.path().join("pid")) else {
+                continue;
+            };
+            let pid = pid.trim();
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmdline).contains(&*self.0.to_string_lossy()) {
+                let _ = std::process::Command::new("kill").arg(pid).status();
+            }
+        }
+    }
+}
+
 struct Cloud {
     c: reqwest::Client,
     url: String,
@@ -228,6 +249,7 @@ async fn kill_at_each_attach_and_detach_step_leaves_volume_guest_and_export_agre
     ];
     let roles = ["--roles", "controller,compute"];
     let serve = |inject: Option<&str>| start_with(dir.path(), port, inject, &roles, &env);
+    let _exports = ExportReaper(volumes.clone());
     let _agent = start_with(
         vdir.path(),
         9,

@@ -529,6 +529,20 @@ fn a_uefi_guest_boots_under_ovmf() {
 /// another, the export does not open. The QEMU driver attaches it to a
 /// running guest, which writes to it; after detach the export is gone and
 /// the data is in the volume's file.
+/// The raw `file` begins with what the guest wrote.
+fn assert_holds(file: &Path, marker: &str) {
+    let mut head = vec![0u8; 64];
+    std::fs::File::open(file)
+        .unwrap()
+        .read_exact(&mut head)
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&head).starts_with(marker),
+        "the volume's file holds what the guest wrote: {:?}",
+        String::from_utf8_lossy(&head)
+    );
+}
+
 /// A new guest writes a marker to the volume of `info` hot-plugged at
 /// /dev/vdb and syncs it; the volume is detached and the guest destroyed.
 /// Returns the marker.
@@ -686,16 +700,7 @@ fn a_volume_of_another_host_attaches_over_nbd_with_its_key() {
             .unwrap()
             .success()
     );
-    let mut head = vec![0u8; 64];
-    std::fs::File::open(&raw)
-        .unwrap()
-        .read_exact(&mut head)
-        .unwrap();
-    assert!(
-        String::from_utf8_lossy(&head).starts_with(&marker),
-        "the volume's file holds what the guest wrote: {:?}",
-        String::from_utf8_lossy(&head)
-    );
+    assert_holds(&raw, &marker);
 }
 
 #[test]
@@ -747,16 +752,7 @@ fn a_volume_of_another_host_attaches_over_iscsi_with_its_chap_account() {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
         "the portal still listens after the last export"
     );
-    let mut head = vec![0u8; 64];
-    std::fs::File::open(vdir.join("volume-v1"))
-        .unwrap()
-        .read_exact(&mut head)
-        .unwrap();
-    assert!(
-        String::from_utf8_lossy(&head).starts_with(&marker),
-        "the volume's file holds what the guest wrote: {:?}",
-        String::from_utf8_lossy(&head)
-    );
+    assert_holds(&vdir.join("volume-v1"), &marker);
 }
 
 /// Benchmark (run by `scripts/bench-volumes.sh`, not in the default run):

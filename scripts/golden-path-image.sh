@@ -177,13 +177,13 @@ write_clouds() {
 }
 
 PASSED=0 FAILED=0
-step() {  # step "description" FUNCTION
-  local desc="$1"; shift
+step() {  # step "description" FUNCTION  (prints the step's wall time)
+  local desc="$1" t0=$SECONDS; shift
   if "$@" > "$work/step.log" 2>&1; then
-    PASSED=$((PASSED + 1)); echo "ok - $desc"
+    PASSED=$((PASSED + 1)); echo "ok - $desc ($((SECONDS - t0)) s)"
     [ "${VERBOSE:-0}" = 1 ] && sed 's/^/#   /' "$work/step.log"
   else
-    FAILED=$((FAILED + 1)); echo "not ok - $desc"
+    FAILED=$((FAILED + 1)); echo "not ok - $desc ($((SECONDS - t0)) s)"
     sed 's/^/#   /' "$work/step.log"
   fi
   return 0

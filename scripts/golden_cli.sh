@@ -65,14 +65,14 @@ run() {
 admin() { OS_CLOUD="$CLOUD" timeout -k 5 "$CLI_TIMEOUT" "$OSC" "$@"; }
 
 PASSED=0 FAILED=0
-step() {  # step "description" FUNCTION
-  local desc="$1"; shift
+step() {  # step "description" FUNCTION  (prints the step's wall time)
+  local desc="$1" t0=$SECONDS; shift
   if "$@" > "$work/step.log" 2>&1; then
-    PASSED=$((PASSED + 1)); echo "ok - $desc"
+    PASSED=$((PASSED + 1)); echo "ok - $desc ($((SECONDS - t0)) s)"
     if [ "${VERBOSE:-0}" = 1 ]; then sed 's/^/#   /' "$work/step.log"
     else grep '^# ' "$work/step.log" | sed 's/^/#   /' || true; fi
   else
-    FAILED=$((FAILED + 1)); echo "not ok - $desc"
+    FAILED=$((FAILED + 1)); echo "not ok - $desc ($((SECONDS - t0)) s)"
     sed 's/^/#   /' "$work/step.log"
   fi
   return 0

@@ -3,6 +3,7 @@ steps as `ok - ...` / `not ok - ...`, and print the summary line."""
 import json
 import subprocess
 import sys
+import time
 
 
 class Run:
@@ -27,13 +28,15 @@ class Run:
         return json.loads(out) if out.startswith(("{", "[")) else out
 
     def step(self, name, fn):
+        t0 = time.monotonic()
+        took = lambda: f"({time.monotonic() - t0:.0f} s)"  # noqa: E731
         try:
             r = fn()
-            print(f"ok - {name}", flush=True)
+            print(f"ok - {name} {took()}", flush=True)
             self.passed += 1
             return r
         except Exception as e:  # noqa: BLE001 - every failure is reported, not raised
-            print(f"not ok - {name}: {e}", flush=True)
+            print(f"not ok - {name} {took()}: {e}", flush=True)
             self.failed += 1
             return None
 

@@ -51,6 +51,7 @@ if [ "${PIPESTATUS[0]}" != 0 ]; then
   exit 1
 fi
 
+echo "   (${SECONDS} s)"
 echo "== cargo test (workspace)"
 cargo test --workspace --no-fail-fast 2>&1 | tee /tmp/ferro-cargo-test.log | grep -E '^(test result|running|error|failures|---- )' || true
 if grep -qE '^test result: FAILED|^error(\[|:)' /tmp/ferro-cargo-test.log; then
@@ -58,7 +59,7 @@ if grep -qE '^test result: FAILED|^error(\[|:)' /tmp/ferro-cargo-test.log; then
   exit 1
 fi
 passed=$(grep -E '^test result:' /tmp/ferro-cargo-test.log | sed -E 's/.* ([0-9]+) passed.*/\1/' | awk '{s+=$1} END {print s+0}')
-echo "cargo: ${passed} passed, 0 failed"
+echo "cargo: ${passed} passed, 0 failed (${SECONDS} s since the start)"
 
 [ "${QUICK:-0}" = 1 ] && exit 0
 
@@ -82,34 +83,41 @@ tally() {
   done <<<"$lines"
 }
 status=0
+# Each stage's wall time, for the record of where a run's time goes.
+stage_t0=$SECONDS
+stage() {
+  echo "   ($((SECONDS - stage_t0)) s)"
+  stage_t0=$SECONDS
+  echo "== $*"
+}
 # Tempest's identity defaults assume Keystone's security compliance features
 # are on (lockout after 2 failures for 5 s, last 2 passwords unique); the
 # server under test gets the same settings through the environment.
 export FERROSTACK__SECURITY_COMPLIANCE__LOCKOUT_FAILURE_ATTEMPTS="${FERROSTACK__SECURITY_COMPLIANCE__LOCKOUT_FAILURE_ATTEMPTS:-2}"
 export FERROSTACK__SECURITY_COMPLIANCE__LOCKOUT_DURATION="${FERROSTACK__SECURITY_COMPLIANCE__LOCKOUT_DURATION:-5}"
 export FERROSTACK__SECURITY_COMPLIANCE__UNIQUE_LAST_PASSWORD_COUNT="${FERROSTACK__SECURITY_COMPLIANCE__UNIQUE_LAST_PASSWORD_COUNT:-2}"
-echo "== openstack CLI golden path"
+stage "openstack CLI golden path"
 bash scripts/golden-path.sh 2>&1 | tee /tmp/ferro-golden.log || status=1
 tally /tmp/ferro-golden.log
-echo "== openstack CLI image golden path"
+stage "openstack CLI image golden path"
 bash scripts/golden-path-image.sh 2>&1 | tee /tmp/ferro-golden-image.log || status=1
 tally /tmp/ferro-golden-image.log
-echo "== openstack CLI compute golden path"
+stage "openstack CLI compute golden path"
 bash scripts/golden-path-compute.sh 2>&1 | tee /tmp/ferro-golden-compute.log || status=1
 tally /tmp/ferro-golden-compute.log
-echo "== openstack CLI golden path on real guests (QEMU driver)"
+stage "openstack CLI golden path on real guests (QEMU driver)"
 bash scripts/golden-path-qemu.sh 2>&1 | tee /tmp/ferro-golden-qemu.log || status=1
 tally /tmp/ferro-golden-qemu.log
-echo "== openstack CLI: tenant networks of real guests (Linux bridge agent, in a test namespace)"
+stage "openstack CLI: tenant networks of real guests (Linux bridge agent, in a test namespace)"
 bash scripts/guest-network.sh 2>&1 | tee /tmp/ferro-guest-network.log || status=1
 tally /tmp/ferro-guest-network.log
-echo "== openstack CLI: two hosts and a controller over RabbitMQ (VXLAN, DHCP and router failover)"
+stage "openstack CLI: two hosts and a controller over RabbitMQ (VXLAN, DHCP and router failover)"
 bash scripts/multi-host.sh 2>&1 | tee /tmp/ferro-multi-host.log || status=1
 tally /tmp/ferro-multi-host.log
-echo "== openstack CLI network golden path"
+stage "openstack CLI network golden path"
 bash scripts/golden-path-network.sh 2>&1 | tee /tmp/ferro-golden-network.log || status=1
 tally /tmp/ferro-golden-network.log
-echo "== openstack CLI volume golden path"
+stage "openstack CLI volume golden path"
 bash scripts/golden-path-volume.sh 2>&1 | tee /tmp/ferro-golden-volume.log || status=1
 tally /tmp/ferro-golden-volume.log
 # The full identity, image, network and volume groups; the interop list of
@@ -118,7 +126,7 @@ tally /tmp/ferro-golden-volume.log
 # The full compute group (588 tests, ~12 minutes) runs with
 # TEMPEST_GROUPS="... compute"; the default keeps the run well under 30 minutes.
 for group in ${TEMPEST_GROUPS:-identity+interop image+interop interop-compute network+interop volume+interop}; do
-  echo "== tempest $group"
+  stage "tempest $group"
   extra=()
   # Tempest's ListUserImagesTest uploads random bytes as every disk format,
   # so those runs use an image service that does not compare content with
@@ -128,5 +136,6 @@ for group in ${TEMPEST_GROUPS:-identity+interop image+interop interop-compute ne
   "${extra[@]}" bash scripts/tempest.sh "$group" 2>&1 | tee "/tmp/ferro-tempest-$group.log" || status=1
   case "$group" in *+interop) tally "/tmp/ferro-tempest-$group.log" 2 ;; *) tally "/tmp/ferro-tempest-$group.log" ;; esac
 done
+echo "   ($((SECONDS - stage_t0)) s; all: $SECONDS s)"
 echo "summary: ${total_pass} passed, ${total_fail} failed, ${total_skip} skipped"
 exit $status

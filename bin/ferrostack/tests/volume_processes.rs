@@ -447,3 +447,185 @@ async fn kill_at_each_attach_and_detach_step_leaves_volume_guest_and_export_agre
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// A file's length and its first `n` bytes.
+fn file_head(p: &Path, n: usize) -> (u64, Vec<u8>) {
+    use std::io::Read;
+    let f = std::fs::File::open(p).unwrap();
+    let len = f.metadata().unwrap().len();
+    let mut b = Vec::with_capacity(n);
+    f.take(n as u64).read_to_end(&mut b).unwrap();
+    (len, b)
+}
+
+/// Whether this process runs as root (a mount namespace needs it).
+fn root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|u| u.split_whitespace().next().map(|x| x == "0"))
+        .unwrap_or(false)
+}
+
+/// The volume agent of another host moves image data to and from the
+/// Image service itself: run where the controller's files are hidden from
+/// it (its own mount namespace), it makes a volume from an image and
+/// uploads a volume to a new image; what the image held is what the volume
+/// holds, and back. Neither host keeps a scratch file afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_volume_host_downloads_and_uploads_images_itself() {
+    if !rabbit_reachable() {
+        ferro_common::skip_or_fail("RabbitMQ is not reachable at 127.0.0.1:5672");
+        return;
+    }
+    if !root() || !have("unshare") || !have("qemu-img") {
+        ferro_common::skip_or_fail(
+            "root, unshare and qemu-img are needed to run the volume agent in a mount namespace",
+        );
+        return;
+    }
+    let bus = "amqp://guest:guest@127.0.0.1:5672/%2f";
+    let dir = tempfile::tempdir().unwrap();
+    let vdir = tempfile::tempdir().unwrap();
+    let volumes = vdir.path().join("volumes");
+    let port = free_port();
+    let suffix = format!("{:08x}", std::process::id() ^ u32::from(port) ^ 0x5a5a);
+    let (aio_host, vol_host) = (format!("aio-{suffix}"), format!("vol-{suffix}"));
+    let _agent = start_hiding(
+        dir.path(),
+        vdir.path(),
+        9,
+        &["--roles", "volume"],
+        &[
+            ("FERROSTACK__BUS__URL", bus),
+            ("FERROSTACK__COMPUTE__HOST", &vol_host),
+            ("FERROSTACK__VOLUME__VOLUMES_DIR", volumes.to_str().unwrap()),
+            ("FERROSTACK__VOLUME__VOLUME_FORMAT", "raw"),
+        ],
+    );
+    let s = start_with(
+        dir.path(),
+        port,
+        None,
+        &["--roles", "controller,compute"],
+        &[
+            ("FERROSTACK__BUS__URL", bus),
+            ("FERROSTACK__COMPUTE__HOST", &aio_host),
+            ("FERROSTACK__VOLUME__VOLUME_HOST", &vol_host),
+            ("FERROSTACK__NETWORK__HOST_NET_DRIVER", "fake"),
+        ],
+    );
+    let cloud = Cloud::new(&s.url).await;
+
+    // An image of 3 MiB that is not all zeros.
+    let data: Vec<u8> = (0..3u32 << 20)
+        .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
+        .collect();
+    let (st, img) = cloud
+        .call(
+            reqwest::Method::POST,
+            "/image/v2/images",
+            json!({"name": "source", "disk_format": "raw", "container_format": "bare"}),
+        )
+        .await;
+    assert_eq!(st, 201, "{img}");
+    let img = img["id"].as_str().unwrap().to_string();
+    let up = cloud
+        .c
+        .put(format!("{}/image/v2/images/{img}/file", cloud.url))
+        .header("X-Auth-Token", &cloud.tok)
+        .header("Content-Type", "application/octet-stream")
+        .body(data.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(up.status(), 204);
+
+    // Image -> volume, on the volume host.
+    let (st, b) = cloud
+        .call(
+            reqwest::Method::POST,
+            "/volume/volumes",
+            json!({"volume": {"size": 1, "name": "from-image", "imageRef": img}}),
+        )
+        .await;
+    assert_eq!(st, 202, "{b}");
+    let vol = b["volume"]["id"].as_str().unwrap().to_string();
+    let st = cloud.settled(&vol, Duration::from_secs(60)).await;
+    let log = || std::fs::read_to_string(vdir.path().join("serve-cleanrolesvolume.log"));
+    assert_eq!(st, "available", "agent log: {:?}", log());
+    let (len, head) = file_head(&volumes.join(format!("volume-{vol}")), data.len() + 4096);
+    assert_eq!(len, 1 << 30);
+    assert!(head[..data.len()] == data[..], "the volume holds the image");
+    assert!(head[data.len()..].iter().all(|b| *b == 0));
+
+    // Volume -> a new qcow2 image, uploaded by the volume host.
+    let (st, b) = cloud
+        .call(
+            reqwest::Method::POST,
+            &format!("/volume/volumes/{vol}/action"),
+            json!({"os-volume_upload_image": {"image_name": "back", "disk_format": "qcow2",
+                                              "container_format": "bare"}}),
+        )
+        .await;
+    assert_eq!(st, 202, "{b}");
+    let back = b["os-volume_upload_image"]["image_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let t = Instant::now();
+    loop {
+        let (_, i) = cloud
+            .call(
+                reqwest::Method::GET,
+                &format!("/image/v2/images/{back}"),
+                Value::Null,
+            )
+            .await;
+        if i["status"] == "active" {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "image {i}; agent log: {:?}",
+            log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        cloud.settled(&vol, Duration::from_secs(30)).await,
+        "available"
+    );
+    let got = cloud
+        .c
+        .get(format!("{}/image/v2/images/{back}/file", cloud.url))
+        .header("X-Auth-Token", &cloud.tok)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let qcow = vdir.path().join("back.qcow2");
+    std::fs::write(&qcow, &got).unwrap();
+    let raw = vdir.path().join("back.raw");
+    let out = std::process::Command::new("qemu-img")
+        .args(["convert", "-f", "qcow2", "-O", "raw"])
+        .arg(&qcow)
+        .arg(&raw)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let (len, back_data) = file_head(&raw, data.len());
+    assert_eq!(len, 1 << 30);
+    assert!(back_data == data, "the image holds the volume");
+
+    // No scratch file is left on either host.
+    let scratch: Vec<_> = std::fs::read_dir(volumes.join(".images"))
+        .map(|rd| rd.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(scratch.is_empty(), "{scratch:?}");
+    let leftover = std::fs::read_dir(dir.path().join("volume-tmp")).is_ok();
+    assert!(!leftover, "the controller has a volume scratch directory");
+}

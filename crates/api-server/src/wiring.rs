@@ -522,93 +522,16 @@ fn neutron_to_error(e: ferro_network::error::NeutronError) -> Error {
     }
 }
 
-/// Block Storage's view of the Image service (create from image,
-/// upload to image), through the same in-process Glance routes.
+/// Block Storage's view of the Image service (the image's record for
+/// create from image, the new image's for upload to image), through the
+/// same in-process Glance routes; the volume agent moves the data.
 #[async_trait::async_trait]
 impl ferro_volume::ImageApi for InProcImages {
     async fn get(&self, token: &str, id: &str) -> Result<Option<Value>, Error> {
         ferro_compute::ImageApi::get(self, token, id).await
     }
-    async fn download(&self, token: &str, id: &str, dst: &std::path::Path) -> Result<(), Error> {
-        use futures_util::StreamExt;
-        use tokio::io::AsyncWriteExt;
-        let req = Request::builder()
-            .method(Method::GET)
-            .uri(format!("/v2/images/{id}/file"))
-            .header("x-auth-token", token)
-            .body(Body::empty())
-            .map_err(Error::internal)?;
-        let resp = self
-            .router
-            .clone()
-            .oneshot(req)
-            .await
-            .map_err(|e| Error::internal(format!("image call: {e}")))?;
-        let status = resp.status();
-        if !status.is_success() {
-            let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
-                .await
-                .map_err(Error::internal)?;
-            let v = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-            return Err(image_error(status, &v));
-        }
-        // Streamed to the file: images are never held in memory whole.
-        let mut f = tokio::fs::File::create(dst)
-            .await
-            .map_err(|e| Error::internal(format!("{}: {e}", dst.display())))?;
-        let mut stream = resp.into_body().into_data_stream();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| Error::internal(format!("reading image {id}: {e}")))?;
-            f.write_all(&chunk)
-                .await
-                .map_err(|e| Error::internal(format!("{}: {e}", dst.display())))?;
-        }
-        f.flush().await.map_err(Error::internal)?;
-        Ok(())
-    }
     async fn create(&self, token: &str, body: Value) -> Result<Value, Error> {
         ferro_compute::ImageApi::create(self, token, body).await
-    }
-    async fn upload(&self, token: &str, id: &str, src: &std::path::Path) -> Result<(), Error> {
-        use tokio::io::AsyncReadExt;
-        let file = tokio::fs::File::open(src)
-            .await
-            .map_err(|e| Error::internal(format!("{}: {e}", src.display())))?;
-        // Streamed from the file in 1 MiB chunks: a volume's image is never
-        // held in memory whole.
-        let chunks = futures_util::stream::unfold(file, |mut f| async move {
-            let mut buf = vec![0u8; 1 << 20];
-            match f.read(&mut buf).await {
-                Ok(0) => None,
-                Ok(n) => {
-                    buf.truncate(n);
-                    Some((Ok::<_, std::io::Error>(bytes::Bytes::from(buf)), f))
-                }
-                Err(e) => Some((Err(e), f)),
-            }
-        });
-        let req = Request::builder()
-            .method(Method::PUT)
-            .uri(format!("/v2/images/{id}/file"))
-            .header("x-auth-token", token)
-            .header("content-type", "application/octet-stream")
-            .body(Body::from_stream(chunks))
-            .map_err(Error::internal)?;
-        let resp = self
-            .router
-            .clone()
-            .oneshot(req)
-            .await
-            .map_err(|e| Error::internal(format!("image call: {e}")))?;
-        let status = resp.status();
-        if status.is_success() {
-            return Ok(());
-        }
-        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
-            .await
-            .map_err(Error::internal)?;
-        let v = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Err(image_error(status, &v))
     }
     async fn delete(&self, token: &str, id: &str) -> Result<(), Error> {
         ferro_compute::ImageApi::delete(self, token, id).await
@@ -662,8 +585,13 @@ pub async fn start_volume_agent(
     cfg: &Config,
     bus: Arc<dyn Bus>,
 ) -> Result<Arc<ferro_volume_agent::VolumeAgent>, Error> {
-    let agent =
-        ferro_volume_agent::VolumeAgent::new(bus, cfg.compute.host_name(), volume_driver(cfg)?);
+    // Images pass through the volume host's own scratch directory.
+    let agent = ferro_volume_agent::VolumeAgent::new(
+        bus,
+        cfg.compute.host_name(),
+        volume_driver(cfg)?,
+        cfg.volumes_dir().join(".images"),
+    );
     agent
         .clone()
         .start()

@@ -7,7 +7,6 @@
 
 pub mod console;
 mod download;
-mod upload;
 
 use ferro_bus::{Bus, Incoming, Target};
 use ferro_rpc::RpcError;
@@ -287,7 +286,9 @@ impl ComputeAgent {
             .join(format!("snapshot-{uuid}-{}", dest.image_id));
         let r = async {
             let size = self.driver.snapshot(uuid, &path).await?;
-            upload::put_image_file(dest, &path).await?;
+            ferro_image_client::upload(&dest.endpoint, &dest.token, &dest.image_id, &path)
+                .await
+                .map_err(RpcError::Failed)?;
             Ok(size)
         }
         .await;

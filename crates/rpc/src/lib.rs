@@ -13,6 +13,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod compute;
+pub mod image;
 pub mod metadata;
 pub mod network;
 pub mod volume;

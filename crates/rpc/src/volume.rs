@@ -4,7 +4,11 @@
 //! snapshots are named by id and sized in GiB; `export` takes the
 //! connector of the host that will attach (Cinder's
 //! `initialize_connection`) and answers that host's `connection_info`,
-//! `unexport` releases it (`terminate_connection`).
+//! `unexport` releases it (`terminate_connection`). Image data moves
+//! between the agent's host and the Image service directly, as
+//! cinder-volume's `copy_image_to_volume` and `copy_volume_to_image` do:
+//! the request carries the Image service's URL and the user's token.
+pub use crate::image::{ImageAccess, ImageDestination};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::time::Duration;
@@ -29,11 +33,13 @@ pub enum VolumeRequest {
         id: String,
         size_gb: u64,
     },
-    /// A volume holding the image file at `src` (a path on the agent's
-    /// host), grown to `size_gb`.
-    CreateFromFile {
+    /// A volume holding image `image_id`, which the agent downloads from
+    /// the Image service (its hash verified), grown to `size_gb`; also
+    /// what `os-reimage` writes over a volume.
+    CreateFromImage {
         id: String,
-        src: String,
+        image_id: String,
+        images: ImageAccess,
         size_gb: u64,
     },
     CloneVolume {
@@ -81,11 +87,12 @@ pub enum VolumeRequest {
         id: String,
         connector: Value,
     },
-    /// Writes the volume's content to `dst` (a path on the agent's host).
-    CopyToFile {
+    /// Uploads the volume's content in `format` (`raw`, or `qcow2` for
+    /// any other) to the image `dest` names (upload-to-image).
+    UploadToImage {
         id: String,
-        dst: String,
         format: String,
+        dest: ImageDestination,
     },
     /// The ids the backend holds.
     Inventory,
@@ -96,7 +103,7 @@ impl VolumeRequest {
         match self {
             VolumeRequest::Describe => "describe",
             VolumeRequest::Create { .. } => "create",
-            VolumeRequest::CreateFromFile { .. } => "create_from_file",
+            VolumeRequest::CreateFromImage { .. } => "create_from_image",
             VolumeRequest::CloneVolume { .. } => "clone_volume",
             VolumeRequest::CreateSnapshot { .. } => "create_snapshot",
             VolumeRequest::SnapshotFile { .. } => "snapshot_file",
@@ -107,7 +114,7 @@ impl VolumeRequest {
             VolumeRequest::DeleteSnapshot { .. } => "delete_snapshot",
             VolumeRequest::Export { .. } => "export",
             VolumeRequest::Unexport { .. } => "unexport",
-            VolumeRequest::CopyToFile { .. } => "copy_to_file",
+            VolumeRequest::UploadToImage { .. } => "upload_to_image",
             VolumeRequest::Inventory => "inventory",
         }
     }
@@ -120,12 +127,12 @@ impl VolumeRequest {
     pub fn timeout(&self) -> Duration {
         match self {
             VolumeRequest::Describe => Duration::from_secs(5),
-            VolumeRequest::CreateFromFile { .. }
+            VolumeRequest::CreateFromImage { .. }
             | VolumeRequest::CloneVolume { .. }
             | VolumeRequest::CreateSnapshot { .. }
             | VolumeRequest::CreateFromSnapshot { .. }
             | VolumeRequest::RevertToSnapshot { .. }
-            | VolumeRequest::CopyToFile { .. } => Duration::from_secs(3600),
+            | VolumeRequest::UploadToImage { .. } => Duration::from_secs(3600),
             _ => Duration::from_secs(60),
         }
     }
@@ -230,11 +237,28 @@ mod tests {
         };
         let wire = reply_to_wire(Ok(reply.clone())).unwrap();
         assert_eq!(serde_json::from_value::<VolumeReply>(wire).unwrap(), reply);
+        // The user's token crosses the bus but is never logged.
+        let req = VolumeRequest::CreateFromImage {
+            id: "v".into(),
+            image_id: "i".into(),
+            images: ImageAccess {
+                endpoint: "http://127.0.0.1/image".into(),
+                token: "secret-token".into(),
+            },
+            size_gb: 1,
+        };
+        let env = req.to_envelope(None).unwrap();
+        assert_eq!(VolumeRequest::from_envelope(&env).unwrap(), req);
+        assert!(!format!("{req:?}").contains("secret-token"));
         assert!(
-            VolumeRequest::CopyToFile {
+            VolumeRequest::UploadToImage {
                 id: "v".into(),
-                dst: "/t".into(),
-                format: "raw".into()
+                format: "raw".into(),
+                dest: ImageDestination {
+                    image_id: "i".into(),
+                    endpoint: "http://127.0.0.1/image".into(),
+                    token: "secret".into()
+                }
             }
             .timeout()
                 > VolumeRequest::Describe.timeout()

@@ -310,16 +310,29 @@ impl FileDriver {
     }
     /// Converts `src` into a new file at `dst` of `size_gb`, atomically.
     async fn convert_into(&self, src: &Path, dst: &Path, id: &str, size_gb: u64) -> BResult<()> {
+        self.convert_from(src, None, dst, id, size_gb).await
+    }
+
+    /// `convert_into` from a file read as `src_format` (probed when None:
+    /// only for files this driver wrote).
+    async fn convert_from(
+        &self,
+        src: &Path,
+        src_format: Option<&str>,
+        dst: &Path,
+        id: &str,
+        size_gb: u64,
+    ) -> BResult<()> {
         let tmp = self.tmp_path(id);
         let r = async {
-            qemu_img(&[
-                "convert",
-                "-O",
-                &self.format,
-                &src.to_string_lossy(),
-                &tmp.to_string_lossy(),
-            ])
-            .await?;
+            let src = src.to_string_lossy();
+            let tmp_s = tmp.to_string_lossy();
+            let mut args = vec!["convert"];
+            if let Some(f) = src_format {
+                args.extend(["-f", f]);
+            }
+            args.extend(["-O", &self.format, &src, &tmp_s]);
+            qemu_img(&args).await?;
             grow(&tmp, &self.format, size_gb).await?;
             tokio::fs::rename(&tmp, dst)
                 .await
@@ -347,6 +360,50 @@ async fn qemu_img(args: &[&str]) -> BResult<String> {
         ));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The format of a user's image file, from `qemu-img info` run under
+/// Nova's and Cinder's limits (1 GiB of address space, 30 s of CPU); an
+/// image that names another file (a backing or an external data file: a
+/// qcow2 header can point at any file of the host) is refused, as
+/// Cinder's `fetch_to_volume_format` refuses it.
+pub async fn inspect_image(src: &Path) -> BResult<String> {
+    let out = tokio::process::Command::new("prlimit")
+        .args([
+            "--as=1073741824",
+            "--cpu=30",
+            "qemu-img",
+            "info",
+            "--output=json",
+        ])
+        .arg(src)
+        .output()
+        .await
+        .map_err(|e| format!("prlimit qemu-img: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "the image is not readable: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    image_format(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// The format from `qemu-img info --output=json`, refusing images that
+/// name other files.
+pub fn image_format(info: &str) -> BResult<String> {
+    let v: Value = serde_json::from_str(info).map_err(|e| format!("qemu-img info: {e}"))?;
+    if v.get("backing-filename").is_some() || v.get("full-backing-filename").is_some() {
+        return Err("image refused: it names a backing file".into());
+    }
+    if v.pointer("/format-specific/data/data-file").is_some() {
+        return Err("image refused: it names an external data file".into());
+    }
+    v["format"]
+        .as_str()
+        .filter(|f| !f.is_empty())
+        .map(str::to_string)
+        .ok_or_else(|| "qemu-img info names no format".to_string())
 }
 
 /// The virtual size of an image file, in bytes.
@@ -426,7 +483,10 @@ impl VolumeDriver for FileDriver {
         r
     }
     async fn create_from_file(&self, id: &str, src: &Path, size_gb: u64) -> BResult<()> {
-        self.convert_into(src, &self.volume_path(id), id, size_gb)
+        // A user's image: inspected before it is read, and read only as
+        // the format found.
+        let format = inspect_image(src).await?;
+        self.convert_from(src, Some(&format), &self.volume_path(id), id, size_gb)
             .await
     }
     async fn clone_volume(&self, src: &str, id: &str, size_gb: u64) -> BResult<()> {
@@ -611,6 +671,47 @@ mod tests {
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect();
         assert_eq!(names, vec!["volume-big"]);
+    }
+
+    /// A user's image becomes a volume read as the format it is; one that
+    /// names another file of the host is refused and leaves nothing.
+    #[tokio::test]
+    async fn images_naming_other_files_are_refused() {
+        if !have_qemu_img() {
+            ferro_common::skip_or_fail("qemu-img is not installed");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let vols = dir.path().join("volumes");
+        let b = FileDriver::new(vols.clone(), "raw", 0).unwrap();
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, b"another tenant's data").unwrap();
+        let img = |name: &str, opts: &str| {
+            let p = dir.path().join(name);
+            let mut c = std::process::Command::new("qemu-img");
+            c.args(["create", "-q", "-f", "qcow2"]);
+            if !opts.is_empty() {
+                c.args(["-o", opts]);
+            }
+            assert!(c.arg(&p).arg("1M").status().unwrap().success());
+            p
+        };
+        let plain = img("plain.qcow2", "");
+        b.create_from_file("ok", &plain, 1).await.unwrap();
+        assert_eq!(virtual_size(&b.volume_path("ok")).await.unwrap(), GIB);
+        let backed = img(
+            "backed.qcow2",
+            &format!("backing_file={},backing_fmt=raw", secret.display()),
+        );
+        let e = b.create_from_file("bad1", &backed, 1).await.unwrap_err();
+        assert!(e.contains("backing file"), "{e}");
+        let data = dir.path().join("data-file");
+        let external = img("external.qcow2", &format!("data_file={}", data.display()));
+        let e = b.create_from_file("bad2", &external, 1).await.unwrap_err();
+        assert!(e.contains("data file"), "{e}");
+        let (v, _) = b.inventory().await.unwrap();
+        assert_eq!(v, vec!["ok"]);
+        assert_eq!(std::fs::read_dir(&vols).unwrap().count(), 1);
     }
 
     /// A volume a running process holds (as a guest's QEMU does) is not

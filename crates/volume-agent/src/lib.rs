@@ -4,22 +4,80 @@
 //! request runs in its own task, as the volume manager's workers do; the
 //! workflows that send them persist their progress, so a request lost with
 //! a dying agent is sent again or undone by the saga that sent it.
+//!
+//! Image data moves between this host and the Image service directly
+//! (cinder-volume's `copy_image_to_volume`, `copy_volume_to_image`),
+//! through a scratch directory of this host; no file of the controller's
+//! host is read or written.
 use ferro_bus::{Bus, Incoming};
 use ferro_rpc::RpcError;
 use ferro_rpc::volume::{TOPIC, VolumeReply, VolumeRequest, reply_to_wire};
 use ferro_voldriver::VolumeDriver;
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 pub struct VolumeAgent {
     pub host: String,
     pub driver: Arc<dyn VolumeDriver>,
     bus: Arc<dyn Bus>,
+    /// Where images pass through on their way to or from a volume.
+    scratch: PathBuf,
 }
 
 impl VolumeAgent {
-    pub fn new(bus: Arc<dyn Bus>, host: String, driver: Arc<dyn VolumeDriver>) -> Arc<VolumeAgent> {
-        Arc::new(VolumeAgent { host, driver, bus })
+    pub fn new(
+        bus: Arc<dyn Bus>,
+        host: String,
+        driver: Arc<dyn VolumeDriver>,
+        scratch: PathBuf,
+    ) -> Arc<VolumeAgent> {
+        Arc::new(VolumeAgent {
+            host,
+            driver,
+            bus,
+            scratch,
+        })
+    }
+
+    /// A scratch file, removed when dropped.
+    async fn scratch_file(&self, name: String) -> Result<Scratch, RpcError> {
+        tokio::fs::create_dir_all(&self.scratch)
+            .await
+            .map_err(|e| RpcError::Failed(format!("{}: {e}", self.scratch.display())))?;
+        Ok(Scratch(self.scratch.join(name)))
+    }
+
+    /// Downloads the image and writes it into a new volume.
+    async fn create_from_image(
+        &self,
+        id: &str,
+        image_id: &str,
+        images: &ferro_rpc::volume::ImageAccess,
+        size_gb: u64,
+    ) -> Result<(), String> {
+        let tmp = self
+            .scratch_file(format!("image-{id}"))
+            .await
+            .map_err(|e| e.to_string())?;
+        ferro_image_client::download(&images.endpoint, &images.token, image_id, &tmp.0)
+            .await
+            .map_err(|e| format!("downloading image {image_id}: {e}"))?;
+        self.driver.create_from_file(id, &tmp.0, size_gb).await
+    }
+
+    /// Copies the volume out in `format` and uploads it to the image.
+    async fn upload_to_image(
+        &self,
+        id: &str,
+        format: &str,
+        dest: &ferro_rpc::volume::ImageDestination,
+    ) -> Result<(), String> {
+        let tmp = self
+            .scratch_file(format!("upload-{id}-{}", dest.image_id))
+            .await
+            .map_err(|e| e.to_string())?;
+        self.driver.copy_to_file(id, &tmp.0, format).await?;
+        ferro_image_client::upload(&dest.endpoint, &dest.token, &dest.image_id, &tmp.0).await
     }
 
     /// Subscribes to the host's queue, then serves until the bus closes.
@@ -60,9 +118,15 @@ impl VolumeAgent {
                 capacity: d.capacity().await,
             }),
             VolumeRequest::Create { id, size_gb } => done(d.create(&id, size_gb).await),
-            VolumeRequest::CreateFromFile { id, src, size_gb } => {
-                done(d.create_from_file(&id, Path::new(&src), size_gb).await)
-            }
+            VolumeRequest::CreateFromImage {
+                id,
+                image_id,
+                images,
+                size_gb,
+            } => done(
+                self.create_from_image(&id, &image_id, &images, size_gb)
+                    .await,
+            ),
             VolumeRequest::CloneVolume { src, id, size_gb } => {
                 done(d.clone_volume(&src, &id, size_gb).await)
             }
@@ -95,8 +159,8 @@ impl VolumeAgent {
                 .map(|info| VolumeReply::Connection { info })
                 .map_err(RpcError::Failed),
             VolumeRequest::Unexport { id, connector } => done(d.unexport(&id, &connector).await),
-            VolumeRequest::CopyToFile { id, dst, format } => {
-                done(d.copy_to_file(&id, Path::new(&dst), &format).await)
+            VolumeRequest::UploadToImage { id, format, dest } => {
+                done(self.upload_to_image(&id, &format, &dest).await)
             }
             VolumeRequest::Inventory => d
                 .inventory()
@@ -104,6 +168,16 @@ impl VolumeAgent {
                 .map(|(volumes, snapshots)| VolumeReply::Inventory { volumes, snapshots })
                 .map_err(RpcError::Failed),
         }
+    }
+}
+
+/// A file of the scratch directory, removed when the request is done
+/// (or fails).
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
     }
 }
 
@@ -122,6 +196,7 @@ mod tests {
             bus.clone(),
             "h1".into(),
             Arc::new(ferro_voldriver::FakeDriver::new(10)),
+            std::env::temp_dir(),
         );
         agent.start().await.unwrap();
         let c = VolumeClient::new(bus);

@@ -4,13 +4,15 @@
 //! (`ferro_rpc::volume`, Cinder's `cinder-volume` topic). The service
 //! never touches a volume's data itself.
 //!
-//! Paths (`create_from_file`'s source, `copy_to_file`'s destination, a
-//! snapshot file) are on the agent's host: image data crosses between the
-//! Image service and a volume through this host's files, so a volume agent
-//! on another host needs the controller's temporary directory shared.
+//! Image data moves between the agent's host and the Image service
+//! directly: the requests carry the Image service's URL and a token minted
+//! for the user (never stored); no file crosses between hosts. A snapshot
+//! file (`snapshot_file`) is a path on the agent's host, which the guest's
+//! hypervisor writes when the volume is attached there.
+pub use ferro_rpc::volume::{ImageAccess, ImageDestination};
 use ferro_rpc::volume::{VolumeClient, VolumeReply, VolumeRequest};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 pub use ferro_rpc::volume::Capacity;
 
@@ -31,9 +33,16 @@ pub trait VolumeBackend: Send + Sync {
     async fn capacity(&self) -> Capacity;
     /// A blank volume of `size_gb`.
     async fn create(&self, id: &str, size_gb: u64) -> BResult<()>;
-    /// A volume holding the image at `src` (any format qemu-img reads),
-    /// grown to `size_gb`.
-    async fn create_from_file(&self, id: &str, src: &Path, size_gb: u64) -> BResult<()>;
+    /// A volume holding image `image_id`, which the agent downloads from
+    /// the Image service with `images`, grown to `size_gb` (also what
+    /// re-imaging writes over a volume).
+    async fn create_from_image(
+        &self,
+        id: &str,
+        image_id: &str,
+        images: ImageAccess,
+        size_gb: u64,
+    ) -> BResult<()>;
     async fn clone_volume(&self, src: &str, id: &str, size_gb: u64) -> BResult<()>;
     async fn create_snapshot(&self, vol: &str, snap: &str) -> BResult<()>;
     /// Where a snapshot's file goes and its format, for a backend whose
@@ -53,8 +62,9 @@ pub trait VolumeBackend: Send + Sync {
     async fn export(&self, id: &str, connector: &Value) -> BResult<Value>;
     /// Closes what `export` opened for `connector` (idempotent).
     async fn unexport(&self, id: &str, connector: &Value) -> BResult<()>;
-    /// Writes the volume's content to `dst` in `format` (upload-to-image).
-    async fn copy_to_file(&self, id: &str, dst: &Path, format: &str) -> BResult<()>;
+    /// Uploads the volume's content in `format` to the image `dest` names
+    /// (upload-to-image).
+    async fn upload_to_image(&self, id: &str, format: &str, dest: ImageDestination) -> BResult<()>;
     /// Ids of the volumes and of the snapshots the backend holds.
     async fn inventory(&self) -> BResult<(Vec<String>, Vec<String>)>;
 }
@@ -88,10 +98,6 @@ impl BusVolumeBackend {
     }
 }
 
-fn path(p: &Path) -> String {
-    p.to_string_lossy().into_owned()
-}
-
 #[async_trait::async_trait]
 impl VolumeBackend for BusVolumeBackend {
     fn name(&self) -> &str {
@@ -122,10 +128,17 @@ impl VolumeBackend for BusVolumeBackend {
         })
         .await
     }
-    async fn create_from_file(&self, id: &str, src: &Path, size_gb: u64) -> BResult<()> {
-        self.done(VolumeRequest::CreateFromFile {
+    async fn create_from_image(
+        &self,
+        id: &str,
+        image_id: &str,
+        images: ImageAccess,
+        size_gb: u64,
+    ) -> BResult<()> {
+        self.done(VolumeRequest::CreateFromImage {
             id: id.into(),
-            src: path(src),
+            image_id: image_id.into(),
+            images,
             size_gb,
         })
         .await
@@ -211,11 +224,11 @@ impl VolumeBackend for BusVolumeBackend {
         })
         .await
     }
-    async fn copy_to_file(&self, id: &str, dst: &Path, format: &str) -> BResult<()> {
-        self.done(VolumeRequest::CopyToFile {
+    async fn upload_to_image(&self, id: &str, format: &str, dest: ImageDestination) -> BResult<()> {
+        self.done(VolumeRequest::UploadToImage {
             id: id.into(),
-            dst: path(dst),
             format: format.into(),
+            dest,
         })
         .await
     }

@@ -7,6 +7,7 @@
 //! to where it was for upload-to-image). At start-up `recover` resumes or
 //! unwinds what a crash interrupted.
 use crate::VolumeService;
+use crate::backend::{ImageAccess, ImageDestination};
 use crate::store::{Kind, Obj, s};
 use ferro_saga::{DbSagaLog, Executor, SagaDef, SagaError, Step, Typed, TypedStep};
 use serde::{Deserialize, Serialize};
@@ -169,6 +170,16 @@ async fn token_for(svc: &VolumeService, state: &FlowState) -> Result<String, Str
         .map_err(|e| e.to_string())
 }
 
+/// The Image service as the volume agent reaches it, with a token minted
+/// now for whom the workflow acts (it travels in the request and is never
+/// stored).
+async fn image_access(svc: &VolumeService, state: &FlowState) -> Result<ImageAccess, String> {
+    Ok(ImageAccess {
+        endpoint: format!("{}/image", svc.cfg.public_url()),
+        token: token_for(svc, state).await?,
+    })
+}
+
 fn size(state: &FlowState) -> u64 {
     state.size.unwrap_or(1)
 }
@@ -202,23 +213,14 @@ async fn run_step(
     let id = state.id.as_str().to_string();
     match step {
         "create.schedule" => schedule(svc, state).await,
-        "create.fetch_image" | "reimage.fetch_image" => {
-            let Some(image) = state.image_id.clone() else {
-                return Ok(());
-            };
-            let tmp = svc.tmp_dir.join(format!("image-{id}"));
-            let token = token_for(svc, state).await?;
-            svc.images
-                .download(&token, &image, &tmp)
-                .await
-                .map_err(|e| format!("downloading image {image}: {e}"))?;
-            state.tmp = Some(tmp.to_string_lossy().to_string());
-            Ok(())
-        }
+        // The agent downloads the image itself (`create.backend`); kept
+        // for workflows persisted before it did.
+        "create.fetch_image" | "reimage.fetch_image" => Ok(()),
         "create.backend" => {
             let n = size(state);
-            if let Some(tmp) = state.tmp.as_deref() {
-                b.create_from_file(&id, std::path::Path::new(tmp), n).await
+            if let Some(image) = state.image_id.clone() {
+                let images = image_access(svc, state).await?;
+                b.create_from_image(&id, &image, images, n).await
             } else if let Some(snap) = state.snapshot_id.as_deref() {
                 b.create_from_snapshot(snap, &id, n).await
             } else if let Some(src) = state.source_volid.as_deref() {
@@ -239,9 +241,9 @@ async fn run_step(
         }
         // os-reimage (3.68): the image replaces the volume's content.
         "reimage.backend" => {
-            let tmp = state.tmp.as_deref().unwrap_or_default();
-            b.create_from_file(&id, std::path::Path::new(tmp), size(state))
-                .await
+            let image = state.image_id.clone().unwrap_or_default();
+            let images = image_access(svc, state).await?;
+            b.create_from_image(&id, &image, images, size(state)).await
         }
         "reimage.finish" => {
             if let Some(tmp) = state.tmp.as_deref() {
@@ -342,22 +344,19 @@ async fn run_step(
             )
             .await
         }
+        // The agent copies the volume out and uploads it itself.
         "upload.copy" => {
-            let tmp = svc
-                .tmp_dir
-                .join(format!("upload-{}", state.image_id.as_deref().unwrap_or_default()));
-            b.copy_to_file(&id, &tmp, state.disk_format.as_deref().unwrap_or_default()).await?;
-            state.tmp = Some(tmp.to_string_lossy().to_string());
-            Ok(())
-        }
-        "upload.send" => {
-            let tmp = state.tmp.as_deref().unwrap_or_default().to_string();
-            let token = token_for(svc, state).await?;
-            svc.images
-                .upload(&token, state.image_id.as_deref().unwrap_or_default(), std::path::Path::new(&tmp))
+            let images = image_access(svc, state).await?;
+            let dest = ImageDestination {
+                image_id: state.image_id.clone().unwrap_or_default(),
+                endpoint: images.endpoint,
+                token: images.token,
+            };
+            b.upload_to_image(&id, state.disk_format.as_deref().unwrap_or_default(), dest)
                 .await
-                .map_err(|e| format!("uploading to image {}: {e}", state.image_id.as_deref().unwrap_or_default()))
         }
+        // Kept for workflows persisted before the agent uploaded.
+        "upload.send" => Ok(()),
         "upload.finish" => {
             let _ = tokio::fs::remove_file(state.tmp.as_deref().unwrap_or_default()).await;
             set(

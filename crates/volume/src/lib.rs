@@ -24,15 +24,14 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use store::{Kind, Obj, State, Store, s};
 
-/// What Block Storage needs of the Image service: read an image and its
-/// data (create from image), and publish a new one (upload-to-image).
+/// What Block Storage needs of the Image service itself: read an image
+/// (create from image) and make or remove the record of a new one
+/// (upload-to-image). The data moves between the volume agent's host and
+/// the Image service directly.
 #[async_trait::async_trait]
 pub trait ImageApi: Send + Sync {
     async fn get(&self, token: &str, id: &str) -> Result<Option<Value>, Error>;
-    /// Streams the image's data into `dst`.
-    async fn download(&self, token: &str, id: &str, dst: &Path) -> Result<(), Error>;
     async fn create(&self, token: &str, body: Value) -> Result<Value, Error>;
-    async fn upload(&self, token: &str, id: &str, src: &Path) -> Result<(), Error>;
     async fn delete(&self, token: &str, id: &str) -> Result<(), Error>;
 }
 
@@ -71,14 +70,8 @@ impl ImageApi for NoImages {
     async fn get(&self, _: &str, _: &str) -> Result<Option<Value>, Error> {
         Ok(None)
     }
-    async fn download(&self, _: &str, id: &str, _: &Path) -> Result<(), Error> {
-        Err(Error::not_found("image", id))
-    }
     async fn create(&self, _: &str, _: Value) -> Result<Value, Error> {
         Err(Error::validation("no Image service"))
-    }
-    async fn upload(&self, _: &str, id: &str, _: &Path) -> Result<(), Error> {
-        Err(Error::not_found("image", id))
     }
     async fn delete(&self, _: &str, _: &str) -> Result<(), Error> {
         Ok(())
@@ -101,8 +94,6 @@ pub struct VolumeService {
     pub base_url: String,
     /// `host@backend` as `os-vol-host-attr:host` shows it (before `#pool`).
     pub host: String,
-    /// Scratch space for image conversions.
-    pub tmp_dir: std::path::PathBuf,
     pub(crate) sagas: OnceLock<ferro_saga::Executor<flows::Ctx>>,
     /// Compute, once it runs (it starts after Block Storage).
     compute: OnceLock<Arc<dyn ComputeApi>>,
@@ -118,9 +109,6 @@ impl VolumeService {
         images: Arc<dyn ImageApi>,
     ) -> Result<Arc<Self>, Error> {
         let store = Store::load(&db).await?;
-        let tmp_dir = cfg.data_dir().join("volume-tmp");
-        std::fs::create_dir_all(&tmp_dir)
-            .map_err(|e| Error::internal(format!("{}: {e}", tmp_dir.display())))?;
         let host = format!("{}@{}", cfg.compute.host_name(), backend.name());
         let svc = Arc::new(VolumeService {
             base_url: format!("{}/volume", cfg.public_url()),
@@ -131,7 +119,6 @@ impl VolumeService {
             backend,
             images,
             host,
-            tmp_dir,
             sagas: OnceLock::new(),
             compute: OnceLock::new(),
             started: std::time::Instant::now(),

@@ -33,12 +33,47 @@ pub fn start_with(
     args: &[&str],
     env: &[(&str, &str)],
 ) -> Server {
+    start_as(
+        Command::new(env!("CARGO_BIN_EXE_ferrostack")),
+        dir,
+        port,
+        inject,
+        args,
+        env,
+    )
+}
+
+/// `start_with`, in a mount namespace of its own where `hide` is an empty
+/// tmpfs: the process cannot read or write another's files there (as on
+/// another host). Needs root.
+pub fn start_hiding(
+    hide: &std::path::Path,
+    dir: &std::path::Path,
+    port: u16,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Server {
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(r#"mount -t tmpfs hidden "$0" && exec "$@""#)
+        .arg(hide)
+        .arg(env!("CARGO_BIN_EXE_ferrostack"));
+    start_as(cmd, dir, port, None, args, env)
+}
+
+fn start_as(
+    mut cmd: Command,
+    dir: &std::path::Path,
+    port: u16,
+    inject: Option<&str>,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Server {
     let log = dir.join(format!(
         "serve-{}{}.log",
         inject.unwrap_or("clean").replace(':', "-"),
         args.join("").replace(['-', ','], "")
     ));
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferrostack"));
     cmd.arg("--data-dir")
         .arg(dir)
         .arg("serve")

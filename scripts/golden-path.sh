@@ -213,6 +213,28 @@ s_catalog() {
   run admin catalog list -f json || return 1
   js catalog-has identity <<< "$OUT"
 }
+# The interfaces in `catalog list -f json`.
+interfaces() {
+  "$PY" -c 'import json,sys
+print(" ".join(sorted({e["interface"] for s in json.load(sys.stdin) for e in s["Endpoints"]})))'
+}
+s_endpoint_group() {
+  need PROJ_ID || return 1
+  echo '{"interface": "internal"}' > "$work/eg.json"
+  run admin endpoint group create -f json "gp-eg-$S" "$work/eg.json" || return 1
+  local eg rc=0; eg="$(js get id <<< "$OUT")" || return 1
+  run admin endpoint group add project "$eg" "$PROJ_ID" || return 1
+  run admin endpoint group list --project "$PROJ_ID" -f value -c ID || rc=1
+  [ "$OUT" = "$eg" ] || { echo "(the project's groups: $OUT)"; rc=1; }
+  run as_user catalog list -f json || rc=1
+  [ "$(interfaces <<< "$OUT")" = "internal" ] || { echo "(interfaces: $(interfaces <<< "$OUT"))"; rc=1; }
+  # Removed whatever the checks found: later steps need the whole catalog.
+  run admin endpoint group remove project "$eg" "$PROJ_ID" || return 1
+  run admin endpoint group delete "$eg" || return 1
+  run as_user catalog list -f json || return 1
+  [ "$(interfaces <<< "$OUT")" = "admin internal public" ] || { echo "(interfaces: $(interfaces <<< "$OUT"))"; return 1; }
+  return "$rc"
+}
 s_domain() {
   run admin domain create -f json --description "golden path" "$DOM" || return 1
   DOM_ID="$(js get id <<< "$OUT")"
@@ -421,6 +443,7 @@ step "role assignment list --names --effective --user --project" s_assignments_e
 step "role assignment list --names --user"                   s_assignments_user
 step "role assignment list --names --group --project"        s_assignments_group
 step "token issue as the new user (project scope, roles)"    s_user_token
+step "endpoint group add project: the project's catalog is what the group matches" s_endpoint_group
 step "application credential create as the new user"         s_appcred_create
 step "application credential list/show as the new user"      s_appcred_list
 step "token issue with the application credential (clouds.yaml)" s_appcred_login_cloud

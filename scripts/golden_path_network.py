@@ -1,5 +1,6 @@
 """The networking golden path with the real `openstack` CLI (see golden-path-network.sh)."""
 import json
+import subprocess
 import sys
 import time
 
@@ -8,6 +9,14 @@ from golden_common import Run, expect
 OSC, WORK = sys.argv[1], sys.argv[2]
 run = Run(OSC, timeout=120)
 osc, step = run.osc, run.step
+
+
+def refused(*args):
+    """What `openstack <args>` says when it fails ("" when it succeeds)."""
+    print("$ openstack " + " ".join(args), flush=True)
+    p = subprocess.run([OSC, *args], capture_output=True, text=True, timeout=120)
+    print((p.stdout + p.stderr).strip())
+    return (p.stdout + p.stderr) if p.returncode != 0 else ""
 
 
 def ports():
@@ -84,7 +93,35 @@ step("security group rule delete", lambda: osc("security", "group", "rule", "del
 step("router remove subnet", lambda: osc("router", "remove", "subnet", "r1", "sub1"))
 step("router unset --external-gateway", lambda: osc("router", "unset", "--external-gateway", "r1"))
 step("router delete", lambda: osc("router", "delete", "r1"))
-step("subnet delete", lambda: osc("subnet", "delete", "sub1"))
+wide = step("subnet create --subnet-range 10.20.30.0/16: stored as 10.20.0.0/16",
+            lambda: osc("subnet", "create", "--network", "net1", "--subnet-range", "10.20.30.0/16",
+                        "sub-wide", "-f", "json"))
+step("the host bits are dropped, as Neutron does", lambda: expect(
+    wide and wide["cidr"] == "10.20.0.0/16" and wide["gateway_ip"] == "10.20.0.1"
+    and wide["allocation_pools"] == [{"start": "10.20.0.2", "end": "10.20.255.254"}],
+    f"subnet {wide}"))
+step("subnet delete", lambda: osc("subnet", "delete", "sub1", "sub-wide"))
 step("network delete", lambda: osc("network", "delete", "net1"))
+scope = step("address scope create --ip-version 4 as1",
+             lambda: osc("address", "scope", "create", "--ip-version", "4", "as1", "-f", "json"))
+pool = step("subnet pool create --address-scope as1 --pool-prefix 10.150.0.0/16 pool1",
+            lambda: osc("subnet", "pool", "create", "--address-scope", "as1", "--pool-prefix",
+                        "10.150.0.0/16", "--default-prefix-length", "24", "pool1", "-f", "json"))
+step("the pool is in the scope", lambda: expect(
+    scope and pool and pool["address_scope_id"] == scope["id"], f"pool {pool}"))
+step("a pool overlapping another of the scope is refused (409)", lambda: expect(
+    "409" in refused("subnet", "pool", "create", "--address-scope", "as1", "--pool-prefix",
+                     "10.150.7.0/24", "pool2"), "pool2 was not refused with 409"))
+step("network create net2; subnet create --subnet-pool pool1",
+     lambda: (osc("network", "create", "net2", "-f", "json"),
+              osc("subnet", "create", "--network", "net2", "--subnet-pool", "pool1", "sub-pool", "-f", "json")))
+step("network show net2: ipv4_address_scope is as1", lambda: expect(
+    scope and osc("network", "show", "net2", "-f", "json")["ipv4_address_scope"] == scope["id"],
+    "net2 not in as1"))
+step("address scope delete while in use is refused (409)", lambda: expect(
+    "409" in refused("address", "scope", "delete", "as1"), "as1 was not refused with 409"))
+step("clean up: subnet, network, pool, scope",
+     lambda: (osc("subnet", "delete", "sub-pool"), osc("network", "delete", "net2"),
+              osc("subnet", "pool", "delete", "pool1"), osc("address", "scope", "delete", "as1")))
 step("no orphan ports", lambda: expect(ports() == before, f"ports left: {ports() - before}"))
 run.finish("golden-path-network")

@@ -702,6 +702,181 @@ async fn bad_input(c: &TestCloud) {
     assert!(l.body["projects"].as_array().unwrap().is_empty());
 }
 
+/// The endpoint ids of a catalog.
+fn catalog_endpoints(cat: &Value) -> std::collections::BTreeSet<String> {
+    cat.as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["endpoints"].as_array().unwrap().iter())
+        .map(|e| e["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// OS-EP-FILTER: endpoints and endpoint groups associated with a project
+/// are all its catalog shows; without associations it sees every endpoint.
+async fn endpoint_filter(c: &TestCloud) {
+    use std::collections::BTreeSet;
+    let admin = c.admin_token().await;
+    let (project, member) = c.member_user(&admin, "ep-filter").await;
+    let all: Vec<Value> = c
+        .ks(Method::GET, "/endpoints", &admin, Value::Null)
+        .await
+        .body["endpoints"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let every: BTreeSet<String> = all
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_string())
+        .collect();
+    let catalog = |tok: String| async move {
+        let r = c.ks(Method::GET, "/auth/catalog", &tok, Value::Null).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        catalog_endpoints(&r.body["catalog"])
+    };
+    assert_eq!(catalog(member.clone()).await, every);
+    let public = all.iter().find(|e| e["interface"] == "public").unwrap();
+    assert!(all.iter().any(|e| e["interface"] == "internal"));
+    let e1 = public["id"].as_str().unwrap().to_string();
+    let path = format!("/OS-EP-FILTER/projects/{project}/endpoints/{e1}");
+    assert_eq!(
+        c.ks(Method::GET, &path, &admin, Value::Null).await.status,
+        404
+    );
+    assert_eq!(
+        c.ks(Method::PUT, &path, &member, Value::Null).await.status,
+        403
+    );
+    assert_eq!(
+        c.ks(Method::PUT, &path, &admin, Value::Null).await.status,
+        204
+    );
+    assert_eq!(
+        c.ks(Method::PUT, &path, &admin, Value::Null).await.status,
+        409
+    );
+    assert_eq!(
+        c.ks(Method::GET, &path, &admin, Value::Null).await.status,
+        204
+    );
+    let r = c
+        .ks(
+            Method::GET,
+            &format!("/OS-EP-FILTER/projects/{project}/endpoints"),
+            &admin,
+            Value::Null,
+        )
+        .await;
+    assert_eq!(ids(&r.body, "endpoints"), vec![e1.clone()]);
+    let r = c
+        .ks(
+            Method::GET,
+            &format!("/OS-EP-FILTER/endpoints/{e1}/projects"),
+            &admin,
+            Value::Null,
+        )
+        .await;
+    assert_eq!(ids(&r.body, "projects"), vec![project.clone()]);
+    assert_eq!(catalog(member.clone()).await, BTreeSet::from([e1.clone()]));
+    // Another project's catalog is whole.
+    assert_eq!(catalog(admin.clone()).await, every);
+
+    // An endpoint group adds what its filters match.
+    let g = create(
+        c,
+        &admin,
+        "/OS-EP-FILTER/endpoint_groups",
+        "endpoint_group",
+        json!({"name": "internal", "filters": {"interface": "internal"}}),
+    )
+    .await;
+    let gid = g["id"].as_str().unwrap().to_string();
+    let internal: BTreeSet<String> = all
+        .iter()
+        .filter(|e| e["interface"] == "internal")
+        .map(|e| e["id"].as_str().unwrap().to_string())
+        .collect();
+    let r = c
+        .ks(
+            Method::GET,
+            &format!("/OS-EP-FILTER/endpoint_groups/{gid}/endpoints"),
+            &admin,
+            Value::Null,
+        )
+        .await;
+    assert_eq!(
+        ids(&r.body, "endpoints")
+            .into_iter()
+            .collect::<BTreeSet<_>>(),
+        internal
+    );
+    let gpath = format!("/OS-EP-FILTER/endpoint_groups/{gid}/projects/{project}");
+    assert_eq!(
+        c.ks(Method::GET, &gpath, &admin, Value::Null).await.status,
+        404
+    );
+    assert_eq!(
+        c.ks(Method::PUT, &gpath, &admin, Value::Null).await.status,
+        204
+    );
+    let r = c.ks(Method::GET, &gpath, &admin, Value::Null).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.body["project_endpoint_group"]["endpoint_group_id"],
+        json!(gid)
+    );
+    let r = c
+        .ks(
+            Method::GET,
+            &format!("/OS-EP-FILTER/endpoint_groups/{gid}/projects"),
+            &admin,
+            Value::Null,
+        )
+        .await;
+    assert_eq!(ids(&r.body, "projects"), vec![project.clone()]);
+    let r = c
+        .ks(
+            Method::GET,
+            &format!("/OS-EP-FILTER/projects/{project}/endpoint_groups"),
+            &admin,
+            Value::Null,
+        )
+        .await;
+    assert_eq!(ids(&r.body, "endpoint_groups"), vec![gid.clone()]);
+    let mut want = internal.clone();
+    want.insert(e1.clone());
+    assert_eq!(catalog(member.clone()).await, want);
+
+    // Without associations the catalog is whole again.
+    assert_eq!(
+        c.ks(Method::DELETE, &path, &admin, Value::Null)
+            .await
+            .status,
+        204
+    );
+    assert_eq!(
+        c.ks(Method::DELETE, &path, &admin, Value::Null)
+            .await
+            .status,
+        404
+    );
+    assert_eq!(catalog(member.clone()).await, internal);
+    let r = c
+        .ks(
+            Method::DELETE,
+            &format!("/OS-EP-FILTER/endpoint_groups/{gid}"),
+            &admin,
+            Value::Null,
+        )
+        .await;
+    assert_eq!(r.status, 204);
+    assert_eq!(
+        c.ks(Method::GET, &gpath, &admin, Value::Null).await.status,
+        404
+    );
+    assert_eq!(catalog(member).await, every);
+}
+
 async fn suite(backend: Backend) {
     let Some(c) = TestCloud::start_on(backend).await.unwrap() else {
         return;
@@ -709,6 +884,7 @@ async fn suite(backend: Backend) {
     tokens_and_discovery(&c).await;
     resources_grants_revocation(&c).await;
     bad_input(&c).await;
+    endpoint_filter(&c).await;
     c.stop().await;
 }
 

@@ -102,10 +102,38 @@ async fn networks_subnets_ports_ipam() {
         Method::POST,
         "/subnets",
         &tok,
-        json!({"subnet": {"network_id": net, "cidr": "10.9.0.5/24", "ip_version": 4}}),
+        json!({"subnet": {"network_id": net, "cidr": "10.9.0.5/16", "ip_version": 4}}),
     )
     .await;
-    assert_eq!(o.status, 400);
+    // Host bits are dropped, as Neutron's create_subnet does.
+    assert_eq!(o.status, 201, "{}", o.body);
+    assert_eq!(o.body["subnet"]["cidr"], "10.9.0.0/16");
+    assert_eq!(o.body["subnet"]["gateway_ip"], "10.9.0.1");
+    assert_eq!(
+        o.body["subnet"]["allocation_pools"],
+        json!([{"start": "10.9.0.2", "end": "10.9.255.254"}])
+    );
+    let extra = o.body["subnet"]["id"].as_str().unwrap().to_string();
+    let d = neutron(
+        &c,
+        Method::DELETE,
+        &format!("/subnets/{extra}"),
+        &tok,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(d.status, 204);
+    for bad in ["10.9.0.5", "10.9.0.0/33", "10.9.0/24"] {
+        let o = neutron(
+            &c,
+            Method::POST,
+            "/subnets",
+            &tok,
+            json!({"subnet": {"network_id": net, "cidr": bad, "ip_version": 4}}),
+        )
+        .await;
+        assert_eq!(o.status, 400, "{bad}: {}", o.body);
+    }
 
     // A port: MAC, an address from the pool (the DHCP port holds one too).
     let p = neutron(
@@ -1512,4 +1540,293 @@ async fn nic_macs(c: &TestCloud, tok: &str, sid: &str) -> Vec<String> {
         .collect();
     macs.sort();
     macs
+}
+
+/// Address scopes as Neutron's `address-scope` extension: pools in one
+/// scope never overlap, a pool joins only a scope of its IP version that
+/// the caller may use, a network shows the scope of its subnets, and its
+/// subnets of one family stay in one scope.
+#[tokio::test]
+async fn address_scopes_and_subnet_pools() {
+    let c = TestCloud::start_with(Backend::Sqlite, |cfg| cfg.compute.fake_hosts = 0)
+        .await
+        .unwrap()
+        .unwrap();
+    let tok = c.admin_token().await;
+    let (_, member) = c.member_user(&tok, "scoper").await;
+    let ext = neutron(
+        &c,
+        Method::GET,
+        "/extensions/address-scope",
+        &tok,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(ext.status, 200, "{}", ext.body);
+
+    let mk = |name: &'static str, v: u8, shared: bool, t: String| {
+        let c = &c;
+        async move {
+            neutron(
+                c,
+                Method::POST,
+                "/address-scopes",
+                &t,
+                json!({"address_scope": {"name": name, "ip_version": v, "shared": shared}}),
+            )
+            .await
+        }
+    };
+    let a = mk("as4", 4, true, tok.clone()).await;
+    assert_eq!(a.status, 201, "{}", a.body);
+    let scope = a.body["address_scope"].clone();
+    assert_eq!(scope["ip_version"], 4);
+    assert_eq!(scope["shared"], true);
+    let keys: HashSet<&str> = scope
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let want: HashSet<&str> = [
+        "id",
+        "name",
+        "shared",
+        "ip_version",
+        "tenant_id",
+        "project_id",
+    ]
+    .into();
+    assert_eq!(keys, want);
+    let sid = scope["id"].as_str().unwrap().to_string();
+    assert_eq!(mk("mine", 4, true, member.clone()).await.status, 403);
+    let mine = mk("mine", 4, false, member.clone()).await;
+    assert_eq!(mine.status, 201, "{}", mine.body);
+    let bad = mk("v5", 5, false, tok.clone()).await;
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    let l = neutron(
+        &c,
+        Method::GET,
+        "/address-scopes?ip_version=4",
+        &member,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(
+        l.body["address_scopes"].as_array().unwrap().len(),
+        2,
+        "{}",
+        l.body
+    );
+    let r = neutron(
+        &c,
+        Method::PUT,
+        &format!("/address-scopes/{sid}"),
+        &tok,
+        json!({"address_scope": {"shared": false}}),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.body["NeutronError"]["type"], "AddressScopeUpdateError");
+    let r = neutron(
+        &c,
+        Method::PUT,
+        &format!("/address-scopes/{sid}"),
+        &tok,
+        json!({"address_scope": {"name": "renamed"}}),
+    )
+    .await;
+    assert_eq!(r.body["address_scope"]["name"], "renamed");
+
+    // Pools in the scope: no overlap, same IP version, an existing scope.
+    let pool = |name: &'static str, prefix: &'static str, scope: Value| {
+        let (c, tok) = (&c, tok.clone());
+        async move {
+            neutron(
+                c,
+                Method::POST,
+                "/subnetpools",
+                &tok,
+                json!({"subnetpool": {"name": name, "prefixes": [prefix], "default_prefixlen": 24,
+                                      "address_scope_id": scope}}),
+            )
+            .await
+        }
+    };
+    let p1 = pool("p1", "10.100.0.0/16", json!(sid)).await;
+    assert_eq!(p1.status, 201, "{}", p1.body);
+    assert_eq!(p1.body["subnetpool"]["address_scope_id"], json!(sid));
+    let p1 = p1.body["subnetpool"]["id"].as_str().unwrap().to_string();
+    let clash = pool("p2", "10.100.5.0/24", json!(sid)).await;
+    assert_eq!(clash.status, 409, "{}", clash.body);
+    assert_eq!(
+        clash.body["NeutronError"]["type"],
+        "AddressScopePrefixConflict"
+    );
+    let v6 = pool("p6", "2001:db8::/48", json!(sid)).await;
+    assert_eq!(v6.status, 400, "{}", v6.body);
+    let missing = pool(
+        "px",
+        "10.200.0.0/16",
+        json!("6e2a9b0c-2f1d-4c3b-9a8e-1d2c3b4a5f60"),
+    )
+    .await;
+    assert_eq!(missing.status, 404, "{}", missing.body);
+    let p3 = pool("p3", "10.101.0.0/16", Value::Null).await;
+    assert_eq!(p3.status, 201, "{}", p3.body);
+    let p3 = p3.body["subnetpool"]["id"].as_str().unwrap().to_string();
+    // Moving p3 into the scope is checked the same way.
+    let r = neutron(
+        &c,
+        Method::PUT,
+        &format!("/subnetpools/{p3}"),
+        &tok,
+        json!({"subnetpool": {"address_scope_id": sid}}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["subnetpool"]["address_scope_id"], json!(sid));
+
+    // A network shows the scope of its subnets; one family stays in one scope.
+    let n = neutron(
+        &c,
+        Method::POST,
+        "/networks",
+        &tok,
+        json!({"network": {"name": "scoped"}}),
+    )
+    .await;
+    let net = n.body["network"]["id"].as_str().unwrap().to_string();
+    assert_eq!(n.body["network"]["ipv4_address_scope"], Value::Null);
+    let sub = neutron(
+        &c,
+        Method::POST,
+        "/subnets",
+        &tok,
+        json!({"subnet": {"network_id": net, "ip_version": 4, "subnetpool_id": p1}}),
+    )
+    .await;
+    assert_eq!(sub.status, 201, "{}", sub.body);
+    assert_eq!(sub.body["subnet"]["cidr"], "10.100.0.0/24");
+    let sub = sub.body["subnet"]["id"].as_str().unwrap().to_string();
+    let shown = neutron(
+        &c,
+        Method::GET,
+        &format!("/networks/{net}"),
+        &tok,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(shown.body["network"]["ipv4_address_scope"], json!(sid));
+    assert_eq!(shown.body["network"]["ipv6_address_scope"], Value::Null);
+    let plain = neutron(
+        &c,
+        Method::POST,
+        "/subnets",
+        &tok,
+        json!({"subnet": {"network_id": net, "ip_version": 4, "cidr": "192.168.77.0/24"}}),
+    )
+    .await;
+    assert_eq!(plain.status, 400, "{}", plain.body);
+    assert_eq!(
+        plain.body["NeutronError"]["type"],
+        "NetworkAddressScopeAffinityError"
+    );
+    // Another pool of the same scope is fine.
+    let same = neutron(
+        &c,
+        Method::POST,
+        "/subnets",
+        &tok,
+        json!({"subnet": {"network_id": net, "ip_version": 4, "subnetpool_id": p3}}),
+    )
+    .await;
+    assert_eq!(same.status, 201, "{}", same.body);
+    let same = same.body["subnet"]["id"].as_str().unwrap().to_string();
+    // Taking p1 out of the scope would split the network across scopes.
+    let r = neutron(
+        &c,
+        Method::PUT,
+        &format!("/subnetpools/{p1}"),
+        &tok,
+        json!({"subnetpool": {"address_scope_id": null}}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let shown = neutron(
+        &c,
+        Method::GET,
+        &format!("/networks/{net}"),
+        &tok,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(
+        shown.body["network"]["ipv4_address_scope"],
+        json!(sid),
+        "p3's subnet keeps it"
+    );
+
+    // A scope in use is kept; once its pools are gone it goes.
+    let d = neutron(
+        &c,
+        Method::DELETE,
+        &format!("/address-scopes/{sid}"),
+        &tok,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(d.status, 409, "{}", d.body);
+    assert_eq!(d.body["NeutronError"]["type"], "AddressScopeInUse");
+    for x in [&sub, &same] {
+        let d = neutron(
+            &c,
+            Method::DELETE,
+            &format!("/subnets/{x}"),
+            &tok,
+            Value::Null,
+        )
+        .await;
+        assert_eq!(d.status, 204, "{}", d.body);
+    }
+    let shown = neutron(
+        &c,
+        Method::GET,
+        &format!("/networks/{net}"),
+        &tok,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(shown.body["network"]["ipv4_address_scope"], Value::Null);
+    for p in [&p1, &p3] {
+        let d = neutron(
+            &c,
+            Method::DELETE,
+            &format!("/subnetpools/{p}"),
+            &tok,
+            Value::Null,
+        )
+        .await;
+        assert_eq!(d.status, 204, "{}", d.body);
+    }
+    let d = neutron(
+        &c,
+        Method::DELETE,
+        &format!("/address-scopes/{sid}"),
+        &tok,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(d.status, 204, "{}", d.body);
+    let gone = neutron(
+        &c,
+        Method::GET,
+        &format!("/address-scopes/{sid}"),
+        &tok,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(gone.status, 404);
+    assert_eq!(gone.body["NeutronError"]["type"], "AddressScopeNotFound");
+    c.stop().await;
 }

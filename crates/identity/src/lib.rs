@@ -61,7 +61,8 @@ pub struct IdentityService {
         HashMap<resolve::ProjectKey, Cached<Option<ferro_db::entity::identity::project::Model>>>,
     >,
     pub(crate) revocations: RwLock<Arc<RevocationList>>,
-    catalog_cache: RwLock<Option<(u64, Instant, Arc<serde_json::Value>)>>,
+    /// The catalog, and per project the endpoints OS-EP-FILTER leaves it.
+    catalog_cache: RwLock<Option<(u64, Instant, tokens::CatalogParts)>>,
 }
 
 impl IdentityService {

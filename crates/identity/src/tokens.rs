@@ -97,6 +97,13 @@ pub fn auth_failed() -> Error {
     Error::unauthorized("The request you have made requires authentication.")
 }
 
+/// The full catalog, and per project the ids of the endpoints OS-EP-FILTER
+/// associates with it (projects without any are absent).
+pub type CatalogParts = (
+    Arc<Value>,
+    Arc<std::collections::HashMap<String, std::collections::HashSet<String>>>,
+);
+
 impl IdentityService {
     pub async fn reload_revocations(&self) -> Result<(), Error> {
         let horizon = now_micros()
@@ -507,8 +514,36 @@ impl IdentityService {
         Ok((token, vt))
     }
 
-    /// The service catalog (enabled services and endpoints), cached.
-    pub async fn catalog(&self) -> Result<Arc<Value>, Error> {
+    /// The service catalog (enabled services and endpoints) as `project`
+    /// sees it: when OS-EP-FILTER associates endpoints with the project,
+    /// only those, and only the services that keep an endpoint (Keystone's
+    /// `get_v3_catalog`). Cached with the identity generation.
+    pub async fn catalog_for(&self, project: Option<&str>) -> Result<Arc<Value>, Error> {
+        let (full, filters) = self.catalog_parts().await?;
+        let Some(ids) = project.and_then(|p| filters.get(p)) else {
+            return Ok(full);
+        };
+        let services = full.as_array().map(Vec::as_slice).unwrap_or_default();
+        let mut out = Vec::new();
+        for svc in services {
+            let eps: Vec<Value> = svc["endpoints"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .iter()
+                .filter(|e| e["id"].as_str().is_some_and(|id| ids.contains(id)))
+                .cloned()
+                .collect();
+            if !eps.is_empty() {
+                let mut svc = svc.clone();
+                svc["endpoints"] = Value::Array(eps);
+                out.push(svc);
+            }
+        }
+        Ok(Arc::new(Value::Array(out)))
+    }
+
+    async fn catalog_parts(&self) -> Result<CatalogParts, Error> {
         let generation = self.generation();
         if let Ok(c) = self.catalog_cache.read()
             && let Some((g, at, v)) = c.as_ref()
@@ -541,7 +576,8 @@ impl IdentityService {
                 "name": extra.get("name").cloned().unwrap_or(Value::from("")),
             }));
         }
-        let v = Arc::new(Value::Array(out));
+        let filters = crate::http::ep_filter::project_endpoints(self).await?;
+        let v = (Arc::new(Value::Array(out)), Arc::new(filters));
         if let Ok(mut c) = self.catalog_cache.write() {
             *c = Some((generation, Instant::now(), v.clone()));
         }
@@ -603,7 +639,11 @@ impl IdentityService {
         if vt.project.is_some() || vt.domain.is_some() || vt.system {
             t.insert("roles".into(), json!(vt.roles));
             if with_catalog {
-                t.insert("catalog".into(), (*self.catalog().await?).clone());
+                let project = vt.project.as_ref().map(|p| p.id.as_str());
+                t.insert(
+                    "catalog".into(),
+                    (*self.catalog_for(project).await?).clone(),
+                );
             }
         }
         if vt.project.is_some() {

@@ -46,20 +46,16 @@ impl Cidr {
         }
         Some(Cidr { v, net: n, len })
     }
-    /// Parses a CIDR whose host bits are zero (Neutron refuses `10.0.0.5/24`).
+    /// Parses a subnet's CIDR as Neutron's API takes it: an address and a
+    /// prefix length; host bits set are dropped (`10.20.30.0/16` is
+    /// `10.20.0.0/16`, as Neutron's `create_subnet` "turns the CIDR into a
+    /// proper subnet").
     pub fn parse(s: &str) -> Result<Cidr, String> {
         let c = Cidr::parse_loose(s).ok_or_else(|| format!("'{s}' is not a valid IP subnet"))?;
         if !s.contains('/') {
             return Err(format!("'{s}' is not a valid IP subnet"));
         }
-        let m = c.masked();
-        if m.net != c.net {
-            return Err(format!(
-                "'{s}' isn't a recommended CIDR, it should be '{}'",
-                m
-            ));
-        }
-        Ok(c)
+        Ok(c.masked())
     }
     pub fn masked(&self) -> Cidr {
         Cidr {
@@ -249,7 +245,16 @@ mod tests {
         let c = Cidr::parse("10.0.0.0/24").unwrap();
         assert_eq!(c.size(), 256);
         assert_eq!(fmt_ip(4, c.last()), "10.0.0.255");
-        assert!(Cidr::parse("10.0.0.5/24").is_err());
+        assert_eq!(
+            Cidr::parse("10.20.30.0/16").unwrap().to_string(),
+            "10.20.0.0/16"
+        );
+        assert_eq!(
+            Cidr::parse("2001:db8::1/64").unwrap().to_string(),
+            "2001:db8::/64"
+        );
+        assert!(Cidr::parse("10.0.0.5").is_err());
+        assert!(Cidr::parse("10.0.0.0/33").is_err());
         let p = default_pools(&c, Some(c.first() + 1));
         assert_eq!(p.len(), 1);
         assert_eq!(fmt_ip(4, p[0].start), "10.0.0.2");

@@ -412,7 +412,9 @@ pub async fn auth_catalog(st: State, caller: Caller) -> KsResult<Json<Value>> {
             "A scoped token is required to get a catalog.",
         )));
     }
-    let cat = st.0.catalog().await?;
+    let cat =
+        st.0.catalog_for(t.project.as_ref().map(|p| p.id.as_str()))
+            .await?;
     Ok(Json(
         json!({"catalog": *cat, "links": {"self": format!("{}/auth/catalog", st.0.v3_url()), "previous": null, "next": null}}),
     ))

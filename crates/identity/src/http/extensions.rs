@@ -1,5 +1,5 @@
-//! Small Keystone extensions kept as JSON documents: OS-OAUTH1 consumers,
-//! OS-EP-FILTER endpoint groups and domain-specific configuration.
+//! Small Keystone extensions kept as JSON documents: OS-OAUTH1 consumers
+//! and domain-specific configuration (OS-EP-FILTER is `ep_filter`).
 use super::{Caller, State};
 use crate::error::{KsError, KsResult};
 use crate::util::*;
@@ -13,7 +13,7 @@ use ferro_db::entity::identity::*;
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, Set};
 use serde_json::{Map, Value, json};
 
-async fn doc_get(
+pub(super) async fn doc_get(
     svc: &crate::IdentityService,
     kind: &str,
     id: &str,
@@ -27,7 +27,7 @@ async fn doc_get(
     )
 }
 
-async fn doc_put(
+pub(super) async fn doc_put(
     svc: &crate::IdentityService,
     kind: &str,
     id: &str,
@@ -58,7 +58,11 @@ async fn doc_put(
     }
 }
 
-async fn doc_delete(svc: &crate::IdentityService, kind: &str, id: &str) -> Result<(), Error> {
+pub(super) async fn doc_delete(
+    svc: &crate::IdentityService,
+    kind: &str,
+    id: &str,
+) -> Result<(), Error> {
     document::Entity::delete_by_id((kind.to_string(), id.to_string()))
         .exec(svc.conn())
         .await
@@ -66,7 +70,7 @@ async fn doc_delete(svc: &crate::IdentityService, kind: &str, id: &str) -> Resul
     Ok(())
 }
 
-async fn doc_list(
+pub(super) async fn doc_list(
     svc: &crate::IdentityService,
     kind: &str,
 ) -> Result<Vec<Map<String, Value>>, Error> {
@@ -80,7 +84,7 @@ async fn doc_list(
         .collect())
 }
 
-fn admin(svc: &crate::IdentityService, caller: &Caller) -> Result<(), Error> {
+pub(super) fn admin(svc: &crate::IdentityService, caller: &Caller) -> Result<(), Error> {
     caller.authorize(svc, "admin_required", &json!({}))
 }
 
@@ -176,121 +180,6 @@ pub async fn consumer_delete(
         .await?
         .ok_or_else(|| Error::not_found("consumer", &id))?;
     doc_delete(svc, CONSUMER, &id).await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-// ---- OS-EP-FILTER endpoint groups ---------------------------------------
-
-const EPG: &str = "endpoint_group";
-
-fn epg_fields(m: &Map<String, Value>, doc: &mut Map<String, Value>) -> Result<(), Error> {
-    if let Some(n) = opt_name(m, "name", 255)? {
-        doc.insert("name".into(), json!(n));
-    }
-    if let Some(d) = opt_str(m, "description", 65_535, true)? {
-        doc.insert("description".into(), json!(d));
-    }
-    if let Some(f) = m.get("filters") {
-        let Value::Object(f) = f else {
-            return Err(invalid_type("filters", "object"));
-        };
-        for k in f.keys() {
-            if !["service_id", "region_id", "interface"].contains(&k.as_str()) {
-                return Err(invalid("filters", &format!("'{k}' is not a valid filter.")));
-            }
-        }
-        doc.insert("filters".into(), Value::Object(f.clone()));
-    }
-    Ok(())
-}
-
-pub async fn epg_create(
-    st: State,
-    caller: Caller,
-    body: Bytes,
-) -> KsResult<(StatusCode, Json<Value>)> {
-    let svc = &st.0;
-    admin(svc, &caller)?;
-    let body = parse_body(&body)?;
-    let m = wrapped(&body, "endpoint_group")?;
-    req_name(m, "name", 255)?;
-    if !m.contains_key("filters") {
-        return Err(KsError(Error::validation(
-            "'filters' is a required property",
-        )));
-    }
-    let id = ferro_common::new_hex_id();
-    let mut doc = Map::new();
-    doc.insert("id".into(), json!(id));
-    doc.insert("description".into(), json!(""));
-    epg_fields(m, &mut doc)?;
-    doc.insert(
-        "links".into(),
-        json!({"self": format!("{}/OS-EP-FILTER/endpoint_groups/{id}", svc.v3_url())}),
-    );
-    doc_put(svc, EPG, &id, &doc).await?;
-    Ok((StatusCode::CREATED, Json(json!({"endpoint_group": doc}))))
-}
-
-pub async fn epg_list(st: State, caller: Caller) -> KsResult<Json<Value>> {
-    let svc = &st.0;
-    admin(svc, &caller)?;
-    let items = doc_list(svc, EPG)
-        .await?
-        .into_iter()
-        .map(Value::Object)
-        .collect();
-    Ok(Json(crate::views::list(
-        &svc.v3_url(),
-        "OS-EP-FILTER/endpoint_groups",
-        "endpoint_groups",
-        items,
-        false,
-    )))
-}
-
-pub async fn epg_show(st: State, caller: Caller, Path(id): Path<String>) -> KsResult<Json<Value>> {
-    let svc = &st.0;
-    admin(svc, &caller)?;
-    let d = doc_get(svc, EPG, &id)
-        .await?
-        .ok_or_else(|| Error::not_found("endpoint group", &id))?;
-    Ok(Json(json!({"endpoint_group": d})))
-}
-
-pub async fn epg_check(st: State, caller: Caller, Path(id): Path<String>) -> KsResult<StatusCode> {
-    let svc = &st.0;
-    admin(svc, &caller)?;
-    doc_get(svc, EPG, &id)
-        .await?
-        .ok_or_else(|| Error::not_found("endpoint group", &id))?;
-    Ok(StatusCode::OK)
-}
-
-pub async fn epg_update(
-    st: State,
-    caller: Caller,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> KsResult<Json<Value>> {
-    let svc = &st.0;
-    admin(svc, &caller)?;
-    let mut d = doc_get(svc, EPG, &id)
-        .await?
-        .ok_or_else(|| Error::not_found("endpoint group", &id))?;
-    let body = parse_body(&body)?;
-    epg_fields(wrapped(&body, "endpoint_group")?, &mut d)?;
-    doc_put(svc, EPG, &id, &d).await?;
-    Ok(Json(json!({"endpoint_group": d})))
-}
-
-pub async fn epg_delete(st: State, caller: Caller, Path(id): Path<String>) -> KsResult<StatusCode> {
-    let svc = &st.0;
-    admin(svc, &caller)?;
-    doc_get(svc, EPG, &id)
-        .await?
-        .ok_or_else(|| Error::not_found("endpoint group", &id))?;
-    doc_delete(svc, EPG, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

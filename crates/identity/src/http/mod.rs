@@ -6,6 +6,7 @@ pub mod auth;
 pub mod catalog;
 pub mod credentials;
 pub mod domains;
+pub mod ep_filter;
 pub mod extensions;
 pub mod groups;
 pub mod limits;
@@ -287,14 +288,46 @@ pub fn router() -> Router<Arc<IdentityService>> {
         )
         .route(
             "/v3/OS-EP-FILTER/endpoint_groups",
-            get(extensions::epg_list).post(extensions::epg_create),
+            get(ep_filter::epg_list).post(ep_filter::epg_create),
         )
         .route(
             "/v3/OS-EP-FILTER/endpoint_groups/{id}",
-            get(extensions::epg_show)
-                .head(extensions::epg_check)
-                .patch(extensions::epg_update)
-                .delete(extensions::epg_delete),
+            get(ep_filter::epg_show)
+                .head(ep_filter::epg_check)
+                .patch(ep_filter::epg_update)
+                .delete(ep_filter::epg_delete),
+        )
+        .route(
+            "/v3/OS-EP-FILTER/endpoint_groups/{id}/projects",
+            get(ep_filter::group_projects_list),
+        )
+        .route(
+            "/v3/OS-EP-FILTER/endpoint_groups/{id}/endpoints",
+            get(ep_filter::group_endpoints_list),
+        )
+        .route(
+            "/v3/OS-EP-FILTER/endpoint_groups/{id}/projects/{project_id}",
+            get(ep_filter::group_project_show)
+                .put(ep_filter::group_project_add)
+                .delete(ep_filter::group_project_remove),
+        )
+        .route(
+            "/v3/OS-EP-FILTER/projects/{project_id}/endpoints",
+            get(ep_filter::project_endpoints_list),
+        )
+        .route(
+            "/v3/OS-EP-FILTER/projects/{project_id}/endpoints/{endpoint_id}",
+            get(ep_filter::project_endpoint_check)
+                .put(ep_filter::project_endpoint_add)
+                .delete(ep_filter::project_endpoint_remove),
+        )
+        .route(
+            "/v3/OS-EP-FILTER/projects/{project_id}/endpoint_groups",
+            get(ep_filter::project_groups_list),
+        )
+        .route(
+            "/v3/OS-EP-FILTER/endpoints/{endpoint_id}/projects",
+            get(ep_filter::endpoint_projects_list),
         )
         .route(
             "/v3/domains/{id}/config",

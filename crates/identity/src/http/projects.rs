@@ -130,7 +130,7 @@ pub async fn delete_project_rows(c: &impl ConnectionTrait, id: &str) -> Result<(
     Ok(())
 }
 
-fn view(svc: &crate::IdentityService, p: &project::Model, tags: &[String]) -> Value {
+pub(crate) fn view(svc: &crate::IdentityService, p: &project::Model, tags: &[String]) -> Value {
     if p.is_domain {
         views::domain_as_project(&svc.v3_url(), p, tags)
     } else {

@@ -1,5 +1,6 @@
 //! Routes under `/networking`: version discovery, `/v2.0` resources,
 //! extensions, and the generic tag sub-resource.
+pub mod address_scopes;
 pub mod agents;
 pub mod ip_availability;
 pub mod networks;
@@ -114,6 +115,7 @@ pub fn router() -> Router<Arc<NetworkService>> {
         .merge(ip_availability::routes())
         .merge(rbac::routes())
         .merge(subnetpools::routes())
+        .merge(address_scopes::routes())
         .merge(scheduling::routes())
         .merge(service_providers::routes())
         .route(
@@ -140,7 +142,7 @@ async fn versions(State(svc): St) -> Response {
     ok(json!({"versions": [version_doc(&svc)]}))
 }
 
-const RESOURCES: [(&str, &str); 10] = [
+const RESOURCES: [(&str, &str); 11] = [
     ("network", "networks"),
     ("subnet", "subnets"),
     ("port", "ports"),
@@ -149,6 +151,7 @@ const RESOURCES: [(&str, &str); 10] = [
     ("security_group", "security-groups"),
     ("security_group_rule", "security-group-rules"),
     ("subnetpool", "subnetpools"),
+    ("address_scope", "address-scopes"),
     ("quota", "quotas"),
     ("rbac_policy", "rbac-policies"),
 ];
@@ -166,6 +169,11 @@ async fn resources(State(svc): St, _c: Caller) -> Response {
 
 /// Every alias advertised here works (FEATURES.md §2.4).
 pub const EXTENSIONS: &[(&str, &str, &str)] = &[
+    (
+        "address-scope",
+        "Address scope",
+        "Address scopes extension.",
+    ),
     ("agent", "agent", "The agent management extension."),
     (
         "allowed-address-pairs",
@@ -427,7 +435,7 @@ pub fn visible(st: &NState, c: &Caller, k: Kind, o: &Obj) -> bool {
         Kind::Network => net_visible(st, c, o),
         Kind::Subnet => crate::subnet_visible(st, c, o),
         Kind::Port => crate::port_visible(st, c, o),
-        Kind::SecurityGroup | Kind::SubnetPool => c.owns(o) || b(o, "shared"),
+        Kind::SecurityGroup | Kind::SubnetPool | Kind::AddressScope => c.owns(o) || b(o, "shared"),
         _ => c.owns(o),
     }
 }

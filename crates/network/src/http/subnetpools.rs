@@ -1,5 +1,5 @@
 //! Subnet pools: `/v2.0/subnetpools`, with adding and removing prefixes.
-use super::{Body, St, coll_url, created, no_content, ok};
+use super::{Body, St, address_scopes, coll_url, created, no_content, ok};
 use crate::error::{NResult, NeutronError};
 use crate::ipam::{self, Cidr};
 use crate::query::{ListParams, matches, render};
@@ -79,6 +79,15 @@ fn parse_prefixes(o: &Obj) -> NResult<Vec<Cidr>> {
     Ok(merged)
 }
 
+/// `address_scope_id` of a request: a UUID, or null (none).
+fn scope_field(o: &Obj) -> NResult<Option<String>> {
+    match o.get("address_scope_id") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(x)) if uuid::Uuid::parse_str(x).is_ok() => Ok(Some(x.clone())),
+        Some(x) => Err(NeutronError::invalid(format!("'{x}' is not a valid UUID"))),
+    }
+}
+
 fn pool_bounds(o: &mut Obj, v: u8, cur: Option<&Obj>) -> NResult<()> {
     let get = |k: &str| -> NResult<Option<i64>> {
         match o.get(k) {
@@ -138,12 +147,7 @@ async fn pool_create(State(svc): St, c: Caller, Body(body): Body) -> NResult<Res
     check::boolean(&mut o, "shared")?;
     check::boolean(&mut o, "is_default")?;
     check::tags(&mut o)?;
-    if o.get("address_scope_id").is_some_and(|v| !v.is_null()) {
-        return Err(NeutronError::not_found(
-            "Address scope",
-            o["address_scope_id"].as_str().unwrap_or(""),
-        ));
-    }
+    let scope = scope_field(&o)?;
     let out = svc
         .store
         .write(|tx| {
@@ -157,6 +161,9 @@ async fn pool_create(State(svc): St, c: Caller, Body(body): Body) -> NResult<Res
                 return Err(NeutronError::bad("A default subnetpool for this IP family has already been set. Only one default may exist per IP family".to_string()));
             }
             pool_bounds(&mut o, v, None)?;
+            if let Some(scope) = scope.as_deref() {
+                address_scopes::check_pool_scope(&tx.st, &c, None, v as u64, &prefixes, scope)?;
+            }
             svc.check_quota(&tx.st, &owner, Kind::SubnetPool, 1)?;
             o.insert("id".into(), json!(new_id()));
             o.entry("name").or_insert(json!(""));
@@ -164,7 +171,7 @@ async fn pool_create(State(svc): St, c: Caller, Body(body): Body) -> NResult<Res
             o.insert("ip_version".into(), json!(v));
             o.entry("shared").or_insert(json!(false));
             o.entry("is_default").or_insert(json!(false));
-            o.insert("address_scope_id".into(), Value::Null);
+            o.insert("address_scope_id".into(), json!(scope));
             o.entry("default_quota").or_insert(Value::Null);
             standard(&mut o, &owner);
             tx.put(Kind::SubnetPool, o.clone());
@@ -235,6 +242,10 @@ async fn pool_update(
     )?;
     check::string(&u, "name", 255)?;
     check::boolean(&mut u, "is_default")?;
+    let new_scope = match u.contains_key("address_scope_id") {
+        true => Some(scope_field(&u)?),
+        false => None,
+    };
     let out = svc
         .store
         .write(|tx| {
@@ -244,6 +255,18 @@ async fn pool_update(
             }
             let mut o = (*x).clone();
             let v = o.get("ip_version").and_then(Value::as_u64).unwrap_or(4) as u8;
+            // A pool in a shared scope of another project is frozen.
+            let old_scope = s(&o, "address_scope_id").to_string();
+            if !old_scope.is_empty()
+                && !c.admin
+                && tx
+                    .get(Kind::AddressScope, &old_scope)
+                    .is_some_and(|a| !c.owns(&a))
+            {
+                return Err(NeutronError::bad(format!(
+                    "Illegal subnetpool update : subnetpool {id} cannot be updated when associated with shared address scope {old_scope}."
+                )));
+            }
             if u.contains_key("prefixes") {
                 let new = parse_prefixes(&u)?;
                 let old: Vec<Cidr> = arr(&o, "prefixes")
@@ -284,8 +307,31 @@ async fn pool_update(
             for (k, val) in bounds {
                 o.insert(k, val);
             }
+            if let Some(scope) = &new_scope {
+                o.insert("address_scope_id".into(), json!(scope));
+            }
+            let scope = s(&o, "address_scope_id").to_string();
+            if !scope.is_empty() {
+                let prefixes: Vec<Cidr> = arr(&o, "prefixes")
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .filter_map(Cidr::parse_loose)
+                    .collect();
+                address_scopes::check_pool_scope(&tx.st, &c, Some(&id), v as u64, &prefixes, &scope)?;
+            }
             touch(&mut o);
             tx.put(Kind::SubnetPool, o.clone());
+            if scope != old_scope {
+                let nets: std::collections::BTreeSet<String> = tx
+                    .st
+                    .iter(Kind::Subnet)
+                    .filter(|x| s(x, "subnetpool_id") == id)
+                    .map(|x| s(x, "network_id").to_string())
+                    .collect();
+                for n in nets {
+                    address_scopes::refresh_network(tx, &n);
+                }
+            }
             Ok(o)
         })
         .await?;

@@ -753,6 +753,7 @@ pub fn create_tx(
         svc.cfg.network.max_dns_nameservers,
     )?;
     let routes = validate_routes(&o, ipv, svc.cfg.network.max_subnet_host_routes)?;
+    check_pool_affinity(&tx.st, &net_id, ipv, pool_id.as_deref())?;
     svc.check_quota(&tx.st, owner, Kind::Subnet, 1)?;
     let id = new_id();
     let enable_dhcp = o
@@ -786,6 +787,7 @@ pub fn create_tx(
     n.insert("subnets".into(), Value::Array(subs));
     touch(&mut n);
     tx.put(Kind::Network, n);
+    super::address_scopes::refresh_network(tx, &net_id);
     // Existing ports get their automatic address on a SLAAC subnet.
     if is_auto_address(&o) {
         let ports: Vec<Arc<Obj>> = tx.st.ports_on(&net_id).cloned().collect();
@@ -1049,6 +1051,42 @@ pub fn delete_tx(tx: &mut Tx, id: &str) -> NResult<()> {
         n.insert("subnets".into(), Value::Array(subs));
         touch(&mut n);
         tx.put(Kind::Network, n);
+        super::address_scopes::refresh_network(tx, &net);
+    }
+    Ok(())
+}
+
+/// Neutron's `_validate_network_subnetpools`: the subnets of one IP
+/// version on a network are all in one address scope when the network is
+/// scoped, and otherwise all from one subnet pool (or none).
+fn check_pool_affinity(st: &NState, net: &str, ipv: u8, pool: Option<&str>) -> NResult<()> {
+    use super::address_scopes::{network_scope, scope_of_pool};
+    if let Some(scope) = network_scope(st, net, ipv as u64) {
+        if pool.and_then(|p| scope_of_pool(st, p)).as_deref() != Some(scope.as_str()) {
+            return Err(NeutronError::new(
+                400,
+                "NetworkAddressScopeAffinityError",
+                "Subnets of the same address family hosted on the same network must all participate in the same address scope.",
+            ));
+        }
+        return Ok(());
+    }
+    let mixed = st
+        .subnets_of(net)
+        .filter(|x| x.get("ip_version").and_then(Value::as_u64) == Some(ipv as u64))
+        .any(|x| {
+            let theirs = s(x, "subnetpool_id");
+            match pool {
+                Some(p) => theirs != p,
+                None => !theirs.is_empty(),
+            }
+        });
+    if mixed {
+        return Err(NeutronError::new(
+            400,
+            "NetworkSubnetPoolAffinityError",
+            "Subnets hosted on the same network must be allocated from the same subnet pool.",
+        ));
     }
     Ok(())
 }

@@ -30,7 +30,9 @@ enum Layer {
 fn layer(name: &str) -> Option<Layer> {
     use Layer::*;
     Some(match name {
-        "ferro-common" | "ferro-config" | "ferro-bus" | "ferro-auth" => Shared,
+        "ferro-common" | "ferro-config" | "ferro-bus" | "ferro-auth" | "ferro-image-client" => {
+            Shared
+        }
         "ferro-rpc" => Protocol,
         "ferro-db" | "ferro-saga" => Db,
         "ferro-identity" | "ferro-image" | "ferro-compute" | "ferro-network" | "ferro-volume"

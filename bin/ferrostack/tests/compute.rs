@@ -679,3 +679,72 @@ async fn a_deleted_instances_guest_is_reaped() {
     }
     c.stop().await;
 }
+
+/// Live migration and evacuation are checked in Nova's order: a state
+/// Nova refuses is 409 before the driver's lack of migration is 400, and
+/// a non-admin is refused by policy first.
+#[tokio::test]
+async fn migration_checks_the_state_before_the_driver() {
+    let c = TestCloud::start_with(Backend::Sqlite, |cfg| cfg.compute.fake_hosts = 1)
+        .await
+        .unwrap()
+        .unwrap();
+    let tok = c.admin_token().await;
+    wait_hosts(&c, &tok, 1).await;
+    let img = image(&c, &tok).await;
+    let r = nova(
+        &c,
+        Method::POST,
+        "/servers",
+        &tok,
+        server_body(&img, "1", "mig"),
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let id = r.body["server"]["id"].as_str().unwrap().to_string();
+    wait_status(&c, &tok, &id, &["ACTIVE"]).await;
+    let act = |body: Value| {
+        let (c, tok, id) = (&c, tok.clone(), id.clone());
+        async move {
+            nova(
+                c,
+                Method::POST,
+                &format!("/servers/{id}/action"),
+                &tok,
+                body,
+            )
+            .await
+        }
+    };
+    let live = json!({"os-migrateLive": {"host": null, "block_migration": "auto"}});
+    let r = act(live.clone()).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    let (_, member) = c.member_user(&tok, "mig-member").await;
+    let r = nova(
+        &c,
+        Method::POST,
+        &format!("/servers/{id}/action"),
+        &member,
+        live.clone(),
+    )
+    .await;
+    assert_eq!(r.status, 404, "another project's server: {}", r.body);
+    assert_eq!(act(json!({"suspend": null})).await.status, 202);
+    wait_status(&c, &tok, &id, &["SUSPENDED"]).await;
+    let r = act(live).await;
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert!(
+        r.body["conflictingRequest"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("while it is in vm_state suspended"),
+        "{}",
+        r.body
+    );
+    let r = act(json!({"evacuate": {}})).await;
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert_eq!(act(json!({"resume": null})).await.status, 202);
+    wait_status(&c, &tok, &id, &["ACTIVE"]).await;
+    assert_eq!(act(json!({"evacuate": {}})).await.status, 400);
+    c.stop().await;
+}

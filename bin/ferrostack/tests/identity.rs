@@ -877,6 +877,76 @@ async fn endpoint_filter(c: &TestCloud) {
     assert_eq!(catalog(member).await, every);
 }
 
+/// Attributes left out read as Keystone returns them: a service's name is
+/// "", an endpoint group's description null, a trust's redelegation and
+/// deletion fields null; project tags come with their link.
+async fn keystone_defaults(c: &TestCloud) {
+    let admin = c.admin_token().await;
+    let s = create(
+        c,
+        &admin,
+        "/services",
+        "service",
+        json!({"type": "ferro-test"}),
+    )
+    .await;
+    assert_eq!(s["name"], "");
+    let got = c
+        .ks(
+            Method::GET,
+            &format!("/services/{}", s["id"].as_str().unwrap()),
+            &admin,
+            Value::Null,
+        )
+        .await;
+    assert_eq!(got.body["service"]["name"], "");
+    for bad in [json!(null), json!(""), json!("  ")] {
+        let r = c
+            .ks(
+                Method::POST,
+                "/services",
+                &admin,
+                json!({"service": {"type": "x", "name": bad}}),
+            )
+            .await;
+        assert_eq!(r.status, 400, "name {bad}: {}", r.body);
+    }
+    let g = create(
+        c,
+        &admin,
+        "/OS-EP-FILTER/endpoint_groups",
+        "endpoint_group",
+        json!({"name": "g", "filters": {"interface": "public"}}),
+    )
+    .await;
+    assert_eq!(g["description"], Value::Null);
+    let p = create(
+        c,
+        &admin,
+        "/projects",
+        "project",
+        json!({"name": "tagged", "tags": ["t1"]}),
+    )
+    .await;
+    let r = c
+        .ks(
+            Method::GET,
+            &format!("/projects/{}/tags", p["id"].as_str().unwrap()),
+            &admin,
+            Value::Null,
+        )
+        .await;
+    assert_eq!(r.body["tags"], json!(["t1"]));
+    assert!(
+        r.body["links"]["self"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/v3/projects/{}/tags", p["id"].as_str().unwrap())),
+        "{}",
+        r.body
+    );
+}
+
 async fn suite(backend: Backend) {
     let Some(c) = TestCloud::start_on(backend).await.unwrap() else {
         return;
@@ -885,6 +955,7 @@ async fn suite(backend: Backend) {
     resources_grants_revocation(&c).await;
     bad_input(&c).await;
     endpoint_filter(&c).await;
+    keystone_defaults(&c).await;
     c.stop().await;
 }
 

@@ -1375,3 +1375,148 @@ async fn web_download_import() {
     }
     assert_eq!(store_files(&c), files_before, "a failed download left data");
 }
+
+/// The names of a list, sorted.
+fn names_in(v: &Value, key: &str) -> Vec<String> {
+    let mut n: Vec<String> = v[key]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_string())
+        .collect();
+    n.sort();
+    n
+}
+
+async fn tag_names(c: &TestCloud, tok: &str, path: &str) -> Vec<String> {
+    let r = c.request(Method::GET, path, Some(tok), Value::Null).await;
+    names_in(&r.body, "tags")
+}
+
+async fn resource_type_names(c: &TestCloud, tok: &str) -> Vec<String> {
+    let r = c
+        .request(
+            Method::GET,
+            "/image/v2/metadefs/resource_types",
+            Some(tok),
+            Value::Null,
+        )
+        .await;
+    names_in(&r.body, "resource_types")
+}
+
+/// Metadata definition tags and resource types as Glance: a tag list
+/// replaces the namespace's tags, or is appended with `X-Openstack-Append`;
+/// names are unique regardless of case; associating a namespace with a new
+/// resource type creates that type, which outlives the association.
+#[tokio::test]
+async fn metadef_tags_and_created_resource_types() {
+    let c = TestCloud::start().await;
+    let tok = c.admin_token().await;
+    let md = |p: &str| format!("/image/v2/metadefs{p}");
+    let r = c
+        .request(
+            Method::POST,
+            &md("/namespaces"),
+            Some(&tok),
+            json!({"namespace": "FerroTest::Tags", "visibility": "public"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let tags = |names: &[&str]| json!({"tags": names.iter().map(|n| json!({"name": n})).collect::<Vec<_>>()});
+    let path = md("/namespaces/FerroTest::Tags/tags");
+    let r = c
+        .request(Method::POST, &path, Some(&tok), tags(&["a", "b"]))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.body, tags(&["a", "b"]));
+    // Replaced...
+    let r = c
+        .request(Method::POST, &path, Some(&tok), tags(&["c"]))
+        .await;
+    assert_eq!(r.status, 201);
+    assert_eq!(tag_names(&c, &tok, &path).await, ["c"]);
+    // ... or appended.
+    let r = c
+        .request_h(
+            Method::POST,
+            &path,
+            Some(&tok),
+            tags(&["d", "e"]),
+            &[("X-Openstack-Append", "True")],
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(tag_names(&c, &tok, &path).await, ["c", "d", "e"]);
+    let r = c
+        .request_h(
+            Method::POST,
+            &path,
+            Some(&tok),
+            tags(&["D"]),
+            &[("X-Openstack-Append", "true")],
+        )
+        .await;
+    assert_eq!(r.status, 409, "{}", r.body);
+    let r = c
+        .request(Method::POST, &path, Some(&tok), tags(&["x", "X"]))
+        .await;
+    assert_eq!(r.status, 409, "{}", r.body);
+    let r = c
+        .request(Method::POST, &format!("{path}/C"), Some(&tok), Value::Null)
+        .await;
+    assert_eq!(r.status, 409, "{}", r.body);
+    // An empty list changes nothing; a refused one neither.
+    let r = c.request(Method::POST, &path, Some(&tok), tags(&[])).await;
+    assert_eq!(r.status, 201);
+    assert_eq!(tag_names(&c, &tok, &path).await, ["c", "d", "e"]);
+
+    // A new resource type comes with its first association and stays.
+    let rt = md("/namespaces/FerroTest::Tags/resource_types");
+    let r = c
+        .request(
+            Method::POST,
+            &rt,
+            Some(&tok),
+            json!({"name": "Ferro::Test::Thing", "prefix": "ft_"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.body["name"], "Ferro::Test::Thing");
+    let r = c
+        .request(
+            Method::POST,
+            &rt,
+            Some(&tok),
+            json!({"name": "Ferro::Test::Thing"}),
+        )
+        .await;
+    assert_eq!(r.status, 409, "{}", r.body);
+    let all = resource_type_names(&c, &tok).await;
+    assert!(
+        all.contains(&"OS::Glance::Image".to_string())
+            && all.contains(&"Ferro::Test::Thing".to_string()),
+        "{all:?}"
+    );
+    let r = c.request(Method::GET, &rt, Some(&tok), Value::Null).await;
+    assert_eq!(
+        r.body["resource_type_associations"][0]["name"], "Ferro::Test::Thing",
+        "{}",
+        r.body
+    );
+    let r = c
+        .request(
+            Method::DELETE,
+            &format!("{rt}/Ferro::Test::Thing"),
+            Some(&tok),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(r.status, 204);
+    assert!(
+        resource_type_names(&c, &tok)
+            .await
+            .contains(&"Ferro::Test::Thing".to_string())
+    );
+    c.stop().await;
+}

@@ -1,6 +1,8 @@
 //! Metadata definitions (`/v2/metadefs`): namespaces with resource-type
 //! associations, properties, objects and tags. Each namespace is one JSON
-//! document; the resource types are Glance's built-in set.
+//! document. Resource types are Glance's built-in set and those created by
+//! associating a namespace with a new name (kept as documents, as Glance
+//! keeps them in their table after the association goes).
 use crate::ImageService;
 use crate::error::{GResult, GlanceError};
 use crate::http::Caller;
@@ -8,7 +10,7 @@ use crate::model::{bad, ts};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use ferro_common::Error;
 use ferro_db::entity::image::metadef;
@@ -74,12 +76,49 @@ pub fn router() -> Router<Arc<ImageService>> {
         )
 }
 
+/// Resource types made by associations (`{name, created_at, updated_at}`).
+const CREATED_TYPES: &str = "glance_metadef_resource_type";
+
 async fn resource_types(st: St, caller: Caller) -> GResult<J> {
     caller.check(&st.0, "get_metadefs", &json!({}))?;
     let now = ts(0);
-    Ok(axum::Json(
-        json!({"resource_types": RESOURCE_TYPES.iter().map(|n| json!({"name": n, "created_at": now, "updated_at": now})).collect::<Vec<_>>()}),
-    ))
+    let mut out: Vec<Value> = RESOURCE_TYPES
+        .iter()
+        .map(|n| json!({"name": n, "created_at": now, "updated_at": now}))
+        .collect();
+    let mut created: Vec<Value> =
+        st.0.db
+            .docs_load(CREATED_TYPES)
+            .await?
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect();
+    created.sort_by(|a, b| a["created_at"].as_str().cmp(&b["created_at"].as_str()));
+    out.extend(created);
+    Ok(axum::Json(json!({"resource_types": out})))
+}
+
+/// Records resource type `name` if it is neither built in nor recorded
+/// (Glance creates it with its first association).
+async fn ensure_resource_type(svc: &ImageService, name: &str) -> Result<(), Error> {
+    if RESOURCE_TYPES.contains(&name)
+        || svc
+            .db
+            .docs_load(CREATED_TYPES)
+            .await?
+            .iter()
+            .any(|(id, _)| id == name)
+    {
+        return Ok(());
+    }
+    let now = ts(now_micros());
+    svc.db
+        .docs_apply(vec![ferro_db::docs::DocOp::put(
+            CREATED_TYPES,
+            name,
+            json!({"name": name, "created_at": now, "updated_at": now}),
+        )])
+        .await
 }
 
 fn parse(body: &[u8]) -> Result<Map<String, Value>, Error> {
@@ -389,9 +428,10 @@ async fn rt_add(
     let name = name_of(&m, "name")?;
     if n.rta.iter().any(|r| r["name"] == name.as_str()) {
         return Err(GlanceError(Error::conflict(format!(
-            "Resource type {name} is already associated."
+            "The metadata definition resource-type association of resource-type={name} to namespace={ns} already exists."
         ))));
     }
+    ensure_resource_type(svc, &name).await?;
     let item = stamp(m);
     n.rta.push(item.clone());
     store(svc, &mut n).await?;
@@ -621,11 +661,26 @@ async fn tag_list(st: St, caller: Caller, Path(ns): Path<String>) -> GResult<J> 
     Ok(axum::Json(json!({"tags": n.tags.clone()})))
 }
 
-/// `POST .../tags {"tags": [...]}` replaces the namespace's tags.
+fn duplicate_tag(name: &str, ns: &str) -> GlanceError {
+    GlanceError(Error::conflict(format!(
+        "A metadata tag with name={name} already exists in namespace={ns}. (Please note that metadata tag names are case insensitive)."
+    )))
+}
+
+fn same_tag(t: &Value, name: &str) -> bool {
+    t["name"]
+        .as_str()
+        .is_some_and(|x| x.to_lowercase() == name.to_lowercase())
+}
+
+/// `POST .../tags {"tags": [...]}`: as Glance, the list replaces the
+/// namespace's tags, or with `X-Openstack-Append: true` is added to them;
+/// an empty list changes nothing. Names are unique regardless of case.
 async fn tags_create(
     st: St,
     caller: Caller,
     Path(ns): Path<String>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> GResult<(StatusCode, J)> {
     let svc = &st.0;
@@ -636,27 +691,39 @@ async fn tags_create(
         .get("tags")
         .and_then(Value::as_array)
         .ok_or_else(|| bad("'tags' must be an array."))?;
-    let mut out: Vec<Value> = Vec::new();
+    let append = headers
+        .get("x-openstack-append")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            matches!(
+                v.to_lowercase().as_str(),
+                "true" | "1" | "yes" | "on" | "y" | "t"
+            )
+        });
+    let mut kept: Vec<Value> = if append { n.tags.clone() } else { Vec::new() };
+    let mut names: Vec<Value> = Vec::new();
     for t in items {
         let name = t
             .get("name")
             .and_then(Value::as_str)
-            .ok_or_else(|| bad("Each tag needs a name."))?;
-        if out.iter().any(|x| x["name"] == name) {
-            return Err(GlanceError(Error::conflict(format!(
-                "Duplicate tag {name}."
-            ))));
+            .filter(|x| !x.is_empty() && x.chars().count() <= 255)
+            .ok_or_else(|| bad("Each tag needs a name (at most 255 characters)."))?;
+        if kept.iter().any(|x| same_tag(x, name)) {
+            return Err(duplicate_tag(name, &ns));
         }
-        out.push(stamp(
+        kept.push(stamp(
             json!({"name": name})
                 .as_object()
                 .cloned()
                 .unwrap_or_default(),
         ));
+        names.push(json!({"name": name}));
     }
-    n.tags = out.clone();
-    store(svc, &mut n).await?;
-    Ok((StatusCode::CREATED, axum::Json(json!({"tags": out}))))
+    if !items.is_empty() {
+        n.tags = kept;
+        store(svc, &mut n).await?;
+    }
+    Ok((StatusCode::CREATED, axum::Json(json!({"tags": names}))))
 }
 
 async fn tag_clear(st: St, caller: Caller, Path(ns): Path<String>) -> GResult<StatusCode> {
@@ -683,10 +750,8 @@ async fn tag_create(
     let svc = &st.0;
     admin(svc, &caller)?;
     let mut n = load(svc, &caller, &ns).await?;
-    if n.tags.iter().any(|t| t["name"] == name.as_str()) {
-        return Err(GlanceError(Error::conflict(format!(
-            "Tag {name} already exists."
-        ))));
+    if n.tags.iter().any(|t| same_tag(t, &name)) {
+        return Err(duplicate_tag(&name, &ns));
     }
     let t = stamp(
         json!({"name": name})

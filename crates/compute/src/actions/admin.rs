@@ -171,13 +171,37 @@ pub(super) async fn security_group(
     Ok(Outcome::Accepted)
 }
 
+/// `os-migrateLive` and `evacuate`: checked in Nova's order (the server,
+/// the policy, then its state: 409 for a state Nova refuses) before the
+/// driver's lack of migration says 400.
 pub(super) fn live_migrate(
     svc: &Arc<ComputeService>,
     c: &Caller,
+    id: &str,
     action: &str,
 ) -> NResult<Outcome> {
-    c.require_admin(svc, "os_compute_api:os-migrate-server:migrate_live")?;
+    let inst = crate::servers::get_instance(svc, c, id)?;
+    let (rule, allowed): (&str, &[&str]) = if action == "evacuate" {
+        (
+            "os_compute_api:os-evacuate",
+            &["active", "stopped", "error"],
+        )
+    } else {
+        (
+            "os_compute_api:os-migrate-server:migrate_live",
+            &["active", "paused"],
+        )
+    };
+    c.require_admin(svc, rule)?;
+    if !allowed.contains(&inst.vm_state.as_str()) {
+        return Err(NovaError::invalid_state(
+            action,
+            "vm_state",
+            &inst.vm_state,
+            id,
+        ));
+    }
     Err(NovaError::bad(format!(
-        "{action} is not supported by the fake hypervisor driver."
+        "{action} is not supported by the hypervisor driver."
     )))
 }

@@ -165,6 +165,6 @@ pub async fn run(
         ServerCommand::SecurityGroup { name, add } => {
             admin::security_group(svc, c, id, name, add).await
         }
-        ServerCommand::LiveMigrate { action } => admin::live_migrate(svc, c, &action),
+        ServerCommand::LiveMigrate { action } => admin::live_migrate(svc, c, id, &action),
     }
 }

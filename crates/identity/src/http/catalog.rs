@@ -60,12 +60,16 @@ pub async fn service_create(
     let body = parse_body(&body)?;
     let m = wrapped(&body, "service")?;
     let ty = req_name(m, "type", 255)?;
-    opt_str(m, "name", 255, true)?;
+    // A name, when given, is a non-blank string; left out it is "" (as
+    // Keystone's create_service defaults it).
+    opt_name(m, "name", 255)?;
+    let mut extra = extra_of(m, SERVICE_KNOWN);
+    extra.entry("name").or_insert_with(|| json!(""));
     let row = service::Model {
         id: ferro_common::new_hex_id(),
         service_type: ty,
         enabled: opt_bool(m, "enabled")?.unwrap_or(true),
-        extra: json_string(&extra_of(m, SERVICE_KNOWN)),
+        extra: json_string(&extra),
     };
     row.clone()
         .into_active_model()
@@ -114,6 +118,7 @@ pub async fn service_update(
     if let Some(t) = opt_name(m, "type", 255)? {
         am.service_type = Set(t);
     }
+    opt_name(m, "name", 255)?;
     if let Some(e) = opt_bool(m, "enabled")? {
         am.enabled = Set(e);
     }

@@ -76,7 +76,8 @@ pub async fn epg_create(
     let id = ferro_common::new_hex_id();
     let mut doc = Map::new();
     doc.insert("id".into(), json!(id));
-    doc.insert("description".into(), json!(""));
+    // Keystone's endpoint_group.description column: null unless given.
+    doc.insert("description".into(), Value::Null);
     epg_fields(m, &mut doc)?;
     doc.insert(
         "links".into(),

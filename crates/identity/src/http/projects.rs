@@ -506,7 +506,12 @@ pub async fn tags_list(st: State, caller: Caller, Path(id): Path<String>) -> KsR
     let (t, p) = tag_target(svc, &id).await?;
     caller.authorize(svc, "identity:list_project_tags", &t)?;
     p?;
-    Ok(Json(json!({"tags": tags_of(svc, &id).await?})))
+    Ok(Json(tags_body(svc, &id, tags_of(svc, &id).await?)))
+}
+
+/// Keystone's tags document: the list and a link to it.
+fn tags_body(svc: &crate::IdentityService, id: &str, tags: Vec<String>) -> Value {
+    json!({"tags": tags, "links": {"self": format!("{}/projects/{id}/tags", svc.v3_url())}})
 }
 
 pub async fn tags_replace(
@@ -523,7 +528,7 @@ pub async fn tags_replace(
     let tags = validate_tags(Some(body.get("tags").unwrap_or(&Value::Null)))?;
     set_tags(svc.conn(), &id, &tags).await?;
     svc.invalidate();
-    Ok(Json(json!({"tags": tags})))
+    Ok(Json(tags_body(svc, &id, tags)))
 }
 
 pub async fn tags_clear(st: State, caller: Caller, Path(id): Path<String>) -> KsResult<StatusCode> {

@@ -62,6 +62,7 @@ async fn view(svc: &crate::IdentityService, t: &trust::Model) -> Result<Value, E
         "project_id": t.project_id, "impersonation": t.impersonation,
         "expires_at": t.expires_at.map(|e| ferro_common::time::keystone_token_time(&micros_to_time(e))),
         "remaining_uses": t.remaining_uses, "redelegation_count": t.redelegation_count.unwrap_or(0),
+        "redelegated_trust_id": t.redelegated_trust_id, "deleted_at": null,
         "roles": roles.iter().map(|r| crate::views::role_ref(&base, r)).collect::<Vec<_>>(),
         "roles_links": {"self": format!("{base}/OS-TRUST/trusts/{}/roles", t.id), "previous": null, "next": null},
         "links": {"self": format!("{base}/OS-TRUST/trusts/{}", t.id)},

@@ -29,8 +29,13 @@ def consistent():
     vols = {v["ID"] for v in osc("volume", "list", "-f", "json")}
     snaps = {s["ID"] for s in osc("volume", "snapshot", "list", "-f", "json")}
     want = {f"volume-{v}" for v in vols} | {f"snapshot-{s}" for s in snaps}
-    have = set(os.listdir(BACKEND)) if os.path.isdir(BACKEND) else set()
+    # The backend's own directories (.images: the agent's scratch space for
+    # image data, .exports) hold no volume.
+    have = {n for n in os.listdir(BACKEND) if not n.startswith(".")} if os.path.isdir(BACKEND) else set()
     expect(have == want, f"backend files {sorted(have)} != records {sorted(want)}")
+    scratch = os.path.join(BACKEND, ".images")
+    left = os.listdir(scratch) if os.path.isdir(scratch) else []
+    expect(not left, f"image scratch files left: {left}")
 
 
 def check(name):

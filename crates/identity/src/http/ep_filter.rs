@@ -213,10 +213,22 @@ fn matches(group: &Map<String, Value>, e: &endpoint::Model) -> bool {
 pub async fn project_endpoints(
     svc: &crate::IdentityService,
 ) -> Result<HashMap<String, HashSet<String>>, Error> {
-    let endpoints = endpoint::Entity::find()
+    let endpoints = all_endpoints(svc).await?;
+    project_endpoints_of(svc, &endpoints).await
+}
+
+async fn all_endpoints(svc: &crate::IdentityService) -> Result<Vec<endpoint::Model>, Error> {
+    endpoint::Entity::find()
         .all(svc.conn())
         .await
-        .map_err(db_err)?;
+        .map_err(db_err)
+}
+
+/// `project_endpoints` over endpoints already read.
+async fn project_endpoints_of(
+    svc: &crate::IdentityService,
+    endpoints: &[endpoint::Model],
+) -> Result<HashMap<String, HashSet<String>>, Error> {
     let ids: HashSet<&str> = endpoints.iter().map(|e| e.id.as_str()).collect();
     let mut out: HashMap<String, HashSet<String>> = HashMap::new();
     for a in doc_list(svc, PROJECT_EP).await? {
@@ -275,6 +287,27 @@ async fn projects_view(
     Ok(views::list(&svc.v3_url(), path, "projects", items, false))
 }
 
+/// Records an association (`kind`: project-endpoint or endpoint
+/// group-project) once; a second one is Keystone's duplicate-entry 409.
+async fn associate(
+    svc: &crate::IdentityService,
+    kind: &str,
+    key: &str,
+    doc: Value,
+) -> KsResult<StatusCode> {
+    if doc_get(svc, kind, key).await?.is_some() {
+        return Err(KsError(Error::conflict(format!(
+            "Conflict occurred attempting to store {kind} - Duplicate entry."
+        ))));
+    }
+    let Value::Object(d) = doc else {
+        return Err(KsError(Error::internal("an association is an object")));
+    };
+    doc_put(svc, kind, key, &d).await?;
+    svc.invalidate();
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// `PUT /v3/OS-EP-FILTER/projects/{project_id}/endpoints/{endpoint_id}`
 pub async fn project_endpoint_add(
     st: State,
@@ -285,18 +318,13 @@ pub async fn project_endpoint_add(
     admin(svc, &caller)?;
     endpoint_row(svc, &ep).await?;
     require_project(svc, &project).await?;
-    let key = ep_key(&project, &ep);
-    if doc_get(svc, PROJECT_EP, &key).await?.is_some() {
-        return Err(KsError(Error::conflict(
-            "Conflict occurred attempting to store project_endpoint - Duplicate entry.",
-        )));
-    }
-    let mut d = Map::new();
-    d.insert("project_id".into(), json!(project));
-    d.insert("endpoint_id".into(), json!(ep));
-    doc_put(svc, PROJECT_EP, &key, &d).await?;
-    svc.invalidate();
-    Ok(StatusCode::NO_CONTENT)
+    associate(
+        svc,
+        PROJECT_EP,
+        &ep_key(&project, &ep),
+        json!({"project_id": project, "endpoint_id": ep}),
+    )
+    .await
 }
 
 fn not_in_project(ep: &str, project: &str) -> KsError {
@@ -348,17 +376,12 @@ pub async fn project_endpoints_list(
     let svc = &st.0;
     admin(svc, &caller)?;
     require_project(svc, &project).await?;
-    let ids = project_endpoints(svc)
+    let all = all_endpoints(svc).await?;
+    let ids = project_endpoints_of(svc, &all)
         .await?
         .remove(&project)
         .unwrap_or_default();
-    let eps: Vec<endpoint::Model> = endpoint::Entity::find()
-        .all(svc.conn())
-        .await
-        .map_err(db_err)?
-        .into_iter()
-        .filter(|e| ids.contains(&e.id))
-        .collect();
+    let eps: Vec<endpoint::Model> = all.into_iter().filter(|e| ids.contains(&e.id)).collect();
     Ok(Json(endpoints_view(
         svc,
         &format!("OS-EP-FILTER/projects/{project}/endpoints"),
@@ -444,10 +467,8 @@ pub async fn group_endpoints_list(
     let svc = &st.0;
     admin(svc, &caller)?;
     let g = require_group(svc, &group).await?;
-    let eps: Vec<endpoint::Model> = endpoint::Entity::find()
-        .all(svc.conn())
-        .await
-        .map_err(db_err)?
+    let eps: Vec<endpoint::Model> = all_endpoints(svc)
+        .await?
         .into_iter()
         .filter(|e| matches(&g, e))
         .collect();
@@ -475,18 +496,13 @@ pub async fn group_project_add(
     admin(svc, &caller)?;
     require_project(svc, &project).await?;
     require_group(svc, &group).await?;
-    let key = epg_key(&group, &project);
-    if doc_get(svc, PROJECT_EPG, &key).await?.is_some() {
-        return Err(KsError(Error::conflict(
-            "Conflict occurred attempting to store project_endpoint_group - Duplicate entry.",
-        )));
-    }
-    let mut d = Map::new();
-    d.insert("endpoint_group_id".into(), json!(group));
-    d.insert("project_id".into(), json!(project));
-    doc_put(svc, PROJECT_EPG, &key, &d).await?;
-    svc.invalidate();
-    Ok(StatusCode::NO_CONTENT)
+    associate(
+        svc,
+        PROJECT_EPG,
+        &epg_key(&group, &project),
+        json!({"endpoint_group_id": group, "project_id": project}),
+    )
+    .await
 }
 
 fn group_not_in_project() -> KsError {

@@ -945,6 +945,141 @@ async fn keystone_defaults(c: &TestCloud) {
         "{}",
         r.body
     );
+    // An omitted description is "", an explicit null stays null.
+    assert_eq!(p["description"], "");
+    for (path, key) in [
+        ("/domains", "domain"),
+        ("/projects", "project"),
+        ("/groups", "group"),
+    ] {
+        let name = format!("nulldesc-{key}");
+        let v = create(
+            c,
+            &admin,
+            path,
+            key,
+            json!({"name": name, "description": null}),
+        )
+        .await;
+        assert_eq!(v["description"], Value::Null, "{path}: {v}");
+    }
+    // A domain never shows domain_id/parent_id/is_domain given to it; options
+    // set to null are dropped.
+    let d = create(
+        c,
+        &admin,
+        "/domains",
+        "domain",
+        json!({"name": "quiet", "domain_id": "x", "options": {"immutable": null}}),
+    )
+    .await;
+    assert!(d.get("domain_id").is_none(), "{d}");
+    assert_eq!(d["options"], json!({}));
+    // parents_as_ids of a top-level project names its domain.
+    let pid = p["id"].as_str().unwrap();
+    let r = c
+        .ks(
+            Method::GET,
+            &format!("/projects/{pid}?parents_as_ids"),
+            &admin,
+            Value::Null,
+        )
+        .await;
+    assert_eq!(
+        r.body["project"]["parents"],
+        json!({ p["domain_id"].as_str().unwrap(): null })
+    );
+
+    // Trusts: full role objects; the list without roles; a project with no
+    // role is refused.
+    c.member_user(&admin, "trustee-defaults").await;
+    let admin_user = c
+        .request_h(
+            Method::GET,
+            "/identity/v3/auth/tokens",
+            Some(&admin),
+            Value::Null,
+            &[("X-Subject-Token", admin.as_str())],
+        )
+        .await;
+    let auid = admin_user.body["token"]["user"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let apid = admin_user.body["token"]["project"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let trustee = c
+        .ks(
+            Method::GET,
+            "/users?name=trustee-defaults",
+            &admin,
+            Value::Null,
+        )
+        .await
+        .body["users"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = c
+        .ks(
+            Method::POST,
+            "/OS-TRUST/trusts",
+            &admin,
+            json!({"trust": {"trustor_user_id": auid, "trustee_user_id": trustee, "project_id": apid, "impersonation": false}}),
+        )
+        .await;
+    assert_eq!(r.status, 403, "a project and no role: {}", r.body);
+    let t = create(
+        c,
+        &admin,
+        "/OS-TRUST/trusts",
+        "trust",
+        json!({"trustor_user_id": auid, "trustee_user_id": trustee, "project_id": apid,
+               "impersonation": false, "roles": [{"name": "admin"}]}),
+    )
+    .await;
+    let role = &t["roles"][0];
+    assert!(role.get("domain_id").is_some_and(Value::is_null), "{role}");
+    assert!(
+        role.get("description").is_some() && role["options"].is_object(),
+        "{role}"
+    );
+    let r = c
+        .ks(Method::GET, "/OS-TRUST/trusts", &admin, Value::Null)
+        .await;
+    let listed = r.body["trusts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["id"] == t["id"])
+        .unwrap()
+        .clone();
+    assert!(
+        listed.get("roles").is_none() && listed.get("roles_links").is_none(),
+        "{listed}"
+    );
+
+    // Application credentials: roles as Keystone's get_role (no links), no
+    // access_rules key without rules, a generated secret for "", six
+    // fractional digits in expires_at.
+    let ac = create(
+        c,
+        &admin,
+        &format!("/users/{auid}/application_credentials"),
+        "application_credential",
+        json!({"name": "defaults", "secret": "", "expires_at": "2099-01-01T00:00:00Z"}),
+    )
+    .await;
+    assert!(ac["secret"].as_str().unwrap().len() > 20, "{ac}");
+    assert!(ac.get("access_rules").is_none(), "{ac}");
+    assert_eq!(ac["expires_at"], "2099-01-01T00:00:00.000000");
+    let r0 = &ac["roles"][0];
+    assert!(
+        r0.get("links").is_none() && r0["options"].is_object() && r0.get("description").is_some(),
+        "{r0}"
+    );
 }
 
 async fn suite(backend: Backend) {

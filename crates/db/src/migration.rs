@@ -15,6 +15,7 @@ impl MigratorTrait for Migrator {
             Box::new(M0003Image),
             Box::new(M0004Saga),
             Box::new(M0005Docs),
+            Box::new(M0006NullDescriptions),
         ]
     }
 }
@@ -238,5 +239,37 @@ impl MigrationTrait for M0005Docs {
                 .to_owned(),
         )
         .await
+    }
+}
+
+/// Projects, domains and groups now keep an explicit `description: null`
+/// apart from an omitted one (`""`), as Keystone does. Rows written before
+/// stored NULL for an omitted description: they read `""` again.
+pub struct M0006NullDescriptions;
+
+impl MigrationName for M0006NullDescriptions {
+    fn name(&self) -> &str {
+        "m20261208_000006_null_descriptions"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0006NullDescriptions {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        for table in ["identity_project", "identity_group"] {
+            m.exec_stmt(
+                Query::update()
+                    .table(Alias::new(table))
+                    .value(Alias::new("description"), "")
+                    .and_where(Expr::col(Alias::new("description")).is_null())
+                    .to_owned(),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn down(&self, _m: &SchemaManager) -> Result<(), DbErr> {
+        Ok(())
     }
 }

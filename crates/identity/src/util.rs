@@ -63,6 +63,12 @@ pub fn opt_str(
     }
 }
 
+/// A new domain's, project's or group's `description`, as Keystone keeps
+/// it: omitted is `""` (its `setdefault`), an explicit null stays null.
+pub fn description_on_create(m: &Map<String, Value>) -> Result<Option<String>, Error> {
+    Ok(opt_str(m, "description", 65_535, true)?.unwrap_or(Some(String::new())))
+}
+
 /// A required name: a non-blank string of at most `max` characters.
 pub fn req_name(m: &Map<String, Value>, field: &str, max: usize) -> Result<String, Error> {
     match opt_str(m, field, max, false)? {
@@ -160,6 +166,12 @@ pub fn validate_options(
 
 /// Applies `patch` to the JSON object stored in `current`: keys set to null
 /// are removed, others replaced. Returns the new JSON text.
+/// Options as Keystone records them on create: one set to null is dropped.
+pub fn without_nulls(mut m: Map<String, Value>) -> Map<String, Value> {
+    m.retain(|_, v| !v.is_null());
+    m
+}
+
 pub fn merge_json(current: &str, patch: Map<String, Value>) -> String {
     let mut cur = json_map(current);
     for (k, v) in patch {

@@ -26,7 +26,7 @@ pub fn link(base: &str, path: &str) -> Value {
 pub fn domain(base: &str, d: &project::Model, tags: &[String]) -> Value {
     merge(
         obj(json!({
-            "id": d.id, "name": d.name, "description": d.description.clone().unwrap_or_default(),
+            "id": d.id, "name": d.name, "description": d.description,
             "enabled": d.enabled, "tags": tags, "options": Value::Object(json_map(&d.options)),
             "links": link(base, &format!("domains/{}", d.id)),
         })),
@@ -38,7 +38,7 @@ pub fn project(base: &str, p: &project::Model, tags: &[String]) -> Value {
     merge(
         obj(json!({
             "id": p.id, "name": p.name, "domain_id": p.domain_id,
-            "description": p.description.clone().unwrap_or_default(),
+            "description": p.description,
             "enabled": p.enabled, "parent_id": p.parent_id, "is_domain": p.is_domain, "tags": tags,
             "options": Value::Object(json_map(&p.options)),
             "links": link(base, &format!("projects/{}", p.id)),
@@ -72,7 +72,7 @@ pub fn group(base: &str, g: &group::Model) -> Value {
     merge(
         obj(json!({
             "id": g.id, "name": g.name, "domain_id": g.domain_id,
-            "description": g.description.clone().unwrap_or_default(),
+            "description": g.description,
             "links": link(base, &format!("groups/{}", g.id)),
         })),
         &g.extra,
@@ -90,18 +90,6 @@ pub fn role(base: &str, r: &role::Model) -> Value {
         })),
         &r.extra,
     )
-}
-
-pub fn role_ref(base: &str, r: &role::Model) -> Value {
-    let mut v =
-        json!({"id": r.id, "name": r.name, "links": link(base, &format!("roles/{}", r.id))});
-    if r.domain_id != NULL_DOMAIN {
-        v["domain_id"] = json!(r.domain_id);
-    }
-    if let Some(d) = &r.description {
-        v["description"] = json!(d);
-    }
-    v
 }
 
 pub fn service(base: &str, s: &service::Model) -> Value {

@@ -26,14 +26,12 @@ pub fn role_ids(roles_json: &str) -> Vec<String> {
         .collect()
 }
 
-/// Python's `datetime.isoformat()` of a naive UTC time.
+/// A time as Keystone's JSON serializer writes a datetime (oslo's
+/// `jsonutils`: six fractional digits, no zone).
 fn isoformat(us: i64) -> String {
-    let t = micros_to_time(us);
-    if us % 1_000_000 == 0 {
-        t.format("%Y-%m-%dT%H:%M:%S").to_string()
-    } else {
-        t.format("%Y-%m-%dT%H:%M:%S%.6f").to_string()
-    }
+    micros_to_time(us)
+        .format("%Y-%m-%dT%H:%M:%S%.6f")
+        .to_string()
 }
 
 async fn rules_view(svc: &crate::IdentityService, ids_json: &str) -> Result<Vec<Value>, Error> {
@@ -54,13 +52,36 @@ fn rule_view(r: &access_rule::Model) -> Value {
 }
 
 async fn view(svc: &crate::IdentityService, c: &app_cred::Model) -> Result<Value, Error> {
-    let roles: Value = serde_json::from_str(&c.roles).unwrap_or(json!([]));
-    Ok(json!({
+    // Keystone shows each role as `get_role` returns it (no links).
+    let ids = role_ids(&c.roles);
+    let rows = role::Entity::find()
+        .filter(role::Column::Id.is_in(ids.clone()))
+        .all(svc.conn())
+        .await
+        .map_err(db_err)?;
+    let base = svc.v3_url();
+    let roles: Vec<Value> = ids
+        .iter()
+        .filter_map(|id| rows.iter().find(|r| &r.id == id))
+        .map(|r| {
+            let mut v = crate::views::role(&base, r);
+            if let Some(o) = v.as_object_mut() {
+                o.remove("links");
+            }
+            v
+        })
+        .collect();
+    let mut v = json!({
         "id": c.id, "name": c.name, "description": c.description, "user_id": c.user_id, "project_id": c.project_id,
         "system": c.system, "roles": roles, "expires_at": c.expires_at.map(isoformat), "unrestricted": c.unrestricted,
-        "access_rules": rules_view(svc, &c.access_rules).await?,
-        "links": {"self": format!("{}/users/{}/application_credentials/{}", svc.v3_url(), c.user_id, c.id)},
-    }))
+        "links": {"self": format!("{base}/users/{}/application_credentials/{}", c.user_id, c.id)},
+    });
+    // Keystone's `_to_dict` adds access_rules only when there are some.
+    let rules = rules_view(svc, &c.access_rules).await?;
+    if !rules.is_empty() {
+        v["access_rules"] = json!(rules);
+    }
+    Ok(v)
 }
 
 fn user_target(uid: &str) -> Value {
@@ -154,7 +175,11 @@ pub async fn create(
         }
         Some(_) => return Err(KsError(invalid_type("expires_at", "string"))),
     };
-    let secret = match opt_str(m, "secret", 4096, true)?.flatten() {
+    // Absent, null or "": Keystone generates one.
+    let secret = match opt_str(m, "secret", 4096, true)?
+        .flatten()
+        .filter(|s| !s.is_empty())
+    {
         Some(s) => s,
         None => {
             let bytes: [u8; 64] = rand::random();

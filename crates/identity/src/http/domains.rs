@@ -27,6 +27,10 @@ const KNOWN: &[&str] = &[
     "options",
     "links",
     "explicit_domain_id",
+    // Keystone overwrites these for a domain and never shows them.
+    "domain_id",
+    "parent_id",
+    "is_domain",
 ];
 pub const PROJECT_OPTIONS: &[(&str, &str)] = &[("immutable", "bool")];
 
@@ -58,10 +62,12 @@ pub async fn create(st: State, caller: Caller, body: Bytes) -> KsResult<(StatusC
     let body = parse_body(&body)?;
     let m = wrapped(&body, "domain")?;
     let name = req_name(m, "name", 64)?;
-    let description = opt_str(m, "description", 65_535, true)?.flatten();
+    let description = crate::util::description_on_create(m)?;
     let enabled = opt_bool(m, "enabled")?.unwrap_or(true);
     let tags = validate_tags(m.get("tags"))?;
-    let options = validate_options(m, PROJECT_OPTIONS)?.unwrap_or_default();
+    let options = validate_options(m, PROJECT_OPTIONS)?
+        .map(crate::util::without_nulls)
+        .unwrap_or_default();
     let id = match opt_str(m, "explicit_domain_id", 64, true)?.flatten() {
         Some(id) => id,
         None => ferro_common::new_hex_id(),

@@ -90,7 +90,7 @@ pub async fn create(st: State, caller: Caller, body: Bytes) -> KsResult<(StatusC
         id: ferro_common::new_hex_id(),
         domain_id,
         name: name.clone(),
-        description: opt_str(m, "description", 65_535, true)?.flatten(),
+        description: crate::util::description_on_create(m)?,
         extra: json_string(&extra_of(m, KNOWN)),
     };
     row.clone().into_active_model().insert(svc.conn()).await.map_err(|e| {

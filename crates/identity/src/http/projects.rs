@@ -271,12 +271,14 @@ pub async fn create(st: State, caller: Caller, body: Bytes) -> KsResult<(StatusC
         )));
     }
     let tags = validate_tags(m.get("tags"))?;
-    let options = validate_options(m, super::domains::PROJECT_OPTIONS)?.unwrap_or_default();
+    let options = validate_options(m, super::domains::PROJECT_OPTIONS)?
+        .map(crate::util::without_nulls)
+        .unwrap_or_default();
     let row = project::Model {
         id: ferro_common::new_hex_id(),
         name,
         domain_id,
-        description: opt_str(m, "description", 65_535, true)?.flatten(),
+        description: crate::util::description_on_create(m)?,
         enabled: opt_bool(m, "enabled")?.unwrap_or(true),
         parent_id: if is_domain { None } else { Some(parent_id) },
         is_domain,
@@ -305,12 +307,9 @@ pub async fn show(
     let mut v = view(svc, &p, &tags);
     let flag = |k: &str| q.0.get(k).is_some_and(|v| query_bool(v));
     if flag("parents_as_ids") || flag("parents_as_list") {
-        let ancestors: Vec<project::Model> = svc
-            .project_ancestors(&p)
-            .await?
-            .into_iter()
-            .filter(|a| !a.is_domain)
-            .collect();
+        let all_ancestors = svc.project_ancestors(&p).await?;
+        let ancestors: Vec<&project::Model> =
+            all_ancestors.iter().filter(|a| !a.is_domain).collect();
         if flag("parents_as_list") {
             v["parents"] = json!(
                 ancestors
@@ -319,9 +318,10 @@ pub async fn show(
                     .collect::<Vec<_>>()
             );
         } else {
-            // nested {parent: {grandparent: null}}
+            // nested {parent: {grandparent: null}}, up to and including the
+            // domain, as Keystone's `list_project_parents` (not its root).
             let mut nested = Value::Null;
-            for a in ancestors.iter().rev() {
+            for a in all_ancestors.iter().rev().filter(|a| a.id != ROOT_DOMAIN) {
                 nested = json!({ a.id.clone(): nested });
             }
             v["parents"] = nested;

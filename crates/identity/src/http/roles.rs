@@ -76,7 +76,9 @@ pub async fn create(st: State, caller: Caller, body: Bytes) -> KsResult<(StatusC
             .await
             .map_err(|_| Error::validation(format!("Could not find domain: {d}.")))?;
     }
-    let options = validate_options(m, ROLE_OPTIONS)?.unwrap_or_default();
+    let options = validate_options(m, ROLE_OPTIONS)?
+        .map(crate::util::without_nulls)
+        .unwrap_or_default();
     let row = role::Model {
         id: ferro_common::new_hex_id(),
         name: name.clone(),

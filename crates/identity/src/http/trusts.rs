@@ -54,19 +54,32 @@ async fn roles_of(
         .map_err(db_err)
 }
 
+/// A trust as Keystone's list shows it: no roles.
+fn summary_view(base: &str, t: &trust::Model) -> Value {
+    json!({
+        "id": t.id, "trustor_user_id": t.trustor_user_id, "trustee_user_id": t.trustee_user_id,
+        "project_id": t.project_id, "impersonation": t.impersonation,
+        // Keystone's `isotime(subsecond=True)` after zeroing the microseconds.
+        "expires_at": t.expires_at.map(|e| micros_to_time(e).format("%Y-%m-%dT%H:%M:%S.000000Z").to_string()),
+        "remaining_uses": t.remaining_uses, "redelegation_count": t.redelegation_count.unwrap_or(0),
+        "redelegated_trust_id": t.redelegated_trust_id, "deleted_at": null,
+        "links": {"self": format!("{base}/OS-TRUST/trusts/{}", t.id)},
+    })
+}
+
+/// A trust with its roles (each the whole role, as `GET /v3/roles/{id}`).
 async fn view(svc: &crate::IdentityService, t: &trust::Model) -> Result<Value, Error> {
     let base = svc.v3_url();
     let roles = roles_of(svc, t).await?;
-    Ok(json!({
-        "id": t.id, "trustor_user_id": t.trustor_user_id, "trustee_user_id": t.trustee_user_id,
-        "project_id": t.project_id, "impersonation": t.impersonation,
-        "expires_at": t.expires_at.map(|e| ferro_common::time::keystone_token_time(&micros_to_time(e))),
-        "remaining_uses": t.remaining_uses, "redelegation_count": t.redelegation_count.unwrap_or(0),
-        "redelegated_trust_id": t.redelegated_trust_id, "deleted_at": null,
-        "roles": roles.iter().map(|r| crate::views::role_ref(&base, r)).collect::<Vec<_>>(),
-        "roles_links": {"self": format!("{base}/OS-TRUST/trusts/{}/roles", t.id), "previous": null, "next": null},
-        "links": {"self": format!("{base}/OS-TRUST/trusts/{}", t.id)},
-    }))
+    let mut v = summary_view(&base, t);
+    v["roles"] = json!(
+        roles
+            .iter()
+            .map(|r| crate::views::role(&base, r))
+            .collect::<Vec<_>>()
+    );
+    v["roles_links"] = json!({"self": format!("{base}/OS-TRUST/trusts/{}/roles", t.id), "previous": null, "next": null});
+    Ok(v)
 }
 
 fn target(t: &trust::Model) -> Value {
@@ -131,6 +144,11 @@ pub async fn create(st: State, caller: Caller, body: Bytes) -> KsResult<(StatusC
             None | Some(Value::Null) => Vec::new(),
             Some(_) => return Err(KsError(invalid_type("roles", "array"))),
         };
+        if wanted.is_empty() {
+            return Err(KsError(Error::forbidden(
+                "At least one role should be specified",
+            )));
+        }
         for w in &wanted {
             let found = if let Some(id) = w.get("id").and_then(Value::as_str) {
                 current.roles.iter().find(|r| r.id == id)
@@ -198,13 +216,9 @@ pub async fn list(st: State, caller: Caller, q: Query) -> KsResult<Json<Value>> 
         sel = sel.filter(trust::Column::TrusteeUserId.eq(t.as_str()));
     }
     let rows = sel.all(svc.conn()).await.map_err(db_err)?;
-    let mut items = Vec::new();
-    for t in rows
-        .iter()
-        .filter(|t| t.expires_at.is_none_or(|e| e > now_micros()))
-    {
-        items.push(view(svc, t).await?);
-    }
+    // Keystone lists every trust not deleted, expired or used up ones too.
+    let base = svc.v3_url();
+    let items: Vec<Value> = rows.iter().map(|t| summary_view(&base, t)).collect();
     Ok(Json(crate::views::list(
         &svc.v3_url(),
         "OS-TRUST/trusts",
@@ -254,10 +268,7 @@ pub async fn roles(st: State, caller: Caller, Path(id): Path<String>) -> KsResul
         &base,
         &format!("OS-TRUST/trusts/{id}/roles"),
         "roles",
-        roles
-            .iter()
-            .map(|r| crate::views::role_ref(&base, r))
-            .collect(),
+        roles.iter().map(|r| crate::views::role(&base, r)).collect(),
         false,
     )))
 }
@@ -274,7 +285,5 @@ pub async fn role_check(
         .iter()
         .find(|r| r.id == rid)
         .ok_or_else(|| Error::not_found("role", &rid))?;
-    Ok(Json(
-        json!({"role": crate::views::role_ref(&svc.v3_url(), r)}),
-    ))
+    Ok(Json(json!({"role": crate::views::role(&svc.v3_url(), r)})))
 }

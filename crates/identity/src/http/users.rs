@@ -140,7 +140,9 @@ pub async fn create(st: State, caller: Caller, body: Bytes) -> KsResult<(StatusC
             )));
         }
     }
-    let options = validate_options(m, USER_OPTIONS)?.unwrap_or_default();
+    let options = validate_options(m, USER_OPTIONS)?
+        .map(crate::util::without_nulls)
+        .unwrap_or_default();
     let enabled = opt_bool(m, "enabled")?.unwrap_or(true);
     let password = password_field(svc, m, "password")?.flatten();
     let now = now_micros();

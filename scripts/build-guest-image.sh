@@ -42,6 +42,7 @@ need qemu-img qemu-utils
 need dropbear dropbear-bin
 need dropbearkey dropbear-bin
 need lsblk util-linux
+need curl curl
 [ -x /bin/busybox ] && /bin/busybox --list | grep -qx udhcpc || need busybox busybox-static
 BUSYBOX=$(command -v busybox)
 file -L "$BUSYBOX" 2>/dev/null | grep -q "statically linked" || {
@@ -106,9 +107,11 @@ install -m 0755 scripts/guest/init "$R/sbin/init"
 install -m 0755 scripts/guest/udhcpc.script "$R/etc/udhcpc.script"
 touch "$R/etc/ferrostack-root"
 # lsblk (util-linux, on every Debian): Tempest's remote client lists the
-# guest's disks with it.
-for b in "$(command -v dropbear)" "$(command -v dropbearkey)" "$(command -v lsblk)"; do
-  case "$b" in */lsblk) cp "$b" "$R/usr/bin/" ;; *) cp "$b" "$R/usr/sbin/" ;; esac
+# guest's disks with it. curl: Tempest reads the metadata service with it
+# (tagged devices, hostnames), as in cirros.
+for b in "$(command -v dropbear)" "$(command -v dropbearkey)" "$(command -v lsblk)" \
+    "$(command -v curl)"; do
+  case "$b" in */lsblk|*/curl) cp "$b" "$R/usr/bin/" ;; *) cp "$b" "$R/usr/sbin/" ;; esac
   for lib in $(ldd "$b" | grep -o '/[^ ]*'); do
     mkdir -p "$R$(dirname "$lib")"; cp -L "$lib" "$R$lib"
   done

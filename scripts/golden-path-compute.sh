@@ -101,7 +101,7 @@ sys.exit(0 if rows else 1)' "$t" <<< "$OUT" || { echo "no $t service with endpoi
 s_versions() {
   run admin versions show -f json --service compute --status CURRENT || return 1
   local max; max="$(js col "Max Microversion" <<< "$OUT" | head -1)"
-  expect_eq "compute max microversion" "$max" 2.79 || return 1
+  expect_eq "compute max microversion" "$max" 2.100 || return 1
   run admin versions show -f json --service placement --status CURRENT || return 1
   max="$(js col "Max Microversion" <<< "$OUT" | head -1)"
   expect_eq "placement max microversion" "$max" 1.39
@@ -155,6 +155,31 @@ s_keypair_import() {
   run admin keypair list -f json || return 1
   local names; names="$(js col name <<< "$OUT")"
   grep -qx "$KEY" <<< "$names" && grep -qx "$KEY2" <<< "$names"
+}
+# Compute 2.92 takes imported keys only: the CLI makes the key pair itself.
+s_keypair_latest() {
+  run admin --os-compute-api-version 2.100 keypair create -f json --private-key "$work/k3.pem" \
+      k3 || return 1
+  chmod 600 "$work/k3.pem"
+  local derived stored
+  derived="$(ssh-keygen -y -f "$work/k3.pem" | awk '{print $1, $2}')" || return 1
+  run admin --os-compute-api-version 2.100 keypair show -f value --public-key k3 || return 1
+  stored="$(awk '{print $1, $2}' <<< "$OUT")"
+  [ -n "$derived" ] && [ "$derived" = "$stored" ] || { echo "stored key is not the written one's"; return 1; }
+  run admin --os-compute-api-version 2.100 keypair delete k3
+}
+# 2.90 hostname on create and update (an FQDN from 2.94), shown to everyone.
+s_hostname() {
+  need IMG_ID TINY_ID || return 1
+  run admin --os-compute-api-version 2.94 server create -f json --image "$IMG" \
+      --flavor "$TINY" --nic none --hostname web-01.example.org --wait hn || return 1
+  run admin --os-compute-api-version 2.100 server show -f json hn || return 1
+  expect_eq hostname "$(js get OS-EXT-SRV-ATTR:hostname <<< "$OUT")" web-01.example.org || return 1
+  expect_eq pinned_availability_zone "$(js get pinned_availability_zone <<< "$OUT")" None || return 1
+  run admin --os-compute-api-version 2.90 server set --hostname web-02 hn || return 1
+  run admin --os-compute-api-version 2.90 server show -f json hn || return 1
+  expect_eq hostname "$(js get OS-EXT-SRV-ATTR:hostname <<< "$OUT")" web-02 || return 1
+  run admin server delete --wait hn
 }
 s_boot() {
   need IMG_ID TINY_ID KEY_OK || return 1
@@ -353,12 +378,14 @@ s_cleanup() {
 
 step "token issue (admin)"                                          s_admin_token
 step "catalog list shows compute, placement and image"              s_catalog
-step "versions show: compute max 2.79, placement max 1.39"          s_versions
+step "versions show: compute max 2.100, placement max 1.39"         s_versions
 step "image create --file cirros.raw (raw, 1 MiB): active"          s_image
 step "flavor create $TINY (512 MB, 1 GB, 1 vCPU)"                   s_tiny
 step "flavor create $SMALL (2048 MB, 20 GB, 1 vCPU)"                s_small
 step "keypair create --private-key: key written, matches the stored public key" s_keypair
 step "keypair create --public-key (import): md5 fingerprint"         s_keypair_import
+step "keypair create --private-key at compute 2.100 (the CLI generates it)" s_keypair_latest
+step "server create --hostname (2.94 FQDN), server set --hostname (2.90)" s_hostname
 step "server create --image --flavor --key-name --wait $SRV: ACTIVE" s_boot
 step "server stop: SHUTOFF"                                         s_stop
 step "server start: ACTIVE"                                         s_start

@@ -71,6 +71,21 @@ step("v1 in-use", lambda: wait_status("volume", "v1", "in-use"))
 step("server show lists v1", lambda: expect(
     any(a["id"] == osc("volume", "show", "v1", "-f", "json")["id"]
         for a in osc("server", "show", "s1", "-f", "json")["volumes_attached"]), "v1 not attached"))
+step("server volume update --delete-on-termination s1 v1 (compute 2.85)", lambda: osc(
+    "--os-compute-api-version", "2.85", "server", "volume", "update", "--delete-on-termination", "s1", "v1"))
+
+
+def attachment_row():
+    """`server volume list` at 2.89: v1 deleted with s1, its Block Storage attachment and mapping ids."""
+    v1 = osc("volume", "show", "v1", "-f", "json")
+    rows = osc("--os-compute-api-version", "2.89", "server", "volume", "list", "s1", "-f", "json")
+    row = next(r for r in rows if r["Volume ID"] == v1["id"])
+    expect(row["Delete On Termination?"] is True, f"delete_on_termination not set: {row}")
+    expect(row["Attachment ID"] == v1["attachments"][0]["attachment_id"], f"attachment id: {row}")
+    expect(len(row["BlockDeviceMapping UUID"] or "") == 36, f"no bdm_uuid: {row}")
+
+
+step("server volume list s1 (compute 2.89): delete on termination, attachment id, bdm uuid", attachment_row)
 step("server remove volume s1 v1", lambda: osc("server", "remove", "volume", "s1", "v1"))
 step("v1 available again", lambda: wait_status("volume", "v1", "available"))
 step("volume set --size 2 v1", lambda: osc("volume", "set", "--size", "2", "v1"))

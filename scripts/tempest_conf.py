@@ -712,6 +712,8 @@ def compute_sections(cloud, conf, url, image_url, args):
         if hyps and all(h.get("hypervisor_type") == "QEMU" for h in hyps):
             conf.set("compute-feature-enabled", "vnc_console", True,
                      "QEMU guests have a screen; each host's console proxy serves noVNC")
+            conf.set("compute-feature-enabled", "config_drive", True,
+                     "the QEMU driver attaches a config drive (config-2) when asked")
     except ProbeError as exc:
         log(f"compute hypervisors: {exc}")
         try:

@@ -8,6 +8,8 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
+mod compute_mv;
+
 const MV: &str = "compute 2.79";
 
 async fn nova(c: &TestCloud, m: Method, path: &str, tok: &str, body: Value) -> Resp {
@@ -138,7 +140,7 @@ async fn server_lifecycle_and_placement() {
     // Version discovery and microversion negotiation.
     let v = c.request(Method::GET, "/compute/", None, Value::Null).await;
     assert_eq!(v.status, 200);
-    assert_eq!(v.body["versions"][1]["version"], "2.79");
+    assert_eq!(v.body["versions"][1]["version"], "2.100");
     let r = nova(&c, Method::GET, "/flavors", &tok, Value::Null).await;
     assert_eq!(
         r.header("openstack-api-version").as_deref(),

@@ -970,6 +970,104 @@ async fn nova_attach_detach_and_boot_from_volume() {
     .await;
     assert_eq!(v["bootable"], "true");
     assert_eq!(v["attachments"][0]["device"], "/dev/vda");
+    // Rebuild of a volume-backed server: another image only from 2.93,
+    // where the root volume is re-imaged in Block Storage.
+    let img2 = {
+        let r = c
+            .request(
+                Method::POST,
+                "/image/v2/images",
+                Some(&tok),
+                json!({"name": "other", "disk_format": "raw", "container_format": "bare"}),
+            )
+            .await;
+        let id = r.body["id"].as_str().unwrap().to_string();
+        let up = c
+            .client
+            .put(format!("{}/image/v2/images/{id}/file", c.url))
+            .header("X-Auth-Token", &tok)
+            .header("Content-Type", "application/octet-stream")
+            .body(vec![0x5au8; 65536])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(up.status(), 204);
+        id
+    };
+    let rebuild = |mv: &'static str, image: String| {
+        let (c, tok, path) = (
+            &c,
+            tok.clone(),
+            format!("/compute/v2.1/servers/{bfv}/action"),
+        );
+        async move {
+            c.request_h(
+                Method::POST,
+                &path,
+                Some(&tok),
+                json!({"rebuild": {"imageRef": image, "name": "bfv2"}}),
+                &[("OpenStack-API-Version", &format!("compute {mv}"))],
+            )
+            .await
+        }
+    };
+    let r = rebuild("2.92", img2.clone()).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(
+        r.body
+            .to_string()
+            .contains("Unable to rebuild with a different image"),
+        "{}",
+        r.body
+    );
+    let r = rebuild("2.93", img2.clone()).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    assert_eq!(r.body["server"]["image"], "");
+    let s = server_status(&c, &tok, &bfv, "ACTIVE").await;
+    assert_eq!(s["name"], "bfv2");
+    assert_eq!(
+        s["os-extended-volumes:volumes_attached"][0]["id"],
+        root.as_str()
+    );
+    let v = wait(
+        &c,
+        &tok,
+        &format!("/volumes/{root}"),
+        "volume",
+        Some("in-use"),
+    )
+    .await;
+    assert_eq!(v["volume_image_metadata"]["image_id"], img2.as_str(), "{v}");
+    let raw = c.data_dir().join("rebuilt.raw");
+    let conv = std::process::Command::new("qemu-img")
+        .args(["convert", "-O", "raw"])
+        .arg(c.data_dir().join("volumes").join(format!("volume-{root}")))
+        .arg(&raw)
+        .status()
+        .unwrap();
+    assert!(conv.success());
+    let head = std::fs::read(&raw).unwrap();
+    let _ = std::fs::remove_file(&raw);
+    assert!(
+        head[..65536].iter().all(|b| *b == 0x5a),
+        "the volume holds the new image"
+    );
+    let r = c
+        .request_h(
+            Method::GET,
+            "/volume/v3/attachments",
+            Some(&tok),
+            Value::Null,
+            &[("OpenStack-API-Version", "volume 3.27")],
+        )
+        .await;
+    let live: Vec<&Value> = r.body["attachments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["volume_id"] == root.as_str())
+        .collect();
+    assert_eq!(live.len(), 1, "one attachment after the swap: {}", r.body);
     // createImage of a volume-backed server (Nova's snapshot_volume_backed):
     // a forced snapshot of its volume and an active, empty image carrying
     // the mapping; createBackup is refused.

@@ -795,6 +795,42 @@ impl ferro_compute::VolumeApi for InProcVolumes {
     ) -> Option<(u16, Value)> {
         call_json(&self.router, token, method, path, body).await
     }
+    async fn reimage(&self, token: &str, volume: &str, image: &str) -> Result<(), Error> {
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri(format!("/v3/volumes/{volume}/action"))
+            .header("x-auth-token", token)
+            .header("content-type", "application/json")
+            .header("openstack-api-version", "volume 3.68")
+            .body(Body::from(
+                serde_json::json!({"os-reimage": {"image_id": image, "reimage_reserved": true}})
+                    .to_string(),
+            ))
+            .map_err(|e| Error::internal(e.to_string()))?;
+        let resp = self
+            .router
+            .clone()
+            .oneshot(req)
+            .await
+            .map_err(|e| Error::internal(e.to_string()))?;
+        let status = resp.status().as_u16();
+        if status == 202 {
+            return Ok(());
+        }
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap_or_default();
+        let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        let msg = v
+            .as_object()
+            .and_then(|o| o.values().next())
+            .and_then(|x| x["message"].as_str())
+            .unwrap_or("re-image refused")
+            .to_string();
+        Err(cinder_to_error(ferro_volume::error::CinderError::new(
+            status, msg,
+        )))
+    }
 }
 
 /// Compute's view of Placement: the Placement service called in process.

@@ -21,6 +21,23 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
+/// The host's `uptime` line, as Nova's libvirt driver reads it (`env
+/// LANG=C uptime`): the host's, whichever driver runs its guests.
+async fn host_uptime() -> Result<String, RpcError> {
+    let out = tokio::process::Command::new("uptime")
+        .env("LANG", "C")
+        .output()
+        .await
+        .map_err(|e| RpcError::Failed(format!("uptime: {e}")))?;
+    if !out.status.success() {
+        return Err(RpcError::Failed(format!(
+            "uptime: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim_end().to_string())
+}
+
 /// How long a starting agent waits for the conductor's answer.
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -142,6 +159,41 @@ impl ComputeAgent {
                 return Ok(ComputeReply::Resources {
                     resources: d.host_resources(),
                 });
+            }
+            R::HostUptime => {
+                return Ok(ComputeReply::Uptime {
+                    uptime: host_uptime().await?,
+                });
+            }
+            R::CacheImages { image_ids, images } => {
+                let mut results = BTreeMap::new();
+                for id in image_ids {
+                    let r = match &images {
+                        Some(access) => {
+                            d.precache_image(
+                                &id,
+                                &download::HttpImages {
+                                    access: access.clone(),
+                                },
+                            )
+                            .await
+                        }
+                        None => Err(ferro_virt::VirtError::Failed(
+                            "no access to the Image service".into(),
+                        )),
+                    };
+                    let status = match r {
+                        Ok(Some(true)) => "cached",
+                        Ok(Some(false)) => "existing",
+                        Ok(None) => "unsupported",
+                        Err(e) => {
+                            tracing::error!(image = %id, "failed to cache image: {e}");
+                            "error"
+                        }
+                    };
+                    results.insert(id, status.to_string());
+                }
+                return Ok(ComputeReply::ImageCache { results });
             }
             R::List => {
                 return Ok(ComputeReply::Instances {

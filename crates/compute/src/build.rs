@@ -42,6 +42,10 @@ pub struct BuildState {
     /// from images): the user and project, never the user's token.
     #[serde(default)]
     pub acting: Option<Acting>,
+    /// A host the server must go to (unshelve to a host, 2.91): Nova's
+    /// `requested_destination`, still passed through the filters.
+    #[serde(default)]
+    pub destination: Option<String>,
 }
 
 impl BuildState {
@@ -182,6 +186,7 @@ async fn schedule_and_claim(svc: &ComputeService, state: &mut BuildState) -> Res
         },
         None => (None, None),
     };
+    let force_host = state.destination.clone().or(force_host);
     let spec = RequestSpec {
         instance_uuid: uuid.clone(),
         project_id: inst.project_id.clone(),

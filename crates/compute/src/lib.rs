@@ -9,7 +9,9 @@ pub mod actions;
 pub mod build;
 pub mod caller;
 pub mod error;
+pub mod extra_specs;
 pub mod http;
+pub mod image_cache;
 pub mod interfaces;
 pub mod keys;
 pub mod metadata;
@@ -175,6 +177,12 @@ pub trait VolumeApi: Send + Sync {
     async fn create(&self, token: &str, body: Value) -> Result<String, Error>;
     /// Deletes a volume compute created (gone already is fine).
     async fn delete(&self, id: &str) -> Result<(), Error>;
+    /// Block Storage's `os-reimage` (3.68) of a volume this server holds
+    /// reserved (`reimage_reserved`), as the user: accepted, then done in
+    /// the background (the volume leaves `downloading`).
+    async fn reimage(&self, _token: &str, _volume: &str, _image: &str) -> Result<(), Error> {
+        Err(Error::validation("There is no Block Storage service."))
+    }
     /// One Block Storage v3 request (`path` under `/v3`, with its query)
     /// with the caller's token, for Nova's `os-volumes`/`os-snapshots`
     /// proxies: status and JSON body; None without Block Storage.

@@ -87,6 +87,9 @@ pub struct Bdm {
     /// Compute created the volume (from an image, a snapshot or blank).
     #[serde(default)]
     pub created_volume: bool,
+    /// The mapping's own id (`bdm_uuid` from 2.89).
+    #[serde(default)]
+    pub bdm_uuid: Option<String>,
     /// How the host reaches the volume (Nova keeps it in the mapping too),
     /// so a detach can plug it back if it has to be undone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -301,6 +304,9 @@ pub struct ActionEvent {
     pub result: Option<String>,
     #[serde(default)]
     pub traceback: Option<String>,
+    /// A failed event's fault message (shown to admins from 2.84).
+    #[serde(default)]
+    pub details: Option<String>,
     #[serde(default)]
     pub host: Option<String>,
 }

@@ -487,7 +487,11 @@ pub fn guest_spec(svc: &ComputeService, i: &Instance) -> GuestSpec {
         user_data: i.user_data.clone(),
         key_data: i.key_data.clone(),
         project_id: i.project_id.clone(),
-        hostname: i.hostname.clone(),
+        // Nova's metadata `_get_hostname`: the hostname and `dhcp_domain`.
+        hostname: match svc.cfg.compute.dhcp_domain.as_str() {
+            "" => i.hostname.clone(),
+            d => format!("{}.{d}", i.hostname),
+        },
         key_name: i.key_name.clone(),
         metadata: i.metadata.clone(),
         availability_zone: i.availability_zone.clone(),
@@ -632,6 +636,7 @@ pub async fn event(
                     finish_time: None,
                     result: None,
                     traceback: None,
+                    details: None,
                     host: host.map(str::to_string),
                 }),
                 Some(res) => {
@@ -644,6 +649,7 @@ pub async fn event(
                                 finish_time: None,
                                 result: None,
                                 traceback: None,
+                                details: None,
                                 host: host.map(str::to_string),
                             });
                             let n = a.events.len() - 1;
@@ -656,6 +662,7 @@ pub async fn event(
                         Err(m) => {
                             ev.result = Some("Error".into());
                             ev.traceback = Some(m.clone());
+                            ev.details = Some(m.clone());
                             a.message = Some("Error".into());
                         }
                     }

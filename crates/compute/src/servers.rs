@@ -42,6 +42,37 @@ pub struct NewServers {
     pub config_drive: bool,
     pub trusted_certs: Option<Value>,
     pub reservation_id: String,
+    /// The hostname asked for (2.90); else one made from the name.
+    pub hostname: Option<String>,
+}
+
+/// A hostname made from a server's name as Nova's `sanitize_hostname`:
+/// at most 63 characters, spaces, underscores and dots become dashes,
+/// anything else that is not a word character goes, lower case, no
+/// leading or trailing dots and dashes.
+pub fn sanitize_hostname(name: &str) -> String {
+    let latin1: String = name
+        .chars()
+        .filter(|c| (*c as u32) <= 0xff)
+        .take(63)
+        .collect();
+    let h: String = latin1
+        .chars()
+        .map(|c| if matches!(c, ' ' | '_' | '.') { '-' } else { c })
+        .filter(|c| c.is_alphanumeric() || *c == '_' || *c == '-' || *c == '.')
+        .collect::<String>()
+        .to_lowercase();
+    h.trim_matches(|c| c == '.' || c == '-').to_string()
+}
+
+/// The zone the server is pinned to (Nova's request spec
+/// `availability_zone`): the zone it was asked for, without a forced host.
+pub fn pinned_az(i: &Instance) -> Option<String> {
+    i.requested_az
+        .as_deref()
+        .and_then(|a| a.split(':').next())
+        .filter(|a| !a.is_empty())
+        .map(str::to_string)
 }
 
 /// Who asks, and for whom the builds act.
@@ -84,7 +115,14 @@ pub async fn create(
         config_drive,
         trusted_certs,
         reservation_id,
+        hostname,
     } = req;
+    if hostname.is_some() && max_count > 1 {
+        return Err(bad(
+            "Unable to allocate a single hostname to multiple instances",
+        ));
+    }
+    let base_hostname = sanitize_hostname(&name);
     let (project, user, rid) = (
         who.project.clone(),
         who.user.clone(),
@@ -194,17 +232,12 @@ pub async fn create(
                     access_ip_v4: access_v4.clone(),
                     access_ip_v6: access_v6.clone(),
                     security_groups: sgs.clone(),
-                    hostname: dname
-                        .to_lowercase()
-                        .chars()
-                        .map(|ch| {
-                            if ch.is_ascii_alphanumeric() || ch == '-' {
-                                ch
-                            } else {
-                                '-'
-                            }
-                        })
-                        .collect(),
+                    hostname: match &hostname {
+                        Some(h) => h.clone(),
+                        None if base_hostname.is_empty() => format!("Server-{uuid}"),
+                        None if n > 1 => format!("{base_hostname}-{}", k + 1),
+                        None => base_hostname.clone(),
+                    },
                     reservation_id: reservation_id.clone(),
                     launch_index: k,
                     server_group: group_id.clone(),
@@ -311,4 +344,17 @@ pub async fn delete_instance(
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn hostnames_are_made_as_nova_makes_them() {
+        use super::sanitize_hostname as h;
+        assert_eq!(h("My Server_1.example"), "my-server-1-example");
+        assert_eq!(h("..--a!b@c--.."), "abc");
+        assert_eq!(h("ünïcode ☃"), "ünïcode");
+        assert_eq!(h("☃☃"), "");
+        assert_eq!(h(&"x".repeat(80)).len(), 63);
+    }
 }

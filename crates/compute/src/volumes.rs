@@ -165,6 +165,7 @@ async fn run_step(
                 volume_id: Some(volume.clone()),
                 attachment_id: state.attachment.clone(),
                 created_volume: false,
+                bdm_uuid: Some(ferro_common::new_uuid()),
                 connection_info: state.connection_info.clone(),
             };
             svc.state
@@ -432,6 +433,107 @@ pub async fn prepare_block_devices(
         return Err(e);
     }
     w.map(|_| ()).map_err(|e| e.to_string())
+}
+
+/// Nova's `_rebuild_volume_backed_instance` (2.93): the root volume is
+/// re-imaged in Block Storage while the server holds it reserved, then
+/// connected again for `host`. The guest must be gone from the host.
+pub async fn reimage_root_volume(
+    svc: &Arc<ComputeService>,
+    uuid: &str,
+    host: &str,
+    image: &str,
+    acting: &Acting,
+) -> Result<(), String> {
+    let inst = svc
+        .state
+        .read()
+        .instances
+        .get(uuid)
+        .cloned()
+        .ok_or("instance vanished")?;
+    let n = inst
+        .bdms
+        .iter()
+        .position(|b| b.destination_type == "volume" && b.boot_index == Some(0))
+        .ok_or("the server has no root volume")?;
+    let root = inst.bdms[n].clone();
+    let vol = root
+        .volume_id
+        .clone()
+        .or(root.uuid.clone())
+        .ok_or("the root mapping names no volume")?;
+    let device = root
+        .device_name
+        .clone()
+        .unwrap_or_else(|| "/dev/vda".into());
+    // The old attachment goes and a new one holds the volume reserved
+    // (Block Storage re-images only a volume nobody has connected).
+    if let Some(old) = &root.attachment_id {
+        svc.volumes.release(old).await.map_err(|e| e.to_string())?;
+    }
+    let att = svc
+        .volumes
+        .reserve(&inst.project_id, true, &vol, uuid)
+        .await
+        .map_err(|e| format!("reserving volume {vol}: {e}"))?;
+    let record = |att: Option<String>, info: Option<ConnectionInfo>| {
+        let vol = vol.clone();
+        async move {
+            svc.state
+                .update_instance(uuid, move |i| {
+                    for b in i.bdms.iter_mut() {
+                        if b.volume_id.as_deref() == Some(vol.as_str()) {
+                            b.attachment_id = att.clone();
+                            b.connection_info = info.clone();
+                        }
+                    }
+                    Ok(())
+                })
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }
+    };
+    record(Some(att.clone()), None).await?;
+    let token = svc
+        .validator
+        .token_for(acting)
+        .await
+        .map_err(|e| e.to_string())?;
+    svc.volumes
+        .reimage(&token, &vol, image)
+        .await
+        .map_err(|e| format!("re-imaging volume {vol}: {e}"))?;
+    // Nova waits for Block Storage's `volume-reimaged` event; here the
+    // volume's status says the same thing (it leaves `downloading`).
+    let deadline = std::time::Instant::now()
+        + std::time::Duration::from_secs(svc.cfg.compute.long_rpc_timeout.max(60));
+    loop {
+        let status = svc
+            .volumes
+            .get(&inst.project_id, true, &vol)
+            .and_then(|v| v["status"].as_str().map(str::to_string))
+            .unwrap_or_default();
+        match status.as_str() {
+            "downloading" if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            }
+            "reserved" => break,
+            other => return Err(format!("re-imaging volume {vol} ended {other}")),
+        }
+    }
+    let info = svc
+        .volumes
+        .connect(&att, host, &device)
+        .await
+        .map_err(|e| format!("connecting volume {vol}: {e}"))?;
+    let info = ConnectionInfo::from_json(&info).map_err(|e| e.to_string())?;
+    svc.volumes
+        .complete(&att, &device, host)
+        .await
+        .map_err(|e| format!("attaching volume {vol}: {e}"))?;
+    record(Some(att), Some(info)).await
 }
 
 /// Undoes `prepare_block_devices`: attachments released, volumes compute

@@ -439,6 +439,9 @@ pub struct ComputeConfig {
     pub service_down_time: u64,
     /// Availability zone of hosts in no zoned aggregate.
     pub default_availability_zone: String,
+    /// Domain appended to a guest's hostname in its metadata and config
+    /// drive (Nova's `[api] dhcp_domain`; empty: none).
+    pub dhcp_domain: String,
     /// Seconds a controller waits for an agent's answer to a query
     /// (`rpc_response_timeout`).
     pub rpc_response_timeout: u64,
@@ -488,6 +491,7 @@ impl Default for ComputeConfig {
             report_interval: 10,
             service_down_time: 60,
             default_availability_zone: "nova".into(),
+            dhcp_domain: "novalocal".into(),
             rpc_response_timeout: 60,
             long_rpc_timeout: 1800,
             bootstrap_flavors: true,

@@ -303,6 +303,14 @@ impl AssistedSnapshot {
 pub enum ComputeRequest {
     Ping,
     HostResources,
+    /// The host's `uptime` line (Nova's `get_host_uptime`).
+    HostUptime,
+    /// Pre-cache these images on the host (Nova's `cache_images`, from an
+    /// aggregate's `POST …/images`).
+    CacheImages {
+        image_ids: Vec<String>,
+        images: Option<ImageAccess>,
+    },
     List,
     Spawn {
         spec: GuestSpec,
@@ -423,7 +431,7 @@ impl ComputeRequest {
     pub fn instance(&self) -> Option<&str> {
         use ComputeRequest::*;
         match self {
-            Ping | HostResources | List => None,
+            Ping | HostResources | HostUptime | CacheImages { .. } | List => None,
             Spawn { spec, .. } | Adopt { spec, .. } | Resize { spec } => Some(&spec.uuid),
             Destroy { uuid }
             | PowerOff { uuid }
@@ -460,6 +468,7 @@ impl ComputeRequest {
         !matches!(
             self,
             Ping | HostResources
+                | HostUptime
                 | List
                 | ConsoleOutput { .. }
                 | Console { .. }
@@ -478,6 +487,7 @@ impl ComputeRequest {
         matches!(
             self,
             Ping | HostResources
+                | HostUptime
                 | List
                 | ConsoleOutput { .. }
                 | Diagnostics { .. }
@@ -526,6 +536,13 @@ pub enum ComputeReply {
     },
     Resources {
         resources: HostResources,
+    },
+    Uptime {
+        uptime: String,
+    },
+    /// Per image: `cached`, `existing`, `unsupported` or `error`.
+    ImageCache {
+        results: BTreeMap<String, String>,
     },
     Instances {
         instances: Vec<String>,

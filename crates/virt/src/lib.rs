@@ -65,6 +65,16 @@ pub trait VirtDriver: Send + Sync {
     ) -> Result<(), VirtError> {
         Ok(())
     }
+    /// Nova's `cache_image` (aggregate image pre-caching, 2.81): `Some(true)`
+    /// when the image was fetched now, `Some(false)` when it was cached
+    /// already, `None` when this driver keeps no image cache.
+    async fn precache_image(
+        &self,
+        _id: &str,
+        _source: &dyn ImageSource,
+    ) -> Result<Option<bool>, VirtError> {
+        Ok(None)
+    }
     async fn spawn(&self, spec: &GuestSpec) -> Result<(), VirtError>;
     async fn destroy(&self, uuid: &str) -> Result<(), VirtError>;
     async fn power_off(&self, uuid: &str) -> Result<(), VirtError>;

@@ -86,8 +86,11 @@ pub enum ServerCommand {
     RevertResize,
     Shelve,
     ShelveOffload,
+    /// `availability_zone`: absent (None), a zone, or null to unpin
+    /// (`Some(None)`, 2.91); `host` (2.91, admins).
     Unshelve {
-        availability_zone: Option<String>,
+        availability_zone: Option<Option<String>>,
+        host: Option<String>,
     },
     /// `addSecurityGroup`/`removeSecurityGroup` on a cloud without a
     /// Networking service (with one, the handler proxies to it).
@@ -159,9 +162,10 @@ pub async fn run(
         ServerCommand::RevertResize => resize::revert_resize(svc, c, id).await,
         ServerCommand::Shelve => shelve::shelve(svc, c, id).await,
         ServerCommand::ShelveOffload => shelve::shelve_offload(svc, c, id).await,
-        ServerCommand::Unshelve { availability_zone } => {
-            shelve::unshelve(svc, c, id, availability_zone).await
-        }
+        ServerCommand::Unshelve {
+            availability_zone,
+            host,
+        } => shelve::unshelve(svc, c, id, availability_zone, host).await,
         ServerCommand::SecurityGroup { name, add } => {
             admin::security_group(svc, c, id, name, add).await
         }

@@ -75,10 +75,39 @@ pub(super) async fn rescue(
     image: Option<String>,
 ) -> NResult<Outcome> {
     let pass = admin_pass.unwrap_or_else(generated_password);
-    if let Some(img) = &image
-        && svc.image.get(c.token(), img).await?.is_none()
-    {
-        return Err(NovaError::bad(format!("Image {img} could not be found.")));
+    let rescue_image = match &image {
+        Some(img) => Some(
+            svc.image
+                .get(c.token(), img)
+                .await?
+                .ok_or_else(|| NovaError::bad(format!("Image {img} could not be found.")))?,
+        ),
+        None => None,
+    };
+    let current = crate::servers::get_instance(svc, c, id)?;
+    // Nova checks the lock and state first (begin's errors), then this.
+    let settled = matches!(current.vm_state.as_str(), "active" | "stopped" | "error")
+        && current.task_state.is_none()
+        && !current.locked;
+    if settled && crate::volumes::is_volume_backed(&current) {
+        // Nova's check: from 2.87 a volume-backed server is rescuable when
+        // the image asks for a stable rescue device and the host reports
+        // COMPUTE_RESCUE_BFV. No driver here reports that trait (compute
+        // nodes carry COMPUTE_NODE only), so the answer is the host's.
+        let has = |k: &str| match &rescue_image {
+            Some(img) => img.get(k).is_some_and(|v| !v.is_null()),
+            None => current.image_properties.contains_key(k),
+        };
+        let stable = c.mv.at_least(87) && has("hw_rescue_bus") && has("hw_rescue_device");
+        let reason = if stable {
+            "Host unable to rescue a volume-backed instance"
+        } else {
+            "Cannot rescue a volume-backed instance"
+        };
+        return Err(NovaError::bad(format!(
+            "Instance {} cannot be rescued: {reason}",
+            current.uuid
+        )));
     }
     let i = begin(
         svc,

@@ -25,6 +25,8 @@ pub struct Rebuild {
     pub key_name: Option<Option<String>>,
     pub user_data: Option<Option<String>>,
     pub admin_pass: Option<String>,
+    /// 2.90: the guest's new hostname.
+    pub hostname: Option<String>,
 }
 
 pub(super) async fn rebuild(
@@ -44,6 +46,7 @@ pub(super) async fn rebuild(
         key_name: key,
         user_data,
         admin_pass,
+        hostname,
     } = r;
     let image = svc
         .image
@@ -52,6 +55,33 @@ pub(super) async fn rebuild(
         .ok_or_else(|| NovaError::bad("Invalid imageRef provided."))?;
     if image["status"] != "active" {
         return Err(NovaError::bad(format!("Image {image_ref} is not active.")));
+    }
+    let current = crate::servers::get_instance(svc, c, id)?;
+    let volume_backed = crate::volumes::is_volume_backed(&current);
+    // Nova checks the lock and state first (begin's errors), then this.
+    let settled = matches!(current.vm_state.as_str(), "active" | "stopped" | "error")
+        && current.task_state.is_none()
+        && !current.locked;
+    if settled && volume_backed {
+        // Nova: a volume-backed server keeps its root volume; only the
+        // image that volume was made from may be given (2.93 re-images it).
+        let root = crate::volumes::volume_bdms(&current)
+            .find(|b| b.boot_index == Some(0))
+            .and_then(|b| b.volume_id.clone().or(b.uuid.clone()))
+            .unwrap_or_default();
+        let orig = svc
+            .volumes
+            .get(&c.project(), c.is_admin(svc), &root)
+            .and_then(|v| {
+                v["volume_image_metadata"]["image_id"]
+                    .as_str()
+                    .map(str::to_string)
+            });
+        if !c.mv.at_least(93) && orig.as_deref() != Some(image_ref.as_str()) {
+            return Err(NovaError::bad(format!(
+                "Image {image_ref} is unacceptable: Unable to rebuild with a different image for a volume-backed server."
+            )));
+        }
     }
     let key_data = match &key {
         Some(Some(k)) => Some(Some(
@@ -86,13 +116,20 @@ pub(super) async fn rebuild(
         }
     }
     let was_stopped = i.vm_state == "stopped";
+    // From 2.93 a volume-backed server's root volume is re-imaged (even
+    // with the image it had), as Nova does.
+    let reimage = (volume_backed && c.mv.at_least(93)).then(|| image_ref.clone());
     let i = svc
         .state
         .update_instance(id, move |i| {
             if dc.is_some() {
                 i.disk_config = dc;
             }
-            i.image_ref = image_ref;
+            // A volume-backed server's image_ref stays empty (Nova's mark
+            // of one).
+            if !volume_backed {
+                i.image_ref = image_ref;
+            }
             i.image_properties = props;
             if let Some(n) = name {
                 i.name = n;
@@ -118,6 +155,9 @@ pub(super) async fn rebuild(
             if let Some(u) = user_data {
                 i.user_data = u;
             }
+            if let Some(h) = hostname {
+                i.hostname = h;
+            }
             i.fault = None;
             Ok(())
         })
@@ -136,7 +176,6 @@ pub(super) async fn rebuild(
             None,
         )
         .await;
-        let spec = ops::guest_spec(&svc2, &i2);
         let r = async {
             ops::call_agent(
                 &svc2,
@@ -146,7 +185,17 @@ pub(super) async fn rebuild(
                 },
                 Some(&rid),
             )
-            .await?;
+            .await
+            .map_err(|e| e.to_string())?;
+            if let Some(image) = &reimage {
+                crate::volumes::reimage_root_volume(&svc2, &i2.uuid, &host, image, &acting).await?;
+            }
+            // The mappings as they are now (a re-imaged root has a new attachment).
+            let spec = {
+                let st = svc2.state.read();
+                let now = st.instances.get(&i2.uuid).unwrap_or(&i2);
+                ops::guest_spec(&svc2, now)
+            };
             ops::call_agent(
                 &svc2,
                 &host,

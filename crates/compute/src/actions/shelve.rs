@@ -3,7 +3,7 @@ use super::Outcome;
 use super::guard::begin;
 use crate::ComputeService;
 use crate::caller::Caller;
-use crate::error::NResult;
+use crate::error::{NResult, NovaError};
 use crate::model::Instance;
 use crate::ops;
 use ferro_rpc::compute::ComputeRequest;
@@ -53,8 +53,18 @@ pub(super) async fn unshelve(
     svc: &Arc<ComputeService>,
     c: &Caller,
     id: &str,
-    az: Option<String>,
+    az: Option<Option<String>>,
+    host: Option<String>,
 ) -> NResult<Outcome> {
+    let current = crate::servers::get_instance(svc, c, id)?;
+    // Nova's order: the lock and state (begin's errors), then what the
+    // zone and host ask for.
+    let settled = matches!(current.vm_state.as_str(), "shelved" | "shelved_offloaded")
+        && current.task_state.is_none()
+        && !current.locked;
+    if settled {
+        check_unshelve_target(svc, c, &current, az.as_ref(), host.as_deref())?;
+    }
     let i = begin(
         svc,
         c,
@@ -68,9 +78,62 @@ pub(super) async fn unshelve(
     .await?;
     let (svc2, rid, tok) = (svc.clone(), c.request_id.clone(), c.token().to_string());
     tokio::spawn(async move {
-        run_unshelve(&svc2, i, &rid, az, &tok).await;
+        run_unshelve(&svc2, i, &rid, az, host, &tok).await;
     });
     Ok(Outcome::Accepted)
+}
+
+/// Nova's `unshelve` checks of a new zone or host: only an offloaded
+/// server moves (409), the zone must exist (400), the host must be a
+/// compute host (400, admins only) in the zone the server will be in (409).
+fn check_unshelve_target(
+    svc: &Arc<ComputeService>,
+    c: &Caller,
+    i: &Instance,
+    az: Option<&Option<String>>,
+    host: Option<&str>,
+) -> NResult<()> {
+    if (az.is_some() || host.is_some()) && i.vm_state != "shelved_offloaded" {
+        return Err(NovaError::conflict(format!(
+            "Specifying an availability zone or a host when unshelving server \"{}\" with status \"{}\" is not supported. The server status must be SHELVED_OFFLOADED.",
+            i.uuid, i.vm_state
+        )));
+    }
+    let st = svc.state.read();
+    if let Some(Some(zone)) = az {
+        let available = st.services.values().any(|s| {
+            s.binary == "nova-compute" && !s.disabled && &ops::host_az(svc, &st, &s.host) == zone
+        });
+        if !available {
+            return Err(NovaError::bad(
+                "The requested availability zone is not available",
+            ));
+        }
+    }
+    if let Some(h) = host {
+        c.require_admin(svc, "os_compute_api:os-shelve:unshelve_to_host")?;
+        if !st
+            .services
+            .values()
+            .any(|s| s.binary == "nova-compute" && s.host == h)
+        {
+            return Err(NovaError::bad(format!(
+                "Compute host {h} could not be found."
+            )));
+        }
+        let expected = match az {
+            Some(z) => z.clone(),
+            None => crate::servers::pinned_az(i),
+        };
+        if let Some(zone) = expected
+            && ops::host_az(svc, &st, h) != zone
+        {
+            return Err(NovaError::conflict(format!(
+                "Host \"{h}\" is not in the availability zone \"{zone}\"."
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn start_shelve(svc: &Arc<ComputeService>, c: &Caller, i: Instance) {
@@ -212,7 +275,8 @@ async fn run_unshelve(
     svc: &Arc<ComputeService>,
     i: Instance,
     rid: &str,
-    az: Option<String>,
+    az: Option<Option<String>>,
+    host: Option<String>,
     token: &str,
 ) {
     let uuid = i.uuid.clone();
@@ -227,10 +291,11 @@ async fn run_unshelve(
             .await;
     }
     if let Some(a) = az {
+        // A zone pins the server there; null (2.91) unpins it.
         let _ = svc
             .state
             .update_instance(&uuid, move |x| {
-                x.requested_az = Some(a);
+                x.requested_az = a;
                 Ok(())
             })
             .await;
@@ -239,6 +304,7 @@ async fn run_unshelve(
     let mut state = crate::build::BuildState {
         uuid: uuid.clone(),
         request_id: rid.to_string(),
+        destination: host,
         ..Default::default()
     };
     let r = async {

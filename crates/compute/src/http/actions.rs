@@ -109,9 +109,7 @@ fn parse(name: &str, arg: &Value, mv: Mv) -> NResult<ServerCommand> {
         "revertResize" => Ok(ServerCommand::RevertResize),
         "shelve" => Ok(ServerCommand::Shelve),
         "shelveOffload" => Ok(ServerCommand::ShelveOffload),
-        "unshelve" => Ok(ServerCommand::Unshelve {
-            availability_zone: string(arg, "availability_zone"),
-        }),
+        "unshelve" => unshelve(arg, mv),
         "addSecurityGroup" | "removeSecurityGroup" => Ok(ServerCommand::SecurityGroup {
             name: security_group_name(arg)?,
             add: name == "addSecurityGroup",
@@ -271,10 +269,84 @@ fn nullable(o: &Map<String, Value>, key: &str, mv: Mv, since: u16) -> Option<Opt
     o.get(key).map(|v| v.as_str().map(str::to_string))
 }
 
+/// `unshelve`: no body before 2.77; then `null` or an availability zone;
+/// from 2.91 also a host, and a null zone unpins the server.
+fn unshelve(arg: &Value, mv: Mv) -> NResult<ServerCommand> {
+    let none = ServerCommand::Unshelve {
+        availability_zone: None,
+        host: None,
+    };
+    if !mv.at_least(77) || arg.is_null() {
+        return Ok(none);
+    }
+    let invalid = |why: String| {
+        NovaError::bad(format!(
+            "Invalid input for field/attribute unshelve. Value: {arg}. {why}"
+        ))
+    };
+    let Some(o) = arg.as_object() else {
+        return Err(invalid(format!("{arg} is not of type 'object', 'null'")));
+    };
+    let known: &[&str] = if mv.at_least(91) {
+        &["availability_zone", "host"]
+    } else {
+        &["availability_zone"]
+    };
+    if let Some(k) = o.keys().find(|k| !known.contains(&k.as_str())) {
+        return Err(invalid(format!(
+            "Additional properties are not allowed ('{k}' was unexpected)"
+        )));
+    }
+    let availability_zone = match o.get("availability_zone") {
+        None if !mv.at_least(91) => {
+            return Err(invalid("'availability_zone' is a required property".into()));
+        }
+        None => None,
+        Some(Value::Null) if mv.at_least(91) => Some(None),
+        Some(Value::String(z)) if !z.trim().is_empty() && z.len() <= 255 => Some(Some(z.clone())),
+        Some(v) => {
+            return Err(NovaError::bad(format!(
+                "Invalid input for field/attribute availability_zone. Value: {v}."
+            )));
+        }
+    };
+    let host = match o.get("host") {
+        None => None,
+        Some(Value::String(h)) => Some(h.clone()),
+        Some(v) => {
+            return Err(NovaError::bad(format!(
+                "Invalid input for field/attribute host. Value: {v}. {v} is not of type 'string'"
+            )));
+        }
+    };
+    Ok(ServerCommand::Unshelve {
+        availability_zone,
+        host,
+    })
+}
+
 fn rebuild(arg: &Value, mv: Mv) -> NResult<ServerCommand> {
     let o = arg
         .as_object()
         .ok_or_else(|| NovaError::bad("Invalid input for field/attribute rebuild."))?;
+    for k in o.keys() {
+        let known = match k.as_str() {
+            "imageRef" | "name" | "adminPass" | "metadata" | "preserve_ephemeral"
+            | "OS-DCF:diskConfig" | "accessIPv4" | "accessIPv6" => true,
+            "personality" => !mv.at_least(57),
+            "description" => mv.at_least(19),
+            "key_name" => mv.at_least(54),
+            "user_data" => mv.at_least(57),
+            "trusted_image_certificates" => mv.at_least(63),
+            "hostname" => mv.at_least(90),
+            _ => false,
+        };
+        if !known {
+            return Err(NovaError::bad(format!(
+                "Invalid input for field/attribute rebuild. Value: {arg}. Additional properties are not allowed ('{k}' was unexpected)"
+            )));
+        }
+    }
     let image_ref = o
         .get("imageRef")
         .and_then(Value::as_str)
@@ -332,6 +404,10 @@ fn rebuild(arg: &Value, mv: Mv) -> NResult<ServerCommand> {
         key_name: nullable(o, "key_name", mv, 54),
         user_data: nullable(o, "user_data", mv, 57),
         admin_pass: string(arg, "adminPass"),
+        hostname: o
+            .get("hostname")
+            .map(|h| super::servers::check_hostname(h, mv))
+            .transpose()?,
     })))
 }
 

@@ -24,6 +24,88 @@ pub fn routes() -> Router<Arc<ComputeService>> {
             get(agg_show).put(agg_update).delete(agg_delete),
         )
         .route("/os-aggregates/{id}/action", post(agg_action))
+        .route("/os-aggregates/{id}/images", post(agg_images))
+}
+
+/// `POST /os-aggregates/{id}/images` (2.81): the aggregate's hosts
+/// pre-cache these images; 202 before they do.
+async fn agg_images(
+    AxState(svc): St,
+    c: Caller,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> NResult<Response> {
+    if !c.mv.at_least(81) {
+        return Err(NovaError::not_found("The resource could not be found."));
+    }
+    c.require_admin(&svc, "compute:aggregates:images")?;
+    let b = body(&bytes)?;
+    let invalid = |why: String| NovaError::bad(format!("Invalid input for field/attribute {why}"));
+    let o = b.as_object().ok_or_else(|| {
+        invalid(format!(
+            "request body. Value: {b}. {b} is not of type 'object'"
+        ))
+    })?;
+    if let Some(k) = o.keys().find(|k| *k != "cache") {
+        return Err(NovaError::bad(format!(
+            "Additional properties are not allowed ('{k}' was unexpected)"
+        )));
+    }
+    let list = match o.get("cache") {
+        None => return Err(NovaError::bad("'cache' is a required property")),
+        Some(Value::Array(a)) if !a.is_empty() => a,
+        Some(Value::Array(_)) => {
+            return Err(invalid("cache. Value: []. [] should be non-empty".into()));
+        }
+        Some(v) => {
+            return Err(invalid(format!(
+                "cache. Value: {v}. {v} is not of type 'array'"
+            )));
+        }
+    };
+    let mut ids: Vec<String> = Vec::with_capacity(list.len());
+    for item in list {
+        let Some(m) = item.as_object() else {
+            return Err(invalid(format!(
+                "cache. Value: {item}. {item} is not of type 'object'"
+            )));
+        };
+        if let Some(k) = m.keys().find(|k| *k != "id") {
+            return Err(invalid(format!(
+                "cache. Additional properties are not allowed ('{k}' was unexpected)"
+            )));
+        }
+        match m.get("id") {
+            Some(Value::String(s)) if super::servers::uuid_like(s) => ids.push(s.clone()),
+            Some(v) => return Err(invalid(format!("id. Value: {v}. {v} is not a 'uuid'"))),
+            None => return Err(invalid("cache. 'id' is a required property".into())),
+        }
+    }
+    if id.parse::<i64>().is_err() {
+        return Err(NovaError::bad(
+            "Invalid input received: id must be an integer",
+        ));
+    }
+    let mut uniq = ids.clone();
+    uniq.sort();
+    uniq.dedup();
+    if uniq.len() != ids.len() {
+        return Err(NovaError::bad("Duplicate images in request"));
+    }
+    let agg = find_agg(&svc.state.read(), &id)?;
+    for image in &ids {
+        if svc.image.get(c.token(), image).await?.is_none() {
+            return Err(NovaError::bad(format!("Image {image} could not be found.")));
+        }
+    }
+    crate::image_cache::cache_on_hosts(
+        &svc,
+        c.acting(),
+        agg.hosts.clone(),
+        ids,
+        c.request_id.clone(),
+    );
+    Ok(StatusCode::ACCEPTED.into_response())
 }
 
 fn agg_view(c: &Caller, a: &Aggregate) -> Value {

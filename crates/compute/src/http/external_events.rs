@@ -29,41 +29,88 @@ async fn external_events(AxState(svc): St, c: Caller, bytes: Bytes) -> NResult<R
         .and_then(Value::as_array)
         .filter(|e| !e.is_empty())
         .ok_or_else(|| NovaError::bad("Invalid input for field/attribute events."))?;
-    const NAMES: &[&str] = &[
+    // The event names Nova's schema takes at each microversion.
+    let mut names = vec![
         "network-changed",
         "network-vif-plugged",
         "network-vif-unplugged",
         "network-vif-deleted",
+    ];
+    for (minor, name) in [
+        (51, "volume-extended"),
+        (76, "power-update"),
+        (82, "accelerator-request-bound"),
+        (93, "volume-reimaged"),
+    ] {
+        if c.mv.at_least(minor) {
+            names.push(name);
+        }
+    }
+    const STATUSES: &[&str] = &["failed", "completed", "in-progress"];
+    for e in events {
+        let o = e.as_object().ok_or_else(|| {
+            NovaError::bad(format!(
+                "Invalid input for field/attribute events. Value: {e}. {e} is not of type 'object'"
+            ))
+        })?;
+        if let Some(k) = o
+            .keys()
+            .find(|k| !matches!(k.as_str(), "name" | "server_uuid" | "status" | "tag"))
+        {
+            return Err(NovaError::bad(format!(
+                "Invalid input for field/attribute events. Additional properties are not allowed ('{k}' was unexpected)"
+            )));
+        }
+        let name = e.get("name").and_then(Value::as_str).unwrap_or("");
+        if !names.contains(&name) {
+            return Err(NovaError::bad(format!(
+                "Invalid input for field/attribute name. Value: {name}. '{name}' is not one of {names:?}"
+            )));
+        }
+        if !e
+            .get("server_uuid")
+            .and_then(Value::as_str)
+            .is_some_and(super::servers::uuid_like)
+        {
+            return Err(NovaError::bad(
+                "Invalid input for field/attribute server_uuid.",
+            ));
+        }
+        if let Some(st) = e.get("status")
+            && !st.as_str().is_some_and(|s| STATUSES.contains(&s))
+        {
+            return Err(NovaError::bad(format!(
+                "Invalid input for field/attribute status. Value: {st}. {st} is not one of {STATUSES:?}"
+            )));
+        }
+        if let Some(t) = e.get("tag")
+            && t.as_str().is_none_or(|s| s.chars().count() > 255)
+        {
+            return Err(NovaError::bad(format!(
+                "Invalid input for field/attribute tag. Value: {t}."
+            )));
+        }
+    }
+    // Events Nova drops (400 each) without the tag naming what they are about.
+    const TAG_REQUIRED: &[&str] = &[
         "volume-extended",
         "power-update",
         "accelerator-request-bound",
-        "volume-reimaged",
     ];
     let st = svc.state.read();
     let mut out = Vec::new();
-    let mut any_ok = false;
     for e in events {
         let name = e.get("name").and_then(Value::as_str).unwrap_or("");
-        if !NAMES.contains(&name) {
-            return Err(NovaError::bad(format!(
-                "Invalid input for field/attribute name. Value: {name}."
-            )));
-        }
         let uuid = e.get("server_uuid").and_then(Value::as_str).unwrap_or("");
         let mut r = e.clone();
-        let status = e
-            .get("status")
-            .and_then(Value::as_str)
-            .unwrap_or("completed");
-        r["status"] = json!(status);
-        match st.instances.get(uuid).filter(|i| !i.deleted) {
-            Some(i) if i.host.is_some() => {
-                r["code"] = json!(200);
-                any_ok = true;
-            }
-            Some(_) => r["code"] = json!(422),
-            None => r["code"] = json!(404),
-        }
+        let code = match st.instances.get(uuid).filter(|i| !i.deleted) {
+            None => 404,
+            Some(_) if TAG_REQUIRED.contains(&name) && e.get("tag").is_none() => 400,
+            Some(i) if i.host.is_some() => 200,
+            Some(_) => 422,
+        };
+        r["code"] = json!(code);
+        r["status"] = json!(if code == 200 { "completed" } else { "failed" });
         out.push(r);
     }
     drop(st);
@@ -80,9 +127,6 @@ async fn external_events(AxState(svc): St, c: Caller, bytes: Bytes) -> NResult<R
             let code = crate::volumes::volume_extended(&svc, &uuid, &vol, &c.request_id).await;
             r["code"] = json!(code);
         }
-    }
-    if !any_ok {
-        return Err(NovaError::not_found("No instances found for any event"));
     }
     let code = if out.iter().all(|r| r["code"] == 200) {
         StatusCode::OK

@@ -408,6 +408,17 @@ async fn specs_list(AxState(svc): St, c: Caller, Path(id): Path<String>) -> NRes
     ))
 }
 
+/// From 2.86 each spec of a namespace Nova knows is validated (unknown
+/// namespaces pass), as Nova's `validators.validate`.
+fn validate_specs(c: &Caller, specs: &std::collections::BTreeMap<String, String>) -> NResult<()> {
+    if c.mv.at_least(86) {
+        for (k, v) in specs {
+            crate::extra_specs::validate(k, v).map_err(NovaError::bad)?;
+        }
+    }
+    Ok(())
+}
+
 fn check_specs(v: &Value) -> NResult<std::collections::BTreeMap<String, String>> {
     let o = v
         .as_object()
@@ -474,6 +485,7 @@ async fn specs_set(
             "Invalid input for field/attribute extra_specs. 'extra_specs' is a required property",
         )
     })?)?;
+    validate_specs(&c, &specs)?;
     let s2 = specs.clone();
     write_specs(&svc, &id, move |f| {
         f.extra_specs.extend(s2);
@@ -507,6 +519,7 @@ async fn spec_put(
     if specs.len() != 1 {
         return Err(NovaError::bad("Request body contains too many items"));
     }
+    validate_specs(&c, &specs)?;
     if !specs.contains_key(&key) {
         return Err(NovaError::bad("Request body and URI mismatch"));
     }

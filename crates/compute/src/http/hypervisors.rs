@@ -103,7 +103,7 @@ fn find_hyp<'a>(st: &'a State, id: &str) -> NResult<&'a ServiceRec> {
         .ok_or_else(|| NovaError::not_found(format!("Hypervisor with ID {id} could not be found.")))
 }
 
-fn hyp_listing(
+async fn hyp_listing(
     svc: &ComputeService,
     c: &Caller,
     raw: Option<String>,
@@ -140,50 +140,98 @@ fn hyp_listing(
     if let Some(l) = limit {
         list.truncate(l);
     }
-    let hs: Vec<Value> = list
-        .iter()
-        .map(|s| {
-            let mut v = hyp_view(svc, &st, c, s, detail);
-            if with_servers && c.mv.at_least(53) {
-                v["servers"] = json!(st.live().filter(|i| i.host.as_deref() == Some(s.host.as_str())).map(|i| json!({"uuid": i.uuid, "name": format!("instance-{:08x}", i.internal_id)})).collect::<Vec<_>>());
-            }
-            v
-        })
-        .collect();
+    let mut hs = Vec::with_capacity(list.len());
+    for s in &list {
+        let mut v = hyp_view(svc, &st, c, s, detail);
+        if with_servers && c.mv.at_least(53) {
+            v["servers"] = json!(st.live().filter(|i| i.host.as_deref() == Some(s.host.as_str())).map(|i| json!({"uuid": i.uuid, "name": format!("instance-{:08x}", i.internal_id)})).collect::<Vec<_>>());
+        }
+        if detail && c.mv.at_least(88) {
+            v["uptime"] = json!(uptime(svc, s, &c.request_id).await);
+        }
+        hs.push(v);
+    }
     Ok(json!({"hypervisors": hs}))
 }
 
 async fn hyp_list(AxState(svc): St, c: Caller, RawQuery(raw): RawQuery) -> NResult<Response> {
     Ok(json_resp(
         StatusCode::OK,
-        hyp_listing(&svc, &c, raw, false)?,
+        hyp_listing(&svc, &c, raw, false).await?,
     ))
 }
 
 async fn hyp_detail(AxState(svc): St, c: Caller, RawQuery(raw): RawQuery) -> NResult<Response> {
-    Ok(json_resp(StatusCode::OK, hyp_listing(&svc, &c, raw, true)?))
+    Ok(json_resp(
+        StatusCode::OK,
+        hyp_listing(&svc, &c, raw, true).await?,
+    ))
 }
 
 async fn hyp_show(AxState(svc): St, c: Caller, Path(id): Path<String>) -> NResult<Response> {
     c.require_admin(&svc, "os_compute_api:os-hypervisors:show")?;
     let st = svc.state.read();
     let s = find_hyp(&st, &id)?;
-    Ok(json_resp(
-        StatusCode::OK,
-        json!({"hypervisor": hyp_view(&svc, &st, &c, s, true)}),
-    ))
+    let mut v = hyp_view(&svc, &st, &c, s, true);
+    if c.mv.at_least(88) {
+        v["uptime"] = json!(uptime(&svc, s, &c.request_id).await);
+    }
+    Ok(json_resp(StatusCode::OK, json!({"hypervisor": v})))
+}
+
+/// The host's `uptime` line, asked of its agent; null when the host is
+/// down or does not answer (as Nova's view).
+async fn uptime(svc: &ComputeService, s: &ServiceRec, request_id: &str) -> Option<String> {
+    if !ops::service_up(svc, s) {
+        return None;
+    }
+    match ops::call_agent(
+        svc,
+        &s.host,
+        ferro_rpc::compute::ComputeRequest::HostUptime,
+        Some(request_id),
+    )
+    .await
+    {
+        Ok(ferro_rpc::compute::ComputeReply::Uptime { uptime }) => Some(uptime),
+        Ok(other) => {
+            tracing::warn!(host = %s.host, "unexpected answer to host_uptime: {other:?}");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(host = %s.host, "uptime not read: {e}");
+            None
+        }
+    }
+}
+
+/// What Nova answers for a route its microversion removed.
+fn removed() -> NovaError {
+    NovaError::not_found("The resource could not be found.")
 }
 
 async fn hyp_uptime(AxState(svc): St, c: Caller, Path(id): Path<String>) -> NResult<Response> {
+    if c.mv.at_least(88) {
+        return Err(removed());
+    }
     c.require_admin(&svc, "os_compute_api:os-hypervisors:uptime")?;
     let st = svc.state.read();
     let s = find_hyp(&st, &id)?;
+    if !ops::service_up(&svc, s) {
+        return Err(NovaError::bad(format!(
+            "Compute service of {} is unavailable at this time.",
+            s.host
+        )));
+    }
     let mut v = hyp_view(&svc, &st, &c, s, false);
-    v["uptime"] = json!(" 08:32:11 up 93 days, 18:25, 12 users,  load average: 0.20, 0.12, 0.14");
+    v["uptime"] = json!(uptime(&svc, s, &c.request_id).await);
     Ok(json_resp(StatusCode::OK, json!({"hypervisor": v})))
 }
 
 async fn hyp_stats(AxState(svc): St, c: Caller) -> NResult<Response> {
+    if c.mv.at_least(88) {
+        return Err(removed());
+    }
     c.require_admin(&svc, "os_compute_api:os-hypervisors:statistics")?;
     let st = svc.state.read();
     let mut tot = BTreeMap::<&str, i64>::new();

@@ -18,12 +18,15 @@ pub mod multinic;
 pub mod netproxy;
 pub mod networks;
 pub mod quotas;
+pub mod removed;
 pub mod request;
 pub mod security_groups;
 pub mod server_create;
 pub mod server_groups;
 pub mod server_info;
+pub mod server_list;
 pub mod server_metadata;
+pub mod server_shares;
 pub mod servers;
 pub mod services;
 pub mod usage;
@@ -91,10 +94,16 @@ pub fn router() -> Router<Arc<ComputeService>> {
     let api = Router::new()
         .route("/", get(version_show))
         // One path, two modules: listing with the servers, creation apart.
-        .route("/servers", get(servers::list).post(server_create::create))
+        .route(
+            "/servers",
+            get(server_list::list).post(server_create::create),
+        )
+        .route("/servers/detail", get(server_list::detail))
         .merge(servers::routes())
         .merge(server_metadata::routes())
         .merge(server_info::routes())
+        .merge(server_shares::routes())
+        .merge(removed::routes())
         .merge(actions::routes())
         .merge(flavors::routes())
         .merge(security_groups::routes())

@@ -1,5 +1,6 @@
 //! `os-networks` and `os-tenant-networks` (removed at 2.36): Networking v2.0 networks in Nova's shapes.
 use super::netproxy::{enc, neutron, removed_at_36, s};
+use super::removed::gone;
 use super::request::{Caller, St, json_resp};
 use crate::ComputeService;
 use crate::error::{NResult, NovaError};
@@ -13,10 +14,13 @@ use std::sync::Arc;
 
 pub fn routes() -> Router<Arc<ComputeService>> {
     Router::new()
-        .route("/os-networks", get(net_list))
-        .route("/os-networks/{id}", get(net_show))
-        .route("/os-tenant-networks", get(tenant_net_list))
-        .route("/os-tenant-networks/{id}", get(tenant_net_show))
+        .route("/os-networks", get(net_list).post(gone))
+        .route("/os-networks/{id}", get(net_show).delete(gone))
+        .route("/os-tenant-networks", get(tenant_net_list).post(gone))
+        .route(
+            "/os-tenant-networks/{id}",
+            get(tenant_net_show).delete(gone),
+        )
 }
 
 // Networks

@@ -17,7 +17,7 @@ use std::sync::Arc;
 pub use crate::caller::{Caller, Mv};
 
 pub const MIN_VERSION: (u16, u16) = (2, 1);
-pub const MAX_VERSION: (u16, u16) = (2, 79);
+pub const MAX_VERSION: (u16, u16) = (2, 100);
 
 pub type St = State<Arc<ComputeService>>;
 

@@ -107,6 +107,7 @@ pub(crate) struct Parsed {
     pub key_name: Option<Value>,
     pub config_drive: bool,
     pub trusted_certs: Option<Value>,
+    pub hostname: Option<String>,
 }
 
 /// The request as written: every syntax and microversion check, nothing
@@ -122,7 +123,7 @@ fn parse(c: &Caller, b: &Value, s: &Map<String, Value>) -> NResult<Parsed> {
                 "personality" => !mv.at_least(57),
                 "trusted_image_certificates" => mv.at_least(63),
                 "host" | "hypervisor_hostname" => mv.at_least(74),
-                "hostname" => false,
+                "hostname" => mv.at_least(90),
                 _ => true,
             };
         if !allowed {
@@ -317,6 +318,7 @@ fn parse(c: &Caller, b: &Value, s: &Map<String, Value>) -> NResult<Parsed> {
                 volume_size: m["volume_size"].as_u64(),
                 delete_on_termination: m["delete_on_termination"].as_bool().unwrap_or(false),
                 device_name: dev,
+                bdm_uuid: Some(ferro_common::new_uuid()),
                 ..Default::default()
             });
         }
@@ -404,6 +406,10 @@ fn parse(c: &Caller, b: &Value, s: &Map<String, Value>) -> NResult<Parsed> {
             .and_then(Value::as_bool)
             .unwrap_or(false),
         trusted_certs: s.get("trusted_image_certificates").cloned(),
+        hostname: s
+            .get("hostname")
+            .map(|h| super::servers::check_hostname(h, mv))
+            .transpose()?,
     })
 }
 
@@ -442,6 +448,7 @@ async fn validate(
         key_name,
         config_drive,
         trusted_certs,
+        hostname,
     } = p;
     {
         let st = svc.state.read();
@@ -603,6 +610,7 @@ async fn validate(
                     volume_size: m["volume_size"].as_u64(),
                     delete_on_termination: m["delete_on_termination"].as_bool().unwrap_or(false),
                     device_name: dev,
+                    bdm_uuid: Some(ferro_common::new_uuid()),
                     ..Default::default()
                 });
             }
@@ -671,6 +679,7 @@ async fn validate(
         config_drive,
         trusted_certs,
         reservation_id: new_reservation_id(),
+        hostname,
     })
 }
 

@@ -33,6 +33,7 @@ pub fn routes() -> Router<Arc<ComputeService>> {
         )
         .route("/servers/{id}/diagnostics", get(diagnostics))
         .route("/servers/{id}/migrations", get(server_migrations))
+        .route("/servers/{id}/topology", get(topology))
 }
 
 // ---------------------------------------------------------------- actions, misc
@@ -67,6 +68,9 @@ fn action_view(
                             x["host"] = json!(e.host.clone().unwrap_or_default());
                         }
                         x["hostId"] = json!(host_id(project, e.host.as_deref()));
+                    }
+                    if mv.at_least(84) && admin {
+                        x["details"] = json!(e.details);
                     }
                     x
                 })
@@ -196,7 +200,7 @@ async fn remote_console(
             | ("serial", "serial")
             | ("rdp", "rdp-html5")
             | ("mks", "webmks")
-    );
+    ) || (c.mv.at_least(99) && (protocol, kind) == ("spice", "spice-direct"));
     if !ok {
         return Err(bad(format!(
             "Invalid input for field/attribute type. Value: {kind}."
@@ -325,6 +329,21 @@ fn render_diagnostics(
         }
     }
     Value::Object(m)
+}
+
+/// `GET /servers/{id}/topology` (2.78): the guest's NUMA topology. No
+/// driver here places guests on NUMA cells (no `hw:numa_*` is applied), so
+/// a guest has none, and Nova's answer for that is an empty list.
+async fn topology(AxState(svc): St, c: Caller, Path(id): Path<String>) -> NResult<Response> {
+    if !c.mv.at_least(78) {
+        return Err(NovaError::not_found("The resource could not be found."));
+    }
+    let i = get_instance(&svc, &c, &id)?;
+    c.require_member(&svc, &i.project_id, "compute:server:topology:index")?;
+    Ok(json_resp(
+        StatusCode::OK,
+        json!({"nodes": [], "pagesize_kb": null}),
+    ))
 }
 
 async fn server_migrations(

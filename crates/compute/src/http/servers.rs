@@ -1,14 +1,14 @@
 //! `/servers`: create, list (filters, sorting, paging), show, update,
 //! delete, and the sub-resources (metadata, tags, ips, instance actions,
 //! password, remote consoles).
-use super::request::{Caller, Mv, St, body, first, json_resp, link, paging, query};
+use super::request::{Caller, Mv, St, body, json_resp, link};
 use crate::ComputeService;
 use crate::error::{NResult, NovaError};
 use crate::model::{Flavor, Instance, status_of};
 use crate::state::iso_z;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State as AxState};
+use axum::extract::{Path, State as AxState};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -21,7 +21,6 @@ pub use crate::servers::{check_locked, delete_instance, get_instance, visible};
 
 pub fn routes() -> Router<Arc<ComputeService>> {
     Router::new()
-        .route("/servers/detail", get(detail))
         .route("/servers/{id}", get(show).put(update).delete(delete))
         .route("/servers/{id}/ips", get(ips))
         .route("/servers/{id}/ips/{net}", get(ips_net))
@@ -58,7 +57,11 @@ pub fn view(svc: &ComputeService, c: &Caller, i: &Instance, detail: bool) -> Val
     let image = if i.image_ref.is_empty() {
         json!("")
     } else {
-        json!({"id": i.image_ref, "links": [{"rel": "bookmark", "href": format!("{}/images/{}", base, i.image_ref)}]})
+        let mut im = json!({"id": i.image_ref, "links": [{"rel": "bookmark", "href": format!("{}/images/{}", base, i.image_ref)}]});
+        if mv.at_least(98) {
+            im["properties"] = json!(image_meta_props(&i.image_properties));
+        }
+        im
     };
     let flavor = if mv.at_least(47) {
         flavor_embed(&i.flavor, mv, admin)
@@ -126,6 +129,16 @@ pub fn view(svc: &ComputeService, c: &Caller, i: &Instance, detail: bool) -> Val
             v["OS-EXT-SRV-ATTR:user_data"] = json!(i.user_data);
         }
     }
+    if mv.at_least(90) {
+        // From 2.90 everyone sees the hostname.
+        v["OS-EXT-SRV-ATTR:hostname"] = json!(i.hostname);
+    }
+    if mv.at_least(96) {
+        v["pinned_availability_zone"] = json!(crate::servers::pinned_az(i));
+    }
+    if mv.at_least(100) {
+        v["scheduler_hints"] = scheduler_hints(i);
+    }
     if mv.at_least(9) {
         v["locked"] = json!(i.locked);
     }
@@ -155,6 +168,156 @@ pub fn view(svc: &ComputeService, c: &Caller, i: &Instance, detail: bool) -> Val
     }
     v
 }
+
+/// The scheduler hints as Nova's request spec keeps them: each a list of
+/// strings.
+fn scheduler_hints(i: &Instance) -> Value {
+    let as_str = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        Value::Bool(true) => "True".into(),
+        Value::Bool(false) => "False".into(),
+        Value::Null => "None".into(),
+        other => other.to_string(),
+    };
+    let m: serde_json::Map<String, Value> = i
+        .scheduler_hints
+        .iter()
+        .map(|(k, v)| {
+            let list: Vec<String> = match v {
+                Value::Array(a) => a.iter().map(as_str).collect(),
+                other => vec![as_str(other)],
+            };
+            (k.clone(), json!(list))
+        })
+        .collect();
+    Value::Object(m)
+}
+
+/// The image properties a server shows from 2.98: those of its image Nova
+/// knows as `ImageMetaProps` (or their legacy names), as recorded at boot.
+fn image_meta_props(props: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    props
+        .iter()
+        .filter(|(k, _)| {
+            IMAGE_META_PROPS.contains(&k.as_str()) || LEGACY_IMAGE_PROPS.contains(&k.as_str())
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// Nova's `ImageMetaProps` fields.
+const IMAGE_META_PROPS: &[&str] = &[
+    "hw_architecture",
+    "hw_emulation_architecture",
+    "hw_auto_disk_config",
+    "hw_boot_menu",
+    "hw_cdrom_bus",
+    "hw_cpu_cores",
+    "hw_cpu_sockets",
+    "hw_cpu_max_cores",
+    "hw_cpu_max_sockets",
+    "hw_cpu_max_threads",
+    "hw_cpu_policy",
+    "hw_cpu_thread_policy",
+    "hw_cpu_realtime_mask",
+    "hw_cpu_threads",
+    "hw_device_id",
+    "hw_disk_bus",
+    "hw_disk_type",
+    "hw_floppy_bus",
+    "hw_firmware_type",
+    "hw_firmware_stateless",
+    "hw_input_bus",
+    "hw_ipxe_boot",
+    "hw_locked_memory",
+    "hw_machine_type",
+    "hw_mem_encryption",
+    "hw_mem_encryption_model",
+    "hw_mem_page_size",
+    "hw_numa_nodes",
+    "hw_numa_cpus",
+    "hw_numa_mem",
+    "hw_pci_numa_affinity_policy",
+    "hw_pointer_model",
+    "hw_pmu",
+    "hw_qemu_guest_agent",
+    "hw_rescue_bus",
+    "hw_rescue_device",
+    "hw_rng_model",
+    "hw_time_hpet",
+    "hw_serial_port_count",
+    "hw_scsi_model",
+    "hw_video_model",
+    "hw_video_ram",
+    "hw_vif_model",
+    "hw_viommu_model",
+    "hw_vm_mode",
+    "hw_watchdog_action",
+    "hw_vif_multiqueue_enabled",
+    "hw_tpm_model",
+    "hw_tpm_version",
+    "hw_ephemeral_encryption",
+    "hw_ephemeral_encryption_secret_uuid",
+    "hw_virtio_packed_ring",
+    "hw_maxphysaddr_mode",
+    "hw_maxphysaddr_bits",
+    "hw_sound_model",
+    "hw_usb_model",
+    "hw_redirected_usb_ports",
+    "img_bittorrent",
+    "img_bdm_v2",
+    "img_cache_in_nova",
+    "img_compression_level",
+    "img_hv_requested_version",
+    "img_hv_type",
+    "img_config_drive",
+    "img_linked_clone",
+    "img_mappings",
+    "img_owner_id",
+    "img_root_device_name",
+    "img_use_agent",
+    "img_version",
+    "img_signature",
+    "img_signature_hash_method",
+    "img_signature_certificate_uuid",
+    "img_signature_key_type",
+    "img_hide_hypervisor_id",
+    "os_admin_user",
+    "os_command_line",
+    "os_distro",
+    "os_require_quiesce",
+    "os_secure_boot",
+    "os_skip_agent_inject_files_at_boot",
+    "os_skip_agent_inject_ssh",
+    "os_type",
+    "traits_required",
+];
+
+/// The legacy names `ImageMetaProps` still reads.
+const LEGACY_IMAGE_PROPS: &[&str] = &[
+    "architecture",
+    "owner_id",
+    "vmware_disktype",
+    "vmware_image_version",
+    "vmware_ostype",
+    "auto_disk_config",
+    "ipxe_boot",
+    "xenapi_device_id",
+    "xenapi_image_compression_level",
+    "vmware_linked_clone",
+    "xenapi_use_agent",
+    "xenapi_skip_agent_inject_ssh",
+    "xenapi_skip_agent_inject_files_at_boot",
+    "cache_in_nova",
+    "vm_mode",
+    "bittorrent",
+    "mappings",
+    "block_device_mapping",
+    "bdm_v2",
+    "root_device_name",
+    "hypervisor_version_requires",
+    "hypervisor_type",
+];
 
 /// Before 2.75, PUT and rebuild answer with the basic server view (no
 /// extended attributes); from 2.75 with everything `show` has.
@@ -194,6 +357,51 @@ pub fn update_view(svc: &ComputeService, c: &Caller, i: &Instance) -> Value {
         v["server_groups"] = json!(i.server_group.iter().collect::<Vec<_>>());
     }
     v
+}
+
+/// A requested `hostname`: Nova's `hostname` schema from 2.90, its `fqdn`
+/// one from 2.94.
+pub(super) fn check_hostname(v: &Value, mv: Mv) -> NResult<String> {
+    let invalid = |why: String| {
+        bad(format!(
+            "Invalid input for field/attribute hostname. Value: {v}. {why}"
+        ))
+    };
+    let Value::String(h) = v else {
+        return Err(invalid(format!("{v} is not of type 'string'")));
+    };
+    let n = h.chars().count();
+    if mv.at_least(94) {
+        if n < 1 {
+            return Err(invalid(format!("{v} should be non-empty")));
+        }
+        if n > 255 {
+            return Err(invalid(format!("{v} is too long")));
+        }
+        if !h
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+        {
+            return Err(invalid(format!("{v} does not match '^[a-zA-Z0-9-._]*$'")));
+        }
+    } else {
+        if n < 2 {
+            return Err(invalid(format!("{v} is too short")));
+        }
+        if n > 63 {
+            return Err(invalid(format!("{v} is too long")));
+        }
+        let b = h.as_bytes();
+        let ok = b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
+            && b[0].is_ascii_alphanumeric()
+            && b[b.len() - 1].is_ascii_alphanumeric();
+        if !ok {
+            return Err(invalid(format!(
+                "{v} does not match '^[a-zA-Z0-9]+[a-zA-Z0-9-]*[a-zA-Z0-9]+$'"
+            )));
+        }
+    }
+    Ok(h.clone())
 }
 
 fn bad(m: impl Into<String>) -> NovaError {
@@ -261,316 +469,6 @@ pub fn uuid_like(s: &str) -> bool {
 
 // ---------------------------------------------------------------- list
 
-const STATUSES: &[&str] = &[
-    "ACTIVE",
-    "BUILD",
-    "SHUTOFF",
-    "ERROR",
-    "PAUSED",
-    "SUSPENDED",
-    "RESCUE",
-    "REBOOT",
-    "HARD_REBOOT",
-    "RESIZE",
-    "VERIFY_RESIZE",
-    "REVERT_RESIZE",
-    "MIGRATING",
-    "REBUILD",
-    "PASSWORD",
-    "DELETED",
-    "SOFT_DELETED",
-    "SHELVED",
-    "SHELVED_OFFLOADED",
-    "UNKNOWN",
-];
-
-fn parse_time(s: &str) -> NResult<String> {
-    let t = chrono::DateTime::parse_from_rfc3339(s)
-        .map(|d| d.with_timezone(&chrono::Utc))
-        .or_else(|_| {
-            chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f").map(|n| n.and_utc())
-        })
-        .or_else(|_| chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S").map(|n| n.and_utc()))
-        .or_else(|_| chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").map(|n| n.and_utc()))
-        .map_err(|_| bad(format!("Invalid input for field/attribute changes-since. Value: {s}. '{s}' is not a 'date-time'")))?;
-    Ok(t.format("%Y-%m-%dT%H:%M:%S%.6f").to_string())
-}
-
-/// Nova filters names with a regular expression (Python `re.search`); an
-/// invalid expression matches as a plain substring.
-fn matches_regex_like(hay: &str, pat: &str) -> bool {
-    match regex_lite::Regex::new(pat) {
-        Ok(re) => re.is_match(hay),
-        Err(_) => hay.contains(pat),
-    }
-}
-
-const LIST_PARAMS: &[&str] = &[
-    "name",
-    "status",
-    "image",
-    "flavor",
-    "host",
-    "changes-since",
-    "changes-before",
-    "ip",
-    "ip6",
-    "tags",
-    "tags-any",
-    "not-tags",
-    "not-tags-any",
-    "all_tenants",
-    "project_id",
-    "tenant_id",
-    "user_id",
-    "locked",
-    "deleted",
-    "reservation_id",
-    "availability_zone",
-    "key_name",
-    "sort_key",
-    "sort_dir",
-    "limit",
-    "marker",
-    "launched_at",
-    "terminated_at",
-    "node",
-    "config_drive",
-    "description",
-    "created_at",
-    "uuid",
-    "vm_state",
-    "task_state",
-    "power_state",
-    "progress",
-    "hostname",
-    "access_ip_v4",
-    "access_ip_v6",
-    "locked_by",
-    "launch_index",
-    "kernel_id",
-    "ramdisk_id",
-    "root_device_name",
-    "display_name",
-    "display_description",
-    "image_ref",
-    "instance_type_id",
-    "updated_at",
-    "soft_deleted",
-];
-
-fn listing(svc: &ComputeService, c: &Caller, raw: Option<String>, detail: bool) -> NResult<Value> {
-    let q = query(raw.clone());
-    let admin = c.is_admin(svc);
-    let mv = c.mv;
-    if mv.at_least(75) {
-        for k in q.keys() {
-            if !LIST_PARAMS.contains(&k.as_str()) {
-                return Err(bad(format!(
-                    "Invalid input for query parameters {k}. Value: {:?}. Additional properties are not allowed ('{k}' was unexpected)",
-                    q[k]
-                )));
-            }
-        }
-    }
-    let (limit, marker) = paging(&q)?;
-    let all_tenants = admin
-        && q.get("all_tenants").is_some_and(|v| {
-            v.last()
-                .is_none_or(|x| !matches!(x.to_lowercase().as_str(), "0" | "false" | "off" | "no"))
-        });
-    let project_filter = q
-        .get("project_id")
-        .or_else(|| q.get("tenant_id"))
-        .and_then(|v| v.last().cloned());
-    // An admin sees every project (or the one named) only with all_tenants;
-    // without it Nova ignores tenant_id and lists the caller's project.
-    let want_project: Option<String> = if all_tenants {
-        project_filter.clone()
-    } else {
-        Some(c.project())
-    };
-    let statuses: Vec<String> = q
-        .get("status")
-        .cloned()
-        .unwrap_or_default()
-        .iter()
-        .map(|s| s.to_uppercase())
-        .collect();
-    for s in &statuses {
-        if !STATUSES.contains(&s.as_str()) && mv.at_least(38) {
-            return Err(bad("Invalid status value".to_string()));
-        }
-    }
-    let changes_since = first(&q, "changes-since").map(parse_time).transpose()?;
-    let changes_before = first(&q, "changes-before").map(parse_time).transpose()?;
-    if let (Some(a), Some(b)) = (&changes_since, &changes_before)
-        && a > b
-    {
-        return Err(bad(
-            "The value of changes-since must be less than or equal to changes-before.",
-        ));
-    }
-    let deleted = admin
-        && first(&q, "deleted")
-            .is_some_and(|v| matches!(v.to_lowercase().as_str(), "true" | "1" | "yes" | "on"));
-    let include_deleted = deleted
-        || changes_since.is_some()
-        || changes_before.is_some()
-        || statuses.iter().any(|s| s == "DELETED");
-    let locked = match first(&q, "locked") {
-        Some(v) if mv.at_least(73) => match v.to_lowercase().as_str() {
-            "true" | "1" | "yes" | "on" => Some(true),
-            "false" | "0" | "no" | "off" => Some(false),
-            _ => {
-                return Err(bad(format!(
-                    "Unrecognized value '{v}', acceptable values are: '0', '1', 'f', 'false', 'n', 'no', 'off', 'on', 't', 'true', 'y', 'yes'"
-                )));
-            }
-        },
-        _ => None,
-    };
-    let tag_list = |k: &str| -> Vec<String> {
-        first(&q, k)
-            .map(|s| {
-                s.split(',')
-                    .map(|x| x.trim().to_string())
-                    .filter(|x| !x.is_empty())
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let (tags_all, tags_any, not_tags, not_tags_any) = (
-        tag_list("tags"),
-        tag_list("tags-any"),
-        tag_list("not-tags"),
-        tag_list("not-tags-any"),
-    );
-    let st = svc.state.read();
-    let mut items: Vec<&Instance> = st
-        .instances
-        .values()
-        .filter(|i| include_deleted || !i.deleted)
-        .filter(|i| !deleted || i.deleted)
-        .filter(|i| want_project.as_ref().is_none_or(|p| &i.project_id == p))
-        .filter(|i| {
-            statuses.is_empty()
-                || statuses
-                    .iter()
-                    .any(|s| s == status_of(&i.vm_state, i.task_state.as_deref()))
-        })
-        .filter(|i| first(&q, "name").is_none_or(|n| matches_regex_like(&i.name, n)))
-        .filter(|i| first(&q, "image").is_none_or(|x| i.image_ref == last_segment(x)))
-        .filter(|i| first(&q, "flavor").is_none_or(|x| i.flavor.id == last_segment(x)))
-        .filter(|i| !admin || first(&q, "host").is_none_or(|x| i.host.as_deref() == Some(x)))
-        .filter(|i| !admin || first(&q, "node").is_none_or(|x| i.host.as_deref() == Some(x)))
-        .filter(|i| first(&q, "reservation_id").is_none_or(|x| i.reservation_id == x))
-        .filter(|i| first(&q, "key_name").is_none_or(|x| i.key_name.as_deref() == Some(x)))
-        .filter(|i| {
-            first(&q, "availability_zone").is_none_or(|x| i.availability_zone.as_deref() == Some(x))
-        })
-        .filter(|i| !admin || first(&q, "user_id").is_none_or(|x| i.user_id == x))
-        .filter(|i| first(&q, "ip").is_none_or(|x| addresses_match(i, x)))
-        .filter(|i| first(&q, "ip6").is_none_or(|x| addresses_match(i, x)))
-        .filter(|i| changes_since.as_ref().is_none_or(|t| &i.updated_at >= t))
-        .filter(|i| changes_before.as_ref().is_none_or(|t| &i.updated_at <= t))
-        .filter(|i| locked.is_none_or(|l| i.locked == l))
-        .filter(|i| tags_all.iter().all(|t| i.tags.contains(t)))
-        .filter(|i| tags_any.is_empty() || tags_any.iter().any(|t| i.tags.contains(t)))
-        .filter(|i| not_tags.is_empty() || !not_tags.iter().all(|t| i.tags.contains(t)))
-        .filter(|i| !not_tags_any.iter().any(|t| i.tags.contains(t)))
-        .collect();
-    let sort_keys: Vec<String> = q.get("sort_key").cloned().unwrap_or_default();
-    let sort_dirs: Vec<String> = q.get("sort_dir").cloned().unwrap_or_default();
-    for d in &sort_dirs {
-        if d != "asc" && d != "desc" {
-            return Err(bad(format!("Invalid sort direction {d}")));
-        }
-    }
-    let key_of = |i: &Instance, k: &str| -> String {
-        match k {
-            "display_name" | "name" => i.name.clone(),
-            "updated_at" => i.updated_at.clone(),
-            "launched_at" => i.launched_at.clone().unwrap_or_default(),
-            "vm_state" => i.vm_state.clone(),
-            "uuid" | "id" => i.uuid.clone(),
-            "host" => i.host.clone().unwrap_or_default(),
-            "key_name" => i.key_name.clone().unwrap_or_default(),
-            "project_id" => i.project_id.clone(),
-            "user_id" => i.user_id.clone(),
-            "availability_zone" => i.availability_zone.clone().unwrap_or_default(),
-            "instance_type_id" => format!("{:020}", i.flavor.seq),
-            _ => format!("{:020}", i.seq),
-        }
-    };
-    if sort_keys.is_empty() {
-        items.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.seq.cmp(&a.seq)));
-    } else {
-        items.sort_by(|a, b| {
-            for (n, k) in sort_keys.iter().enumerate() {
-                let dir = sort_dirs
-                    .get(n)
-                    .or(sort_dirs.last())
-                    .map(String::as_str)
-                    .unwrap_or("desc");
-                let o = key_of(a, k).cmp(&key_of(b, k));
-                let o = if dir == "asc" { o } else { o.reverse() };
-                if o != std::cmp::Ordering::Equal {
-                    return o;
-                }
-            }
-            b.seq.cmp(&a.seq)
-        });
-    }
-    if let Some(m) = &marker {
-        let pos = items
-            .iter()
-            .position(|i| &i.uuid == m)
-            .ok_or_else(|| bad(format!("marker [{m}] not found")))?;
-        items.drain(..=pos);
-    }
-    let total = items.len();
-    if let Some(l) = limit {
-        items.truncate(l);
-    }
-    let servers: Vec<Value> = items.iter().map(|i| view(svc, c, i, detail)).collect();
-    let mut out = json!({"servers": servers});
-    if let (Some(l), Some(last)) = (limit, items.last())
-        && total > l
-    {
-        let mut params: Vec<String> = q
-            .iter()
-            .filter(|(k, _)| *k != "marker" && *k != "limit")
-            .flat_map(|(k, vs)| vs.iter().map(move |v| format!("{k}={v}")))
-            .collect();
-        params.push(format!("limit={l}"));
-        params.push(format!("marker={}", last.uuid));
-        let path = if detail { "servers/detail" } else { "servers" };
-        out["servers_links"] = json!([{"rel": "next", "href": format!("{}/v2.1/{path}?{}", svc.base_url, params.join("&"))}]);
-    }
-    Ok(out)
-}
-
-fn addresses_match(i: &Instance, pat: &str) -> bool {
-    i.addresses.values().any(|list| {
-        list.as_array().is_some_and(|a| {
-            a.iter().any(|x| {
-                x["addr"]
-                    .as_str()
-                    .is_some_and(|ad| matches_regex_like(ad, pat))
-            })
-        })
-    })
-}
-
-pub(super) async fn list(AxState(svc): St, c: Caller, RawQuery(q): RawQuery) -> NResult<Response> {
-    Ok(json_resp(StatusCode::OK, listing(&svc, &c, q, false)?))
-}
-
-async fn detail(AxState(svc): St, c: Caller, RawQuery(q): RawQuery) -> NResult<Response> {
-    Ok(json_resp(StatusCode::OK, listing(&svc, &c, q, true)?))
-}
-
 async fn show(AxState(svc): St, c: Caller, Path(id): Path<String>) -> NResult<Response> {
     let i = get_instance(&svc, &c, &id)?;
     let mut v = view(&svc, &c, &i, true);
@@ -600,7 +498,8 @@ async fn update(
         let ok = matches!(
             k.as_str(),
             "name" | "accessIPv4" | "accessIPv6" | "OS-DCF:diskConfig"
-        ) || (k == "description" && c.mv.at_least(19));
+        ) || (k == "description" && c.mv.at_least(19))
+            || (k == "hostname" && c.mv.at_least(90));
         if !ok {
             return Err(bad(format!(
                 "Invalid input for field/attribute server. Additional properties are not allowed ('{k}' was unexpected)"
@@ -609,6 +508,10 @@ async fn update(
     }
     let name = s.get("name").map(|n| check_name(n, "name")).transpose()?;
     let dc = disk_config_of(s.get("OS-DCF:diskConfig"))?;
+    let hostname = s
+        .get("hostname")
+        .map(|h| check_hostname(h, c.mv))
+        .transpose()?;
     let desc = match s.get("description") {
         None => None,
         Some(Value::Null) => Some(None),
@@ -657,6 +560,9 @@ async fn update(
             }
             if let Some(x) = v6 {
                 i.access_ip_v6 = x;
+            }
+            if let Some(h) = hostname {
+                i.hostname = h;
             }
             Ok(())
         })

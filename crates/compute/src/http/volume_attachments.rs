@@ -1,7 +1,7 @@
 //! `os-volume_attachments` (attach, list, show, update, detach) and
 //! `os-assisted-volume-snapshots`: parse and render; the workflows are in
 //! `crate::volumes`.
-use super::request::{Caller, St, body, json_resp};
+use super::request::{Caller, Mv, St, body, json_resp};
 use super::servers::get_instance;
 use crate::error::{NResult, NovaError};
 use crate::model::{Bdm, Instance};
@@ -28,14 +28,26 @@ pub fn routes() -> axum::Router<Arc<ComputeService>> {
         )
 }
 
-fn attachment_view(c: &Caller, i: &Instance, b: &Bdm) -> Value {
+fn attachment_view(mv: Mv, i: &Instance, b: &Bdm) -> Value {
     let vol = b.volume_id.clone().or(b.uuid.clone()).unwrap_or_default();
-    let mut v = json!({"id": vol, "volumeId": vol, "serverId": i.uuid, "device": b.device_name});
-    if c.mv.at_least(70) {
+    let mut v = json!({"volumeId": vol, "serverId": i.uuid});
+    if let Some(d) = b.device_name.as_deref().filter(|d| !d.is_empty()) {
+        v["device"] = json!(d);
+    }
+    if !mv.at_least(89) {
+        v["id"] = json!(vol);
+    }
+    if mv.at_least(70) {
         v["tag"] = json!(b.tag);
     }
-    if c.mv.at_least(79) {
+    if mv.at_least(79) {
         v["delete_on_termination"] = json!(b.delete_on_termination);
+    }
+    if mv.at_least(89) {
+        v["attachment_id"] = json!(b.attachment_id);
+        // Mappings recorded before bdm_uuid existed answer with their
+        // attachment's id, which is as unique.
+        v["bdm_uuid"] = json!(b.bdm_uuid.as_ref().or(b.attachment_id.as_ref()));
     }
     v
 }
@@ -48,7 +60,7 @@ async fn list(
 ) -> NResult<Response> {
     let i = get_instance(&svc, &c, &id)?;
     let mut items: Vec<Value> = volumes::volume_bdms(&i)
-        .map(|b| attachment_view(&c, &i, b))
+        .map(|b| attachment_view(c.mv, &i, b))
         .collect();
     let params: Vec<(String, String)> =
         q.0.unwrap_or_default()
@@ -88,7 +100,7 @@ async fn show(
         .ok_or_else(|| NovaError::not_found(format!("Volume {volume} is not attached to {id}")))?;
     Ok(json_resp(
         StatusCode::OK,
-        json!({"volumeAttachment": attachment_view(&c, &i, b)}),
+        json!({"volumeAttachment": attachment_view(c.mv, &i, b)}),
     ))
 }
 
@@ -238,9 +250,11 @@ async fn attach(
         .find(|b| b.volume_id.as_deref() == Some(volume.as_str()))
         .cloned()
         .ok_or_else(|| NovaError::new(500, "attachment not recorded"))?;
+    // Nova never gave the attach response 2.89's shape.
+    let mv = Mv(2, c.mv.1.min(88));
     Ok(json_resp(
         StatusCode::OK,
-        json!({"volumeAttachment": attachment_view(&c, &i, &b)}),
+        json!({"volumeAttachment": attachment_view(mv, &i, &b)}),
     ))
 }
 
@@ -265,21 +279,135 @@ async fn detach(
     Ok(json_resp(StatusCode::ACCEPTED, Value::Null).into_empty())
 }
 
+/// `PUT …/os-volume_attachments/{volume}`: before 2.85 only a swap (admin);
+/// from 2.85 the owner may change `delete_on_termination`, and a different
+/// `volumeId` asks for a swap as well. The other attributes may be sent as
+/// they read, but never changed.
 async fn update(
     AxState(svc): St,
     c: Caller,
     Path((id, volume)): Path<(String, String)>,
+    raw: Bytes,
 ) -> NResult<Response> {
-    c.require_admin(&svc, "os_compute_api:os-volumes-attachments:swap")?;
     let i = get_instance(&svc, &c, &id)?;
-    if !volumes::volume_bdms(&i).any(|b| b.volume_id.as_deref() == Some(volume.as_str())) {
-        return Err(NovaError::not_found(format!(
-            "Volume {volume} is not attached to {id}"
+    let b = body(&raw)?;
+    let Some(o) = b.get("volumeAttachment").and_then(Value::as_object) else {
+        return Err(NovaError::bad(
+            "Invalid input for field/attribute volumeAttachment. 'volumeAttachment' is a required property",
+        ));
+    };
+    if let Some(k) = b
+        .as_object()
+        .and_then(|m| m.keys().find(|k| *k != "volumeAttachment"))
+    {
+        return Err(NovaError::bad(format!(
+            "Additional properties are not allowed ('{k}' was unexpected)"
         )));
     }
-    Err(NovaError::bad(
-        "Swapping volumes is not supported by this cloud's virt driver.",
-    ))
+    let only_swap = !c.mv.at_least(85);
+    let known: &[&str] = if only_swap {
+        &["volumeId"]
+    } else {
+        &[
+            "volumeId",
+            "device",
+            "tag",
+            "delete_on_termination",
+            "serverId",
+            "id",
+        ]
+    };
+    if let Some(k) = o.keys().find(|k| !known.contains(&k.as_str())) {
+        return Err(NovaError::bad(format!(
+            "Invalid input for field/attribute volumeAttachment. Additional properties are not allowed ('{k}' was unexpected)"
+        )));
+    }
+    let new_volume = match o.get("volumeId") {
+        Some(Value::String(v)) if is_uuid(v) => v.clone(),
+        Some(v) => {
+            return Err(NovaError::bad(format!(
+                "Invalid input for field/attribute volumeId. Value: {v}. {v} is not a 'uuid'"
+            )));
+        }
+        None => {
+            return Err(NovaError::bad(
+                "Invalid input for field/attribute volumeAttachment. 'volumeId' is a required property",
+            ));
+        }
+    };
+    let dot = match o.get("delete_on_termination") {
+        None => None,
+        Some(v) => Some(parse_bool(v).ok_or_else(|| {
+            NovaError::bad(format!(
+                "Invalid input for field/attribute delete_on_termination. Value: {v}. {v} is not of type 'boolean', 'string'"
+            ))
+        })?),
+    };
+    let swap = only_swap || new_volume != volume;
+    if swap {
+        c.require_admin(&svc, "os_compute_api:os-volumes-attachments:swap")?;
+    } else {
+        c.require_member(
+            &svc,
+            &i.project_id,
+            "os_compute_api:os-volumes-attachments:update",
+        )?;
+    }
+    let Some(bdm) = volumes::volume_bdms(&i)
+        .find(|b| b.volume_id.as_deref() == Some(volume.as_str()))
+        .cloned()
+    else {
+        return Err(NovaError::not_found(if only_swap {
+            format!("Volume {volume} is not attached to {id}")
+        } else {
+            format!("No volume Block Device Mapping with id {volume}.")
+        }));
+    };
+    if !only_swap {
+        let immutable = |k: &str, current: Value| match o.get(k) {
+            Some(v) if *v != current => {
+                Err(NovaError::bad(format!("The {k} property is not mutable")))
+            }
+            _ => Ok(()),
+        };
+        immutable("id", json!(volume))?;
+        immutable("serverId", json!(i.uuid))?;
+        immutable("device", json!(bdm.device_name))?;
+        immutable("tag", json!(bdm.tag))?;
+        if let Some(dot) = dot {
+            let vol = volume.clone();
+            svc.state
+                .update_instance(&i.uuid, move |x| {
+                    for b in x.bdms.iter_mut() {
+                        if b.volume_id.as_deref() == Some(vol.as_str()) {
+                            b.delete_on_termination = dot;
+                        }
+                    }
+                    Ok(())
+                })
+                .await?;
+        }
+    }
+    if swap {
+        return Err(NovaError::bad(
+            "Swapping volumes is not supported by this cloud's virt driver.",
+        ));
+    }
+    Ok(json_resp(StatusCode::ACCEPTED, Value::Null).into_empty())
+}
+
+/// Nova's `parameter_types.boolean`: a JSON boolean or one of the strings
+/// oslo's `bool_from_string` knows.
+fn parse_bool(v: &Value) -> Option<bool> {
+    match v {
+        Value::Bool(b) => Some(*b),
+        Value::String(s) => match s.to_lowercase().as_str() {
+            "1" | "t" | "true" | "on" | "y" | "yes" => Some(true),
+            "0" | "f" | "false" | "off" | "n" | "no" => Some(false),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 trait IntoEmpty {

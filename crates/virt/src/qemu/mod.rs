@@ -773,6 +773,16 @@ impl VirtDriver for QemuDriver {
         Ok(())
     }
 
+    async fn precache_image(
+        &self,
+        id: &str,
+        source: &dyn ImageSource,
+    ) -> Result<Option<bool>, VirtError> {
+        let had = self.cache.cached(id).is_some();
+        self.cache.ensure(id, source).await?;
+        Ok(Some(!had))
+    }
+
     async fn spawn(&self, spec: &GuestSpec) -> Result<(), VirtError> {
         let dir = self.dir(&spec.uuid)?;
         if self.pid(&dir, &spec.uuid).is_some() {

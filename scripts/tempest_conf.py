@@ -699,8 +699,11 @@ def compute_sections(cloud, conf, url, image_url, args):
     conf.set("compute", "build_timeout", 60, "the fake virt driver boots in well under 1 s")
     conf.note("compute", "fixed_network_name is left unset: servers are created without a "
                          "network (networks: none/auto)")
+    if args.upstream_feature_flags:
+        conf.note("compute-feature-enabled", "left at Tempest's defaults (--upstream-feature-flags)")
     for option, (value, why) in COMPUTE_FEATURES.items():
-        conf.set("compute-feature-enabled", option, value, why)
+        if not args.upstream_feature_flags:
+            conf.set("compute-feature-enabled", option, value, why)
     conf.set("compute-feature-enabled", "scheduler_enabled_filters",
              ",".join(SCHEDULER_FILTERS),
              "ferrostack's default [filter_scheduler] enabled_filters (not visible over the API)")
@@ -875,6 +878,10 @@ def parse_args(argv):
                         "web-download (default: Tempest's, on the internet)")
     p.add_argument("--lockout-wait", type=int, default=60,
                    help="seconds to wait for a locked probe account to unlock")
+    p.add_argument("--upstream-feature-flags", action="store_true",
+                   help="leave [compute-feature-enabled] at Tempest's defaults (live migration, "
+                        "rescue, consoles on...): a discovery run of what we answer differently "
+                        "where a feature is missing, not a pass/fail gate")
     p.add_argument("--skip-compliance-probe", action="store_true",
                    help="do not measure lockout/password history (leaves tempest defaults)")
     return p.parse_args(argv)

@@ -414,8 +414,7 @@ pub fn service_up(svc: &ComputeService, s: &ServiceRec) -> bool {
 /// The instance's ports as its hypervisor plugs them (the image's
 /// `hw_vif_model` for each NIC).
 pub fn vif_specs(svc: &ComputeService, i: &Instance) -> Vec<VifSpec> {
-    svc.network
-        .vifs(&i.uuid)
+    in_requested_order(svc.network.vifs(&i.uuid), &i.requested_networks)
         .into_iter()
         .map(|v| VifSpec {
             tap_name: VifSpec::tap_name_for(&v.port_id),
@@ -427,6 +426,46 @@ pub fn vif_specs(svc: &ComputeService, i: &Instance) -> Vec<VifSpec> {
             model: i.image_properties.get("hw_vif_model").cloned(),
         })
         .collect()
+}
+
+/// The guest's NICs in the order the server was asked for them, as Nova's
+/// network_info keeps them (a guest's first NIC is the first network or port
+/// requested): a requested port where it was named, a requested network's
+/// ports in turn (the one with the requested fixed IP first); ports attached
+/// later follow, oldest first (the order `vifs` lists them in).
+pub fn in_requested_order(vifs: Vec<crate::Vif>, requested: &Value) -> Vec<crate::Vif> {
+    let Some(reqs) = requested.as_array() else {
+        return vifs;
+    };
+    let named: Vec<&str> = reqs.iter().filter_map(|r| r["port"].as_str()).collect();
+    let mut left: Vec<Option<crate::Vif>> = vifs.into_iter().map(Some).collect();
+    let mut out = Vec::with_capacity(left.len());
+    for r in reqs {
+        let pick = if let Some(port) = r["port"].as_str() {
+            left.iter()
+                .position(|v| v.as_ref().is_some_and(|v| v.port_id == port))
+        } else if let Some(net) = r["uuid"].as_str() {
+            let on_net =
+                |v: &crate::Vif| v.network_id == net && !named.contains(&v.port_id.as_str());
+            let ip = r["fixed_ip"].as_str();
+            left.iter()
+                .position(|v| {
+                    v.as_ref().is_some_and(|v| {
+                        on_net(v) && ip.is_some_and(|ip| v.fixed_ips.iter().any(|x| x == ip))
+                    })
+                })
+                .or_else(|| left.iter().position(|v| v.as_ref().is_some_and(on_net)))
+        } else {
+            None
+        };
+        if let Some(n) = pick
+            && let Some(v) = left[n].take()
+        {
+            out.push(v);
+        }
+    }
+    out.extend(left.into_iter().flatten());
+    out
 }
 
 /// What the host's driver boots: the flavor, the image, the ports the
@@ -887,4 +926,43 @@ pub fn host_az(svc: &ComputeService, st: &State, host: &str) -> String {
         .filter(|a| a.hosts.iter().any(|h| h == host))
         .find_map(|a| a.availability_zone.clone())
         .unwrap_or_else(|| svc.cfg.compute.default_availability_zone.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn nics_come_in_the_order_they_were_requested() {
+        let vif = |port: &str, net: &str, ip: &str| crate::Vif {
+            port_id: port.into(),
+            mac_address: String::new(),
+            network_id: net.into(),
+            mtu: None,
+            fixed_ips: vec![ip.into()],
+            active: true,
+        };
+        // Listed oldest first: the ports made before the server come first.
+        let vifs = vec![
+            vif("p1", "n1", "10.1.1.5"),
+            vif("p2", "n1", "10.1.1.6"),
+            vif("a", "val", "10.0.0.3"),
+            vif("b", "n1", "10.1.1.7"),
+            vif("c", "n2", "10.2.2.200"),
+            vif("d", "n2", "10.2.2.100"),
+            vif("later", "n3", "10.3.3.3"),
+        ];
+        let req = serde_json::json!([
+            {"uuid": "val"}, {"port": "p1"}, {"port": "p2"}, {"uuid": "n1"},
+            {"uuid": "n2", "fixed_ip": "10.2.2.100"}, {"uuid": "n2", "fixed_ip": "10.2.2.200"},
+        ]);
+        let order: Vec<String> = super::in_requested_order(vifs.clone(), &req)
+            .into_iter()
+            .map(|v| v.port_id)
+            .collect();
+        assert_eq!(order, ["a", "p1", "p2", "b", "d", "c", "later"]);
+        let auto: Vec<String> = super::in_requested_order(vifs, &serde_json::json!("auto"))
+            .into_iter()
+            .map(|v| v.port_id)
+            .collect();
+        assert_eq!(auto[0], "p1");
+    }
 }

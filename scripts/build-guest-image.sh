@@ -102,15 +102,17 @@ install -m 0755 scripts/guest/init "$I/init"
 (cd "$I" && find . | cpio -o -H newc --quiet | gzip -9) > "$W/initrd.gz"
 
 # root file system: busybox, dropbear and lsblk with their libraries, init, user cirros.
-R=$W/root; busybox_tree "$R"; mkdir -p "$R"/{home/cirros,etc/dropbear,run/config,lib64,root}
+R=$W/root; busybox_tree "$R"; mkdir -p "$R"/{home/cirros,etc/dropbear,run/config,lib64,root,mnt}
 install -m 0755 scripts/guest/init "$R/sbin/init"
 install -m 0755 scripts/guest/udhcpc.script "$R/etc/udhcpc.script"
 touch "$R/etc/ferrostack-root"
 # lsblk (util-linux, on every Debian): Tempest's remote client lists the
 # guest's disks with it. curl: Tempest reads the metadata service with it
 # (tagged devices, hostnames), as in cirros.
+# blkid (util-linux; busybox's lacks -L): it finds the config drive by its
+# label (`blkid -L config-2 -o device`).
 for b in "$(command -v dropbear)" "$(command -v dropbearkey)" "$(command -v lsblk)" \
-    "$(command -v curl)"; do
+    "$(command -v curl)" "$(command -v blkid)"; do
   case "$b" in */lsblk|*/curl) cp "$b" "$R/usr/bin/" ;; *) cp "$b" "$R/usr/sbin/" ;; esac
   for lib in $(ldd "$b" | grep -o '/[^ ]*'); do
     mkdir -p "$R$(dirname "$lib")"; cp -L "$lib" "$R$lib"

@@ -1,6 +1,6 @@
 //! `os-migrations`: resize and migration records, filtered and paged as
 //! Nova's `MigrationsController.index` at each microversion.
-use super::request::{Caller, St, first, json_resp, paging, query};
+use super::request::{Caller, St, first, json_resp, next_link, paging, query};
 use super::server_list::parse_time;
 use crate::ComputeService;
 use crate::error::{NResult, NovaError};
@@ -110,14 +110,7 @@ async fn migrations_list(
     if let (Some(l), Some(last)) = (limit, items.last())
         && items.len() == l
     {
-        let mut params: Vec<String> = q
-            .iter()
-            .filter(|(k, _)| *k != "marker" && *k != "limit")
-            .flat_map(|(k, vs)| vs.iter().map(move |v| format!("{k}={v}")))
-            .collect();
-        params.push(format!("limit={l}"));
-        params.push(format!("marker={}", last.uuid));
-        out["migrations_links"] = json!([{"rel": "next", "href": format!("{}/v2.1/os-migrations?{}", svc.base_url, params.join("&"))}]);
+        out["migrations_links"] = next_link(&svc.base_url, "os-migrations", &q, l, &last.uuid);
     }
     Ok(json_resp(StatusCode::OK, out))
 }

@@ -182,6 +182,25 @@ pub fn paging(q: &BTreeMap<String, Vec<String>>) -> NResult<(Option<usize>, Opti
     Ok((limit, first(q, "marker").map(str::to_string)))
 }
 
+/// A list's `next` link (Nova's `_get_collection_links`): the same query
+/// with this page's `limit` and its last item as the `marker`.
+pub fn next_link(
+    base: &str,
+    path: &str,
+    q: &BTreeMap<String, Vec<String>>,
+    limit: usize,
+    marker: &str,
+) -> Value {
+    let mut params: Vec<String> = q
+        .iter()
+        .filter(|(k, _)| *k != "marker" && *k != "limit")
+        .flat_map(|(k, vs)| vs.iter().map(move |v| format!("{k}={v}")))
+        .collect();
+    params.push(format!("limit={limit}"));
+    params.push(format!("marker={marker}"));
+    json!([{"rel": "next", "href": format!("{base}/v2.1/{path}?{}", params.join("&"))}])
+}
+
 pub fn link(base: &str, path: &str) -> Value {
     json!([
         {"rel": "self", "href": format!("{base}/v2.1/{path}")},

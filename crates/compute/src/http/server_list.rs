@@ -1,7 +1,7 @@
 //! `GET /servers` and `GET /servers/detail`: the filters, sorting and
 //! paging of Nova's server list at each microversion (who may filter by
 //! what, which columns match exactly and which by regular expression).
-use super::request::{Caller, St, first, json_resp, paging, query};
+use super::request::{Caller, St, first, json_resp, next_link, paging, query};
 use super::servers::{last_segment, view};
 use crate::ComputeService;
 use crate::error::{NResult, NovaError};
@@ -304,15 +304,8 @@ fn listing(svc: &ComputeService, c: &Caller, raw: Option<String>, detail: bool) 
     if let (Some(l), Some(last)) = (limit, items.last())
         && total > l
     {
-        let mut params: Vec<String> = q
-            .iter()
-            .filter(|(k, _)| *k != "marker" && *k != "limit")
-            .flat_map(|(k, vs)| vs.iter().map(move |v| format!("{k}={v}")))
-            .collect();
-        params.push(format!("limit={l}"));
-        params.push(format!("marker={}", last.uuid));
         let path = if detail { "servers/detail" } else { "servers" };
-        out["servers_links"] = json!([{"rel": "next", "href": format!("{}/v2.1/{path}?{}", svc.base_url, params.join("&"))}]);
+        out["servers_links"] = next_link(&svc.base_url, path, &q, l, &last.uuid);
     }
     Ok(out)
 }

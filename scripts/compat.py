@@ -122,15 +122,21 @@ def read_upstream():
 
 # ---------------------------------------------------------------- our routes
 
+def string_end(src, n):
+    """Index of the `"` closing the string literal that opens at src[n]."""
+    n += 1
+    while src[n] != '"':
+        n += 2 if src[n] == "\\" else 1
+    return n
+
+
 def matching_paren(src, i):
     """Index of the `)` closing the `(` at src[i] (strings and chars skipped)."""
     depth, n = 0, i
     while n < len(src):
         c = src[n]
         if c == '"':
-            n += 1
-            while src[n] != '"':
-                n += 2 if src[n] == "\\" else 1
+            n = string_end(src, n)
         elif c == "(":
             depth += 1
         elif c == ")":
@@ -147,9 +153,7 @@ def top_level_calls(expr):
     while n < len(expr):
         c = expr[n]
         if c == '"':
-            n += 1
-            while expr[n] != '"':
-                n += 2 if expr[n] == "\\" else 1
+            n = string_end(expr, n)
         elif c == "(":
             if depth == 0:
                 m = re.search(r"([a-z_]+)\s*$", expr[:n])

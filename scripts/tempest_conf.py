@@ -693,6 +693,23 @@ SCHEDULER_FILTERS = [
 ]
 
 
+def guests_reach_metadata(cloud):
+    """Whether every host's Linux bridge agent wires ports for real (its
+    configurations name the driver), so a guest's metadata requests reach
+    the metadata proxy of its network's qdhcp namespace."""
+    _, net = cloud.endpoint("network")
+    if net is None:
+        return False
+    try:
+        agents = cloud.get_json(net + "/v2.0/agents").get("agents", [])
+    except ProbeError as exc:
+        log(f"network agents: {exc}")
+        return False
+    bridges = [a for a in agents if a.get("agent_type") == "Linux bridge agent"]
+    return bool(bridges) and all(
+        (a.get("configurations") or {}).get("driver") == "linuxbridge" for a in bridges)
+
+
 def compute_sections(cloud, conf, url, image_url, args):
     conf.set("compute", "endpoint_type", cloud.interface)
     set_microversions(cloud, conf, "compute", url)
@@ -717,6 +734,10 @@ def compute_sections(cloud, conf, url, image_url, args):
                      "QEMU guests have a screen; each host's console proxy serves noVNC")
             conf.set("compute-feature-enabled", "config_drive", True,
                      "the QEMU driver attaches a config drive (config-2) when asked")
+            if guests_reach_metadata(cloud):
+                conf.set("compute-feature-enabled", "metadata_service", True,
+                         "QEMU guests on Linux bridge networks reach 169.254.169.254 "
+                         "through their network's qdhcp namespace")
     except ProbeError as exc:
         log(f"compute hypervisors: {exc}")
         try:

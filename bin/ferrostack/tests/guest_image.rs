@@ -38,6 +38,16 @@ fn instance(name: &str) -> ferro_virt::configdrive::InstanceMetadata {
         network_data: serde_json::json!({"links": [], "networks": [], "services": []}),
         local_ipv4: Some("10.0.0.5".into()),
         public_ipv4: None,
+        devices: vec![ferro_virt::configdrive::TaggedDevice {
+            device: ferro_virt::GuestDevice {
+                kind: ferro_virt::GuestDeviceKind::Nic {
+                    mac: "fa:16:3e:00:00:05".into(),
+                },
+                bus: "pci".into(),
+                address: "0000:00:04.0".into(),
+            },
+            tags: vec!["port-1".into()],
+        }],
     }
 }
 
@@ -237,7 +247,41 @@ fn the_qemu_driver_boots_the_guest_image() {
     );
     let md = instance("g1");
     let word = format!("user-data-{}", &md.uuid[..8]);
+    // A data volume the guest boots with, tagged: the config drive says
+    // where it is (device role tags) before QEMU starts.
+    let data_vol = dir.path().join("data.qcow2");
+    assert!(
+        Command::new("qemu-img")
+            .args(["create", "-q", "-f", "qcow2"])
+            .arg(&data_vol)
+            .arg("16M")
+            .status()
+            .unwrap()
+            .success()
+    );
+    let data_id = "da7a0000-1111-2222-3333-444455556666";
+    let data_disk = ferro_virt::DiskSpec {
+        kind: ferro_virt::DiskKind::Volume,
+        device_name: Some("/dev/vdd".into()),
+        bus: None,
+        boot_index: Some(1),
+        size: 0,
+        image_id: None,
+        volume_id: Some(data_id.into()),
+        connection_info: Some(ferro_virt::ConnectionInfo {
+            driver_volume_type: "file".into(),
+            data: ferro_virt::ConnectionData {
+                volume_id: Some(data_id.into()),
+                device_path: Some(data_vol.to_string_lossy().into()),
+                format: Some("qcow2".into()),
+                ..Default::default()
+            },
+        }),
+        delete_on_termination: false,
+        tag: Some("data".into()),
+    };
     let spec = GuestSpec {
+        disks: vec![data_disk],
         uuid: md.uuid.clone(),
         name: "g1".into(),
         hostname: "g1".into(),
@@ -288,6 +332,15 @@ fn the_qemu_driver_boots_the_guest_image() {
         .unwrap();
     let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
     let console = rt.block_on(driver.console_output(&spec.uuid)).unwrap();
+    // The config drive's device metadata and QEMU's own PCI bus agree.
+    let iso = Command::new("isoinfo")
+        .arg("-i")
+        .arg(guest_dir.join("disk.config"))
+        .args(["-R", "-x", "/openstack/latest/meta_data.json"])
+        .output()
+        .unwrap();
+    let drive_md: serde_json::Value = serde_json::from_slice(&iso.stdout).unwrap_or_default();
+    let live = rt.block_on(driver.devices(&spec.uuid));
     // A file volume hot-plugged into the running guest, and out again.
     let vol = dir.path().join("vol1.qcow2");
     assert!(
@@ -353,6 +406,20 @@ fn the_qemu_driver_boots_the_guest_image() {
     );
     assert!(missing.is_empty(), "missing {missing:?} in: {log}");
     assert!(ran, "user data did not run: {log}");
+    let tagged = &drive_md["devices"];
+    assert_eq!(tagged.as_array().map(Vec::len), Some(1), "{drive_md}");
+    assert_eq!(tagged[0]["type"], "disk");
+    assert_eq!(tagged[0]["serial"], data_id);
+    assert_eq!(tagged[0]["tags"], serde_json::json!(["data"]));
+    let live = live.unwrap();
+    assert!(
+        live.iter().any(|d| d.kind
+            == ferro_virt::GuestDeviceKind::Disk {
+                serial: data_id.into()
+            }
+            && d.address == tagged[0]["address"].as_str().unwrap_or("?")),
+        "QEMU has {live:?}; the config drive says {tagged}"
+    );
     assert_eq!(info["virtual-size"], 1u64 << 30, "{info}");
     assert!(
         info["backing-filename"]
@@ -370,6 +437,7 @@ fn the_qemu_driver_boots_the_guest_image() {
         name: "g2".into(),
         config_drive: false,
         user_data: None,
+        disks: Vec::new(),
         ..spec
     };
     let scratch = reachable_tempdir();

@@ -607,6 +607,8 @@ async fn router_floating_ip_and_server_ports() {
                 Value::Null,
             )
             .await;
+            // Neutron's _make_agent_dict: the object versions it reported.
+            assert_eq!(a.body["agents"][0]["resource_versions"], json!({}));
             a.body["agents"][0]["id"].as_str().unwrap().to_string()
         }
     };
@@ -1828,5 +1830,290 @@ async fn address_scopes_and_subnet_pools() {
     .await;
     assert_eq!(gone.status, 404);
     assert_eq!(gone.body["NeutronError"]["type"], "AddressScopeNotFound");
+    c.stop().await;
+}
+
+/// The guest's `meta_data.json` as the metadata service answers it.
+async fn guest_meta_data(c: &TestCloud, sid: &str) -> Value {
+    let (status, body) = c
+        .guest_metadata(sid, "/openstack/latest/meta_data.json")
+        .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    serde_json::from_slice(&body).unwrap()
+}
+
+/// The tagged devices of `meta_data.json`, as (tag, type, mac or serial).
+fn tagged(md: &Value) -> Vec<(String, String, String)> {
+    let mut v: Vec<_> = md["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            assert_eq!(d["bus"], "pci", "{d}");
+            assert!(
+                d["address"].as_str().unwrap().starts_with("0000:00:"),
+                "{d}"
+            );
+            let what = if d["type"] == "nic" {
+                assert_eq!(d["vf_trusted"], false, "{d}");
+                d["mac"].clone()
+            } else {
+                d["serial"].clone()
+            };
+            (
+                d["tags"][0].as_str().unwrap().to_string(),
+                d["type"].as_str().unwrap().to_string(),
+                what.as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// Device role tags (2.42 at create, 2.49 on attach, shown at 2.70): the
+/// guest's metadata lists each tagged NIC by MAC and each tagged volume by
+/// id, where its hypervisor put it, and nothing untagged; a detached
+/// device leaves the list.
+#[tokio::test]
+async fn device_role_tags_in_the_guest_metadata() {
+    let c = TestCloud::start_with(Backend::Sqlite, |cfg| cfg.compute.fake_hosts = 1)
+        .await
+        .unwrap()
+        .unwrap();
+    let tok = c.admin_token().await;
+    let (net, _) = net_with_subnet(&c, &tok, "tagnet", "10.6.0.0/24").await;
+    let p = neutron(
+        &c,
+        Method::POST,
+        "/ports",
+        &tok,
+        json!({"port": {"network_id": net}}),
+    )
+    .await;
+    let port = p.body["port"]["id"].as_str().unwrap().to_string();
+    let port_mac = p.body["port"]["mac_address"].as_str().unwrap().to_string();
+    let img = c
+        .request(
+            Method::POST,
+            "/image/v2/images",
+            Some(&tok),
+            json!({"name": "img", "disk_format": "raw", "container_format": "bare"}),
+        )
+        .await;
+    let img = img.body["id"].as_str().unwrap().to_string();
+    let up = c
+        .client
+        .put(format!("{}/image/v2/images/{img}/file", c.url))
+        .header("X-Auth-Token", &tok)
+        .header("Content-Type", "application/octet-stream")
+        .body(vec![0u8; 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(up.status(), 204);
+    let s = nova(
+        &c,
+        Method::POST,
+        "/servers",
+        &tok,
+        json!({"server": {"name": "tagged", "imageRef": img, "flavorRef": "1",
+            "networks": [{"uuid": net}, {"port": port, "tag": "port-1"},
+                         {"uuid": net, "fixed_ip": "10.6.0.100", "tag": "net-100"}]}}),
+        "2.42",
+    )
+    .await;
+    assert_eq!(s.status, 202, "{}", s.body);
+    let sid = s.body["server"]["id"].as_str().unwrap().to_string();
+    wait_server(&c, &tok, &sid, "ACTIVE").await;
+    let ifaces = nova(
+        &c,
+        Method::GET,
+        &format!("/servers/{sid}/os-interface"),
+        &tok,
+        Value::Null,
+        "2.70",
+    )
+    .await;
+    let list = ifaces.body["interfaceAttachments"].as_array().unwrap();
+    let mac_of_ip = |ip: &str| {
+        list.iter()
+            .find(|i| i["fixed_ips"][0]["ip_address"] == ip)
+            .map(|i| i["mac_addr"].as_str().unwrap().to_string())
+            .unwrap()
+    };
+    let net100 = mac_of_ip("10.6.0.100");
+    let untagged: Vec<_> = list
+        .iter()
+        .filter(|i| i["tag"].is_null())
+        .map(|i| i["port_id"].clone())
+        .collect();
+    assert_eq!(untagged.len(), 1, "{list:?}");
+    assert!(
+        list.iter()
+            .any(|i| i["port_id"] == port.as_str() && i["tag"] == "port-1")
+    );
+    let md = guest_meta_data(&c, &sid).await;
+    assert_eq!(
+        tagged(&md),
+        vec![
+            ("net-100".into(), "nic".into(), net100.clone()),
+            ("port-1".into(), "nic".into(), port_mac.clone()),
+        ],
+        "{md}"
+    );
+
+    // Attached with tags at 2.49: a NIC and a volume.
+    let a = nova(
+        &c,
+        Method::POST,
+        &format!("/servers/{sid}/os-interface"),
+        &tok,
+        json!({"interfaceAttachment": {"net_id": net, "tag": "nic-tag"}}),
+        "2.49",
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let nic_port = a.body["interfaceAttachment"]["port_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let nic_mac = a.body["interfaceAttachment"]["mac_addr"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let bad = nova(
+        &c,
+        Method::POST,
+        &format!("/servers/{sid}/os-interface"),
+        &tok,
+        json!({"interfaceAttachment": {"net_id": net, "tag": "a/b"}}),
+        "2.49",
+    )
+    .await;
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    let shown = nova(
+        &c,
+        Method::GET,
+        &format!("/servers/{sid}/os-interface/{nic_port}"),
+        &tok,
+        Value::Null,
+        "2.70",
+    )
+    .await;
+    assert_eq!(shown.body["interfaceAttachment"]["tag"], "nic-tag");
+    let vol = c
+        .request(
+            Method::POST,
+            "/volume/v3/volumes",
+            Some(&tok),
+            json!({"volume": {"size": 1}}),
+        )
+        .await;
+    assert_eq!(vol.status, 202, "{}", vol.body);
+    let vid = vol.body["volume"]["id"].as_str().unwrap().to_string();
+    let t0 = Instant::now();
+    while c
+        .request(
+            Method::GET,
+            &format!("/volume/v3/volumes/{vid}"),
+            Some(&tok),
+            Value::Null,
+        )
+        .await
+        .body["volume"]["status"]
+        != "available"
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "volume never available"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let att = nova(
+        &c,
+        Method::POST,
+        &format!("/servers/{sid}/os-volume_attachments"),
+        &tok,
+        json!({"volumeAttachment": {"volumeId": vid, "tag": "volume-tag"}}),
+        "2.49",
+    )
+    .await;
+    assert_eq!(att.status, 200, "{}", att.body);
+    let t0 = Instant::now();
+    let md = loop {
+        let md = guest_meta_data(&c, &sid).await;
+        if md["devices"].as_array().unwrap().len() == 4 {
+            break md;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "{md}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        tagged(&md),
+        vec![
+            ("net-100".into(), "nic".into(), net100.clone()),
+            ("nic-tag".into(), "nic".into(), nic_mac),
+            ("port-1".into(), "nic".into(), port_mac.clone()),
+            ("volume-tag".into(), "disk".into(), vid.clone()),
+        ],
+        "{md}"
+    );
+    let addrs: HashSet<&str> = md["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["address"].as_str().unwrap())
+        .collect();
+    assert_eq!(addrs.len(), 4, "each device has its own address: {md}");
+    // Older metadata versions: no `vf_trusted` before 2018-08-27, no
+    // `devices` before 2016-06-30.
+    let (_, old) = c
+        .guest_metadata(&sid, "/openstack/2017-02-22/meta_data.json")
+        .await;
+    let old: Value = serde_json::from_slice(&old).unwrap();
+    assert!(old["devices"][0].get("vf_trusted").is_none(), "{old}");
+    assert_eq!(old["devices"].as_array().unwrap().len(), 4, "{old}");
+    let (_, older) = c
+        .guest_metadata(&sid, "/openstack/2015-10-15/meta_data.json")
+        .await;
+    let older: Value = serde_json::from_slice(&older).unwrap();
+    assert!(older.get("devices").is_none(), "{older}");
+
+    // Detached devices leave the list.
+    let d = nova(
+        &c,
+        Method::DELETE,
+        &format!("/servers/{sid}/os-interface/{nic_port}"),
+        &tok,
+        Value::Null,
+        "2.49",
+    )
+    .await;
+    assert_eq!(d.status, 202, "{}", d.body);
+    let d = nova(
+        &c,
+        Method::DELETE,
+        &format!("/servers/{sid}/os-volume_attachments/{vid}"),
+        &tok,
+        Value::Null,
+        "2.49",
+    )
+    .await;
+    assert_eq!(d.status, 202, "{}", d.body);
+    let t0 = Instant::now();
+    loop {
+        let md = guest_meta_data(&c, &sid).await;
+        if tagged(&md)
+            == vec![
+                ("net-100".to_string(), "nic".to_string(), net100.clone()),
+                ("port-1".to_string(), "nic".to_string(), port_mac.clone()),
+            ]
+        {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "{md}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     c.stop().await;
 }

@@ -220,6 +220,11 @@ impl ComputeAgent {
                     devices: d.volumes(&uuid).await,
                 });
             }
+            R::Devices { uuid } => {
+                return Ok(ComputeReply::Devices {
+                    devices: d.devices(&uuid).await?,
+                });
+            }
             R::Snapshot { uuid, dest } => {
                 return Ok(ComputeReply::Snapshot {
                     size: self.snapshot(&uuid, &dest).await?,

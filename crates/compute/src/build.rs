@@ -384,9 +384,11 @@ async fn allocate_network(svc: &ComputeService, uuid: &str, host: &str) -> Resul
         .network
         .allocate(uuid, &project, host, &requested, &sgs)
         .await?;
+    let tags = ops::requested_tags(svc.network.vifs(uuid), &requested);
     svc.state
         .update_instance(uuid, move |i| {
             i.addresses = addrs.into_iter().collect();
+            i.vif_tags = tags;
             Ok(())
         })
         .await

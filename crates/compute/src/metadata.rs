@@ -7,6 +7,7 @@
 //! `password`, which the guest may POST once and `os-server-password`
 //! returns) and the EC2 tree (`/<version>/meta-data/...`, `user-data`).
 use crate::ComputeService;
+use ferro_rpc::compute::{ComputeReply, ComputeRequest};
 use ferro_rpc::metadata::{
     InstanceMetadata, MetadataReply, OPENSTACK_VERSIONS, ec2_meta_data, meta_data,
 };
@@ -52,14 +53,37 @@ fn status(code: u16, why: &str) -> MetadataReply {
     }
 }
 
-/// The instance's metadata as its guest sees it now, if it exists.
-pub fn instance_metadata(svc: &ComputeService, uuid: &str) -> Option<InstanceMetadata> {
-    let spec = {
+/// The instance's metadata as its guest sees it now, if it exists. Its
+/// tagged devices are where the host's hypervisor reports them (asked only
+/// when `with_devices` and something is tagged).
+pub async fn instance_metadata(
+    svc: &ComputeService,
+    uuid: &str,
+    with_devices: bool,
+) -> Option<InstanceMetadata> {
+    let (spec, host) = {
         let st = svc.state.read();
         let i = st.instances.get(uuid).filter(|i| !i.deleted)?;
-        crate::ops::guest_spec(svc, i)
+        (crate::ops::guest_spec(svc, i), i.host.clone())
     };
     let mut md = ferro_rpc::metadata::from_spec(&spec);
+    if with_devices
+        && ferro_rpc::metadata::has_tags(&spec)
+        && let Some(host) = host.filter(|h| !h.is_empty())
+    {
+        let req = ComputeRequest::Devices {
+            uuid: uuid.to_string(),
+        };
+        match crate::ops::call_agent(svc, &host, req, None).await {
+            Ok(ComputeReply::Devices { devices }) => {
+                md.devices = ferro_rpc::metadata::tagged_devices(&spec, &devices);
+            }
+            Ok(other) => {
+                tracing::warn!(instance = %uuid, "device metadata: unexpected answer {other:?}")
+            }
+            Err(e) => tracing::warn!(instance = %uuid, "device metadata: {e}"),
+        }
+    }
     // `public-ipv4`: the instance's floating address, if it has one.
     md.public_ipv4 = svc.network.addresses(uuid).and_then(|nets| {
         nets.values()
@@ -79,9 +103,6 @@ pub async fn serve(
     path: &str,
     body: &[u8],
 ) -> MetadataReply {
-    let Some(md) = instance_metadata(svc, uuid) else {
-        return status(404, "Not Found");
-    };
     let parts: Vec<&str> = path
         .split('?')
         .next()
@@ -89,6 +110,11 @@ pub async fn serve(
         .split('/')
         .filter(|p| !p.is_empty())
         .collect();
+    // Only `meta_data.json` shows devices: the hypervisor is asked for it alone.
+    let devices = matches!(parts.as_slice(), ["openstack", _, "meta_data.json"]);
+    let Some(md) = instance_metadata(svc, uuid, devices).await else {
+        return status(404, "Not Found");
+    };
     let write = method == "POST";
     if method != "GET" && method != "HEAD" && !write {
         return status(405, "Method Not Allowed");

@@ -180,6 +180,10 @@ pub struct Instance {
     pub addresses: BTreeMap<String, Value>,
     #[serde(default)]
     pub requested_networks: Value,
+    /// The device role tags of the instance's ports (Nova's virtual
+    /// interface `tag`), by port.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub vif_tags: BTreeMap<String, String>,
     #[serde(default)]
     pub scheduler_hints: BTreeMap<String, Value>,
     #[serde(default)]

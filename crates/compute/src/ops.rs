@@ -418,12 +418,13 @@ pub fn vif_specs(svc: &ComputeService, i: &Instance) -> Vec<VifSpec> {
         .into_iter()
         .map(|v| VifSpec {
             tap_name: VifSpec::tap_name_for(&v.port_id),
-            port_id: v.port_id,
             mac_address: v.mac_address,
             network_id: v.network_id,
             mtu: v.mtu,
             fixed_ips: v.fixed_ips,
             model: i.image_properties.get("hw_vif_model").cloned(),
+            tag: i.vif_tags.get(&v.port_id).cloned(),
+            port_id: v.port_id,
         })
         .collect()
 }
@@ -434,10 +435,21 @@ pub fn vif_specs(svc: &ComputeService, i: &Instance) -> Vec<VifSpec> {
 /// ports in turn (the one with the requested fixed IP first); ports attached
 /// later follow, oldest first (the order `vifs` lists them in).
 pub fn in_requested_order(vifs: Vec<crate::Vif>, requested: &Value) -> Vec<crate::Vif> {
+    with_requests(vifs, requested)
+        .into_iter()
+        .map(|(v, _)| v)
+        .collect()
+}
+
+/// The guest's NICs in requested order, each with the entry of `networks`
+/// it answers (none for a port attached later).
+pub fn with_requests(vifs: Vec<crate::Vif>, requested: &Value) -> Vec<(crate::Vif, Option<Value>)> {
     let Some(reqs) = requested.as_array() else {
-        return vifs;
+        return vifs.into_iter().map(|v| (v, None)).collect();
     };
     let named: Vec<&str> = reqs.iter().filter_map(|r| r["port"].as_str()).collect();
+    // A port with an address another entry asked for is that entry's.
+    let asked: Vec<&str> = reqs.iter().filter_map(|r| r["fixed_ip"].as_str()).collect();
     let mut left: Vec<Option<crate::Vif>> = vifs.into_iter().map(Some).collect();
     let mut out = Vec::with_capacity(left.len());
     for r in reqs {
@@ -447,25 +459,43 @@ pub fn in_requested_order(vifs: Vec<crate::Vif>, requested: &Value) -> Vec<crate
         } else if let Some(net) = r["uuid"].as_str() {
             let on_net =
                 |v: &crate::Vif| v.network_id == net && !named.contains(&v.port_id.as_str());
-            let ip = r["fixed_ip"].as_str();
-            left.iter()
-                .position(|v| {
-                    v.as_ref().is_some_and(|v| {
-                        on_net(v) && ip.is_some_and(|ip| v.fixed_ips.iter().any(|x| x == ip))
+            let has = |v: &crate::Vif, ip: &str| v.fixed_ips.iter().any(|x| x == ip);
+            match r["fixed_ip"].as_str() {
+                Some(ip) => left
+                    .iter()
+                    .position(|v| v.as_ref().is_some_and(|v| on_net(v) && has(v, ip))),
+                None => left
+                    .iter()
+                    .position(|v| {
+                        v.as_ref()
+                            .is_some_and(|v| on_net(v) && !asked.iter().any(|ip| has(v, ip)))
                     })
-                })
-                .or_else(|| left.iter().position(|v| v.as_ref().is_some_and(on_net)))
+                    .or_else(|| left.iter().position(|v| v.as_ref().is_some_and(on_net))),
+            }
+            .or_else(|| left.iter().position(|v| v.as_ref().is_some_and(on_net)))
         } else {
             None
         };
         if let Some(n) = pick
             && let Some(v) = left[n].take()
         {
-            out.push(v);
+            out.push((v, Some(r.clone())));
         }
     }
-    out.extend(left.into_iter().flatten());
+    out.extend(left.into_iter().flatten().map(|v| (v, None)));
     out
+}
+
+/// The device role tags of the ports a build bound, by port (the `tag`
+/// of the `networks` entry each port answers).
+pub fn requested_tags(vifs: Vec<crate::Vif>, requested: &Value) -> BTreeMap<String, String> {
+    with_requests(vifs, requested)
+        .into_iter()
+        .filter_map(|(v, r)| {
+            let tag = r?.get("tag")?.as_str()?.to_string();
+            Some((v.port_id, tag))
+        })
+        .collect()
 }
 
 /// What the host's driver boots: the flavor, the image, the ports the
@@ -484,6 +514,7 @@ pub fn guest_spec(svc: &ComputeService, i: &Instance) -> GuestSpec {
         volume_id: None,
         connection_info: None,
         delete_on_termination: true,
+        tag: None,
     };
     let mut disks = Vec::new();
     if !i.image_ref.is_empty() {
@@ -510,6 +541,7 @@ pub fn guest_spec(svc: &ComputeService, i: &Instance) -> GuestSpec {
             volume_id: b.volume_id.clone().or_else(|| b.uuid.clone()),
             connection_info: b.connection_info.clone(),
             delete_on_termination: b.delete_on_termination,
+            tag: b.tag.clone(),
         });
     }
     GuestSpec {

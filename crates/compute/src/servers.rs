@@ -244,6 +244,7 @@ pub async fn create(
                     bdms: bdms.clone(),
                     addresses: BTreeMap::new(),
                     requested_networks: networks.clone(),
+                    vif_tags: BTreeMap::new(),
                     scheduler_hints: hints.clone(),
                     password: None,
                     shelved_image: None,

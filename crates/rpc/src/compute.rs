@@ -121,6 +121,10 @@ pub struct VifSpec {
     /// `hw_vif_model` when the image asks for one (virtio otherwise).
     #[serde(default)]
     pub model: Option<String>,
+    /// The device role tag the user gave the NIC (Nova's `tag`), shown
+    /// with the NIC's address in the guest's device metadata.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
 }
 
 impl VifSpec {
@@ -209,6 +213,33 @@ pub struct DiskSpec {
     pub connection_info: Option<ConnectionInfo>,
     #[serde(default)]
     pub delete_on_termination: bool,
+    /// The mapping's device role tag (Nova's `tag`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+}
+
+/// A device of the guest as its hypervisor placed it (Nova's
+/// `DeviceMetadata` without the tags): what the device is and where the
+/// guest finds it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuestDevice {
+    #[serde(flatten)]
+    pub kind: GuestDeviceKind,
+    /// `pci`, `scsi`, `ide`, `usb` (Nova's bus names).
+    pub bus: String,
+    /// The address on that bus as Nova formats it (`0000:00:04.0` on PCI,
+    /// `0:0:0:1` on SCSI).
+    pub address: String,
+}
+
+/// What a [`GuestDevice`] is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum GuestDeviceKind {
+    /// A NIC, by its MAC address.
+    Nic { mac: String },
+    /// A volume's disk, by the volume's id (Nova's `serial`).
+    Disk { serial: String },
 }
 
 /// Everything a driver needs to create a guest.
@@ -413,6 +444,11 @@ pub enum ComputeRequest {
     Volumes {
         uuid: String,
     },
+    /// Where the guest's NICs and volumes are on its buses (Nova's device
+    /// metadata, for device role tags).
+    Devices {
+        uuid: String,
+    },
     VolumeSnapshotCreate {
         uuid: String,
         volume_id: String,
@@ -454,6 +490,7 @@ impl ComputeRequest {
             | AttachInterface { uuid, .. }
             | DetachInterface { uuid, .. }
             | Volumes { uuid }
+            | Devices { uuid }
             | VolumeSnapshotCreate { uuid, .. }
             | VolumeSnapshotDelete { uuid, .. } => Some(uuid),
         }
@@ -474,6 +511,7 @@ impl ComputeRequest {
                 | Console { .. }
                 | Diagnostics { .. }
                 | Volumes { .. }
+                | Devices { .. }
                 | PowerState { .. }
                 | Pause { .. }
                 | Unpause { .. }
@@ -492,6 +530,7 @@ impl ComputeRequest {
                 | ConsoleOutput { .. }
                 | Diagnostics { .. }
                 | Volumes { .. }
+                | Devices { .. }
                 | PowerState { .. }
         )
     }
@@ -559,6 +598,9 @@ pub enum ComputeReply {
     },
     Volumes {
         devices: Vec<String>,
+    },
+    Devices {
+        devices: Vec<GuestDevice>,
     },
     /// A snapshot was streamed to the Image service (`size` bytes).
     Snapshot {
@@ -714,6 +756,7 @@ mod tests {
                 fixed_ips: vec!["10.0.0.3".into()],
                 tap_name: VifSpec::tap_name_for("0123456789abcdef"),
                 model: None,
+                tag: None,
             }],
             disks: vec![],
             ..Default::default()

@@ -3,7 +3,7 @@
 //! each version and the EC2 tree's `meta-data`. The config drive (written
 //! by a host's driver) and the metadata service (answered by Compute) show
 //! the same documents.
-use crate::compute::GuestSpec;
+use crate::compute::{GuestDevice, GuestDeviceKind, GuestSpec};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
@@ -45,6 +45,67 @@ pub struct InstanceMetadata {
     pub local_ipv4: Option<String>,
     /// The floating IPv4 address, for the EC2 tree's `public-ipv4`.
     pub public_ipv4: Option<String>,
+    /// The tagged devices and where the guest finds them (`devices`).
+    pub devices: Vec<TaggedDevice>,
+}
+
+/// A device the user gave a role tag, where the hypervisor put it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TaggedDevice {
+    pub device: GuestDevice,
+    pub tags: Vec<String>,
+}
+
+/// The devices of `found` that the spec tags, with their tags: NICs by MAC,
+/// volumes by id (Nova's `_build_device_metadata`: a device without a tag
+/// is not shown).
+pub fn tagged_devices(spec: &GuestSpec, found: &[GuestDevice]) -> Vec<TaggedDevice> {
+    found
+        .iter()
+        .filter_map(|d| {
+            let tag = match &d.kind {
+                GuestDeviceKind::Nic { mac } => spec
+                    .vifs
+                    .iter()
+                    .find(|v| v.mac_address.eq_ignore_ascii_case(mac))
+                    .and_then(|v| v.tag.clone()),
+                GuestDeviceKind::Disk { serial } => spec
+                    .disks
+                    .iter()
+                    .find(|x| x.volume_id.as_deref() == Some(serial.as_str()))
+                    .and_then(|x| x.tag.clone()),
+            }?;
+            Some(TaggedDevice {
+                device: d.clone(),
+                tags: vec![tag],
+            })
+        })
+        .collect()
+}
+
+/// Whether the spec tags any device (else `devices` is empty whatever
+/// the hypervisor has).
+pub fn has_tags(spec: &GuestSpec) -> bool {
+    spec.vifs.iter().any(|v| v.tag.is_some()) || spec.disks.iter().any(|d| d.tag.is_some())
+}
+
+/// One entry of `devices` as Nova's `_get_device_metadata` shows it in
+/// `version` (`vf_trusted` from 2018-08-27).
+fn device_json(d: &TaggedDevice, at_least: impl Fn(&str) -> bool) -> Value {
+    let mut v = match &d.device.kind {
+        GuestDeviceKind::Nic { mac } => {
+            let mut v = json!({"type": "nic", "mac": mac});
+            if at_least("2018-08-27") {
+                v["vf_trusted"] = json!(false);
+            }
+            v
+        }
+        GuestDeviceKind::Disk { serial } => json!({"type": "disk", "serial": serial}),
+    };
+    v["bus"] = json!(d.device.bus);
+    v["address"] = json!(d.device.address);
+    v["tags"] = json!(d.tags);
+    v
 }
 
 /// Nova's `meta_data.json` of one version (keys appear with the version
@@ -72,7 +133,12 @@ pub fn meta_data(md: &InstanceMetadata, version: &str) -> Value {
         m["project_id"] = json!(md.project_id);
     }
     if at_least("2016-06-30") {
-        m["devices"] = json!([]);
+        m["devices"] = Value::Array(
+            md.devices
+                .iter()
+                .map(|d| device_json(d, at_least))
+                .collect(),
+        );
     }
     if at_least("2020-10-14") {
         m["dedicated_cpus"] = json!([]);
@@ -174,6 +240,7 @@ pub fn from_spec(s: &GuestSpec) -> InstanceMetadata {
             .find(|ip| !ip.contains(':'))
             .cloned(),
         public_ipv4: None,
+        devices: Vec::new(),
     }
 }
 

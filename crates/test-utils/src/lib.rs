@@ -167,6 +167,14 @@ impl TestCloud {
         format!("{}/identity/v3", self.url)
     }
 
+    /// What the metadata service answers the guest of `instance` for a
+    /// GET of `path` (the network agent's question, asked in-process):
+    /// the status and the body.
+    pub async fn guest_metadata(&self, instance: &str, path: &str) -> (u16, Vec<u8>) {
+        let r = ferro_compute::metadata::serve(&self.compute, instance, "GET", path, b"").await;
+        (r.status, r.body)
+    }
+
     /// Any request; `body` is sent as JSON when not Null.
     pub async fn request(
         &self,

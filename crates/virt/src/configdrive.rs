@@ -6,7 +6,7 @@
 //! tree `ec2/<version>/` (`meta-data.json`, `user-data`). Guests read it
 //! before they have a network (cloud-init's ConfigDrive datasource, the
 //! project's test guest).
-pub use ferro_rpc::metadata::{EC2_VERSIONS, InstanceMetadata, OPENSTACK_VERSIONS};
+pub use ferro_rpc::metadata::{EC2_VERSIONS, InstanceMetadata, OPENSTACK_VERSIONS, TaggedDevice};
 use ferro_rpc::metadata::{ec2_meta_data, meta_data};
 use serde_json::Value;
 use std::path::Path;

@@ -98,7 +98,8 @@ pub async fn lifecycle(d: &dyn VirtDriver, spec: &GuestSpec, scratch: &Path) -> 
 }
 
 /// A volume on a running guest `uuid`: attach (twice: idempotent), listed
-/// at its device, detach (twice: gone already succeeds), no longer listed.
+/// at its device and on the guest's PCI bus, detach (twice: gone already
+/// succeeds), no longer listed.
 pub async fn volume(
     d: &dyn VirtDriver,
     uuid: &str,
@@ -113,18 +114,45 @@ pub async fn volume(
         d.attach_volume(uuid, device, connection_info).await,
         "attach_volume of an attached volume",
     )?;
-    if d.volumes(uuid).await != vec![device.to_string()] {
-        return Err(format!("volumes after attach: {:?}", d.volumes(uuid).await));
+    let listed = d.volumes(uuid).await;
+    if listed.iter().filter(|v| *v == device).count() != 1 {
+        return Err(format!("volumes after attach: {listed:?}"));
+    }
+    let serial = connection_info.data.volume_id.clone().unwrap_or_default();
+    let disk = crate::GuestDeviceKind::Disk { serial };
+    let found = ok(d.devices(uuid).await, "devices after attach")?;
+    if !found
+        .iter()
+        .any(|x| x.kind == disk && x.bus == "pci" && is_pci_address(&x.address))
+    {
+        return Err(format!("devices after attach: {found:?}"));
     }
     ok(d.detach_volume(uuid, device).await, "detach_volume")?;
     ok(
         d.detach_volume(uuid, device).await,
         "detach_volume of a detached volume",
     )?;
-    if !d.volumes(uuid).await.is_empty() {
-        return Err(format!("volumes after detach: {:?}", d.volumes(uuid).await));
+    let listed = d.volumes(uuid).await;
+    if listed.iter().any(|v| v == device) {
+        return Err(format!("volumes after detach: {listed:?}"));
+    }
+    let found = ok(d.devices(uuid).await, "devices after detach")?;
+    if found.iter().any(|x| x.kind == disk) {
+        return Err(format!("devices after detach: {found:?}"));
     }
     Ok(())
+}
+
+/// `0000:00:05.0`: a PCI address as Nova's device metadata shows it.
+fn is_pci_address(a: &str) -> bool {
+    let b = a.as_bytes();
+    a.len() == 12
+        && a.starts_with("0000:")
+        && b[7] == b':'
+        && b[10] == b'.'
+        && [5usize, 6, 8, 9, 11]
+            .iter()
+            .all(|&i| b[i].is_ascii_hexdigit())
 }
 
 /// A snapshot of a file volume attached to a running guest `uuid` (what
@@ -188,6 +216,16 @@ pub async fn interface(d: &dyn VirtDriver, uuid: &str, vif: &crate::VifSpec) -> 
     if after.iter().filter(|m| **m == vif.mac_address).count() != 1 {
         return Err(format!("NICs after attach: {after:?}"));
     }
+    let nic = crate::GuestDeviceKind::Nic {
+        mac: vif.mac_address.clone(),
+    };
+    let found = ok(d.devices(uuid).await, "devices after attach")?;
+    if !found
+        .iter()
+        .any(|x| x.kind == nic && x.bus == "pci" && is_pci_address(&x.address))
+    {
+        return Err(format!("devices after attach: {found:?}"));
+    }
     ok(
         d.detach_interface(uuid, &vif.port_id).await,
         "detach_interface",
@@ -199,6 +237,12 @@ pub async fn interface(d: &dyn VirtDriver, uuid: &str, vif: &crate::VifSpec) -> 
     let gone = macs(ok(d.diagnostics(uuid).await, "diagnostics")?);
     if gone.contains(&vif.mac_address) {
         return Err(format!("NICs after detach: {gone:?}"));
+    }
+    if ok(d.devices(uuid).await, "devices after detach")?
+        .iter()
+        .any(|x| x.kind == nic)
+    {
+        return Err("the detached NIC is still a device".into());
     }
     Ok(())
 }

@@ -462,6 +462,39 @@ impl VirtDriver for FakeDriver {
         self.with(uuid, |g| Ok(g.volumes.keys().cloned().collect()))
             .unwrap_or_default()
     }
+    /// The fake's bus: NICs from slot 3 in the order they were plugged,
+    /// then the boot volumes and the attached ones.
+    async fn devices(&self, uuid: &str) -> Result<Vec<crate::GuestDevice>, VirtError> {
+        use crate::{GuestDevice, GuestDeviceKind};
+        self.enter("devices").await?;
+        self.with(uuid, |g| {
+            let nics = g.spec.vifs.iter().map(|v| GuestDeviceKind::Nic {
+                mac: v.mac_address.clone(),
+            });
+            let boot = g
+                .spec
+                .disks
+                .iter()
+                .filter(|d| d.kind == crate::DiskKind::Volume)
+                .filter_map(|d| d.volume_id.clone());
+            let attached = g
+                .volumes
+                .values()
+                .filter_map(|(ci, _)| ci.data.volume_id.clone());
+            let disks = boot
+                .chain(attached)
+                .map(|serial| GuestDeviceKind::Disk { serial });
+            Ok(nics
+                .chain(disks)
+                .enumerate()
+                .map(|(n, kind)| GuestDevice {
+                    kind,
+                    bus: "pci".into(),
+                    address: format!("0000:00:{:02x}.0", n + 3),
+                })
+                .collect())
+        })
+    }
     fn inject_failure(&self, op: &str, times: u32) -> bool {
         self.fail_on(op, times);
         true
@@ -537,7 +570,10 @@ mod tests {
         d.spawn(&spec("v")).await.unwrap();
         let ci = ConnectionInfo {
             driver_volume_type: "fake".into(),
-            data: Default::default(),
+            data: crate::ConnectionData {
+                volume_id: Some("vol-v".into()),
+                ..Default::default()
+            },
         };
         crate::conformance::volume(&d, "v", "/dev/vdb", &ci)
             .await
@@ -578,6 +614,7 @@ mod tests {
             fixed_ips: vec![],
             tap_name: crate::VifSpec::tap_name_for("p2"),
             model: None,
+            tag: None,
         };
         crate::conformance::interface(&d, "v", &vif).await.unwrap();
     }

@@ -16,7 +16,7 @@ pub use qemu::{QemuConfig, QemuDriver, VirtType};
 use ferro_rpc::RpcError;
 pub use ferro_rpc::compute::{
     AssistedSnapshot, ConnectionData, ConnectionInfo, Diagnostics, DiskKind, DiskSpec, DiskStats,
-    GuestSpec, HostResources, NicStats, PowerState, VifSpec,
+    GuestDevice, GuestDeviceKind, GuestSpec, HostResources, NicStats, PowerState, VifSpec,
 };
 use std::path::Path;
 
@@ -166,6 +166,12 @@ pub trait VirtDriver: Send + Sync {
     /// The devices of the guest's attached volumes.
     async fn volumes(&self, _uuid: &str) -> Vec<String> {
         Vec::new()
+    }
+    /// Where the guest's NICs and volumes are on its buses (what Nova's
+    /// `_build_device_metadata` reads from the domain): as the running
+    /// guest reports them, or where its next start puts them.
+    async fn devices(&self, _uuid: &str) -> Result<Vec<GuestDevice>, VirtError> {
+        Err(VirtError::Unsupported("device metadata"))
     }
     /// Test hook: make the next `times` calls of `op` fail. Only the fake
     /// driver honours it (returns false elsewhere).

@@ -3,7 +3,7 @@ use super::netproxy::{is_uuid, s};
 use super::request::{Caller, St, body, json_resp};
 use crate::ComputeService;
 use crate::error::{NResult, NovaError};
-use crate::http::servers::get_instance;
+use crate::http::servers::{check_tag, get_instance};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State as AxState};
@@ -27,9 +27,9 @@ pub fn routes() -> Router<Arc<ComputeService>> {
 
 // Interfaces (os-interface)
 
-fn interface_view(c: &Caller, mut v: Value) -> Value {
+fn interface_view(c: &Caller, i: &crate::model::Instance, mut v: Value) -> Value {
     if c.mv.at_least(70) {
-        v["tag"] = Value::Null;
+        v["tag"] = json!(i.vif_tags.get(s(&v, "port_id")));
     }
     v
 }
@@ -40,7 +40,7 @@ async fn interfaces(AxState(svc): St, c: Caller, Path(id): Path<String>) -> NRes
         .network
         .interfaces(&i.uuid)
         .into_iter()
-        .map(|v| interface_view(&c, v))
+        .map(|v| interface_view(&c, &i, v))
         .collect();
     Ok(json_resp(
         StatusCode::OK,
@@ -64,7 +64,7 @@ async fn interface_show(
         })?;
     Ok(json_resp(
         StatusCode::OK,
-        json!({"interfaceAttachment": interface_view(&c, v)}),
+        json!({"interfaceAttachment": interface_view(&c, &i, v)}),
     ))
 }
 
@@ -85,8 +85,9 @@ fn interface_ready(i: &crate::model::Instance, action: &str) -> NResult<()> {
 }
 
 /// The NIC an attach request names: a port, a network (with at most one
-/// fixed IP), or neither (the project's one usable network).
-fn attach_request(c: &Caller, raw: &[u8]) -> NResult<Value> {
+/// fixed IP), or neither (the project's one usable network); and its
+/// device role tag (2.49).
+fn attach_request(c: &Caller, raw: &[u8]) -> NResult<(Value, Option<String>)> {
     let b = body(raw)?;
     let o = b
         .get("interfaceAttachment")
@@ -110,6 +111,18 @@ fn attach_request(c: &Caller, raw: &[u8]) -> NResult<Value> {
             ))),
         }
     };
+    let tag = match o.get("tag") {
+        None => None,
+        Some(Value::String(t)) => {
+            check_tag(t)?;
+            Some(t.clone())
+        }
+        Some(v) => {
+            return Err(NovaError::bad(format!(
+                "Invalid input for field/attribute tag. Value: {v}. {v} is not of type 'string'"
+            )));
+        }
+    };
     let (net, port) = (text("net_id")?, text("port_id")?);
     let fixed = match o.get("fixed_ips") {
         None => None,
@@ -127,15 +140,20 @@ fn attach_request(c: &Caller, raw: &[u8]) -> NResult<Value> {
             ));
         }
     };
-    match (net, port, fixed) {
-        (Some(_), Some(_), _) => Err(NovaError::bad("Must not input both network_id and port_id")),
-        (None, _, Some(_)) => Err(NovaError::bad(
-            "Must input network_id when request IP address",
-        )),
-        (None, Some(p), None) => Ok(json!({"port": p})),
-        (Some(n), None, ip) => Ok(json!({"uuid": n, "fixed_ip": ip})),
-        (None, None, None) => Ok(json!("auto")),
-    }
+    let nic = match (net, port, fixed) {
+        (Some(_), Some(_), _) => {
+            return Err(NovaError::bad("Must not input both network_id and port_id"));
+        }
+        (None, _, Some(_)) => {
+            return Err(NovaError::bad(
+                "Must input network_id when request IP address",
+            ));
+        }
+        (None, Some(p), None) => json!({"port": p}),
+        (Some(n), None, ip) => json!({"uuid": n, "fixed_ip": ip}),
+        (None, None, None) => json!("auto"),
+    };
+    Ok((nic, tag))
 }
 
 async fn interface_attach(
@@ -144,7 +162,7 @@ async fn interface_attach(
     Path(id): Path<String>,
     raw: Bytes,
 ) -> NResult<Response> {
-    let nic = attach_request(&c, &raw)?;
+    let (nic, tag) = attach_request(&c, &raw)?;
     let i = get_instance(&svc, &c, &id)?;
     c.require_member(
         &svc,
@@ -152,10 +170,12 @@ async fn interface_attach(
         "os_compute_api:os-attach-interfaces:create",
     )?;
     interface_ready(&i, "attach_interface")?;
-    let v = crate::interfaces::attach(&svc, &i, &nic, &c.request_id).await?;
+    crate::actions::record(&svc, &c, &i, "attach_interface").await?;
+    let v = crate::interfaces::attach(&svc, &i, &nic, tag, &c.request_id).await?;
+    let i = get_instance(&svc, &c, &id)?;
     Ok(json_resp(
         StatusCode::OK,
-        json!({"interfaceAttachment": interface_view(&c, v)}),
+        json!({"interfaceAttachment": interface_view(&c, &i, v)}),
     ))
 }
 
@@ -171,6 +191,7 @@ async fn interface_detach(
         "os_compute_api:os-attach-interfaces:delete",
     )?;
     interface_ready(&i, "detach_interface")?;
+    crate::actions::record(&svc, &c, &i, "detach_interface").await?;
     crate::interfaces::detach(&svc, &i, &port, &c.request_id).await?;
     Ok(StatusCode::ACCEPTED.into_response())
 }

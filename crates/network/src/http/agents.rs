@@ -36,6 +36,7 @@ const AGENT_ATTRS: &[&str] = &[
     "heartbeat_timestamp",
     "configurations",
     "resources_synced",
+    "resource_versions",
 ];
 
 pub(super) fn agent_view(svc: &NetworkService, a: &Obj) -> Obj {
@@ -47,6 +48,9 @@ pub(super) fn agent_view(svc: &NetworkService, a: &Obj) -> Obj {
         })
         .unwrap_or(false);
     v.insert("alive".into(), json!(alive));
+    // Neutron's `_make_agent_dict` shows the object versions an agent
+    // reported over RPC; ours report none (what crosses our bus is typed).
+    v.entry("resource_versions").or_insert_with(|| json!({}));
     for k in ["created_at", "started_at", "heartbeat_timestamp"] {
         if let Some(t) = a.get(k).and_then(Value::as_str) {
             v.insert(k.into(), json!(t.trim_end_matches('Z').replace('T', " ")));

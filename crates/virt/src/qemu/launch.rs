@@ -5,7 +5,7 @@
 //! an IDE CD-ROM, the serial console logged to `console.log`, and QMP.
 use super::cache::path_str;
 use crate::configdrive::InstanceMetadata;
-use crate::{GuestSpec, VirtError};
+use crate::{GuestDevice, GuestDeviceKind, GuestSpec, VirtError};
 use std::path::{Path, PathBuf};
 
 /// How the guest is started.
@@ -79,12 +79,16 @@ fn disk_device(
     drive: &str,
     index: usize,
     boot: Option<usize>,
+    slot: Option<u8>,
 ) -> Result<Vec<String>, VirtError> {
     let boot = boot.map(|b| format!(",bootindex={b}")).unwrap_or_default();
     Ok(match bus {
         "virtio" => vec![
             "-device".into(),
-            format!("virtio-blk-pci,drive={drive}{boot}"),
+            format!(
+                "virtio-blk-pci,drive={drive}{boot}{}",
+                slot.map(|s| format!(",addr={s:#x}")).unwrap_or_default()
+            ),
         ],
         "scsi" => vec![
             "-device".into(),
@@ -153,6 +157,51 @@ fn video_device(model: Option<&str>) -> Result<Option<&'static str>, VirtError> 
 
 /// The whole command line (without the program).
 pub fn argv(l: &Launch) -> Result<Vec<String>, VirtError> {
+    layout(l).map(|(argv, _)| argv)
+}
+
+/// The PCI slots of a guest's bus 0, handed out in command-line order as
+/// libvirt assigns them when it defines a domain, so that where each NIC
+/// and volume is is known before the guest starts (its config drive says
+/// so). Slot 0 is the host bridge; `pc` has its PIIX3 at slot 1, `q35`
+/// its ICH9 at slot 0x1f.
+struct Slots {
+    next: u8,
+    last: u8,
+}
+
+impl Slots {
+    fn for_machine(machine: &str) -> Slots {
+        if machine == "q35" {
+            Slots {
+                next: 1,
+                last: 0x1e,
+            }
+        } else {
+            Slots {
+                next: 2,
+                last: 0x1f,
+            }
+        }
+    }
+    fn take(&mut self) -> Result<u8, VirtError> {
+        if self.next > self.last {
+            return Err(VirtError::Failed(
+                "too many PCI devices for the guest's bus".into(),
+            ));
+        }
+        self.next += 1;
+        Ok(self.next - 1)
+    }
+}
+
+/// A PCI address as Nova's device metadata shows it.
+pub fn pci_address(slot: u8, function: u8) -> String {
+    format!("0000:00:{slot:02x}.{function:x}")
+}
+
+/// The command line and where it puts the guest's NICs and volumes.
+pub fn layout(l: &Launch) -> Result<(Vec<String>, Vec<GuestDevice>), VirtError> {
     let s = l.spec;
     let d = |name: &str| path_str(&l.dir.join(name));
     let mut a: Vec<String> = Vec::new();
@@ -173,6 +222,8 @@ pub fn argv(l: &Launch) -> Result<Vec<String>, VirtError> {
         )));
     }
     push(&["-machine", machine]);
+    let mut slots = Slots::for_machine(machine);
+    let mut placed: Vec<GuestDevice> = Vec::new();
     if l.accel == "kvm" {
         push(&["-accel", "kvm", "-cpu", "host"]);
     } else {
@@ -194,7 +245,7 @@ pub fn argv(l: &Launch) -> Result<Vec<String>, VirtError> {
     // The screen, served by QEMU's VNC server on a socket of the guest's
     // own directory; the console proxy reaches it there (no TCP port).
     if let Some(dev) = video_device(s.image_properties.get("hw_video_model").map(String::as_str))? {
-        push(&["-device", dev]);
+        push(&["-device", &format!("{dev},addr={:#x}", slots.take()?)]);
         push(&["-vnc", &format!("unix:{}", d(super::VNC_SOCKET)?)]);
     }
     push(&[
@@ -248,10 +299,16 @@ pub fn argv(l: &Launch) -> Result<Vec<String>, VirtError> {
         .map(String::as_str)
         .unwrap_or("virtio");
     if bus == "scsi" {
-        push(&["-device", "virtio-scsi-pci,id=scsi0"]);
+        push(&[
+            "-device",
+            &format!("virtio-scsi-pci,id=scsi0,addr={:#x}", slots.take()?),
+        ]);
     }
     if bus == "sata" && machine == "pc" {
-        push(&["-device", "ahci,id=ahci0"]);
+        push(&[
+            "-device",
+            &format!("ahci,id=ahci0,addr={:#x}", slots.take()?),
+        ]);
     }
     let mut disks: Vec<(&str, &str)> = Vec::new();
     if l.mode == Mode::Rescue {
@@ -276,7 +333,12 @@ pub fn argv(l: &Launch) -> Result<Vec<String>, VirtError> {
             ),
         ]);
         let boot = (n == 0 && l.kernel.is_none()).then_some(1);
-        for x in disk_device(bus, &id, n, boot)? {
+        let slot = if bus == "virtio" {
+            Some(slots.take()?)
+        } else {
+            None
+        };
+        for x in disk_device(bus, &id, n, boot, slot)? {
             push(&[&x]);
         }
     }
@@ -312,17 +374,39 @@ pub fn argv(l: &Launch) -> Result<Vec<String>, VirtError> {
             ("virtio-net-pci", Some(m)) => format!(",host_mtu={m}"),
             _ => String::new(),
         };
+        let slot = slots.take()?;
         push(&[
             "-device",
-            &format!("{model},netdev={netdev},mac={}{mtu},id={id}", v.mac_address),
+            &format!(
+                "{model},netdev={netdev},mac={}{mtu},id={id},addr={slot:#x}",
+                v.mac_address
+            ),
         ]);
+        placed.push(GuestDevice {
+            kind: GuestDeviceKind::Nic {
+                mac: v.mac_address.clone(),
+            },
+            bus: "pci".into(),
+            address: pci_address(slot, 0),
+        });
     }
     for (device, vol) in super::volumes::load(l.dir) {
-        for x in vol.argv(&device) {
+        let slot = slots.take()?;
+        for x in vol.argv(&device, slot) {
             push(&[&x]);
         }
+        placed.push(GuestDevice {
+            kind: GuestDeviceKind::Disk {
+                serial: vol.volume_id.clone(),
+            },
+            bus: "pci".into(),
+            address: pci_address(slot, 0),
+        });
     }
-    push(&["-device", "virtio-balloon-pci"]);
+    push(&[
+        "-device",
+        &format!("virtio-balloon-pci,addr={:#x}", slots.take()?),
+    ]);
     if l.spec.start_paused && l.mode == Mode::Normal {
         // Its CPUs wait for QMP `cont` (Nova's paused create while the
         // ports are wired).
@@ -332,12 +416,15 @@ pub fn argv(l: &Launch) -> Result<Vec<String>, VirtError> {
         // The agent feeds `state.save` in over a socket (see `save`).
         push(&["-incoming", "defer"]);
     }
-    Ok(a)
+    Ok((a, placed))
 }
 
-/// What the config drive shows of the guest (Nova's `InstanceMetadata`).
-pub fn instance_metadata(s: &GuestSpec) -> InstanceMetadata {
-    ferro_rpc::metadata::from_spec(s)
+/// What the config drive shows of the guest (Nova's `InstanceMetadata`),
+/// its tagged devices where `devices` places them.
+pub fn instance_metadata(s: &GuestSpec, devices: &[GuestDevice]) -> InstanceMetadata {
+    let mut md = ferro_rpc::metadata::from_spec(s);
+    md.devices = ferro_rpc::metadata::tagged_devices(s, devices);
+    md
 }
 
 #[cfg(test)]
@@ -360,6 +447,7 @@ mod tests {
                 fixed_ips: vec!["10.0.0.3".into()],
                 tap_name: VifSpec::tap_name_for("0123456789abcdef"),
                 model: None,
+                tag: None,
             }],
             ..Default::default()
         }
@@ -452,13 +540,109 @@ mod tests {
         );
     }
 
+    /// Every PCI device has its slot on the command line, in order, so
+    /// the config drive can say where each NIC and volume is before QEMU
+    /// starts.
+    #[test]
+    fn nics_and_volumes_have_fixed_pci_slots() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("disk"), b"").unwrap();
+        let vol = crate::ConnectionInfo {
+            driver_volume_type: "file".into(),
+            data: crate::ConnectionData {
+                volume_id: Some("vvvvvvvv-1111-2222-3333-444444444444".into()),
+                device_path: Some("/v/vol".into()),
+                format: Some("raw".into()),
+                ..Default::default()
+            },
+        };
+        let a = super::super::volumes::from_connection(&vol).unwrap();
+        super::super::volumes::save(dir.path(), &BTreeMap::from([("/dev/vdb".to_string(), a)]))
+            .unwrap();
+        let mut s = spec();
+        s.vifs[0].tag = Some("port-1".into());
+        let launch = |s: &GuestSpec| {
+            layout(&Launch {
+                spec: s,
+                dir: dir.path(),
+                accel: "tcg",
+                mode: Mode::Normal,
+                kernel: None,
+                ramdisk: None,
+                firmware: None,
+            })
+            .unwrap()
+        };
+        let (args, placed) = launch(&s);
+        let l = args.join(" ");
+        // pc: VGA at 2, the root disk at 3, the NIC at 4, the volume at 5.
+        assert!(l.contains("VGA,addr=0x2"), "{l}");
+        assert!(l.contains("drive=drive0,bootindex=1,addr=0x3"), "{l}");
+        assert!(l.contains("id=nic-tap0123456789a,addr=0x4"), "{l}");
+        assert!(
+            l.contains("id=dev-vdb,serial=vvvvvvvv-1111-2222-3,addr=0x5"),
+            "{l}"
+        );
+        assert!(l.contains("virtio-balloon-pci,addr=0x6"), "{l}");
+        assert_eq!(
+            placed,
+            vec![
+                GuestDevice {
+                    kind: GuestDeviceKind::Nic {
+                        mac: "fa:16:3e:00:00:01".into()
+                    },
+                    bus: "pci".into(),
+                    address: "0000:00:04.0".into(),
+                },
+                GuestDevice {
+                    kind: GuestDeviceKind::Disk {
+                        serial: "vvvvvvvv-1111-2222-3333-444444444444".into()
+                    },
+                    bus: "pci".into(),
+                    address: "0000:00:05.0".into(),
+                },
+            ]
+        );
+        // The config drive lists the tagged NIC only.
+        let md = instance_metadata(&s, &placed);
+        let j = ferro_rpc::metadata::meta_data(&md, "latest");
+        assert_eq!(j["devices"].as_array().unwrap().len(), 1, "{j}");
+        assert_eq!(j["devices"][0]["address"], "0000:00:04.0");
+        assert_eq!(j["devices"][0]["tags"], serde_json::json!(["port-1"]));
+        // q35 starts at slot 1 (its chipset is at 0x1f).
+        s.image_properties
+            .insert("hw_machine_type".into(), "q35".into());
+        let (_, placed) = launch(&s);
+        assert_eq!(placed[0].address, "0000:00:03.0");
+        // More devices than slots is an error, not a clash.
+        s.vifs = (0..40)
+            .map(|n| VifSpec {
+                tap_name: format!("tap{n:011}"),
+                mac_address: format!("fa:16:3e:00:00:{n:02x}"),
+                ..s.vifs[0].clone()
+            })
+            .collect();
+        assert!(
+            layout(&Launch {
+                spec: &s,
+                dir: dir.path(),
+                accel: "tcg",
+                mode: Mode::Normal,
+                kernel: None,
+                ramdisk: None,
+                firmware: None,
+            })
+            .is_err()
+        );
+    }
+
     #[test]
     fn metadata_for_the_config_drive() {
         let mut s = spec();
         s.key_name = Some("k".into());
         s.key_data = Some("ssh-ed25519 AAAA".into());
         s.user_data = Some("aGVsbG8=".into());
-        let md = instance_metadata(&s);
+        let md = instance_metadata(&s, &[]);
         assert_eq!(md.user_data.as_deref(), Some(&b"hello"[..]));
         assert_eq!(
             md.public_keys,

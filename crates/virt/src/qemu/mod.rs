@@ -576,7 +576,16 @@ impl QemuDriver {
         }
         let cd = dir.join("disk.config");
         if spec.config_drive && !cd.exists() {
-            let md = launch::instance_metadata(spec);
+            let (_, placed) = launch::layout(&launch::Launch {
+                spec,
+                dir,
+                accel: self.accel,
+                mode: Mode::Normal,
+                kernel: None,
+                ramdisk: None,
+                firmware: None,
+            })?;
+            let md = launch::instance_metadata(spec, &placed);
             crate::configdrive::build_iso(&md, &cd)
                 .await
                 .map_err(VirtError::Failed)?;
@@ -796,8 +805,9 @@ impl VirtDriver for QemuDriver {
         };
         self.write_spec(&dir, &kept)?;
         let r = async {
-            self.prepare_disks(&dir, spec).await?;
+            // The boot volumes first: the config drive says where they are.
             volumes::from_spec(&dir, spec)?;
+            self.prepare_disks(&dir, spec).await?;
             self.launch(&dir, spec, Mode::Normal).await
         }
         .await;
@@ -1270,6 +1280,30 @@ impl VirtDriver for QemuDriver {
             Ok(dir) => volumes::load(&dir).into_keys().collect(),
             Err(_) => Vec::new(),
         }
+    }
+
+    /// A running guest's devices as QEMU reports them on its PCI bus
+    /// (`query-pci`: hot-plugged ones where QEMU put them); a stopped
+    /// guest's where its command line will put them.
+    async fn devices(&self, uuid: &str) -> Result<Vec<crate::GuestDevice>, VirtError> {
+        let dir = self.existing(uuid)?;
+        let spec = self.read_spec(&dir)?;
+        let vols = volumes::load(&dir);
+        if self.pid(&dir, uuid).is_none() {
+            let (_, placed) = launch::layout(&launch::Launch {
+                spec: &spec,
+                dir: &dir,
+                accel: self.accel,
+                mode: Self::mode_of(&dir),
+                kernel: None,
+                ramdisk: None,
+                firmware: None,
+            })?;
+            return Ok(placed);
+        }
+        let mut q = self.qmp(&dir).await?;
+        let buses = q.execute("query-pci", None).await?;
+        Ok(nics::on_pci_bus(&buses, &spec, &vols))
     }
 
     /// Rotates console logs; ages the image cache at its interval.

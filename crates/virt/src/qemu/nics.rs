@@ -4,8 +4,10 @@
 //! names the NICs a guest starts with, so that any of them can be
 //! unplugged.
 use super::qmp::Qmp;
-use crate::{VifSpec, VirtError};
-use serde_json::json;
+use super::volumes::Attached;
+use crate::{GuestDevice, GuestDeviceKind, GuestSpec, VifSpec, VirtError};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// The netdev of a tap.
@@ -58,4 +60,108 @@ pub async fn unplug(
         .execute("netdev_del", Some(json!({"id": netdev_id(tap)})))
         .await;
     Ok(())
+}
+
+/// The guest's NICs and volumes in QEMU's `query-pci` answer (bus 0),
+/// found by the device ids the command line and hot-plug give them.
+pub fn on_pci_bus(
+    buses: &Value,
+    spec: &GuestSpec,
+    volumes: &BTreeMap<String, Attached>,
+) -> Vec<GuestDevice> {
+    let mut out = Vec::new();
+    for bus in buses.as_array().into_iter().flatten() {
+        if bus["bus"].as_u64() != Some(0) {
+            continue;
+        }
+        for d in bus["devices"].as_array().into_iter().flatten() {
+            let Some(id) = d["qdev_id"].as_str() else {
+                continue;
+            };
+            let kind = if let Some(v) = spec.vifs.iter().find(|v| device_id(&v.tap_name) == id) {
+                GuestDeviceKind::Nic {
+                    mac: v.mac_address.clone(),
+                }
+            } else if let Some(a) = volumes
+                .iter()
+                .find(|(dev, _)| Attached::dev_id(dev) == id)
+                .map(|(_, a)| a)
+            {
+                GuestDeviceKind::Disk {
+                    serial: a.volume_id.clone(),
+                }
+            } else {
+                continue;
+            };
+            let (Some(slot), Some(function)) = (d["slot"].as_u64(), d["function"].as_u64()) else {
+                continue;
+            };
+            out.push(GuestDevice {
+                kind,
+                bus: "pci".into(),
+                address: super::launch::pci_address(slot as u8, function as u8),
+            });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn devices_found_in_query_pci() {
+        let spec = GuestSpec {
+            vifs: vec![VifSpec {
+                port_id: "p".into(),
+                mac_address: "fa:16:3e:00:00:09".into(),
+                network_id: "n".into(),
+                mtu: None,
+                fixed_ips: vec![],
+                tap_name: "tapabc".into(),
+                model: None,
+                tag: None,
+            }],
+            ..Default::default()
+        };
+        let ci = crate::ConnectionInfo {
+            driver_volume_type: "file".into(),
+            data: crate::ConnectionData {
+                volume_id: Some("vol-1".into()),
+                device_path: Some("/v/vol".into()),
+                format: Some("raw".into()),
+                ..Default::default()
+            },
+        };
+        let vols = BTreeMap::from([(
+            "/dev/vdc".to_string(),
+            super::super::volumes::from_connection(&ci).unwrap(),
+        )]);
+        let answer = json!([{"bus": 0, "devices": [
+            {"bus": 0, "slot": 1, "function": 1, "qdev_id": ""},
+            {"bus": 0, "slot": 4, "function": 0, "qdev_id": "nic-tapabc"},
+            {"bus": 0, "slot": 10, "function": 0, "qdev_id": "dev-vdc"},
+            {"bus": 0, "slot": 11, "function": 0, "qdev_id": "nic-gone"},
+        ]}]);
+        assert_eq!(
+            on_pci_bus(&answer, &spec, &vols),
+            vec![
+                GuestDevice {
+                    kind: GuestDeviceKind::Nic {
+                        mac: "fa:16:3e:00:00:09".into()
+                    },
+                    bus: "pci".into(),
+                    address: "0000:00:04.0".into(),
+                },
+                GuestDevice {
+                    kind: GuestDeviceKind::Disk {
+                        serial: "vol-1".into()
+                    },
+                    bus: "pci".into(),
+                    address: "0000:00:0a.0".into(),
+                },
+            ]
+        );
+    }
 }

@@ -204,8 +204,9 @@ impl Attached {
                     "endpoint": "client", "dir": n.psk_dir, "username": n.identity}),
         )
     }
-    /// `-blockdev` JSON and `-device` of a cold-plugged volume.
-    pub fn argv(&self, device: &str) -> Vec<String> {
+    /// `-blockdev` JSON and `-device` of a cold-plugged volume, at PCI
+    /// `slot`.
+    pub fn argv(&self, device: &str, slot: u8) -> Vec<String> {
         let mut v = Vec::new();
         if let Some(n) = &self.nbd {
             v.push("-object".into());
@@ -229,7 +230,7 @@ impl Attached {
             self.blockdev(device).to_string(),
             "-device".into(),
             format!(
-                "virtio-blk-pci,drive={},id={},serial={}{}",
+                "virtio-blk-pci,drive={},id={},serial={}{},addr={slot:#x}",
                 Self::node(device),
                 Self::dev_id(device),
                 self.serial(),
@@ -555,11 +556,13 @@ mod tests {
             },
         };
         let a = from_connection(&ci).unwrap();
-        let args = a.argv("/dev/vdb").join(" ");
+        let args = a.argv("/dev/vdb", 5).join(" ");
         assert!(args.contains(r#""node-name":"vol-vdb""#), "{args}");
         assert!(args.contains(r#""filename":"/v/vol.qcow2""#), "{args}");
         assert!(
-            args.contains("virtio-blk-pci,drive=vol-vdb,id=dev-vdb,serial=0123456789abcdef0123"),
+            args.contains(
+                "virtio-blk-pci,drive=vol-vdb,id=dev-vdb,serial=0123456789abcdef0123,addr=0x5"
+            ),
             "{args}"
         );
         let iscsi = ConnectionInfo {
@@ -603,7 +606,7 @@ mod tests {
             assert_eq!(mode & 0o777, 0o600);
         }
         assert_eq!(a.files(), vec![secret.clone()]);
-        let args = a.argv("/dev/vdc").join(" ");
+        let args = a.argv("/dev/vdc", 6).join(" ");
         assert!(
             args.contains(&format!(
                 "secret,id=sec-vdc,format=raw,file={}",

@@ -12,6 +12,14 @@
     scripts/compat.py render
         Writes docs/compatibility.md from upstream.tsv, our routes and the
         statuses and reasons of docs/compat/notes.tsv.
+    scripts/compat.py samples FILE...
+        Compares the responses recorded in FILEs (`[api] record_responses`,
+        one JSON line per response: method, path, status, microversion, key
+        shape) with upstream's published API samples (docs/compat/samples.tsv,
+        written by `upstream`): for every supported route with a response
+        sample, the keys of the sample (two levels deep) must be in what we
+        answered at that microversion. Writes docs/compat/samples.md; exit
+        status 1 on a missing key that docs/compat/notes.tsv does not explain.
     scripts/compat.py check
         Exit status 1 when docs/compatibility.md is not what `render` writes
         (a route added or removed without its row, a note changed), or when an
@@ -23,13 +31,17 @@ resource's tags). Block Storage's `/v3/{project_id}/...` are matched without
 the project id, as our router serves them both ways.
 """
 import fnmatch
+import json
 import os
+import posixpath
 import re
 import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 UPSTREAM_TSV = os.path.join(ROOT, "docs", "compat", "upstream.tsv")
+SAMPLES_TSV = os.path.join(ROOT, "docs", "compat", "samples.tsv")
+SAMPLES_MD = os.path.join(ROOT, "docs", "compat", "samples.md")
 NOTES_TSV = os.path.join(ROOT, "docs", "compat", "notes.tsv")
 DOC = os.path.join(ROOT, "docs", "compatibility.md")
 
@@ -78,12 +90,108 @@ def parse_api_ref(text):
                 yield parts[0], path, title
 
 
+# Maps whose keys are data (names, ids, resource classes), not attributes:
+# the same list as crates/api-server/src/recorder.rs DATA_MAPS.
+DATA_MAPS = {"metadata", "meta", "extra_specs", "addresses", "volume_image_metadata",
+             "image_metadata", "allocations", "inventories", "usages", "resources",
+             "provider_summaries", "mappings", "properties", "capabilities"}
+
+
+def shape(body):
+    """Key paths two levels deep, as recorder.rs `shape` computes them."""
+    out = set()
+
+    def inner(prefix, v):
+        if isinstance(v, dict):
+            out.update(f"{prefix}.{k}" for k in v)
+        elif isinstance(v, list):
+            for x in v:
+                if isinstance(x, dict):
+                    out.update(f"{prefix}[].{k}" for k in x)
+    if isinstance(body, dict):
+        for k, v in body.items():
+            out.add(k)
+            if k not in DATA_MAPS:
+                inner(k, v)
+    elif isinstance(body, list):
+        inner("", body)
+    return out
+
+
+def parse_samples(text):
+    """(method, path, title, include) per response sample of a `rest_method`
+    section: a `literalinclude` after its `Response...` subheading (or, with
+    no such heading, one whose file name says `resp`)."""
+    lines = text.splitlines()
+    title, level, route, mode = "", None, None, None
+    for n, line in enumerate(lines):
+        nxt = lines[n + 1] if n + 1 < len(lines) else ""
+        under = nxt.strip()
+        heading = line.strip() and under and len(set(under)) == 1 and under[0] in "=-~^*+#" \
+            and len(under) >= 3 and not line.startswith("..")
+        if heading:
+            text_ = line.strip()
+            if route and under[0] != level:
+                # A subheading of the route's section.
+                if text_.startswith("Request"):
+                    mode = "request"
+                elif text_.startswith("Response"):
+                    mode = "response"
+            else:
+                title, level, route, mode = text_, under[0], None, None
+        m = re.match(r"\.\.\s+rest_method::\s*(.*)$", line)
+        if m:
+            spec = (m.group(1).strip() or nxt.strip()).split()
+            if len(spec) >= 2:
+                route = (spec[0], spec[1] if spec[1].startswith("/") else "/" + spec[1])
+                mode = None
+        m = re.match(r"\.\.\s+literalinclude::\s*(\S+)", line)
+        if m and route and m.group(1).endswith(".json"):
+            name = posixpath.basename(m.group(1))
+            if mode == "response" or (mode is None and "resp" in name):
+                yield route[0], route[1], title, m.group(1)
+
+
+def sample_version(path):
+    m = re.search(r"/v(\d+\.\d+)/", path)
+    return m.group(1) if m else ""
+
+
 def cmd_upstream(args):
     mirrors = {}
     it = iter(args)
     for a in it:
         mirrors[a.lstrip("-")] = next(it)
-    rows = []
+    rows, samples = [], []
+    def sample_tree(repo):
+        """(directory without its vX.Y part, file name) -> the microversions
+        of every sample of that name in the repository (including the ones
+        the API reference does not show), for where each one stops holding."""
+        files = subprocess.run(["git", "-C", repo, "ls-tree", "-r", "--name-only", "HEAD"],
+                               capture_output=True, text=True, check=True).stdout.split()
+        tree = {}
+        for f in files:
+            if not f.endswith(".json") or "sample" not in f:
+                continue
+            parts = f.split("/")
+            ver = ""
+            if len(parts) > 2 and re.fullmatch(r"v\d+\.\d+", parts[-2]):
+                ver = parts[-2][1:]
+                parts = parts[:-2] + parts[-1:]
+            tree.setdefault(("/".join(parts[:-1]), parts[-1]), set()).add(ver)
+        return tree
+
+    def until(tree, file):
+        parts = file.split("/")
+        ver = sample_version(file)
+        if ver:
+            parts = parts[:-2] + parts[-1:]
+        have = tree.get(("/".join(parts[:-1]), parts[-1]), set())
+        later = sorted((tuple(map(int, v.split("."))) for v in have
+                        if v and (not ver or tuple(map(int, v.split("."))) >
+                                  tuple(map(int, ver.split("."))))))
+        return "%d.%d" % later[0] if later else ""
+
     for svc, (_, _, project, dirs, _) in SERVICES.items():
         repo = mirrors.get(project)
         if not repo:
@@ -91,6 +199,7 @@ def cmd_upstream(args):
         head = subprocess.run(["git", "-C", repo, "rev-parse", "HEAD"], capture_output=True,
                               text=True, check=True).stdout.strip()
         seen = set()
+        tree = sample_tree(repo)
         for path, text in git_files(repo, dirs):
             for method, route, title in parse_api_ref(text):
                 if svc == "placement" and "%s" in route:
@@ -100,12 +209,35 @@ def cmd_upstream(args):
                     continue
                 seen.add(key)
                 rows.append((svc, method, route, title, f"{project}@{head[:10]}:{path}"))
+            for method, route, title, inc in parse_samples(text):
+                if svc == "placement" and "%s" in route:
+                    continue
+                # Sphinx: a leading / is the source directory's root.
+                base = dirs[0] if inc.startswith("/") else posixpath.dirname(path)
+                if inc.startswith("/") and project == "nova":
+                    base = "api-ref/source"
+                file = posixpath.normpath(posixpath.join(base, inc.lstrip("/")))
+                body = subprocess.run(["git", "-C", repo, "show", f"HEAD:{file}"],
+                                      capture_output=True, text=True).stdout
+                try:
+                    keys = shape(json.loads(body))
+                except ValueError:
+                    continue
+                if keys:
+                    samples.append((svc, method, route, title, file, sample_version(file),
+                                    until(tree, file), " ".join(sorted(keys))))
     os.makedirs(os.path.dirname(UPSTREAM_TSV), exist_ok=True)
     with open(UPSTREAM_TSV, "w") as f:
         f.write("# service\tmethod\tpath\tsection\tsource (written by scripts/compat.py upstream)\n")
         for r in rows:
             f.write("\t".join(r) + "\n")
     print(f"{len(rows)} upstream routes written to {os.path.relpath(UPSTREAM_TSV, ROOT)}")
+    with open(SAMPLES_TSV, "w") as f:
+        f.write("# service\tmethod\tpath\tsection\tsample\tmicroversion\tuntil (the next sample "
+                "of that name)\tkeys (two levels deep; written by scripts/compat.py upstream)\n")
+        for r in samples:
+            f.write("\t".join(r) + "\n")
+    print(f"{len(samples)} response samples written to {os.path.relpath(SAMPLES_TSV, ROOT)}")
 
 
 def read_upstream():
@@ -356,6 +488,211 @@ def cmd_render(_args):
     return 1 if problems else 0
 
 
+# ---------------------------------------------------------------- samples
+
+SAMPLE_NOTES_TSV = os.path.join(ROOT, "docs", "compat", "sample-notes.tsv")
+# The prefix each service's routes have on our listener, and what upstream's
+# API reference writes in its place.
+PREFIXES = [("/compute/v2.1", "compute", ""), ("/identity", "identity", ""),
+            ("/image", "image", ""), ("/placement", "placement", ""),
+            ("/networking", "network", ""), ("/volume", "volume", "")]
+
+
+def parse_version(v):
+    """`compute 2.100`, `2.1`, `volume 3.70` -> (2, 100); None when absent."""
+    m = re.search(r"(\d+)\.(\d+)", v or "")
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def read_samples():
+    rows = []
+    with open(SAMPLES_TSV) as f:
+        for line in f:
+            if line.startswith("#") or not line.strip():
+                continue
+            svc, method, path, title, sample, version, upto, keys = \
+                line.rstrip("\n").split("\t")
+            rows.append({"service": svc, "method": method, "path": path, "title": title,
+                         "sample": sample, "version": parse_version(version),
+                         "until": parse_version(upto), "keys": set(keys.split())})
+    return rows
+
+
+def read_sample_notes():
+    """Rows: service, method, path glob, sample glob, key glob, why."""
+    notes = []
+    if not os.path.exists(SAMPLE_NOTES_TSV):
+        return notes
+    with open(SAMPLE_NOTES_TSV) as f:
+        for line in f:
+            if line.startswith("#") or not line.strip():
+                continue
+            parts = line.rstrip("\n").split("\t")
+            if len(parts) != 6:
+                sys.exit(f"sample-notes.tsv: 6 tab-separated fields: {line!r}")
+            notes.append(dict(zip(("service", "method", "path", "sample", "key", "why"), parts)))
+    return notes
+
+
+def sample_note(notes, row, key):
+    for n in notes:
+        if n["service"] == row["service"] and n["method"] in ("*", row["method"]) \
+                and fnmatch.fnmatchcase(row["path"], n["path"]) \
+                and fnmatch.fnmatchcase(posixpath.basename(row["sample"]), n["sample"]) \
+                and fnmatch.fnmatchcase(key, n["key"]):
+            return n["why"]
+    return None
+
+
+def route_of(svc, method, raw, templates):
+    """The upstream template a recorded path is an instance of: the one
+    with the most literal segments in common."""
+    seg = segments(raw, svc)
+    if svc == "volume" and len(seg) > 1 and re.fullmatch(r"[0-9a-f]{32}", seg[1]):
+        seg = seg[:1] + seg[2:]
+    best, score = None, -1
+    for t in templates.get((svc, method), ()):
+        tseg = segments(t, svc)
+        if matches(seg, tseg):
+            lit = sum(1 for x in tseg if not x.startswith("{"))
+            if lit > score:
+                best, score = t, lit
+    return best
+
+
+def cmd_samples(files):
+    if not files:
+        sys.exit("compat.py samples FILE...: the recorded responses")
+    samples = read_samples()
+    notes = read_sample_notes()
+    tables, _ = table()
+    status = {(svc, r[0], r[1]): r[3] for svc, rows in tables.items() for r in rows}
+    templates = {}
+    for u in read_upstream():
+        templates.setdefault((u["service"], u["method"]), set()).add(u["path"])
+    # (service, method, template) -> [(version, keys)] of 2xx answers
+    seen = {}
+    for file in files:
+        with open(file) as f:
+            for line in f:
+                try:
+                    r = json.loads(line)
+                except ValueError:
+                    continue
+                if not 200 <= r.get("status", 0) < 400:
+                    continue
+                for prefix, svc, _ in PREFIXES:
+                    if r["path"] == prefix or r["path"].startswith(prefix + "/"):
+                        raw = r["path"][len(prefix):] or "/"
+                        if svc == "compute" and raw == "/":
+                            break  # /compute/v2.1/ is one version's document, not GET /
+                        t = route_of(svc, r["method"], raw, templates)
+                        if t:
+                            seen.setdefault((svc, r["method"], t), []).append(
+                                (parse_version(r.get("version")), set(r["keys"])))
+                        break
+    # A sample holds from its microversion to the next sample of the same name.
+    nexts = {}
+    for row in samples:
+        k = (row["service"], row["method"], row["path"], posixpath.basename(row["sample"]))
+        nexts.setdefault(k, []).append(row["version"])
+    results = {svc: [] for svc in SERVICES}
+    failed = 0
+    for row in samples:
+        svc = row["service"]
+        st = status.get((svc, row["method"], row["path"]), "no")
+        if st not in ("supported", "partial"):
+            continue
+        v = row["version"]
+        later = [x for x in nexts[(svc, row["method"], row["path"],
+                                   posixpath.basename(row["sample"]))]
+                 if x and (v is None or x > v)]
+        if row["until"]:
+            later.append(row["until"])
+        upto = min(later) if later else None
+        got = [keys for ver, keys in seen.get((svc, row["method"], row["path"]), [])
+               if (v is None or (ver is not None and ver >= v))
+               and (upto is None or ver is None or ver < upto)]
+        if not got:
+            results[svc].append((row, "not exercised", []))
+            continue
+        ours = set().union(*got)
+        top = {k for k in row["keys"] if "." not in k}
+        if top and not top & ours:
+            # Another form of the request (bulk create, a token of another
+            # kind): none of the sample's top-level keys was ever answered.
+            results[svc].append((row, "not exercised", []))
+            continue
+        # Keys of list items count only where we answered a non-empty list.
+        def listed(k):
+            return "[]." not in k or any(o.startswith(k.split("[].")[0] + "[].") for o in ours)
+        missing = sorted(k for k in row["keys"] - ours if listed(k))
+        if not missing and any(not listed(k) for k in row["keys"] - ours):
+            results[svc].append((row, "not exercised", []))
+            continue
+        unexplained = [k for k in missing if not sample_note(notes, row, k)]
+        variant = [k for k in missing if (sample_note(notes, row, k) or "").startswith("variant:")]
+        if missing and len(variant) == len(missing):
+            # Only keys of another form of the request, which the run did not make.
+            results[svc].append((row, "not exercised", missing))
+        elif unexplained and st == "supported":
+            failed += 1
+            results[svc].append((row, "missing", missing))
+        elif missing:
+            results[svc].append((row, "explained", missing))
+        else:
+            results[svc].append((row, "same", []))
+    lines = ["# Responses beside upstream's API samples", "",
+             "<!-- Written by scripts/compat.py samples from the responses a test run recorded",
+             "     ([api] record_responses); do not edit. -->", "",
+             "Each response sample of upstream's API reference (two levels of keys: `server`,",
+             "`server.status`, `servers[].id`) beside the keys of what ferrostack answered on the",
+             "same route at the same microversion during the run. *missing* names keys of the",
+             "sample we did not send; *explained* ones have their reason in",
+             "docs/compat/sample-notes.tsv; *not exercised* samples were not reached by the run",
+             "(or only in another form: a `variant:` note says which).", "",
+             "Recorded by: " + os.environ.get("COMPAT_SAMPLES_SOURCE",
+                                              ", ".join(os.path.basename(f) for f in files)) + ".",
+             "", "| Service | Samples | Same keys | Explained | Missing | Not exercised |",
+             "|---|---|---|---|---|---|"]
+    for svc, rs in results.items():
+        c = {k: sum(1 for r in rs if r[1] == k) for k in
+             ("same", "explained", "missing", "not exercised")}
+        lines.append(f"| {SERVICES[svc][0]} | {len(rs)} | {c['same']} | {c['explained']} | "
+                     f"{c['missing']} | {c['not exercised']} |")
+    for svc, rs in results.items():
+        lines += ["", f"## {SERVICES[svc][0]}", "", "| Method | Path | Sample | Result |",
+                  "|---|---|---|---|"]
+        for row, res, missing in rs:
+            ver = f" ({row['version'][0]}.{row['version'][1]})" if row["version"] else ""
+            detail = res
+            if missing:
+                detail += ": " + ", ".join(
+                    f"`{k}`" + (f" ({sample_note(notes, row, k)})" if sample_note(notes, row, k)
+                                else "") for k in missing)
+            lines.append(f"| {row['method']} | `{row['path']}` | "
+                         f"{posixpath.basename(row['sample'])}{ver} | {detail} |")
+    out = os.environ.get("COMPAT_SAMPLES_OUT", SAMPLES_MD)
+    with open(out, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    for svc, rs in results.items():
+        c = {k: sum(1 for r in rs if r[1] == k) for k in
+             ("same", "explained", "missing", "not exercised")}
+        print(f"samples {svc}: {len(rs)} samples, {c['same']} same keys, {c['explained']} "
+              f"explained, {c['missing']} missing, {c['not exercised']} not exercised")
+        for row, res, missing in rs:
+            if res == "missing":
+                print(f"  MISSING {row['method']} {row['path']} "
+                      f"{posixpath.basename(row['sample'])} {row['version'] or ''}: "
+                      f"{' '.join(missing)}")
+    print(f"wrote {out}")
+    every = [r for rs in results.values() for r in rs]
+    print(f"api samples: {sum(1 for r in every if r[1] in ('same', 'explained'))} passed, "
+          f"{failed} failed, {sum(1 for r in every if r[1] == 'not exercised')} skipped "
+          "(not exercised by the run)")
+    return 1 if failed else 0
+
+
 def cmd_check(_args):
     text, problems = render()
     have = open(DOC).read() if os.path.exists(DOC) else ""
@@ -370,11 +707,12 @@ def cmd_check(_args):
 
 
 def main():
-    if len(sys.argv) < 2 or sys.argv[1] not in ("upstream", "routes", "render", "check"):
+    if len(sys.argv) < 2 or sys.argv[1] not in ("upstream", "routes", "render", "check",
+                                                  "samples"):
         print(__doc__)
         return 2
     return {"upstream": cmd_upstream, "routes": cmd_routes, "render": cmd_render,
-            "check": cmd_check}[sys.argv[1]](sys.argv[2:]) or 0
+            "check": cmd_check, "samples": cmd_samples}[sys.argv[1]](sys.argv[2:]) or 0
 
 
 if __name__ == "__main__":

@@ -68,6 +68,11 @@ export FERRO_PROFILE="${FERRO_PROFILE:-debug}"
 cargo build -q -p ferrostack || exit 1
 echo "== real clients: venv"
 bash scripts/venv.sh >/dev/null || exit 1
+# Every server below records the keys of its JSON answers (never their
+# values) for the comparison with upstream's API samples at the end.
+responses_dir=$(mktemp -d /tmp/ferro-responses.XXXXXX)
+chmod 1777 "$responses_dir"  # the servers drop root for the ferrostack user
+export FERROSTACK__API__RECORD_RESPONSES="$responses_dir/responses.jsonl"
 total_pass=$passed; total_fail=0; total_skip=0
 # count "N passed, N failed[, N skipped]" from a script's last summary line
 # (from its last two with `tally FILE 2`: a Tempest group and its interop list)
@@ -136,6 +141,11 @@ for group in ${TEMPEST_GROUPS:-identity+interop image+interop interop-compute ne
   "${extra[@]}" bash scripts/tempest.sh "$group" 2>&1 | tee "/tmp/ferro-tempest-$group.log" || status=1
   case "$group" in *+interop) tally "/tmp/ferro-tempest-$group.log" 2 ;; *) tally "/tmp/ferro-tempest-$group.log" ;; esac
 done
+stage "API answers beside upstream's API samples (scripts/compat.py samples)"
+COMPAT_SAMPLES_OUT=/tmp/ferro-samples.md python3 scripts/compat.py samples \
+  "$FERROSTACK__API__RECORD_RESPONSES" 2>&1 | tee /tmp/ferro-samples.log || status=1
+tally /tmp/ferro-samples.log
+rm -rf "$responses_dir"
 echo "   ($((SECONDS - stage_t0)) s; all: $SECONDS s)"
 echo "summary: ${total_pass} passed, ${total_fail} failed, ${total_skip} skipped"
 exit $status

@@ -989,6 +989,18 @@ async fn keystone_defaults(c: &TestCloud) {
         r.body["project"]["parents"],
         json!({ p["domain_id"].as_str().unwrap(): null })
     );
+    // The list forms (the API reference's other samples): parents and
+    // subtree as lists of projects.
+    let r = c
+        .ks(
+            Method::GET,
+            &format!("/projects/{pid}?parents_as_list&subtree_as_list"),
+            &admin,
+            Value::Null,
+        )
+        .await;
+    assert!(r.body["project"]["parents"].is_array(), "{}", r.body);
+    assert!(r.body["project"]["subtree"].is_array(), "{}", r.body);
 
     // Trusts: full role objects; the list without roles; a project with no
     // role is refused.
@@ -1079,6 +1091,72 @@ async fn keystone_defaults(c: &TestCloud) {
     assert!(
         r0.get("links").is_none() && r0["options"].is_object() && r0.get("description").is_some(),
         "{r0}"
+    );
+    // Access rules as their own resource carry Keystone's self link.
+    let ruled = create(
+        c,
+        &admin,
+        &format!("/users/{auid}/application_credentials"),
+        "application_credential",
+        json!({"name": "ruled", "access_rules": [{"service": "compute", "method": "GET", "path": "/v2.1/servers"}]}),
+    )
+    .await;
+    let rule = ruled["access_rules"][0]["id"].as_str().unwrap().to_string();
+    let rules = c
+        .ks(
+            Method::GET,
+            &format!("/users/{auid}/access_rules"),
+            &admin,
+            Value::Null,
+        )
+        .await;
+    let listed = &rules.body["access_rules"][0];
+    assert!(
+        listed["links"]["self"]
+            .as_str()
+            .is_some_and(|l| l.ends_with(&format!("/v3/access_rules/{rule}"))),
+        "{listed}"
+    );
+    let shown = c
+        .ks(
+            Method::GET,
+            &format!("/users/{auid}/access_rules/{rule}"),
+            &admin,
+            Value::Null,
+        )
+        .await;
+    assert_eq!(shown.body["access_rule"]["links"], listed["links"]);
+    // A user's groups show when each membership expires (never, here).
+    let g = create(c, &admin, "/groups", "group", json!({"name": "expiry"})).await;
+    let gid = g["id"].as_str().unwrap();
+    let put = c
+        .ks(
+            Method::PUT,
+            &format!("/groups/{gid}/users/{auid}"),
+            &admin,
+            Value::Null,
+        )
+        .await;
+    assert_eq!(put.status, 204, "{}", put.body);
+    let groups = c
+        .ks(
+            Method::GET,
+            &format!("/users/{auid}/groups"),
+            &admin,
+            Value::Null,
+        )
+        .await;
+    let mine = groups.body["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["id"] == gid)
+        .unwrap()
+        .clone();
+    assert!(
+        mine.get("membership_expires_at")
+            .is_some_and(Value::is_null),
+        "{mine}"
     );
 }
 

@@ -2102,6 +2102,23 @@ async fn microversions_up_to_3_71() {
     )
     .await;
     assert_eq!(r.body["services"][0]["backend_state"], "up", "{}", r.body);
+    // Cinder's detailed view of a volume service: replication fields.
+    let vs = &r.body["services"][0];
+    assert_eq!(vs["replication_status"], "not-capable", "{vs}");
+    assert_eq!(vs["frozen"], false, "{vs}");
+    assert!(vs["active_backend_id"].is_null() && vs.get("active_backend_id").is_some());
+    let r = call(
+        Method::GET,
+        "/os-services?binary=cinder-scheduler".into(),
+        "volume 3.49",
+        Value::Null,
+    )
+    .await;
+    let sched = &r.body["services"][0];
+    assert!(
+        sched.get("frozen").is_none(),
+        "only volume services have it: {sched}"
+    );
     let r = call(
         Method::GET,
         "/limits?project_id=someone-else".into(),

@@ -32,6 +32,7 @@ pub const CATALOG: &[CatalogEntry] = &[
     ("volumev3", "cinderv3", "/volume/v3"),
 ];
 
+pub mod recorder;
 pub mod wiring;
 
 /// Which parts of ferrostack this process runs (`serve --roles`).
@@ -244,7 +245,7 @@ impl App {
     }
 
     pub fn router(&self) -> Router {
-        router(
+        let router = router(
             self.identity.clone(),
             self.image.clone(),
             self.placement.clone(),
@@ -252,7 +253,26 @@ impl App {
             self.network.clone(),
             self.volume.clone(),
             self.cfg.api.max_request_body_size,
-        )
+        );
+        match self
+            .cfg
+            .api
+            .record_responses
+            .as_ref()
+            .map(recorder::Recorder::open)
+        {
+            Some(Ok(rec)) => {
+                tracing::warn!(
+                    "recording the key shape of every JSON response (api.record_responses)"
+                );
+                router.layer(axum::middleware::from_fn_with_state(rec, recorder::record))
+            }
+            Some(Err(e)) => {
+                tracing::error!("api.record_responses: {e}; not recording");
+                router
+            }
+            None => router,
+        }
     }
 }
 

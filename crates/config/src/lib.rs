@@ -56,6 +56,9 @@ pub struct ApiConfig {
     pub public_url: Option<String>,
     /// Largest request body accepted by non-upload APIs, in bytes.
     pub max_request_body_size: usize,
+    /// Test instrumentation: append the key shape (keys, never values) of
+    /// every JSON response to this file, for `scripts/compat.py samples`.
+    pub record_responses: Option<std::path::PathBuf>,
 }
 impl Default for ApiConfig {
     fn default() -> Self {
@@ -63,6 +66,7 @@ impl Default for ApiConfig {
             listen: "127.0.0.1:8000".into(),
             public_url: None,
             max_request_body_size: 114_688,
+            record_responses: None,
         }
     }
 }

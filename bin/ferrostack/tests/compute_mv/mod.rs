@@ -55,6 +55,26 @@ async fn microversions_2_80_to_2_100() {
         .await
         .unwrap();
     assert_eq!(patch.status(), 200);
+    // Nova's image proxy shows auto_disk_config as OS-DCF:diskConfig.
+    let auto = image(&c, &adm).await;
+    let patch = c
+        .client
+        .patch(format!("{}/image/v2/images/{auto}", c.url))
+        .header("X-Auth-Token", &adm)
+        .header(
+            "Content-Type",
+            "application/openstack-images-v2.1-json-patch",
+        )
+        .body(r#"[{"op":"add","path":"/auto_disk_config","value":"False"}]"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patch.status(), 200);
+    for (id, want) in [(&auto, json!("MANUAL")), (&img, Value::Null)] {
+        let path = format!("/images/{id}");
+        let r = nv(&c, "2.1", Method::GET, &path, &adm, Value::Null).await;
+        assert_eq!(r.body["image"]["OS-DCF:diskConfig"], want, "{}", r.body);
+    }
 
     // 2.90 hostname (create, update), 2.94 FQDNs, visible to all from 2.90.
     let base = json!({"name": "web 1", "imageRef": img, "flavorRef": "1", "networks": "none"});

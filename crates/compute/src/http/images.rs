@@ -107,6 +107,15 @@ fn view(svc: &ComputeService, img: &Value, detail: bool) -> Value {
         "created": img["created_at"], "updated": img["updated_at"], "status": status,
         "progress": progress, "links": links, "OS-EXT-IMG-SIZE:size": img["size"],
     });
+    // Nova's images view: an image that says auto_disk_config shows it
+    // as OS-DCF:diskConfig (oslo's bool_from_string).
+    if let Some(auto) = v["metadata"].get("auto_disk_config").map(|a| match a {
+        Value::String(s) => s.trim().to_ascii_lowercase(),
+        other => other.to_string(),
+    }) {
+        let on = matches!(auto.as_str(), "1" | "t" | "true" | "on" | "y" | "yes");
+        v["OS-DCF:diskConfig"] = json!(if on { "AUTO" } else { "MANUAL" });
+    }
     if let Some(srv) = img["instance_uuid"].as_str() {
         v["server"] = json!({"id": srv, "links": [
             {"rel": "self", "href": format!("{base}/v2.1/servers/{srv}")},

@@ -51,6 +51,14 @@ fn rule_view(r: &access_rule::Model) -> Value {
     json!({"id": r.id, "path": r.path, "method": r.method, "service": r.service})
 }
 
+/// An access rule as its own resource shows it: with Keystone's
+/// self-link (`<base>/v3/access_rules/<id>`, as its `wrap_member` makes it).
+fn rule_resource(base: &str, r: &access_rule::Model) -> Value {
+    let mut v = rule_view(r);
+    v["links"] = json!({"self": format!("{base}/access_rules/{}", r.id)});
+    v
+}
+
 async fn view(svc: &crate::IdentityService, c: &app_cred::Model) -> Result<Value, Error> {
     // Keystone shows each role as `get_role` returns it (no links).
     let ids = role_ids(&c.roles);
@@ -365,9 +373,10 @@ pub async fn access_rules_list(
         .all(svc.conn())
         .await
         .map_err(db_err)?;
-    let items = rows.iter().map(rule_view).collect();
+    let base = svc.v3_url();
+    let items = rows.iter().map(|r| rule_resource(&base, r)).collect();
     Ok(Json(crate::views::list(
-        &svc.v3_url(),
+        &base,
         &format!("users/{uid}/access_rules"),
         "access_rules",
         items,
@@ -398,7 +407,9 @@ pub async fn access_rule_show(
     let svc = &st.0;
     caller.authorize(svc, "identity:get_access_rule", &user_target(&uid))?;
     let r = rule_get(svc, &uid, &id).await?;
-    Ok(Json(json!({"access_rule": rule_view(&r)})))
+    Ok(Json(
+        json!({"access_rule": rule_resource(&svc.v3_url(), &r)}),
+    ))
 }
 
 pub async fn access_rule_delete(

@@ -352,7 +352,16 @@ pub async fn groups(st: State, caller: Caller, Path(id): Path<String>) -> KsResu
         .await
         .map_err(db_err)?;
     let base = svc.v3_url();
-    let items = rows.iter().map(|g| views::group(&base, g)).collect();
+    // Keystone's `list_groups_for_user`: each membership's expiry (only
+    // federated memberships expire; a local one's is null).
+    let items = rows
+        .iter()
+        .map(|g| {
+            let mut v = views::group(&base, g);
+            v["membership_expires_at"] = Value::Null;
+            v
+        })
+        .collect();
     Ok(Json(views::list(
         &base,
         &format!("users/{id}/groups"),

@@ -66,7 +66,6 @@ async fn services(AxState(svc): St, c: Caller, mv: Mv, q: Query) -> CResult<Resp
                 "status": if d.is_some() { "disabled" } else { "enabled" },
                 "state": "up", "updated_at": now,
                 "disabled_reason": d.as_ref().and_then(|o| o.get("reason").cloned()).unwrap_or(Value::Null),
-                "frozen": false,
             })
         })
         .map(|mut s| {
@@ -76,6 +75,13 @@ async fn services(AxState(svc): St, c: Caller, mv: Mv, q: Query) -> CResult<Resp
             }
             if let Some(state) = backend_state.filter(|_| s["binary"] == "cinder-volume") {
                 s["backend_state"] = json!(state);
+            }
+            if s["binary"] == "cinder-volume" {
+                // Cinder's detailed view of a volume service: no backend
+                // here replicates (its Service model's default status).
+                s["replication_status"] = json!("not-capable");
+                s["active_backend_id"] = Value::Null;
+                s["frozen"] = json!(false);
             }
             s
         })

@@ -215,6 +215,49 @@ async fn networks_subnets_ports_ipam() {
     assert_eq!(t.body["tags"], json!(["a", "b"]));
     let l = neutron(&c, Method::GET, "/networks?tags-any=b", &tok, Value::Null).await;
     assert_eq!(l.body["networks"].as_array().unwrap().len(), 1);
+    // POST adds the missing tags and answers with the ones sent (Neutron's
+    // create_tags); duplicates and more than 50 tags are refused.
+    let tags_path = format!("/networks/{net}/tags");
+    let p = neutron(
+        &c,
+        Method::POST,
+        &tags_path,
+        &tok,
+        json!({"tags": ["b", "c"]}),
+    )
+    .await;
+    assert_eq!(p.status, 201, "{}", p.body);
+    assert_eq!(p.body["tags"], json!(["b", "c"]));
+    let all = neutron(&c, Method::GET, &tags_path, &tok, Value::Null).await;
+    assert_eq!(all.body["tags"], json!(["a", "b", "c"]));
+    let dup = neutron(
+        &c,
+        Method::POST,
+        &tags_path,
+        &tok,
+        json!({"tags": ["d", "d"]}),
+    )
+    .await;
+    assert_eq!(dup.status, 400, "{}", dup.body);
+    assert_eq!(
+        dup.body["NeutronError"]["message"],
+        "Invalid input for operation: Duplicate items in the list: 'd'."
+    );
+    let many: Vec<String> = (0..51).map(|n| format!("t{n}")).collect();
+    let over = neutron(&c, Method::PUT, &tags_path, &tok, json!({ "tags": many })).await;
+    assert_eq!(over.status, 400, "{}", over.body);
+    assert_eq!(
+        over.body["NeutronError"]["message"],
+        "Bad network request: The number of tags exceed the per-resource limit of 50."
+    );
+    let bad = neutron(&c, Method::POST, &tags_path, &tok, json!({"tag": ["x"]})).await;
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    let all = neutron(&c, Method::GET, &tags_path, &tok, Value::Null).await;
+    assert_eq!(
+        all.body["tags"],
+        json!(["a", "b", "c"]),
+        "nothing half-written"
+    );
     // In use: the network cannot go while the port is there; the subnet neither.
     assert_eq!(
         neutron(

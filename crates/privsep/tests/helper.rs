@@ -165,6 +165,16 @@ async fn the_helper_answers_as_the_host_does_and_refuses_the_same() {
         .args(["-c", "sleep 60", "-uuid", "g1"])
         .spawn()
         .unwrap();
+    // Both layouts must see the same victim: a process that names the
+    // instance on its command line (seen once answering as if it did not).
+    let named = |pid: u32| {
+        std::fs::read(format!("/proc/{pid}/cmdline"))
+            .is_ok_and(|c| c.split(|b| *b == 0).any(|a| a == b"-uuid"))
+    };
+    let t0 = std::time::Instant::now();
+    while !named(victim.id()) && t0.elapsed() < std::time::Duration::from_secs(5) {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     let direct_dir = tempfile::tempdir().unwrap();
     let direct = LocalHost::new(layout(direct_dir.path()));
     let direct_answers = cases(&direct, direct_dir.path(), victim.id()).await;

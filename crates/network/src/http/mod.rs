@@ -120,7 +120,10 @@ pub fn router() -> Router<Arc<NetworkService>> {
         .merge(service_providers::routes())
         .route(
             "/v2.0/{res}/{id}/tags",
-            get(tags_get).put(tags_replace).delete(tags_clear),
+            get(tags_get)
+                .post(tags_create)
+                .put(tags_replace)
+                .delete(tags_clear),
         )
         .route(
             "/v2.0/{res}/{id}/tags/{tag}",
@@ -503,32 +506,93 @@ async fn tags_get(
     Ok(ok(json!({"tags": tags})))
 }
 
+/// Neutron's per-resource tag limit (`tagging.MAX_TAGS_COUNT`).
+const MAX_TAGS: usize = 50;
+
+/// The `{"tags": [...]}` of a PUT or POST, as Neutron's `validate_tags`
+/// and `validate_tags_limit` check it: a list of unique tags, 50 at most.
+fn tags_body(res: &str, body: &Value) -> NResult<Vec<String>> {
+    let list = body
+        .get("tags")
+        .ok_or_else(|| NeutronError::invalid("Invalid tags body"))?;
+    let list = list
+        .as_array()
+        .ok_or_else(|| NeutronError::invalid(format!("'{list}' is not a list")))?;
+    let mut tags: Vec<String> = Vec::with_capacity(list.len());
+    let mut dups: Vec<String> = Vec::new();
+    for t in list {
+        let t = t
+            .as_str()
+            .ok_or_else(|| NeutronError::invalid(format!("'{t}' is not a valid string")))?;
+        if tags.iter().any(|x| x == t) {
+            if !dups.iter().any(|d| d == t) {
+                dups.push(t.to_string());
+            }
+        } else {
+            tags.push(t.to_string());
+        }
+    }
+    if !dups.is_empty() {
+        return Err(NeutronError::invalid(format!(
+            "Duplicate items in the list: '{}'",
+            dups.join(", ")
+        )));
+    }
+    for t in &tags {
+        check_tag(t)?;
+    }
+    if tags.len() > MAX_TAGS {
+        // Neutron's BadRequest, named by the resource's singular.
+        let what = match res {
+            "policies" => "policy".to_string(),
+            r => r.trim_end_matches('s').replace('-', "_"),
+        };
+        return Err(NeutronError::new(
+            400,
+            "BadRequest",
+            format!(
+                "Bad {what} request: The number of tags exceed the per-resource limit of {MAX_TAGS}."
+            ),
+        ));
+    }
+    Ok(tags)
+}
+
 async fn tags_replace(
     State(svc): St,
     c: Caller,
     Path((res, id)): Path<(String, String)>,
     Body(body): Body,
 ) -> NResult<Response> {
-    let list = body
-        .get("tags")
-        .and_then(Value::as_array)
-        .ok_or_else(|| NeutronError::bad("Invalid input: 'tags' must be a list"))?;
-    let mut new = Vec::new();
-    for t in list {
-        let t = t
-            .as_str()
-            .ok_or_else(|| NeutronError::bad(format!("Invalid tag {t}")))?;
-        check_tag(t)?;
-        if !new.iter().any(|x: &String| x == t) {
-            new.push(t.to_string());
-        }
-    }
+    let new = tags_body(&res, &body)?;
     let tags = set_tags(&svc, &c, &res, &id, |t| {
         *t = new;
         Ok(())
     })
     .await?;
     Ok(ok(json!({"tags": tags})))
+}
+
+/// `POST .../tags`: adds the tags the resource lacks (Neutron's
+/// `create_tags`, idempotent) and answers 201 with the tags sent.
+async fn tags_create(
+    State(svc): St,
+    c: Caller,
+    Path((res, id)): Path<(String, String)>,
+    Body(body): Body,
+) -> NResult<Response> {
+    let sent = tags_body(&res, &body)?;
+    let add = sent.clone();
+    set_tags(&svc, &c, &res, &id, |t| {
+        for x in add {
+            if !t.contains(&x) {
+                t.push(x);
+            }
+        }
+        Ok(())
+    })
+    .await?;
+    Ok((StatusCode::CREATED, axum::Json(json!({"tags": sent}))).into_response())
 }
 
 async fn tags_clear(

@@ -145,6 +145,8 @@ stage "API answers beside upstream's API samples (scripts/compat.py samples)"
 COMPAT_SAMPLES_OUT=/tmp/ferro-samples.md python3 scripts/compat.py samples \
   "$FERROSTACK__API__RECORD_RESPONSES" 2>&1 | tee /tmp/ferro-samples.log || status=1
 tally /tmp/ferro-samples.log
+# Kept for a look at what a failure saw (keys only, no values).
+mv "$FERROSTACK__API__RECORD_RESPONSES" /tmp/ferro-responses.jsonl 2>/dev/null
 rm -rf "$responses_dir"
 echo "   ($((SECONDS - stage_t0)) s; all: $SECONDS s)"
 echo "summary: ${total_pass} passed, ${total_fail} failed, ${total_skip} skipped"

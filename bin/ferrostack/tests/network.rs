@@ -407,6 +407,30 @@ async fn ipam_concurrency_no_duplicates() {
     c.stop().await;
 }
 
+/// A small raw image with its bits uploaded, to boot servers from.
+async fn raw_image(c: &TestCloud, tok: &str) -> String {
+    let img = c
+        .request(
+            Method::POST,
+            "/image/v2/images",
+            Some(tok),
+            json!({"name": "img", "disk_format": "raw", "container_format": "bare"}),
+        )
+        .await;
+    let img = img.body["id"].as_str().unwrap().to_string();
+    let up = c
+        .client
+        .put(format!("{}/image/v2/images/{img}/file", c.url))
+        .header("X-Auth-Token", tok)
+        .header("Content-Type", "application/octet-stream")
+        .body(vec![0u8; 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(up.status(), 204);
+    img
+}
+
 async fn wait_server(c: &TestCloud, tok: &str, id: &str, want: &str) -> Value {
     let t = Instant::now();
     loop {
@@ -499,25 +523,7 @@ async fn router_floating_ip_and_server_ports() {
     );
 
     // A server on the network.
-    let img = c
-        .request(
-            Method::POST,
-            "/image/v2/images",
-            Some(&tok),
-            json!({"name": "img", "disk_format": "raw", "container_format": "bare"}),
-        )
-        .await;
-    let img = img.body["id"].as_str().unwrap().to_string();
-    let up = c
-        .client
-        .put(format!("{}/image/v2/images/{img}/file", c.url))
-        .header("X-Auth-Token", &tok)
-        .header("Content-Type", "application/octet-stream")
-        .body(vec![0u8; 1024])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(up.status(), 204);
+    let img = raw_image(&c, &tok).await;
     let s = c.request_h(Method::POST, "/compute/v2.1/servers", Some(&tok),
         json!({"server": {"name": "s1", "imageRef": img, "flavorRef": "1", "networks": [{"uuid": net}]}}),
         &[("OpenStack-API-Version", "compute 2.79")]).await;
@@ -1103,25 +1109,7 @@ async fn nova_network_proxies() {
     assert_eq!(late.status, 404);
 
     // A server; the group added to and removed from its port.
-    let img = c
-        .request(
-            Method::POST,
-            "/image/v2/images",
-            Some(&tok),
-            json!({"name": "img", "disk_format": "raw", "container_format": "bare"}),
-        )
-        .await;
-    let img = img.body["id"].as_str().unwrap().to_string();
-    let up = c
-        .client
-        .put(format!("{}/image/v2/images/{img}/file", c.url))
-        .header("X-Auth-Token", &tok)
-        .header("Content-Type", "application/octet-stream")
-        .body(vec![0u8; 1024])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(up.status(), 204);
+    let img = raw_image(&c, &tok).await;
     let s = nova(&c, Method::POST, "/servers", &tok,
         json!({"server": {"name": "s1", "imageRef": img, "flavorRef": "1", "networks": [{"uuid": net}]}}), "2.79").await;
     assert_eq!(s.status, 202, "{}", s.body);
@@ -1936,25 +1924,7 @@ async fn device_role_tags_in_the_guest_metadata() {
     .await;
     let port = p.body["port"]["id"].as_str().unwrap().to_string();
     let port_mac = p.body["port"]["mac_address"].as_str().unwrap().to_string();
-    let img = c
-        .request(
-            Method::POST,
-            "/image/v2/images",
-            Some(&tok),
-            json!({"name": "img", "disk_format": "raw", "container_format": "bare"}),
-        )
-        .await;
-    let img = img.body["id"].as_str().unwrap().to_string();
-    let up = c
-        .client
-        .put(format!("{}/image/v2/images/{img}/file", c.url))
-        .header("X-Auth-Token", &tok)
-        .header("Content-Type", "application/octet-stream")
-        .body(vec![0u8; 1024])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(up.status(), 204);
+    let img = raw_image(&c, &tok).await;
     let s = nova(
         &c,
         Method::POST,

@@ -26,6 +26,10 @@ const EC2_LISTED: &[&str] = &[
     "2009-04-04",
 ];
 
+/// How long a guest's `meta_data.json` waits for its host to say where
+/// the tagged devices are.
+const DEVICES_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Nova's limit on what a guest may POST as its password.
 const MAX_PASSWORD: usize = 256;
 
@@ -74,14 +78,24 @@ pub async fn instance_metadata(
         let req = ComputeRequest::Devices {
             uuid: uuid.to_string(),
         };
-        match crate::ops::call_agent(svc, &host, req, None).await {
-            Ok(ComputeReply::Devices { devices }) => {
+        // A guest waits on this answer: an unreachable host costs it a few
+        // seconds and the devices, not the whole document.
+        let asked = tokio::time::timeout(
+            DEVICES_TIMEOUT,
+            crate::ops::call_agent(svc, &host, req, None),
+        )
+        .await;
+        match asked {
+            Ok(Ok(ComputeReply::Devices { devices })) => {
                 md.devices = ferro_rpc::metadata::tagged_devices(&spec, &devices);
             }
-            Ok(other) => {
+            Ok(Ok(other)) => {
                 tracing::warn!(instance = %uuid, "device metadata: unexpected answer {other:?}")
             }
-            Err(e) => tracing::warn!(instance = %uuid, "device metadata: {e}"),
+            Ok(Err(e)) => tracing::warn!(instance = %uuid, "device metadata: {e}"),
+            Err(_) => {
+                tracing::warn!(instance = %uuid, %host, "device metadata: the host did not answer in time")
+            }
         }
     }
     // `public-ipv4`: the instance's floating address, if it has one.

@@ -73,6 +73,22 @@ pub struct Launch<'a> {
     pub firmware: Option<&'a Firmware>,
 }
 
+impl<'a> Launch<'a> {
+    /// A start without a kernel, ramdisk or firmware of its own: enough to
+    /// lay out the guest's devices (which none of those move).
+    pub fn plain(spec: &'a GuestSpec, dir: &'a Path, accel: &'a str, mode: Mode) -> Launch<'a> {
+        Launch {
+            spec,
+            dir,
+            accel,
+            mode,
+            kernel: None,
+            ramdisk: None,
+            firmware: None,
+        }
+    }
+}
+
 /// The device of a disk on `bus` (`hw_disk_bus`), with its drive and boot order.
 fn disk_device(
     bus: &str,
@@ -454,17 +470,9 @@ mod tests {
     }
 
     fn line(spec: &GuestSpec, dir: &Path, mode: Mode) -> String {
-        argv(&Launch {
-            spec,
-            dir,
-            accel: "tcg",
-            mode,
-            kernel: None,
-            ramdisk: None,
-            firmware: None,
-        })
-        .unwrap()
-        .join(" ")
+        argv(&Launch::plain(spec, dir, "tcg", mode))
+            .unwrap()
+            .join(" ")
     }
 
     #[test]
@@ -526,18 +534,7 @@ mod tests {
         assert!(l.contains("e1000,netdev=net-tap"), "{l}");
         s2.image_properties
             .insert("hw_disk_bus".into(), "floppy".into());
-        assert!(
-            argv(&Launch {
-                spec: &s2,
-                dir: dir.path(),
-                accel: "tcg",
-                mode: Mode::Normal,
-                kernel: None,
-                ramdisk: None,
-                firmware: None,
-            })
-            .is_err()
-        );
+        assert!(argv(&Launch::plain(&s2, dir.path(), "tcg", Mode::Normal)).is_err());
     }
 
     /// Every PCI device has its slot on the command line, in order, so
@@ -561,18 +558,8 @@ mod tests {
             .unwrap();
         let mut s = spec();
         s.vifs[0].tag = Some("port-1".into());
-        let launch = |s: &GuestSpec| {
-            layout(&Launch {
-                spec: s,
-                dir: dir.path(),
-                accel: "tcg",
-                mode: Mode::Normal,
-                kernel: None,
-                ramdisk: None,
-                firmware: None,
-            })
-            .unwrap()
-        };
+        let launch =
+            |s: &GuestSpec| layout(&Launch::plain(s, dir.path(), "tcg", Mode::Normal)).unwrap();
         let (args, placed) = launch(&s);
         let l = args.join(" ");
         // pc: VGA at 2, the root disk at 3, the NIC at 4, the volume at 5.
@@ -622,18 +609,7 @@ mod tests {
                 ..s.vifs[0].clone()
             })
             .collect();
-        assert!(
-            layout(&Launch {
-                spec: &s,
-                dir: dir.path(),
-                accel: "tcg",
-                mode: Mode::Normal,
-                kernel: None,
-                ramdisk: None,
-                firmware: None,
-            })
-            .is_err()
-        );
+        assert!(layout(&Launch::plain(&s, dir.path(), "tcg", Mode::Normal)).is_err());
     }
 
     #[test]

@@ -576,15 +576,8 @@ impl QemuDriver {
         }
         let cd = dir.join("disk.config");
         if spec.config_drive && !cd.exists() {
-            let (_, placed) = launch::layout(&launch::Launch {
-                spec,
-                dir,
-                accel: self.accel,
-                mode: Mode::Normal,
-                kernel: None,
-                ramdisk: None,
-                firmware: None,
-            })?;
+            let (_, placed) =
+                launch::layout(&launch::Launch::plain(spec, dir, self.accel, Mode::Normal))?;
             let md = launch::instance_metadata(spec, &placed);
             crate::configdrive::build_iso(&md, &cd)
                 .await
@@ -1290,15 +1283,12 @@ impl VirtDriver for QemuDriver {
         let spec = self.read_spec(&dir)?;
         let vols = volumes::load(&dir);
         if self.pid(&dir, uuid).is_none() {
-            let (_, placed) = launch::layout(&launch::Launch {
-                spec: &spec,
-                dir: &dir,
-                accel: self.accel,
-                mode: Self::mode_of(&dir),
-                kernel: None,
-                ramdisk: None,
-                firmware: None,
-            })?;
+            let (_, placed) = launch::layout(&launch::Launch::plain(
+                &spec,
+                &dir,
+                self.accel,
+                Self::mode_of(&dir),
+            ))?;
             return Ok(placed);
         }
         let mut q = self.qmp(&dir).await?;

@@ -464,13 +464,10 @@ pub fn with_requests(vifs: Vec<crate::Vif>, requested: &Value) -> Vec<(crate::Vi
                 Some(ip) => left
                     .iter()
                     .position(|v| v.as_ref().is_some_and(|v| on_net(v) && has(v, ip))),
-                None => left
-                    .iter()
-                    .position(|v| {
-                        v.as_ref()
-                            .is_some_and(|v| on_net(v) && !asked.iter().any(|ip| has(v, ip)))
-                    })
-                    .or_else(|| left.iter().position(|v| v.as_ref().is_some_and(on_net))),
+                None => left.iter().position(|v| {
+                    v.as_ref()
+                        .is_some_and(|v| on_net(v) && !asked.iter().any(|ip| has(v, ip)))
+                }),
             }
             .or_else(|| left.iter().position(|v| v.as_ref().is_some_and(on_net)))
         } else {
